@@ -1,0 +1,1 @@
+# bandits kernels: included from _core.pyx

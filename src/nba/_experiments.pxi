@@ -1,0 +1,1 @@
+# experiments kernels: included from _core.pyx

@@ -1,0 +1,1 @@
+# policy kernels: included from _core.pyx

@@ -1,0 +1,1 @@
+# trees kernels: included from _core.pyx

@@ -1,0 +1,1 @@
+# vw kernels: included from _core.pyx

@@ -1,0 +1,71 @@
+"""Model loaders: turn model files and objects into compiled core scorers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nba.errors import ModelFormatError
+
+__all__ = ["load_model"]
+
+_FORMATS = ("lightgbm", "vw")
+
+
+def _sniff(head: bytes) -> str | None:
+    """Guess a model format from the first bytes of a file or string."""
+    text = head.lstrip()
+    if text.startswith(b"tree\n") or text.startswith(b"tree\r\n") or b"\nversion=v" in text[:64]:
+        return "lightgbm"
+    from nba.models import vw
+
+    if vw.looks_like_vw(head):
+        return "vw"
+    return None
+
+
+def load_model(source: Any, *, format: str | None = None) -> Any:
+    """Load a trained model into a compiled nba scorer.
+
+    ``source`` is a path to a model file, the model's text or bytes, or a live
+    ``lightgbm.Booster``. ``format`` ("lightgbm" or "vw") skips sniffing the format.
+    Raises ``ModelFormatError`` for anything that cannot be scored exactly.
+    """
+    if format is not None and format not in _FORMATS:
+        raise ModelFormatError(f"unknown model format {format!r}; expected one of {', '.join(_FORMATS)}")
+    if hasattr(source, "model_to_string") and hasattr(source, "num_trees"):
+        from nba.models.lightgbm import load_lightgbm
+
+        return load_lightgbm(source)
+    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source):
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError as e:
+            raise ModelFormatError(f"cannot read model file {path!r}: {e.strerror or e}") from e
+        kind = format or _sniff(head)
+        if kind is None:
+            raise ModelFormatError(
+                f"{path}: not a LightGBM text model nor a Vowpal Wabbit model; "
+                "pass format='lightgbm' or format='vw' if you are sure"
+            )
+    elif isinstance(source, (str, bytes, bytearray, memoryview)):
+        path = None
+        data = source.encode() if isinstance(source, str) else bytes(source)
+        kind = format or _sniff(data[:4096])
+        if kind is None:
+            raise ModelFormatError("model data is neither a LightGBM text model nor a Vowpal Wabbit model")
+        source = data
+    else:
+        raise ModelFormatError(
+            f"cannot load a model from {type(source).__name__}; "
+            "pass a file path, the model's text or bytes, or a lightgbm.Booster"
+        )
+    if kind == "lightgbm":
+        from nba.models.lightgbm import load_lightgbm
+
+        return load_lightgbm(source)
+    from nba.models.vw import load_vw
+
+    return load_vw(source)
