@@ -4,6 +4,8 @@ Reads pytest-benchmark's JSON (``--benchmark-json``). Within each group, the
 benchmark whose ``extra_info["impl"] == "nba"`` declares ``floors`` as
 ``{reference_impl: minimum reference_median / nba_median}``. A reference that did
 not run (skipped: not installed) is reported, not failed. Absolute times never fail.
+Per-call latency benchmarks that record ``p50_us``/``p99_us`` in ``extra_info`` have
+those percentiles printed too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def check(path: str) -> int:
             continue
         med = ours["stats"]["median"]
         print(f"{group}: nba median {med * 1e6:.2f} us")
+        for impl, b in sorted(impls.items(), key=lambda kv: str(kv[0])):
+            info = b.get("extra_info", {})
+            if "p99_us" in info:  # per-call latency benchmarks record their own percentiles
+                print(f"    {impl} per call: p50 {info['p50_us']:.2f} us, p99 {info['p99_us']:.2f} us")
         for ref, floor in sorted(ours.get("extra_info", {}).get("floors", {}).items()):
             other = impls.get(ref)
             if other is None:
