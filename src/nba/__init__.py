@@ -14,6 +14,19 @@ from nba.errors import (
     SchemaError,
     UnknownEventError,
 )
+from nba.log import (
+    ActivationRecord,
+    CatalogRecord,
+    CorruptRecordWarning,
+    DecisionLog,
+    DecisionRecord,
+    JoinedExample,
+    OutcomeRecord,
+    TornRecordWarning,
+    export_dsjson,
+    join,
+    read_records,
+)
 from nba.models import load_model
 
 __version__ = "0.1.0"
@@ -29,4 +42,16 @@ __all__ = [
     "LogError",
     # models
     "load_model",
+    # decision log
+    "DecisionLog",
+    "DecisionRecord",
+    "ActivationRecord",
+    "OutcomeRecord",
+    "CatalogRecord",
+    "JoinedExample",
+    "TornRecordWarning",
+    "CorruptRecordWarning",
+    "read_records",
+    "join",
+    "export_dsjson",
 ]
