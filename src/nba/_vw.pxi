@@ -1,1 +1,742 @@
-# vw kernels: included from _core.pyx
+# Vowpal Wabbit contextual-bandit scoring: VW's feature hashing and per-action
+# hashed-linear costs (cb_adf). Included from _core.pyx.
+#
+# Layout. A "block" is the features of one example (the shared context, or one
+# action) as three parallel arrays (32-bit hash, float32 value, linear flag),
+# grouped by interaction slot: the namespaces' first characters that appear in
+# the model's interactions are numbered 0..S-1 and features are stored slot by
+# slot, features in no slot last. off[0..S+1] gives the slot boundaries. VW adds
+# the shared example's features to every action, after the action's own, so an
+# interaction slot of an action is the concatenation (action part, shared part).
+#
+# Weights are VW's weight vector without the learner's stride (only the weight
+# itself), so weight i is w[i & mask]. Indices are masked at use, so any 32-bit
+# hash is a valid index; the Python loader validates everything else once.
+#
+# The dict encoder below is the API edge: it walks Python dicts (with a per
+# model hash cache) into C buffers and reports invalid input by status code;
+# nba.models.vw turns a bad status into a SchemaError that names the feature.
+
+from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_Next, PyDict_GetItem, PyDict_Check
+from cpython.unicode cimport (PyUnicode_AsUTF8AndSize, PyUnicode_Check, PyUnicode_GET_LENGTH,
+                              PyUnicode_READ_CHAR)
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.number cimport PyNumber_Check, PyNumber_Float
+from cpython.long cimport PyLong_Check, PyLong_AsDouble
+from cpython.bool cimport PyBool_Check
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.float cimport FLT_MAX
+from libc.stdint cimport int16_t
+
+import numpy as _vw_np
+
+cdef enum:
+    _VW_FNV = 16777619       # VW's FNV prime for interaction hashes
+    _VW_STACK = 256          # features per example kept on the C stack
+    _VW_MAX_SLOTS = 256      # distinct namespace characters in interactions
+
+
+cdef struct _VWBlk:
+    const uint32_t* h
+    const float* v
+    const uint8_t* lin
+    const int32_t* off      # n_slots + 2 entries; off[n_slots + 1] == number of features
+
+
+cdef struct _VWModelC:
+    const float* w
+    uint32_t mask
+    uint32_t const_idx
+    int add_const
+    int n_slots
+    int n_terms
+    const int32_t* terms    # n_terms x 4: (length, slot0, slot1, slot2)
+
+
+# ---------------------------------------------------------------- hashing
+
+cdef inline uint32_t _vw_hashstring(const unsigned char* s, Py_ssize_t n, uint32_t seed) noexcept nogil:
+    """VW's default feature hash: trim bytes <= 0x20, all digits -> int + seed, else murmur3."""
+    cdef uint64_t ret = 0
+    cdef Py_ssize_t i
+    while n > 0 and s[0] <= 0x20:
+        s += 1
+        n -= 1
+    while n > 0 and s[n - 1] <= 0x20:
+        n -= 1
+    for i in range(n):
+        if s[i] < 48 or s[i] > 57:
+            return _murmur3_32(s, n, seed)
+        ret = 10 * ret + (s[i] - 48)
+    return <uint32_t>(ret + seed)
+
+
+cdef inline uint32_t _vw_hash(const unsigned char* s, Py_ssize_t n, uint32_t seed, int hash_all) noexcept nogil:
+    if hash_all:
+        return _murmur3_32(s, n, seed)
+    return _vw_hashstring(s, n, seed)
+
+
+cdef inline uint32_t _vw_hash_string_feature(const unsigned char* key, Py_ssize_t nk,
+                                             const unsigned char* val, Py_ssize_t nv,
+                                             uint32_t ns_hash, int hash_all, int chain,
+                                             unsigned char* tmp) noexcept nogil:
+    """Hash of a string-valued feature as VW's JSON parser builds it.
+
+    The value's ' ', tab, '|' and ':' become '_'; the feature is key+value hashed
+    with the namespace hash, or with --chain_hash value hashed with hash(key).
+    ``tmp`` holds at least nk + nv bytes.
+    """
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(nv):
+        c = val[i]
+        if c == 32 or c == 9 or c == 124 or c == 58:
+            c = 95
+        tmp[nk + i] = c
+    if chain:
+        return _vw_hash(tmp + nk, nv, _vw_hash(key, nk, ns_hash, hash_all), hash_all)
+    memcpy(tmp, key, nk)
+    return _vw_hash(tmp, nk + nv, ns_hash, hash_all)
+
+
+def vw_hash(bytes data, uint32_t seed, bint hash_all=False):
+    """VW's hash of ``data`` with ``seed`` (``--hash strings`` unless ``hash_all``)."""
+    return _vw_hash(<const unsigned char*>(<char*>data), len(data), seed, hash_all)
+
+
+def vw_hash_string_feature(bytes key, bytes value, uint32_t ns_hash, bint hash_all=False, bint chain=False):
+    """Hash of the string-valued JSON feature ``{key: value}`` in a namespace with hash ``ns_hash``."""
+    cdef bytes tmp = bytes(len(key) + len(value))
+    return _vw_hash_string_feature(<const unsigned char*>(<char*>key), len(key),
+                                   <const unsigned char*>(<char*>value), len(value),
+                                   ns_hash, hash_all, chain, <unsigned char*>(<char*>tmp))
+
+
+# ---------------------------------------------------------------- scoring
+
+cdef inline void _vw_get(const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t k,
+                         uint32_t* h, float* v) noexcept nogil:
+    """Feature k of slot g in the concatenation (action part, shared part)."""
+    cdef Py_ssize_t na = a.off[g + 1] - a.off[g]
+    if k < na:
+        h[0] = a.h[a.off[g] + k]
+        v[0] = a.v[a.off[g] + k]
+    else:
+        h[0] = s.h[s.off[g] + k - na]
+        v[0] = s.v[s.off[g] + k - na]
+
+
+cdef inline float _vw_inner(float acc, const float* w, uint32_t mask, uint32_t half, float v1,
+                            const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t start) noexcept nogil:
+    """acc += sum over slot g from ``start`` of (v1 * v) * w[(half ^ h) & mask]."""
+    cdef Py_ssize_t j
+    cdef Py_ssize_t a0 = a.off[g]
+    cdef Py_ssize_t na = a.off[g + 1] - a0
+    cdef Py_ssize_t s0 = s.off[g]
+    cdef Py_ssize_t ns = s.off[g + 1] - s0
+    for j in range(start, na):
+        acc += (v1 * a.v[a0 + j]) * w[(half ^ a.h[a0 + j]) & mask]
+    j = start - na if start > na else 0
+    while j < ns:
+        acc += (v1 * s.v[s0 + j]) * w[(half ^ s.h[s0 + j]) & mask]
+        j += 1
+    return acc
+
+
+cdef inline Py_ssize_t _vw_count(const _VWBlk* a, const _VWBlk* s, int g) noexcept nogil:
+    return (a.off[g + 1] - a.off[g]) + (s.off[g + 1] - s.off[g])
+
+
+cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexcept nogil:
+    """One action's cost: linear terms, constant, then interactions, summed in float32 as VW does."""
+    cdef const float* w = m.w
+    cdef uint32_t mask = m.mask
+    cdef int S = m.n_slots
+    cdef float acc = 0.0
+    cdef Py_ssize_t i, j, n1, n2
+    cdef int t, g0, g1, g2
+    cdef uint32_t h1, h2, half1, half2
+    cdef float v1, v2, v12
+    cdef const int32_t* term
+    n1 = a.off[S + 1]
+    for i in range(n1):
+        if a.lin[i]:
+            acc += a.v[i] * w[a.h[i] & mask]
+    if m.add_const:
+        acc += w[m.const_idx]
+    n1 = s.off[S + 1]
+    for i in range(n1):
+        if s.lin[i]:
+            acc += s.v[i] * w[s.h[i] & mask]
+    for t in range(m.n_terms):
+        term = m.terms + 4 * t
+        g0 = term[1]
+        g1 = term[2]
+        n1 = _vw_count(a, s, g0)
+        if term[0] == 2:
+            for i in range(n1):
+                _vw_get(a, s, g0, i, &h1, &v1)
+                if v1 == 0:
+                    continue
+                acc = _vw_inner(acc, w, mask, h1 * <uint32_t>_VW_FNV, v1, a, s, g1, i if g0 == g1 else 0)
+        else:
+            g2 = term[3]
+            n2 = _vw_count(a, s, g1)
+            for i in range(n1):
+                _vw_get(a, s, g0, i, &h1, &v1)
+                if v1 == 0:
+                    continue
+                half1 = h1 * <uint32_t>_VW_FNV
+                j = i if g0 == g1 else 0
+                while j < n2:
+                    _vw_get(a, s, g1, j, &h2, &v2)
+                    v12 = v1 * v2
+                    if v12 != 0:
+                        half2 = (half1 ^ h2) * <uint32_t>_VW_FNV
+                        acc = _vw_inner(acc, w, mask, half2, v12, a, s, g2, j if g1 == g2 else 0)
+                    j += 1
+    return acc
+
+
+cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
+                            const uint32_t* ah, const float* av, const uint8_t* alin,
+                            const int64_t* base, const int32_t* aoff, Py_ssize_t n_actions,
+                            double* out) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef _VWBlk a
+    cdef int stride = m.n_slots + 2
+    for k in range(n_actions):
+        a.h = ah + base[k]
+        a.v = av + base[k]
+        a.lin = alin + base[k]
+        a.off = aoff + k * stride
+        out[k] = _vw_cost(m, &a, shared)
+
+
+# ---------------------------------------------------------------- core objects
+
+cdef class VWActions:
+    """A catalogue of actions hashed once: concatenated feature blocks, one per action."""
+
+    cdef readonly object h, v, lin, base, off
+    cdef readonly Py_ssize_t n_actions
+    cdef readonly object layout
+    cdef const uint32_t* _h
+    cdef const float* _v
+    cdef const uint8_t* _lin
+    cdef const int64_t* _base
+    cdef const int32_t* _off
+
+    def __cinit__(self, h, v, lin, base, off, Py_ssize_t n_actions, layout):
+        cdef const uint32_t[::1] hv = h
+        cdef const float[::1] vv = v
+        cdef const uint8_t[::1] lv = lin
+        cdef const int64_t[::1] bv = base
+        cdef const int32_t[::1] ov = off
+        if bv.shape[0] != n_actions + 1 or hv.shape[0] != vv.shape[0] or hv.shape[0] != lv.shape[0]:
+            raise ValueError("inconsistent action arrays")
+        self.h, self.v, self.lin, self.base, self.off = h, v, lin, base, off
+        self.n_actions = n_actions
+        self.layout = layout
+        # Views over empty arrays have no first element; point at a dummy then.
+        self._h = &hv[0] if hv.shape[0] else NULL
+        self._v = &vv[0] if vv.shape[0] else NULL
+        self._lin = &lv[0] if lv.shape[0] else NULL
+        self._base = &bv[0]
+        self._off = &ov[0] if ov.shape[0] else NULL
+
+
+cdef class VWBound:
+    """Shared features bound to vector columns: hashes grouped by slot, and the column of each."""
+
+    cdef readonly object h, lin, off, cols
+    cdef readonly Py_ssize_t n_columns
+    cdef readonly object layout
+    cdef const uint32_t* _h
+    cdef const uint8_t* _lin
+    cdef const int32_t* _off
+    cdef const int32_t* _cols
+    cdef Py_ssize_t _n
+
+    def __cinit__(self, h, lin, off, cols, Py_ssize_t n_columns, layout):
+        cdef const uint32_t[::1] hv = h
+        cdef const uint8_t[::1] lv = lin
+        cdef const int32_t[::1] ov = off
+        cdef const int32_t[::1] cv = cols
+        cdef Py_ssize_t i
+        if hv.shape[0] != lv.shape[0] or hv.shape[0] != cv.shape[0]:
+            raise ValueError("inconsistent bound arrays")
+        for i in range(cv.shape[0]):
+            if cv[i] < 0 or cv[i] >= n_columns:
+                raise ValueError("bound column out of range")
+        self.h, self.lin, self.off, self.cols = h, lin, off, cols
+        self.n_columns = n_columns
+        self.layout = layout
+        self._n = hv.shape[0]
+        self._h = &hv[0] if self._n else NULL
+        self._lin = &lv[0] if self._n else NULL
+        self._off = &ov[0]
+        self._cols = &cv[0] if self._n else NULL
+
+
+cdef class _VWNs:
+    """What the encoder knows about one namespace name."""
+    cdef uint32_t h
+    cdef int slot
+    cdef uint8_t lin
+    cdef bint skip
+    cdef dict names      # feature name -> hash, for numeric and boolean values
+    cdef dict strings    # feature name -> {string value -> hash}
+
+
+cdef struct _VWBuf:
+    uint32_t* h
+    float* v
+    uint8_t* lin
+    int16_t* slot
+    Py_ssize_t cap
+
+
+cdef class VWCore:
+    """A loaded VW cb model: weights, hashing parameters, interactions, and a hash cache.
+
+    Built by nba.models.vw after it has parsed and validated the model file.
+    """
+
+    cdef object _weights
+    cdef object _terms_arr
+    cdef _VWModelC _m
+    cdef uint32_t _seed
+    cdef int _hash_all
+    cdef int _chain
+    cdef uint8_t _ignore[256]
+    cdef uint8_t _ignore_lin[256]
+    cdef int16_t _slot_of[256]
+    cdef dict _ns_cache
+    cdef Py_ssize_t _cached
+    cdef readonly Py_ssize_t cache_limit
+    cdef readonly object layout
+
+    def __cinit__(self, weights, int bits, uint32_t seed, bint hash_all, bint chain_hash, bint add_constant,
+                  bytes ignore, bytes ignore_linear, bytes slot_chars, terms, Py_ssize_t cache_limit=200000):
+        cdef const float[::1] wv = weights
+        cdef const int32_t[:, ::1] tv = terms
+        cdef Py_ssize_t i
+        cdef int S = len(slot_chars)
+        if bits < 1 or bits > 31 or wv.shape[0] != (<Py_ssize_t>1 << bits):
+            raise ValueError("weights must hold 2**bits floats")
+        if S > _VW_MAX_SLOTS or tv.shape[1] != 4:
+            raise ValueError("bad interaction terms")
+        for i in range(tv.shape[0]):
+            if tv[i, 0] not in (2, 3) or not (0 <= tv[i, 1] < S and 0 <= tv[i, 2] < S and
+                                              (tv[i, 0] == 2 or 0 <= tv[i, 3] < S)):
+                raise ValueError("bad interaction terms")
+        self._weights = weights
+        self._terms_arr = terms
+        self._m.w = &wv[0]
+        self._m.mask = <uint32_t>((<uint64_t>1 << bits) - 1)
+        self._m.const_idx = <uint32_t>11650396 & self._m.mask
+        self._m.add_const = add_constant
+        self._m.n_slots = S
+        self._m.n_terms = tv.shape[0]
+        self._m.terms = &tv[0, 0] if tv.shape[0] else NULL
+        self._seed = seed
+        self._hash_all = hash_all
+        self._chain = chain_hash
+        for i in range(256):
+            self._ignore[i] = 0
+            self._ignore_lin[i] = 0
+            self._slot_of[i] = -1
+        for i in range(len(ignore)):
+            self._ignore[<uint8_t>ignore[i]] = 1
+        for i in range(len(ignore_linear)):
+            self._ignore_lin[<uint8_t>ignore_linear[i]] = 1
+        for i in range(S):
+            self._slot_of[<uint8_t>slot_chars[i]] = i
+        self._ns_cache = {}
+        self._cached = 0
+        self.cache_limit = cache_limit
+        self.layout = (seed, bool(hash_all), bool(chain_hash), ignore, ignore_linear, slot_chars)
+
+    @property
+    def n_slots(self):
+        return self._m.n_slots
+
+    def clear_cache(self):
+        """Forget cached feature hashes (they are recomputed on demand)."""
+        self._ns_cache = {}
+        self._cached = 0
+
+    # -- encoding (GIL held: walks Python dicts) --
+
+    cdef _VWNs _ns(self, object name):
+        """Namespace info for ``name``, or None when ``name`` is not a non-empty str."""
+        cdef PyObject* hit = PyDict_GetItem(self._ns_cache, name)
+        if hit != NULL:
+            return <_VWNs>hit
+        if not PyUnicode_Check(name):
+            return None
+        cdef Py_ssize_t n
+        cdef const char* s = PyUnicode_AsUTF8AndSize(name, &n)
+        if n == 0:
+            return None
+        cdef _VWNs ns = _VWNs.__new__(_VWNs)
+        cdef uint8_t first = <uint8_t>s[0]
+        ns.h = _vw_hash(<const unsigned char*>s, n, self._seed, self._hash_all)
+        ns.slot = self._slot_of[first]
+        ns.lin = 0 if self._ignore_lin[first] else 1
+        # VW's JSON parser skips keys that start with '_'; --ignore/--keep drop namespaces.
+        ns.skip = first == 95 or self._ignore[first]
+        ns.names = {}
+        ns.strings = {}
+        if len(self._ns_cache) < 4096:
+            self._ns_cache[name] = ns
+        return ns
+
+    cdef int _name_hash(self, _VWNs ns, object name, uint32_t* out) except -1:
+        """Hash of a numeric/boolean feature name (cached)."""
+        cdef PyObject* hit = PyDict_GetItem(ns.names, name)
+        cdef Py_ssize_t n
+        cdef const char* s
+        if hit != NULL:
+            out[0] = <uint32_t>(<object>hit)
+            return 0
+        s = PyUnicode_AsUTF8AndSize(name, &n)
+        out[0] = _vw_hash(<const unsigned char*>s, n, ns.h, self._hash_all)
+        if self._cached < self.cache_limit:
+            ns.names[name] = out[0]
+            self._cached += 1
+        return 0
+
+    cdef int _string_hash(self, _VWNs ns, object name, object value, uint32_t* out) except -1:
+        """Hash of a string-valued feature (cached per name and value)."""
+        cdef PyObject* hit = PyDict_GetItem(ns.strings, name)
+        cdef dict per_value
+        cdef Py_ssize_t nk, nv
+        cdef const char* k
+        cdef const char* vs
+        cdef unsigned char stack[512]
+        cdef unsigned char* tmp = stack
+        if hit != NULL:
+            per_value = <dict>hit
+            hit = PyDict_GetItem(per_value, value)
+            if hit != NULL:
+                out[0] = <uint32_t>(<object>hit)
+                return 0
+        else:
+            per_value = None
+        k = PyUnicode_AsUTF8AndSize(name, &nk)
+        vs = PyUnicode_AsUTF8AndSize(value, &nv)
+        if nk + nv > 512:
+            tmp = <unsigned char*>malloc(nk + nv)
+            if tmp == NULL:
+                raise MemoryError()
+        out[0] = _vw_hash_string_feature(<const unsigned char*>k, nk, <const unsigned char*>vs, nv,
+                                         ns.h, self._hash_all, self._chain, tmp)
+        if tmp != stack:
+            free(tmp)
+        if self._cached < self.cache_limit:
+            if per_value is None:
+                per_value = {}
+                ns.strings[name] = per_value
+            per_value[value] = out[0]
+            self._cached += 1
+        return 0
+
+    cdef Py_ssize_t _encode(self, object features, _VWBuf* buf) except -3:
+        """Walk {namespace: {name: value}} into ``buf``.
+
+        Returns the number of features, -1 when ``buf`` is too small, -2 when the
+        input is invalid (the Python layer explains which feature and why).
+        """
+        cdef Py_ssize_t pos = 0, pos2, n = 0
+        cdef PyObject* pk
+        cdef PyObject* pv
+        cdef PyObject* fk
+        cdef PyObject* fv
+        cdef object name, val, f
+        cdef _VWNs ns
+        cdef double x
+        cdef float xf
+        cdef uint32_t h
+        cdef bint is_str
+        if not PyDict_Check(features):
+            return -2
+        while PyDict_Next(features, &pos, &pk, &pv):
+            ns = self._ns(<object>pk)
+            if ns is None:
+                return -2
+            if ns.skip:
+                continue
+            if not PyDict_Check(<object>pv):
+                return -2
+            pos2 = 0
+            while PyDict_Next(<object>pv, &pos2, &fk, &fv):
+                name = <object>fk
+                val = <object>fv
+                if not PyUnicode_Check(name):
+                    return -2
+                if PyUnicode_GET_LENGTH(name) > 0 and PyUnicode_READ_CHAR(name, 0) == 95:
+                    continue      # keys starting with '_' are not features in VW's JSON
+                is_str = False
+                if PyBool_Check(val):
+                    if val is False:
+                        continue
+                    x = 1.0
+                elif type(val) is float:
+                    x = PyFloat_AS_DOUBLE(val)
+                elif PyUnicode_Check(val):
+                    is_str = True
+                    x = 1.0
+                elif val is None:
+                    continue
+                elif PyLong_Check(val):
+                    try:
+                        x = PyLong_AsDouble(val)
+                    except OverflowError:
+                        return -2
+                elif PyNumber_Check(val):
+                    try:
+                        f = PyNumber_Float(val)
+                    except Exception:
+                        return -2
+                    x = PyFloat_AS_DOUBLE(f)
+                else:
+                    return -2
+                xf = <float>x
+                if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
+                    return -2
+                if xf == 0:
+                    continue      # VW drops zero-valued features
+                if n >= buf.cap:
+                    return -1
+                if is_str:
+                    self._string_hash(ns, name, val, &h)
+                else:
+                    self._name_hash(ns, name, &h)
+                buf.h[n] = h
+                buf.v[n] = xf
+                buf.lin[n] = ns.lin
+                buf.slot[n] = ns.slot
+                n += 1
+        return n
+
+    cdef Py_ssize_t _count(self, object features):
+        """Upper bound of the features in a valid {namespace: {name: value}}."""
+        cdef Py_ssize_t n = 0
+        for v in features.values():
+            n += len(v)
+        return n
+
+    cdef void _group(self, const _VWBuf* src, Py_ssize_t n, uint32_t* h, float* v, uint8_t* lin,
+                     int32_t* off) noexcept:
+        """Stable counting sort of n encoded features by slot (no slot last); fills off[0..S+1]."""
+        cdef int S = self._m.n_slots
+        cdef Py_ssize_t i, p
+        cdef int g
+        for g in range(S + 2):
+            off[g] = 0
+        for i in range(n):
+            g = src.slot[i] if src.slot[i] >= 0 else S
+            off[g + 1] += 1
+        for g in range(S + 1):
+            off[g + 1] += off[g]
+        # off[g] now is the start of slot g; place features, using off[g+1] as a cursor copy.
+        cdef int32_t cur[_VW_MAX_SLOTS + 2]
+        for g in range(S + 1):
+            cur[g] = off[g]
+        for i in range(n):
+            g = src.slot[i] if src.slot[i] >= 0 else S
+            p = cur[g]
+            cur[g] += 1
+            h[p] = src.h[i]
+            v[p] = src.v[i]
+            lin[p] = src.lin[i]
+
+    def encode_actions(self, list actions):
+        """Hash a list of action feature dicts into VWActions, or return the index of the first invalid one."""
+        cdef Py_ssize_t n_actions = len(actions)
+        cdef int S = self._m.n_slots
+        cdef Py_ssize_t total = 0, k, n, cap = 0
+        cdef _VWBuf buf
+        for k in range(n_actions):
+            if not PyDict_Check(actions[k]):
+                return k
+            try:
+                n = self._count(actions[k])
+            except Exception:
+                return k
+            total += n
+            if n > cap:
+                cap = n
+        h = _vw_np.empty(total, dtype=_vw_np.uint32)
+        v = _vw_np.empty(total, dtype=_vw_np.float32)
+        lin = _vw_np.empty(total, dtype=_vw_np.uint8)
+        base = _vw_np.zeros(n_actions + 1, dtype=_vw_np.int64)
+        off = _vw_np.zeros(max(n_actions * (S + 2), 1), dtype=_vw_np.int32)
+        slot = _vw_np.empty(max(cap, 1), dtype=_vw_np.int16)
+        th = _vw_np.empty(max(cap, 1), dtype=_vw_np.uint32)
+        tv = _vw_np.empty(max(cap, 1), dtype=_vw_np.float32)
+        tl = _vw_np.empty(max(cap, 1), dtype=_vw_np.uint8)
+        cdef uint32_t[::1] hv = h if total else th
+        cdef float[::1] vv = v if total else tv
+        cdef uint8_t[::1] lv = lin if total else tl
+        cdef int64_t[::1] bv = base
+        cdef int32_t[::1] ov = off
+        cdef int16_t[::1] sv = slot
+        cdef uint32_t[::1] thv = th
+        cdef float[::1] tvv = tv
+        cdef uint8_t[::1] tlv = tl
+        buf.h = &thv[0]
+        buf.v = &tvv[0]
+        buf.lin = &tlv[0]
+        buf.slot = &sv[0]
+        buf.cap = cap
+        cdef Py_ssize_t at = 0
+        for k in range(n_actions):
+            n = self._encode(actions[k], &buf)
+            if n < 0:
+                return k
+            self._group(&buf, n, &hv[at], &vv[at], &lv[at], &ov[k * (S + 2)])
+            at += n
+            bv[k + 1] = at
+        return VWActions(h[:at], v[:at], lin[:at], base, off, n_actions, self.layout)
+
+    def bind(self, list columns):
+        """Bind (namespace, name) columns of a numeric vector: VWBound, or the index of the first invalid column."""
+        cdef Py_ssize_t n_cols = len(columns), k, n = 0
+        cdef int S = self._m.n_slots
+        cdef _VWNs ns
+        cdef uint32_t hh
+        slot = _vw_np.empty(max(n_cols, 1), dtype=_vw_np.int16)
+        th = _vw_np.empty(max(n_cols, 1), dtype=_vw_np.uint32)
+        tl = _vw_np.empty(max(n_cols, 1), dtype=_vw_np.uint8)
+        tc = _vw_np.empty(max(n_cols, 1), dtype=_vw_np.int32)
+        cdef int16_t[::1] sv = slot
+        cdef uint32_t[::1] thv = th
+        cdef uint8_t[::1] tlv = tl
+        cdef int32_t[::1] tcv = tc
+        for k in range(n_cols):
+            col = columns[k]
+            if type(col) is not tuple or len(col) != 2 or not PyUnicode_Check(col[1]):
+                return k
+            ns = self._ns(col[0])
+            if ns is None:
+                return k
+            if ns.skip or (len(col[1]) > 0 and col[1][0] == "_"):
+                continue
+            self._name_hash(ns, col[1], &hh)
+            thv[n] = hh
+            tlv[n] = ns.lin
+            sv[n] = ns.slot
+            tcv[n] = <int32_t>k
+            n += 1
+        # Group by slot (stable), carrying the column index along.
+        order = _vw_np.argsort(_vw_np.where(slot[:n] < 0, S, slot[:n]), kind="stable")
+        off = _vw_np.zeros(S + 2, dtype=_vw_np.int32)
+        counts = _vw_np.bincount(_vw_np.where(slot[:n] < 0, S, slot[:n]), minlength=S + 1)
+        off[1:] = _vw_np.cumsum(counts)
+        return VWBound(_vw_np.ascontiguousarray(th[:n][order]), _vw_np.ascontiguousarray(tl[:n][order]), off,
+                       _vw_np.ascontiguousarray(tc[:n][order]), n_cols, self.layout)
+
+    # -- scoring --
+
+    def score_dict(self, object shared, VWActions actions, double[::1] out):
+        """Per-action costs for a shared feature dict: 0, or -1 when ``shared`` is invalid."""
+        cdef Py_ssize_t n_act = actions.n_actions
+        cdef int S = self._m.n_slots
+        cdef uint32_t sh_stack[_VW_STACK]
+        cdef float sv_stack[_VW_STACK]
+        cdef uint8_t sl_stack[_VW_STACK]
+        cdef int16_t ss_stack[_VW_STACK]
+        cdef uint32_t gh_stack[_VW_STACK]
+        cdef float gv_stack[_VW_STACK]
+        cdef uint8_t gl_stack[_VW_STACK]
+        cdef int32_t off[_VW_MAX_SLOTS + 2]
+        cdef _VWBuf buf
+        cdef _VWBlk blk
+        cdef Py_ssize_t n, cap
+        cdef void* heap = NULL
+        if out.shape[0] != n_act:
+            raise ValueError("out has the wrong length")
+        if actions.layout is not self.layout and actions.layout != self.layout:
+            raise ValueError("actions were hashed for another model layout")
+        buf.h, buf.v, buf.lin, buf.slot, buf.cap = sh_stack, sv_stack, sl_stack, ss_stack, _VW_STACK
+        cdef uint32_t* gh = gh_stack
+        cdef float* gv = gv_stack
+        cdef uint8_t* gl = gl_stack
+        n = self._encode(shared, &buf)
+        if n == -2:
+            return -1
+        if n == -1:
+            try:
+                cap = self._count(shared)
+            except Exception:
+                return -1
+            heap = malloc(cap * (2 * sizeof(uint32_t) + 2 * sizeof(float) + 2 * sizeof(uint8_t) + sizeof(int16_t)))
+            if heap == NULL:
+                raise MemoryError()
+            buf.h = <uint32_t*>heap
+            gh = buf.h + cap
+            buf.v = <float*>(gh + cap)
+            gv = buf.v + cap
+            buf.slot = <int16_t*>(gv + cap)
+            buf.lin = <uint8_t*>(buf.slot + cap)
+            gl = buf.lin + cap
+            buf.cap = cap
+            try:
+                n = self._encode(shared, &buf)
+            except BaseException:
+                free(heap)
+                raise
+            if n < 0:
+                free(heap)
+                return -1
+        self._group(&buf, n, gh, gv, gl, off)
+        blk.h, blk.v, blk.lin, blk.off = gh, gv, gl, off
+        with nogil:
+            _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
+                              actions._base, actions._off, n_act, &out[0] if n_act else NULL)
+        if heap != NULL:
+            free(heap)
+        return 0
+
+    def score_vector(self, const double[::1] x, VWBound bound, VWActions actions, double[::1] out):
+        """Per-action costs for a bound shared vector: -1 when fine, else the first bad column index."""
+        cdef Py_ssize_t n_act = actions.n_actions
+        cdef Py_ssize_t n = bound._n, k, bad = -1
+        cdef float vstack[_VW_STACK]
+        cdef float* vals = vstack
+        cdef float xf
+        cdef double xd
+        cdef _VWBlk blk
+        if out.shape[0] != n_act:
+            raise ValueError("out has the wrong length")
+        if x.shape[0] != bound.n_columns:
+            raise ValueError("x has the wrong length")
+        if (actions.layout is not self.layout and actions.layout != self.layout) or \
+                (bound.layout is not self.layout and bound.layout != self.layout):
+            raise ValueError("actions or bound columns were hashed for another model layout")
+        if n > _VW_STACK:
+            vals = <float*>malloc(n * sizeof(float))
+            if vals == NULL:
+                raise MemoryError()
+        with nogil:
+            for k in range(x.shape[0]):
+                xd = x[k]
+                xf = <float>xd
+                if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
+                    bad = k
+                    break
+            if bad < 0:
+                for k in range(n):
+                    vals[k] = <float>x[bound._cols[k]]
+                blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
+                _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
+                                  actions._base, actions._off, n_act, &out[0] if n_act else NULL)
+        if vals != vstack:
+            free(vals)
+        return bad

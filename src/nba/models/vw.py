@@ -1,0 +1,656 @@
+"""Vowpal Wabbit ``--cb_adf`` / ``--cb_explore_adf`` models, scored natively.
+
+``load_vw`` reads the binary regressor that ``vw -f`` or ``Workspace.save()``
+writes (VW 9.x): the header (version, id, bits, the stored command-line options,
+checksum), the reductions' saved state, and the gradient-descent weights. Every
+option that changes how examples are hashed or scored is either reproduced
+exactly or refused with ``ModelFormatError`` naming it; options that only affect
+training (``--cb_type``, ``--epsilon``, learning rates, ...) are accepted.
+
+Features are ``{namespace: {name: value}}`` dicts with the semantics of VW's JSON
+(dsjson) parser, because decision logs are exported to dsjson and trained by VW:
+
+* a number is the feature ``name`` with that value (float32); zero is dropped,
+* ``True`` is ``name`` with value 1; ``False`` and ``None`` are dropped,
+* a string is the feature ``name + value`` with value 1, after VW replaces
+  ``' '``, tab, ``'|'`` and ``':'`` in the value by ``'_'`` (``{"segment": "gold"}``
+  is the feature ``segmentgold``); with ``--chain_hash`` the value is hashed
+  with the hash of the name instead,
+* names and namespaces that start with ``'_'`` are ignored, as VW's JSON parser
+  ignores them; the namespace's first character is what ``-q``/``--ignore`` see,
+  and the namespace hash is VW's hash of the whole name (``" "`` is the default
+  namespace).
+
+Scores are VW's raw ``cb_adf`` per-action predictions (costs, lower is better),
+summed in float32 like VW and returned as float64 in action order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from nba._core import VWActions, VWBound, VWCore
+from nba.errors import ModelFormatError, SchemaError
+
+__all__ = ["VWModel", "VWModelInfo", "ActionSet", "BoundShared", "looks_like_vw", "load_vw"]
+
+# Models keep a dense float32 weight per hash bucket: 2**28 weights is 1 GiB.
+MAX_BITS = 28
+# A weight beyond this magnitude means training diverged; such costs overflow float32.
+MAX_ABS_WEIGHT = 1e30
+_MIN_VERSION = (9, 0, 0)
+_VERSION_RE = re.compile(rb"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\x00$")
+
+# Options that take a value, and what nba does with them.
+_VALUE_OPTIONS = {
+    # reproduced
+    "quadratic", "cubic", "interactions", "ignore", "ignore_linear", "keep", "hash", "hash_seed",
+    "bit_precision", "csoaa_ldf", "link",
+    # training or exploration only: raw costs do not depend on them
+    "cb_type", "epsilon", "lambda", "first", "gamma_scale", "gamma_exponent", "learning_rate",
+    "power_t", "initial_t", "decay_learning_rate", "random_seed", "loss_function", "l1", "l2",
+    "cb_min_cost", "cb_max_cost",
+}
+_FLAG_OPTIONS = {
+    "cb_adf", "cb_explore_adf", "csoaa_rank", "noconstant", "chain_hash",
+    "softmax", "squarecb", "first_only", "sgd", "adaptive", "normalized", "invariant",
+}
+_CB_TYPES = {"mtr", "ips", "dr", "dm", "sm"}
+_HELP = (
+    "nba scores cb_adf/cb_explore_adf models with VW's hashing, -q/--cubic/--interactions "
+    "of two or three namespaces, --ignore, --ignore_linear, --keep, --noconstant, --hash, --hash_seed "
+    "and --chain_hash; retrain without it or score this model with vowpalwabbit"
+)
+
+
+class VWModelInfo(msgspec.Struct, frozen=True):
+    """What a loaded VW model file says about itself (after VW's own normalization)."""
+
+    version: str
+    id: str
+    bits: int
+    options: str
+    interactions: tuple[str, ...]
+    ignore: str
+    ignore_linear: str
+    hash_seed: int
+    hash_all: bool
+    chain_hash: bool
+    constant: bool
+    cb_type: str
+    exploration: str  # "none", "epsilon", "softmax", "squarecb" or "first"
+    epsilon: float | None
+    save_resume: bool
+    num_weights: int
+
+
+class ActionSet:
+    """A catalogue of actions hashed once by ``VWModel.prepare_actions``."""
+
+    __slots__ = ("_core", "n_actions")
+
+    def __init__(self, core: VWActions) -> None:
+        self._core = core
+        self.n_actions: int = core.n_actions
+
+    def __len__(self) -> int:
+        return self.n_actions
+
+    def __repr__(self) -> str:
+        return f"ActionSet({self.n_actions} actions, {len(self._core.h)} features)"
+
+
+class BoundShared:
+    """Shared-context columns (namespace, name) hashed once by ``VWModel.bind_shared``."""
+
+    __slots__ = ("_core", "columns")
+
+    def __init__(self, core: VWBound, columns: tuple[tuple[str, str], ...]) -> None:
+        self._core = core
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __repr__(self) -> str:
+        return f"BoundShared({len(self.columns)} columns)"
+
+
+class VWModel:
+    """A VW contextual-bandit model scored by nba's compiled core.
+
+    ``score`` returns VW's per-action costs (lower is better) for a shared
+    context and a prepared ``ActionSet``; scoring releases the GIL.
+    """
+
+    def __init__(self, core: VWCore, info: VWModelInfo, weights: np.ndarray, source: str) -> None:
+        self._core = core
+        self.info = info
+        self._weights = weights
+        self.source = source
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (
+            f"VWModel({self.source!r}, b={i.bits}, interactions={list(i.interactions)}, "
+            f"exploration={i.exploration}, {i.num_weights} weights)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.info, self._weights, self.source))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The 2**bits weights (float32, read-only), indexed like ``Workspace.get_weight``."""
+        return self._weights
+
+    def prepare_actions(self, actions: Sequence[Mapping[str, Mapping[str, Any]]]) -> ActionSet:
+        """Hash each action's ``{namespace: {name: value}}`` features once (catalogue build time)."""
+        acts = [a if type(a) is dict else _as_dict(a, f"action {k}") for k, a in enumerate(actions)]
+        acts = [_inner_dicts(a, f"action {k}") for k, a in enumerate(acts)]
+        res = self._core.encode_actions(acts)
+        if isinstance(res, int):
+            _explain(acts[res], f"action {res}")
+            raise SchemaError(f"action {res}: invalid features")  # pragma: no cover - _explain raises
+        return ActionSet(res)
+
+    def score(self, shared: Mapping[str, Mapping[str, Any]], actions: ActionSet,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """Per-action costs (float64, action order) for the shared context ``shared``."""
+        if out is None:
+            out = np.empty(actions.n_actions)
+        else:
+            _check_out(out, actions.n_actions)
+        try:
+            status = self._core.score_dict(shared, actions._core, out)
+        except AttributeError:
+            raise SchemaError(f"actions must be an ActionSet from prepare_actions, got {type(actions).__name__}")
+        except ValueError as e:
+            raise SchemaError(f"{e}; prepare the actions with this model") from None
+        if status:
+            if type(shared) is not dict:
+                return self.score(_inner_dicts(_as_dict(shared, "shared"), "shared"), actions, out)
+            _explain(shared, "shared")
+            raise SchemaError("shared: invalid features")  # pragma: no cover - _explain raises
+        return out
+
+    def bind_shared(self, columns: Iterable[tuple[str, str]]) -> BoundShared:
+        """Hash the (namespace, name) of each column of a shared feature vector once."""
+        cols = tuple((c[0], c[1]) if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in columns)
+        res = self._core.bind(list(cols))
+        if isinstance(res, int):
+            c = cols[res]
+            raise SchemaError(
+                f"column {res}: expected a (namespace, name) pair of strings with a non-empty namespace, got {c!r}"
+            )
+        return BoundShared(res, cols)
+
+    def score_vector(self, x: np.ndarray, bound: BoundShared, actions: ActionSet,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """Per-action costs for a float64 shared vector whose columns ``bound`` describes.
+
+        Zero entries are absent features, as VW drops zero-valued features.
+        """
+        if type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = _as_vector(x)
+        if x.shape[0] != len(bound.columns):
+            raise SchemaError(f"x has {x.shape[0]} columns, the bound shared features have {len(bound.columns)}")
+        if out is None:
+            out = np.empty(actions.n_actions)
+        else:
+            _check_out(out, actions.n_actions)
+        try:
+            bad = self._core.score_vector(x, bound._core, actions._core, out)
+        except ValueError as e:
+            raise SchemaError(f"{e}; bind and prepare them with this model") from None
+        if bad >= 0:
+            raise SchemaError(
+                f"column {bad} {bound.columns[bad]!r} is {x[bad]!r}; "
+                "features must be finite and within float32 range"
+            )
+        return out
+
+
+def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str) -> VWModel:
+    return _build(info, np.array(weights, dtype=np.float32), source)
+
+
+def _as_vector(x: Any) -> np.ndarray:
+    try:
+        arr = np.ascontiguousarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise SchemaError(f"x must be a 1-d float64 vector: {e}") from None
+    if arr.ndim != 1:
+        raise SchemaError(f"x must be a 1-d float64 vector, got shape {arr.shape}")
+    return arr
+
+
+def _check_out(out: Any, n: int) -> None:
+    if type(out) is not np.ndarray or out.dtype != np.float64 or out.shape != (n,) or not out.flags.c_contiguous \
+            or not out.flags.writeable:
+        raise SchemaError(f"out must be a writeable contiguous float64 array of shape ({n},)")
+
+
+def _as_dict(obj: Any, where: str) -> dict:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise SchemaError(f"{where}: expected {{namespace: {{name: value}}}}, got {type(obj).__name__}")
+
+
+def _inner_dicts(obj: dict, where: str) -> dict:
+    if all(type(v) is dict for v in obj.values()):
+        return obj
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in obj.items()}
+
+
+def _explain(features: Any, where: str) -> None:
+    """Raise the SchemaError that says what is wrong with ``features``."""
+    if not isinstance(features, Mapping):
+        raise SchemaError(f"{where}: expected {{namespace: {{name: value}}}}, got {type(features).__name__}")
+    for ns, feats in features.items():
+        if not isinstance(ns, str) or not ns:
+            raise SchemaError(f"{where}: namespace {ns!r} must be a non-empty string")
+        if ns.startswith("_"):
+            continue
+        if not isinstance(feats, Mapping):
+            raise SchemaError(
+                f"{where}: namespace {ns!r} must map feature names to values, got {type(feats).__name__}"
+            )
+        for name, value in feats.items():
+            if not isinstance(name, str):
+                raise SchemaError(f"{where}: feature name {name!r} in namespace {ns!r} must be a string")
+            if name.startswith("_") or value is None or isinstance(value, (bool, str)):
+                continue
+            try:
+                v = float(value) if not isinstance(value, (bytes, bytearray)) else None
+            except (TypeError, ValueError, OverflowError):
+                v = None
+            if v is None:
+                raise SchemaError(
+                    f"{where}: feature {ns}/{name} has a {type(value).__name__} value; "
+                    "use a number, a string or a bool"
+                )
+            if not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
+                raise SchemaError(
+                    f"{where}: feature {ns}/{name} is {value!r}; features must be finite and within float32 range"
+                )
+    raise SchemaError(f"{where}: invalid features")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def looks_like_vw(head: bytes) -> bool:
+    """True when ``head`` starts like a VW binary model: a length-prefixed version string."""
+    if len(head) < 8:
+        return False
+    (n,) = struct.unpack_from("<I", head, 0)
+    return 6 <= n <= 13 and len(head) >= 4 + n and _VERSION_RE.match(head[4 : 4 + n]) is not None
+
+
+def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> VWModel:
+    """Load a VW ``--cb_adf`` / ``--cb_explore_adf`` binary model from a path or its bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, where = bytes(source), "VW model"
+    else:
+        where = os.fspath(source)
+        try:
+            with open(where, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ModelFormatError(f"cannot read model file {where!r}: {e.strerror or e}") from e
+    info, weights = _parse(data, where)
+    return _build(info, weights, where)
+
+
+def _build(info: VWModelInfo, weights: np.ndarray, where: str) -> VWModel:
+    weights.flags.writeable = False
+    slots = sorted({c for term in info.interactions for c in term.encode("latin-1")})
+    slot_of = {c: i for i, c in enumerate(slots)}
+    terms = np.zeros((len(info.interactions), 4), dtype=np.int32)
+    for t, term in enumerate(info.interactions):
+        cs = term.encode("latin-1")
+        terms[t, 0] = len(cs)
+        for k, c in enumerate(cs):
+            terms[t, 1 + k] = slot_of[c]
+    # Reductions with several weight vectors per problem (cb_type dr keeps two)
+    # interleave them: feature i of vector k is weight (i * per_problem + k).
+    # Scoring uses vector 0, which is every per_problem-th weight.
+    per_problem = 2 if info.cb_type == "dr" else 1
+    shift = per_problem.bit_length() - 1
+    scored = np.ascontiguousarray(weights[::per_problem]) if per_problem > 1 else weights
+    core = VWCore(
+        scored, info.bits - shift, info.hash_seed, info.hash_all, info.chain_hash, info.constant,
+        info.ignore.encode("latin-1"), info.ignore_linear.encode("latin-1"), bytes(slots), terms,
+    )
+    return VWModel(core, info, weights, where)
+
+
+class _Reader:
+    """Sequential reads over the model bytes, with VW's chained header checksum."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.where = where
+        self.hash: int | None = None
+
+    def fail(self, what: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.where}: {what} (at byte {self.pos})")
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise self.fail(f"truncated file: {what} needs {n} bytes, {len(self.data) - self.pos} left")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        if self.hash is not None and n > 0:
+            from nba._core import murmurhash3_32
+
+            self.hash = murmurhash3_32(chunk, self.hash)
+        return chunk
+
+    def u32(self, what: str) -> int:
+        return struct.unpack("<I", self.take(4, what))[0]
+
+    def f32(self, what: str) -> float:
+        return struct.unpack("<f", self.take(4, what))[0]
+
+    def f64(self, what: str) -> float:
+        return struct.unpack("<d", self.take(8, what))[0]
+
+    def sized(self, what: str, limit: int) -> bytes:
+        n = self.u32(f"{what} length")
+        if n > limit:
+            raise self.fail(f"{what} length {n} exceeds {limit}")
+        return self.take(n, what)
+
+
+def _cstr(raw: bytes, r: _Reader, what: str) -> str:
+    if not raw.endswith(b"\x00"):
+        raise r.fail(f"{what} is not NUL-terminated")
+    try:
+        return raw[:-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise r.fail(f"{what} is not valid UTF-8") from None
+
+
+def _parse(data: bytes, where: str) -> tuple[VWModelInfo, np.ndarray]:
+    r = _Reader(data, where)
+    raw_version = r.sized("version string", 13)
+    m = _VERSION_RE.match(raw_version)
+    if m is None:
+        raise ModelFormatError(f"{where}: not a Vowpal Wabbit binary model (no version string at the start)")
+    version = tuple(int(g) for g in m.groups())
+    vtext = ".".join(map(str, version))
+    if version < _MIN_VERSION:
+        raise ModelFormatError(
+            f"{where}: VW model file version {vtext} is older than 9.0.0; "
+            "load and save it again with vowpalwabbit 9 or later"
+        )
+    r.hash = 0  # VW checksums the header from the id to the options
+    model_id = _cstr(r.sized("model id", 512), r, "model id")
+    if r.take(1, "model marker") != b"m":
+        raise r.fail("missing model marker 'm'; not a VW regressor file")
+    r.f32("min label")
+    r.f32("max label")
+    bits = r.u32("bits")
+    if not 1 <= bits <= 32:
+        raise r.fail(f"bits {bits} out of range")
+    lda = r.u32("lda")
+    ngram = [r.take(3, "ngram") for _ in range(_bounded(r.u32("ngram count"), r, "ngram count"))]
+    skips = [r.take(3, "skips") for _ in range(_bounded(r.u32("skips count"), r, "skips count"))]
+    options = _cstr(r.sized("options", 1 << 20), r, "options")
+    expected = r.hash
+    r.hash = None
+    checksum = r.sized("checksum", 4)
+    if len(checksum) != 4 or struct.unpack("<I", checksum)[0] != expected:
+        raise r.fail("header checksum mismatch: the file is corrupted")
+    if lda:
+        raise ModelFormatError(f"{where}: option --lda is not supported: {_HELP}")
+    if ngram or skips:
+        raise ModelFormatError(f"{where}: option {'--ngram' if ngram else '--skips'} is not supported: {_HELP}")
+
+    opts = _parse_options(options, where)
+    if "cb_adf" not in opts and "cb_explore_adf" not in opts:
+        raise ModelFormatError(
+            f"{where}: not a contextual-bandit ADF model (options {options.strip()!r}); "
+            "nba scores models trained with --cb_adf or --cb_explore_adf"
+        )
+    if "bit_precision" in opts and _int_opt(opts, "bit_precision", where) != bits:
+        raise ModelFormatError(f"{where}: --bit_precision disagrees with the header's {bits} bits")
+    if bits > MAX_BITS:
+        raise ModelFormatError(
+            f"{where}: -b {bits} needs 2**{bits} weights in memory; nba supports -b up to {MAX_BITS}"
+        )
+    for name in ("link",):
+        if name in opts and opts[name][-1] != "identity":
+            raise ModelFormatError(f"{where}: option --{name} {opts[name][-1]} is not supported: {_HELP}")
+    if "csoaa_ldf" in opts and opts["csoaa_ldf"][-1] not in ("multiline", "m"):
+        raise ModelFormatError(f"{where}: option --csoaa_ldf {opts['csoaa_ldf'][-1]} is not supported: {_HELP}")
+    if "cb_type" in opts and opts["cb_type"][-1] not in _CB_TYPES:
+        raise ModelFormatError(f"{where}: option --cb_type {opts['cb_type'][-1]} is not supported: {_HELP}")
+    hash_mode = opts.get("hash", ["strings"])[-1]
+    if hash_mode not in ("strings", "all"):
+        raise ModelFormatError(f"{where}: option --hash {hash_mode} is not supported: {_HELP}")
+    seed = _int_opt(opts, "hash_seed", where) if "hash_seed" in opts else 0
+    if not 0 <= seed < 2**32:
+        raise ModelFormatError(f"{where}: --hash_seed {seed} is out of range")
+    interactions = _interactions(opts, where)
+    for what in ("ignore", "ignore_linear", "keep"):
+        chars = "".join(opts.get(what, []))
+        if "\\" in chars or any(ord(c) > 255 for c in chars):
+            raise ModelFormatError(f"{where}: --{what} with escaped or non-latin-1 namespaces is not supported")
+    ignore = "".join(sorted(set("".join(opts.get("ignore", [])))))
+    ignore_linear = "".join(sorted(set("".join(opts.get("ignore_linear", [])))))
+    if "keep" in opts:
+        # --keep ignores every namespace it does not list (applied after --ignore, as VW does).
+        keep = set("".join(opts["keep"]))
+        ignore = "".join(chr(c) for c in range(256) if chr(c) not in keep)
+
+    explore = "none"
+    epsilon: float | None = None
+    if "cb_explore_adf" in opts:
+        kinds = [k for k in ("softmax", "squarecb", "first") if k in opts]
+        if len(kinds) > 1:
+            raise ModelFormatError(f"{where}: conflicting exploration options {kinds}")
+        explore = kinds[0] if kinds else "epsilon"
+        if explore == "epsilon":
+            epsilon = _float_opt(opts, "epsilon", where) if "epsilon" in opts else 0.05
+
+    # Reductions' saved state, top of the stack first.
+    if explore in ("squarecb", "first"):
+        r.take(8, f"--{explore} counter")
+    r.take(16, "cb_adf event counts")
+    resume_flag = r.take(1, "save_resume flag")[0]
+    if resume_flag not in (0, 1):
+        raise r.fail(f"save_resume flag is {resume_flag}, expected 0 or 1")
+    contraction, gravity = 1.0, 0.0
+    per_weight = 1
+    if resume_flag:
+        state = r.take(128, "gradient descent state")
+        gravity, contraction = struct.unpack_from("<dd", state, 112)
+        if not (math.isfinite(gravity) and gravity >= 0 and math.isfinite(contraction) and contraction > 0):
+            raise r.fail(f"bad regularization state (l1 {gravity!r}, l2 contraction {contraction!r})")
+        explicit = [k for k in ("sgd", "adaptive", "normalized", "invariant") if k in opts]
+        if explicit:
+            per_weight = 1 + ("adaptive" in opts) + ("normalized" in opts)
+        else:
+            per_weight = 3
+    weights = _read_weights(r, bits, per_weight)
+    if resume_flag and (gravity != 0.0 or contraction != 1.0):
+        # What VW does when it loads a model to test: fold l1/l2 state into the weights.
+        g = np.float32(gravity)
+        w = weights
+        w = np.where(np.abs(w) > g, w - np.sign(w) * g, np.float32(0)).astype(np.float32)
+        weights = (w * np.float32(contraction)).astype(np.float32)
+        if not np.all(np.abs(weights) <= MAX_ABS_WEIGHT):
+            raise ModelFormatError(f"{where}: regularization state makes the weights overflow")
+
+    info = VWModelInfo(
+        version=vtext,
+        id=model_id,
+        bits=bits,
+        options=options.strip(),
+        interactions=tuple(interactions),
+        ignore=ignore,
+        ignore_linear=ignore_linear,
+        hash_seed=seed,
+        hash_all=hash_mode == "all",
+        chain_hash="chain_hash" in opts,
+        constant="noconstant" not in opts,
+        cb_type=opts.get("cb_type", ["mtr"])[-1],
+        exploration=explore,
+        epsilon=epsilon,
+        save_resume=bool(resume_flag),
+        num_weights=int(np.count_nonzero(weights)),
+    )
+    return info, weights
+
+
+def _bounded(n: int, r: _Reader, what: str) -> int:
+    if n > 256:
+        raise r.fail(f"{what} {n} is implausible")
+    return n
+
+
+def _read_weights(r: _Reader, bits: int, per_weight: int) -> np.ndarray:
+    """The (index, weight[, adaptive, normalized]) records up to the end of the file."""
+    rest = memoryview(r.data)[r.pos :]
+    rec = 4 * (1 + per_weight)
+    if len(rest) % rec:
+        raise r.fail(
+            f"truncated weights: {len(rest)} bytes is not a whole number of {rec}-byte records"
+        )
+    table = np.frombuffer(rest, dtype="<u4").reshape(-1, 1 + per_weight)
+    idx = table[:, 0].astype(np.int64)
+    vals = table[:, 1].view("<f4").astype(np.float32)
+    size = 1 << bits
+    if idx.size:
+        bad = np.flatnonzero(idx >= size)
+        if bad.size:
+            k = int(bad[0])
+            raise ModelFormatError(
+                f"{r.where}: weight record {k} has index {int(idx[k])}, beyond the {size} weights of -b {bits} "
+                f"(at byte {r.pos + k * rec})"
+            )
+        if idx.size > 1:
+            down = np.flatnonzero(idx[1:] <= idx[:-1])
+            if down.size:
+                k = int(down[0]) + 1
+                raise ModelFormatError(
+                    f"{r.where}: weight record {k} (index {int(idx[k])}) is out of order; the file is corrupted "
+                    f"(at byte {r.pos + k * rec})"
+                )
+        bad = np.flatnonzero(~(np.abs(vals) <= MAX_ABS_WEIGHT))
+        if bad.size:
+            k = int(bad[0])
+            raise ModelFormatError(
+                f"{r.where}: weight {int(idx[k])} is {float(vals[k])!r}; the model diverged or the file is corrupted "
+                f"(at byte {r.pos + k * rec})"
+            )
+    weights = np.zeros(size, dtype=np.float32)
+    weights[idx] = vals
+    r.pos = len(r.data)
+    return weights
+
+
+def _parse_options(options: str, where: str) -> dict[str, list[str]]:
+    """The stored command line as {option: [values]} ([] for flags); refuses what nba cannot score."""
+    tokens = options.split()
+    out: dict[str, list[str]] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise ModelFormatError(f"{where}: unexpected token {tok!r} in the model's options {options.strip()!r}")
+        name = tok[2:]
+        if name in _FLAG_OPTIONS:
+            out.setdefault(name, [])
+            i += 1
+        elif name in _VALUE_OPTIONS:
+            if i + 1 >= len(tokens):
+                raise ModelFormatError(f"{where}: option --{name} has no value in the model's options")
+            out.setdefault(name, []).append(tokens[i + 1])
+            i += 2
+        else:
+            raise ModelFormatError(f"{where}: option --{name} is not supported: {_HELP}")
+    return out
+
+
+def _int_opt(opts: dict[str, list[str]], name: str, where: str) -> int:
+    try:
+        return int(opts[name][-1])
+    except ValueError:
+        raise ModelFormatError(f"{where}: --{name} {opts[name][-1]!r} is not an integer") from None
+
+
+def _float_opt(opts: dict[str, list[str]], name: str, where: str) -> float:
+    try:
+        return float(opts[name][-1])
+    except ValueError:
+        raise ModelFormatError(f"{where}: --{name} {opts[name][-1]!r} is not a number") from None
+
+
+def _interactions(opts: dict[str, list[str]], where: str) -> list[str]:
+    """-q, --cubic and --interactions after VW's sorting and de-duplication."""
+    decoded: list[bytes] = []
+    for name, size in (("quadratic", 2), ("cubic", 3), ("interactions", 0)):
+        for spec in opts.get(name, []):
+            if ":" in spec:
+                raise ModelFormatError(
+                    f"{where}: option --{name} {spec} uses the ':' wildcard, which nba does not reproduce; "
+                    "list the namespaces explicitly"
+                )
+            if "\\" in spec:
+                raise ModelFormatError(f"{where}: option --{name} {spec} uses escaped namespaces; not supported")
+            try:
+                raw = spec.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ModelFormatError(f"{where}: option --{name} {spec} has non-latin-1 namespaces") from None
+            if size and len(raw) != size:
+                raise ModelFormatError(f"{where}: option --{name} {spec} must name {size} namespaces")
+            if len(raw) < 2:
+                raise ModelFormatError(f"{where}: option --{name} {spec} must name at least two namespaces")
+            if len(raw) > 3:
+                raise ModelFormatError(
+                    f"{where}: option --{name} {spec}: interactions of more than three namespaces are not supported"
+                )
+            decoded.append(raw)
+    # VW sorts the list (shorter first, then bytewise), drops interactions that are
+    # equal as multisets (keeping the first), and sorts the namespaces of those with
+    # a repeated namespace so that equal ones are adjacent.
+    decoded.sort(key=lambda b: (len(b), b))
+    seen: set[bytes] = set()
+    result: list[str] = []
+    for raw in decoded:
+        key = bytes(sorted(raw))
+        if key in seen:
+            continue
+        seen.add(key)
+        if _must_be_left_sorted(key):
+            raw = key
+        result.append(raw.decode("latin-1"))
+    return result
+
+
+def _must_be_left_sorted(sorted_ns: bytes) -> bool:
+    """VW's rule: sort an interaction that mixes a repeated namespace with another ('aab', 'abb')."""
+    pair = diff = False
+    for a, b in zip(sorted_ns, sorted_ns[1:]):
+        if a == b:
+            if diff:
+                return True
+            pair = True
+        else:
+            if pair:
+                return True
+            diff = True
+    return False
