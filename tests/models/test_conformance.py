@@ -1,0 +1,303 @@
+"""The conformance battery every model kind nba can load must pass (cf. river's ``check_estimator``).
+
+``check_scorer`` loads nothing itself: it takes a loaded model and the kind's
+adapters, and checks what any scorer the Decider uses must guarantee:
+
+* scoring gives float64, one score (or one row of scores) per input, finite, and
+  the same every time;
+* scoring a batch equals scoring its inputs one at a time;
+* a pickle round trip (and a deep copy) scores identically;
+* eight threads scoring at once get exactly the serial results;
+* bad input (wrong length, wrong shape, wrong type, NaN where not allowed)
+  raises a typed ``nba.NbaError``, never a bare ValueError/TypeError or a crash.
+
+To add a model kind, append a ``ScorerKind`` to ``KINDS``: how to load it, how to
+make a batch of inputs, how to score a batch, how to take one input out of a
+batch, and which inputs are bad. VW and online bandit kinds plug in the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nba
+from benchmarks.workloads import lightgbm_model, lightgbm_model_file, rows
+
+pytest.importorskip("nba.models.lightgbm")  # until the loader lands
+
+N_THREADS = 8
+
+
+@dataclass(frozen=True)
+class ScorerKind:
+    """How the battery drives one kind of model."""
+
+    name: str
+    loaders: Sequence[Callable[[], Any]]  # every way to load the same model; the first is the main one
+    make_input: Callable[[Any, int, int], Any]  # (model, n, seed) -> a batch of n inputs
+    score: Callable[[Any, Any], np.ndarray]  # (model, batch) -> float64 scores, first axis = inputs
+    take: Callable[[Any, int], Any]  # (batch, i) -> a batch holding only input i
+    bad_inputs: Callable[[Any], list[tuple[str, Any, type[nba.NbaError]]]]  # (model) -> (label, batch, error)
+    score_one: Callable[[Any, Any], np.ndarray] | None = None  # (model, batch of one) -> scores, single-input path
+
+
+# --------------------------------------------------------------------------- the battery
+
+
+def _as_scores(a: Any) -> np.ndarray:
+    arr = np.asarray(a)
+    assert arr.dtype == np.float64, f"scores must be float64, got {arr.dtype}"
+    return arr
+
+
+def check_scorer(model: Any, make_input: Callable[[Any, int, int], Any], kind: ScorerKind) -> None:
+    """Run the whole battery on one loaded ``model``."""
+    check_scores_are_well_formed(model, make_input, kind)
+    check_batch_equals_one_at_a_time(model, make_input, kind)
+    check_pickle_round_trip(model, make_input, kind)
+    check_concurrent_use_matches_serial(model, make_input, kind)
+    check_bad_input_raises_typed_errors(model, kind)
+
+
+def check_scores_are_well_formed(model, make_input, kind: ScorerKind) -> None:
+    batch = make_input(model, 64, 1)
+    s = _as_scores(kind.score(model, batch))
+    assert s.shape[0] == 64
+    assert np.isfinite(s).all(), "finite inputs gave non-finite scores"
+    np.testing.assert_array_equal(_as_scores(kind.score(model, batch)), s, err_msg="scoring twice differs")
+    assert s.std(axis=0).max() > 0, "every input got the same score: the inputs never reach the model"
+
+
+def check_batch_equals_one_at_a_time(model, make_input, kind: ScorerKind) -> None:
+    batch = make_input(model, 20, 2)
+    s = _as_scores(kind.score(model, batch))
+    for i in range(20):
+        one = kind.take(batch, i)
+        np.testing.assert_array_equal(_as_scores(kind.score(model, one))[0], s[i], err_msg=f"input {i} alone")
+        if kind.score_one is not None:
+            np.testing.assert_array_equal(
+                _as_scores(kind.score_one(model, one)).reshape(-1), s[i].reshape(-1), err_msg=f"input {i}, one-input path"
+            )
+
+
+def check_pickle_round_trip(model, make_input, kind: ScorerKind) -> None:
+    batch = make_input(model, 200, 3)
+    s = _as_scores(kind.score(model, batch))
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        clone = pickle.loads(pickle.dumps(model, protocol=protocol))
+        assert type(clone) is type(model)
+        np.testing.assert_array_equal(_as_scores(kind.score(clone, batch)), s, err_msg=f"pickle protocol {protocol}")
+    np.testing.assert_array_equal(_as_scores(kind.score(copy.deepcopy(model), batch)), s, err_msg="deepcopy")
+
+
+def check_concurrent_use_matches_serial(model, make_input, kind: ScorerKind, repeats: int = 25) -> None:
+    batches = [make_input(model, 50, 100 + t) for t in range(N_THREADS)]
+    expected = [_as_scores(kind.score(model, b)) for b in batches]
+    expected_one = [_as_scores(kind.score(model, kind.take(b, 0))) for b in batches]
+    barrier = threading.Barrier(N_THREADS)
+    errors: list[str] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(repeats):
+                got = _as_scores(kind.score(model, batches[t]))
+                one = _as_scores(kind.score(model, kind.take(batches[t], 0)))
+                if not (np.array_equal(got, expected[t]) and np.array_equal(one, expected_one[t])):
+                    errors.append(f"thread {t}: concurrent scores differ from serial")
+                    return
+        except BaseException as e:  # noqa: BLE001 - reported below, with the thread
+            errors.append(f"thread {t}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(N_THREADS)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+
+
+def check_bad_input_raises_typed_errors(model, kind: ScorerKind) -> None:
+    for label, bad, error in kind.bad_inputs(model):
+        with pytest.raises(nba.NbaError) as info:
+            kind.score(model, bad)
+        assert isinstance(info.value, error), f"{label}: expected {error.__name__}, got {type(info.value).__name__}"
+        assert str(info.value), f"{label}: the error has no message"
+        if kind.score_one is not None:
+            with pytest.raises(nba.NbaError):
+                kind.score_one(model, bad)
+
+
+# --------------------------------------------------------------------------- LightGBM tree ensembles
+
+
+def _feature_rows(model, n: int, seed: int) -> np.ndarray:
+    return rows(n, model.num_features, seed, nan_fraction=0.05)
+
+
+def _feature_bad_inputs(*, nan_allowed: bool) -> Callable[[Any], list]:
+    def bad(model) -> list[tuple[str, Any, type[nba.NbaError]]]:
+        nf = model.num_features
+        out: list[tuple[str, Any, type[nba.NbaError]]] = [
+            ("one feature too few", np.zeros((3, nf - 1)), nba.SchemaError),
+            ("one feature too many", np.zeros((3, nf + 1)), nba.SchemaError),
+            ("no features", np.zeros((3, 0)), nba.SchemaError),
+            ("3-D array", np.zeros((2, 3, nf)), nba.SchemaError),
+            ("a scalar", 1.0, nba.SchemaError),
+            ("a string", "1,2,3", nba.SchemaError),
+            ("None", None, nba.SchemaError),
+            ("a dict", {"f0": 1.0}, nba.SchemaError),
+            ("strings in an array", np.full((2, nf), "x"), nba.SchemaError),
+            ("complex numbers", np.zeros((2, nf), dtype=complex), nba.SchemaError),
+            ("objects", np.array([[object()] * nf] * 2, dtype=object), nba.SchemaError),
+        ]
+        if not nan_allowed:
+            x = np.zeros((2, nf))
+            x[1, 0] = np.nan
+            out.append(("NaN feature", x, nba.SchemaError))
+        return out
+
+    return bad
+
+
+def _lightgbm_kind(name: str, **model_kw: Any) -> ScorerKind:
+    def text() -> str:
+        return lightgbm_model(**model_kw)
+
+    def booster():
+        lgb = pytest.importorskip("lightgbm")
+        return lgb.Booster(model_str=text())
+
+    return ScorerKind(
+        name=name,
+        loaders=[
+            lambda: nba.load_model(lightgbm_model_file(**model_kw)),
+            lambda: nba.load_model(str(lightgbm_model_file(**model_kw))),
+            lambda: nba.load_model(text()),
+            lambda: nba.load_model(text().encode()),
+            lambda: nba.load_model(booster()),
+        ],
+        make_input=_feature_rows,
+        score=lambda model, X: model.predict(X),
+        take=lambda X, i: X[i : i + 1] if isinstance(X, np.ndarray) and X.ndim == 2 else X,
+        bad_inputs=_feature_bad_inputs(nan_allowed=True),  # NaN is a missing value for trees
+        score_one=lambda model, X: model.predict_row(X[0] if isinstance(X, np.ndarray) and X.ndim == 2 else X),
+    )
+
+
+_SMALL = {"n_trees": 20, "num_leaves": 15, "n_features": 12, "n_rows": 2000}
+
+KINDS: list[ScorerKind] = [
+    _lightgbm_kind("lightgbm-regression", **_SMALL),
+    _lightgbm_kind("lightgbm-binary", **_SMALL, objective="binary"),
+    _lightgbm_kind("lightgbm-multiclass", **{**_SMALL, "n_trees": 8}, objective="multiclass", num_class=3),
+]
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=[k.name for k in KINDS])
+def kind(request) -> ScorerKind:
+    if request.param.name.startswith("lightgbm"):
+        pytest.importorskip("lightgbm")  # the reference trains the models
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def loaded(kind: ScorerKind) -> Any:
+    return kind.loaders[0]()
+
+
+def test_scores_are_float64_finite_and_repeatable(kind, loaded):
+    check_scores_are_well_formed(loaded, kind.make_input, kind)
+
+
+def test_batch_scores_equal_one_input_at_a_time(kind, loaded):
+    check_batch_equals_one_at_a_time(loaded, kind.make_input, kind)
+
+
+def test_pickle_round_trip_scores_identically(kind, loaded):
+    check_pickle_round_trip(loaded, kind.make_input, kind)
+
+
+def test_eight_threads_score_exactly_like_serial(kind, loaded):
+    check_concurrent_use_matches_serial(loaded, kind.make_input, kind)
+
+
+def test_bad_input_raises_typed_nba_errors(kind, loaded):
+    check_bad_input_raises_typed_errors(loaded, kind)
+
+
+def test_every_way_of_loading_gives_the_same_scores(kind, loaded):
+    batch = kind.make_input(loaded, 100, 4)
+    expected = _as_scores(kind.score(loaded, batch))
+    for i, load in enumerate(kind.loaders[1:], start=1):
+        np.testing.assert_array_equal(_as_scores(kind.score(load(), batch)), expected, err_msg=f"loader #{i}")
+
+
+def test_check_scorer_runs_the_whole_battery(kind, loaded):
+    check_scorer(loaded, kind.make_input, kind)
+
+
+# --------------------------------------------------------------------------- the battery catches what it should
+
+
+class _Broken:
+    """A scorer that breaks the contract in a chosen way, to prove the battery notices."""
+
+    def __init__(self, model: Any, flaw: str) -> None:
+        self.model, self.flaw = model, flaw
+        self.num_features = model.num_features
+        self._calls = 0
+
+    def predict(self, X):
+        self._calls += 1
+        if self.flaw == "bare-error" and (not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != self.num_features):
+            raise ValueError("bad")
+        s = np.asarray(self.model.predict(X)).copy()
+        if self.flaw == "drift":
+            s += self._calls * 1e-9
+        return s
+
+    def predict_row(self, x):
+        return self.model.predict_row(x)
+
+    def __reduce__(self):
+        if self.flaw == "pickle-loses-state":
+            return (_Broken, (_Zero(self.num_features), "none"))
+        return (_Broken, (self.model, self.flaw))
+
+
+class _Zero:
+    """A model that forgot its trees: scores every row 0."""
+
+    def __init__(self, num_features: int) -> None:
+        self.num_features = num_features
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+@pytest.mark.parametrize(
+    ("flaw", "check"),
+    [
+        ("drift", check_scores_are_well_formed),
+        ("pickle-loses-state", check_pickle_round_trip),
+        ("bare-error", lambda m, mi, k: check_bad_input_raises_typed_errors(m, k)),
+    ],
+)
+def test_battery_rejects_a_broken_scorer(flaw, check):
+    kind = KINDS[0]
+    pytest.importorskip("lightgbm")
+    broken = _Broken(kind.loaders[0](), flaw)
+    with pytest.raises(AssertionError):
+        try:
+            check(broken, kind.make_input, kind)
+        except ValueError as e:  # a bare ValueError escaping pytest.raises(NbaError) also counts as caught
+            raise AssertionError(str(e)) from e
