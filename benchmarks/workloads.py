@@ -22,6 +22,7 @@ __all__ = [
     "lightgbm_training_data",
     "lightgbm_model",
     "lightgbm_model_file",
+    "decisions",
 ]
 
 
@@ -170,3 +171,42 @@ def lightgbm_model(
         num_class=num_class,
         n_rows=n_rows,
     ).read_text()
+
+
+# --------------------------------------------------------------------------- decision log
+
+
+def decisions(n: int, seed: int = 0, *, n_actions: int = 10, n_features: int = 20) -> list[dict]:
+    """``n`` keyword-argument sets for ``DecisionLog.append_decision``, as a Decider logs them.
+
+    Each has ``n_actions`` arms with a pmf, a chosen arm, the arms' scores, and
+    ``n_features`` numeric user features plus two string context features:
+    about 1 KB of JSON per decision at the defaults.
+    """
+    rng = np.random.default_rng([seed, n, n_actions, n_features, 13])
+    actions = [f"offer_{k}" for k in range(n_actions)]
+    devices = ["ios", "android", "web"]
+    out = []
+    for i in range(n):
+        scores = rng.standard_normal(n_actions)
+        pmf = np.exp(scores - scores.max())
+        pmf /= pmf.sum()
+        chosen = int(rng.choice(n_actions, p=pmf))
+        out.append(
+            {
+                "event_id": f"{seed:04x}-{i:012x}",
+                "actions": actions,
+                "pmf": pmf.tolist(),
+                "chosen": [chosen],
+                "scores": scores.tolist(),
+                "features": {
+                    "User": {f"u{j}": round(float(v), 4) for j, v in enumerate(rng.standard_normal(n_features))},
+                    "Context": {"device": devices[i % 3], "hour": float(i % 24)},
+                },
+                "model_version": "offers-cb-v1",
+                "variants": {"ranker": "treatment" if i % 2 else "control"},
+                "policy": "softmax",
+                "catalog_id": "offers",
+            }
+        )
+    return out

@@ -122,6 +122,22 @@ def test_convenience_appends_fill_defaults_and_read_back():
         assert o1 == OutcomeRecord("e1", 12.0, 2.5)
 
 
+def test_decider_shaped_decisions_read_back_field_for_field():
+    from benchmarks.workloads import decisions
+
+    work = decisions(200, seed=5)
+    with tempfile.TemporaryDirectory() as d:
+        with DecisionLog(d, segment_bytes=50_000) as log:
+            for i, kw in enumerate(work):
+                log.append_decision(**kw, ts=1_000.0 + i)
+        got = _read_strict(d)
+    assert len(got) == len(work)
+    for i, (rec, kw) in enumerate(zip(got, work)):
+        assert rec.ts == 1_000.0 + i
+        assert rec.probability == kw["pmf"][kw["chosen"][0]]
+        assert {k: getattr(rec, k) for k in kw} == kw
+
+
 def test_non_finite_scores_are_written_as_null():
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
