@@ -1,0 +1,894 @@
+"""Arms, the catalogue, eligibility rules and arbitration.
+
+An ``Arm`` is one action nba can recommend: its id, the features a model sees
+for it, its business value and weight, one payload per channel, declarative
+eligibility rules and an optional time window. A ``Catalog`` validates a list of
+arms against a ``FeatureSchema`` once and compiles everything a decision needs:
+the arm-feature matrix for tree models, the action features for Vowpal Wabbit,
+per-channel candidate lists and the eligibility rules as small closures.
+
+Eligibility, per decision, in this order:
+
+* **channel**: an arm with no ``channels`` is eligible on every channel; otherwise
+  only on the channels it lists, where the key ``"*"`` stands for any channel (its
+  payload serves the channels not listed by name). ``channel=None`` skips the
+  channel filter.
+* **time window**: ``start <= now < end`` (either bound may be None). Naive
+  datetimes are taken as UTC.
+* **rules**: ``Rule``, ``AllOf``, ``AnyOf``, ``Not``, or the same as a small
+  expression (``"age >= 18 and segment in ['gold', 'silver']"``), parsed without
+  ``eval``. A rule reads the value as given in the profile or context; a missing
+  value (absent, None, NaN) makes every comparison false, ``!=`` and ``not_in``
+  included, and only ``exists`` with False true.
+
+Arbitration turns raw model scores into priorities before the exploration policy
+sees them: by default ``priority = score x value x weight`` ("product"); "score"
+ignores value and weight; any callable ``f(scores, values, weights, out)`` works.
+The policy turns the priorities of the eligible arms into a pmf over those arms;
+the decision log records the raw model scores (not the priorities) and that pmf.
+"product" assumes non-negative scores (probabilities, expected values): with
+signed scores (negated VW costs, raw margins) a larger value would make a
+negative score worse, so use "score" or a formula of your own there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, Callable, Literal, Union
+
+import msgspec
+import numpy as np
+
+from nba.errors import ConfigError, SchemaError
+from nba.schema import FeatureSchema, safe_column_name
+
+__all__ = [
+    "Rule",
+    "AllOf",
+    "AnyOf",
+    "Not",
+    "Condition",
+    "parse_rule",
+    "Arm",
+    "Catalog",
+    "RowLayout",
+    "ARBITRATIONS",
+]
+
+# --------------------------------------------------------------------------- conditions
+
+_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")
+_ORDER_OPS = ("<", "<=", ">", ">=")
+
+
+class Rule(msgspec.Struct, frozen=True, tag="rule"):
+    """One comparison of a declared feature or extra attribute with a constant.
+
+    ``op`` is one of ``== != < <= > >= in not_in exists``. ``in`` / ``not_in`` take a
+    collection; ``exists`` takes True (present, the default) or False (missing).
+    """
+
+    field: str
+    op: str
+    value: Any = None
+
+
+class AllOf(msgspec.Struct, frozen=True, tag="all"):
+    """True when every condition is (an empty AllOf is true)."""
+
+    conditions: tuple["Condition", ...]
+
+
+class AnyOf(msgspec.Struct, frozen=True, tag="any"):
+    """True when at least one condition is (an empty AnyOf is false)."""
+
+    conditions: tuple["Condition", ...]
+
+
+class Not(msgspec.Struct, frozen=True, tag="not"):
+    """True when the condition is false."""
+
+    condition: "Condition"
+
+
+Condition = Union[Rule, AllOf, AnyOf, Not]
+_CONDITION_TYPES = (Rule, AllOf, AnyOf, Not)
+
+
+# --------------------------------------------------------------------------- expression language
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<num>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+      | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+      | (?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "in", "exists", "true", "false", "True", "False"}
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _tokenize(text: str) -> list[tuple[str, Any, int]]:
+    tokens: list[tuple[str, Any, int]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ConfigError(f"rule {text!r}: cannot read {text[pos:].strip()[:20]!r} at character {pos}")
+        kind = m.lastgroup
+        raw = m.group(kind)  # type: ignore[arg-type]
+        start = m.start(kind)  # type: ignore[arg-type]
+        if kind == "num":
+            value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        elif kind == "str":
+            value = _ESCAPE.sub(r"\1", raw[1:-1])
+        else:
+            value = raw
+        if kind == "name" and raw in _KEYWORDS:
+            kind = "kw"
+        tokens.append((kind, value, start))  # type: ignore[arg-type]
+        pos = m.end()
+    tokens.append(("end", None, len(text)))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over: or_expr := and_expr ('or' and_expr)*; and_expr := not_expr ('and' not_expr)*;
+    not_expr := 'not' not_expr | '(' or_expr ')' | comparison."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def fail(self, what: str) -> ConfigError:
+        kind, value, pos = self.tokens[self.i]
+        got = "the end" if kind == "end" else repr(value)
+        return ConfigError(f"rule {self.text!r}: expected {what} at character {pos}, got {got}")
+
+    def peek(self, kind: str, value: Any = None) -> bool:
+        k, v, _ = self.tokens[self.i]
+        return k == kind and (value is None or v == value)
+
+    def take(self, kind: str, value: Any = None, what: str = "") -> Any:
+        if not self.peek(kind, value):
+            raise self.fail(what or repr(value) if value is not None else what or kind)
+        v = self.tokens[self.i][1]
+        self.i += 1
+        return v
+
+    def parse(self) -> Condition:
+        cond = self.or_expr()
+        if not self.peek("end"):
+            raise self.fail("'and', 'or' or the end")
+        return cond
+
+    def or_expr(self) -> Condition:
+        parts = [self.and_expr()]
+        while self.peek("kw", "or"):
+            self.i += 1
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
+
+    def and_expr(self) -> Condition:
+        parts = [self.not_expr()]
+        while self.peek("kw", "and"):
+            self.i += 1
+            parts.append(self.not_expr())
+        return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+    def not_expr(self) -> Condition:
+        if self.peek("kw", "not"):
+            self.i += 1
+            return Not(self.not_expr())
+        if self.peek("op", "("):
+            self.i += 1
+            cond = self.or_expr()
+            self.take("op", ")", "')'")
+            return cond
+        return self.comparison()
+
+    def literal(self) -> Any:
+        kind, value, _ = self.tokens[self.i]
+        if kind in ("num", "str"):
+            self.i += 1
+            return value
+        if kind == "kw" and value in ("true", "True", "false", "False"):
+            self.i += 1
+            return value in ("true", "True")
+        raise self.fail("a number, a quoted string, true or false")
+
+    def comparison(self) -> Condition:
+        field = self.take("name", what="a field name")
+        if self.peek("kw", "exists"):
+            self.i += 1
+            return Rule(field, "exists", True)
+        negate = False
+        if self.peek("kw", "not"):
+            self.i += 1
+            negate = True
+            if not self.peek("kw", "in"):
+                raise self.fail("'in' after 'not'")
+        if self.peek("kw", "in"):
+            self.i += 1
+            self.take("op", "[", "'['")
+            items = [self.literal()]
+            while self.peek("op", ","):
+                self.i += 1
+                items.append(self.literal())
+            self.take("op", "]", "']'")
+            return Rule(field, "not_in" if negate else "in", tuple(items))
+        kind, op, _ = self.tokens[self.i]
+        if kind != "op" or op not in ("==", "!=", "<", "<=", ">", ">="):
+            raise self.fail("a comparison (== != < <= > >=), 'in', 'not in' or 'exists'")
+        self.i += 1
+        return Rule(field, op, self.literal())
+
+
+def parse_rule(text: str) -> Condition:
+    """Parse ``"age >= 18 and (segment in ['gold', 'silver'] or vip == true)"`` into conditions.
+
+    Grammar: comparisons ``field OP literal`` (OP one of ``== != < <= > >=``),
+    ``field in [...]``, ``field not in [...]``, ``field exists``; combined with
+    ``not``, ``and``, ``or`` (in that precedence) and parentheses. Literals are
+    numbers, quoted strings, true and false. No Python is evaluated.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"a rule expression must be a non-empty string, got {text!r}")
+    return _Parser(text).parse()
+
+
+# --------------------------------------------------------------------------- arms
+
+
+class Arm(msgspec.Struct, frozen=True):
+    """One action: what a model sees of it, what it is worth, where and when it may be shown.
+
+    ``features``: arm features ({"fee": 95.0}); numbers and booleans become columns
+    for tree models, strings are one-hot encoded over the catalogue's values, and
+    all are the Vowpal Wabbit action features in ``namespace``. ``value`` and
+    ``weight`` (>= 0) scale the score in arbitration. ``channels`` maps a channel
+    name (or ``"*"``) to its payload, any JSON value. ``eligibility``: a condition,
+    an expression string, or a list of them (all must hold). ``start`` / ``end``:
+    the time window, end excluded.
+    """
+
+    id: str
+    features: dict[str, Any] = {}
+    value: float = 1.0
+    weight: float = 1.0
+    channels: dict[str, Any] = {}
+    eligibility: Union[Condition, str, list[Union[Condition, str]], None] = None
+    start: Union[datetime, None] = None
+    end: Union[datetime, None] = None
+    namespace: str = "Action"
+
+
+# --------------------------------------------------------------------------- arbitration
+
+
+def _product(scores: np.ndarray, values: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """priority = score x value x weight: expected business value when scores are probabilities."""
+    np.multiply(scores, values, out=out)
+    np.multiply(out, weights, out=out)
+    return out
+
+
+def _score_only(scores: np.ndarray, values: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """priority = score: value and weight ignored."""
+    np.copyto(out, scores)
+    return out
+
+
+ARBITRATIONS: dict[str, Callable[..., np.ndarray]] = {"product": _product, "score": _score_only}
+
+Arbitration = Union[Literal["product", "score"], Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]
+
+
+def _resolve_arbitration(spec: Any) -> Callable[..., Any]:
+    if isinstance(spec, str):
+        try:
+            return ARBITRATIONS[spec]
+        except KeyError:
+            raise ConfigError(
+                f"arbitration {spec!r} is not a built-in; use one of {', '.join(ARBITRATIONS)} "
+                "or a callable f(scores, values, weights, out)"
+            ) from None
+    if not callable(spec):
+        raise ConfigError(f"arbitration must be a name or a callable f(scores, values, weights, out), got {spec!r}")
+    # Probe once so a wrong signature or shape fails at construction, not on the first request.
+    probe = np.array([0.5, 0.25])
+    out = np.empty(2)
+    try:
+        res = spec(probe, np.array([2.0, 1.0]), np.array([1.0, 3.0]), out)
+    except Exception as e:  # noqa: BLE001 - any failure of user code here is a configuration error
+        raise ConfigError(f"arbitration callable failed on a probe call f(scores, values, weights, out): {e!r}") from e
+    res = out if res is None else np.asarray(res)
+    if res.shape != (2,):
+        raise ConfigError(f"arbitration callable must fill out (or return) one priority per arm, got shape {res.shape}")
+    return spec
+
+
+# --------------------------------------------------------------------------- compiling eligibility
+
+
+def _utc_seconds(t: datetime) -> float:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.timestamp()
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _atom(pos: int, op: str, c: Any) -> Callable[[tuple], bool]:
+    """A closure evaluating one rule over the fetched field values (None = missing)."""
+    if op == "==":
+        return lambda vals: vals[pos] == c  # None and NaN never equal a declared constant
+    if op == "!=":
+        def ne(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v == v and v != c
+        return ne
+    if op == "<":
+        def lt(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v < c
+        return lt
+    if op == "<=":
+        def le(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v <= c
+        return le
+    if op == ">":
+        def gt(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v > c
+        return gt
+    if op == ">=":
+        def ge(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v >= c
+        return ge
+    if op == "in":
+        return lambda vals: vals[pos] in c  # c is a frozenset without None
+    if op == "not_in":
+        def not_in(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v == v and v not in c
+        return not_in
+    if c:  # exists
+        def exists(vals: tuple) -> bool:
+            v = vals[pos]
+            return v is not None and v == v
+        return exists
+    return lambda vals: _missing(vals[pos])
+
+
+def _all(fs: tuple[Callable[[tuple], bool], ...]) -> Callable[[tuple], bool]:
+    if len(fs) == 1:
+        return fs[0]
+    if len(fs) == 2:
+        f, g = fs
+        return lambda vals: f(vals) and g(vals)
+    return lambda vals: all(f(vals) for f in fs)
+
+
+def _any(fs: tuple[Callable[[tuple], bool], ...]) -> Callable[[tuple], bool]:
+    if len(fs) == 1:
+        return fs[0]
+    if len(fs) == 2:
+        f, g = fs
+        return lambda vals: f(vals) or g(vals)
+    return lambda vals: any(f(vals) for f in fs)
+
+
+class _RuleCompiler:
+    """Checks conditions against the schema and turns them into closures over one fetched tuple."""
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self.fields: dict[str, int] = {}  # field -> position in the fetched tuple (first seen order)
+        self.atoms: dict[tuple, Callable[[tuple], bool]] = {}  # shared between arms
+        self.rules: list[tuple[str, Rule]] = []
+
+    def compile(self, cond: Any, where: str) -> Callable[[tuple], bool] | None:
+        if cond is None:
+            return None
+        if isinstance(cond, (list, tuple)):
+            fs = tuple(self._compile(c, where) for c in cond)
+            return _all(fs) if fs else None
+        return self._compile(cond, where)
+
+    def _compile(self, cond: Any, where: str) -> Callable[[tuple], bool]:
+        if isinstance(cond, str):
+            cond = parse_rule(cond)
+        if isinstance(cond, Rule):
+            return self._rule(cond, where)
+        if isinstance(cond, AllOf):
+            fs = tuple(self._compile(c, where) for c in cond.conditions)
+            return _all(fs) if fs else (lambda vals: True)
+        if isinstance(cond, AnyOf):
+            fs = tuple(self._compile(c, where) for c in cond.conditions)
+            return _any(fs) if fs else (lambda vals: False)
+        if isinstance(cond, Not):
+            f = self._compile(cond.condition, where)
+            return lambda vals: not f(vals)
+        raise ConfigError(
+            f"{where}: eligibility must be nba.Rule, AllOf, AnyOf, Not, an expression string or a list of them, "
+            f"got {type(cond).__name__}"
+        )
+
+    def _rule(self, rule: Rule, where: str) -> Callable[[tuple], bool]:
+        field, op, value = rule.field, rule.op, rule.value
+        op = {"not in": "not_in", "=": "=="}.get(op, op)
+        if op not in _OPS:
+            raise ConfigError(f"{where}: rule on {field!r} has unknown operator {rule.op!r}; use one of {' '.join(_OPS)}")
+        kind = self.schema.field_kind(field)
+        if kind is None:
+            raise ConfigError(
+                f"{where}: rule references {field!r}, which the schema does not declare; declare it as a feature "
+                f"or in extra_profile / extra_context. Declared: {list(self.schema.fields)}"
+            )
+        bad = f"{where}: rule {field!r} {op} {value!r}:"
+        if op in ("in", "not_in"):
+            if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+                raise ConfigError(f"{bad} {op} takes a list or set of values")
+            try:
+                const: Any = frozenset(value)
+            except TypeError:
+                raise ConfigError(f"{bad} the values must be hashable (str, int, float, bool)") from None
+            if any(_missing(v) for v in const):
+                raise ConfigError(f"{bad} None/NaN cannot be listed; use 'exists' to test for a missing value")
+            if kind in ("numeric", "boolean") and any(isinstance(v, str) for v in const):
+                raise ConfigError(f"{bad} {field!r} is {kind}; list numbers, not strings")
+        elif op == "exists":
+            if value is None:
+                value = True
+            if not isinstance(value, bool):
+                raise ConfigError(f"{bad} exists takes True (present) or False (missing)")
+            const = value
+        else:
+            if _missing(value) or not isinstance(value, (str, int, float, bool)):
+                raise ConfigError(f"{bad} compare with a number, string or bool (use 'exists' for missing values)")
+            if op in _ORDER_OPS and isinstance(value, bool):
+                raise ConfigError(f"{bad} ordering comparisons take a number or string, not a bool")
+            if kind in ("numeric", "boolean") and isinstance(value, str):
+                raise ConfigError(f"{bad} {field!r} is {kind}; compare it with a number")
+            const = value
+        pos = self.fields.setdefault(field, len(self.fields))
+        key = (pos, op, const)
+        try:
+            f = self.atoms.get(key)
+        except TypeError:
+            f = None
+        if f is None:
+            f = _atom(pos, op, const)
+            self.atoms[key] = f
+            self.rules.append((field, Rule(field, op, const)))
+        return f
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+class RowLayout:
+    """Where schema columns and arm columns go in a tree model's rows, by the model's feature names.
+
+    ``fill(x, idx)`` returns one row per arm in ``idx`` (all arms if None): the
+    shared vector ``x`` in the schema columns, each arm's features in the arm columns.
+    """
+
+    def __init__(self, catalog: Catalog, feature_names: Sequence[str]) -> None:
+        names = list(feature_names)
+        catalog.schema.check_model(names, catalog.arm_feature_names)
+        col = {n: j for j, n in enumerate(names)}
+        self.feature_names = tuple(names)
+        self.n_features = len(names)
+        self.shared_cols = np.asarray([col[n] for n in catalog.schema.feature_names], dtype=np.intp)
+        arm_cols = np.asarray([col[n] for n in catalog.arm_feature_names], dtype=np.intp)
+        template = np.zeros((len(catalog), self.n_features))
+        template[:, arm_cols] = catalog.arm_matrix
+        template.setflags(write=False)
+        self.template = template
+        ns = len(self.shared_cols)
+        self._prefix = ns if np.array_equal(self.shared_cols, np.arange(ns)) else None
+
+    def fill(self, x: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows for arms ``idx`` (indices into the catalogue), written into ``out[:len(idx)]`` if given."""
+        k = self.template.shape[0] if idx is None else len(idx)
+        if out is None:
+            out = np.empty((k, self.n_features))
+        else:
+            if out.dtype != np.float64 or out.ndim != 2 or out.shape[1] != self.n_features or out.shape[0] < k:
+                raise SchemaError(
+                    f"RowLayout.fill: out must be float64 with shape (>= {k}, {self.n_features}), "
+                    f"got {out.dtype} {out.shape}"
+                )
+            out = out[:k]
+        if idx is None:
+            np.copyto(out, self.template)
+        else:
+            np.take(self.template, idx, axis=0, out=out)
+        if self._prefix is not None:
+            out[:, : self._prefix] = x
+        else:
+            out[:, self.shared_cols] = x
+        return out
+
+
+_INTP = np.dtype(np.intp)
+_IDX_CODE = {4: "i", 8: "q"}[_INTP.itemsize]
+
+
+class Catalog:
+    """The arms a decider chooses from, validated against a schema and compiled for decisions.
+
+    Raises ``ConfigError`` for duplicate or empty ids, arm features that differ
+    between arms, non-finite or negative values or weights, an empty time window,
+    payloads that are not JSON, and rules that reference undeclared fields or
+    compare them with constants of the wrong type.
+
+    ``arbitration``: "product" (score x value x weight, the default), "score", or a
+    callable ``f(scores, values, weights, out)``; see ``priorities``.
+
+    Immutable once built and safe to share between threads (pass each thread its
+    own ``out`` buffers).
+    """
+
+    def __init__(self, arms: Iterable[Arm], schema: FeatureSchema, *, arbitration: Arbitration = "product") -> None:
+        if not isinstance(schema, FeatureSchema):
+            raise ConfigError(f"Catalog: schema must be an nba.FeatureSchema, got {type(schema).__name__}")
+        arms = tuple(arms)
+        if not arms:
+            raise ConfigError("Catalog: needs at least one arm")
+        ids: dict[str, int] = {}
+        for i, arm in enumerate(arms):
+            if not isinstance(arm, Arm):
+                raise ConfigError(f"Catalog: item {i} is a {type(arm).__name__}, expected nba.Arm")
+            if not isinstance(arm.id, str) or not arm.id:
+                raise ConfigError(f"Catalog: arm {i} has id {arm.id!r}; ids must be non-empty strings")
+            if arm.id in ids:
+                raise ConfigError(f"Catalog: arm id {arm.id!r} is used twice (items {ids[arm.id]} and {i}); ids must be unique")
+            ids[arm.id] = i
+            _check_arm(arm)
+        self.schema = schema
+        self.arms = arms
+        self.ids = tuple(ids)
+        self._index = ids
+        self.values = np.array([float(a.value) for a in arms])
+        self.weights = np.array([float(a.weight) for a in arms])
+        self.values.setflags(write=False)
+        self.weights.setflags(write=False)
+        self._arbitrate = _resolve_arbitration(arbitration)
+        self._builtin_arbitration = self._arbitrate in ARBITRATIONS.values()
+        self.arbitration = arbitration if isinstance(arbitration, str) else getattr(arbitration, "__name__", "custom")
+        self._build_arm_features()
+        self._compile_eligibility()
+        self.action_features: tuple[dict[str, dict[str, Any]], ...] = tuple(
+            {a.namespace: dict(a.features)} if a.features else {} for a in arms
+        )
+        try:
+            canon = msgspec.json.encode(
+                [msgspec.to_builtins(a, order="deterministic") for a in arms], order="deterministic"
+            )
+        except (TypeError, msgspec.EncodeError) as e:
+            raise ConfigError(f"Catalog: an arm holds a value that cannot be encoded as JSON (payloads must be JSON values): {e}") from e
+        self.catalog_id = hashlib.sha256(canon).hexdigest()[:16]
+        self._layouts: dict[tuple[str, ...], RowLayout] = {}
+
+    # ------------------------------------------------------------------ arm features
+
+    def _build_arm_features(self) -> None:
+        first = self.arms[0]
+        names = list(first.features)
+        expected = set(names)
+        for a in self.arms[1:]:
+            got = set(a.features)
+            if got != expected:
+                missing = sorted(expected - got)
+                extra = sorted(got - expected)
+                raise ConfigError(
+                    f"Catalog: arm {a.id!r} has features {sorted(got)}, but arm {first.id!r} has {sorted(expected)} "
+                    f"(missing {missing}, extra {extra}); every arm must declare the same feature names"
+                )
+        columns: list[str] = []
+        encoders: list[tuple[str, str, Any]] = []  # (feature, "num" | "cat", category)
+        for name in names:
+            vals = [a.features[name] for a in self.arms]
+            strs = [isinstance(v, str) for v in vals]
+            if any(strs) and not all(strs):
+                raise ConfigError(
+                    f"Catalog: arm feature {name!r} mixes strings and numbers across arms; use one type for all arms"
+                )
+            if all(strs):
+                for c in sorted(set(vals)):
+                    columns.append(f"{safe_column_name(name)}={safe_column_name(c)}")
+                    encoders.append((name, "cat", c))
+                continue
+            for a, v in zip(self.arms, vals):
+                if isinstance(v, (bool, np.bool_)):
+                    continue
+                if not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                    raise ConfigError(
+                        f"Catalog: arm {a.id!r} feature {name!r} = {v!r}; arm features must be finite numbers, "
+                        "booleans or strings"
+                    )
+            columns.append(safe_column_name(name))
+            encoders.append((name, "num", None))
+        clash = sorted(set(columns) & set(self.schema.feature_names))
+        if clash or len(set(columns)) != len(columns):
+            dup = clash or sorted({c for c in columns if columns.count(c) > 1})
+            raise ConfigError(
+                f"Catalog: arm feature columns {dup} collide with schema columns or with each other; rename them"
+            )
+        m = np.zeros((len(self.arms), len(columns)))
+        for j, (name, how, cat) in enumerate(encoders):
+            for i, a in enumerate(self.arms):
+                v = a.features[name]
+                m[i, j] = (1.0 if v == cat else 0.0) if how == "cat" else float(v)
+        m.setflags(write=False)
+        self.arm_feature_names: tuple[str, ...] = tuple(columns)
+        self.arm_matrix = m
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Column names of a tree model's rows in the default layout: schema columns, then arm columns."""
+        return self.schema.feature_names + self.arm_feature_names
+
+    def check_model(self, feature_names: Sequence[str]) -> None:
+        """Raise ``SchemaError`` naming missing and extra features unless the model reads exactly ours."""
+        self.schema.check_model(feature_names, self.arm_feature_names)
+
+    def layout(self, feature_names: Sequence[str] | None = None) -> RowLayout:
+        """The row layout for a tree model with these feature names (default: ``feature_names``)."""
+        key = tuple(self.feature_names if feature_names is None else feature_names)
+        lay = self._layouts.get(key)
+        if lay is None:
+            lay = RowLayout(self, key)
+            if len(self._layouts) < 16:
+                self._layouts[key] = lay
+        return lay
+
+    # ------------------------------------------------------------------ eligibility
+
+    def _compile_eligibility(self) -> None:
+        comp = _RuleCompiler(self.schema)
+        entries = []
+        self._has_window = False
+        for i, a in enumerate(self.arms):
+            check = comp.compile(a.eligibility, f"arm {a.id!r}")
+            lo = -math.inf if a.start is None else _utc_seconds(a.start)
+            hi = math.inf if a.end is None else _utc_seconds(a.end)
+            self._has_window |= a.start is not None or a.end is not None
+            entries.append((i, check, lo, hi))
+        self._rules = tuple(comp.rules)
+        fields = list(comp.fields)
+        self._rule_fields = tuple(fields)
+        self._fetch = {
+            s: tuple((k, f) for k, f in enumerate(fields) if self.schema.field_source(f) == s)
+            for s in ("profile", "context")
+        }
+        # Fast fetch when all rule fields come from one source, in fetch order (the common case).
+        self._p_keys = tuple(f for _, f in self._fetch["profile"])
+        self._c_keys = tuple(f for _, f in self._fetch["context"])
+        order = [k for k, _ in self._fetch["profile"]] + [k for k, _ in self._fetch["context"]]
+        self._fetch_perm = None if order == list(range(len(order))) else itemgetter(*_inverse(order))
+        self._none_p = tuple(repeat(None, len(self._p_keys)))
+        self._none_c = tuple(repeat(None, len(self._c_keys)))
+        all_entries = tuple(entries)
+        unrestricted = tuple(e for e, a in zip(entries, self.arms) if not a.channels or "*" in a.channels)
+        by_channel: dict[str, tuple] = {}
+        for a in self.arms:
+            for ch in a.channels:
+                if ch != "*" and ch not in by_channel:
+                    by_channel[ch] = tuple(
+                        e for e, b in zip(entries, self.arms) if not b.channels or ch in b.channels or "*" in b.channels
+                    )
+        self._all_entries = all_entries
+        self._unrestricted = unrestricted
+        self._by_channel = by_channel
+        self._pack_idx = [struct.Struct(f"={k}{_IDX_CODE}").pack_into for k in range(len(self.arms) + 1)]
+        self.channels = tuple(by_channel)
+
+    def _fetch_values(self, profile: Any, context: Any) -> tuple:
+        """The raw values of every field the rules read, None where missing."""
+        p = _fetch(profile, self._p_keys, self._none_p, self.schema, "profile")
+        c = _fetch(context, self._c_keys, self._none_c, self.schema, "context") if self._c_keys else ()
+        vals = p + c
+        return vals if self._fetch_perm is None else self._fetch_perm(vals)
+
+    def eligible(
+        self,
+        profile: Any,
+        context: Any = None,
+        channel: str | None = None,
+        now: datetime | float | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Indices (ascending, into the catalogue) of the arms eligible for this decision.
+
+        ``now``: a datetime or unix seconds (default: the current time). ``out``: an
+        intp buffer of length >= ``len(catalog)`` to write into; the result is a view
+        of its first k entries. A rule comparing a field of the wrong type (a string
+        where it expects a number) raises ``SchemaError`` naming the field.
+        """
+        if channel is None:
+            entries = self._all_entries
+        else:
+            entries = self._by_channel.get(channel)
+            if entries is None:
+                if not isinstance(channel, str):
+                    raise SchemaError(f"eligible: channel must be a string or None, got {type(channel).__name__}")
+                entries = self._unrestricted
+        if self._has_window:
+            if now is None:
+                import time
+
+                t = time.time()
+            elif isinstance(now, datetime):
+                t = _utc_seconds(now)
+            else:
+                t = float(now)
+        else:
+            t = 0.0
+        vals = self._fetch_values(profile, context) if self._rule_fields else ()
+        try:
+            idx = [i for i, check, lo, hi in entries if lo <= t < hi and (check is None or check(vals))]
+        except TypeError:
+            raise self._type_error(vals) from None
+        k = len(idx)
+        if out is None:
+            out = np.empty(len(self.arms), dtype=np.intp)
+        elif not (out.__class__ is np.ndarray and out.dtype is _INTP and out.ndim == 1
+                  and out.shape[0] >= len(self.arms) and out.flags.c_contiguous and out.flags.writeable):
+            raise SchemaError(
+                f"eligible: out must be a writeable contiguous intp array of length >= {len(self.arms)}, "
+                f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+            )
+        self._pack_idx[k](out, 0, *idx)
+        return out[:k]
+
+    def _type_error(self, vals: tuple) -> SchemaError:
+        for field, rule in self._rules:
+            v = vals[self._rule_fields.index(field)]
+            try:
+                _atom(self._rule_fields.index(field), rule.op, rule.value)(vals)
+            except TypeError:
+                return SchemaError(
+                    f"field {field!r} ({self.schema.field_source(field)}) is a {type(v).__name__}, which the rule "
+                    f"{field} {rule.op} {rule.value!r} cannot compare; pass a value of the declared type"
+                )
+        return SchemaError("eligibility rules could not compare the values given")  # not reached in practice
+
+    # ------------------------------------------------------------------ payloads, arbitration
+
+    def __len__(self) -> int:
+        return len(self.arms)
+
+    def index(self, arm_id: str) -> int:
+        """Position of an arm in the catalogue."""
+        try:
+            return self._index[arm_id]
+        except KeyError:
+            raise ConfigError(f"no arm {arm_id!r} in the catalogue") from None
+
+    def payload(self, arm: str | int, channel: str | None = None) -> Any:
+        """The arm's payload for ``channel``: its own entry, else the ``"*"`` entry, else None if it has no channels.
+
+        Raises ``ConfigError`` if the arm lists channels and none of them (nor "*") is ``channel``.
+        """
+        a = self.arms[arm] if isinstance(arm, (int, np.integer)) else self.arms[self.index(arm)]
+        ch = a.channels
+        if channel in ch:
+            return ch[channel]
+        if "*" in ch:
+            return ch["*"]
+        if not ch or channel is None:
+            return None
+        raise ConfigError(f"arm {a.id!r} has no payload for channel {channel!r}; its channels are {sorted(ch)}")
+
+    def priorities(self, scores: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Arbitrated priorities for raw model ``scores`` of the arms ``idx`` (all arms if None).
+
+        This runs before the exploration policy, which turns priorities into a pmf
+        over the eligible arms; the log keeps the raw scores.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        if idx is None:
+            values, weights = self.values, self.weights
+        else:
+            values, weights = self.values.take(idx), self.weights.take(idx)
+        if scores.shape != values.shape:
+            raise SchemaError(f"priorities: expected {values.shape[0]} scores (one per arm), got shape {scores.shape}")
+        if out is None:
+            out = np.empty(values.shape[0])
+        else:
+            out = out[: values.shape[0]]
+        res = self._arbitrate(scores, values, weights, out)
+        if self._builtin_arbitration or res is out:
+            return out
+        res = out if res is None else np.asarray(res, dtype=np.float64)
+        if res.shape != values.shape:
+            raise SchemaError(f"arbitration returned shape {res.shape}, expected {values.shape}")
+        return res
+
+    def __repr__(self) -> str:
+        return f"Catalog({len(self.arms)} arms, id {self.catalog_id})"
+
+
+def _inverse(order: list[int]) -> list[int]:
+    inv = [0] * len(order)
+    for i, k in enumerate(order):
+        inv[k] = i
+    return inv
+
+
+def _fetch(obj: Any, keys: tuple[str, ...], nones: tuple, schema: FeatureSchema, source: str) -> tuple:
+    if not keys:
+        return ()
+    if obj is None:
+        return nones
+    if obj.__class__ is dict or isinstance(obj, Mapping):
+        return tuple(map(obj.get, keys))
+    if isinstance(obj, (np.ndarray, list, tuple)):
+        return _from_vector(obj, keys, schema, source)
+    if isinstance(obj, (str, bytes, int, float)):
+        raise SchemaError(f"{source}: expected a dict, a msgspec Struct, an object with attributes or a vector")
+    vals = tuple(map(getattr, repeat(obj, len(keys)), keys, nones))
+    return tuple(None if v is msgspec.UNSET else v for v in vals) if msgspec.UNSET in vals else vals
+
+
+def _from_vector(obj: Any, keys: tuple[str, ...], schema: FeatureSchema, source: str) -> tuple:
+    """Rule fields read back from a ready vector: numbers as given, categories from their one-hot columns."""
+    x = np.asarray(obj, dtype=np.float64)
+    names = schema.profile_feature_names if source == "profile" else schema.context_feature_names
+    if x.shape != (len(names),):
+        raise SchemaError(f"{source} vector: expected {len(names)} values, got shape {x.shape}")
+    cols = [c for c in schema.columns if c.source == source]
+    out: list[Any] = []
+    for k in keys:
+        v: Any = None
+        for j, c in enumerate(cols):
+            if c.feature != k:
+                continue
+            if c.kind == "numeric":
+                v = float(x[j])
+            elif c.kind == "boolean":
+                v = None if x[j] != x[j] else bool(x[j])
+            elif c.kind == "onehot" and x[j] == 1.0:
+                v = c.category
+        out.append(v)
+    return tuple(out)
+
+
+def _check_arm(arm: Arm) -> None:
+    where = f"arm {arm.id!r}"
+    for name, v in (("value", arm.value), ("weight", arm.weight)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{where}: {name} must be a finite number >= 0, got {v!r}")
+    if not isinstance(arm.features, Mapping):
+        raise ConfigError(f"{where}: features must be a dict {{name: value}}, got {type(arm.features).__name__}")
+    if not isinstance(arm.channels, Mapping):
+        raise ConfigError(f"{where}: channels must be a dict {{channel: payload}}, got {type(arm.channels).__name__}")
+    for ch in arm.channels:
+        if not isinstance(ch, str) or not ch:
+            raise ConfigError(f"{where}: channel names must be non-empty strings, got {ch!r}")
+    for name, t in (("start", arm.start), ("end", arm.end)):
+        if t is not None and not isinstance(t, datetime):
+            raise ConfigError(f"{where}: {name} must be a datetime or None, got {type(t).__name__}")
+    if arm.start is not None and arm.end is not None and _utc_seconds(arm.start) >= _utc_seconds(arm.end):
+        raise ConfigError(f"{where}: start {arm.start.isoformat()} is not before end {arm.end.isoformat()}")
+    if not isinstance(arm.namespace, str) or not arm.namespace.strip():
+        raise ConfigError(f"{where}: namespace must be a non-empty string, got {arm.namespace!r}")

@@ -1,0 +1,881 @@
+"""FeatureSchema: declare profile and context features once; turn inputs into model vectors.
+
+A schema lists numeric, categorical and boolean features, each read from the
+``profile`` or the ``context`` of a decision and tagged with a Vowpal Wabbit
+namespace. At construction it compiles a plan (column offsets, getters, a
+``struct`` layout) so that ``vectorize`` does no name -> column lookups per call:
+it fetches all values with one C-level getter, checks them in bulk and writes the
+float64 vector into the caller's buffer with one ``struct.pack_into``.
+
+Column names (``feature_names``) are what a LightGBM model trained on
+``schema.feature_names`` stores:
+
+* numeric and boolean features: the feature name;
+* categorical features: one column per declared category, ``"<name>=<category>"``,
+  plus ``"<name>=__other__"`` when ``unknown="other"``.
+
+LightGBM rejects names containing the JSON characters ``" , : [ ] { }`` and turns a
+space into ``_`` (any other whitespace breaks its model file), so every one of
+those characters becomes ``_`` in a column name. The result is stored verbatim by
+LightGBM; two features whose names collide after that are a ``ConfigError``. ``=``
+is kept: LightGBM stores it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, Literal, Union
+
+import msgspec
+import numpy as np
+
+from nba.errors import ConfigError, SchemaError
+
+__all__ = ["Numeric", "Categorical", "Boolean", "Feature", "Column", "FeatureSchema"]
+
+Source = Literal["profile", "context"]
+_SOURCES = ("profile", "context")
+_DEFAULT_NAMESPACE = {"profile": "User", "context": "Context"}
+_UNKNOWN_POLICIES = ("zeros", "other", "error")
+OTHER = "__other__"
+
+_F64 = np.dtype(np.float64)
+_STRIDES = (8,)
+_ONE = struct.Struct("=d")
+_INF = math.inf
+_UNSAFE = re.compile(r'[\s",:\[\]{}]')
+
+
+class _Missing:
+    """Marker for a feature absent from the input (distinct from a present None)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class _Slow(Exception):
+    """Internal: the fast path declined; take the validating path."""
+
+
+def safe_column_name(name: str) -> str:
+    """``name`` with every character LightGBM cannot store in a feature name replaced by ``_``."""
+    return _UNSAFE.sub("_", name)
+
+
+def _vw_string(value: str) -> str:
+    # VW's JSON parser turns {"k": "a b"} into the feature "ka_b": spaces in string values become "_".
+    return value.replace(" ", "_")
+
+
+def _check_source(kind: str, name: str, source: str) -> None:
+    if source not in _SOURCES:
+        raise ConfigError(f"{kind}({name!r}): source must be 'profile' or 'context', got {source!r}")
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
+    """A number read from the profile or context.
+
+    Missing (absent or None) -> ``default``. NaN -> ``SchemaError`` unless
+    ``allow_missing``, in which case missing and NaN both become NaN in the vector
+    (LightGBM's missing value). ``bounds=(lo, hi)`` (either may be None) clips the
+    value, or raises ``SchemaError`` when ``clip=False``. Infinity is always an error.
+    """
+
+    name: str
+    default: float = 0.0
+    bounds: Union[tuple[Union[float, None], Union[float, None]], None] = None
+    clip: bool = True
+    allow_missing: bool = False
+    source: Source = "profile"
+    namespace: Union[str, None] = None
+
+    def __post_init__(self) -> None:
+        _check_source("Numeric", self.name, self.source)
+        if isinstance(self.default, (str, bytes)) or not isinstance(self.default, numbers.Real):
+            raise ConfigError(f"Numeric({self.name!r}): default must be a number, got {type(self.default).__name__}")
+        if not math.isfinite(self.default):
+            raise ConfigError(f"Numeric({self.name!r}): default must be finite, got {self.default!r}")
+        if self.bounds is not None:
+            try:
+                lo, hi = self.bounds
+            except (TypeError, ValueError):
+                raise ConfigError(f"Numeric({self.name!r}): bounds must be a pair (lo, hi), got {self.bounds!r}") from None
+            lo = -math.inf if lo is None else float(lo)
+            hi = math.inf if hi is None else float(hi)
+            if math.isnan(lo) or math.isnan(hi) or lo > hi:
+                raise ConfigError(f"Numeric({self.name!r}): bounds must satisfy lo <= hi, got {self.bounds!r}")
+            if not lo <= self.default <= hi:
+                raise ConfigError(f"Numeric({self.name!r}): default {self.default!r} lies outside bounds {self.bounds!r}")
+            msgspec.structs.force_setattr(self, "bounds", (None if lo == -math.inf else lo, None if hi == math.inf else hi))
+
+
+class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
+    """A category one-hot encoded over ``categories`` (one column each, in the declared order).
+
+    A missing value (absent, None or NaN) gives all zeros, or the one-hot of
+    ``default`` if set. A value outside ``categories``: ``unknown="zeros"`` (all
+    zeros), ``"other"`` (an extra ``<name>=__other__`` column) or ``"error"``
+    (``SchemaError``). A set of categories is sorted so the column order is stable.
+    """
+
+    name: str
+    categories: tuple[Union[str, int], ...]
+    default: Union[str, int, None] = None
+    unknown: Literal["zeros", "other", "error"] = "zeros"
+    source: Source = "profile"
+    namespace: Union[str, None] = None
+
+    def __post_init__(self) -> None:
+        _check_source("Categorical", self.name, self.source)
+        cats = self.categories
+        if isinstance(cats, (str, bytes)) or not isinstance(cats, Iterable):
+            raise ConfigError(f"Categorical({self.name!r}): categories must be a list of str or int, got {cats!r}")
+        cats = sorted(cats, key=lambda c: (type(c).__name__, c)) if isinstance(cats, (set, frozenset)) else list(cats)
+        if not cats:
+            raise ConfigError(f"Categorical({self.name!r}): declare at least one category")
+        for c in cats:
+            if isinstance(c, bool) or not isinstance(c, (str, int)):
+                raise ConfigError(f"Categorical({self.name!r}): categories must be str or int, got {c!r}")
+        if len(set(cats)) != len(cats):
+            dup = sorted({repr(c) for c in cats if cats.count(c) > 1})
+            raise ConfigError(f"Categorical({self.name!r}): duplicate categories {', '.join(dup)}")
+        msgspec.structs.force_setattr(self, "categories", tuple(cats))
+        if self.unknown not in _UNKNOWN_POLICIES:
+            raise ConfigError(
+                f"Categorical({self.name!r}): unknown must be one of {', '.join(_UNKNOWN_POLICIES)}, got {self.unknown!r}"
+            )
+        if self.default is not None and self.default not in cats:
+            raise ConfigError(f"Categorical({self.name!r}): default {self.default!r} is not one of the categories")
+
+
+class Boolean(msgspec.Struct, frozen=True, tag="boolean"):
+    """A flag: True -> 1.0, False -> 0.0 (0 and 1 are accepted too).
+
+    Missing -> ``default``, or NaN when ``allow_missing``.
+    """
+
+    name: str
+    default: bool = False
+    allow_missing: bool = False
+    source: Source = "profile"
+    namespace: Union[str, None] = None
+
+    def __post_init__(self) -> None:
+        _check_source("Boolean", self.name, self.source)
+        if not isinstance(self.default, (bool, np.bool_)):
+            raise ConfigError(f"Boolean({self.name!r}): default must be True or False, got {self.default!r}")
+
+
+Feature = Union[Numeric, Categorical, Boolean]
+
+
+class Column(msgspec.Struct, frozen=True):
+    """One column of the model vector.
+
+    ``vw_feature`` is the feature name Vowpal Wabbit's JSON parser gives this column
+    inside ``namespace`` (``"segmentgold"`` for ``segment="gold"``), or None for an
+    ``__other__`` column, which has no VW counterpart.
+    """
+
+    index: int
+    name: str
+    feature: str
+    kind: Literal["numeric", "boolean", "onehot", "other"]
+    source: Source
+    namespace: str
+    category: Union[str, int, None] = None
+    vw_feature: Union[str, None] = None
+
+
+# --------------------------------------------------------------------------- compiled plan
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+class _Plan:
+    """Per-feature encoder for the validating path (and ``used_features``)."""
+
+    __slots__ = ("feature", "name", "source", "namespace", "col", "where")
+
+    def __init__(self, feature: Feature, col: int) -> None:
+        self.feature = feature
+        self.name = feature.name
+        self.source = feature.source
+        self.namespace = feature.namespace or _DEFAULT_NAMESPACE[feature.source]
+        self.col = col
+        self.where = f"feature {feature.name!r} ({feature.source})"
+
+
+class _NumericPlan(_Plan):
+    __slots__ = ("default", "lo", "hi", "clip", "allow_missing")
+    kind = "numeric"
+
+    def __init__(self, feature: Numeric, col: int) -> None:
+        super().__init__(feature, col)
+        self.default = float(feature.default)
+        lo, hi = feature.bounds if feature.bounds is not None else (None, None)
+        self.lo = -math.inf if lo is None else lo
+        self.hi = math.inf if hi is None else hi
+        self.clip = feature.clip
+        self.allow_missing = feature.allow_missing
+
+    def value(self, raw: Any) -> float:
+        """The column value for ``raw``; NaN only when missing values are allowed."""
+        if raw is MISSING or raw is None:
+            return math.nan if self.allow_missing else self.default
+        try:
+            if isinstance(raw, (str, bytes)):
+                raise TypeError
+            v = float(raw)
+        except (TypeError, ValueError):
+            raise SchemaError(
+                f"{self.where}: expected a number, got {_type_name(raw)}; convert it to float or int, "
+                "or leave it out to use the default"
+            ) from None
+        if v != v:
+            if self.allow_missing:
+                return v
+            raise SchemaError(
+                f"{self.where} is NaN; pass a finite number, leave it out to use the default {self.default!r}, "
+                f"or declare Numeric({self.name!r}, allow_missing=True) to let the model treat it as missing"
+            )
+        if v == math.inf or v == -math.inf:
+            raise SchemaError(f"{self.where} is {v!r}; pass a finite number")
+        if v < self.lo or v > self.hi:
+            if not self.clip:
+                raise SchemaError(
+                    f"{self.where} = {v!r} lies outside its bounds {self.feature.bounds!r}; "
+                    "pass a value within them or declare clip=True"
+                )
+            v = self.lo if v < self.lo else self.hi
+        return v
+
+    def encode(self, raw: Any, vals: list[float]) -> None:
+        vals[self.col] = self.value(raw)
+
+
+class _BooleanPlan(_Plan):
+    __slots__ = ("default", "allow_missing")
+    kind = "boolean"
+
+    def __init__(self, feature: Boolean, col: int) -> None:
+        super().__init__(feature, col)
+        self.default = bool(feature.default)
+        self.allow_missing = feature.allow_missing
+
+    def flag(self, raw: Any) -> Any:
+        """True/False, or MISSING when missing values are allowed and this one is missing."""
+        if raw is MISSING or raw is None:
+            return MISSING if self.allow_missing else self.default
+        if isinstance(raw, (bool, np.bool_)):
+            return bool(raw)
+        if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, bool):
+            if raw == 0 or raw == 1:
+                return bool(raw)
+            if raw != raw and self.allow_missing:
+                return MISSING
+        raise SchemaError(f"{self.where}: expected True or False (or 0/1), got {_type_name(raw)}")
+
+    def encode(self, raw: Any, vals: list[float]) -> None:
+        f = self.flag(raw)
+        vals[self.col] = math.nan if f is MISSING else (1.0 if f else 0.0)
+
+
+class _CategoricalPlan(_Plan):
+    __slots__ = ("cmap", "other_col", "unknown", "default", "width", "categories")
+    kind = "categorical"
+
+    def __init__(self, feature: Categorical, col: int) -> None:
+        super().__init__(feature, col)
+        self.categories = feature.categories
+        self.cmap = {c: col + i for i, c in enumerate(feature.categories)}
+        self.unknown = feature.unknown
+        self.other_col = col + len(feature.categories) if feature.unknown == "other" else -1
+        self.width = len(feature.categories) + (feature.unknown == "other")
+        self.default = feature.default
+
+    def _present(self, raw: Any) -> bool:
+        if raw is MISSING or raw is None:
+            return False
+        if isinstance(raw, float) and raw != raw:
+            return False
+        if not isinstance(raw, (str, int, float, np.integer, np.bool_)):
+            raise SchemaError(
+                f"{self.where}: expected a category (str or int), got {_type_name(raw)}; "
+                f"declared categories: {list(self.categories)!r}"
+            )
+        return True
+
+    def column(self, raw: Any) -> int:
+        """Index of the column set to 1 for ``raw``, or -1 for all zeros."""
+        if not self._present(raw):
+            return -1 if self.default is None else self.cmap[self.default]
+        col = self.cmap.get(raw)
+        if col is not None:
+            return col
+        if self.unknown == "other":
+            return self.other_col
+        if self.unknown == "error":
+            shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:37] + "..."
+            raise SchemaError(
+                f"{self.where}: unknown category {shown}; declared: {list(self.categories)!r}. "
+                "Add it to the categories or declare unknown='zeros' or 'other'"
+            )
+        return -1
+
+    def encode(self, raw: Any, vals: list[float]) -> None:
+        col = self.column(raw)
+        if col >= 0:
+            vals[col] = 1.0
+
+    def logged(self, raw: Any) -> Any:
+        # The raw category, as VW's JSON parser would see it; unknown ones included.
+        if not self._present(raw):
+            return MISSING if self.default is None else self.default
+        self.column(raw)  # raises for unknown="error"
+        return raw.item() if isinstance(raw, np.generic) else raw
+
+    def from_vector(self, x: Any) -> Any:
+        for c, col in self.cmap.items():
+            if x[col] == 1.0:
+                return c
+        return MISSING
+
+
+def _tuple_getter(keys: Sequence[str], attr: bool = False) -> Callable[[Any], tuple]:
+    """A C-level getter that always returns a tuple (itemgetter returns a bare value for one key)."""
+    if not keys:
+        return lambda obj: ()
+    make = attrgetter if attr else itemgetter
+    if len(keys) == 1:
+        g = make(keys[0])
+        return lambda obj: (g(obj),)
+    return make(*keys)
+
+
+class _SourcePlan:
+    """What the fast path needs to read one source (profile or context)."""
+
+    def __init__(self, source: str, plans: list[_Plan], col_order: list[_Plan]) -> None:
+        self.source = source
+        self.plans = plans  # this source's features, declaration order
+        # Fetch order: packed features (numeric, boolean) in column order, then categoricals.
+        packed = [p for p in col_order if p.source == source and p.kind != "categorical"]
+        cats = [p for p in plans if p.kind == "categorical"]
+        self.fetch = packed + cats
+        self.keys = tuple(p.name for p in self.fetch)
+        # What a missing value becomes, per fetched key (None: a categorical's "missing").
+        self.defaults = tuple(_missing_value(p) for p in self.fetch)
+        self.n_packed = len(packed)
+        self.item = _tuple_getter(self.keys)
+        # (position in the fetched tuple, {category: column, None: default column or -1}, unknown column):
+        # the unknown column is -1 for "zeros", the __other__ column, or -2 for "error" (slow path words it).
+        self.cats = tuple(
+            (
+                len(packed) + i,
+                {**p.cmap, None: -1 if p.default is None else p.cmap[p.default]},
+                {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown],
+            )
+            for i, p in enumerate(cats)
+        )
+        self.names = frozenset(self.keys)
+        self.by_type: dict[type, Any] = {}
+        # Vector input: the source's columns, in column order.
+        self.columns: np.ndarray = np.empty(0, dtype=np.intp)
+        self.nan_ok: np.ndarray = np.empty(0, dtype=bool)
+
+    def getter_for(self, tp: type) -> Any:
+        """A tuple getter (missing -> default) for inputs of type ``tp``, or None to use the validating path."""
+        try:
+            return self.by_type[tp]
+        except KeyError:
+            pass
+        keys, defaults = self.keys, self.defaults
+        if issubclass(tp, (np.ndarray, list, tuple, str, bytes, int, float, complex, np.generic)):
+            g = None
+        elif issubclass(tp, Mapping):
+            # .get, not [], so a defaultdict does not grow and __missing__ is never called.
+            def g(m: Any) -> tuple:
+                return tuple(map(m.get, keys, defaults))
+        elif issubclass(tp, msgspec.Struct) and self.names <= set(tp.__struct_fields__):
+            g = _tuple_getter(keys, attr=True)
+        else:
+            def g(o: Any) -> tuple:
+                return tuple(map(getattr, repeat(o, len(keys)), keys, defaults))
+        if len(self.by_type) < 256:  # bounded: types are few, this only guards against abuse
+            self.by_type[tp] = g
+        return g
+
+
+def _missing_value(p: _Plan) -> Any:
+    if isinstance(p, _CategoricalPlan):
+        return None
+    if p.allow_missing:  # type: ignore[attr-defined]
+        return math.nan
+    return p.default  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+class FeatureSchema:
+    """The features a model reads, where each comes from, and how it becomes columns.
+
+    ``features`` are ``Numeric``, ``Categorical`` and ``Boolean`` declarations;
+    their order is the column order. ``extra_profile`` / ``extra_context`` name
+    attributes that eligibility rules may read but that are not model features
+    (they are never vectorized nor logged).
+
+    Inputs to ``vectorize`` and ``used_features``: a dict (or any Mapping), a
+    msgspec Struct or other object with attributes, None (everything missing), or
+    a ready float vector of that source's columns (``profile_feature_names`` /
+    ``context_feature_names``, in that order) checked for length and finiteness.
+
+    A schema is immutable once built and safe to share between threads; pass each
+    thread its own ``out`` buffer.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[Feature],
+        *,
+        extra_profile: Iterable[str] = (),
+        extra_context: Iterable[str] = (),
+    ) -> None:
+        features = tuple(features)
+        if not features:
+            raise ConfigError("FeatureSchema needs at least one feature")
+        plans: list[_Plan] = []
+        columns: list[Column] = []
+        seen: dict[str, str] = {}
+        for f in features:
+            if not isinstance(f, (Numeric, Categorical, Boolean)):
+                raise ConfigError(
+                    f"FeatureSchema: expected nba.Numeric, nba.Categorical or nba.Boolean, got {type(f).__name__}"
+                )
+            if not isinstance(f.name, str) or not f.name:
+                raise ConfigError(f"FeatureSchema: feature names must be non-empty strings, got {f.name!r}")
+            if f.name in seen:
+                raise ConfigError(
+                    f"FeatureSchema: feature {f.name!r} is declared twice ({seen[f.name]} and {f.source}); "
+                    "feature names must be unique so rules and logs can name them"
+                )
+            seen[f.name] = f.source
+            col = len(columns)
+            ns = f.namespace or _DEFAULT_NAMESPACE[f.source]
+            if not isinstance(ns, str) or not ns.strip():
+                raise ConfigError(f"FeatureSchema: feature {f.name!r} has an empty namespace")
+            base = safe_column_name(f.name)
+            if isinstance(f, Numeric):
+                plans.append(_NumericPlan(f, col))
+                columns.append(Column(col, base, f.name, "numeric", f.source, ns, None, f.name))
+            elif isinstance(f, Boolean):
+                plans.append(_BooleanPlan(f, col))
+                columns.append(Column(col, base, f.name, "boolean", f.source, ns, None, f.name))
+            else:
+                plans.append(_CategoricalPlan(f, col))
+                for i, c in enumerate(f.categories):
+                    columns.append(
+                        Column(col + i, f"{base}={safe_column_name(str(c))}", f.name, "onehot", f.source, ns, c,
+                               f.name + _vw_string(str(c)))
+                    )
+                if f.unknown == "other":
+                    columns.append(Column(len(columns), f"{base}={OTHER}", f.name, "other", f.source, ns))
+        names = [c.name for c in columns]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(
+                f"FeatureSchema: column names collide after making them safe for LightGBM: {dup}; "
+                "rename the features or categories so they differ in more than whitespace or \",:[]{}\""
+            )
+        extras: dict[str, str] = {}
+        for source, group in (("profile", extra_profile), ("context", extra_context)):
+            if isinstance(group, str):
+                group = (group,)
+            for name in group:
+                if not isinstance(name, str) or not name:
+                    raise ConfigError(f"FeatureSchema: extra {source} attribute names must be strings, got {name!r}")
+                if name in seen or name in extras:
+                    raise ConfigError(f"FeatureSchema: {name!r} is declared twice (as a feature or extra attribute)")
+                extras[name] = source
+
+        self._features = features
+        self._plans = tuple(plans)
+        self._columns = tuple(columns)
+        self._names = tuple(names)
+        self._extras = extras
+        self._n = len(columns)
+        self._shape = (self._n,)
+        self._namespaces = tuple(dict.fromkeys(p.namespace for p in self._plans))
+        # A namespace can come out empty only if every feature in it can be left out of the log.
+        self._maybe_empty = any(
+            all(p.kind == "categorical" or getattr(p, "allow_missing", False) for p in self._plans if p.namespace == ns)
+            for ns in self._namespaces
+        )
+        self._compile()
+
+    def _compile(self) -> None:
+        col_order = sorted((p for p in self._plans if p.kind != "categorical"), key=lambda p: p.col)
+        self._src = {s: _SourcePlan(s, [p for p in self._plans if p.source == s], col_order) for s in _SOURCES}
+        sp, sc = self._src["profile"], self._src["context"]
+        # Flattened for the fast path: attribute lookups are a measurable share of a 1 us call.
+        self._p_item, self._p_keys, self._p_defaults, self._p_cats = sp.item, sp.keys, sp.defaults, sp.cats
+        self._c_item, self._c_keys, self._c_defaults, self._c_cats = sc.item, sc.keys, sc.defaults, sc.cats
+        self._p_cut = sp.n_packed if sp.cats else None
+        self._c_cut = sc.n_packed if sc.cats else None
+        # Packed values arrive as profile-packed + context-packed; permute into column order when interleaved.
+        arrival = sp.fetch[: sp.n_packed] + sc.fetch[: sc.n_packed]
+        pos = {id(p): i for i, p in enumerate(arrival)}
+        perm = [pos[id(p)] for p in col_order]
+        self._perm = None if perm == list(range(len(perm))) else _tuple_getter_int(perm)
+        # One struct over every column: 'd' for numeric/boolean columns, 8 pad (zero) bytes for one-hot ones.
+        fmt = ["="]
+        for c in self._columns:
+            fmt.append("d" if c.kind in ("numeric", "boolean") else "8x")
+        self._pack = struct.Struct("".join(fmt)).pack_into
+        self._pack_all = struct.Struct(f"={self._n}d").pack_into
+        # Bulk finiteness check over the packed values that may not be NaN.
+        nan_ok = [j for j, p in enumerate(col_order) if getattr(p, "allow_missing", False)]
+        strict = [j for j in range(len(col_order)) if j not in set(nan_ok)]
+        self._strict = None if not nan_ok else _tuple_getter_int(strict)
+        # Per packed value (column order) checks beyond that, as (position, how, lo, hi):
+        # 0 bool, 4 bool or NaN, 3 not infinite, 1 clip to [lo, hi], 2 within [lo, hi] or slow path.
+        fix = []
+        for j, p in enumerate(col_order):
+            if isinstance(p, _BooleanPlan):
+                fix.append((j, 4 if p.allow_missing else 0, 0.0, 0.0))
+                continue
+            assert isinstance(p, _NumericPlan)
+            if p.allow_missing:
+                fix.append((j, 3, 0.0, 0.0))
+            if p.lo > -math.inf or p.hi < math.inf:
+                fix.append((j, 1 if p.clip else 2, p.lo, p.hi))
+        self._fix = tuple(fix)
+        for s in _SOURCES:
+            cols = [c.index for c in self._columns if c.source == s]
+            plan = self._src[s]
+            plan.columns = np.asarray(cols, dtype=np.intp)
+            plan.nan_ok = np.asarray(
+                [getattr(self._plans[self._plan_of_col(c)], "allow_missing", False) for c in cols], dtype=bool
+            )
+
+    def _plan_of_col(self, col: int) -> int:
+        name = self._columns[col].feature
+        for i, p in enumerate(self._plans):
+            if p.name == name:
+                return i
+        raise AssertionError(name)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """The declarations, in column order."""
+        return self._features
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Column names in vector order (train LightGBM with ``feature_name=list(schema.feature_names)``)."""
+        return self._names
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """Every column with its feature, source, namespace and Vowpal Wabbit feature name."""
+        return self._columns
+
+    @property
+    def n_columns(self) -> int:
+        return self._n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def profile_feature_names(self) -> tuple[str, ...]:
+        """Columns a ready profile vector must hold, in this order."""
+        return tuple(self._names[i] for i in self._src["profile"].columns)
+
+    @property
+    def context_feature_names(self) -> tuple[str, ...]:
+        """Columns a ready context vector must hold, in this order."""
+        return tuple(self._names[i] for i in self._src["context"].columns)
+
+    def field_source(self, name: str) -> Source | None:
+        """Where a rule reading ``name`` finds it: "profile", "context", or None if undeclared."""
+        for p in self._plans:
+            if p.name == name:
+                return p.source  # type: ignore[return-value]
+        return self._extras.get(name)  # type: ignore[return-value]
+
+    def field_kind(self, name: str) -> str | None:
+        """"numeric", "boolean", "categorical", "extra", or None if undeclared."""
+        for p in self._plans:
+            if p.name == name:
+                return str(p.kind)
+        return "extra" if name in self._extras else None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every name eligibility rules may reference: the features, then the extra attributes."""
+        return tuple(p.name for p in self._plans) + tuple(self._extras)
+
+    def __repr__(self) -> str:
+        return f"FeatureSchema({len(self._plans)} features, {self._n} columns)"
+
+    # ------------------------------------------------------------------ vectorize
+
+    def vectorize(self, profile: Any, context: Any = None, out: np.ndarray | None = None) -> np.ndarray:
+        """The model vector for ``profile`` and ``context``, written into ``out`` if given.
+
+        ``out`` must be a C-contiguous float64 array of shape ``(n_columns,)``; it is
+        returned. Raises ``SchemaError`` naming the feature for a wrong type, NaN
+        (unless ``allow_missing``), infinity, an out-of-bounds value with
+        ``clip=False`` or an unknown category with ``unknown="error"``.
+        """
+        if out is None:
+            out = np.empty(self._shape)
+        elif not (out.__class__ is np.ndarray and out.dtype is _F64 and out.strides == _STRIDES
+                  and out.shape == self._shape):
+            self._check_out(out)
+        # Fast path: one C-level fetch per source, bulk checks, one pack. Anything unusual
+        # (a wrong type, NaN, an unknown category, a vector) falls through to the validating path.
+        try:
+            if profile.__class__ is dict:
+                try:
+                    p = self._p_item(profile)
+                except KeyError:
+                    p = tuple(map(profile.get, self._p_keys, self._p_defaults))
+            else:
+                g = self._src["profile"].getter_for(type(profile))
+                if g is None:
+                    raise _Slow
+                p = g(profile)
+            if context is None:
+                c = self._c_defaults
+            elif context.__class__ is dict:
+                try:
+                    c = self._c_item(context)
+                except KeyError:
+                    c = tuple(map(context.get, self._c_keys, self._c_defaults))
+            else:
+                g = self._src["context"].getter_for(type(context))
+                if g is None:
+                    raise _Slow
+                c = g(context)
+        except (_Slow, KeyError, AttributeError, TypeError):
+            return self._vectorize_slow(profile, context, out)
+        try:
+            self._fast(p, c, out)
+            return out
+        except (_Slow, KeyError, TypeError, ValueError, struct.error):
+            pass
+        if None in p or None in c:  # JSON nulls: treat as missing, then try the fast path once more
+            p = tuple(d if v is None else v for v, d in zip(p, self._p_defaults))
+            c = tuple(d if v is None else v for v, d in zip(c, self._c_defaults))
+            try:
+                self._fast(p, c, out)
+                return out
+            except (_Slow, KeyError, TypeError, ValueError, struct.error):
+                pass
+        return self._vectorize_slow(profile, context, out)
+
+    def _fast(self, p: tuple, c: tuple, out: np.ndarray) -> None:
+        """Write the vector for fetched values ``p`` and ``c``, or raise to hand over to the slow path."""
+        cut = self._p_cut
+        vals = p if cut is None else p[:cut]
+        cut = self._c_cut
+        if c:
+            vals += c if cut is None else c[:cut]
+        if self._perm is not None:
+            vals = self._perm(vals)
+        s = sum(vals) if self._strict is None else sum(self._strict(vals))
+        if s - s != 0.0:  # NaN or infinity (or an overflowing sum, or a TypeError above): let the slow path decide
+            raise _Slow
+        if self._fix:
+            vals = list(vals)
+            for j, how, lo, hi in self._fix:
+                v = vals[j]
+                if how == 0:
+                    if v.__class__ is not bool and v != 0 and v != 1:
+                        raise _Slow
+                elif how == 4:
+                    if v.__class__ is not bool and v != 0 and v != 1 and v == v:
+                        raise _Slow
+                elif how == 3:
+                    if v == _INF or v == -_INF:
+                        raise _Slow
+                elif v < lo or v > hi:
+                    if how == 2:
+                        raise _Slow
+                    vals[j] = lo if v < lo else hi
+        self._pack(out, 0, *vals)
+        for cats, t in ((self._p_cats, p), (self._c_cats, c)):
+            for i, cmap, unknown in cats:
+                v = t[i]
+                col = cmap.get(v, -2)
+                if col == -2:
+                    # Unknown: only a str or int is a category (NaN is missing; the slow path says so).
+                    if unknown == -2 or (v.__class__ is not str and v.__class__ is not int):
+                        raise _Slow
+                    col = unknown
+                if col >= 0:
+                    _ONE.pack_into(out, col << 3, 1.0)
+
+    def _vectorize_slow(self, profile: Any, context: Any, out: np.ndarray) -> np.ndarray:
+        """Validate feature by feature: slower, and the one place that words the errors."""
+        vals = [0.0] * self._n
+        for source, obj in (("profile", profile), ("context", context)):
+            plan = self._src[source]
+            if not plan.plans:
+                continue
+            _check_input(obj, source)
+            if isinstance(obj, (np.ndarray, list, tuple)):
+                x = self._check_vector(obj, source)
+                for k, col in enumerate(plan.columns.tolist()):
+                    vals[col] = float(x[k])
+            else:
+                for p in plan.plans:
+                    p.encode(_get(obj, p.name), vals)
+        self._check_out(out)
+        self._pack_all(out, 0, *vals)
+        return out
+
+    def _check_out(self, out: Any) -> None:
+        if not isinstance(out, np.ndarray):
+            raise SchemaError(f"vectorize: out must be a numpy array, got {type(out).__name__}")
+        if out.dtype != _F64 or out.shape != self._shape or not out.flags.c_contiguous or not out.flags.writeable:
+            raise SchemaError(
+                f"vectorize: out must be a writeable C-contiguous float64 array of shape {self._shape}, "
+                f"got {out.dtype} {out.shape}{'' if out.flags.c_contiguous else ' non-contiguous'}"
+                f"{'' if out.flags.writeable else ' read-only'}"
+            )
+
+    def _check_vector(self, obj: Any, source: str) -> np.ndarray:
+        plan = self._src[source]
+        try:
+            x = np.asarray(obj, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{source} vector: expected numbers, got a {type(obj).__name__} that is not numeric") from None
+        n = len(plan.columns)
+        if x.shape != (n,):
+            raise SchemaError(
+                f"{source} vector: expected {n} values (the columns {list(self.profile_feature_names if source == 'profile' else self.context_feature_names)!r}), "
+                f"got shape {x.shape}"
+            )
+        bad = ~np.isfinite(x)
+        if bad.any():
+            bad &= ~(np.isnan(x) & plan.nan_ok)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                name = self._names[int(plan.columns[k])]
+                raise SchemaError(
+                    f"{source} vector: column {k} ({name!r}) is {float(x[k])!r}; values must be finite "
+                    "(NaN is allowed only for features declared allow_missing=True)"
+                )
+        return x
+
+    # ------------------------------------------------------------------ logging and model checks
+
+    def used_features(
+        self, profile: Any, context: Any = None, x: np.ndarray | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """``{namespace: {feature: value}}`` for the declared features only, as the decision used them.
+
+        Nothing else from the profile or context appears (extra attributes included):
+        a log must never hold more personal data than the decision used. Numbers are
+        the values after defaults and clipping, booleans stay booleans, categories
+        stay as given (as Vowpal Wabbit's JSON parser reads them, unknown ones
+        included); values the model saw as missing (NaN), and missing categories
+        without a default, are left out. Pass ``x``, the vector ``vectorize`` just
+        returned for the same inputs, to skip vectorizing again.
+        """
+        if x is None:
+            x = self.vectorize(profile, context)
+        elif not (isinstance(x, np.ndarray) and x.shape == self._shape):
+            raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
+        xs = x.tolist()
+        result: dict[str, dict[str, Any]] = {ns: {} for ns in self._namespaces}
+        for p in self._plans:
+            if p.kind == "categorical":
+                obj = profile if p.source == "profile" else context
+                v = p.from_vector(xs) if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
+                if v is not MISSING:
+                    result[p.namespace][p.name] = v
+                continue
+            v = xs[p.col]
+            if v == v:
+                result[p.namespace][p.name] = v if p.kind == "numeric" else v != 0.0
+        if self._maybe_empty:
+            result = {ns: d for ns, d in result.items() if d}
+        return result
+
+    def check_model(self, feature_names: Sequence[str], arm_features: Sequence[str] = ()) -> None:
+        """Raise ``SchemaError`` unless a model's feature names are exactly the schema's plus the arms' columns.
+
+        Order may differ (``nba.Catalog.layout`` maps columns by name); names may not.
+        The message lists the model features nothing provides (missing) and the
+        schema or arm columns the model does not have (extra).
+        """
+        model = list(feature_names)
+        dup = sorted({n for n in model if model.count(n) > 1})
+        if dup:
+            raise SchemaError(f"model feature names are not unique: {dup}")
+        ours = list(self._names) + list(arm_features)
+        ours_set, model_set = set(ours), set(model)
+        missing = [n for n in model if n not in ours_set]
+        extra = [n for n in ours if n not in model_set]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing (the model reads them, but neither the schema nor the arms provide them): {missing}")
+            if extra:
+                parts.append(f"extra (the schema or arms provide them, but the model does not read them): {extra}")
+            raise SchemaError(
+                "model features do not match the schema: " + "; ".join(parts)
+                + ". Declare the missing features (or arm features), remove the extra ones, "
+                "or retrain the model with feature_name=list(catalog.feature_names)"
+            )
+
+
+def _tuple_getter_int(indices: Sequence[int]) -> Callable[[Any], tuple]:
+    if len(indices) == 1:
+        i = indices[0]
+        return lambda t: (t[i],)
+    return itemgetter(*indices)
+
+
+def _check_input(obj: Any, source: str) -> None:
+    if isinstance(obj, (str, bytes, int, float, complex, np.generic)):
+        raise SchemaError(
+            f"{source}: expected a dict, a msgspec Struct, an object with attributes, a float vector or None, "
+            f"got {type(obj).__name__}"
+        )
+
+
+def _get(obj: Any, name: str) -> Any:
+    """The raw value of ``name`` in a dict, Mapping, Struct or object; MISSING if absent, None or UNSET."""
+    if obj is None:
+        return MISSING
+    if obj.__class__ is dict or isinstance(obj, Mapping):
+        v = obj.get(name, MISSING)
+    else:
+        v = getattr(obj, name, MISSING)
+    if v is None or v is msgspec.UNSET:
+        return MISSING
+    return v
