@@ -72,7 +72,9 @@ def _nba_append(log: DecisionLog, workload: list[dict]):
 def test_record_nba(benchmark, workload, tmp_path):
     with DecisionLog(tmp_path, durability="record") as log:
         benchmark.group = "log-append-record"
-        benchmark.extra_info.update(impl="nba", floors=RECORD_FLOORS, call="DecisionLog(durability='record').append_decision")
+        benchmark.extra_info.update(
+            impl="nba", floors=RECORD_FLOORS, call="DecisionLog(durability='record').append_decision"
+        )
         benchmark(_nba_append(log, workload))
 
 
@@ -115,7 +117,9 @@ def test_record_logging(benchmark, workload, tmp_path):
 def test_interval_nba(benchmark, workload, tmp_path):
     with DecisionLog(tmp_path, durability="interval", interval=0.05) as log:
         benchmark.group = "log-append-interval"
-        benchmark.extra_info.update(impl="nba", floors=INTERVAL_FLOORS, call="DecisionLog(durability='interval').append_decision")
+        benchmark.extra_info.update(
+            impl="nba", floors=INTERVAL_FLOORS, call="DecisionLog(durability='interval').append_decision"
+        )
         benchmark(_nba_append(log, workload))
 
 
@@ -125,7 +129,9 @@ def test_interval_json_buffered(benchmark, workload, tmp_path):
     with open(tmp_path / "ref.jsonl", "w") as f:
         write = f.write
         benchmark.group = "log-append-interval"
-        benchmark.extra_info.update(impl="json-buffered", call="buffered file.write(json.dumps(record) + newline), no sync")
+        benchmark.extra_info.update(
+            impl="json-buffered", call="buffered file.write(json.dumps(record) + newline), no sync"
+        )
         benchmark(lambda: write(dumps(_as_dict(next(it))) + "\n"))
 
 

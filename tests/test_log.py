@@ -117,7 +117,9 @@ def test_convenience_appends_fill_defaults_and_read_back():
             log.append_activation("e1", ts=11.0)
             log.append_outcome("e1", np.float64(2.5), ts=12.0)
         d1, a1, o1 = _read_strict(d)
-        assert d1 == DecisionRecord(event_id="e1", ts=10.0, actions=["a", "b"], pmf=[0.25, 0.75], chosen=[1], probability=0.75)
+        assert d1 == DecisionRecord(
+            event_id="e1", ts=10.0, actions=["a", "b"], pmf=[0.25, 0.75], chosen=[1], probability=0.75
+        )
         assert a1 == ActivationRecord("e1", 11.0)
         assert o1 == OutcomeRecord("e1", 12.0, 2.5)
 
@@ -494,9 +496,12 @@ def test_vw_parses_exported_features_with_its_json_semantics():
     vw = pytest.importorskip("vowpalwabbit")
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
-            log.register_catalog("main", {"a": {"Action": {"id": "gold card"}}, "b": {"Action": {"id": "b", "fee": 9.5}}})
+            arms = {"a": {"Action": {"id": "gold card"}}, "b": {"Action": {"id": "b", "fee": 9.5}}}
+            log.register_catalog("main", arms)
             features = {"User": {"age": 31.0, "city": "new york:ny|x", "vip": True, "churned": False, "zero": 0.0}}
-            log.append_decision("e", actions=["a", "b"], pmf=[0.5, 0.5], chosen=[1], features=features, catalog_id="main")
+            log.append_decision(
+                "e", actions=["a", "b"], pmf=[0.5, 0.5], chosen=[1], features=features, catalog_id="main"
+            )
         out = os.path.join(d, "x.dsjson")
         export_dsjson(d, out)
         ws = vw.Workspace("--cb_explore_adf --dsjson --quiet --strict_parse")
@@ -504,7 +509,11 @@ def test_vw_parses_exported_features_with_its_json_semantics():
             shared, act_a, act_b = ws.parse(f.read())
         u, a = ws.hash_space("User"), ws.hash_space("Action")
         constant = 11650396
-        want_shared = {(ws.hash_feature("age", u), 31.0), (ws.hash_feature("citynew_york_ny_x", u), 1.0), (ws.hash_feature("vip", u), 1.0)}
+        want_shared = {
+            (ws.hash_feature("age", u), 31.0),
+            (ws.hash_feature("citynew_york_ny_x", u), 1.0),
+            (ws.hash_feature("vip", u), 1.0),
+        }
         assert {f for f in shared.iter_features() if f[0] != constant} == want_shared
         assert {f for f in act_a.iter_features() if f[0] != constant} == {(ws.hash_feature("idgold_card", a), 1.0)}
         assert {f for f in act_b.iter_features() if f[0] != constant} == {

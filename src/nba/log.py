@@ -338,7 +338,14 @@ class DecisionLog:
         Re-registering an unchanged catalogue writes nothing and returns the last
         sequence number. Returns the record's sequence number.
         """
-        record = CatalogRecord(catalog_id, {str(k): v for k, v in arms.items()}, time.time())
+        try:
+            # A plain-data copy: later edits of ``arms`` by the caller cannot change
+            # what the segment headers repeat.
+            data = msgspec.json.encode({str(k): v for k, v in arms.items()}, enc_hook=_enc_hook)
+            plain = msgspec.json.decode(data)
+        except (TypeError, NotImplementedError, OverflowError) as e:
+            raise LogError(f"cannot write catalogue {catalog_id!r} to the decision log: {e}") from e
+        record = CatalogRecord(catalog_id, plain, time.time())
         with self._lock:
             old = self._catalogs.get(catalog_id)
             if old is not None and old.arms == record.arms:
@@ -390,12 +397,14 @@ class DecisionLog:
                 return
             try:
                 if self._fd >= 0:
-                    self._write_pending()
                     with self._sync_lock:
-                        self._fdatasync(self._fd)
-                        os.close(self._fd)
-                        self._fd = -1
-                        self._fd_gen += 1
+                        try:
+                            self._write_pending()
+                            self._fdatasync(self._fd)
+                        finally:
+                            os.close(self._fd)
+                            self._fd = -1
+                            self._fd_gen += 1
                     self._fsync_directory()
                     self._set_durable(self._written_seq)
             finally:
