@@ -28,6 +28,9 @@ from nba.log import (
     read_records,
 )
 from nba.models import load_model
+from nba.models.lightgbm import TreeEnsemble
+from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
+from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
 
 __version__ = "0.1.0"
 
@@ -42,6 +45,19 @@ __all__ = [
     "LogError",
     # models
     "load_model",
+    # features, arms and the catalogue
+    "FeatureSchema",
+    "Numeric",
+    "Categorical",
+    "Boolean",
+    "Arm",
+    "Catalog",
+    "Rule",
+    "AllOf",
+    "AnyOf",
+    "Not",
+    "parse_rule",
+    "TreeEnsemble",
     # decision log
     "DecisionLog",
     "DecisionRecord",

@@ -890,5 +890,14 @@ def _check_arm(arm: Arm) -> None:
             raise ConfigError(f"{where}: {name} must be a datetime or None, got {type(t).__name__}")
     if arm.start is not None and arm.end is not None and _utc_seconds(arm.start) >= _utc_seconds(arm.end):
         raise ConfigError(f"{where}: start {arm.start.isoformat()} is not before end {arm.end.isoformat()}")
-    if not isinstance(arm.namespace, str) or not arm.namespace.strip():
-        raise ConfigError(f"{where}: namespace must be a non-empty string, got {arm.namespace!r}")
+    if not isinstance(arm.namespace, str) or not arm.namespace.strip() or arm.namespace.startswith("_"):
+        raise ConfigError(
+            f"{where}: namespace must be a non-empty string not starting with '_' (reserved by Vowpal Wabbit), "
+            f"got {arm.namespace!r}"
+        )
+    for name in arm.features:
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            raise ConfigError(
+                f"{where}: feature names must be non-empty strings not starting with '_' (reserved by Vowpal "
+                f"Wabbit), got {name!r}"
+            )

@@ -73,9 +73,12 @@ def safe_column_name(name: str) -> str:
     return _UNSAFE.sub("_", name)
 
 
+_VW_STRING = str.maketrans({" ": "_", "\t": "_", "|": "_", ":": "_"})
+
+
 def _vw_string(value: str) -> str:
-    # VW's JSON parser turns {"k": "a b"} into the feature "ka_b": spaces in string values become "_".
-    return value.replace(" ", "_")
+    # VW's JSON parser turns {"k": "a b"} into the feature "ka_b" (docs/contracts.md: ' ', tab, '|', ':' -> '_').
+    return value.translate(_VW_STRING)
 
 
 def _check_source(kind: str, name: str, source: str) -> None:
@@ -471,6 +474,11 @@ class FeatureSchema:
                 )
             if not isinstance(f.name, str) or not f.name:
                 raise ConfigError(f"FeatureSchema: feature names must be non-empty strings, got {f.name!r}")
+            if f.name.startswith("_"):
+                raise ConfigError(
+                    f"FeatureSchema: feature {f.name!r} starts with '_', which Vowpal Wabbit reserves (it would "
+                    "ignore the feature in exported logs); rename it"
+                )
             if f.name in seen:
                 raise ConfigError(
                     f"FeatureSchema: feature {f.name!r} is declared twice ({seen[f.name]} and {f.source}); "
@@ -479,8 +487,11 @@ class FeatureSchema:
             seen[f.name] = f.source
             col = len(columns)
             ns = f.namespace or _DEFAULT_NAMESPACE[f.source]
-            if not isinstance(ns, str) or not ns.strip():
-                raise ConfigError(f"FeatureSchema: feature {f.name!r} has an empty namespace")
+            if not isinstance(ns, str) or not ns.strip() or ns.startswith("_"):
+                raise ConfigError(
+                    f"FeatureSchema: feature {f.name!r} has namespace {ns!r}; namespaces must be non-empty "
+                    "and must not start with '_' (reserved by Vowpal Wabbit)"
+                )
             base = safe_column_name(f.name)
             if isinstance(f, Numeric):
                 plans.append(_NumericPlan(f, col))
