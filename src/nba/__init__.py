@@ -28,7 +28,6 @@ from nba.log import (
     read_records,
 )
 from nba.models import load_model
-from nba.models.lightgbm import TreeEnsemble
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
 
@@ -57,7 +56,6 @@ __all__ = [
     "AnyOf",
     "Not",
     "parse_rule",
-    "TreeEnsemble",
     # decision log
     "DecisionLog",
     "DecisionRecord",
