@@ -27,6 +27,7 @@ from nba.log import (
     join,
     read_records,
 )
+from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.models import load_model
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
@@ -56,6 +57,11 @@ __all__ = [
     "AnyOf",
     "Not",
     "parse_rule",
+    # experiments
+    "Experiment",
+    "Holdout",
+    "Assignment",
+    "Allocator",
     # decision log
     "DecisionLog",
     "DecisionRecord",

@@ -67,3 +67,30 @@ class TreeEnsembleCore:
 # --- online bandits (_bandits.pxi) ---
 
 # --- experiment allocation (_experiments.pxi) ---
+class ExperimentTable:
+    """Precomputed GrowthBook bucket tables of experiments, a holdout and their namespaces.
+
+    Built and validated by ``nba.experiments.Allocator``; ``table`` holds variant
+    index + 1 per hash-v2 bucket (0: not enrolled).
+    """
+
+    n_experiments: int
+    def __init__(
+        self,
+        salt_state: npt.NDArray[np.uint32],
+        table: npt.NDArray[np.uint8],
+        ns_start: npt.NDArray[np.int32],
+        ns_len: npt.NDArray[np.int32],
+        ns_lo: npt.NDArray[np.int32],
+        ns_hi: npt.NDArray[np.int32],
+        ns_units: npt.NDArray[np.uint16],
+        holdout_state: int,
+        holdout_buckets: int,
+    ) -> None: ...
+    def assign(self, unit: str) -> bytes:
+        """Allocation code: a holdout byte, then variant index + 1 per experiment (0: not enrolled)."""
+    def assign_many(self, units: tuple[str, ...], out: npt.NDArray[np.uint8]) -> None:
+        """Allocation codes of many units into the rows of ``out`` (n, 1 + n_experiments); releases the GIL."""
+
+def fnv1a_32_str(s: str, state: int = 0x811C9DC5) -> int:
+    """32-bit FNV-1a over the UTF-16 code units of ``s`` (GrowthBook's ``fnv1a32``), from ``state``."""

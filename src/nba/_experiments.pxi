@@ -1,1 +1,218 @@
-# experiments kernels: included from _core.pyx
+# Experiment allocation kernels (GrowthBook-compatible bucketing). Included from _core.pyx.
+#
+# Strings are hashed as GrowthBook's SDKs hash them: 32-bit FNV-1a over UTF-16
+# code units (JavaScript's charCodeAt), one 16-bit value per step, so an ASCII id
+# hashes its bytes. Unit ids are read in place from the str object (CPython's
+# 1-, 2- or 4-byte representation); code points above U+FFFF are split into
+# their surrogate pair, as UTF-16 stores them.
+#
+# FNV-1a is a left fold, so hash(seed + value) continues from the state left by
+# the seed: each experiment's salt is folded once, at construction.
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.unicode cimport PyUnicode_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH
+from libc.stdint cimport uint16_t
+from libc.stdlib cimport malloc, free
+
+cdef enum:
+    _GB_BUCKETS = 10000      # hash v2: n = (h % 10000) / 10000
+    _GB_NS_BUCKETS = 1000    # hash v1 (namespaces): n = (h % 1000) / 1000
+
+cdef uint32_t _FNV_OFFSET = 0x811c9dc5U
+cdef uint32_t _FNV_PRIME = 0x01000193U
+
+
+cdef struct _StrRef:
+    const void* data
+    Py_ssize_t n
+    int kind
+
+
+cdef inline uint32_t _fnv_str(uint32_t h, const void* data, Py_ssize_t n, int kind) noexcept nogil:
+    """Continue FNV-1a state ``h`` over the UTF-16 code units of a str's ``n`` characters."""
+    cdef Py_ssize_t i
+    cdef uint32_t c
+    cdef const uint8_t* p1
+    cdef const uint16_t* p2
+    cdef const uint32_t* p4
+    if kind == 1:
+        p1 = <const uint8_t*>data
+        for i in range(n):
+            h = (h ^ p1[i]) * _FNV_PRIME
+    elif kind == 2:
+        p2 = <const uint16_t*>data
+        for i in range(n):
+            h = (h ^ p2[i]) * _FNV_PRIME
+    else:
+        p4 = <const uint32_t*>data
+        for i in range(n):
+            c = p4[i]
+            if c >= 0x10000:
+                c -= 0x10000
+                h = (h ^ (0xD800U + (c >> 10))) * _FNV_PRIME
+                h = (h ^ (0xDC00U + (c & 0x3FFU))) * _FNV_PRIME
+            else:
+                h = (h ^ c) * _FNV_PRIME
+    return h
+
+
+cdef inline _StrRef _str_ref(str s):
+    cdef _StrRef r
+    r.data = PyUnicode_DATA(s)
+    r.n = PyUnicode_GET_LENGTH(s)
+    r.kind = PyUnicode_KIND(s)
+    return r
+
+
+cdef inline uint32_t _fnv_code_units(uint32_t h, const uint16_t* u, Py_ssize_t n) noexcept nogil:
+    """Continue FNV-1a state ``h`` over ``n`` UTF-16 code units."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ u[i]) * _FNV_PRIME
+    return h
+
+
+cdef inline uint32_t _fnv_decimal(uint32_t x) noexcept nogil:
+    """FNV-1a of the decimal digits of ``x`` (what ``fnv1a32(str(x))`` hashes)."""
+    cdef unsigned char digits[10]
+    cdef int n = 0
+    cdef uint32_t h = _FNV_OFFSET
+    while True:
+        digits[n] = <unsigned char>(48 + x % 10)
+        n += 1
+        x //= 10
+        if x == 0:
+            break
+    while n > 0:
+        n -= 1
+        h = (h ^ digits[n]) * _FNV_PRIME
+    return h
+
+
+cdef class ExperimentTable:
+    """Precomputed bucket tables of a set of experiments, a holdout and their namespaces.
+
+    Built by ``nba.experiments.Allocator``, which validates every array: variant
+    tables hold ``variant index + 1`` per hash-v2 bucket (0: not enrolled), namespace
+    ranges are bucket intervals of the hash-v1 namespace hash. ``assign`` returns
+    one byte per experiment plus a leading holdout byte.
+    """
+
+    cdef readonly Py_ssize_t n_experiments
+    cdef const uint32_t[::1] _salt_state      # (n_exp,) FNV state after the salt's code units
+    cdef const uint8_t[:, ::1] _table         # (n_exp, 10000) variant index + 1, 0 = out
+    cdef const int32_t[::1] _ns_start         # (n_exp,) offset into _ns_units, -1: no namespace
+    cdef const int32_t[::1] _ns_len           # (n_exp,) code units of "__" + namespace id
+    cdef const int32_t[::1] _ns_lo            # (n_exp,) namespace buckets [lo, hi) over 0..999
+    cdef const int32_t[::1] _ns_hi
+    cdef const uint16_t[::1] _ns_units        # concatenated "__" + namespace id code units
+    cdef uint32_t _holdout_state
+    cdef int32_t _holdout_buckets             # buckets [0, k) are held out; 0: no holdout
+
+    def __init__(
+        self,
+        const uint32_t[::1] salt_state,
+        const uint8_t[:, ::1] table,
+        const int32_t[::1] ns_start,
+        const int32_t[::1] ns_len,
+        const int32_t[::1] ns_lo,
+        const int32_t[::1] ns_hi,
+        const uint16_t[::1] ns_units,
+        uint32_t holdout_state,
+        int32_t holdout_buckets,
+    ):
+        cdef Py_ssize_t n = salt_state.shape[0]
+        cdef Py_ssize_t e
+        if table.shape[0] != n or table.shape[1] != _GB_BUCKETS:
+            raise ValueError(f"table: expected shape ({n}, {_GB_BUCKETS}), got ({table.shape[0]}, {table.shape[1]})")
+        for name, arr in (("ns_start", ns_start), ("ns_len", ns_len), ("ns_lo", ns_lo), ("ns_hi", ns_hi)):
+            if arr.shape[0] != n:
+                raise ValueError(f"{name}: expected {n} entries, got {arr.shape[0]}")
+        for e in range(n):
+            if ns_start[e] >= 0 and (ns_len[e] < 0 or ns_start[e] + ns_len[e] > ns_units.shape[0]):
+                raise ValueError(f"experiment {e}: namespace units [{ns_start[e]}, +{ns_len[e]}) outside ns_units")
+            if ns_start[e] >= 0 and not (0 <= ns_lo[e] <= ns_hi[e] <= _GB_NS_BUCKETS):
+                raise ValueError(f"experiment {e}: namespace buckets [{ns_lo[e]}, {ns_hi[e]}) outside [0, {_GB_NS_BUCKETS}]")
+        if not 0 <= holdout_buckets <= _GB_BUCKETS:
+            raise ValueError(f"holdout_buckets: expected 0..{_GB_BUCKETS}, got {holdout_buckets}")
+        self.n_experiments = n
+        self._salt_state = salt_state
+        self._table = table
+        self._ns_start = ns_start
+        self._ns_len = ns_len
+        self._ns_lo = ns_lo
+        self._ns_hi = ns_hi
+        self._ns_units = ns_units
+        self._holdout_state = holdout_state
+        self._holdout_buckets = holdout_buckets
+
+    cdef inline void _assign_one(self, _StrRef u, unsigned char* out) noexcept nogil:
+        """Fill ``out[0]`` (1: held out) and ``out[1 + e]`` (variant index + 1 in experiment e, 0: none)."""
+        cdef Py_ssize_t e
+        cdef uint32_t h_value, h
+        cdef int32_t b
+        cdef const uint16_t* ns_units = &self._ns_units[0] if self._ns_units.shape[0] > 0 else NULL
+        out[0] = 0
+        for e in range(self.n_experiments):
+            out[1 + e] = 0
+        if u.n == 0:  # GrowthBook enrolls an empty id nowhere, not even in a holdout
+            return
+        if self._holdout_buckets > 0:
+            h = _fnv_decimal(_fnv_str(self._holdout_state, u.data, u.n, u.kind))
+            if <int32_t>(h % _GB_BUCKETS) < self._holdout_buckets:
+                out[0] = 1
+                return
+        # Namespaces use hash v1, fnv1a32(value + "__" + namespace id): fold the value once.
+        h_value = _fnv_str(_FNV_OFFSET, u.data, u.n, u.kind) if self.n_experiments > 0 else _FNV_OFFSET
+        for e in range(self.n_experiments):
+            if self._ns_start[e] >= 0:
+                h = _fnv_code_units(h_value, ns_units + self._ns_start[e], self._ns_len[e])
+                b = <int32_t>(h % _GB_NS_BUCKETS)
+                if b < self._ns_lo[e] or b >= self._ns_hi[e]:
+                    continue
+            h = _fnv_decimal(_fnv_str(self._salt_state[e], u.data, u.n, u.kind))
+            out[1 + e] = self._table[e, h % _GB_BUCKETS]
+
+    def assign(self, str unit):
+        """Allocation code of one unit: ``bytes`` of 1 + n_experiments (holdout, then variant + 1).
+
+        Keeps the GIL: the work (tens to hundreds of ns) is shorter than a GIL hand-off.
+        """
+        cdef object code = PyBytes_FromStringAndSize(NULL, 1 + self.n_experiments)
+        self._assign_one(_str_ref(unit), <unsigned char*>PyBytes_AS_STRING(code))
+        return code
+
+    def assign_many(self, tuple units, uint8_t[:, ::1] out):
+        """Allocate ``units`` (a tuple of str) into the rows of ``out`` (n, 1 + n_experiments).
+
+        The tuple keeps every str alive while the GIL is released.
+        """
+        cdef Py_ssize_t n = len(units)
+        cdef Py_ssize_t i
+        cdef _StrRef* refs
+        if out.shape[0] != n or out.shape[1] != 1 + self.n_experiments:
+            raise ValueError(f"out: expected shape ({n}, {1 + self.n_experiments}), got ({out.shape[0]}, {out.shape[1]})")
+        for i in range(n):
+            if type(units[i]) is not str:
+                raise TypeError(f"units[{i}]: expected str, got {type(units[i]).__name__}")
+        refs = <_StrRef*>malloc(max(n, 1) * sizeof(_StrRef))
+        if refs == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                refs[i] = _str_ref(<str>units[i])
+            with nogil:
+                for i in range(n):
+                    self._assign_one(refs[i], &out[i, 0])
+        finally:
+            free(refs)
+
+
+def fnv1a_32_str(str s, uint32_t state=0x811c9dc5U):
+    """32-bit FNV-1a over the UTF-16 code units of ``s``, continuing from ``state``.
+
+    With the default state this is GrowthBook's ``fnv1a32``; salts are folded with
+    it once, so per-unit hashing continues from there.
+    """
+    cdef _StrRef r = _str_ref(s)
+    return _fnv_str(state, r.data, r.n, r.kind)
