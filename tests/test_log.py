@@ -232,6 +232,55 @@ def test_a_record_larger_than_a_segment_still_gets_written_whole():
         assert [r.event_id for r in _read_strict(d)] == ["e0", "e1", "e2"]
 
 
+# --------------------------------------------------------------------------- write failures
+
+
+class _DiskFullOnce:
+    """``os.write`` that writes half of the next call's bytes, then fails with ENOSPC once."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.real = os.write
+        self.cut = False
+
+    def __call__(self, fd: int, data) -> int:
+        if not self.armed:
+            return self.real(fd, data)
+        if not self.cut:
+            self.cut = True
+            return self.real(fd, bytes(data)[: len(data) // 2])
+        self.armed = False
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("durability", ["record", "close"])
+def test_a_failed_write_leaves_a_torn_last_line_and_the_log_continues_in_a_new_segment(durability, monkeypatch):
+    disk = _DiskFullOnce()
+    monkeypatch.setattr(os, "write", disk)
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d, durability=durability)
+        log.register_catalog("main", ARMS)
+        for i in range(6):
+            log.append(_decision(f"e{i}", float(i)))
+        disk.armed = True
+        with pytest.raises(LogError, match="No space left"):
+            if durability == "record":
+                log.append(_decision("lost", 6.0))
+            else:
+                log.flush()  # the buffered e0..e5 hit the full disk
+        assert log.durable_seq == (7 if durability == "record" else 0)
+        log.append(_decision("e6", 6.0))
+        log.close()
+        assert len(log.segments) == 2
+        with pytest.warns(TornRecordWarning, match=os.path.basename(log.segments[0])):
+            records = list(read_records(d))
+        # Every record the log did not report as failed is there, exactly once; the new
+        # segment starts with the catalogue again.
+        ids = [r.event_id for r in records if isinstance(r, DecisionRecord)]
+        assert ids == [f"e{i}" for i in range(7)]
+        assert msgspec.json.decode(_segment_lines(log.segments[1])[0])["type"] == "catalog"
+
+
 # --------------------------------------------------------------------------- durability modes in-process
 
 

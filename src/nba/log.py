@@ -397,14 +397,16 @@ class DecisionLog:
                 return
             try:
                 if self._fd >= 0:
-                    with self._sync_lock:
-                        try:
-                            self._write_pending()
-                            self._fdatasync(self._fd)
-                        finally:
-                            os.close(self._fd)
-                            self._fd = -1
-                            self._fd_gen += 1
+                    try:
+                        self._write_pending()
+                    finally:
+                        with self._sync_lock:
+                            try:
+                                self._fdatasync(self._fd)
+                            finally:
+                                os.close(self._fd)
+                                self._fd = -1
+                                self._fd_gen += 1
                     self._fsync_directory()
                     self._set_durable(self._written_seq)
             finally:
@@ -441,9 +443,11 @@ class DecisionLog:
             raise LogError(f"cannot write to log segment {self._path!r}: {e.strerror or e}") from e
 
     def _write_pending(self) -> None:
-        """Hand the buffered lines to the OS."""
+        """Hand the buffered lines to the OS (in a new segment if a write to this one failed)."""
         if not self._buf:
             return
+        if self._broken:
+            self._new_segment()
         buf = self._buf
         done = 0
         try:
@@ -491,10 +495,12 @@ class DecisionLog:
         if self._fd >= 0:
             if self._buf and not self._broken:
                 self._write_pending()
+            synced = False
             with self._sync_lock:
                 if self.durability != "record":
                     try:
                         os.fdatasync(self._fd)
+                        synced = True
                     except OSError as e:
                         if not self._broken:
                             raise LogError(f"cannot sync log segment {self._path!r}: {e.strerror or e}") from e
@@ -504,7 +510,7 @@ class DecisionLog:
                     pass
                 self._fd = -1
                 self._fd_gen += 1
-            if self._buffered:
+            if self._buffered and synced:
                 self._synced_seq = self._written_seq
                 if not self._buf:
                     self._set_durable(self._written_seq)
