@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -617,6 +619,21 @@ def test_vw_learns_from_the_exported_dsjson_to_prefer_the_better_action():
             pmf = ws.predict(ws.parse(probe[seg]))
             assert int(np.argmax(pmf)) == want, (seg, pmf)
         ws.finish()
+
+
+def test_the_vw_command_line_driver_reads_every_exported_line_without_a_parse_error():
+    pytest.importorskip("vowpalwabbit")
+    with tempfile.TemporaryDirectory() as d:
+        _simulated_log(d, 500, seed=11)
+        out = os.path.join(d, "train.dsjson")
+        assert export_dsjson(d, out) == 500
+        # python -m vowpalwabbit is the vw executable's argument handling and driver.
+        cmd = [sys.executable, "-m", "vowpalwabbit", "--cb_explore_adf", "--dsjson", "--strict_parse", "-d", out]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr[-2000:]
+        log = run.stdout + run.stderr
+        assert "number of examples = 500" in log
+        assert "error" not in log.lower()
 
 
 def test_vw_workspace_learns_exported_lines_one_by_one():

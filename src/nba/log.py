@@ -857,7 +857,7 @@ def export_dsjson(
                 c: dict[str, Any] = dict(d.features)
                 c["_multi"] = multi
                 event = _DsjsonEvent(
-                    label_cost=-ex.reward,
+                    label_cost=-ex.reward if ex.reward else 0.0,  # no -0.0 in the file
                     label_probability=d.probability,
                     label_action=taken + 1,
                     label_index=taken,
