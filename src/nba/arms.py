@@ -825,7 +825,7 @@ class Catalog:
         return res
 
     def __repr__(self) -> str:
-        return f"Catalog({len(self.arms)} arms, id {self.catalog_id})"
+        return f"Catalog({len(self.arms)} arms, id {getattr(self, 'catalog_id', None)})"
 
 
 def _inverse(order: list[int]) -> list[int]:

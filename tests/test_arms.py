@@ -1,0 +1,543 @@
+"""Arms and the catalogue: eligibility rules, channels, dates, payloads, arbitration, validation, layout."""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nba
+from nba import (
+    AllOf,
+    AnyOf,
+    Arm,
+    Boolean,
+    Catalog,
+    Categorical,
+    ConfigError,
+    FeatureSchema,
+    Not,
+    Numeric,
+    Rule,
+    SchemaError,
+    parse_rule,
+)
+
+SCHEMA = FeatureSchema(
+    [
+        Numeric("age", default=30.0),
+        Categorical("segment", ["gold", "silver", "bronze"]),
+        Boolean("member"),
+        Numeric("hour", source="context"),
+    ],
+    extra_profile=["country"],
+    extra_context=["device"],
+)
+
+
+def eligible_ids(catalog: Catalog, profile, context=None, **kw) -> list[str]:
+    return [catalog.ids[i] for i in catalog.eligible(profile, context, **kw)]
+
+
+def one_rule_catalog(cond) -> Catalog:
+    return Catalog([Arm("ruled", eligibility=cond), Arm("free")], SCHEMA)
+
+
+# --------------------------------------------------------------------------- operators
+
+_PY_OPS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": lambda v, c: v in c,
+    "not_in": lambda v, c: v not in c,
+}
+
+
+@pytest.mark.parametrize("op", list(_PY_OPS))
+@pytest.mark.parametrize("age", [17, 18, 19.5, None, math.nan, "absent"])
+def test_each_comparison_operator_on_a_numeric_field(op, age):
+    const = (18, 19.5) if op in ("in", "not_in") else 18
+    cat = one_rule_catalog(Rule("age", op, const))
+    profile = {} if age == "absent" else {"age": age}
+    missing = age == "absent" or age is None or (isinstance(age, float) and math.isnan(age))
+    expected = (not missing) and _PY_OPS[op](age, frozenset(const) if op in ("in", "not_in") else const)
+    assert ("ruled" in eligible_ids(cat, profile)) is expected
+
+
+@pytest.mark.parametrize("op", ["==", "!=", "in", "not_in"])
+@pytest.mark.parametrize("segment", ["gold", "bronze", "platinum", None])
+def test_each_equality_operator_on_a_categorical_field(op, segment):
+    const = ("gold", "silver") if op in ("in", "not_in") else "gold"
+    cat = one_rule_catalog(Rule("segment", op, const))
+    expected = segment is not None and _PY_OPS[op](segment, frozenset(const) if op in ("in", "not_in") else const)
+    assert ("ruled" in eligible_ids(cat, {"segment": segment})) is expected
+
+
+@pytest.mark.parametrize("want", [True, False])
+@pytest.mark.parametrize("country", ["FR", None, "absent"])
+def test_exists_true_and_false(want, country):
+    cat = one_rule_catalog(Rule("country", "exists", want))
+    profile = {} if country == "absent" else {"country": country}
+    assert ("ruled" in eligible_ids(cat, profile)) is (want == (country == "FR"))
+
+
+def test_context_fields_and_extra_attributes_are_readable_by_rules():
+    cat = one_rule_catalog([Rule("hour", "<", 20), Rule("device", "==", "ios")])
+    assert eligible_ids(cat, {}, {"hour": 10, "device": "ios"}) == ["ruled", "free"]
+    assert eligible_ids(cat, {}, {"hour": 21, "device": "ios"}) == ["free"]
+    assert eligible_ids(cat, {}, None) == ["free"]
+
+
+def test_all_any_not_combinations():
+    adult = Rule("age", ">=", 18)
+    gold = Rule("segment", "==", "gold")
+    cases = {
+        "all": AllOf((adult, gold)),
+        "any": AnyOf((adult, gold)),
+        "not": Not(adult),
+        "nested": AnyOf((AllOf((adult, gold)), Not(Rule("member", "==", True)))),
+        "list": [adult, gold],
+        "empty_all": AllOf(()),
+        "empty_any": AnyOf(()),
+    }
+    cat = Catalog([Arm(k, eligibility=v) for k, v in cases.items()], SCHEMA)
+    for age in (10, 40):
+        for seg in ("gold", "silver"):
+            for member in (True, False):
+                got = set(eligible_ids(cat, {"age": age, "segment": seg, "member": member}))
+                a, g, m = age >= 18, seg == "gold", member
+                want = {
+                    "all": a and g,
+                    "any": a or g,
+                    "not": not a,
+                    "nested": (a and g) or not m,
+                    "list": a and g,
+                    "empty_all": True,
+                    "empty_any": False,
+                }
+                assert got == {k for k, v in want.items() if v}
+
+
+# --------------------------------------------------------------------------- expression language
+
+
+def test_expression_parses_into_the_same_conditions():
+    text = "not (age >= 18 and segment in ['gold', \"silver\"]) or member == true or hour not in [1, 2.5] or country exists"
+    assert parse_rule(text) == AnyOf(
+        (
+            Not(AllOf((Rule("age", ">=", 18), Rule("segment", "in", ("gold", "silver"))))),
+            Rule("member", "==", True),
+            Rule("hour", "not_in", (1, 2.5)),
+            Rule("country", "exists", True),
+        )
+    )
+
+
+def test_and_binds_tighter_than_or():
+    assert parse_rule("age > 1 or age < 0 and member == false") == AnyOf(
+        (Rule("age", ">", 1), AllOf((Rule("age", "<", 0), Rule("member", "==", False))))
+    )
+
+
+def test_expression_and_rules_select_the_same_arms():
+    text = "age >= 18 and (segment == 'gold' or hour < 9)"
+    cond = AllOf((Rule("age", ">=", 18), AnyOf((Rule("segment", "==", "gold"), Rule("hour", "<", 9)))))
+    cat = Catalog([Arm("text", eligibility=text), Arm("rules", eligibility=cond)], SCHEMA)
+    for age in (12, 30):
+        for seg in ("gold", "bronze"):
+            for hour in (8, 10):
+                ids = eligible_ids(cat, {"age": age, "segment": seg}, {"hour": hour})
+                assert ids in ([], ["text", "rules"])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("age >=", "expected a number"),
+        ("age >= 18 and", "expected a field name"),
+        ("(age >= 18", r"expected '\)'"),
+        ("age between 1", "expected a comparison"),
+        ("__import__('os').system('x')", "cannot read"),
+        ("eval('1') == 1", "expected a comparison"),
+        ("age >= 18; drop", "cannot read"),
+        ("segment in ('gold')", r"expected '\['"),
+        ("", "non-empty"),
+    ],
+)
+def test_malformed_expressions_are_config_errors(text, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_rule(text)
+
+
+# --------------------------------------------------------------------------- rule validation
+
+
+@pytest.mark.parametrize(
+    "cond, match",
+    [
+        (Rule("email", "==", "x"), r"references 'email', which the schema does not declare"),
+        ("income > 3", r"references 'income'"),
+        (Rule("age", "~", 3), "unknown operator"),
+        (Rule("age", ">=", "18"), "compare it with a number"),
+        (Rule("age", "in", "18"), "takes a list or set"),
+        (Rule("age", "in", [1, None]), "cannot be listed"),
+        (Rule("age", "in", ["1"]), "list numbers"),
+        (Rule("age", "==", None), "use 'exists'"),
+        (Rule("age", ">", True), "not a bool"),
+        (Rule("age", "exists", "yes"), "exists takes True"),
+        (42, "eligibility must be"),
+    ],
+)
+def test_bad_rules_are_config_errors_at_construction(cond, match):
+    with pytest.raises(ConfigError, match=match):
+        Catalog([Arm("a", eligibility=cond)], SCHEMA)
+
+
+def test_a_value_of_the_wrong_type_at_decision_time_names_the_field():
+    cat = one_rule_catalog(Rule("age", ">=", 18))
+    with pytest.raises(SchemaError, match=r"field 'age' \(profile\) is a str"):
+        cat.eligible({"age": "eighteen"})
+
+
+def test_rules_read_structs_objects_and_ready_vectors():
+    class Profile(msgspec.Struct):
+        age: float
+        segment: str
+        country: str | msgspec.UnsetType = msgspec.UNSET
+
+    cat = one_rule_catalog([Rule("age", ">=", 18), Rule("segment", "==", "gold"), Rule("country", "exists", False)])
+    assert eligible_ids(cat, Profile(age=20, segment="gold")) == ["ruled", "free"]
+    assert eligible_ids(cat, Profile(age=20, segment="gold", country="FR")) == ["free"]
+    x = SCHEMA.vectorize({"age": 20, "segment": "gold"})
+    pv = x[[SCHEMA.feature_names.index(n) for n in SCHEMA.profile_feature_names]]
+    assert eligible_ids(cat, pv) == ["ruled", "free"]
+    pv[1] = 0.0  # segment=gold off
+    assert eligible_ids(cat, pv) == ["free"]
+
+
+# --------------------------------------------------------------------------- channels and dates
+
+
+def test_channels_restrict_arms_and_star_means_any_channel():
+    cat = Catalog(
+        [
+            Arm("everywhere"),
+            Arm("web_only", channels={"web": {"banner": "w.png"}}),
+            Arm("web_email", channels={"web": "hi", "email": "<p>hi</p>"}),
+            Arm("star", channels={"*": "generic", "sms": "short"}),
+        ],
+        SCHEMA,
+    )
+    assert eligible_ids(cat, {}, channel="web") == ["everywhere", "web_only", "web_email", "star"]
+    assert eligible_ids(cat, {}, channel="email") == ["everywhere", "web_email", "star"]
+    assert eligible_ids(cat, {}, channel="push") == ["everywhere", "star"]
+    assert eligible_ids(cat, {}, channel=None) == ["everywhere", "web_only", "web_email", "star"]
+    assert cat.payload("web_only", "web") == {"banner": "w.png"}
+    assert cat.payload("star", "sms") == "short"
+    assert cat.payload("star", "push") == "generic"
+    assert cat.payload(0, "web") is None
+    with pytest.raises(ConfigError, match="no payload for channel 'email'"):
+        cat.payload("web_only", "email")
+
+
+def test_time_window_is_start_inclusive_end_exclusive():
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    cat = Catalog(
+        [
+            Arm("spring", start=t0, end=t0 + timedelta(days=30)),
+            Arm("later", start=t0 + timedelta(days=30)),
+            Arm("until", end=t0),
+            Arm("naive_utc", start=datetime(2026, 3, 1), end=datetime(2026, 3, 2)),
+        ],
+        SCHEMA,
+    )
+    assert eligible_ids(cat, {}, now=t0 - timedelta(seconds=1)) == ["until"]
+    assert eligible_ids(cat, {}, now=t0) == ["spring", "naive_utc"]
+    assert eligible_ids(cat, {}, now=(t0 + timedelta(days=30)).timestamp()) == ["later"]
+    paris = timezone(timedelta(hours=1))
+    assert eligible_ids(cat, {}, now=datetime(2026, 3, 1, 1, 0, tzinfo=paris)) == ["spring", "naive_utc"]
+
+
+def test_eligible_defaults_now_to_the_current_time():
+    now = datetime.now(timezone.utc)
+    cat = Catalog([Arm("past", end=now - timedelta(days=1)), Arm("current", start=now - timedelta(days=1))], SCHEMA)
+    assert eligible_ids(cat, {}) == ["current"]
+
+
+def test_eligible_writes_into_a_reusable_buffer():
+    cat = one_rule_catalog(Rule("age", ">=", 18))
+    out = np.full(len(cat), -1, dtype=np.intp)
+    res = cat.eligible({"age": 20}, out=out)
+    assert res.base is out and res.tolist() == [0, 1]
+    res = cat.eligible({"age": 10}, out=out)
+    assert res.tolist() == [1]
+    with pytest.raises(SchemaError, match="out must be"):
+        cat.eligible({}, out=np.empty(1, dtype=np.intp))
+
+
+# --------------------------------------------------------------------------- arbitration
+
+
+def test_higher_value_times_weight_wins_when_scores_tie():
+    arms = [Arm("low", value=10.0, weight=1.0), Arm("high", value=5.0, weight=3.0), Arm("mid", value=12.0)]
+    cat = Catalog(arms, SCHEMA)
+    prio = cat.priorities(np.full(3, 0.2))
+    assert cat.ids[int(np.argmax(prio))] == "high"
+    np.testing.assert_allclose(prio, [0.2 * 10.0, 0.2 * 15.0, 0.2 * 12.0])
+
+
+def test_priorities_of_a_subset_use_that_subsets_values():
+    cat = Catalog([Arm("a", value=1.0), Arm("b", value=2.0), Arm("c", value=4.0)], SCHEMA)
+    idx = np.array([2, 0])
+    out = np.empty(3)
+    res = cat.priorities(np.array([0.5, 0.5]), idx, out=out)
+    assert res.base is out and res.tolist() == [2.0, 0.5]
+
+
+def test_score_arbitration_ignores_value_and_weight():
+    cat = Catalog([Arm("a", value=100.0), Arm("b", weight=0.0)], SCHEMA, arbitration="score")
+    np.testing.assert_array_equal(cat.priorities(np.array([0.1, 0.7])), [0.1, 0.7])
+
+
+def test_custom_arbitration_callable_is_used():
+    def add_value(scores, values, weights, out):
+        np.add(scores, values, out=out)
+        return out
+
+    cat = Catalog([Arm("a", value=1.0), Arm("b", value=0.0)], SCHEMA, arbitration=add_value)
+    np.testing.assert_array_equal(cat.priorities(np.array([-0.5, 0.9])), [0.5, 0.9])
+    assert cat.arbitration == "add_value"
+
+    def returns_new(scores, values, weights, out):
+        return scores - weights
+
+    cat = Catalog([Arm("a", weight=2.0), Arm("b")], SCHEMA, arbitration=returns_new)
+    np.testing.assert_array_equal(cat.priorities(np.array([1.0, 1.0])), [-1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "arb, match",
+    [
+        ("max", "not a built-in"),
+        (3, "must be a name or a callable"),
+        (lambda s: s, "failed on a probe call"),
+        (lambda s, v, w, o: np.zeros(5), "one priority per arm"),
+    ],
+)
+def test_bad_arbitration_is_a_config_error(arb, match):
+    with pytest.raises(ConfigError, match=match):
+        Catalog([Arm("a")], SCHEMA, arbitration=arb)
+
+
+def test_priorities_reject_a_score_vector_of_the_wrong_length():
+    cat = Catalog([Arm("a"), Arm("b")], SCHEMA)
+    with pytest.raises(SchemaError, match="expected 2 scores"):
+        cat.priorities(np.ones(3))
+
+
+# --------------------------------------------------------------------------- catalogue validation
+
+
+@pytest.mark.parametrize(
+    "arms, match",
+    [
+        ([], "at least one arm"),
+        ([Arm("a"), Arm("a")], "used twice"),
+        ([Arm("")], "non-empty strings"),
+        (["a"], "expected nba.Arm"),
+        ([Arm("a", features={"fee": 1.0}), Arm("b", features={"apr": 2.0})], r"arm 'b' has features \['apr'\]"),
+        ([Arm("a", features={"fee": 1.0}), Arm("b", features={"fee": "x"})], "mixes strings and numbers"),
+        ([Arm("a", features={"fee": math.nan})], "finite numbers"),
+        ([Arm("a", features={"fee": [1, 2]})], "finite numbers"),
+        ([Arm("a", features={"_fee": 1.0})], "reserved"),
+        ([Arm("a", features={"age": 1.0})], "collide with schema columns"),
+        ([Arm("a", value=-1.0)], "value must be a finite number >= 0"),
+        ([Arm("a", weight=math.inf)], "weight must be a finite number >= 0"),
+        ([Arm("a", channels={"web": object()})], "cannot be encoded as JSON"),
+        ([Arm("a", channels={"": 1})], "channel names"),
+        ([Arm("a", start=datetime(2026, 2, 1), end=datetime(2026, 1, 1))], "is not before end"),
+        ([Arm("a", start="2026-01-01")], "must be a datetime"),
+        ([Arm("a", namespace="_x")], "namespace"),
+    ],
+)
+def test_invalid_catalogues_are_config_errors(arms, match):
+    with pytest.raises(ConfigError, match=match):
+        Catalog(arms, SCHEMA)
+
+
+def test_catalog_needs_a_schema():
+    with pytest.raises(ConfigError, match="FeatureSchema"):
+        Catalog([Arm("a")], {"age": 1})
+
+
+# --------------------------------------------------------------------------- arm features and rows
+
+
+ARMS = [
+    Arm("gold_card", features={"fee": 95.0, "kind": "card", "premium": True}, value=40.0),
+    Arm("loan", features={"fee": 0.0, "kind": "loan", "premium": False}, value=120.0),
+    Arm("basic_card", features={"fee": 0.0, "kind": "card", "premium": False}, value=5.0, namespace="Offer"),
+]
+
+
+def test_arm_matrix_has_numeric_and_one_hot_columns():
+    cat = Catalog(ARMS, SCHEMA)
+    assert cat.arm_feature_names == ("fee", "kind=card", "kind=loan", "premium")
+    np.testing.assert_array_equal(cat.arm_matrix, [[95.0, 1, 0, 1], [0.0, 0, 1, 0], [0.0, 1, 0, 0]])
+    assert cat.feature_names == SCHEMA.feature_names + cat.arm_feature_names
+    assert not cat.arm_matrix.flags.writeable
+
+
+def test_action_features_are_namespaced_per_arm():
+    cat = Catalog(ARMS, SCHEMA)
+    assert cat.action_features[0] == {"Action": {"fee": 95.0, "kind": "card", "premium": True}}
+    assert cat.action_features[2] == {"Offer": {"fee": 0.0, "kind": "card", "premium": False}}
+
+
+def test_layout_rows_are_shared_vector_plus_arm_features():
+    cat = Catalog(ARMS, SCHEMA)
+    x = SCHEMA.vectorize({"age": 44, "segment": "gold"}, {"hour": 7})
+    rows = cat.layout().fill(x, np.array([2, 0]))
+    np.testing.assert_array_equal(rows, np.hstack([np.vstack([x, x]), cat.arm_matrix[[2, 0]]]))
+
+
+def test_layout_follows_a_models_own_column_order():
+    cat = Catalog(ARMS, SCHEMA)
+    names = list(reversed(cat.feature_names))
+    x = SCHEMA.vectorize({"age": 44, "segment": "silver"}, {"hour": 7})
+    out = np.empty((5, len(names)))
+    rows = cat.layout(names).fill(x, None, out=out)
+    default = cat.layout().fill(x)
+    np.testing.assert_array_equal(rows, default[:, ::-1])
+    assert rows.base is out
+
+
+def test_layout_checks_the_models_feature_names():
+    cat = Catalog(ARMS, SCHEMA)
+    with pytest.raises(SchemaError, match=r"missing .*'apr'.*extra .*'fee'"):
+        cat.layout([n for n in cat.feature_names if n != "fee"] + ["apr"])
+    cat.check_model(cat.feature_names)
+
+
+def test_layout_matches_lightgbm_on_rows_built_for_its_feature_names():
+    lgb = pytest.importorskip("lightgbm")
+    cat = Catalog(ARMS, SCHEMA)
+    rng = np.random.default_rng(1)
+    X = rng.random((300, len(cat.feature_names)))
+    y = X[:, 0] + 2 * X[:, -1]
+    booster = lgb.train(
+        {"verbose": -1, "num_leaves": 4},
+        lgb.Dataset(X, y, feature_name=list(cat.feature_names)),
+        num_boost_round=3,
+    )
+    cat.check_model(booster.feature_name())
+    x = SCHEMA.vectorize({"age": 50}, {"hour": 3})
+    rows = cat.layout(booster.feature_name()).fill(x)
+    assert rows.shape == (3, booster.num_feature())
+
+
+# --------------------------------------------------------------------------- identity and serialization
+
+
+def test_catalog_id_is_stable_and_content_addressed():
+    f = ARMS[0].features
+    a = Catalog(ARMS + [Arm("r", f, eligibility=Rule("segment", "in", {"gold", "silver", "bronze"}))], SCHEMA)
+    b = Catalog(ARMS + [Arm("r", f, eligibility=Rule("segment", "in", {"bronze", "silver", "gold"}))], SCHEMA)
+    assert a.catalog_id == b.catalog_id
+    changed = Catalog([ARMS[0], ARMS[1], Arm("basic_card", features=ARMS[2].features, value=6.0, namespace="Offer")], SCHEMA)
+    assert changed.catalog_id != Catalog(ARMS, SCHEMA).catalog_id
+
+
+def test_catalog_id_does_not_depend_on_the_process_hash_seed():
+    code = (
+        "import nba\n"
+        "s = nba.FeatureSchema([nba.Categorical('segment', ['gold', 'silver', 'bronze'])])\n"
+        "arms = [nba.Arm('a', eligibility=nba.Rule('segment', 'in', {'gold', 'silver', 'bronze'}))]\n"
+        "print(nba.Catalog(arms, s).catalog_id)\n"
+    )
+    ids = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        ids.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert len(ids) == 1
+
+
+def test_arms_round_trip_through_json():
+    arm = Arm(
+        "gold_card",
+        features={"fee": 95.0},
+        value=40.0,
+        channels={"web": {"title": "Gold", "url": "https://example.com/g"}, "email": "tmpl-7"},
+        eligibility=[AllOf((Rule("age", ">=", 18), Not(Rule("segment", "in", ("bronze",))))), "member == true"],
+        start=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    back = msgspec.json.decode(msgspec.json.encode(arm), type=Arm)
+    assert back == Arm(**{**msgspec.structs.asdict(arm), "eligibility": [
+        AllOf((Rule("age", ">=", 18), Not(Rule("segment", "in", ["bronze"])))), "member == true"]})
+    assert Catalog([back], SCHEMA).eligible({"age": 20, "segment": "gold", "member": True}).tolist() == [0]
+
+
+def test_catalogue_api_is_exported_from_nba():
+    for name in ("Arm", "Catalog", "Rule", "AllOf", "AnyOf", "Not", "parse_rule"):
+        assert name in nba.__all__
+
+
+# --------------------------------------------------------------------------- property: compiled rules = naive evaluation
+
+_field_values = {
+    "age": st.one_of(st.none(), st.integers(0, 40)),
+    "segment": st.one_of(st.none(), st.sampled_from(["gold", "silver", "bronze", "other"])),
+    "member": st.one_of(st.none(), st.booleans()),
+}
+_rules = st.one_of(
+    st.builds(Rule, st.just("age"), st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), st.integers(0, 40)),
+    st.builds(Rule, st.just("age"), st.sampled_from(["in", "not_in"]), st.lists(st.integers(0, 40), max_size=3).map(tuple)),
+    st.builds(Rule, st.just("segment"), st.sampled_from(["==", "!="]), st.sampled_from(["gold", "silver"])),
+    st.builds(Rule, st.just("member"), st.just("=="), st.booleans()),
+    st.builds(Rule, st.sampled_from(["age", "segment"]), st.just("exists"), st.booleans()),
+)
+_conditions = st.recursive(
+    _rules,
+    lambda inner: st.one_of(
+        st.builds(AllOf, st.lists(inner, max_size=3).map(tuple)),
+        st.builds(AnyOf, st.lists(inner, max_size=3).map(tuple)),
+        st.builds(Not, inner),
+    ),
+    max_leaves=6,
+)
+
+
+def naive(cond, profile: dict) -> bool:
+    if isinstance(cond, AllOf):
+        return all(naive(c, profile) for c in cond.conditions)
+    if isinstance(cond, AnyOf):
+        return any(naive(c, profile) for c in cond.conditions)
+    if isinstance(cond, Not):
+        return not naive(cond.condition, profile)
+    v = profile.get(cond.field)
+    if cond.op == "exists":
+        return (v is not None) == cond.value
+    if v is None:
+        return False
+    return _PY_OPS[cond.op](v, cond.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_conditions, min_size=1, max_size=6), st.fixed_dictionaries(_field_values))
+def test_compiled_eligibility_equals_naive_evaluation(conds, profile):
+    cat = Catalog([Arm(f"a{i}", eligibility=c) for i, c in enumerate(conds)], SCHEMA)
+    got = cat.eligible(profile).tolist()
+    assert got == [i for i, c in enumerate(conds) if naive(c, profile)]
