@@ -23,6 +23,10 @@ __all__ = [
     "lightgbm_model",
     "lightgbm_model_file",
     "decisions",
+    "vw_examples",
+    "vw_text",
+    "vw_json",
+    "vw_model_file",
 ]
 
 
@@ -210,3 +214,122 @@ def decisions(n: int, seed: int = 0, *, n_actions: int = 10, n_features: int = 2
             }
         )
     return out
+
+
+# --------------------------------------------------------------------------- Vowpal Wabbit
+
+
+def vw_examples(
+    n: int,
+    seed: int = 0,
+    *,
+    n_shared: int = 20,
+    n_actions: int = 10,
+    n_action_features: int = 5,
+    strings: bool = True,
+) -> list[tuple[dict, list[dict], int, float]]:
+    """``n`` contextual-bandit decisions: (shared, actions, logged action, cost).
+
+    Features are ``{namespace: {name: value}}``: ``User`` holds ``n_shared`` numeric
+    features (a random subset of 3 * n_shared names, so examples differ), ``Geo``
+    string and boolean features when ``strings``, and each action has
+    ``n_action_features`` features in ``Action`` (an id string, a price, a category
+    string, numeric extras). The cost depends on user x action, so ``-q UA`` matters.
+    """
+    rng = np.random.default_rng([seed, n, n_shared, n_actions, n_action_features, 17])
+    cities = ["paris", "new york", "sao paulo", "a:b|c", "tokyo"]
+    out = []
+    for _ in range(n):
+        names = rng.choice(3 * n_shared, size=n_shared, replace=False)
+        user = {f"u{j}": round(float(rng.uniform(-2, 2)), 4) for j in names}
+        shared: dict[str, dict] = {"User": user}
+        if strings:
+            shared["Geo"] = {"city": cities[int(rng.integers(len(cities)))], "mobile": bool(rng.integers(2))}
+        actions = []
+        for k in range(n_actions):
+            feats: dict[str, object] = {"id": f"offer_{int(rng.integers(3 * n_actions))}"}
+            if n_action_features > 1:
+                feats["price"] = round(float(rng.uniform(1, 100)), 2)
+            if n_action_features > 2:
+                feats["cat"] = ["card", "loan", "insurance"][int(rng.integers(3))]
+            for j in range(3, n_action_features):
+                feats[f"x{j}"] = round(float(rng.uniform(0, 1)), 3)
+            actions.append({"Action": feats})
+        chosen = int(rng.integers(n_actions))
+        signal = sum(user.values()) * (1 if actions[chosen]["Action"].get("cat") == "card" else -1)
+        cost = float(np.tanh(0.3 * signal + 0.2 * rng.standard_normal()))
+        out.append((shared, actions, chosen, round(cost, 4)))
+    return out
+
+
+def _vw_text_features(feats: dict) -> str:
+    parts = []
+    for ns, fs in feats.items():
+        items = []
+        for name, value in fs.items():
+            if isinstance(value, bool):
+                if value:
+                    items.append(name)
+            elif isinstance(value, str):
+                esc = value.translate({ord(" "): "_", ord("\t"): "_", ord("|"): "_", ord(":"): "_"})
+                items.append(name + esc)
+            elif value != 0:
+                items.append(f"{name}:{value!r}")
+        parts.append(f"|{ns} " + " ".join(items))
+    return " ".join(parts)
+
+
+def vw_text(shared: dict, actions: list[dict], label: tuple[int, float, float] | None = None) -> list[str]:
+    """VW text lines (a multi_ex) for one decision; ``label`` = (action index, cost, probability).
+
+    String features become ``name + value`` with VW's JSON escaping, so text and
+    JSON examples of the same features hash the same.
+    """
+    lines = ["shared " + _vw_text_features(shared)]
+    for k, a in enumerate(actions):
+        prefix = f"0:{label[1]!r}:{label[2]!r} " if label is not None and label[0] == k else ""
+        lines.append(prefix + _vw_text_features(a))
+    return lines
+
+
+def vw_json(shared: dict, actions: list[dict], label: tuple[int, float, float] | None = None) -> str:
+    """One VW JSON (``--json``) line for a decision; ``label`` = (action index, cost, probability)."""
+    doc = dict(shared)
+    multi = []
+    for k, a in enumerate(actions):
+        a = dict(a)
+        if label is not None and label[0] == k:
+            a["_label"] = f"0:{label[1]!r}:{label[2]!r}"
+        multi.append(a)
+    doc["_multi"] = multi
+    return json.dumps(doc)
+
+
+def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "text", **example_kw) -> Path:
+    """Path of a cached VW binary model trained with ``args`` on ``vw_examples(n_train, seed, **example_kw)``.
+
+    ``fmt`` is "text" or "json" (the latter adds ``--json``). The cache key holds
+    every parameter and the vowpalwabbit version.
+    """
+    import vowpalwabbit
+
+    params = {"args": args, "n_train": n_train, "seed": seed, "fmt": fmt, **example_kw,
+              "vw": getattr(vowpalwabbit, "__version__", "?")}
+    key = hashlib.sha256(json.dumps({"kind": "vw", **params}, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / f"vw-{key}.model"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        vw = vowpalwabbit.Workspace(args + (" --json" if fmt == "json" else "") + " --quiet")
+        try:
+            for shared, actions, chosen, cost in vw_examples(n_train, seed, **example_kw):
+                label = (chosen, cost, 1.0 / len(actions))
+                ex = vw_json(shared, actions, label) if fmt == "json" else vw_text(shared, actions, label)
+                parsed = vw.parse(ex)
+                vw.learn(parsed)
+                vw.finish_example(parsed)
+            vw.save(tmp)
+        finally:
+            vw.finish()
+        os.replace(tmp, path)
+    return path

@@ -30,7 +30,10 @@ from libc.string cimport memcpy
 from libc.float cimport FLT_MAX
 from libc.stdint cimport int16_t
 
+cimport numpy as cnp
 import numpy as _vw_np
+
+cnp.import_array()
 
 cdef enum:
     _VW_FNV = 16777619       # VW's FNV prime for interaction hashes
@@ -150,6 +153,47 @@ cdef inline Py_ssize_t _vw_count(const _VWBlk* a, const _VWBlk* s, int g) noexce
     return (a.off[g + 1] - a.off[g]) + (s.off[g + 1] - s.off[g])
 
 
+cdef inline float _vw_pair(float acc, const float* w, uint32_t mask,
+                           const uint32_t* h1, const float* v1, Py_ssize_t n1,
+                           const uint32_t* h2, const float* v2, Py_ssize_t n2) noexcept nogil:
+    """Quadratic terms of two feature lists, first-list-major as VW iterates them."""
+    cdef Py_ssize_t i, j
+    cdef uint32_t half
+    cdef float x
+    for i in range(n1):
+        x = v1[i]
+        if x == 0:
+            continue
+        half = h1[i] * <uint32_t>_VW_FNV
+        for j in range(n2):
+            acc += (x * v2[j]) * w[(half ^ h2[j]) & mask]
+    return acc
+
+
+cdef inline float _vw_rows(float acc, const float* w, uint32_t mask,
+                           const uint32_t* h1, const float* v1, Py_ssize_t n1,
+                           const uint32_t* h2a, const float* v2a, Py_ssize_t n2a,
+                           const uint32_t* h2b, const float* v2b, Py_ssize_t n2b) noexcept nogil:
+    """Quadratic terms of a feature list with the concatenation of two others."""
+    cdef Py_ssize_t i, j
+    cdef uint32_t half
+    cdef float x
+    if n2b == 0:
+        return _vw_pair(acc, w, mask, h1, v1, n1, h2a, v2a, n2a)
+    if n2a == 0:
+        return _vw_pair(acc, w, mask, h1, v1, n1, h2b, v2b, n2b)
+    for i in range(n1):
+        x = v1[i]
+        if x == 0:
+            continue
+        half = h1[i] * <uint32_t>_VW_FNV
+        for j in range(n2a):
+            acc += (x * v2a[j]) * w[(half ^ h2a[j]) & mask]
+        for j in range(n2b):
+            acc += (x * v2b[j]) * w[(half ^ h2b[j]) & mask]
+    return acc
+
+
 cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexcept nogil:
     """One action's cost: linear terms, constant, then interactions, summed in float32 as VW does."""
     cdef const float* w = m.w
@@ -175,13 +219,24 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
         term = m.terms + 4 * t
         g0 = term[1]
         g1 = term[2]
+        if term[0] == 2 and g0 != g1:
+            # Rows of the action's part of g0, then of the shared part; each row runs
+            # over g1's action part then its shared part: VW's order.
+            acc = _vw_rows(acc, w, mask, a.h + a.off[g0], a.v + a.off[g0], a.off[g0 + 1] - a.off[g0],
+                           a.h + a.off[g1], a.v + a.off[g1], a.off[g1 + 1] - a.off[g1],
+                           s.h + s.off[g1], s.v + s.off[g1], s.off[g1 + 1] - s.off[g1])
+            acc = _vw_rows(acc, w, mask, s.h + s.off[g0], s.v + s.off[g0], s.off[g0 + 1] - s.off[g0],
+                           a.h + a.off[g1], a.v + a.off[g1], a.off[g1 + 1] - a.off[g1],
+                           s.h + s.off[g1], s.v + s.off[g1], s.off[g1 + 1] - s.off[g1])
+            continue
         n1 = _vw_count(a, s, g0)
         if term[0] == 2:
+            # Same namespace: combinations with repetition (j from i), as VW does by default.
             for i in range(n1):
                 _vw_get(a, s, g0, i, &h1, &v1)
                 if v1 == 0:
                     continue
-                acc = _vw_inner(acc, w, mask, h1 * <uint32_t>_VW_FNV, v1, a, s, g1, i if g0 == g1 else 0)
+                acc = _vw_inner(acc, w, mask, h1 * <uint32_t>_VW_FNV, v1, a, s, g1, i)
         else:
             g2 = term[3]
             n2 = _vw_count(a, s, g1)
@@ -644,10 +699,26 @@ cdef class VWCore:
 
     # -- scoring --
 
-    def score_dict(self, object shared, VWActions actions, double[::1] out):
-        """Per-action costs for a shared feature dict: 0, or -1 when ``shared`` is invalid."""
+    cdef int _check_out(self, object out, Py_ssize_t n):
+        """0 when ``out`` is a writeable contiguous float64 vector of length n."""
+        if (type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != cnp.NPY_DOUBLE
+                or cnp.PyArray_NDIM(<cnp.ndarray>out) != 1 or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != n
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out)
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+            return -1
+        return 0
+
+    cdef object _new_out(self, Py_ssize_t n):
+        cdef cnp.npy_intp dim = n
+        return cnp.PyArray_EMPTY(1, &dim, cnp.NPY_DOUBLE, 0)
+
+    def score_dict(self, object shared, VWActions actions not None, object out=None):
+        """Per-action costs for a shared feature dict.
+
+        Returns the float64 costs (``out`` when given), or an int status: -1 invalid
+        ``shared``, -2 unusable ``out``, -3 ``actions`` hashed for another layout.
+        """
         cdef Py_ssize_t n_act = actions.n_actions
-        cdef int S = self._m.n_slots
         cdef uint32_t sh_stack[_VW_STACK]
         cdef float sv_stack[_VW_STACK]
         cdef uint8_t sl_stack[_VW_STACK]
@@ -660,10 +731,14 @@ cdef class VWCore:
         cdef _VWBlk blk
         cdef Py_ssize_t n, cap
         cdef void* heap = NULL
-        if out.shape[0] != n_act:
-            raise ValueError("out has the wrong length")
+        cdef double* op
         if actions.layout is not self.layout and actions.layout != self.layout:
-            raise ValueError("actions were hashed for another model layout")
+            return -3
+        if out is None:
+            out = self._new_out(n_act)
+        elif self._check_out(out, n_act):
+            return -2
+        op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
         buf.h, buf.v, buf.lin, buf.slot, buf.cap = sh_stack, sv_stack, sl_stack, ss_stack, _VW_STACK
         cdef uint32_t* gh = gh_stack
         cdef float* gv = gv_stack
@@ -699,44 +774,59 @@ cdef class VWCore:
         blk.h, blk.v, blk.lin, blk.off = gh, gv, gl, off
         with nogil:
             _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                              actions._base, actions._off, n_act, &out[0] if n_act else NULL)
+                              actions._base, actions._off, n_act, op)
         if heap != NULL:
             free(heap)
-        return 0
+        return out
 
-    def score_vector(self, const double[::1] x, VWBound bound, VWActions actions, double[::1] out):
-        """Per-action costs for a bound shared vector: -1 when fine, else the first bad column index."""
+    def score_vector(self, object x, VWBound bound not None, VWActions actions not None, object out=None):
+        """Per-action costs for a bound shared vector ``x`` (float64, one entry per bound column).
+
+        Returns the float64 costs (``out`` when given), or an int status: k >= 0 column
+        k is NaN, infinite or beyond float32, -2 unusable ``out``, -3 ``actions`` or
+        ``bound`` hashed for another layout, -4 ``x`` is not a float64 vector of the
+        bound length.
+        """
         cdef Py_ssize_t n_act = actions.n_actions
-        cdef Py_ssize_t n = bound._n, k, bad = -1
+        cdef Py_ssize_t n = bound._n, k, bad = -1, nx
         cdef float vstack[_VW_STACK]
         cdef float* vals = vstack
         cdef float xf
-        cdef double xd
+        cdef const double* xp
+        cdef double* op
         cdef _VWBlk blk
-        if out.shape[0] != n_act:
-            raise ValueError("out has the wrong length")
-        if x.shape[0] != bound.n_columns:
-            raise ValueError("x has the wrong length")
         if (actions.layout is not self.layout and actions.layout != self.layout) or \
                 (bound.layout is not self.layout and bound.layout != self.layout):
-            raise ValueError("actions or bound columns were hashed for another model layout")
+            return -3
+        if (type(x) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>x) != cnp.NPY_DOUBLE
+                or cnp.PyArray_NDIM(<cnp.ndarray>x) != 1 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != bound.n_columns
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x)):
+            return -4
+        nx = bound.n_columns
+        xp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>x)
+        if out is None:
+            out = self._new_out(n_act)
+        elif self._check_out(out, n_act):
+            return -2
+        op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
         if n > _VW_STACK:
             vals = <float*>malloc(n * sizeof(float))
             if vals == NULL:
                 raise MemoryError()
         with nogil:
-            for k in range(x.shape[0]):
-                xd = x[k]
-                xf = <float>xd
+            for k in range(nx):
+                xf = <float>xp[k]
                 if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
                     bad = k
                     break
             if bad < 0:
                 for k in range(n):
-                    vals[k] = <float>x[bound._cols[k]]
+                    vals[k] = <float>xp[bound._cols[k]]
                 blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
                 _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                                  actions._base, actions._off, n_act, &out[0] if n_act else NULL)
+                                  actions._base, actions._off, n_act, op)
         if vals != vstack:
             free(vals)
-        return bad
+        if bad >= 0:
+            return bad
+        return out

@@ -165,22 +165,27 @@ class VWModel:
     def score(self, shared: Mapping[str, Mapping[str, Any]], actions: ActionSet,
               out: np.ndarray | None = None) -> np.ndarray:
         """Per-action costs (float64, action order) for the shared context ``shared``."""
-        if out is None:
-            out = np.empty(actions.n_actions)
-        else:
-            _check_out(out, actions.n_actions)
         try:
-            status = self._core.score_dict(shared, actions._core, out)
-        except AttributeError:
-            raise SchemaError(f"actions must be an ActionSet from prepare_actions, got {type(actions).__name__}")
-        except ValueError as e:
-            raise SchemaError(f"{e}; prepare the actions with this model") from None
-        if status:
-            if type(shared) is not dict:
-                return self.score(_inner_dicts(_as_dict(shared, "shared"), "shared"), actions, out)
-            _explain(shared, "shared")
-            raise SchemaError("shared: invalid features")  # pragma: no cover - _explain raises
-        return out
+            res = self._core.score_dict(shared, actions._core, out)
+        except (AttributeError, TypeError):
+            raise SchemaError(
+                f"actions must be an ActionSet from prepare_actions, got {type(actions).__name__}"
+            ) from None
+        if type(res) is int:
+            if res == -1 and type(shared) is not dict and isinstance(shared, Mapping):
+                return self.score(_inner_dicts(dict(shared), "shared"), actions, out)
+            if res == -1 and type(shared) is dict and any(type(v) is not dict for v in shared.values()):
+                if all(isinstance(v, Mapping) for v in shared.values()):
+                    return self.score(_inner_dicts(shared, "shared"), actions, out)
+            self._fail(res, shared, actions, out)
+        return res
+
+    def _fail(self, status: int, shared: Any, actions: ActionSet, out: Any) -> None:
+        if status == -2:
+            _check_out(out, actions.n_actions)
+        if status == -3:
+            raise SchemaError("the actions were prepared by a model that hashes differently; prepare them with this model")
+        _explain(shared, "shared")
 
     def bind_shared(self, columns: Iterable[tuple[str, str]]) -> BoundShared:
         """Hash the (namespace, name) of each column of a shared feature vector once."""
@@ -199,24 +204,33 @@ class VWModel:
 
         Zero entries are absent features, as VW drops zero-valued features.
         """
-        if type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != 1 or not x.flags.c_contiguous:
-            x = _as_vector(x)
-        if x.shape[0] != len(bound.columns):
-            raise SchemaError(f"x has {x.shape[0]} columns, the bound shared features have {len(bound.columns)}")
-        if out is None:
-            out = np.empty(actions.n_actions)
-        else:
-            _check_out(out, actions.n_actions)
         try:
-            bad = self._core.score_vector(x, bound._core, actions._core, out)
-        except ValueError as e:
-            raise SchemaError(f"{e}; bind and prepare them with this model") from None
-        if bad >= 0:
+            res = self._core.score_vector(x, bound._core, actions._core, out)
+        except (AttributeError, TypeError):
             raise SchemaError(
-                f"column {bad} {bound.columns[bad]!r} is {x[bad]!r}; "
+                "bound must come from bind_shared and actions from prepare_actions, "
+                f"got {type(bound).__name__} and {type(actions).__name__}"
+            ) from None
+        if type(res) is int:
+            if res == -4:
+                xa = _as_vector(x)
+                if xa.shape[0] != len(bound.columns):
+                    raise SchemaError(
+                        f"x has {xa.shape[0]} columns, the bound shared features have {len(bound.columns)}"
+                    )
+                return self.score_vector(xa, bound, actions, out)
+            if res == -2:
+                _check_out(out, actions.n_actions)
+            if res == -3:
+                raise SchemaError(
+                    "the actions or bound columns were hashed by a model that hashes differently; "
+                    "prepare and bind them with this model"
+                )
+            raise SchemaError(
+                f"column {res} {bound.columns[res]!r} is {x[res]!r}; "
                 "features must be finite and within float32 range"
             )
-        return out
+        return res
 
 
 def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str) -> VWModel:
