@@ -493,6 +493,11 @@ def test_bad_holdout_fraction_raises_config_error(fraction):
         Holdout("h", fraction=fraction)
 
 
+def test_more_experiments_than_the_core_holds_are_rejected():
+    with pytest.raises(ConfigError, match="at most 255 experiments"):
+        Allocator([Experiment(f"e{i}", variants=["a", "b"]) for i in range(256)])
+
+
 def test_allocator_rejects_things_that_are_not_experiments():
     with pytest.raises(ConfigError, match="expected Experiment objects"):
         Allocator([{"name": "x"}])  # type: ignore[list-item]

@@ -13,10 +13,13 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.unicode cimport PyUnicode_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint16_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 cdef enum:
     _GB_BUCKETS = 10000      # hash v2: n = (h % 10000) / 10000
     _GB_NS_BUCKETS = 1000    # hash v1 (namespaces): n = (h % 1000) / 1000
+    _MAX_EXPERIMENTS = 255   # one byte per experiment in an allocation code
+    _MAX_STATES = _MAX_EXPERIMENTS + 2
 
 cdef uint32_t _FNV_OFFSET = 0x811c9dc5U
 cdef uint32_t _FNV_PRIME = 0x01000193U
@@ -54,6 +57,43 @@ cdef inline uint32_t _fnv_str(uint32_t h, const void* data, Py_ssize_t n, int ki
             else:
                 h = (h ^ c) * _FNV_PRIME
     return h
+
+
+cdef inline void _fold_unit(uint32_t* h, Py_ssize_t m, uint32_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(m):
+        h[j] = (h[j] ^ c) * _FNV_PRIME
+
+
+cdef inline void _fnv_str_multi(uint32_t* h, Py_ssize_t m, const void* data, Py_ssize_t n, int kind) noexcept nogil:
+    """Continue ``m`` FNV-1a states over the same string at once.
+
+    FNV-1a is one serial multiply chain per state; folding every state per code
+    unit runs the independent chains side by side instead of one after another.
+    """
+    cdef Py_ssize_t i
+    cdef uint32_t c
+    cdef const uint8_t* p1
+    cdef const uint16_t* p2
+    cdef const uint32_t* p4
+    if kind == 1:
+        p1 = <const uint8_t*>data
+        for i in range(n):
+            _fold_unit(h, m, p1[i])
+    elif kind == 2:
+        p2 = <const uint16_t*>data
+        for i in range(n):
+            _fold_unit(h, m, p2[i])
+    else:
+        p4 = <const uint32_t*>data
+        for i in range(n):
+            c = p4[i]
+            if c >= 0x10000:
+                c -= 0x10000
+                _fold_unit(h, m, 0xD800U + (c >> 10))
+                _fold_unit(h, m, 0xDC00U + (c & 0x3FFU))
+            else:
+                _fold_unit(h, m, c)
 
 
 cdef inline _StrRef _str_ref(str s):
@@ -106,8 +146,8 @@ cdef class ExperimentTable:
     cdef const int32_t[::1] _ns_lo            # (n_exp,) namespace buckets [lo, hi) over 0..999
     cdef const int32_t[::1] _ns_hi
     cdef const uint16_t[::1] _ns_units        # concatenated "__" + namespace id code units
-    cdef uint32_t _holdout_state
     cdef int32_t _holdout_buckets             # buckets [0, k) are held out; 0: no holdout
+    cdef uint32_t _init[_MAX_STATES]          # start states: holdout salt, empty (namespaces), salts
 
     def __init__(
         self,
@@ -123,6 +163,8 @@ cdef class ExperimentTable:
     ):
         cdef Py_ssize_t n = salt_state.shape[0]
         cdef Py_ssize_t e
+        if n > _MAX_EXPERIMENTS:
+            raise ValueError(f"salt_state: expected at most {_MAX_EXPERIMENTS} experiments, got {n}")
         if table.shape[0] != n or table.shape[1] != _GB_BUCKETS:
             raise ValueError(f"table: expected shape ({n}, {_GB_BUCKETS}), got ({table.shape[0]}, {table.shape[1]})")
         for name, arr in (("ns_start", ns_start), ("ns_len", ns_len), ("ns_lo", ns_lo), ("ns_hi", ns_hi)):
@@ -143,35 +185,39 @@ cdef class ExperimentTable:
         self._ns_lo = ns_lo
         self._ns_hi = ns_hi
         self._ns_units = ns_units
-        self._holdout_state = holdout_state
         self._holdout_buckets = holdout_buckets
+        self._init[0] = holdout_state
+        self._init[1] = _FNV_OFFSET
+        for e in range(n):
+            self._init[2 + e] = salt_state[e]
 
     cdef inline void _assign_one(self, _StrRef u, unsigned char* out) noexcept nogil:
         """Fill ``out[0]`` (1: held out) and ``out[1 + e]`` (variant index + 1 in experiment e, 0: none)."""
         cdef Py_ssize_t e
-        cdef uint32_t h_value, h
+        cdef Py_ssize_t n_exp = self.n_experiments
+        cdef uint32_t h[_MAX_STATES]
+        cdef uint32_t hn
         cdef int32_t b
         cdef const uint16_t* ns_units = &self._ns_units[0] if self._ns_units.shape[0] > 0 else NULL
         out[0] = 0
-        for e in range(self.n_experiments):
+        for e in range(n_exp):
             out[1 + e] = 0
         if u.n == 0:  # GrowthBook enrolls an empty id nowhere, not even in a holdout
             return
-        if self._holdout_buckets > 0:
-            h = _fnv_decimal(_fnv_str(self._holdout_state, u.data, u.n, u.kind))
-            if <int32_t>(h % _GB_BUCKETS) < self._holdout_buckets:
-                out[0] = 1
-                return
-        # Namespaces use hash v1, fnv1a32(value + "__" + namespace id): fold the value once.
-        h_value = _fnv_str(_FNV_OFFSET, u.data, u.n, u.kind) if self.n_experiments > 0 else _FNV_OFFSET
-        for e in range(self.n_experiments):
+        # One pass over the unit continues every seed: h[0] the holdout's salt, h[1]
+        # the empty seed (namespaces hash value + "__" + id, v1), h[2 + e] salt e.
+        memcpy(h, self._init, (2 + n_exp) * sizeof(uint32_t))
+        _fnv_str_multi(h, 2 + n_exp, u.data, u.n, u.kind)
+        if self._holdout_buckets > 0 and <int32_t>(_fnv_decimal(h[0]) % _GB_BUCKETS) < self._holdout_buckets:
+            out[0] = 1
+            return
+        for e in range(n_exp):
             if self._ns_start[e] >= 0:
-                h = _fnv_code_units(h_value, ns_units + self._ns_start[e], self._ns_len[e])
-                b = <int32_t>(h % _GB_NS_BUCKETS)
+                hn = _fnv_code_units(h[1], ns_units + self._ns_start[e], self._ns_len[e])
+                b = <int32_t>(hn % _GB_NS_BUCKETS)
                 if b < self._ns_lo[e] or b >= self._ns_hi[e]:
                     continue
-            h = _fnv_decimal(_fnv_str(self._salt_state[e], u.data, u.n, u.kind))
-            out[1 + e] = self._table[e, h % _GB_BUCKETS]
+            out[1 + e] = self._table[e, _fnv_decimal(h[2 + e]) % _GB_BUCKETS]
 
     def assign(self, str unit):
         """Allocation code of one unit: ``bytes`` of 1 + n_experiments (holdout, then variant + 1).

@@ -40,6 +40,7 @@ _NS_BUCKETS = 1_000  # hash v1, namespaces
 _WEIGHT_SUM_MIN = 0.99
 _WEIGHT_SUM_MAX = 1.01
 _MAX_VARIANTS = 255  # one byte per experiment in the core's allocation code
+_MAX_EXPERIMENTS = 255  # the core folds every salt in one pass, on the stack
 _JS_SAFE_INT = 2**53 - 1
 _CACHE_LIMIT = 4096
 _HOLDOUT_BIT = 1
@@ -423,6 +424,11 @@ class Allocator:
 
 def _validate_set(exps: tuple[Experiment, ...]) -> None:
     """Checks across experiments: names, namespace overlaps, override conflicts."""
+    if len(exps) > _MAX_EXPERIMENTS:
+        raise ConfigError(
+            f"an Allocator holds at most {_MAX_EXPERIMENTS} experiments, got {len(exps)}; "
+            "remove finished experiments from the configuration"
+        )
     seen: set[str] = set()
     for e in exps:
         if e.name in seen:
