@@ -29,6 +29,7 @@ from nba.log import (
 )
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.models import load_model
+from nba.models.vw import VWModel
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
 
@@ -57,6 +58,7 @@ __all__ = [
     "AnyOf",
     "Not",
     "parse_rule",
+    "VWModel",
     # experiments
     "Experiment",
     "Holdout",

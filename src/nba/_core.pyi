@@ -61,6 +61,56 @@ class TreeEnsembleCore:
 
 
 # --- Vowpal Wabbit hashed-linear scoring (_vw.pxi) ---
+def vw_hash(data: bytes, seed: int, hash_all: bool = False) -> int:
+    """VW's feature hash of ``data`` with ``seed``: ``--hash strings`` (trim, digits -> int + seed) or ``all``."""
+
+def vw_hash_string_feature(key: bytes, value: bytes, ns_hash: int, hash_all: bool = False, chain: bool = False) -> int:
+    """Hash of the string-valued JSON feature ``{key: value}`` in a namespace whose hash is ``ns_hash``."""
+
+class VWActions:
+    """Actions hashed once: per-action feature blocks grouped by interaction slot."""
+    n_actions: int
+    layout: object
+    h: npt.NDArray[np.uint32]
+    v: npt.NDArray[np.float32]
+    lin: npt.NDArray[np.uint8]
+    base: npt.NDArray[np.int64]
+    off: npt.NDArray[np.int32]
+    def __init__(self, h: np.ndarray, v: np.ndarray, lin: np.ndarray, base: np.ndarray, off: np.ndarray,
+                 n_actions: int, layout: object) -> None: ...
+
+class VWBound:
+    """Shared-vector columns hashed once, grouped by interaction slot, with their column indices."""
+    n_columns: int
+    layout: object
+    h: npt.NDArray[np.uint32]
+    lin: npt.NDArray[np.uint8]
+    off: npt.NDArray[np.int32]
+    cols: npt.NDArray[np.int32]
+    def __init__(self, h: np.ndarray, lin: np.ndarray, off: np.ndarray, cols: np.ndarray, n_columns: int,
+                 layout: object) -> None: ...
+
+class VWCore:
+    """A validated VW cb model: 2**bits float32 weights, hashing parameters, interaction terms."""
+    cache_limit: int
+    layout: object
+    @property
+    def n_slots(self) -> int: ...
+    def __init__(self, weights: npt.NDArray[np.float32], bits: int, seed: int, hash_all: bool, chain_hash: bool,
+                 add_constant: bool, ignore: bytes, ignore_linear: bytes, slot_chars: bytes,
+                 terms: npt.NDArray[np.int32], cache_limit: int = 200000) -> None: ...
+    def clear_cache(self) -> None: ...
+    def encode_actions(self, actions: list[dict]) -> VWActions | int:
+        """Hash action dicts; an int is the index of the first invalid action."""
+    def bind(self, columns: list[tuple[str, str]]) -> VWBound | int:
+        """Hash (namespace, name) columns; an int is the index of the first invalid column."""
+    def score_dict(self, shared: dict, actions: VWActions, out: npt.NDArray[np.float64] | None = None
+                   ) -> npt.NDArray[np.float64] | int:
+        """Per-action costs, or a status: -1 invalid shared, -2 bad out, -3 layout mismatch."""
+    def score_vector(self, x: npt.NDArray[np.float64], bound: VWBound, actions: VWActions,
+                     out: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64] | int:
+        """Per-action costs, or a status: k >= 0 bad column k, -2 bad out, -3 layout mismatch, -4 bad x."""
+
 
 # --- exploration: pmf and sampling (_policy.pxi) ---
 
