@@ -27,6 +27,7 @@ __all__ = [
     "vw_text",
     "vw_json",
     "vw_model_file",
+    "unit_ids",
 ]
 
 
@@ -333,3 +334,34 @@ def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "t
             vw.finish()
         os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------- experiment allocation
+
+
+def unit_ids(n: int, seed: int = 0, *, non_ascii_fraction: float = 1 / 3) -> list[str]:
+    """``n`` unit ids shaped like real ones: uuid-like hex, numeric, emails, anonymous ids.
+
+    ``non_ascii_fraction`` of them carry non-ASCII characters (Latin-1, CJK and
+    astral-plane emoji), which GrowthBook hashes as UTF-16 code units.
+    """
+    rng = np.random.default_rng([seed, n, 17])
+    nums = rng.integers(0, 2**62, n).tolist()
+    kinds = rng.integers(0, 4, n).tolist()
+    wide = (rng.random(n) < non_ascii_fraction).tolist()
+    extra = list("éüßñøçåÆ日本語用户テスト") + ["😀", "𝔘", "🚀"]
+    picks = rng.integers(0, len(extra), (n, 6)).tolist()
+    out = []
+    for x, k, w, p in zip(nums, kinds, wide, picks):
+        if k == 0:
+            u = f"{x:016x}-{x % 65521:04x}-{(x >> 7) % 9973:04x}"
+        elif k == 1:
+            u = str(x % 10**9)
+        elif k == 2:
+            u = f"user{x % 100000}@example.com"
+        else:
+            u = f"anon-{x:x}"
+        if w:
+            u += "".join(extra[j] for j in p[: 1 + x % 6])
+        out.append(u)
+    return out

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from benchmarks.workloads import unit_ids
 from nba import _core
 from nba.errors import ConfigError, SchemaError
 from nba.experiments import (
@@ -50,27 +51,6 @@ def gb_variant(exp: Experiment, unit: str, ranges: list[tuple[float, float]] | N
 def gb_held_out(h: Holdout, unit: str) -> bool:
     """GrowthBook's rollout rule (``_isIncludedInRollout``: hash v2, ``n < coverage``)."""
     return unit != "" and gbhash(h.seed, unit, 2) < h.fraction
-
-
-def random_units(rng: np.random.Generator, n: int) -> list[str]:
-    """Ids of the shapes real systems use: hex, numeric, emails, and non-ASCII (Latin-1, CJK, emoji)."""
-    kinds = rng.integers(0, 6, n)
-    nums = rng.integers(0, 2**62, n)
-    alphabet_nonascii = list("éüßñøçåÆ日本語用户テスト") + ["😀", "𝔘", "🚀"]
-    out = []
-    for k, x in zip(kinds.tolist(), nums.tolist()):
-        if k == 0:
-            out.append(f"{x:016x}")
-        elif k == 1:
-            out.append(str(x % 10**9))
-        elif k == 2:
-            out.append(f"user{x % 100000}@example.com")
-        elif k == 3:
-            out.append(f"anon-{x:x}-{x % 97}")
-        else:
-            picks = rng.integers(0, len(alphabet_nonascii), 1 + x % 6).tolist()
-            out.append(f"u{x % 1000}" + "".join(alphabet_nonascii[p] for p in picks))
-    return out
 
 
 def random_weights(rng: np.random.Generator, k: int) -> dict[str, float]:
@@ -109,7 +89,7 @@ def configurations(rng: np.random.Generator) -> list[tuple[list[Experiment], Hol
 
 def test_variants_match_growthbook_for_100k_random_units():
     rng = np.random.default_rng(101)
-    units = random_units(rng, 100_000)
+    units = unit_ids(100_000, seed=101)
     configs = configurations(rng)
     part = np.array_split(np.arange(len(units)), len(configs))
     checked = 0
@@ -133,7 +113,7 @@ def test_variants_match_growthbook_for_100k_random_units():
 
 def test_single_assign_agrees_with_bulk_assign():
     rng = np.random.default_rng(7)
-    units = random_units(rng, 5_000)
+    units = unit_ids(5_000, seed=7)
     exps, holdout = configurations(rng)[0]
     alloc = Allocator(exps, holdout=holdout)
     variants, held = alloc.assign_many(units)
@@ -145,8 +125,7 @@ def test_single_assign_agrees_with_bulk_assign():
 
 
 def test_growthbook_run_puts_each_unit_in_the_same_variant():
-    rng = np.random.default_rng(3)
-    units = random_units(rng, 1_500)
+    units = unit_ids(1_500, seed=3)
     exps = [
         Experiment("gb-a", variants={"c": 0.25, "t1": 0.25, "t2": 0.5}, coverage=0.7, salt="salty"),
         Experiment("gb-b", variants=["c", "t"], namespace=("checkout", 0.2, 0.9)),
@@ -321,7 +300,7 @@ def test_disjoint_namespace_ranges_are_mutually_exclusive(cuts, seed):
 
 
 def test_holdout_units_get_no_experiment_and_match_growthbooks_rollout_rule():
-    units = random_units(np.random.default_rng(11), 20_000)
+    units = unit_ids(20_000, seed=11)
     holdout = Holdout("global", fraction=0.1, salt="hold-2026")
     exps = [Experiment("h1", variants=["a", "b"]), Experiment("h2", variants=["a", "b"], namespace=("n", 0, 1))]
     alloc = Allocator(exps, holdout=holdout)
