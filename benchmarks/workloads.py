@@ -28,6 +28,9 @@ __all__ = [
     "vw_json",
     "vw_model_file",
     "unit_ids",
+    "profile_features",
+    "profiles",
+    "catalogue_arms",
 ]
 
 
@@ -365,3 +368,82 @@ def unit_ids(n: int, seed: int = 0, *, non_ascii_fraction: float = 1 / 3) -> lis
             u += "".join(extra[j] for j in p[: 1 + x % 6])
         out.append(u)
     return out
+
+
+# --------------------------------------------------------------------------- features and catalogue
+
+SEGMENTS = ("gold", "silver", "bronze", "basic")
+DEVICES = ("ios", "android", "web")
+
+
+def profile_features(n_numeric: int = 14) -> list:
+    """nba feature declarations: ``n_numeric`` + 1 numbers, a 4-way segment, two flags (profile),
+    an hour and a 3-way device (context): 20 features, 25 columns at the default."""
+    import nba
+
+    return [
+        *[nba.Numeric(f"n{i}", bounds=(0.0, 100.0) if i < 2 else None) for i in range(n_numeric)],
+        nba.Numeric("tenure", default=0.0),
+        nba.Categorical("segment", list(SEGMENTS)),
+        nba.Boolean("member"),
+        nba.Boolean("optin", default=True),
+        nba.Numeric("hour", source="context"),
+        nba.Categorical("device", list(DEVICES), source="context"),
+    ]
+
+
+def profiles(
+    n: int, seed: int = 0, *, n_numeric: int = 14, missing: float = 0.0, n_extra: int = 30
+) -> list[tuple[dict, dict]]:
+    """``n`` (profile, context) dict pairs for ``profile_features(n_numeric)``.
+
+    Each profile also carries ``n_extra`` attributes no feature declares (a real
+    profile holds more than a model reads) and a ``country`` for eligibility rules.
+    ``missing`` is the chance that each declared profile feature is left out.
+    """
+    rng = np.random.default_rng([seed, n, n_numeric, int(missing * 1000), n_extra, 17])
+    out = []
+    for i in range(n):
+        p: dict = {f"n{j}": round(float(v), 3) for j, v in enumerate(rng.random(n_numeric) * 120.0)}
+        p["tenure"] = float(rng.integers(0, 40))
+        p["segment"] = SEGMENTS[int(rng.integers(0, len(SEGMENTS)))]
+        p["member"] = bool(rng.integers(0, 2))
+        p["optin"] = bool(rng.integers(0, 2))
+        if missing:
+            for k in [k for k in p if rng.random() < missing]:
+                del p[k]
+        p["age"] = int(rng.integers(14, 80))
+        p["country"] = ("FR", "DE", "US")[i % 3]
+        p.update({f"x{j}": f"v{j}-{i}" for j in range(n_extra)})
+        c = {"hour": float(i % 24), "device": DEVICES[i % 3]}
+        out.append((p, c))
+    return out
+
+
+def catalogue_arms(n_arms: int = 10) -> list:
+    """``n_arms`` nba arms with two eligibility rules each (mixed operators, profile and
+    context fields), two arm features, and web/email payloads on some of them."""
+    import nba
+
+    rules = [
+        [nba.Rule("age", ">=", 18), nba.Rule("segment", "in", ("gold", "silver"))],
+        ["tenure >= 3", "device != 'web'"],
+        [nba.Rule("member", "==", True), nba.Rule("hour", "<", 20)],
+        [nba.Rule("country", "in", ("FR", "DE")), nba.Rule("n0", ">", 10.0)],
+        [nba.Rule("segment", "not_in", ("basic",)), nba.Rule("optin", "==", True)],
+    ]
+    arms = []
+    for k in range(n_arms):
+        channels = {"web": {"title": f"offer {k}"}, "email": f"tmpl-{k}"} if k % 2 else {}
+        arms.append(
+            nba.Arm(
+                f"offer_{k}",
+                features={"fee": float(10 * k), "kind": ("card", "loan", "insurance")[k % 3]},
+                value=1.0 + k % 4,
+                weight=1.0,
+                channels=channels,
+                eligibility=rules[k % len(rules)],
+            )
+        )
+    return arms
+
