@@ -33,12 +33,14 @@ class TreeEnsembleCore:
         self,
         thr: npt.NDArray[np.float64],
         fx: npt.NDArray[np.uint32],
-        right: npt.NDArray[np.int32],
+        child: npt.NDArray[np.int32],
+        leafval: npt.NDArray[np.float64],
         decision_type: npt.NDArray[np.uint8],
         cat_off: npt.NDArray[np.int32],
         cat_len: npt.NDArray[np.int32],
         cat_bits: npt.NDArray[np.uint32],
         roots: npt.NDArray[np.int32],
+        depth: npt.NDArray[np.int32],
         num_features: int,
         num_tree_per_iteration: int,
         transform: int,
@@ -46,7 +48,10 @@ class TreeEnsembleCore:
         average_output: bool,
         coerce_row: object,
     ) -> None:
-        """Copy validated preorder node arrays (see nba.models.lightgbm); nothing is re-checked."""
+        """Copy validated node arrays (siblings adjacent, leaves self-looped; see nba.models.lightgbm).
+
+        ``fx`` packs feature << 2 | kind; nothing is re-checked, the loader proved every index.
+        """
     def predict(
         self,
         X: npt.NDArray[np.float64],

@@ -1,25 +1,26 @@
 # Tree-ensemble kernels (LightGBM semantics): included from _core.pyx.
 #
-# nba.models.lightgbm parses and validates a model, lays every tree out in
-# preorder (a node's left child is the next node) and hands the flat arrays to
-# TreeEnsembleCore. Nothing here checks a child index or a feature index: the
-# loader has proved them in range, once.
+# nba.models.lightgbm parses and validates a model and lays every tree out with
+# sibling pairs adjacent (a node's right child directly follows its left child)
+# and every leaf pointing at itself. A step from node i is then branch free:
+#     i = child[i] + (x goes right)
+# and a leaf is a fixed point, so several trees are walked side by side for a
+# fixed number of steps (their depth) without a data-dependent branch. Nothing
+# here checks a child or feature index: the loader has proved them in range.
 
+cimport cython
 cimport numpy as cnp
-from libc.math cimport exp, log1p, fabs
+from libc.math cimport exp, log1p
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
 
 cnp.import_array()
 
-cimport cython
-
-# Node kinds, stored in the two low bits of TNode.fx (the feature index is fx >> 2).
+# Node kinds, in the two low bits of TNode.fx (the feature index is fx >> 2).
 cdef enum:
-    _K_NAN_RIGHT = 0   # numerical split, NaN goes right: left iff x <= threshold
-    _K_NAN_LEFT = 1    # numerical split, NaN goes left
-    _K_COMPLEX = 2     # categorical, zero-as-missing, or a threshold inside the zero band
-    _K_LEAF = 3        # leaf: thr holds the leaf value
+    _K_NAN_LEFT = 0    # numerical split: right iff x > threshold (NaN goes left)
+    _K_NAN_RIGHT = 1   # numerical split: right iff not x <= threshold (NaN goes right)
+    _K_LEAF = 2        # leaf: threshold +inf, child = itself, so it never moves
+    _K_COMPLEX = 3     # categorical, zero-as-missing, or a threshold inside the zero band
 
 # Output transforms (LightGBM's ObjectiveFunction::ConvertOutput).
 cdef enum:
@@ -30,68 +31,164 @@ cdef enum:
     _T_SOFTPLUS = 4    # cross_entropy_lambda: log(1 + exp(x))
     _T_SQUARE = 5      # reg_sqrt: sign(x) * x * x
 
+# Trees deeper than this are walked until their leaf instead of for a fixed depth.
+cdef enum:
+    _DEEP_TREE = 20
+    # Below this many tree evaluations per call the GIL is kept: releasing and
+    # retaking it costs more than the work, and under contention can wait a switch interval.
+    _NOGIL_MIN_WORK = 4096
+
 cdef extern from *:
     """
-    #define NBA_KZERO 1e-35  /* LightGBM's kZeroThreshold */
+    #define NBA_KZERO ((double)1e-35f)  /* LightGBM's kZeroThreshold: a float constant */
     """
     const double NBA_KZERO
 
 ctypedef struct TNode:
-    double thr          # threshold (numerical), bitset slot (categorical) or leaf value
+    double thr          # threshold; categorical: bitset slot; leaf: +inf
     uint32_t fx         # feature << 2 | kind
-    int32_t right       # index of the right child; the left child is the next node
+    int32_t child       # left child (the right child is child + 1); leaf: itself
 
 
-cdef inline bint _complex_left(double v, double thr, uint8_t dt,
-                               const uint32_t* bits, int32_t nwords) noexcept nogil:
-    """Tree::Decision for the nodes the fast path does not cover."""
+ctypedef struct _Ens:
+    const TNode* nodes
+    const double* leafval     # value of leaf nodes, indexed like nodes
+    const uint8_t* dts        # LightGBM decision_type per node (complex nodes only)
+    const int32_t* cat_off    # first bitset word per categorical node
+    const int32_t* cat_len    # bitset words per categorical node
+    const uint32_t* bits
+    const int32_t* roots
+    const int32_t* depth
+    int ntpi
+
+
+cdef inline bint _complex_right(double v, double thr, uint8_t dt,
+                                const uint32_t* bits, int32_t nwords) noexcept nogil:
+    """Tree::Decision (true = right) for the nodes the fast step does not cover."""
     cdef int32_t iv
     cdef int mt
     if dt & 1:
         # CategoricalDecision: NaN and negative ints go right; static_cast<int>
         # truncates toward zero, and out-of-range doubles become INT_MIN on x86.
         if not (v > -1.0 and v < 2147483648.0):
-            return False
+            return True
         iv = <int32_t>v
         if (iv >> 5) >= nwords:
-            return False
-        return (bits[iv >> 5] >> (iv & 31)) & 1
+            return True
+        return not ((bits[iv >> 5] >> (iv & 31)) & 1)
     mt = (dt >> 2) & 3
     if v != v:
         if mt == 2:
-            return (dt & 2) != 0
+            return (dt & 2) == 0
         v = 0.0
     if -NBA_KZERO <= v <= NBA_KZERO:
         if mt == 1:
-            return (dt & 2) != 0
+            return (dt & 2) == 0
         v = 0.0  # LightGBM drops |x| <= kZeroThreshold from dense rows: it reads 0
-    return v <= thr
+    return not (v <= thr)
 
 
-cdef inline double _tree_value(const TNode* nodes, int32_t root, const double* x,
-                               const uint8_t* dts, const int32_t* cat_off,
-                               const int32_t* cat_len, const uint32_t* bits) noexcept nogil:
-    """Leaf value reached by row x in the tree rooted at nodes[root]."""
-    cdef const TNode* nd = nodes + root
-    cdef uint32_t fx, k
-    cdef double v
-    cdef bint left
-    cdef Py_ssize_t j
-    while True:
-        fx = nd.fx
-        k = fx & 3
-        if k < 2:
-            v = x[fx >> 2]
-            left = (v <= nd.thr) | ((v != v) & <int>k)
-        elif k == _K_LEAF:
-            return nd.thr
+cdef inline int32_t _step(const _Ens* e, int32_t i, const double* x) noexcept nogil:
+    """One step down from node i (a leaf stays put)."""
+    cdef const TNode* nd = e.nodes + i
+    cdef uint32_t fx = nd.fx
+    cdef double v = x[fx >> 2]
+    if (fx & 3) == _K_COMPLEX:
+        return nd.child + <int32_t>_complex_right(v, nd.thr, e.dts[i], e.bits + e.cat_off[i], e.cat_len[i])
+    return nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(fx & 1)))
+
+
+cdef inline double _tree(const _Ens* e, Py_ssize_t t, const double* x) noexcept nogil:
+    """Leaf value of tree t for row x."""
+    cdef int32_t i = e.roots[t]
+    cdef int32_t d = e.depth[t]
+    cdef int32_t s
+    if d <= _DEEP_TREE:
+        for s in range(d):
+            i = _step(e, i, x)
+    else:
+        while (e.nodes[i].fx & 3) != _K_LEAF:
+            i = _step(e, i, x)
+    return e.leafval[i]
+
+
+cdef inline void _raw_row(const _Ens* e, const double* x, double* out, Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """Raw scores of trees [t0, t1) for row x into out[0:ntpi].
+
+    Exactly GBDT::PredictRaw: out[k] starts at 0.0 and adds each tree of class k in
+    iteration order. Four trees are walked side by side; their sums stay in order.
+    """
+    cdef int ntpi = e.ntpi
+    cdef Py_ssize_t t = t0
+    cdef int32_t i0, i1, i2, i3, d, s
+    cdef double v0, v1, v2, v3, acc = 0.0
+    cdef int k = 0
+    if ntpi > 1:
+        for k in range(ntpi):
+            out[k] = 0.0
+        k = 0
+    while t + 4 <= t1:
+        d = e.depth[t]
+        if e.depth[t + 1] > d:
+            d = e.depth[t + 1]
+        if e.depth[t + 2] > d:
+            d = e.depth[t + 2]
+        if e.depth[t + 3] > d:
+            d = e.depth[t + 3]
+        if d <= _DEEP_TREE:
+            i0 = e.roots[t]
+            i1 = e.roots[t + 1]
+            i2 = e.roots[t + 2]
+            i3 = e.roots[t + 3]
+            for s in range(d):
+                i0 = _step(e, i0, x)
+                i1 = _step(e, i1, x)
+                i2 = _step(e, i2, x)
+                i3 = _step(e, i3, x)
+            v0 = e.leafval[i0]
+            v1 = e.leafval[i1]
+            v2 = e.leafval[i2]
+            v3 = e.leafval[i3]
         else:
-            j = nd - nodes
-            left = _complex_left(x[fx >> 2], nd.thr, dts[j], bits + cat_off[j], cat_len[j])
-        if left:
-            nd = nd + 1
+            v0 = _tree(e, t, x)
+            v1 = _tree(e, t + 1, x)
+            v2 = _tree(e, t + 2, x)
+            v3 = _tree(e, t + 3, x)
+        if ntpi == 1:
+            acc += v0
+            acc += v1
+            acc += v2
+            acc += v3
         else:
-            nd = nodes + nd.right
+            out[k] += v0
+            k += 1
+            if k == ntpi:
+                k = 0
+            out[k] += v1
+            k += 1
+            if k == ntpi:
+                k = 0
+            out[k] += v2
+            k += 1
+            if k == ntpi:
+                k = 0
+            out[k] += v3
+            k += 1
+            if k == ntpi:
+                k = 0
+        t += 4
+    while t < t1:
+        v0 = _tree(e, t, x)
+        if ntpi == 1:
+            acc += v0
+        else:
+            out[k] += v0
+            k += 1
+            if k == ntpi:
+                k = 0
+        t += 1
+    if ntpi == 1:
+        out[0] = acc
 
 
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
@@ -127,19 +224,21 @@ cdef inline void _transform(double* out, int ncls, int code, double param) noexc
 
 @cython.final
 cdef class TreeEnsembleCore:
-    """Flattened LightGBM ensemble: preorder nodes, categorical bitsets, per-tree roots.
+    """Flattened LightGBM ensemble: paired-sibling nodes, leaf values, bitsets, per-tree roots.
 
     Built by ``nba.models.lightgbm`` from validated arrays; scores rows exactly as
     LightGBM's ``GBDT::Predict`` does (same summation order, same missing rules).
     """
 
+    cdef _Ens _e
     cdef TNode* _nodes
+    cdef double* _leafval
     cdef uint8_t* _dts
     cdef int32_t* _cat_off
     cdef int32_t* _cat_len
     cdef uint32_t* _bits
     cdef int32_t* _roots
-    cdef Py_ssize_t _n_nodes
+    cdef int32_t* _depth
     cdef Py_ssize_t _n_trees
     cdef readonly int num_features
     cdef readonly int num_tree_per_iteration
@@ -151,42 +250,46 @@ cdef class TreeEnsembleCore:
 
     def __cinit__(self):
         self._nodes = NULL
+        self._leafval = NULL
         self._dts = NULL
         self._cat_off = NULL
         self._cat_len = NULL
         self._bits = NULL
         self._roots = NULL
+        self._depth = NULL
 
-    def __init__(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] right,
-                 const uint8_t[::1] decision_type, const int32_t[::1] cat_off, const int32_t[::1] cat_len,
-                 const uint32_t[::1] cat_bits, const int32_t[::1] roots, int num_features,
-                 int num_tree_per_iteration, int transform, double transform_param,
-                 bint average_output, coerce_row):
+    def __init__(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
+                 const double[::1] leafval, const uint8_t[::1] decision_type, const int32_t[::1] cat_off,
+                 const int32_t[::1] cat_len, const uint32_t[::1] cat_bits, const int32_t[::1] roots,
+                 const int32_t[::1] depth, int num_features, int num_tree_per_iteration, int transform,
+                 double transform_param, bint average_output, coerce_row):
         """Copy the validated arrays into one allocation each (see nba.models.lightgbm)."""
         cdef Py_ssize_t n = thr.shape[0]
         cdef Py_ssize_t i
-        if (fx.shape[0] != n or right.shape[0] != n or decision_type.shape[0] != n
-                or cat_off.shape[0] != n or cat_len.shape[0] != n):
-            raise ValueError("node arrays must all have the same length")
+        if (fx.shape[0] != n or child.shape[0] != n or leafval.shape[0] != n or decision_type.shape[0] != n
+                or cat_off.shape[0] != n or cat_len.shape[0] != n or depth.shape[0] != roots.shape[0]):
+            raise ValueError("node arrays (and roots/depth) must have matching lengths")
         if num_tree_per_iteration < 1 or roots.shape[0] % num_tree_per_iteration != 0:
             raise ValueError("the number of trees must be a multiple of num_tree_per_iteration")
         if self._nodes != NULL:
             raise ValueError("TreeEnsembleCore is already initialised")
-        self._n_nodes = n
         self._n_trees = roots.shape[0]
         self._nodes = <TNode*>malloc(max(n, 1) * sizeof(TNode))
+        self._leafval = <double*>malloc(max(n, 1) * sizeof(double))
         self._dts = <uint8_t*>malloc(max(n, 1) * sizeof(uint8_t))
         self._cat_off = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
         self._cat_len = <int32_t*>malloc(max(n, 1) * sizeof(int32_t))
         self._bits = <uint32_t*>malloc(max(cat_bits.shape[0], 1) * sizeof(uint32_t))
         self._roots = <int32_t*>malloc(max(self._n_trees, 1) * sizeof(int32_t))
-        if (self._nodes == NULL or self._dts == NULL or self._cat_off == NULL or self._cat_len == NULL
-                or self._bits == NULL or self._roots == NULL):
+        self._depth = <int32_t*>malloc(max(self._n_trees, 1) * sizeof(int32_t))
+        if (self._nodes == NULL or self._leafval == NULL or self._dts == NULL or self._cat_off == NULL
+                or self._cat_len == NULL or self._bits == NULL or self._roots == NULL or self._depth == NULL):
             raise MemoryError()
         for i in range(n):
             self._nodes[i].thr = thr[i]
             self._nodes[i].fx = fx[i]
-            self._nodes[i].right = right[i]
+            self._nodes[i].child = child[i]
+            self._leafval[i] = leafval[i]
             self._dts[i] = decision_type[i]
             self._cat_off[i] = cat_off[i]
             self._cat_len[i] = cat_len[i]
@@ -194,6 +297,16 @@ cdef class TreeEnsembleCore:
             self._bits[i] = cat_bits[i]
         for i in range(self._n_trees):
             self._roots[i] = roots[i]
+            self._depth[i] = depth[i]
+        self._e.nodes = self._nodes
+        self._e.leafval = self._leafval
+        self._e.dts = self._dts
+        self._e.cat_off = self._cat_off
+        self._e.cat_len = self._cat_len
+        self._e.bits = self._bits
+        self._e.roots = self._roots
+        self._e.depth = self._depth
+        self._e.ntpi = num_tree_per_iteration
         self.num_features = num_features
         self.num_tree_per_iteration = num_tree_per_iteration
         self.num_iterations = <int>(self._n_trees // num_tree_per_iteration)
@@ -204,32 +317,13 @@ cdef class TreeEnsembleCore:
 
     def __dealloc__(self):
         free(self._nodes)
+        free(self._leafval)
         free(self._dts)
         free(self._cat_off)
         free(self._cat_len)
         free(self._bits)
         free(self._roots)
-
-    cdef inline void _row_raw(self, const double* x, double* out, int it0, int n_it) noexcept nogil:
-        """Raw scores of one row: per class, trees in iteration order, summed from 0.0."""
-        cdef int ntpi = self.num_tree_per_iteration
-        cdef int it, k
-        cdef Py_ssize_t t
-        cdef double acc
-        if ntpi == 1:
-            acc = 0.0
-            for it in range(it0, it0 + n_it):
-                acc += _tree_value(self._nodes, self._roots[it], x, self._dts,
-                                   self._cat_off, self._cat_len, self._bits)
-            out[0] = acc
-            return
-        for k in range(ntpi):
-            out[k] = 0.0
-        for it in range(it0, it0 + n_it):
-            t = <Py_ssize_t>it * ntpi
-            for k in range(ntpi):
-                out[k] += _tree_value(self._nodes, self._roots[t + k], x, self._dts,
-                                      self._cat_off, self._cat_len, self._bits)
+        free(self._depth)
 
     cdef inline void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
         """One row: raw sum; unless raw, average_output division then the objective's transform.
@@ -237,8 +331,8 @@ cdef class TreeEnsembleCore:
         As in GBDT::Predict: raw scores of an averaged (random forest) model are the plain sum.
         """
         cdef int k
-        cdef int ntpi = self.num_tree_per_iteration
-        self._row_raw(x, out, it0, n_it)
+        cdef int ntpi = self._e.ntpi
+        _raw_row(&self._e, x, out, <Py_ssize_t>it0 * ntpi, <Py_ssize_t>(it0 + n_it) * ntpi)
         if raw:
             return
         if self.average_output:
@@ -250,6 +344,7 @@ cdef class TreeEnsembleCore:
         """Score C-contiguous float64 rows ``X`` (n, num_features) into ``out`` (n * classes float64).
 
         ``start_iteration``/``num_iteration`` are already resolved (0 <= start, start + num <= total).
+        The GIL is released unless the call is too small for that to pay.
         """
         if (cnp.PyArray_TYPE(X) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(X) != 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(X) or X.shape[1] != self.num_features):
@@ -266,13 +361,17 @@ cdef class TreeEnsembleCore:
         cdef const double* xp = <const double*>cnp.PyArray_DATA(X)
         cdef double* op = <double*>cnp.PyArray_DATA(out)
         cdef Py_ssize_t i
-        with nogil:
+        if n * num_iteration * ntpi >= _NOGIL_MIN_WORK:
+            with nogil:
+                for i in range(n):
+                    self._row(xp + i * nf, op + i * ntpi, start_iteration, num_iteration, raw_score)
+        else:
             for i in range(n):
                 self._row(xp + i * nf, op + i * ntpi, start_iteration, num_iteration, raw_score)
         return out
 
     def predict_row(self, x, bint raw_score=False):
-        """Score one row (num_features values); a float, or an array of class scores."""
+        """Score one row (num_features values): a float, or a new array of class scores."""
         cdef cnp.ndarray a
         if (type(x) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_DOUBLE
                 and cnp.PyArray_NDIM(<cnp.ndarray>x) == 1
@@ -282,15 +381,22 @@ cdef class TreeEnsembleCore:
         else:
             a = self._coerce_row(x)
         cdef const double* xp = <const double*>cnp.PyArray_DATA(a)
-        cdef double r
+        cdef double r[1]
         cdef cnp.ndarray res
         cdef cnp.npy_intp dim
+        cdef bint release = self._n_trees >= _NOGIL_MIN_WORK
         if self.num_tree_per_iteration == 1:
-            with nogil:
-                self._row(xp, &r, 0, self.num_iterations, raw_score)
-            return r
+            if release:
+                with nogil:
+                    self._row(xp, r, 0, self.num_iterations, raw_score)
+            else:
+                self._row(xp, r, 0, self.num_iterations, raw_score)
+            return r[0]
         dim = self.num_tree_per_iteration
         res = cnp.PyArray_EMPTY(1, &dim, cnp.NPY_DOUBLE, 0)
-        with nogil:
+        if release:
+            with nogil:
+                self._row(xp, <double*>cnp.PyArray_DATA(res), 0, self.num_iterations, raw_score)
+        else:
             self._row(xp, <double*>cnp.PyArray_DATA(res), 0, self.num_iterations, raw_score)
         return res

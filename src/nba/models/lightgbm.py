@@ -22,10 +22,10 @@ from nba.errors import ModelFormatError, SchemaError
 
 __all__ = ["TreeEnsemble", "load_lightgbm"]
 
-_KZERO = 1e-35  # LightGBM's kZeroThreshold
+_KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold is the float 1e-35f
 
 # Node kinds (low two bits of a node's packed feature word; see _trees.pxi).
-_K_NAN_RIGHT, _K_NAN_LEFT, _K_COMPLEX, _K_LEAF = 0, 1, 2, 3
+_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = 0, 1, 2, 3
 # Output transforms (see _trees.pxi).
 _T_IDENTITY, _T_SIGMOID, _T_SOFTMAX, _T_EXP, _T_SOFTPLUS, _T_SQUARE = 0, 1, 2, 3, 4, 5
 
@@ -82,7 +82,7 @@ class Summary(msgspec.Struct, frozen=True):
 
 
 class _Parsed(msgspec.Struct):
-    """A validated model, flattened in preorder, ready for TreeEnsembleCore."""
+    """A validated model, flattened (see _Nodes), ready for TreeEnsembleCore."""
 
     num_class: int
     num_tree_per_iteration: int
@@ -94,12 +94,14 @@ class _Parsed(msgspec.Struct):
     feature_names: list[str]
     thr: np.ndarray
     fx: np.ndarray
-    right: np.ndarray
+    child: np.ndarray
+    leafval: np.ndarray
     decision_type: np.ndarray
     cat_off: np.ndarray
     cat_len: np.ndarray
     cat_bits: np.ndarray
     roots: np.ndarray
+    depth: np.ndarray
     leaves: int
     max_depth: int
     categorical_splits: int
@@ -301,14 +303,7 @@ def _parse(text: str, src: _Src) -> _Parsed:
         declared_trees = len(header["tree_sizes"][0].split())
 
     # Trees.
-    thr: list[float] = []
-    fx: list[int] = []
-    right: list[int] = []
-    dts: list[int] = []
-    cat_off: list[int] = []
-    cat_len: list[int] = []
-    cat_bits: list[int] = []
-    roots: list[int] = []
+    nodes = _Nodes()
     total_leaves = 0
     max_depth = 0
     n_cat_splits = 0
@@ -323,7 +318,7 @@ def _parse(text: str, src: _Src) -> _Parsed:
             continue
         if not raw.startswith("Tree="):
             raise src.err(f"expected 'Tree=<index>' or 'end of trees', found {raw[:40]!r}", i + 1)
-        t = len(roots)
+        t = len(nodes.roots)
         try:
             idx = int(raw[5:])
         except ValueError:
@@ -344,27 +339,24 @@ def _parse(text: str, src: _Src) -> _Parsed:
                 raise src.err(f"tree {t}: expected key=value, found {raw[:40]!r}", i + 1)
             fields[key] = (value, i + 1)
             i += 1
-        if len(roots) + 1 > _MAX_NODES:
-            raise src.err("too many trees", tree_line)
-        nodes_before = len(thr)
-        depth, leaves, ncat = _flatten_tree(
-            src, t, tree_line, fields, max_fidx, thr, fx, right, dts, cat_off, cat_len, cat_bits
-        )
-        if len(thr) > _MAX_NODES:
+        depth, leaves, ncat = _flatten_tree(src, t, tree_line, fields, max_fidx, nodes)
+        if len(nodes.thr) > _MAX_NODES:
             raise src.err(f"tree {t}: the model has more than {_MAX_NODES} nodes", tree_line)
-        roots.append(nodes_before)
         total_leaves += leaves
         max_depth = max(max_depth, depth)
         n_cat_splits += ncat
     if not saw_end:
-        raise src.err(f"no 'end of trees' line after {len(roots)} trees: the file is truncated")
-    if declared_trees is not None and declared_trees != len(roots):
+        raise src.err(f"no 'end of trees' line after {len(nodes.roots)} trees: the file is truncated")
+    n_trees = len(nodes.roots)
+    if n_trees == 0:
+        raise src.err("the model has no trees; train it for at least one iteration")
+    if declared_trees is not None and declared_trees != n_trees:
         raise src.err(
-            f"tree_sizes declares {declared_trees} trees but {len(roots)} are present",
+            f"tree_sizes declares {declared_trees} trees but {n_trees} are present",
             header["tree_sizes"][1],
         )
-    if len(roots) % ntpi != 0:
-        raise src.err(f"{len(roots)} trees is not a multiple of num_tree_per_iteration={ntpi}")
+    if n_trees % ntpi != 0:
+        raise src.err(f"{n_trees} trees is not a multiple of num_tree_per_iteration={ntpi}")
     return _Parsed(
         num_class=num_class,
         num_tree_per_iteration=ntpi,
@@ -374,14 +366,16 @@ def _parse(text: str, src: _Src) -> _Parsed:
         transform_param=tparam,
         average_output=average_output,
         feature_names=feature_names,
-        thr=np.array(thr, dtype=np.float64),
-        fx=np.array(fx, dtype=np.uint32),
-        right=np.array(right, dtype=np.int32),
-        decision_type=np.array(dts, dtype=np.uint8),
-        cat_off=np.array(cat_off, dtype=np.int32),
-        cat_len=np.array(cat_len, dtype=np.int32),
-        cat_bits=np.array(cat_bits, dtype=np.uint32),
-        roots=np.array(roots, dtype=np.int32),
+        thr=np.array(nodes.thr, dtype=np.float64),
+        fx=np.array(nodes.fx, dtype=np.uint32),
+        child=np.array(nodes.child, dtype=np.int32),
+        leafval=np.array(nodes.leafval, dtype=np.float64),
+        decision_type=np.array(nodes.dts, dtype=np.uint8),
+        cat_off=np.array(nodes.cat_off, dtype=np.int32),
+        cat_len=np.array(nodes.cat_len, dtype=np.int32),
+        cat_bits=np.array(nodes.cat_bits, dtype=np.uint32),
+        roots=np.array(nodes.roots, dtype=np.int32),
+        depth=np.array(nodes.depth, dtype=np.int32),
         leaves=total_leaves,
         max_depth=max_depth,
         categorical_splits=n_cat_splits,
@@ -394,21 +388,53 @@ def _field(src: _Src, t: int, tree_line: int, fields: dict[str, tuple[str, int]]
     return fields[key]
 
 
+class _Nodes:
+    """The growing flat arrays of every tree, in the core's layout.
+
+    Siblings are adjacent (right child = left child + 1) and a leaf is its own child
+    with threshold +inf, so it never moves; ``leafval`` holds leaf values by node.
+    """
+
+    def __init__(self) -> None:
+        self.thr: list[float] = []
+        self.fx: list[int] = []
+        self.child: list[int] = []
+        self.leafval: list[float] = []
+        self.dts: list[int] = []
+        self.cat_off: list[int] = []
+        self.cat_len: list[int] = []
+        self.cat_bits: list[int] = []
+        self.roots: list[int] = []
+        self.depth: list[int] = []
+
+    def reserve(self, k: int) -> int:
+        """Append k blank nodes; returns the index of the first."""
+        pos = len(self.thr)
+        self.thr.extend([0.0] * k)
+        self.fx.extend([0] * k)
+        self.child.extend([0] * k)
+        self.leafval.extend([0.0] * k)
+        self.dts.extend([0] * k)
+        self.cat_off.extend([0] * k)
+        self.cat_len.extend([0] * k)
+        return pos
+
+    def leaf(self, pos: int, value: float) -> None:
+        self.thr[pos] = math.inf
+        self.fx[pos] = _K_LEAF
+        self.child[pos] = pos
+        self.leafval[pos] = value
+
+
 def _flatten_tree(
     src: _Src,
     t: int,
     tree_line: int,
     fields: dict[str, tuple[str, int]],
     max_fidx: int,
-    thr: list[float],
-    fx: list[int],
-    right: list[int],
-    dts: list[int],
-    cat_off: list[int],
-    cat_len: list[int],
-    cat_bits: list[int],
+    out: _Nodes,
 ) -> tuple[int, int, int]:
-    """Validate tree ``t`` and append its nodes in preorder; returns (depth, leaves, categorical splits)."""
+    """Validate tree ``t`` and append its nodes; returns (depth, leaves, categorical splits)."""
 
     def get(key: str) -> tuple[str, int]:
         return _field(src, t, tree_line, fields, key)
@@ -429,12 +455,10 @@ def _flatten_tree(
     lv, lv_ln = get("leaf_value")
     leaf_value = _floats(src, t, "leaf_value", lv, lv_ln, num_leaves)
     if num_leaves == 1:
-        thr.append(leaf_value[0])
-        fx.append(_K_LEAF)
-        right.append(0)
-        dts.append(0)
-        cat_off.append(0)
-        cat_len.append(0)
+        root = out.reserve(1)
+        out.leaf(root, leaf_value[0])
+        out.roots.append(root)
+        out.depth.append(0)
         return 0, 1, 0
 
     n_int = num_leaves - 1
@@ -466,8 +490,8 @@ def _flatten_tree(
                 raise src.err(f"tree {t}: cat_boundaries must be non-decreasing", cb_ln)
         if any(not 0 <= w <= 0xFFFFFFFF for w in words):
             raise src.err(f"tree {t}: cat_threshold words must be unsigned 32-bit integers", ct_ln)
-        word_base = len(cat_bits)
-        cat_bits.extend(words)
+        word_base = len(out.cat_bits)
+        out.cat_bits.extend(words)
         bitsets = [(word_base + a, b - a) for a, b in zip(bounds, bounds[1:])]
 
     sf_ln = get("split_feature")[1]
@@ -480,15 +504,15 @@ def _flatten_tree(
         d = decision_type[j]
         if not 0 <= d <= 15 or (d >> 2) & 3 == 3:
             raise src.err(f"tree {t}: decision_type {d} at node {j} is not a valid LightGBM decision type", dt_ln)
+        c = threshold[j]
         if d & 1:
-            c = threshold[j]
             if not (math.isfinite(c) and c == int(c) and 0 <= c < num_cat):
                 raise src.err(
                     f"tree {t}: categorical node {j} has threshold {c}, expected a bitset index in [0, {num_cat})",
                     th_ln,
                 )
-        elif not math.isfinite(threshold[j]):
-            raise src.err(f"tree {t}: threshold {threshold[j]} at node {j} is not finite", th_ln)
+        elif not math.isfinite(c):
+            raise src.err(f"tree {t}: threshold {c} at node {j} is not finite", th_ln)
 
     # Structure: every internal node but the root and every leaf has exactly one parent,
     # and all of them hang from the root (no cycles, no orphans).
@@ -509,24 +533,17 @@ def _flatten_tree(
                     raise src.err(f"tree {t}: node {j} has leaf child {c}, out of range or reused", ln)
                 seen_leaf[leaf] = True
 
-    # Preorder layout: a node's left subtree follows it directly; right children are patched.
+    # Layout: the root, then each node's two children side by side, left subtrees first.
+    root = out.reserve(1)
     n_cat_splits = 0
     max_depth = 0
     visited = 0
-    stack: list[tuple[int, int, int]] = [(0, -1, 1)]  # (child code, parent slot to patch, depth)
+    stack: list[tuple[int, int, int]] = [(0, root, 0)]  # (child code, position, depth)
     while stack:
-        code, parent, depth = stack.pop()
-        pos = len(thr)
-        if parent >= 0:
-            right[parent] = pos
+        code, pos, depth = stack.pop()
         if code < 0:
-            thr.append(leaf_value[~code])
-            fx.append(_K_LEAF)
-            right.append(0)
-            dts.append(0)
-            cat_off.append(0)
-            cat_len.append(0)
-            max_depth = max(max_depth, depth - 1)
+            out.leaf(pos, leaf_value[~code])
+            max_depth = max(max_depth, depth)
             continue
         visited += 1
         j = code
@@ -534,10 +551,9 @@ def _flatten_tree(
         th = threshold[j]
         if d & 1:
             kind = _K_COMPLEX
-            off, nw = bitsets[int(th)]
+            out.cat_off[pos], out.cat_len[pos] = bitsets[int(th)]
             n_cat_splits += 1
         else:
-            off, nw = 0, 0
             missing = (d >> 2) & 3
             default_left = bool(d & 2)
             if missing == 1 or -_KZERO <= th < _KZERO:
@@ -546,17 +562,17 @@ def _flatten_tree(
                 kind = _K_NAN_LEFT if default_left else _K_NAN_RIGHT
             else:  # NaN is read as 0.0
                 kind = _K_NAN_LEFT if 0.0 <= th else _K_NAN_RIGHT
-        thr.append(th)
-        fx.append((split_feature[j] << 2) | kind)
-        right.append(-1)
-        dts.append(d)
-        cat_off.append(off)
-        cat_len.append(nw)
-        # Right pushed first so the left subtree is laid out next.
-        stack.append((right_child[j], pos, depth + 1))
-        stack.append((left_child[j], -1, depth + 1))
+        pair = out.reserve(2)
+        out.thr[pos] = th
+        out.fx[pos] = (split_feature[j] << 2) | kind
+        out.child[pos] = pair
+        out.dts[pos] = d
+        stack.append((right_child[j], pair + 1, depth + 1))
+        stack.append((left_child[j], pair, depth + 1))
     if visited != n_int:
         raise src.err(f"tree {t}: {n_int - visited} internal nodes are not reachable from the root", tree_line)
+    out.roots.append(root)
+    out.depth.append(max_depth)
     return max_depth, num_leaves, n_cat_splits
 
 
@@ -595,12 +611,14 @@ class TreeEnsemble:
         self._core = TreeEnsembleCore(
             parsed.thr,
             parsed.fx,
-            parsed.right,
+            parsed.child,
+            parsed.leafval,
             parsed.decision_type,
             parsed.cat_off,
             parsed.cat_len,
             parsed.cat_bits,
             parsed.roots,
+            parsed.depth,
             self.num_features,
             parsed.num_tree_per_iteration,
             parsed.transform,

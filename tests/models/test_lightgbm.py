@@ -1,0 +1,573 @@
+"""nba.models.lightgbm against LightGBM itself.
+
+Every model here is trained in the test (small, seeded, single-threaded) and scored
+by both ``lightgbm.Booster.predict`` and nba on the same rows: raw scores must be
+bit-identical, transformed scores within 1e-12.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+
+import nba
+from nba.errors import ModelFormatError, SchemaError
+from nba.models.lightgbm import TreeEnsemble, load_lightgbm
+
+lgb = pytest.importorskip("lightgbm")
+
+N_FEATURES = 6
+KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float constant)
+SPECIALS = np.array(
+    [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, 5e300, -5e300]
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _train(params: dict, X: np.ndarray, y: np.ndarray, rounds: int = 8, **dataset_kw) -> lgb.Booster:
+    p = {
+        "verbose": -1,
+        "num_threads": 1,
+        "deterministic": True,
+        "seed": 7,
+        "num_leaves": 15,
+        "min_data_in_leaf": 5,
+        **params,
+    }
+    return lgb.train(p, lgb.Dataset(X, y, **dataset_kw), num_boost_round=rounds)
+
+
+def _data(rng: np.random.Generator, n: int = 600, d: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.standard_normal((n, d))
+    z = X[:, 0] + np.sin(2 * X[:, 1]) + 0.5 * X[:, 2] * X[:, 3 % d] + 0.3 * rng.standard_normal(n)
+    return X, z
+
+
+def _numerical_thresholds(text: str) -> dict[int, np.ndarray]:
+    """Feature -> thresholds of its numerical splits, read straight from the model text."""
+    out: dict[int, list[float]] = {}
+    for block in text.split("\nTree=")[1:]:
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        if int(kv["num_leaves"]) < 2:
+            continue
+        feats = [int(v) for v in kv["split_feature"].split()]
+        thr = [float(v) for v in kv["threshold"].split()]
+        dts = [int(v) for v in kv["decision_type"].split()]
+        for f, t, d in zip(feats, thr, dts):
+            if not d & 1:
+                out.setdefault(f, []).append(t)
+    return {f: np.array(v) for f, v in out.items()}
+
+
+def _probe(booster: lgb.Booster, rng: np.random.Generator, n: int = 1500, *, cat: tuple[int, ...] = ()) -> np.ndarray:
+    """Random rows with NaN, +-inf, +-0.0, tiny and huge values, and exact thresholds +- one ulp."""
+    d = booster.num_feature()
+    X = rng.standard_normal((n, d)) * 1.5
+    mask = rng.random(X.shape) < 0.12
+    X[mask] = rng.choice(SPECIALS, int(mask.sum()))
+    for f, ts in _numerical_thresholds(booster.model_to_string()).items():
+        m = rng.random(n) < 0.4
+        t = rng.choice(ts, int(m.sum()))
+        step = rng.integers(-1, 2, t.shape[0])
+        t = np.where(step < 0, np.nextafter(t, -np.inf), np.where(step > 0, np.nextafter(t, np.inf), t))
+        X[m, f] = t
+    for f in cat:
+        X[:, f] = rng.integers(-3, 80, n)
+        odd = rng.random(n) < 0.2
+        X[odd, f] = rng.choice(
+            np.array([np.nan, np.inf, -np.inf, -0.5, -1.0, 2.7, 1e10, 2.0**31, 2.0**31 - 1, 2.0**32 + 3, -1e-40, 0.0]),
+            int(odd.sum()),
+        )
+    return X
+
+
+def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | None = None, **kw) -> TreeEnsemble:
+    model = load_lightgbm(booster) if model is None else model
+    np.testing.assert_array_equal(model.predict(X, raw_score=True, **kw), booster.predict(X, raw_score=True, **kw))
+    np.testing.assert_allclose(model.predict(X, **kw), booster.predict(X, **kw), rtol=1e-12, atol=1e-12)
+    return model
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+def _objective_case(name: str, rng: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    X, z = _data(rng)
+    p: dict = {"objective": name}
+    kw: dict = {}
+    y = z
+    if name in ("binary", "binary_sigmoid"):
+        p["objective"] = "binary"
+        if name == "binary_sigmoid":
+            p["sigmoid"] = 0.7
+        y = (z > 0).astype(float)
+    elif name in ("cross_entropy", "cross_entropy_lambda"):
+        y = 1.0 / (1.0 + np.exp(-z))
+    elif name in ("multiclass", "multiclassova"):
+        p["num_class"] = 3
+        y = np.searchsorted(np.quantile(z, [1 / 3, 2 / 3]), z).astype(float)
+    elif name in ("poisson", "tweedie"):
+        y = rng.poisson(np.exp(np.clip(z, -2, 2))).astype(float)
+    elif name == "gamma":
+        y = rng.poisson(np.exp(np.clip(z, -2, 2))).astype(float) + 0.5
+    elif name == "mape":
+        y = z + 5.0
+    elif name == "regression_sqrt":
+        p = {"objective": "regression", "reg_sqrt": True}
+        y = z * 3
+    elif name in ("lambdarank", "rank_xendcg"):
+        y = np.clip(np.round(z + 1), 0, 3)
+        kw["group"] = [50] * (X.shape[0] // 50)
+    elif name == "custom":
+
+        def l2(preds: np.ndarray, data: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
+            return preds - data.get_label(), np.ones_like(preds)
+
+        p["objective"] = l2
+    return p, X, y, kw
+
+
+OBJECTIVES = [
+    "regression",
+    "regression_sqrt",
+    "regression_l1",
+    "huber",
+    "fair",
+    "quantile",
+    "mape",
+    "binary",
+    "binary_sigmoid",
+    "multiclass",
+    "multiclassova",
+    "cross_entropy",
+    "cross_entropy_lambda",
+    "poisson",
+    "gamma",
+    "tweedie",
+    "lambdarank",
+    "rank_xendcg",
+    "custom",
+]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_objective_scores_equal_lightgbm(objective: str, rng: np.random.Generator) -> None:
+    params, X, y, kw = _objective_case(objective, rng)
+    booster = _train(params, X, y, **kw)
+    model = _assert_matches(booster, _probe(booster, rng))
+    assert model.num_class == booster.num_model_per_iteration()
+    assert model.num_trees == booster.num_trees()
+
+
+def test_objective_string_is_kept_verbatim(rng: np.random.Generator) -> None:
+    X, z = _data(rng)
+    booster = _train({"objective": "multiclassova", "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z))
+    assert load_lightgbm(booster).objective == "multiclassova num_class:3 sigmoid:1"
+
+
+def test_multiclass_predict_shape_is_rows_by_classes(rng: np.random.Generator) -> None:
+    X, z = _data(rng)
+    booster = _train({"objective": "multiclass", "num_class": 4}, X, np.searchsorted([-1, 0, 1], z))
+    model = load_lightgbm(booster)
+    assert model.predict(X[:7]).shape == (7, 4)
+    row = model.predict_row(X[0])
+    assert row.shape == (4,)
+    np.testing.assert_allclose(row.sum(), 1.0, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- categorical
+
+
+@pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
+def test_categorical_splits_match_with_unseen_negative_and_huge_categories(
+    max_cat_to_onehot: int, rng: np.random.Generator
+) -> None:
+    n = 3000
+    X, z = _data(rng, n)
+    X[:, 4] = rng.integers(0, 60, n)
+    X[:, 5] = rng.integers(0, 7, n)
+    effect = rng.standard_normal(60)
+    y = z + 2 * effect[X[:, 4].astype(int)] + (X[:, 5] == 3)
+    booster = _train(
+        {"objective": "regression", "max_cat_to_onehot": max_cat_to_onehot, "cat_smooth": 1, "min_data_per_group": 5},
+        X,
+        y,
+        rounds=12,
+        categorical_feature=[4, 5],
+    )
+    model = _assert_matches(booster, _probe(booster, rng, 3000, cat=(4, 5)))
+    assert model.summary().categorical_splits > 0
+
+
+def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
+    n = 2000
+    X, z = _data(rng, n)
+    X[:, 4] = rng.integers(0, 30, n)
+    X[rng.random(n) < 0.2, 4] = np.nan
+    y = z + np.where(np.isnan(X[:, 4]), 3.0, X[:, 4] % 4)
+    booster = _train({"objective": "regression"}, X, y, categorical_feature=[4])
+    _assert_matches(booster, _probe(booster, rng, cat=(4,)))
+
+
+# ----------------------------------------------------------------------------- missing values
+
+
+@pytest.mark.parametrize("use_missing", [True, False])
+@pytest.mark.parametrize("zero_as_missing", [True, False])
+def test_missing_value_rules_match(use_missing: bool, zero_as_missing: bool, rng: np.random.Generator) -> None:
+    n = 2000
+    X, z = _data(rng, n)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X[rng.random(X.shape) < 0.15] = 0.0
+    y = z + np.where(np.isnan(X[:, 0]), 2.0, 0.0) - np.where(X[:, 1] == 0.0, 1.5, 0.0)
+    y = np.nan_to_num(y, nan=1.0)
+    booster = _train(
+        {"objective": "regression", "use_missing": use_missing, "zero_as_missing": zero_as_missing}, X, y, rounds=10
+    )
+    _assert_matches(booster, _probe(booster, rng))
+
+
+def _edited_model(booster: lgb.Booster, edit) -> str:
+    """The model text with each tree's decision_type/threshold rewritten by ``edit(tree, dts, thr)``."""
+    out = []
+    text = booster.model_to_string()
+    head, *trees = text.split("\nTree=")
+    for t, block in enumerate(trees):
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        if int(kv["num_leaves"]) > 1:
+            dts = [int(v) for v in kv["decision_type"].split()]
+            thr = [float(v) for v in kv["threshold"].split()]
+            edit(t, dts, thr)
+            block = re.sub(r"^decision_type=.*$", "decision_type=" + " ".join(map(str, dts)), block, flags=re.M)
+            block = re.sub(r"^threshold=.*$", "threshold=" + " ".join(repr(v) for v in thr), block, flags=re.M)
+        out.append(block)
+    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.M)  # LightGBM seeks by the byte sizes
+    return "\nTree=".join([head, *out])
+
+
+@pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
+def test_every_missing_type_and_default_direction_matches(decision_type: int, rng: np.random.Generator) -> None:
+    """Rewrite every split to one (missing type, default_left) pair and let LightGBM score the same text."""
+    X, z = _data(rng)
+    booster = _train({"objective": "regression"}, X, z)
+    picks = np.array([0.0, 1e-36, -1e-36, 1e-35, -1e-35, KZERO, -KZERO, 3e-35, -3e-35])
+
+    def edit(t: int, dts: list[int], thr: list[float]) -> None:
+        for j in range(len(dts)):
+            dts[j] = decision_type
+            if (t + j) % 3 == 0:  # thresholds at, inside and just outside the zero band
+                thr[j] = float(picks[(t * 7 + j) % len(picks)])
+
+    text = _edited_model(booster, edit)
+    ref = lgb.Booster(model_str=text)
+    X = _probe(ref, rng)
+    near_zero = np.array([0.0, -0.0, 5e-36, -5e-36, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, -2e-35, np.nan])
+    mask = rng.random(X.shape) < 0.3
+    X[mask] = rng.choice(near_zero, int(mask.sum()))
+    _assert_matches(ref, X, load_lightgbm(text))
+
+
+# ----------------------------------------------------------------------------- tree shapes
+
+
+def test_random_forest_average_output(rng: np.random.Generator) -> None:
+    X, z = _data(rng)
+    booster = _train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1}, X, z > 0)
+    model = _assert_matches(booster, _probe(booster, rng))
+    assert model.average_output
+    _assert_matches(booster, X[:200], model, start_iteration=2, num_iteration=3)
+
+
+def test_very_deep_trees(rng: np.random.Generator) -> None:
+    X, z = _data(rng, 3000)
+    X[:, 0] = np.arange(3000) * 1e-3  # a feature that splits into a long chain
+    booster = _train(
+        {"objective": "regression", "num_leaves": 1500, "min_data_in_leaf": 1, "min_sum_hessian_in_leaf": 0,
+         "max_depth": -1},
+        X,
+        z + np.sin(X[:, 0] * 40),
+        rounds=3,
+    )
+    model = _assert_matches(booster, _probe(booster, rng))
+    assert model.summary().max_depth > 30
+
+
+@pytest.mark.parametrize("how", ["constant_target", "min_data_in_leaf"])
+def test_single_leaf_trees(how: str, rng: np.random.Generator) -> None:
+    X, z = _data(rng, 300)
+    if how == "constant_target":
+        booster = _train({"objective": "regression"}, X, np.full(300, 2.5))
+    else:
+        booster = _train({"objective": "regression", "min_data_in_leaf": 10_000}, X, z)
+    model = _assert_matches(booster, _probe(booster, rng, 200))
+    assert model.summary().leaves == model.num_trees
+
+
+def test_mixed_single_leaf_and_split_trees_in_multiclass(rng: np.random.Generator) -> None:
+    X, z = _data(rng, 400)
+    y = np.where(z > 1.5, 2, np.where(z > 0, 1, 0)).astype(float)
+    y[:3] = 3  # a rare class whose trees stop splitting
+    booster = _train({"objective": "multiclass", "num_class": 4, "min_data_in_leaf": 20}, X, y, rounds=6)
+    _assert_matches(booster, _probe(booster, rng, 500))
+
+
+@pytest.mark.parametrize(
+    ("start_iteration", "num_iteration"),
+    [(0, None), (0, 1), (0, 5), (3, None), (3, 4), (9, None), (9, 100), (20, None), (-2, 3), (2, -1), (0, 0)],
+)
+def test_start_and_num_iteration_like_lightgbm(
+    start_iteration: int, num_iteration: int | None, rng: np.random.Generator
+) -> None:
+    X, z = _data(rng)
+    for params, y in (({"objective": "regression"}, z), ({"objective": "multiclass", "num_class": 3},
+                                                             np.searchsorted([-0.5, 0.5], z))):
+        booster = _train(params, X, y, rounds=10)
+        _assert_matches(booster, X[:300], start_iteration=start_iteration, num_iteration=num_iteration)
+
+
+# ----------------------------------------------------------------------------- input forms
+
+
+@pytest.fixture(scope="module")
+def binary_model() -> tuple[lgb.Booster, TreeEnsemble, np.ndarray]:
+    rng = np.random.default_rng(5)
+    X, z = _data(rng)
+    booster = _train({"objective": "binary"}, X, z > 0, rounds=20)
+    return booster, load_lightgbm(booster), _probe(booster, rng, 500)
+
+
+def test_float32_and_fortran_order_input(binary_model) -> None:
+    booster, model, X = binary_model
+    with np.errstate(over="ignore"):  # 5e300 -> inf in float32, for both sides
+        X32 = X.astype(np.float32)
+    np.testing.assert_array_equal(model.predict(X32, raw_score=True), booster.predict(X32, raw_score=True))
+    XF = np.asfortranarray(X)
+    np.testing.assert_array_equal(model.predict(XF, raw_score=True), booster.predict(X, raw_score=True))
+    np.testing.assert_array_equal(model.predict(X[:, ::1][::2]), model.predict(np.ascontiguousarray(X[::2])))
+
+
+def test_list_and_one_dimensional_input(binary_model) -> None:
+    booster, model, X = binary_model
+    ref = booster.predict(X[:20])
+    np.testing.assert_allclose(model.predict(X[:20].tolist()), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict(X[3]), ref[3:4], rtol=1e-12, atol=1e-12)
+    assert model.predict(X[3]).shape == (1,)
+    np.testing.assert_allclose(model.predict_row(X[3].tolist()), ref[3], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict_row(X[3].astype(np.float32)), booster.predict(X[3:4].astype(np.float32))[0],
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_predict_row_equals_predict(binary_model) -> None:
+    booster, model, X = binary_model
+    rows = np.array([model.predict_row(r) for r in X])
+    np.testing.assert_array_equal(rows, model.predict(X))
+    raws = np.array([model.predict_row(r, raw_score=True) for r in X])
+    np.testing.assert_array_equal(raws, booster.predict(X, raw_score=True))
+    assert isinstance(model.predict_row(X[0]), float)
+
+
+def test_out_buffer_is_filled_and_returned(binary_model) -> None:
+    booster, model, X = binary_model
+    out = np.full(X.shape[0], -1.0)
+    res = model.predict(X, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, model.predict(X))
+    with pytest.raises(SchemaError, match="out must be"):
+        model.predict(X, out=np.empty(X.shape[0] + 1))
+    with pytest.raises(SchemaError, match="out must be"):
+        model.predict(X, out=np.empty(X.shape[0], dtype=np.float32))
+
+
+def test_empty_batch_gives_empty_result(binary_model) -> None:
+    _, model, _ = binary_model
+    assert model.predict(np.empty((0, N_FEATURES))).shape == (0,)
+
+
+@pytest.mark.parametrize("n_given", [N_FEATURES - 1, N_FEATURES + 1])
+def test_wrong_feature_count_is_a_schema_error(n_given: int, binary_model) -> None:
+    _, model, _ = binary_model
+    with pytest.raises(SchemaError, match=f"expected {N_FEATURES} features, got {n_given}"):
+        model.predict(np.zeros((3, n_given)))
+    with pytest.raises(SchemaError, match=f"expected {N_FEATURES} features, got {n_given}"):
+        model.predict_row(np.zeros(n_given))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.array([["a"] * N_FEATURES]), np.array([[object()] * N_FEATURES]), [["x"] * N_FEATURES],
+     np.zeros((2, 2, N_FEATURES))],
+)
+def test_non_numeric_or_badly_shaped_input_is_a_schema_error(bad, binary_model) -> None:
+    _, model, _ = binary_model
+    with pytest.raises(SchemaError):
+        model.predict(bad)
+
+
+def test_integer_and_bool_input_is_converted(binary_model) -> None:
+    booster, model, _ = binary_model
+    Xi = np.arange(3 * N_FEATURES).reshape(3, N_FEATURES) - 5
+    np.testing.assert_array_equal(model.predict(Xi, raw_score=True), booster.predict(Xi.astype(float), raw_score=True))
+    np.testing.assert_array_equal(model.predict(Xi > 0), model.predict((Xi > 0).astype(float)))
+
+
+# ----------------------------------------------------------------------------- loading, pickling, summary
+
+
+def test_load_from_path_bytes_text_and_booster_agree(binary_model, tmp_path) -> None:
+    booster, model, X = binary_model
+    path = tmp_path / "m.txt"
+    booster.save_model(str(path))
+    text = path.read_text()
+    loaded = [load_lightgbm(path), load_lightgbm(str(path)), load_lightgbm(text), load_lightgbm(text.encode()),
+              nba.load_model(path), nba.load_model(booster)]
+    for m in loaded:
+        assert isinstance(m, TreeEnsemble)
+        np.testing.assert_array_equal(m.predict(X, raw_score=True), model.predict(X, raw_score=True))
+    assert len({m.version for m in loaded[:5]}) == 1
+
+
+def test_pickle_round_trip(binary_model) -> None:
+    _, model, X = binary_model
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.version == model.version
+    assert clone.feature_names == model.feature_names
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+    np.testing.assert_array_equal(clone.predict_row(X[0]), model.predict_row(X[0]))
+
+
+def test_attributes_and_summary(binary_model) -> None:
+    booster, model, _ = binary_model
+    assert model.num_features == N_FEATURES
+    assert model.feature_names == tuple(booster.feature_name())
+    assert model.num_iterations == booster.current_iteration()
+    assert model.objective.startswith("binary")
+    s = model.summary()
+    assert (s.format, s.trees, s.classes, s.features) == ("lightgbm", booster.num_trees(), 1, N_FEATURES)
+    assert s.leaves == sum(t["num_leaves"] for t in booster.dump_model()["tree_info"])
+    text = str(s)
+    assert "lightgbm" in text and "binary" in text and str(booster.num_trees()) in text
+
+
+def test_version_changes_with_the_model(rng: np.random.Generator) -> None:
+    X, z = _data(rng)
+    a = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=3))
+    b = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=4))
+    assert a.version != b.version and len(a.version) == 12
+
+
+def test_linear_trees_are_refused(rng: np.random.Generator) -> None:
+    X, z = _data(rng, 300)
+    booster = _train({"objective": "regression", "linear_tree": True}, X, z, rounds=2)
+    with pytest.raises(ModelFormatError, match="linear"):
+        load_lightgbm(booster)
+
+
+# ----------------------------------------------------------------------------- malformed models
+
+
+@pytest.fixture(scope="module")
+def cat_text() -> str:
+    rng = np.random.default_rng(11)
+    X, z = _data(rng, 800)
+    X[:, 4] = rng.integers(0, 20, 800)
+    booster = _train({"objective": "regression", "max_cat_to_onehot": 2}, X, z + (X[:, 4] % 3), rounds=3,
+                     categorical_feature=[4])
+    text = booster.model_to_string()
+    assert "cat_threshold=" in text
+    return text
+
+
+def _sub(text: str, pattern: str, repl: str, count: int = 1) -> str:
+    new = re.sub(pattern, repl, text, count=count, flags=re.M)
+    assert new != text, pattern
+    return new
+
+
+BROKEN = {
+    "empty": lambda t: "",
+    "whitespace": lambda t: "  \n\n",
+    "binary junk": lambda t: bytes(range(256)) * 4,
+    "not utf8": lambda t: b"tree\nversion=v4\n\xff\xfe\n",
+    "wrong magic": lambda t: "forest\n" + t[5:],
+    "truncated header": lambda t: t[: t.index("max_feature_idx")],
+    "truncated mid tree": lambda t: t[: t.index("left_child=") + 14],
+    "truncated before end": lambda t: t[: t.index("end of trees")],
+    "no num_class": lambda t: _sub(t, r"^num_class=.*\n", ""),
+    "bad num_class": lambda t: _sub(t, r"^num_class=.*$", "num_class=x"),
+    "tpi mismatch": lambda t: _sub(t, r"^num_tree_per_iteration=.*$", "num_tree_per_iteration=2"),
+    "huge tree count": lambda t: _sub(t, r"^tree_sizes=(.*)$", r"tree_sizes=\1 " + " ".join(["9"] * 100)),
+    "huge num_leaves": lambda t: _sub(t, r"^num_leaves=.*$", "num_leaves=1000000000000"),
+    "zero leaves": lambda t: _sub(t, r"^num_leaves=.*$", "num_leaves=0"),
+    "short leaf_value": lambda t: _sub(t, r"^(leaf_value=\S+) .*$", r"\1"),
+    "missing threshold": lambda t: _sub(t, r"^threshold=.*\n", ""),
+    "nan threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=nan"),
+    "inf threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=inf"),
+    "text threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=abc"),
+    "feature out of range": lambda t: _sub(t, r"^split_feature=(\S+)", "split_feature=99"),
+    "negative feature": lambda t: _sub(t, r"^split_feature=(\S+)", "split_feature=-1"),
+    "child out of range": lambda t: _sub(t, r"^left_child=(\S+)", "left_child=9999"),
+    "leaf out of range": lambda t: _sub(t, r"^right_child=(\S+)", "right_child=-9999"),
+    "root as child": lambda t: _sub(t, r"^left_child=(\S+)", "left_child=0"),
+    "cycle": lambda t: _sub(t, r"^left_child=(\S+) (\S+)", r"left_child=\1 1"),
+    "bad decision type": lambda t: _sub(t, r"^decision_type=(\S+)", "decision_type=12"),
+    "out-of-order tree": lambda t: _sub(t, r"^Tree=1$", "Tree=5"),
+    "linear flag": lambda t: _sub(t, r"^is_linear=0$", "is_linear=1"),
+    "few feature names": lambda t: _sub(t, r"^(feature_names=\S+) .*$", r"\1"),
+    "unknown objective": lambda t: _sub(t, r"^objective=.*$", "objective=quadratic_weirdness"),
+    "sigmoid missing": lambda t: _sub(t, r"^objective=.*$", "objective=binary"),
+    "softmax class mismatch": lambda t: _sub(t, r"^objective=.*$", "objective=multiclass num_class:3"),
+    "garbage line in tree": lambda t: _sub(t, r"^shrinkage=.*$", "shrinkage"),
+    "no trees": lambda t: t[: t.index("Tree=0")] + "end of trees\n",
+    "cat boundaries past end": lambda t: _sub(t, r"^cat_boundaries=(.*) (\S+)$", r"cat_boundaries=\1 999"),
+    "cat boundaries decreasing": lambda t: _sub(t, r"^cat_boundaries=0 (\S+)", r"cat_boundaries=0 -1"),
+    "cat index out of range": lambda t: _cat_threshold_edit(t),
+    "cat word too big": lambda t: _sub(t, r"^cat_threshold=(\S+)", "cat_threshold=4294967296"),
+    "num_cat too big": lambda t: _sub(t, r"^num_cat=.*$", "num_cat=999"),
+}
+
+
+def _cat_threshold_edit(text: str) -> str:
+    """Point the first categorical split at a bitset that does not exist."""
+    head, *trees = text.split("\nTree=")
+    for i, block in enumerate(trees):
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        if int(kv.get("num_cat", 0) or 0) > 0:
+            dts = kv["decision_type"].split()
+            thr = kv["threshold"].split()
+            j = next(k for k, d in enumerate(dts) if int(d) & 1)
+            thr[j] = "7"
+            trees[i] = re.sub(r"^threshold=.*$", "threshold=" + " ".join(thr), block, flags=re.M)
+            return "\nTree=".join([head, *trees])
+    raise AssertionError("no categorical split")
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_malformed_models_raise_model_format_error(case: str, cat_text: str) -> None:
+    broken = BROKEN[case](cat_text)
+    with pytest.raises(ModelFormatError) as info:
+        load_lightgbm(broken)
+    assert str(info.value)
+
+
+def test_errors_name_the_line_and_tree(cat_text: str) -> None:
+    broken = _sub(cat_text, r"^split_feature=(\S+)", "split_feature=99")
+    line = broken[: broken.index("split_feature=99")].count("\n") + 1
+    with pytest.raises(ModelFormatError, match=rf"line {line}: tree 0: split_feature 99"):
+        load_lightgbm(broken)
+
+
+def test_missing_file_is_a_model_format_error(tmp_path) -> None:
+    with pytest.raises(ModelFormatError, match="cannot read"):
+        load_lightgbm(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.3, 0.5, 0.7, 0.9, 0.97])
+def test_any_truncation_is_a_model_format_error(cut: float, cat_text: str) -> None:
+    end = cat_text.index("end of trees")
+    with pytest.raises(ModelFormatError):
+        load_lightgbm(cat_text[: int(end * cut)])
