@@ -145,7 +145,7 @@ class VWModel:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.info, self._weights, self.source))
+        return (_rebuild, (self.info, self._weights, self.source, self._core.cache_limit))
 
     @property
     def weights(self) -> np.ndarray:
@@ -233,8 +233,8 @@ class VWModel:
         return res
 
 
-def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str) -> VWModel:
-    return _build(info, np.array(weights, dtype=np.float32), source)
+def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str, hash_cache: int) -> VWModel:
+    return _build(info, np.array(weights, dtype=np.float32), source, hash_cache)
 
 
 def _as_vector(x: Any) -> np.ndarray:
@@ -310,8 +310,15 @@ def looks_like_vw(head: bytes) -> bool:
     return 6 <= n <= 13 and len(head) >= 4 + n and _VERSION_RE.match(head[4 : 4 + n]) is not None
 
 
-def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> VWModel:
-    """Load a VW ``--cb_adf`` / ``--cb_explore_adf`` binary model from a path or its bytes."""
+def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
+            hash_cache: int = 200_000) -> VWModel:
+    """Load a VW ``--cb_adf`` / ``--cb_explore_adf`` binary model from a path or its bytes.
+
+    ``hash_cache`` bounds how many feature-name hashes the model remembers (about
+    100 bytes each) so repeated names skip murmur3; 0 disables the cache.
+    """
+    if hash_cache < 0:
+        raise ValueError("hash_cache must be >= 0")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, where = bytes(source), "VW model"
     else:
@@ -322,10 +329,10 @@ def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> 
         except OSError as e:
             raise ModelFormatError(f"cannot read model file {where!r}: {e.strerror or e}") from e
     info, weights = _parse(data, where)
-    return _build(info, weights, where)
+    return _build(info, weights, where, hash_cache)
 
 
-def _build(info: VWModelInfo, weights: np.ndarray, where: str) -> VWModel:
+def _build(info: VWModelInfo, weights: np.ndarray, where: str, hash_cache: int) -> VWModel:
     weights.flags.writeable = False
     slots = sorted({c for term in info.interactions for c in term.encode("latin-1")})
     slot_of = {c: i for i, c in enumerate(slots)}
@@ -343,7 +350,7 @@ def _build(info: VWModelInfo, weights: np.ndarray, where: str) -> VWModel:
     scored = np.ascontiguousarray(weights[::per_problem]) if per_problem > 1 else weights
     core = VWCore(
         scored, info.bits - shift, info.hash_seed, info.hash_all, info.chain_hash, info.constant,
-        info.ignore.encode("latin-1"), info.ignore_linear.encode("latin-1"), bytes(slots), terms,
+        info.ignore.encode("latin-1"), info.ignore_linear.encode("latin-1"), bytes(slots), terms, hash_cache,
     )
     return VWModel(core, info, weights, where)
 
