@@ -447,3 +447,47 @@ def catalogue_arms(n_arms: int = 10) -> list:
         )
     return arms
 
+
+# --------------------------------------------------------------------------- decide (end to end)
+
+
+def decide_workload(n_arms: int = 10, n_trees: int = 100, *, seed: int = 0, n_profiles: int = 256) -> dict:
+    """A Decider's inputs: schema, arms, a cached binary LightGBM model over the catalogue's rows, profiles.
+
+    Returns {"schema", "arms", "model_text", "profiles": [(profile, context)]}. The
+    schema has 8 numeric profile features, a categorical ``segment`` and a context
+    ``hour``; arms carry a numeric ``fee`` and a categorical ``kind``.
+    """
+    import nba
+
+    segments = ["gold", "silver", "bronze"]
+    schema = nba.FeatureSchema(
+        [nba.Numeric(f"p{j}") for j in range(8)]
+        + [nba.Categorical("segment", segments), nba.Numeric("hour", source="context")]
+    )
+    arms = [
+        nba.Arm(f"offer{i}", features={"fee": float(i * 5), "kind": ["card", "loan", "savings"][i % 3]},
+                value=1.0 + (i % 4) / 4, channels={"web": {"text": f"offer {i}"}})
+        for i in range(n_arms)
+    ]
+    names = list(nba.Catalog(arms, schema).feature_names)
+    params = {"n_arms": n_arms, "n_trees": n_trees, "seed": seed, "names": names}
+
+    def build() -> str:
+        import lightgbm as lgb
+
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(5000, len(names)))
+        y = (X[:, 0] + 0.5 * X[:, -1] + rng.normal(size=5000) > 0).astype(float)
+        p = {"objective": "binary", "num_leaves": 31, "verbose": -1, "seed": seed, "deterministic": True,
+             "min_data_in_leaf": 5}
+        return lgb.train(p, lgb.Dataset(X, y, feature_name=names), n_trees).model_to_string()
+
+    text = _cached_text("decide-lightgbm", params, build).read_text()
+    rng = np.random.default_rng(seed + 1)
+    profiles = [
+        ({"id": f"u{k}", **{f"p{j}": float(v) for j, v in enumerate(rng.normal(size=8))}, "segment": segments[k % 3]},
+         {"hour": float(k % 24)})
+        for k in range(n_profiles)
+    ]
+    return {"schema": schema, "arms": arms, "model_text": text, "profiles": profiles}
