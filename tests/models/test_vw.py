@@ -89,6 +89,8 @@ CONFIGS = [
     ("--cb_adf --adaptive -b 12 -q UA", "json", {}),
     ("--cb_adf --l1 1e-5 --l2 1e-4 -b 12 -q UA", "json", {}),
     ("--cb_adf --predict_only_model -b 12 -q UA", "json", {}),
+    ("--cb_adf --sparse_weights -b 20 -q UA", "json", {}),
+    ("--cb_adf --cb_type sm --initial_weight 0.01 -b 10 -q UA", "json", {}),
     ("--cb_adf -b 18 -q UA", "json", {"n_shared": 300, "n_actions": 3}),
 ]
 

@@ -562,12 +562,14 @@ def _read_weights(r: _Reader, bits: int, per_weight: int) -> np.ndarray:
                 f"{r.where}: weight record {k} has index {int(idx[k])}, beyond the {size} weights of -b {bits} "
                 f"(at byte {r.pos + k * rec})"
             )
-        if idx.size > 1:
-            down = np.flatnonzero(idx[1:] <= idx[:-1])
-            if down.size:
-                k = int(down[0]) + 1
+        if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+            # --sparse_weights models list weights in hash-table order; VW never repeats one.
+            order = np.argsort(idx, kind="stable")
+            dup = np.flatnonzero(idx[order][1:] == idx[order][:-1])
+            if dup.size:
+                k = int(order[dup[0] + 1])
                 raise ModelFormatError(
-                    f"{r.where}: weight record {k} (index {int(idx[k])}) is out of order; the file is corrupted "
+                    f"{r.where}: weight record {k} repeats index {int(idx[k])}; the file is corrupted "
                     f"(at byte {r.pos + k * rec})"
                 )
         bad = np.flatnonzero(~(np.abs(vals) <= MAX_ABS_WEIGHT))
@@ -587,6 +589,7 @@ def _parse_options(options: str, where: str) -> dict[str, list[str]]:
     """The stored command line as {option: [values]} ([] for flags); refuses what nba cannot score."""
     tokens = options.split()
     out: dict[str, list[str]] = {}
+    unsupported: list[str] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -602,7 +605,14 @@ def _parse_options(options: str, where: str) -> dict[str, list[str]]:
             out.setdefault(name, []).append(tokens[i + 1])
             i += 2
         else:
-            raise ModelFormatError(f"{where}: option --{name} is not supported: {_HELP}")
+            unsupported.append(tok)
+            i += 2 if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") else 1
+    if unsupported:
+        listed = ", ".join(dict.fromkeys(unsupported))
+        raise ModelFormatError(
+            f"{where}: option{'s' if len(unsupported) > 1 else ''} {listed} "
+            f"{'are' if len(unsupported) > 1 else 'is'} not supported: {_HELP}"
+        )
     return out
 
 

@@ -1,0 +1,368 @@
+"""Hostile and unsupported VW model files: only ModelFormatError comes out.
+
+A file that loads must score finite costs. Mutations behind a recomputed header
+checksum reach the option parser and the weight reader; the checksum helper is
+itself checked against VW (VW loads a header this file rewrote).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nba
+from benchmarks.workloads import vw_examples, vw_model_file, vw_text
+from nba._core import murmurhash3_32
+from nba.models.vw import MAX_BITS, load_vw
+
+vowpalwabbit = pytest.importorskip("vowpalwabbit")
+
+DECISIONS = vw_examples(3, 21, n_actions=4)
+
+
+# --------------------------------------------------------------------------- header surgery
+
+
+def split_header(data: bytes) -> tuple[dict, bytes]:
+    """The header fields of a VW model and the bytes after the header."""
+    o = 0
+
+    def take(n: int) -> bytes:
+        nonlocal o
+        chunk = data[o : o + n]
+        o += n
+        return chunk
+
+    def u32() -> int:
+        return struct.unpack("<I", take(4))[0]
+
+    f: dict = {}
+    f["version"] = take(u32())
+    f["id"] = take(u32())
+    f["marker"] = take(1)
+    f["labels"] = take(8)
+    f["bits"] = u32()
+    f["lda"] = u32()
+    f["ngram"] = [take(3) for _ in range(u32())]
+    f["skips"] = [take(3) for _ in range(u32())]
+    f["options"] = take(u32())
+    assert u32() == 4
+    f["checksum"] = u32()
+    return f, data[o:]
+
+
+def join_header(f: dict, body: bytes) -> bytes:
+    """Reassemble a header with VW's chained murmur3 checksum (one link per non-empty read)."""
+    reads = [
+        struct.pack("<I", len(f["id"])), f["id"], f["marker"], f["labels"][:4], f["labels"][4:],
+        struct.pack("<I", f["bits"]), struct.pack("<I", f["lda"]), struct.pack("<I", len(f["ngram"])), *f["ngram"],
+        struct.pack("<I", len(f["skips"])), *f["skips"], struct.pack("<I", len(f["options"])), f["options"],
+    ]
+    h = 0
+    for chunk in reads:
+        if chunk:
+            h = murmurhash3_32(chunk, h)
+    head = struct.pack("<I", len(f["version"])) + f["version"] + b"".join(reads)
+    return head + struct.pack("<II", 4, h) + body
+
+
+def rewrite(data: bytes, **changes) -> bytes:
+    f, body = split_header(data)
+    f.update(changes)
+    return join_header(f, body)
+
+
+def with_options(data: bytes, options: str) -> bytes:
+    return rewrite(data, options=(" " + options).encode() + b"\x00")
+
+
+@pytest.fixture(scope="module")
+def small() -> bytes:
+    """A small save_resume cb_explore_adf model: b=10, a few hundred weight records."""
+    return vw_model_file("--cb_explore_adf -b 10 -q UA", n_train=60, seed=3, n_actions=4).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def small_predict_only() -> bytes:
+    return vw_model_file("--cb_adf -b 10 -q UA --predict_only_model", n_train=60, seed=3, n_actions=4).read_bytes()
+
+
+def loads_and_scores_finite(data: bytes) -> bool:
+    """True when ``data`` loads and scores finite costs; False when refused with ModelFormatError."""
+    try:
+        model = load_vw(data)
+    except nba.ModelFormatError as e:
+        assert str(e)
+        return False
+    for shared, actions, _, _ in DECISIONS:
+        costs = model.score(shared, model.prepare_actions(actions))
+        assert np.isfinite(costs).all(), f"a loaded model scored {costs}"
+    return True
+
+
+def test_rejoining_a_header_is_byte_identical(small, small_predict_only):
+    for data in (small, small_predict_only):
+        assert join_header(*split_header(data)) == data
+
+
+def test_vw_accepts_a_header_this_file_rewrote(small, tmp_path):
+    """Our checksum is VW's: VW loads a model whose options we reordered and predicts the same."""
+    f, _ = split_header(small)
+    tokens = f["options"].rstrip(b"\x00").decode().split(" --")
+    reordered = " --".join([tokens[0]] + list(reversed(tokens[1:])))
+    assert reordered != f["options"].rstrip(b"\x00").decode()
+    path = tmp_path / "rewritten.vw"
+    path.write_bytes(rewrite(small, options=reordered.encode() + b"\x00"))
+    orig = tmp_path / "orig.vw"
+    orig.write_bytes(small)
+    a = vowpalwabbit.Workspace(f"-i {orig} -t --quiet")
+    b = vowpalwabbit.Workspace(f"-i {path} -t --quiet")
+    try:
+        shared, actions, _, _ = DECISIONS[0]
+        assert a.predict(vw_text(shared, actions)) == b.predict(vw_text(shared, actions))
+    finally:
+        a.finish()
+        b.finish()
+    assert loads_and_scores_finite(path.read_bytes())
+
+
+# --------------------------------------------------------------------------- truncation and mutation
+
+
+def test_every_truncation_is_refused_or_loads_finite(small, small_predict_only):
+    for data in (small, small_predict_only):
+        loaded = [n for n in range(len(data)) if loads_and_scores_finite(data[:n])]
+        header_end = len(data) - len(split_header(data)[1])
+        # Only cuts at a weight-record boundary load (as in VW: fewer weights).
+        assert loaded and min(loaded) > header_end
+
+
+def test_random_byte_mutations_are_refused_or_load_finite(small, small_predict_only):
+    rng = np.random.default_rng(1234)
+    outcomes = {True: 0, False: 0}
+    for data in (small, small_predict_only):
+        for _ in range(600):
+            buf = bytearray(data)
+            op = rng.integers(4)
+            for _ in range(int(rng.integers(1, 4))):
+                pos = int(rng.integers(len(buf)))
+                if op == 0:
+                    buf[pos] ^= 1 << int(rng.integers(8))
+                elif op == 1:
+                    buf[pos] = int(rng.integers(256))
+                elif op == 2:
+                    del buf[pos]
+                else:
+                    buf.insert(pos, int(rng.integers(256)))
+            outcomes[loads_and_scores_finite(bytes(buf))] += 1
+    assert outcomes[True] and outcomes[False], outcomes  # both paths exercised
+
+
+_option_tokens = st.sampled_from([
+    "--cb_adf", "--cb_explore_adf", "--quadratic UA", "--cubic UAG", "--interactions UAG", "--interactions UA",
+    "--ignore U", "--ignore_linear A", "--keep UA", "--noconstant", "--hash all", "--hash_seed 9", "--chain_hash",
+    "--epsilon 0.3", "--softmax", "--squarecb", "--first 2", "--sgd", "--adaptive", "--normalized",
+    "--csoaa_ldf multiline", "--csoaa_rank", "--cb_type dr", "--cb_type ips", "--bit_precision 10",
+    "--quadratic", "--ignore", "--lrq UA2", "--bag 2", "--link identity", "-q", "x", "--",
+])
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tokens=st.lists(_option_tokens, max_size=8), bits=st.one_of(st.just(10), st.integers(0, 40)),
+       which=st.booleans())
+def test_mutated_options_behind_a_valid_checksum_are_refused_or_load_finite(small, small_predict_only, tokens,
+                                                                            bits, which):
+    data = with_options(small if which else small_predict_only, " ".join(tokens))
+    loads_and_scores_finite(rewrite(data, bits=bits))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(version=st.binary(max_size=14), model_id=st.binary(max_size=20), lda=st.integers(0, 2**32 - 1),
+       ngram=st.lists(st.binary(min_size=3, max_size=3), max_size=2), options=st.binary(max_size=40))
+def test_hostile_header_fields_are_refused_or_load_finite(small, version, model_id, lda, ngram, options):
+    loads_and_scores_finite(rewrite(small, version=version, id=model_id, lda=lda, ngram=ngram, options=options))
+
+
+# --------------------------------------------------------------------------- unsupported options, named
+
+
+_UNSUPPORTED_TRAINED = [
+    ("--cb_adf --lrq UA2", "--lrq"),
+    ("--cb_adf --lrqfa UA2", "--lrqfa"),
+    ("--cb_adf --nn 2", "--nn"),
+    ("--cb_explore_adf --bag 3", "--bag"),
+    ("--cb_explore_adf --cover 3", "--cover"),
+    ("--cb_explore_adf --regcb", "--regcb"),
+    ("--cb_explore_adf --regcbopt", "--regcbopt"),
+    ("--cb_explore_adf --rnd 2", "--rnd"),
+    ("--cb_explore_adf --synthcover", "--synthcover"),
+    ("--cb_explore_adf --squarecb --elim", "--elim"),
+    ("--cb_explore_adf --large_action_space", "--large_action_space"),
+    ("--cb_adf --ftrl", "--ftrl"),
+    ("--cb_adf --pistol", "--pistol"),
+    ("--cb_adf --coin", "--coin"),
+    ("--cb_adf --boosting 2", "--boosting"),
+    ("--cb_adf --marginal U", "--marginal"),
+    ("--cb_adf --autolink 2", "--autolink"),
+    ("--cb_adf --stage_poly", "--stage_poly"),
+    ("--cb_adf --link logistic", "--link logistic"),
+    ("--cb_adf --interactions ::", "':' wildcard"),
+    ("--cb_adf -q :A", "':' wildcard"),
+    ("--cb_adf --cubic :UA", "':' wildcard"),
+    ("--cb_adf --interactions UAGA", "more than three namespaces"),
+    ("--cb_adf --experimental_full_name_interactions User|Action", "--experimental_full_name_interactions"),
+    ("--cb_adf --ngram U2", "--ngram"),
+    ("--cb_adf --affix +2U", "--affix"),
+    ("--cb_adf --spelling U", "--spelling"),
+    ("--cb_adf --redefine V:=U", "--redefine"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), _UNSUPPORTED_TRAINED, ids=[a for a, _ in _UNSUPPORTED_TRAINED])
+def test_models_with_unsupported_options_are_refused_naming_the_option(args, named):
+    path = vw_model_file(args, n_train=20, seed=1, n_actions=3)
+    with pytest.raises(nba.ModelFormatError, match=None) as info:
+        nba.load_model(path)
+    assert named in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ("", "not a contextual-bandit ADF model"),
+        ("--oaa 3", "--oaa"),
+        ("--cb 3 --cb_force_legacy", "--cb, --cb_force_legacy"),
+        ("--ccb_explore_adf --cb_sample", "--ccb_explore_adf"),
+        ("--cb_adf --bfgs", "--bfgs"),
+        ("--cb_adf --link poisson", "--link poisson"),
+        ("--cb_adf --csoaa_ldf mc", "--csoaa_ldf mc"),
+        ("--cb_adf --cb_type weird", "--cb_type weird"),
+        ("--cb_adf --hash weird", "--hash weird"),
+        ("--cb_adf --interactions A", "at least two namespaces"),
+        ("--cb_adf --quadratic UAB", "must name 2 namespaces"),
+        ("--cb_adf --cubic UA", "must name 3 namespaces"),
+        ("--cb_adf --ignore \\x20", "escaped"),
+        ("--cb_adf --bit_precision 12", "--bit_precision"),
+        ("--cb_adf --hash_seed x", "--hash_seed"),
+        ("--cb_explore_adf --softmax --squarecb", "conflicting exploration"),
+        ("--cb_adf --quadratic", "--quadratic has no value"),
+        ("cb_adf", "unexpected token"),
+    ],
+)
+def test_rewritten_options_nba_cannot_score_are_refused_naming_them(small, options, named):
+    with pytest.raises(nba.ModelFormatError) as info:
+        load_vw(with_options(small, options))
+    assert named in str(info.value)
+
+
+def test_header_fields_nba_does_not_reproduce_are_refused(small):
+    with pytest.raises(nba.ModelFormatError, match="--lda"):
+        load_vw(rewrite(small, lda=2))
+    with pytest.raises(nba.ModelFormatError, match="--ngram"):
+        load_vw(rewrite(small, ngram=[b"U2\x00"]))
+    with pytest.raises(nba.ModelFormatError, match="--skips"):
+        load_vw(rewrite(small, skips=[b"U1\x00"]))
+
+
+# --------------------------------------------------------------------------- hostile specifics
+
+
+def _weight_records(data: bytes, per_weight: int) -> tuple[int, int]:
+    """(offset of the first weight record, record size) in a small save_resume model."""
+    _, body = split_header(data)
+    start = len(data) - len(body) + 16 + 1 + (128 if per_weight > 1 else 0)  # epsilon-greedy saves no counter
+    return start, 4 * (1 + per_weight)
+
+
+def test_hostile_weights_are_refused(small):
+    start, rec = _weight_records(small, 3)
+    assert (len(small) - start) % rec == 0
+    (first,) = struct.unpack_from("<I", small, start)
+
+    def patched(offset: int, fmt: str, value) -> bytes:
+        buf = bytearray(small)
+        struct.pack_into(fmt, buf, offset, value)
+        return bytes(buf)
+
+    for value, needle in ((math.nan, "diverged"), (math.inf, "diverged"), (-1e35, "diverged")):
+        with pytest.raises(nba.ModelFormatError, match=needle):
+            load_vw(patched(start + 4, "<f", value))
+    with pytest.raises(nba.ModelFormatError, match="beyond the 1024 weights"):
+        load_vw(patched(start, "<I", 1 << 10))
+    with pytest.raises(nba.ModelFormatError, match="beyond"):
+        load_vw(patched(start, "<I", 2**32 - 1))
+    with pytest.raises(nba.ModelFormatError, match="repeats index"):
+        load_vw(patched(start + rec, "<I", first))
+    with pytest.raises(nba.ModelFormatError, match="truncated weights"):
+        load_vw(small[:-1])
+
+
+def test_hostile_learner_state_is_refused(small):
+    _, body = split_header(small)
+    resume = len(small) - len(body) + 16
+    assert small[resume] == 1
+    for flag in (2, 255):
+        with pytest.raises(nba.ModelFormatError, match="save_resume flag"):
+            load_vw(small[:resume] + bytes([flag]) + small[resume + 1 :])
+    for offset, value in ((112, math.nan), (112, -1.0), (120, 0.0), (120, math.inf), (120, -2.0)):
+        buf = bytearray(small)
+        struct.pack_into("<d", buf, resume + 1 + offset, value)
+        with pytest.raises(nba.ModelFormatError, match="regularization state"):
+            load_vw(bytes(buf))
+
+
+def test_hostile_sizes_never_allocate(small):
+    for bits in (MAX_BITS + 1, 31, 32):
+        with pytest.raises(nba.ModelFormatError, match=f"-b {bits}"):
+            load_vw(rewrite(small, bits=bits))
+    for bits in (0, 33, 2**32 - 1):
+        with pytest.raises(nba.ModelFormatError, match="out of range"):
+            load_vw(rewrite(small, bits=bits))
+    f, body = split_header(small)
+    head_len = len(small) - len(body)
+    huge = bytearray(small)
+    opt_len_at = head_len - 8 - len(f["options"]) - 4
+    struct.pack_into("<I", huge, opt_len_at, 2**32 - 1)
+    with pytest.raises(nba.ModelFormatError, match="options length"):
+        load_vw(bytes(huge))
+    with pytest.raises(nba.ModelFormatError, match="checksum"):
+        load_vw(small[:20] + bytes([small[20] ^ 1]) + small[21:])
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"", "truncated"),
+        (b"\x07\x00\x00\x00", "truncated"),
+        (b"\x07\x00\x00\x008.11.0\x00" + b"\x00" * 64, "older than 9.0.0"),
+        (b"\x07\x00\x00\x00abcdef\x00" + b"\x00" * 64, "not a Vowpal Wabbit binary model"),
+        (b"\xff\xff\xff\xff" + b"\x00" * 64, "version string length"),
+        (b"tree\nversion=v4\n", "version string length"),
+        (bytes(range(256)) * 4, "version string length"),
+    ],
+)
+def test_garbage_is_refused(data, needle):
+    with pytest.raises(nba.ModelFormatError, match=needle):
+        load_vw(data)
+
+
+def test_a_mutated_version_is_refused(small):
+    with pytest.raises(nba.ModelFormatError, match="older than 9.0.0"):
+        load_vw(rewrite(small, version=b"8.9.1\x00"))
+    assert loads_and_scores_finite(rewrite(small, version=b"9.0.0\x00"))
+
+
+def test_load_model_refuses_what_it_cannot_sniff(tmp_path):
+    path = tmp_path / "junk.vw"
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(nba.ModelFormatError):
+        nba.load_model(path)
+    with pytest.raises(nba.ModelFormatError, match="not a Vowpal Wabbit"):
+        nba.load_model(path, format="vw")
+    with pytest.raises(nba.ModelFormatError, match="cannot read"):
+        load_vw(tmp_path / "missing.vw")
