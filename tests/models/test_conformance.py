@@ -31,7 +31,6 @@ import pytest
 import nba
 from benchmarks.workloads import lightgbm_model, lightgbm_model_file, rows
 
-pytest.importorskip("nba.models.lightgbm")  # until the loader lands
 
 N_THREADS = 8
 

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 import nba
 
 lgb = pytest.importorskip("lightgbm")
-pytest.importorskip("nba.models.lightgbm")  # until the loader lands
 
 TRANSFORM_RTOL = 1e-12
 TRANSFORM_ATOL = 1e-12
@@ -69,6 +68,9 @@ def model_specs(draw) -> dict:
         "zero_as_missing": draw(st.booleans()),
         "max_cat_to_onehot": draw(st.sampled_from([1, 4, 64])),
         "sigmoid": draw(st.sampled_from([1.0, 0.5, 2.5])),
+        # The last column matters only through its missingness: LightGBM then splits
+        # NaN from everything else with threshold=inf.
+        "nan_signal": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**16)),
     }
 
@@ -100,11 +102,17 @@ def train(spec: dict):
     X = rng.standard_normal((n, f))
     for c in spec["categorical"]:
         X[:, c] = rng.integers(0, spec["n_categories"], n)
-    z = X @ rng.standard_normal(f) + np.sin(3 * X[:, 0])
+    w = rng.standard_normal(f)
+    nan_signal = spec.get("nan_signal", False) and spec["nan_fraction"] > 0 and f > 1
+    if nan_signal:
+        w[-1] = 0.0
+    z = X @ w + np.sin(3 * X[:, 0])
     X[rng.random((n, f)) < spec["zero_fraction"]] = 0.0
     nan_mask = rng.random((n, f)) < spec["nan_fraction"]
     X[nan_mask] = np.nan
     z = z + np.where(nan_mask[:, 0], 1.5, 0.0)  # make missingness informative
+    if nan_signal:
+        z = z + np.where(nan_mask[:, -1], 3.0, 0.0)
     y = _labels(spec, z, rng)
     objective = spec["objective"]
     params = {
@@ -113,7 +121,9 @@ def train(spec: dict):
         "num_leaves": spec["num_leaves"],
         "min_data_in_leaf": spec["min_data_in_leaf"],
         "min_data_per_group": 1,
-        "min_sum_hessian_in_leaf": 0.0,
+        # LightGBM's default; with 0, near-zero hessians (gamma, lambdarank) make LightGBM 4.7 abort
+        # training on a split with an empty side
+        "min_sum_hessian_in_leaf": 1e-3,
         "cat_smooth": 1.0,
         "cat_l2": 1.0,
         "max_cat_to_onehot": spec["max_cat_to_onehot"],
@@ -272,3 +282,74 @@ def test_any_float_row_scores_like_lightgbm(categorical_missing_model, row):
         rtol=TRANSFORM_RTOL,
         atol=TRANSFORM_ATOL,
     )
+
+
+# --------------------------------------------------------------------------- LightGBM's zero band
+
+# LightGBM declares ``const double kZeroThreshold = 1e-35f``: a float literal widened
+# to double, i.e. 1.0000000180025095e-35, a hair above the double 1e-35. Dense rows
+# drop every |x| <= kZeroThreshold (the predictor reads them as 0.0), and the
+# trainer puts thresholds at exactly +-kZeroThreshold, so rows holding that value
+# are ordinary input (a float32 pipeline that stored 1e-35 produces it, too).
+K_ZERO = float(np.float32(1e-35))
+ZERO_BAND = [
+    K_ZERO,
+    -K_ZERO,
+    np.nextafter(K_ZERO, 0.0),
+    np.nextafter(-K_ZERO, 0.0),
+    np.nextafter(K_ZERO, 1.0),
+    np.nextafter(-K_ZERO, -1.0),
+    1e-35,
+    -1e-35,
+    5e-324,
+    0.0,
+    -0.0,
+    np.nan,
+    1.0,
+    -1.0,
+]
+
+
+@pytest.fixture(scope="module")
+def one_split_model_text() -> str:
+    """A one-split regression model; the tests below rewrite its threshold and decision type."""
+    booster, _ = train(
+        {
+            "objective": "regression", "num_class": 1, "n_features": 1, "categorical": [], "n_categories": 2,
+            "num_leaves": 2, "n_trees": 1, "boosting": "gbdt", "min_data_in_leaf": 1, "n_rows": 25,
+            "nan_fraction": 0.1, "zero_fraction": 0.0, "use_missing": False, "zero_as_missing": False,
+            "max_cat_to_onehot": 1, "sigmoid": 1.0, "seed": 0,
+        }
+    )  # fmt: skip
+    return booster.model_to_string()
+
+
+@pytest.mark.parametrize("threshold", [-K_ZERO, K_ZERO, -1e-35, 1e-35, 0.0, 0.5])
+@pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
+def test_values_in_lightgbm_zero_band_read_as_zero(one_split_model_text, threshold, decision_type):
+    """Rows at +-kZeroThreshold (float32(1e-35)) split like LightGBM's 0.0, for every missing-value mode."""
+    text = re.sub(r"^threshold=.*$", f"threshold={threshold!r}", one_split_model_text, count=1, flags=re.M)
+    text = re.sub(r"^decision_type=.*$", f"decision_type={decision_type}", text, count=1, flags=re.M)
+    reference = lgb.Booster(model_str=text)
+    model = nba.load_model(text)
+    X = np.array(ZERO_BAND).reshape(-1, 1)
+    expected = reference.predict(X, raw_score=True)
+    got = np.asarray(model.predict(X, raw_score=True))
+    wrong = [f"x={x!r}: nba {g!r}, lightgbm {e!r}" for x, g, e in zip(X[:, 0], got, expected) if g != e]
+    assert not wrong, wrong
+
+
+def test_nan_only_split_with_infinite_threshold_scores_like_lightgbm():
+    """LightGBM writes ``threshold=inf`` for a split that separates NaN from every number; that is a valid model."""
+    rng = np.random.default_rng(3)
+    n = 400
+    X = rng.standard_normal((n, 2))
+    X[rng.random((n, 2)) < 0.2] = np.nan
+    y = np.nan_to_num(X[:, 0]) - 2.0 * np.isnan(X[:, 1])  # column 1 matters only through missingness
+    params = {"objective": "regression", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1, "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(X, y), 3)
+    text = booster.model_to_string()
+    assert numerical_thresholds(text, 2)[1].count(np.inf) > 0, "precondition: LightGBM wrote an infinite threshold"
+    model = nba.load_model(text)
+    R = np.array([[0.0, 0.0], [0.0, np.nan], [0.0, np.inf], [0.0, -np.inf], [0.0, 1e308], [np.nan, np.nan]])
+    _assert_matches(model, booster, np.vstack([R, X[:50]]))
