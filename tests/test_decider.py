@@ -8,6 +8,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nba
 from nba.models.online import BetaThompson, LinUCB
@@ -340,3 +342,28 @@ def test_bad_inputs_raise_typed_errors(catalog, model) -> None:
         nba.Decider(catalog, model, experiments=[nba.Experiment("e", ["a", "b"], overrides={"b": {"model": "x"}})])
     with pytest.raises(nba.ConfigError):
         nba.Decider(catalog, LinUCB(3, 5))  # wrong arm count
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    thresholds=st.lists(st.integers(0, 100), min_size=5, max_size=5),
+    age=st.integers(0, 100),
+    segment=st.sampled_from(["gold", "silver", "bronze"]),
+    epsilon=st.floats(0.0, 1.0),
+    eid=st.text(min_size=1, max_size=12),
+)
+def test_decision_is_among_naively_eligible_arms_with_a_consistent_pmf(model, thresholds, age, segment, epsilon, eid) -> None:
+    extra = {f"offer{i}": {"eligibility": f"age >= {t}"} for i, t in enumerate(thresholds)}
+    cat = nba.Catalog(_arms(**extra), _schema())
+    dec = nba.Decider(cat, model, policy=EpsilonGreedy(epsilon), fallback="offer0")
+    d = dec.decide({"id": "u", "age": float(age), "segment": segment}, CTX, event_id=eid)
+    eligible = tuple(f"offer{i}" for i, t in enumerate(thresholds) if age >= t)
+    if not eligible:
+        assert d.fallback and d.arm == "offer0"
+        return
+    assert d.actions == eligible and d.arm in eligible and not d.fallback
+    assert sum(d.pmf) == pytest.approx(1.0, abs=1e-12)
+    assert d.probability == d.pmf[d.actions.index(d.arm)] > 0
