@@ -118,8 +118,105 @@ class VWCore:
 
 
 # --- exploration: pmf and sampling (_policy.pxi) ---
+# pmf kernels write into ``out`` (same length as ``scores``) and return the index of
+# the first non-finite score (nothing written) or -1. Validated by nba.policy.
+def pmf_epsilon_greedy(
+    scores: npt.NDArray[np.float64], epsilon: float, tie_rtol: float, out: npt.NDArray[np.float64]
+) -> int:
+    """VW cb_explore_adf epsilon-greedy on scores (higher is better); ties within ``tie_rtol``."""
+
+def pmf_softmax(
+    scores: npt.NDArray[np.float64], lambda_: float, epsilon: float, out: npt.NDArray[np.float64]
+) -> int:
+    """exp(lambda_ * (s - max s)) normalized, then VW's minimum probability epsilon / n."""
+
+def pmf_squarecb(scores: npt.NDArray[np.float64], gamma: float, out: npt.NDArray[np.float64]) -> int:
+    """SquareCB: 1 / (n + gamma (best - s_i)) off the best, the rest on the best."""
+
+def event_key(event_id: bytes, seed: int) -> int:
+    """64-bit sampling key of (seed, event id bytes)."""
+
+def uniform(key: int, j: int) -> float:
+    """The j-th uniform in [0, 1) of the stream of ``key``."""
+
+def sample_index(pmf: npt.NDArray[np.float64], event_id: bytes, seed: int, tol: float) -> int:
+    """Index drawn with u_0 of the event's stream; ``-1 - j`` if entry j (or the sum, j = n) is bad."""
+
+def sample_slate(
+    pmf: npt.NDArray[np.float64], event_id: bytes, seed: int, tol: float, out: npt.NDArray[np.int64]
+) -> int:
+    """len(out) distinct indices without replacement into ``out``; -1, or j as in sample_index."""
 
 # --- online bandits (_bandits.pxi) ---
+# State behind one lock per object (taken with the GIL released). Arms, shapes and
+# rewards are validated by nba.models.online; methods taking ``x`` return the index
+# of its first non-finite feature (nothing done) or -1.
+UNPLAYED_SCORE: float
+
+class BetaBernoulliCore:
+    """Beta(alpha, beta) posterior per arm."""
+
+    n_arms: int
+    version: int
+    def __init__(self, n_arms: int, alpha0: float, beta0: float) -> None: ...
+    def update(self, arm: int, reward: float) -> None: ...
+    def mean(self, out: npt.NDArray[np.float64]) -> None: ...
+    def sample(self, key: int, out: npt.NDArray[np.float64]) -> None: ...
+    def best_pmf(
+        self,
+        key: int,
+        draws: int,
+        arms: npt.NDArray[np.int64],
+        scale: npt.NDArray[np.float64],
+        out: npt.NDArray[np.float64],
+    ) -> None:
+        """Share of ``draws`` posterior draws in which each offered arm (times scale) is best."""
+    def get_state(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
+    def set_state(self, alpha: npt.ArrayLike, beta: npt.ArrayLike, pulls: npt.ArrayLike, version: int) -> None: ...
+
+class UCB1Core:
+    """Pull counts and reward sums per arm."""
+
+    n_arms: int
+    version: int
+    def __init__(self, n_arms: int) -> None: ...
+    def update(self, arm: int, reward: float) -> None: ...
+    def ucb(self, out: npt.NDArray[np.float64]) -> None: ...
+    def mean(self, out: npt.NDArray[np.float64]) -> None: ...
+    def get_state(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
+    def set_state(self, sums: npt.ArrayLike, pulls: npt.ArrayLike, version: int) -> None: ...
+
+class LinearCore:
+    """Disjoint ridge regressions (A^-1 by Sherman-Morrison, b, theta) per arm."""
+
+    n_arms: int
+    n_features: int
+    version: int
+    def __init__(self, n_arms: int, n_features: int, ridge: float) -> None: ...
+    def update(self, arm: int, x: npt.NDArray[np.float64], reward: float) -> int: ...
+    def ucb(self, x: npt.NDArray[np.float64], alpha: float, out: npt.NDArray[np.float64]) -> int: ...
+    def mean_width(
+        self, x: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], width: npt.NDArray[np.float64]
+    ) -> int: ...
+    def sample(self, x: npt.NDArray[np.float64], v: float, key: int, out: npt.NDArray[np.float64]) -> int: ...
+    def best_pmf(
+        self,
+        x: npt.NDArray[np.float64],
+        v: float,
+        key: int,
+        draws: int,
+        arms: npt.NDArray[np.int64],
+        scale: npt.NDArray[np.float64],
+        out: npt.NDArray[np.float64],
+    ) -> int: ...
+    def get_state(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], int
+    ]: ...
+    def set_state(
+        self, ainv: npt.ArrayLike, b: npt.ArrayLike, theta: npt.ArrayLike, pulls: npt.ArrayLike, version: int
+    ) -> None: ...
 
 # --- experiment allocation (_experiments.pxi) ---
 class ExperimentTable:

@@ -1,1 +1,301 @@
-# policy kernels: included from _core.pyx
+# Exploration kernels: a score vector (higher is better) -> pmf, and seeded
+# sampling from a pmf. Included from _core.pyx.
+#
+# The pmf kernels reproduce Vowpal Wabbit's cb_explore_adf reductions on negated
+# costs (VW 9.x: cb_explore_adf_greedy, cb_explore_adf_softmax,
+# cb_explore_adf_squarecb and exploration::enforce_minimum_probability), in
+# float64. nba.policy validates parameters and shapes; the kernels only report
+# the first non-finite score (as an index, -1 when all are finite) so that the
+# caller can raise SchemaError without a separate pass over the scores.
+#
+# Sampling turns (application seed, event id) into a 64-bit key and a stream
+# of uniforms derived from it with splitmix64, so the same decision replays the
+# same way in any process on any platform:
+#
+#   k   = splitmix64(seed)
+#   h   = murmur3_32(event_id_utf8, k mod 2^32) << 32 | murmur3_32(event_id_utf8, k >> 32)
+#   key = splitmix64(h xor k)
+#   u_j = (splitmix64(key + j * 0x9E3779B97F4A7C15) >> 11) * 2^-53      (j = 0, 1, ...)
+#
+# (all arithmetic mod 2^64). sample() uses u_0; sample_slate() uses u_j for slot j.
+
+from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
+
+cdef uint64_t _POL_GOLDEN = 0x9E3779B97F4A7C15ULL
+cdef double _POL_TWO_M53 = 1.0 / 9007199254740992.0  # 2^-53
+
+
+cdef inline uint64_t _pol_event_key(const unsigned char* id, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """64-bit key of (seed, event id bytes); see the header for the exact recipe."""
+    cdef uint64_t k = _splitmix64(seed)
+    cdef uint64_t h = ((<uint64_t>_murmur3_32(id, n, <uint32_t>(k & 0xFFFFFFFFULL))) << 32) | \
+        (<uint64_t>_murmur3_32(id, n, <uint32_t>(k >> 32)))
+    return _splitmix64(h ^ k)
+
+
+cdef inline double _pol_uniform(uint64_t key, uint64_t j) noexcept nogil:
+    """The j-th uniform in [0, 1) of the stream of ``key``: 53 random bits."""
+    return <double><int64_t>(_splitmix64(key + j * _POL_GOLDEN) >> 11) * _POL_TWO_M53
+
+
+cdef inline Py_ssize_t _pol_first_nonfinite(const double* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(s[i]):
+            return i
+    return -1
+
+
+cdef inline bint _pol_same_rel(double a, double b, double rtol) noexcept nogil:
+    """VW::math::are_same_rel: |a - b| <= rtol * (|a| + |b|)."""
+    return fabs(a - b) <= rtol * (fabs(a) + fabs(b))
+
+
+cdef void _pol_epsilon_greedy(const double* s, Py_ssize_t n, double eps, double rtol,
+                              double* out) noexcept nogil:
+    """epsilon / n everywhere, plus (1 - epsilon) split evenly over the top-tied actions.
+
+    VW sorts actions by cost and counts as tied the leading run whose cost is
+    are_same_rel to the best one (fill_tied). Without sorting: the run stops at
+    the best score that is not tied, so an action is in it iff it is tied with
+    the top and scores strictly above every untied action.
+    """
+    cdef Py_ssize_t i, tied = 0
+    cdef double top = s[0]
+    cdef double below = -INFINITY
+    for i in range(1, n):
+        if s[i] > top:
+            top = s[i]
+    for i in range(n):
+        if not _pol_same_rel(s[i], top, rtol) and s[i] > below:
+            below = s[i]
+    for i in range(n):
+        if s[i] > below and _pol_same_rel(s[i], top, rtol):
+            tied += 1
+    cdef double base = eps / <double>n
+    cdef double share = (1.0 - eps) / <double>tied
+    for i in range(n):
+        out[i] = base + share if (s[i] > below and _pol_same_rel(s[i], top, rtol)) else base
+
+
+cdef void _pol_minimum_probability(double* p, Py_ssize_t n, double eps) noexcept nogil:
+    """VW's enforce_minimum_probability(eps, consider_zero_valued_elements=true).
+
+    The Euclidean projection of p onto {q : q_i >= eps / n, sum q = 1}, i.e.
+    q_i = max(p_i - tau, eps / n). VW finds tau by sorting; here Michelot's
+    fixed point finds the same tau without scratch memory: the active set
+    {p_i - tau > eps / n} only shrinks as tau grows, so it is recomputed from
+    tau alone, and it stops as soon as the set no longer changes.
+    """
+    cdef Py_ssize_t i, cnt, newcnt
+    cdef double m, tau, total, newtotal
+    if eps == 0.0:
+        return
+    if eps > 0.999:  # VW: uniform exploration
+        for i in range(n):
+            p[i] = 1.0 / <double>n
+        return
+    m = eps / <double>n
+    cnt = n
+    total = 0.0
+    for i in range(n):
+        total += p[i]
+    tau = (total + <double>(n - cnt) * m - 1.0) / <double>cnt
+    while True:
+        newcnt = 0
+        newtotal = 0.0
+        for i in range(n):
+            if p[i] - tau > m:
+                newcnt += 1
+                newtotal += p[i]
+        if newcnt == cnt or newcnt == 0:
+            break
+        cnt = newcnt
+        total = newtotal
+        tau = (total + <double>(n - cnt) * m - 1.0) / <double>cnt
+    for i in range(n):
+        p[i] = p[i] - tau if p[i] - tau > m else m
+
+
+cdef void _pol_softmax(const double* s, Py_ssize_t n, double lam, double eps, double* out) noexcept nogil:
+    """p_i proportional to exp(lam * (s_i - max s)), then VW's minimum probability eps / n.
+
+    VW's softmax runs generate_softmax(-lambda, costs) = exp(-|lambda| (c_i - min c)),
+    which is this on s = -c.
+    """
+    cdef Py_ssize_t i
+    cdef double top = s[0]
+    cdef double norm = 0.0
+    for i in range(1, n):
+        if s[i] > top:
+            top = s[i]
+    for i in range(n):
+        out[i] = exp(lam * (s[i] - top))
+        norm += out[i]
+    for i in range(n):
+        out[i] /= norm
+    _pol_minimum_probability(out, n, eps)
+
+
+cdef void _pol_squarecb(const double* s, Py_ssize_t n, double gamma, double* out) noexcept nogil:
+    """SquareCB (Foster and Rakhlin 2020) as VW computes it.
+
+    Every action but the best gets 1 / (n + gamma * (best - s_i)); the best one
+    (the first of exactly tied maxima, as VW's stable cost order leaves it)
+    gets the rest.
+    """
+    cdef Py_ssize_t i, a = 0
+    cdef double total = 0.0
+    for i in range(1, n):
+        if s[i] > s[a]:
+            a = i
+    for i in range(n):
+        if i == a:
+            continue
+        out[i] = 1.0 / (<double>n + gamma * (s[a] - s[i]))
+        total += out[i]
+    out[a] = 1.0 - total
+
+
+cdef inline Py_ssize_t _pol_pick(const double* p, Py_ssize_t n, double u) noexcept nogil:
+    """Inverse-CDF pick with uniform u: the first index whose running sum exceeds u * sum(p).
+
+    Zero-probability entries can never be picked.
+    """
+    cdef Py_ssize_t i, last = 0
+    cdef double total = 0.0, cum = 0.0, draw
+    for i in range(n):
+        total += p[i]
+    draw = u * total
+    for i in range(n):
+        if p[i] > 0.0:
+            cum += p[i]
+            last = i
+            if cum > draw:
+                return i
+    return last
+
+
+cdef inline bint _pol_taken(const int64_t* chosen, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k):
+        if chosen[j] == i:
+            return True
+    return False
+
+
+cdef void _pol_slate(const double* p, Py_ssize_t n, Py_ssize_t k, uint64_t key, int64_t* chosen) noexcept nogil:
+    """k distinct indices by successive draws without replacement; slot j uses u_j."""
+    cdef Py_ssize_t j, i, last
+    cdef double total, cum, draw
+    for j in range(k):
+        total = 0.0
+        for i in range(n):
+            if p[i] > 0.0 and not _pol_taken(chosen, j, i):
+                total += p[i]
+        if total <= 0.0:  # only zero-probability actions are left: take them in pmf order
+            for i in range(n):
+                if not _pol_taken(chosen, j, i):
+                    chosen[j] = i
+                    break
+            continue
+        draw = _pol_uniform(key, <uint64_t>j) * total
+        cum = 0.0
+        last = -1
+        for i in range(n):
+            if p[i] > 0.0 and not _pol_taken(chosen, j, i):
+                cum += p[i]
+                last = i
+                if cum > draw:
+                    break
+        chosen[j] = last
+
+
+def pmf_epsilon_greedy(const double[::1] scores, double epsilon, double tie_rtol, double[::1] out):
+    """Epsilon-greedy pmf of ``scores`` into ``out`` (same length, >= 1); returns the
+    index of the first non-finite score, or -1."""
+    cdef Py_ssize_t n = scores.shape[0], bad
+    with nogil:
+        bad = _pol_first_nonfinite(&scores[0], n)
+        if bad < 0:
+            _pol_epsilon_greedy(&scores[0], n, epsilon, tie_rtol, &out[0])
+    return bad
+
+
+def pmf_softmax(const double[::1] scores, double lambda_, double epsilon, double[::1] out):
+    """Softmax pmf (with VW's minimum probability ``epsilon / n``) into ``out``; returns
+    the index of the first non-finite score, or -1."""
+    cdef Py_ssize_t n = scores.shape[0], bad
+    with nogil:
+        bad = _pol_first_nonfinite(&scores[0], n)
+        if bad < 0:
+            _pol_softmax(&scores[0], n, lambda_, epsilon, &out[0])
+    return bad
+
+
+def pmf_squarecb(const double[::1] scores, double gamma, double[::1] out):
+    """SquareCB pmf with greediness ``gamma`` into ``out``; returns the index of the
+    first non-finite score, or -1."""
+    cdef Py_ssize_t n = scores.shape[0], bad
+    with nogil:
+        bad = _pol_first_nonfinite(&scores[0], n)
+        if bad < 0:
+            _pol_squarecb(&scores[0], n, gamma, &out[0])
+    return bad
+
+
+def event_key(const unsigned char[::1] event_id, uint64_t seed):
+    """64-bit sampling key of (``seed``, ``event_id`` UTF-8 bytes)."""
+    cdef uint64_t key
+    with nogil:
+        key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
+    return key
+
+
+def uniform(uint64_t key, uint64_t j):
+    """The j-th uniform in [0, 1) of the stream of ``key``."""
+    return _pol_uniform(key, j)
+
+
+cdef inline Py_ssize_t _pol_check_pmf(const double* p, Py_ssize_t n, double tol) noexcept nogil:
+    """-1 if p is a pmf (finite, >= 0, sums to 1 within tol); j if p[j] is negative or
+    not finite; n if the sum is off."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    for i in range(n):
+        if not (p[i] >= 0.0 and isfinite(p[i])):
+            return i
+        total += p[i]
+    if fabs(total - 1.0) > tol:
+        return n
+    return -1
+
+
+def sample_index(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol):
+    """Index drawn from ``pmf`` with u_0 of the event's stream, or ``-1 - j`` when the
+    check fails (``_pol_check_pmf`` returned j: a bad entry, or n for a bad sum)."""
+    cdef Py_ssize_t i, bad
+    cdef uint64_t key
+    with nogil:
+        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol)
+        if bad >= 0:
+            i = -1 - bad
+        else:
+            key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
+            i = _pol_pick(&pmf[0], pmf.shape[0], _pol_uniform(key, 0))
+    return i
+
+
+def sample_slate(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol,
+                 int64_t[::1] out):
+    """``out.shape[0]`` distinct indices drawn from ``pmf`` without replacement, slot j with
+    u_j of the event's stream (slot 0 is ``sample_index``); returns -1, or j as
+    ``_pol_check_pmf`` when the check fails (nothing drawn)."""
+    cdef Py_ssize_t bad
+    cdef uint64_t key
+    with nogil:
+        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol)
+        if bad < 0:
+            key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
+            _pol_slate(&pmf[0], pmf.shape[0], out.shape[0], key, &out[0])
+    return bad

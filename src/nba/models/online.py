@@ -1,0 +1,670 @@
+"""Online bandits that learn in-process from rewards: state and updates in the compiled core.
+
+Four learners, one interface:
+
+* ``BetaThompson(n_arms, prior=(1, 1))``: Beta-Bernoulli Thompson sampling;
+  rewards in [0, 1] (a fractional reward r counts as r successes, 1 - r failures).
+* ``UCB1(n_arms)``: mean + sqrt(2 ln t / n_a); rewards are meant to lie in [0, 1].
+* ``LinUCB(n_arms, n_features, alpha=1.0, ridge=1.0)``: one ridge regression per
+  arm (disjoint LinUCB, Li et al. 2010), score theta_a . x + alpha sqrt(x' A_a^-1 x).
+* ``LinearThompson(n_arms, n_features, v=1.0, ridge=1.0)``: the same regressions,
+  theta_a drawn from N(theta_a_hat, v^2 A_a^-1) (Agrawal and Goyal 2013).
+
+``score(x, out=None)`` fills one score per arm, higher is better (UCB models:
+the upper bound; Thompson models: a posterior draw seeded by ``event_id``, or
+the posterior mean without one). ``update(arm_index, x, reward)`` learns;
+``version`` counts the updates. ``to_bytes()`` / ``from_bytes()`` save and restore
+the exact state (msgpack); models also pickle and deep-copy.
+
+Context-free learners (``BetaThompson``, ``UCB1``) accept and ignore ``x``, so a
+Decider can call every learner the same way. Linear learners take ``x`` as a
+float64 vector of ``n_features``; append a constant 1 for an intercept.
+
+Exact probabilities. ``pmf(x, ...)`` returns the distribution the choice is
+really drawn from. UCB models are deterministic given their state: the argmax,
+exact ties split evenly. For Thompson sampling, "draw a posterior sample and
+take the argmax" has no closed-form propensity, so the pmf is the share of
+``draws`` posterior draws, seeded by (seed, event id), in which each arm is
+best. The Decider samples the choice from that pmf, so the probability it logs
+is exactly the one it used; and since picking an index from the shares is the
+same as taking the argmax of one of the draws at random, the choice is, over
+events, distributed exactly as plain Thompson sampling. Numerical integration
+was the alternative: exact P(best) but ~n^2 special-function calls per
+decision (Beta CDFs for ``BetaThompson``), too slow for the hot path, while
+draws cost ~n per draw and their error only affects how the pmf varies across
+events, never whether the logged probability is right. A small ``draws`` does
+give arms that won no draw probability 0 for that event.
+
+Errors: a wrong ``x`` length or a non-finite ``x`` or reward is a
+``SchemaError``; so is an arm index outside [0, n_arms) (it is input that does
+not fit the model), and a reward outside [0, 1] for ``BetaThompson``. Bad
+constructor arguments are ``ConfigError``; undecodable saved state is
+``ModelFormatError``.
+
+Thread safety: each learner's state sits behind one lock in the core, taken
+with the GIL released, around every read and every update: concurrent scores
+never see half an update and concurrent updates are never lost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Union
+
+import msgspec
+import numpy as np
+
+from nba import _core
+from nba.errors import ConfigError, ModelFormatError, SchemaError
+from nba.policy import _event_bytes, _seed
+
+__all__ = ["BetaThompson", "UCB1", "LinUCB", "LinearThompson", "OnlineBandit", "UNPLAYED_SCORE"]
+
+# UCB1 score of an arm never played: finite (policies reject inf), above any reward.
+UNPLAYED_SCORE: float = _core.UNPLAYED_SCORE
+
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_LE_F64 = np.dtype("<f8")
+_LE_I64 = np.dtype("<i8")
+_MAX_ARMS = 1 << 20
+_MAX_FEATURES = 1 << 12
+
+
+# --------------------------------------------------------------------------- saved state
+
+
+class _BetaState(msgspec.Struct, tag="beta_thompson", forbid_unknown_fields=True):
+    n_arms: int
+    prior: tuple[float, float]
+    draws: int
+    alpha: bytes  # little-endian float64 [n_arms]
+    beta: bytes
+    pulls: bytes  # little-endian int64 [n_arms]
+    version: int
+
+
+class _UCB1State(msgspec.Struct, tag="ucb1", forbid_unknown_fields=True):
+    n_arms: int
+    sums: bytes
+    pulls: bytes
+    version: int
+
+
+class _LinearState(msgspec.Struct, tag="linear", forbid_unknown_fields=True):
+    kind: str  # "linucb" | "linear_thompson"
+    n_arms: int
+    n_features: int
+    ridge: float
+    param: float  # alpha (LinUCB) or v (LinearThompson)
+    draws: int
+    ainv: bytes  # little-endian float64 [n_arms, d, d]
+    b: bytes  # [n_arms, d]
+    theta: bytes  # [n_arms, d]
+    pulls: bytes  # int64 [n_arms]
+    version: int
+
+
+class _Saved(msgspec.Struct, forbid_unknown_fields=True):
+    format: int
+    state: Union[_BetaState, _UCB1State, _LinearState]
+
+
+_FORMAT = 1
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Saved)
+
+
+def _to_le(a: np.ndarray, dtype: np.dtype) -> bytes:
+    return np.ascontiguousarray(a, dtype=dtype).tobytes()
+
+
+def _from_le(data: bytes, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64))
+    if len(data) != n * dtype.itemsize:
+        raise ModelFormatError(
+            f"saved online bandit: {what} holds {len(data)} bytes, expected {n * dtype.itemsize} for shape {shape}"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _count(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (lo <= value <= hi):
+        raise ConfigError(f"{owner}: {name} must be an int in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    v = float(value) if ok else math.nan
+    if not (math.isfinite(v) and (v >= 0.0 if allow_zero else v > 0.0)):
+        sign = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{owner}: {name} must be a finite number {sign}, got {value!r}")
+    return v
+
+
+class OnlineBandit:
+    """Common interface and checks of the online learners (not instantiated directly)."""
+
+    __slots__ = ("_core", "_n_arms", "_n_features", "_all_arms", "_ones")
+
+    kind: ClassVar[str] = ""
+    exploration: ClassVar[str] = ""  # "ucb" or "thompson": which nba.policy drives it
+
+    def _init_common(self, n_arms: int, n_features: int) -> None:
+        self._n_arms = n_arms
+        self._n_features = n_features
+        self._all_arms = np.arange(n_arms, dtype=np.int64)
+        self._ones = np.ones(n_arms, dtype=np.float64)
+
+    @property
+    def n_arms(self) -> int:
+        return self._n_arms
+
+    @property
+    def n_features(self) -> int:
+        """Length of the context vector ``x`` (0 for context-free learners)."""
+        return self._n_features
+
+    @property
+    def version(self) -> int:
+        """Number of updates learned so far; changes with every update."""
+        return int(self._core.version)
+
+    # ---- checks shared by the subclasses
+
+    def _x(self, x: Any) -> np.ndarray:
+        d = self._n_features
+        if type(x) is np.ndarray and x.dtype == _F64 and x.shape == (d,) and x.flags.c_contiguous:
+            a = x
+        else:
+            if x is None:
+                raise SchemaError(f"{type(self).__name__} needs a context vector x of {d} features, got None")
+            try:
+                a = np.ascontiguousarray(x, dtype=_F64)
+            except (TypeError, ValueError) as e:
+                raise SchemaError(f"x must be a vector of {d} numbers: {e}") from None
+            if a.shape != (d,):
+                raise SchemaError(
+                    f"expected x of {d} features (the model's n_features), got shape {a.shape}"
+                )
+        return a
+
+    @staticmethod
+    def _check_x(bad: int, x: np.ndarray) -> None:
+        """Raise for the non-finite feature the core reported (``bad`` >= 0)."""
+        if bad >= 0:
+            raise SchemaError(f"x[{bad}] is {x[bad]!r}; features must be finite (impute missing values first)")
+
+    def _arm(self, arm_index: Any) -> int:
+        if isinstance(arm_index, bool) or not isinstance(arm_index, (int, np.integer)):
+            raise SchemaError(f"arm_index must be an int, got {type(arm_index).__name__} {arm_index!r}")
+        if not (0 <= arm_index < self._n_arms):
+            raise SchemaError(f"arm_index {arm_index} is out of range: the model has arms 0..{self._n_arms - 1}")
+        return int(arm_index)
+
+    def _reward(self, reward: Any) -> float:
+        ok = isinstance(reward, (int, float, np.integer, np.floating)) and not isinstance(reward, bool)
+        r = float(reward) if ok else math.nan
+        if not math.isfinite(r):
+            raise SchemaError(f"reward must be a finite number, got {reward!r}")
+        return r
+
+    def _scores_out(self, out: Any) -> np.ndarray:
+        n = self._n_arms
+        if out is None:
+            return np.empty(n, dtype=_F64)
+        if (
+            type(out) is not np.ndarray
+            or out.dtype != _F64
+            or out.shape != (n,)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise SchemaError(
+                f"out must be a writable C-contiguous float64 array of shape ({n},), got "
+                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+            )
+        return out
+
+    def _offer(self, arms: Any, scale: Any, out: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated (offered arm indices, their multipliers, the output buffer)."""
+        if arms is None:
+            a = self._all_arms
+        else:
+            a = arms if isinstance(arms, np.ndarray) else np.asarray(arms)
+            if a.dtype.kind not in "iu" or a.ndim != 1 or a.shape[0] == 0:
+                raise SchemaError(f"arms must be a non-empty 1-D sequence of int arm indices, got {arms!r}")
+            a = np.ascontiguousarray(a, dtype=_I64)
+            if a.min() < 0 or a.max() >= self._n_arms:
+                raise SchemaError(f"arms holds an index outside 0..{self._n_arms - 1}: {a.tolist()}")
+            if a.shape[0] > 1 and np.unique(a).shape[0] != a.shape[0]:
+                raise SchemaError(f"arms must be distinct, got {a.tolist()}")
+        n = a.shape[0]
+        if scale is None:
+            s = self._ones if n == self._n_arms else np.ones(n, dtype=_F64)
+        else:
+            try:
+                s = np.ascontiguousarray(scale, dtype=_F64)
+            except (TypeError, ValueError) as e:
+                raise SchemaError(f"scale must be {n} numbers, one per offered arm: {e}") from None
+            if s.shape != (n,):
+                raise SchemaError(f"scale must hold one number per offered arm ({n}), got shape {s.shape}")
+            if not np.isfinite(s).all():
+                raise SchemaError(f"scale must be finite, got {s.tolist()}")
+        if out is None:
+            o = np.empty(n, dtype=_F64)
+        elif (
+            type(out) is not np.ndarray
+            or out.dtype != _F64
+            or out.shape != (n,)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise SchemaError(
+                f"out must be a writable C-contiguous float64 array of shape ({n},), got "
+                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+            )
+        else:
+            o = out
+        return a, s, o
+
+    def _ucb_pmf(self, scores: np.ndarray, arms: Any, scale: Any, out: Any) -> np.ndarray:
+        a, s, o = self._offer(arms, scale, out)
+        offered = scores[a] * s if (arms is not None or scale is not None) else scores
+        _core.pmf_epsilon_greedy(offered, 0.0, 0.0, o)
+        return o
+
+    # ---- persistence
+
+    def to_bytes(self) -> bytes:
+        """The exact learned state as msgpack bytes (restore with ``from_bytes``)."""
+        return _ENCODER.encode(_Saved(format=_FORMAT, state=self._state()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> OnlineBandit:
+        """A learner restored from ``to_bytes()``; called on a subclass, the kinds must match."""
+        try:
+            saved = _DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ModelFormatError(f"not a saved nba online bandit: {e}") from None
+        if saved.format != _FORMAT:
+            raise ModelFormatError(f"saved online bandit has format {saved.format}; this nba reads format {_FORMAT}")
+        model = _restore(saved.state)
+        if cls is not OnlineBandit and not isinstance(model, cls):
+            raise ModelFormatError(f"saved state is a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def __reduce__(self) -> tuple:
+        return (_from_bytes, (self.to_bytes(),))
+
+    def __copy__(self) -> OnlineBandit:
+        return _from_bytes(self.to_bytes())
+
+    def __deepcopy__(self, memo: dict) -> OnlineBandit:
+        return _from_bytes(self.to_bytes())
+
+    def _state(self) -> msgspec.Struct:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+
+def _from_bytes(data: bytes) -> OnlineBandit:
+    return OnlineBandit.from_bytes(data)
+
+
+def _restore(st: msgspec.Struct) -> OnlineBandit:
+    try:
+        if isinstance(st, _BetaState):
+            m = BetaThompson(st.n_arms, prior=st.prior, draws=st.draws)
+            n = m.n_arms
+            alpha = _from_le(st.alpha, _LE_F64, (n,), "alpha")
+            beta = _from_le(st.beta, _LE_F64, (n,), "beta")
+            if not (np.isfinite(alpha).all() and np.isfinite(beta).all() and (alpha > 0).all() and (beta > 0).all()):
+                raise ModelFormatError("saved BetaThompson: alpha and beta must be finite and > 0")
+            m._core.set_state(alpha, beta, _from_le(st.pulls, _LE_I64, (n,), "pulls"), st.version)
+            return m
+        if isinstance(st, _UCB1State):
+            m = UCB1(st.n_arms)
+            n = m.n_arms
+            sums = _from_le(st.sums, _LE_F64, (n,), "sums")
+            pulls = _from_le(st.pulls, _LE_I64, (n,), "pulls")
+            if not np.isfinite(sums).all() or (pulls < 0).any():
+                raise ModelFormatError("saved UCB1: sums must be finite and pulls non-negative")
+            m._core.set_state(sums, pulls, st.version)
+            return m
+        if st.kind == "linucb":
+            m = LinUCB(st.n_arms, st.n_features, alpha=st.param, ridge=st.ridge)
+        elif st.kind == "linear_thompson":
+            m = LinearThompson(st.n_arms, st.n_features, v=st.param, ridge=st.ridge, draws=st.draws)
+        else:
+            raise ModelFormatError(f"saved linear bandit has unknown kind {st.kind!r}")
+        n, d = m.n_arms, m.n_features
+        arrays = (
+            _from_le(st.ainv, _LE_F64, (n, d, d), "ainv"),
+            _from_le(st.b, _LE_F64, (n, d), "b"),
+            _from_le(st.theta, _LE_F64, (n, d), "theta"),
+        )
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ModelFormatError(f"saved {type(m).__name__}: non-finite values in its state")
+        m._core.set_state(*arrays, _from_le(st.pulls, _LE_I64, (n,), "pulls"), st.version)
+        return m
+    except ConfigError as e:
+        raise ModelFormatError(f"saved online bandit has invalid parameters: {e}") from None
+    except OverflowError as e:
+        raise ModelFormatError(f"saved online bandit has an out-of-range counter: {e}") from None
+
+
+# --------------------------------------------------------------------------- context-free learners
+
+
+class BetaThompson(OnlineBandit):
+    """Beta-Bernoulli Thompson sampling: one Beta(alpha, beta) posterior per arm.
+
+    ``prior`` is (alpha0, beta0), both > 0. Rewards must lie in [0, 1]. ``draws``
+    is the default number of posterior draws behind ``pmf``.
+    """
+
+    __slots__ = ("_prior", "_draws")
+
+    kind: ClassVar[str] = "beta_thompson"
+    exploration: ClassVar[str] = "thompson"
+
+    def __init__(self, n_arms: int, prior: tuple[float, float] = (1.0, 1.0), *, draws: int = 32) -> None:
+        n = _count("BetaThompson", "n_arms", n_arms, 1, _MAX_ARMS)
+        if not isinstance(prior, (tuple, list)) or len(prior) != 2:
+            raise ConfigError(f"BetaThompson: prior must be a pair (alpha0, beta0), got {prior!r}")
+        a0 = _positive("BetaThompson", "prior alpha0", prior[0])
+        b0 = _positive("BetaThompson", "prior beta0", prior[1])
+        self._prior = (a0, b0)
+        self._draws = _count("BetaThompson", "draws", draws, 1, 1_000_000)
+        self._init_common(n, 0)
+        self._core = _core.BetaBernoulliCore(n, a0, b0)
+
+    @property
+    def prior(self) -> tuple[float, float]:
+        return self._prior
+
+    @property
+    def draws(self) -> int:
+        return self._draws
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """Posterior alpha per arm (a copy)."""
+        return self._core.get_state()[0]
+
+    @property
+    def beta(self) -> np.ndarray:
+        """Posterior beta per arm (a copy)."""
+        return self._core.get_state()[1]
+
+    @property
+    def pulls(self) -> np.ndarray:
+        """Updates per arm (a copy)."""
+        return self._core.get_state()[2]
+
+    def score(
+        self, x: Any = None, out: np.ndarray | None = None, *, event_id: str | None = None, seed: int = 0
+    ) -> np.ndarray:
+        """One posterior draw per arm seeded by (``seed``, ``event_id``); the posterior mean without one."""
+        o = self._scores_out(out)
+        if event_id is None:
+            self._core.mean(o)
+        else:
+            self._core.sample(_core.event_key(_event_bytes(event_id), _seed(seed)), o)
+        return o
+
+    def pmf(
+        self,
+        x: Any = None,
+        out: np.ndarray | None = None,
+        *,
+        event_id: str,
+        seed: int = 0,
+        draws: int | None = None,
+        arms: Any = None,
+        scale: Any = None,
+    ) -> np.ndarray:
+        """Share of ``draws`` seeded posterior draws in which each offered arm is best.
+
+        ``arms`` (default all) are the offered arm indices, ``out[j]`` is for
+        ``arms[j]``; ``scale`` multiplies each offered arm's draw before the argmax.
+        """
+        m = self._draws if draws is None else _count("BetaThompson", "draws", draws, 1, 1_000_000)
+        a, s, o = self._offer(arms, scale, out)
+        self._core.best_pmf(_core.event_key(_event_bytes(event_id), _seed(seed)), m, a, s, o)
+        return o
+
+    def update(self, arm_index: int, x: Any = None, reward: float = 0.0) -> None:
+        """Learn ``reward`` in [0, 1] for ``arm_index``; ``x`` is ignored."""
+        arm = self._arm(arm_index)
+        r = self._reward(reward)
+        if not (0.0 <= r <= 1.0):
+            raise SchemaError(
+                f"BetaThompson rewards must lie in [0, 1] (success probability), got {reward!r}; "
+                "rescale the reward or use LinUCB/UCB1"
+            )
+        self._core.update(arm, r)
+
+    def _state(self) -> _BetaState:
+        alpha, beta, pulls, version = self._core.get_state()
+        return _BetaState(
+            n_arms=self._n_arms, prior=self._prior, draws=self._draws, alpha=_to_le(alpha, _LE_F64),
+            beta=_to_le(beta, _LE_F64), pulls=_to_le(pulls, _LE_I64), version=int(version),
+        )
+
+    def __repr__(self) -> str:
+        return f"BetaThompson(n_arms={self._n_arms}, prior={self._prior}, draws={self._draws}, version={self.version})"
+
+
+class UCB1(OnlineBandit):
+    """UCB1 (Auer et al. 2002): mean reward + sqrt(2 ln t / n_a); unplayed arms first.
+
+    The bonus is calibrated for rewards in [0, 1]; rescale other rewards.
+    """
+
+    __slots__ = ()
+
+    kind: ClassVar[str] = "ucb1"
+    exploration: ClassVar[str] = "ucb"
+
+    def __init__(self, n_arms: int) -> None:
+        n = _count("UCB1", "n_arms", n_arms, 1, _MAX_ARMS)
+        self._init_common(n, 0)
+        self._core = _core.UCB1Core(n)
+
+    @property
+    def pulls(self) -> np.ndarray:
+        """Updates per arm (a copy)."""
+        return self._core.get_state()[1]
+
+    def means(self) -> np.ndarray:
+        """Mean reward per arm (0 where never played)."""
+        o = np.empty(self._n_arms, dtype=_F64)
+        self._core.mean(o)
+        return o
+
+    def score(self, x: Any = None, out: np.ndarray | None = None, **_: Any) -> np.ndarray:
+        """UCB1 index per arm; ``UNPLAYED_SCORE`` for arms never played. ``x`` is ignored."""
+        o = self._scores_out(out)
+        self._core.ucb(o)
+        return o
+
+    def pmf(
+        self, x: Any = None, out: np.ndarray | None = None, *, arms: Any = None, scale: Any = None, **_: Any
+    ) -> np.ndarray:
+        """One-hot on the best offered arm (by ``scale`` x index), exact ties split evenly."""
+        return self._ucb_pmf(self.score(), arms, scale, out)
+
+    def update(self, arm_index: int, x: Any = None, reward: float = 0.0) -> None:
+        """Learn ``reward`` for ``arm_index``; ``x`` is ignored."""
+        self._core.update(self._arm(arm_index), self._reward(reward))
+
+    def _state(self) -> _UCB1State:
+        sums, pulls, version = self._core.get_state()
+        return _UCB1State(
+            n_arms=self._n_arms, sums=_to_le(sums, _LE_F64), pulls=_to_le(pulls, _LE_I64), version=int(version)
+        )
+
+    def __repr__(self) -> str:
+        return f"UCB1(n_arms={self._n_arms}, version={self.version})"
+
+
+# --------------------------------------------------------------------------- linear learners
+
+
+class _Linear(OnlineBandit):
+    __slots__ = ("_ridge", "_param", "_draws")
+
+    def _init_linear(self, owner: str, n_arms: Any, n_features: Any, param: float, ridge: Any, draws: Any) -> None:
+        n = _count(owner, "n_arms", n_arms, 1, _MAX_ARMS)
+        d = _count(owner, "n_features", n_features, 1, _MAX_FEATURES)
+        self._ridge = _positive(owner, "ridge", ridge)
+        self._param = param
+        self._draws = _count(owner, "draws", draws, 1, 1_000_000)
+        self._init_common(n, d)
+        self._core = _core.LinearCore(n, d, self._ridge)
+
+    @property
+    def ridge(self) -> float:
+        return self._ridge
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Ridge estimate per arm, shape (n_arms, n_features) (a copy)."""
+        return self._core.get_state()[2]
+
+    @property
+    def pulls(self) -> np.ndarray:
+        """Updates per arm (a copy)."""
+        return self._core.get_state()[3]
+
+    def mean_width(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(theta_a . x, sqrt(x' A_a^-1 x)) per arm: the estimate and its confidence width."""
+        xv = self._x(x)
+        mean = np.empty(self._n_arms, dtype=_F64)
+        width = np.empty(self._n_arms, dtype=_F64)
+        self._check_x(self._core.mean_width(xv, mean, width), xv)
+        return mean, width
+
+    def update(self, arm_index: int, x: Any, reward: float) -> None:
+        """Learn ``reward`` for ``arm_index`` in context ``x`` (a rank-one update, O(d^2))."""
+        arm = self._arm(arm_index)
+        xv = self._x(x)
+        self._check_x(self._core.update(arm, xv, self._reward(reward)), xv)
+
+    def _state(self) -> _LinearState:
+        ainv, b, theta, pulls, version = self._core.get_state()
+        return _LinearState(
+            kind=self.kind, n_arms=self._n_arms, n_features=self._n_features, ridge=self._ridge,
+            param=self._param, draws=self._draws, ainv=_to_le(ainv, _LE_F64), b=_to_le(b, _LE_F64),
+            theta=_to_le(theta, _LE_F64), pulls=_to_le(pulls, _LE_I64), version=int(version),
+        )
+
+
+class LinUCB(_Linear):
+    """Disjoint LinUCB: theta_a . x + alpha * sqrt(x' A_a^-1 x), one ridge regression per arm.
+
+    ``alpha`` scales the exploration bonus (0 = greedy on the estimates);
+    ``ridge`` is the prior precision (A_a starts as ridge * I).
+    """
+
+    __slots__ = ()
+
+    kind: ClassVar[str] = "linucb"
+    exploration: ClassVar[str] = "ucb"
+
+    def __init__(self, n_arms: int, n_features: int, alpha: float = 1.0, ridge: float = 1.0) -> None:
+        a = _positive("LinUCB", "alpha", alpha, allow_zero=True)
+        self._init_linear("LinUCB", n_arms, n_features, a, ridge, 1)
+
+    @property
+    def alpha(self) -> float:
+        return self._param
+
+    def score(self, x: Any, out: np.ndarray | None = None, **_: Any) -> np.ndarray:
+        """Upper confidence bound per arm for context ``x``."""
+        xv = self._x(x)
+        o = self._scores_out(out)
+        self._check_x(self._core.ucb(xv, self._param, o), xv)
+        return o
+
+    def pmf(
+        self, x: Any, out: np.ndarray | None = None, *, arms: Any = None, scale: Any = None, **_: Any
+    ) -> np.ndarray:
+        """One-hot on the best offered arm (by ``scale`` x bound), exact ties split evenly."""
+        return self._ucb_pmf(self.score(x), arms, scale, out)
+
+    def __repr__(self) -> str:
+        return (
+            f"LinUCB(n_arms={self._n_arms}, n_features={self._n_features}, alpha={self._param}, "
+            f"ridge={self._ridge}, version={self.version})"
+        )
+
+
+class LinearThompson(_Linear):
+    """Linear Thompson sampling: theta_a ~ N(theta_a_hat, v^2 A_a^-1), one ridge regression per arm.
+
+    ``v`` scales the posterior spread (exploration); ``ridge`` is the prior
+    precision; ``draws`` is the default number of posterior draws behind ``pmf``.
+    """
+
+    __slots__ = ()
+
+    kind: ClassVar[str] = "linear_thompson"
+    exploration: ClassVar[str] = "thompson"
+
+    def __init__(
+        self, n_arms: int, n_features: int, v: float = 1.0, ridge: float = 1.0, *, draws: int = 64
+    ) -> None:
+        v_ = _positive("LinearThompson", "v", v, allow_zero=True)
+        self._init_linear("LinearThompson", n_arms, n_features, v_, ridge, draws)
+
+    @property
+    def v(self) -> float:
+        return self._param
+
+    @property
+    def draws(self) -> int:
+        return self._draws
+
+    def score(
+        self, x: Any, out: np.ndarray | None = None, *, event_id: str | None = None, seed: int = 0
+    ) -> np.ndarray:
+        """A posterior draw of theta_a . x per arm seeded by (``seed``, ``event_id``); the mean without one."""
+        xv = self._x(x)
+        o = self._scores_out(out)
+        if event_id is None:
+            bad = self._core.ucb(xv, 0.0, o)
+        else:
+            bad = self._core.sample(xv, self._param, _core.event_key(_event_bytes(event_id), _seed(seed)), o)
+        self._check_x(bad, xv)
+        return o
+
+    def pmf(
+        self,
+        x: Any,
+        out: np.ndarray | None = None,
+        *,
+        event_id: str,
+        seed: int = 0,
+        draws: int | None = None,
+        arms: Any = None,
+        scale: Any = None,
+    ) -> np.ndarray:
+        """Share of ``draws`` seeded posterior draws in which each offered arm is best (see BetaThompson.pmf)."""
+        xv = self._x(x)
+        m = self._draws if draws is None else _count("LinearThompson", "draws", draws, 1, 1_000_000)
+        a, s, o = self._offer(arms, scale, out)
+        key = _core.event_key(_event_bytes(event_id), _seed(seed))
+        self._check_x(self._core.best_pmf(xv, self._param, key, m, a, s, o), xv)
+        return o
+
+    def __repr__(self) -> str:
+        return (
+            f"LinearThompson(n_arms={self._n_arms}, n_features={self._n_features}, v={self._param}, "
+            f"ridge={self._ridge}, draws={self._draws}, version={self.version})"
+        )
