@@ -30,6 +30,8 @@ from nba.log import (
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.models import load_model
 from nba.models.vw import VWModel
+from nba.models.online import BetaThompson, LinearThompson, LinUCB, UCB1
+from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
 
@@ -46,6 +48,20 @@ __all__ = [
     "LogError",
     # models
     "load_model",
+    # online bandits (nba.models.online)
+    "BetaThompson",
+    "UCB1",
+    "LinUCB",
+    "LinearThompson",
+    # exploration policies and seeded sampling (nba.policy)
+    "Greedy",
+    "EpsilonGreedy",
+    "Softmax",
+    "SquareCB",
+    "UCB",
+    "Thompson",
+    "sample",
+    "sample_slate",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",
