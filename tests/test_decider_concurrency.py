@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import lightgbm as lgb
 import numpy as np
@@ -11,7 +12,7 @@ import nba
 from nba.policy import EpsilonGreedy
 
 N_THREADS = 8
-PER_THREAD = 150
+PER_THREAD = 100
 SWAPS = 100
 
 
@@ -43,26 +44,41 @@ def test_threads_deciding_while_models_swap_log_each_decision_once_with_its_mode
     errors: list[BaseException] = []
     start = threading.Barrier(N_THREADS + 1)
 
+    done = [0] * N_THREADS  # decisions finished per thread (each slot written by one thread)
+    swaps_over = threading.Event()
+
     def worker(t: int) -> None:
         rng = np.random.default_rng(100 + t)
+        i = 0
         try:
             start.wait()
-            for i in range(PER_THREAD):
+            # keep deciding until both the quota and the swapper are done, so every swap is followed by decisions
+            while i < PER_THREAD or not swaps_over.is_set():
                 eid = f"t{t}-{i}"
                 prof = {"id": f"u{t}-{i}", "age": float(rng.integers(18, 90)), "segment": ["gold", "silver", "bronze"][i % 3]}
                 ctx = {"hour": float(rng.integers(0, 24))}
                 inputs[eid] = (prof, ctx)
                 dec.decide(prof, ctx, event_id=eid)
+                i += 1
+                done[t] = i
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
+            swaps_over.set()
 
     def swapper() -> None:
         try:
             start.wait()
             for k in range(SWAPS):
                 dec.swap_model(models[(k + 1) % 2])
+                # wait for N_THREADS + 1 more finished decisions: at most N_THREADS were in flight at the swap,
+                # so at least one decision started after it and used the new model
+                target = sum(done) + N_THREADS + 1
+                while sum(done) < target and not errors:
+                    time.sleep(0)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
+        finally:
+            swaps_over.set()
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(N_THREADS)]
     threads.append(threading.Thread(target=swapper))
@@ -75,7 +91,7 @@ def test_threads_deciding_while_models_swap_log_each_decision_once_with_its_mode
 
     recs = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.DecisionRecord)]
     ids = [r.event_id for r in recs]
-    assert len(ids) == len(set(ids)) == N_THREADS * PER_THREAD
+    assert len(ids) == len(set(ids)) == sum(done) >= N_THREADS * PER_THREAD
     assert set(ids) == set(inputs)
     versions_seen = set()
     layout = catalog.layout(names)
@@ -92,3 +108,4 @@ def test_threads_deciding_while_models_swap_log_each_decision_once_with_its_mode
         # the two models disagree on these inputs, so the check above pins the version
         assert not np.allclose([other.predict_row(row) for row in rows], expected, rtol=1e-12)
     assert dec.model_version == str(models[SWAPS % 2].version)
+    assert versions_seen == set(by_version), len(recs)  # guaranteed by the swapper's pacing
