@@ -326,6 +326,11 @@ def test_bad_inputs_raise_typed_errors(catalog, model) -> None:
         dec.decide({"id": "u", "age": "old", "segment": "gold"}, CTX)
     with pytest.raises(nba.ConfigError):
         dec.decide(PROFILE, CTX, n=0)
+    with pytest.raises(nba.ConfigError):
+        dec.decide(PROFILE, CTX, n=True)  # type: ignore[arg-type]
+    nothing = nba.Catalog(_arms(**{f"offer{i}": {"eligibility": "age > 200"} for i in range(5)}), _schema())
+    with pytest.raises(nba.ConfigError, match="slate"):
+        nba.Decider(nothing, model, fallback="offer0").decide(PROFILE, CTX, n=0)  # checked before the fallback
     with pytest.raises(nba.SchemaError):
         dec.reward("e", float("nan"))
     with pytest.raises(nba.SchemaError):
