@@ -57,15 +57,7 @@ def build_decider(log_dir: str | os.PathLike[str] | None = None) -> nba.Decider:
     return nba.Decider(CATALOG, model, policy=EpsilonGreedy(0.1), log=nba.DecisionLog(directory), fallback="savings")
 
 
-_decider: nba.Decider | None = None
-
-
-def decider() -> nba.Decider:
-    """The shared Decider, built on first use (so importing the module writes nothing)."""
-    global _decider
-    if _decider is None:
-        _decider = build_decider()
-    return _decider
+DECIDER = build_decider()  # built once, at import; shared by every request thread
 
 
 def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
@@ -95,9 +87,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     try:
         body = _read_json(environ)
         if path == "/decide":
-            d = decider().decide(body.get("profile"), body.get("context"), channel=body.get("channel"))
+            d = DECIDER.decide(body.get("profile"), body.get("context"), channel=body.get("channel"))
             return _respond(start_response, "200 OK", msgspec.to_builtins(d))
-        decider().reward(str(body["event_id"]), body["value"])
+        DECIDER.reward(str(body["event_id"]), body["value"])
         return _respond(start_response, "200 OK", {"ok": True})
     except (ValueError, KeyError, nba.SchemaError, nba.UnknownEventError) as e:
         return _respond(start_response, "400 Bad Request", {"error": f"{type(e).__name__}: {e}"})

@@ -16,12 +16,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture
 def wsgi(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBA_LOG_DIR", str(tmp_path))
     spec = importlib.util.spec_from_file_location("nba_example_wsgi_app", EXAMPLES / "wsgi_app.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod._decider = mod.build_decider(tmp_path)
     yield mod
-    mod._decider.close()
+    mod.DECIDER.close()
 
 
 def _call(mod, method: str, path: str, body: object | bytes) -> tuple[str, dict]:
@@ -48,7 +48,7 @@ def test_decide_then_reward_round_trip_is_logged(wsgi, tmp_path) -> None:
     assert sum(d["pmf"]) == pytest.approx(1.0)
     status, r = _call(wsgi, "POST", "/reward", {"event_id": d["event_id"], "value": 1.0})
     assert (status, r) == ("200 OK", {"ok": True})
-    wsgi._decider.flush()
+    wsgi.DECIDER.flush()
     recs = list(nba.read_records(tmp_path))
     assert [x.event_id for x in recs if isinstance(x, nba.DecisionRecord)] == [d["event_id"]]
     assert [(x.event_id, x.value) for x in recs if isinstance(x, nba.OutcomeRecord)] == [(d["event_id"], 1.0)]
