@@ -497,10 +497,11 @@ def test_catalogue_api_is_exported_from_nba():
 
 # --------------------------------------------------------------------------- property: compiled rules = naive evaluation
 
+_ABSENT = object()
 _field_values = {
-    "age": st.one_of(st.none(), st.integers(0, 40)),
-    "segment": st.one_of(st.none(), st.sampled_from(["gold", "silver", "bronze", "other"])),
-    "member": st.one_of(st.none(), st.booleans()),
+    "age": st.one_of(st.just(_ABSENT), st.none(), st.just(math.nan), st.integers(0, 40), st.floats(0, 40)),
+    "segment": st.one_of(st.just(_ABSENT), st.none(), st.sampled_from(["gold", "silver", "bronze", "other"])),
+    "member": st.one_of(st.just(_ABSENT), st.none(), st.booleans()),
 }
 _rules = st.one_of(
     st.builds(Rule, st.just("age"), st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), st.integers(0, 40)),
@@ -528,9 +529,10 @@ def naive(cond, profile: dict) -> bool:
     if isinstance(cond, Not):
         return not naive(cond.condition, profile)
     v = profile.get(cond.field)
+    missing = v is None or v != v
     if cond.op == "exists":
-        return (v is not None) == cond.value
-    if v is None:
+        return (not missing) == cond.value
+    if missing:
         return False
     return _PY_OPS[cond.op](v, cond.value)
 
@@ -538,6 +540,7 @@ def naive(cond, profile: dict) -> bool:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_conditions, min_size=1, max_size=6), st.fixed_dictionaries(_field_values))
 def test_compiled_eligibility_equals_naive_evaluation(conds, profile):
+    profile = {k: v for k, v in profile.items() if v is not _ABSENT}
     cat = Catalog([Arm(f"a{i}", eligibility=c) for i, c in enumerate(conds)], SCHEMA)
     got = cat.eligible(profile).tolist()
     assert got == [i for i, c in enumerate(conds) if naive(c, profile)]

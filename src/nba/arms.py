@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import re
 import struct
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from itertools import repeat
@@ -394,6 +396,35 @@ def _any(fs: tuple[Callable[[tuple], bool], ...]) -> Callable[[tuple], bool]:
     return lambda vals: any(f(vals) for f in fs)
 
 
+# A conjunction of rules is evaluated eagerly, for all arms at once: each rule becomes one or
+# more primitive tests f(a, b) with f a C function from ``operator`` and a, b a field value or a
+# constant; one ``map(operator.call, ...)`` runs every distinct test and ``bytes`` packs the
+# results, one byte each, into an int. An arm is eligible when ``bits & care == want``: each of
+# its tests has the outcome it needs (1, or 0 for "!=" and "not_in"). A missing field is NaN
+# (absent) or None (present but null): "!=", "not_in" and "exists" add "is not None" and
+# "v == v" (false for NaN). Ordering a None raises TypeError and a numpy bool cannot be packed:
+# those decisions go to the per-arm closures (same semantics, slower; they word type errors).
+_call: Callable[..., Any] = getattr(operator, "call", lambda f, a, b: f(a, b))  # operator.call: 3.11+
+
+_Ref = tuple[str, Any]  # ("v", field position) or ("c", constant)
+
+
+def _prims(op: str, pos: int, const: Any) -> list[tuple[tuple[Callable[..., Any], _Ref, _Ref], int]] | None:
+    """``[((f, a, b), outcome)]`` whose conjunction is ``field op const``; None if it is not one."""
+    v, c = ("v", pos), ("c", const)
+    present = [((operator.is_not, v, ("c", None)), 1), ((operator.eq, v, v), 1)]
+    simple = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    if op in simple:
+        return [((simple[op], v, c), 1)]
+    if op == "in":
+        return [((operator.contains, c, v), 1)]
+    if op == "!=":
+        return [((operator.eq, v, c), 0), *present]
+    if op == "not_in":
+        return [((operator.contains, c, v), 0), *present]
+    return present if const else None  # exists False = None or NaN: not a conjunction
+
+
 class _RuleCompiler:
     """Checks conditions against the schema and turns them into closures over one fetched tuple."""
 
@@ -401,6 +432,7 @@ class _RuleCompiler:
         self.schema = schema
         self.fields: dict[str, int] = {}  # field -> position in the fetched tuple (first seen order)
         self.atoms: dict[tuple, Callable[[tuple], bool]] = {}  # shared between arms
+        self.seen: set[tuple] = set()
         self.rules: list[tuple[str, Rule]] = []
 
     def compile(self, cond: Any, where: str) -> Callable[[tuple], bool] | None:
@@ -430,7 +462,30 @@ class _RuleCompiler:
             f"got {type(cond).__name__}"
         )
 
+    def conjunction(self, cond: Any, where: str) -> list[tuple[int, str, Any]] | None:
+        """The validated ``(position, op, constant)`` of each rule if ``cond`` is a plain AND of rules, else None."""
+        items = [] if cond is None else list(cond) if isinstance(cond, (list, tuple)) else [cond]
+        out = []
+        while items:
+            c = items.pop(0)
+            if isinstance(c, str):
+                c = parse_rule(c)
+            if isinstance(c, Rule):
+                out.append(self._validate(c, where))
+            elif isinstance(c, AllOf):
+                items[0:0] = list(c.conditions)
+            else:
+                return None
+        return out
+
     def _rule(self, rule: Rule, where: str) -> Callable[[tuple], bool]:
+        key = self._validate(rule, where)
+        f = self.atoms.get(key)
+        if f is None:
+            f = self.atoms[key] = _atom(*key)
+        return f
+
+    def _validate(self, rule: Rule, where: str) -> tuple[int, str, Any]:
         field, op, value = rule.field, rule.op, rule.value
         op = {"not in": "not_in", "=": "=="}.get(op, op)
         if op not in _OPS:
@@ -469,15 +524,10 @@ class _RuleCompiler:
             const = value
         pos = self.fields.setdefault(field, len(self.fields))
         key = (pos, op, const)
-        try:
-            f = self.atoms.get(key)
-        except TypeError:
-            f = None
-        if f is None:
-            f = _atom(pos, op, const)
-            self.atoms[key] = f
+        if key not in self.seen:
+            self.seen.add(key)
             self.rules.append((field, Rule(field, op, const)))
-        return f
+        return key
 
 
 # --------------------------------------------------------------------------- the catalogue
@@ -529,6 +579,7 @@ class RowLayout:
 
 
 _INTP = np.dtype(np.intp)
+_IDX_STRIDES = (_INTP.itemsize,)
 _IDX_CODE = {4: "i", 8: "q"}[_INTP.itemsize]
 
 
@@ -665,14 +716,56 @@ class Catalog:
 
     def _compile_eligibility(self) -> None:
         comp = _RuleCompiler(self.schema)
-        entries = []
+        slow_entries = []  # (arm, lo, hi, closure or None): every arm, for the fallback path
+        conj: list[list | None] = []  # per arm: [(test, outcome)], or None if not a conjunction
         self._has_window = False
         for i, a in enumerate(self.arms):
-            check = comp.compile(a.eligibility, f"arm {a.id!r}")
+            where = f"arm {a.id!r}"
+            check = comp.compile(a.eligibility, where)
+            rules = comp.conjunction(a.eligibility, where)
+            tests: list | None = []
+            for pos, op, const in rules or ():
+                pr = _prims(op, pos, const)
+                if pr is None:
+                    tests = None
+                    break
+                tests.extend(pr)  # type: ignore[union-attr]
+            conj.append(None if rules is None else tests)
             lo = -math.inf if a.start is None else _utc_seconds(a.start)
             hi = math.inf if a.end is None else _utc_seconds(a.end)
             self._has_window |= a.start is not None or a.end is not None
-            entries.append((i, check, lo, hi))
+            slow_entries.append((i, lo, hi, check))
+        # Distinct tests; test k's outcome is byte k of the packed result.
+        byte: dict[tuple, int] = {}
+        for ts in conj:
+            for t, _ in ts or ():
+                byte.setdefault(t, len(byte))
+        n_fields = len(comp.fields)
+        consts: dict[Any, int] = {}
+
+        def ref(r: _Ref) -> int:
+            # Index into vals + consts: a field position, or n_fields + the constant's slot.
+            return r[1] if r[0] == "v" else n_fields + consts.setdefault(r[1], len(consts))
+
+        tests_in_order = list(byte)
+        self._test_fns = tuple(t[0] for t in tests_in_order)
+        a_idx = [ref(t[1]) for t in tests_in_order]
+        b_idx = [ref(t[2]) for t in tests_in_order]
+        self._consts = tuple(consts)
+        self._test_a = _tuple_getter_int(a_idx) if a_idx else None
+        self._test_b = _tuple_getter_int(b_idx) if b_idx else None
+        fast_entries = []  # (arm, lo, hi, care, want, closure or None)
+        for (i, lo, hi, check), ts in zip(slow_entries, conj):
+            if ts is None:
+                fast_entries.append((i, lo, hi, 0, 0, check))
+                continue
+            need: dict[int, int] = {}
+            for t, outcome in ts:
+                k = byte[t]
+                need[k] = 2 if need.get(k, outcome) != outcome else outcome  # 2: contradictory, never met
+            care = sum(0xFF << (8 * k) for k in need)
+            want = sum(o << (8 * k) for k, o in need.items())
+            fast_entries.append((i, lo, hi, care, want, None))
         self._rules = tuple(comp.rules)
         fields = list(comp.fields)
         self._rule_fields = tuple(fields)
@@ -680,32 +773,36 @@ class Catalog:
             s: tuple((k, f) for k, f in enumerate(fields) if self.schema.field_source(f) == s)
             for s in ("profile", "context")
         }
-        # Fast fetch when all rule fields come from one source, in fetch order (the common case).
         self._p_keys = tuple(f for _, f in self._fetch["profile"])
         self._c_keys = tuple(f for _, f in self._fetch["context"])
         order = [k for k, _ in self._fetch["profile"]] + [k for k, _ in self._fetch["context"]]
         self._fetch_perm = None if order == list(range(len(order))) else itemgetter(*_inverse(order))
-        self._none_p = tuple(repeat(None, len(self._p_keys)))
-        self._none_c = tuple(repeat(None, len(self._c_keys)))
-        all_entries = tuple(entries)
-        unrestricted = tuple(e for e, a in zip(entries, self.arms) if not a.channels or "*" in a.channels)
-        by_channel: dict[str, tuple] = {}
+        self._nan_p = tuple(repeat(math.nan, len(self._p_keys)))
+        self._nan_c = tuple(repeat(math.nan, len(self._c_keys)))
+
+        def per_channel(pick: Callable[[Arm], bool]) -> tuple[tuple, tuple]:
+            fast = tuple(
+                (e[0], e[3], e[4], e[5]) if not self._has_window else e
+                for e, a in zip(fast_entries, self.arms)
+                if pick(a)
+            )
+            slow = tuple(e for e, a in zip(slow_entries, self.arms) if pick(a))
+            return fast, slow
+
+        self._all_entries = per_channel(lambda a: True)
+        self._unrestricted = per_channel(lambda a: not a.channels or "*" in a.channels)
+        self._by_channel: dict[str, tuple[tuple, tuple]] = {}
         for a in self.arms:
             for ch in a.channels:
-                if ch != "*" and ch not in by_channel:
-                    by_channel[ch] = tuple(
-                        e for e, b in zip(entries, self.arms) if not b.channels or ch in b.channels or "*" in b.channels
-                    )
-        self._all_entries = all_entries
-        self._unrestricted = unrestricted
-        self._by_channel = by_channel
+                if ch != "*" and ch not in self._by_channel:
+                    self._by_channel[ch] = per_channel(lambda b, ch=ch: not b.channels or ch in b.channels or "*" in b.channels)
         self._pack_idx = [struct.Struct(f"={k}{_IDX_CODE}").pack_into for k in range(len(self.arms) + 1)]
-        self.channels = tuple(by_channel)
+        self.channels = tuple(self._by_channel)
 
     def _fetch_values(self, profile: Any, context: Any) -> tuple:
-        """The raw values of every field the rules read, None where missing."""
-        p = _fetch(profile, self._p_keys, self._none_p, self.schema, "profile")
-        c = _fetch(context, self._c_keys, self._none_c, self.schema, "context") if self._c_keys else ()
+        """The raw values of every field the rules read: NaN where absent, None where null."""
+        p = _fetch(profile, self._p_keys, self._nan_p, self.schema, "profile")
+        c = _fetch(context, self._c_keys, self._nan_c, self.schema, "context") if self._c_keys else ()
         vals = p + c
         return vals if self._fetch_perm is None else self._fetch_perm(vals)
 
@@ -725,40 +822,62 @@ class Catalog:
         where it expects a number) raises ``SchemaError`` naming the field.
         """
         if channel is None:
-            entries = self._all_entries
+            fast, slow = self._all_entries
         else:
             entries = self._by_channel.get(channel)
             if entries is None:
                 if not isinstance(channel, str):
                     raise SchemaError(f"eligible: channel must be a string or None, got {type(channel).__name__}")
                 entries = self._unrestricted
-        if self._has_window:
-            if now is None:
-                import time
-
-                t = time.time()
-            elif isinstance(now, datetime):
-                t = _utc_seconds(now)
-            else:
-                t = float(now)
+            fast, slow = entries
+        if profile.__class__ is dict and (context is None or context.__class__ is dict):
+            vals = tuple(map(profile.get, self._p_keys, self._nan_p))
+            if self._c_keys:
+                vals += self._nan_c if context is None else tuple(map(context.get, self._c_keys, self._nan_c))
+            if self._fetch_perm is not None:
+                vals = self._fetch_perm(vals)
         else:
-            t = 0.0
-        vals = self._fetch_values(profile, context) if self._rule_fields else ()
+            vals = self._fetch_values(profile, context)
         try:
-            idx = [i for i, check, lo, hi in entries if lo <= t < hi and (check is None or check(vals))]
+            if self._test_a is not None:
+                both = vals + self._consts
+                # bytes() takes only ints 0..255 (bools): anything else raises TypeError -> closures.
+                bits = int.from_bytes(bytes(map(_call, self._test_fns, self._test_a(both), self._test_b(both))), "little")
+            else:
+                bits = 0
+            if self._has_window:
+                t = _now(now)
+                idx = [
+                    i for i, lo, hi, care, want, check in fast
+                    if lo <= t < hi and bits & care == want and (check is None or check(vals))
+                ]
+            else:
+                idx = [i for i, care, want, check in fast if bits & care == want and (check is None or check(vals))]
         except TypeError:
-            raise self._type_error(vals) from None
+            # A null in an ordering, a numpy bool, or a real type error: the per-arm closures decide.
+            t = _now(now) if self._has_window else 0.0
+            try:
+                idx = [i for i, lo, hi, check in slow if lo <= t < hi and (check is None or check(vals))]
+            except TypeError:
+                raise self._type_error(vals) from None
         k = len(idx)
         if out is None:
             out = np.empty(len(self.arms), dtype=np.intp)
-        elif not (out.__class__ is np.ndarray and out.dtype is _INTP and out.ndim == 1
-                  and out.shape[0] >= len(self.arms) and out.flags.c_contiguous and out.flags.writeable):
-            raise SchemaError(
-                f"eligible: out must be a writeable contiguous intp array of length >= {len(self.arms)}, "
-                f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
-            )
-        self._pack_idx[k](out, 0, *idx)
+        elif not (out.__class__ is np.ndarray and out.dtype is _INTP and out.strides == _IDX_STRIDES
+                  and out.shape[0] >= len(self.arms)):
+            raise self._bad_out(out)
+        try:
+            self._pack_idx[k](out, 0, *idx)
+        except TypeError:  # read-only buffer
+            raise self._bad_out(out) from None
         return out[:k]
+
+    def _bad_out(self, out: Any) -> SchemaError:
+        return SchemaError(
+            f"eligible: out must be a writeable contiguous intp array of length >= {len(self.arms)}, "
+            f"got {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+            f"{'' if getattr(getattr(out, 'flags', None), 'writeable', True) else ' read-only'}"
+        )
 
     def _type_error(self, vals: tuple) -> SchemaError:
         for field, rule in self._rules:
@@ -828,6 +947,23 @@ class Catalog:
         return f"Catalog({len(self.arms)} arms, id {getattr(self, 'catalog_id', None)})"
 
 
+def _now(now: Any) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        return _utc_seconds(now)
+    if isinstance(now, (int, float, np.integer, np.floating)) and not isinstance(now, bool):
+        return float(now)
+    raise SchemaError(f"eligible: now must be a datetime, unix seconds or None, got {type(now).__name__}")
+
+
+def _tuple_getter_int(indices: Sequence[int]) -> Callable[[tuple], tuple]:
+    if len(indices) == 1:
+        i = indices[0]
+        return lambda t: (t[i],)
+    return itemgetter(*indices)
+
+
 def _inverse(order: list[int]) -> list[int]:
     inv = [0] * len(order)
     for i, k in enumerate(order):
@@ -836,18 +972,19 @@ def _inverse(order: list[int]) -> list[int]:
 
 
 def _fetch(obj: Any, keys: tuple[str, ...], nones: tuple, schema: FeatureSchema, source: str) -> tuple:
+    """Values of ``keys`` in ``obj``; ``nones`` holds what an absent key reads as (NaN)."""
     if not keys:
         return ()
     if obj is None:
         return nones
     if obj.__class__ is dict or isinstance(obj, Mapping):
-        return tuple(map(obj.get, keys))
+        return tuple(map(obj.get, keys, nones))
     if isinstance(obj, (np.ndarray, list, tuple)):
         return _from_vector(obj, keys, schema, source)
     if isinstance(obj, (str, bytes, int, float)):
         raise SchemaError(f"{source}: expected a dict, a msgspec Struct, an object with attributes or a vector")
     vals = tuple(map(getattr, repeat(obj, len(keys)), keys, nones))
-    return tuple(None if v is msgspec.UNSET else v for v in vals) if msgspec.UNSET in vals else vals
+    return tuple(math.nan if v is msgspec.UNSET else v for v in vals) if msgspec.UNSET in vals else vals
 
 
 def _from_vector(obj: Any, keys: tuple[str, ...], schema: FeatureSchema, source: str) -> tuple:

@@ -49,6 +49,7 @@ _F64 = np.dtype(np.float64)
 _STRIDES = (8,)
 _ONE = struct.Struct("=d")
 _INF = math.inf
+_BOOLISH = frozenset((True, False))
 _UNSAFE = re.compile(r'[\s",:\[\]{}]')
 
 
@@ -533,12 +534,21 @@ class FeatureSchema:
         self._extras = extras
         self._n = len(columns)
         self._shape = (self._n,)
-        self._namespaces = tuple(dict.fromkeys(p.namespace for p in self._plans))
-        # A namespace can come out empty only if every feature in it can be left out of the log.
-        self._maybe_empty = any(
-            all(p.kind == "categorical" or getattr(p, "allow_missing", False) for p in self._plans if p.namespace == ns)
-            for ns in self._namespaces
-        )
+        # used_features, per namespace: (namespace, numeric/boolean names, getter of their columns,
+        # boolean names, NaN-allowed names, categoricals as (plan, first column, end of category columns)).
+        log = []
+        for ns in dict.fromkeys(p.namespace for p in plans):
+            mine = [p for p in plans if p.namespace == ns]
+            nums = [p for p in mine if p.kind != "categorical"]
+            log.append((
+                ns,
+                tuple(p.name for p in nums),
+                _tuple_getter_int([p.col for p in nums]) if nums else None,
+                tuple(p.name for p in nums if p.kind == "boolean"),
+                tuple(p.name for p in nums if getattr(p, "allow_missing", False)),
+                tuple((p, p.col, p.col + len(p.categories)) for p in mine if isinstance(p, _CategoricalPlan)),
+            ))
+        self._log_plan = tuple(log)
         self._compile()
 
     def _compile(self) -> None:
@@ -565,19 +575,20 @@ class FeatureSchema:
         nan_ok = [j for j, p in enumerate(col_order) if getattr(p, "allow_missing", False)]
         strict = [j for j in range(len(col_order)) if j not in set(nan_ok)]
         self._strict = None if not nan_ok else _tuple_getter_int(strict)
-        # Per packed value (column order) checks beyond that, as (position, how, lo, hi):
-        # 0 bool, 4 bool or NaN, 3 not infinite, 1 clip to [lo, hi], 2 within [lo, hi] or slow path.
-        fix = []
-        for j, p in enumerate(col_order):
-            if isinstance(p, _BooleanPlan):
-                fix.append((j, 4 if p.allow_missing else 0, 0.0, 0.0))
-                continue
-            assert isinstance(p, _NumericPlan)
-            if p.allow_missing:
-                fix.append((j, 3, 0.0, 0.0))
-            if p.lo > -math.inf or p.hi < math.inf:
-                fix.append((j, 1 if p.clip else 2, p.lo, p.hi))
-        self._fix = tuple(fix)
+        # Per packed value (column order) checks beyond that: booleans must be True/False/0/1
+        # (or NaN where missing is allowed), NaN-allowed numbers must not be infinite, bounded ones
+        # are clipped (or handed to the slow path, which raises, when clip=False).
+        self._bools = tuple(j for j, p in enumerate(col_order) if p.kind == "boolean" and not p.allow_missing)
+        self._bools_nan = tuple(j for j, p in enumerate(col_order) if p.kind == "boolean" and p.allow_missing)
+        self._inf_check = tuple(j for j, p in enumerate(col_order) if p.kind == "numeric" and p.allow_missing)
+        self._bounds = tuple(
+            (j, p.lo, p.hi, p.clip)
+            for j, p in enumerate(col_order)
+            if p.kind == "numeric" and (p.lo > -math.inf or p.hi < math.inf)  # type: ignore[attr-defined]
+        )
+        self._cat_plan = tuple((False, i, cmap, unk) for i, cmap, unk in sp.cats) + tuple(
+            (True, i, cmap, unk) for i, cmap, unk in sc.cats
+        )
         for s in _SOURCES:
             cols = [c.index for c in self._columns if c.source == s]
             plan = self._src[s]
@@ -718,35 +729,36 @@ class FeatureSchema:
         s = sum(vals) if self._strict is None else sum(self._strict(vals))
         if s - s != 0.0:  # NaN or infinity (or an overflowing sum, or a TypeError above): let the slow path decide
             raise _Slow
-        if self._fix:
-            vals = list(vals)
-            for j, how, lo, hi in self._fix:
-                v = vals[j]
-                if how == 0:
-                    if v.__class__ is not bool and v != 0 and v != 1:
-                        raise _Slow
-                elif how == 4:
-                    if v.__class__ is not bool and v != 0 and v != 1 and v == v:
-                        raise _Slow
-                elif how == 3:
-                    if v == _INF or v == -_INF:
-                        raise _Slow
-                elif v < lo or v > hi:
-                    if how == 2:
-                        raise _Slow
-                    vals[j] = lo if v < lo else hi
+        for j in self._bools:
+            if vals[j] not in _BOOLISH:  # True, False, 0, 1 (and 0.0, 1.0: equal hashes)
+                raise _Slow
+        for j in self._bools_nan:
+            v = vals[j]
+            if v not in _BOOLISH and v == v:
+                raise _Slow
+        for j in self._inf_check:
+            v = vals[j]
+            if v == _INF or v == -_INF:
+                raise _Slow
+        for j, lo, hi, clip in self._bounds:
+            v = vals[j]
+            if v < lo or v > hi:
+                if not clip:
+                    raise _Slow
+                if vals.__class__ is tuple:
+                    vals = list(vals)
+                vals[j] = lo if v < lo else hi
         self._pack(out, 0, *vals)
-        for cats, t in ((self._p_cats, p), (self._c_cats, c)):
-            for i, cmap, unknown in cats:
-                v = t[i]
-                col = cmap.get(v, -2)
-                if col == -2:
-                    # Unknown: only a str or int is a category (NaN is missing; the slow path says so).
-                    if unknown == -2 or (v.__class__ is not str and v.__class__ is not int):
-                        raise _Slow
-                    col = unknown
-                if col >= 0:
-                    _ONE.pack_into(out, col << 3, 1.0)
+        for ctx, i, cmap, unknown in self._cat_plan:
+            v = c[i] if ctx else p[i]
+            col = cmap.get(v, -2)
+            if col == -2:
+                # Unknown: only a str or int is a category (NaN is missing; the slow path says so).
+                if unknown == -2 or (v.__class__ is not str and v.__class__ is not int):
+                    raise _Slow
+                col = unknown
+            if col >= 0:
+                _ONE.pack_into(out, col << 3, 1.0)
 
     def _vectorize_slow(self, profile: Any, context: Any, out: np.ndarray) -> np.ndarray:
         """Validate feature by feature: slower, and the one place that words the errors."""
@@ -821,19 +833,29 @@ class FeatureSchema:
         elif not (isinstance(x, np.ndarray) and x.shape == self._shape):
             raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
         xs = x.tolist()
-        result: dict[str, dict[str, Any]] = {ns: {} for ns in self._namespaces}
-        for p in self._plans:
-            if p.kind == "categorical":
+        result: dict[str, dict[str, Any]] = {}
+        for ns, names, getter, bools, nan_ok, cats in self._log_plan:
+            d = dict(zip(names, getter(xs))) if getter is not None else {}
+            for name in bools:
+                v = d[name]
+                if v == v:
+                    d[name] = v != 0.0
+            for name in nan_ok:
+                if d[name] != d[name]:
+                    del d[name]
+            for p, a, b in cats:
+                block = xs[a:b]
+                if 1.0 in block:
+                    d[p.name] = p.categories[block.index(1.0)]
+                    continue
+                # Missing or unknown: the raw value decides (a ready vector has none).
                 obj = profile if p.source == "profile" else context
-                v = p.from_vector(xs) if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
-                if v is not MISSING:
-                    result[p.namespace][p.name] = v
-                continue
-            v = xs[p.col]
-            if v == v:
-                result[p.namespace][p.name] = v if p.kind == "numeric" else v != 0.0
-        if self._maybe_empty:
-            result = {ns: d for ns, d in result.items() if d}
+                if not isinstance(obj, (np.ndarray, list, tuple)):
+                    v = p.logged(_get(obj, p.name))
+                    if v is not MISSING:
+                        d[p.name] = v
+            if d:
+                result[ns] = d
         return result
 
     def check_model(self, feature_names: Sequence[str], arm_features: Sequence[str] = ()) -> None:
