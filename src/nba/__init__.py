@@ -29,11 +29,13 @@ from nba.log import (
 )
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.models import load_model
+from nba.models.lightgbm import TreeEnsemble
 from nba.models.vw import VWModel
 from nba.models.online import BetaThompson, LinearThompson, LinUCB, UCB1
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
+from nba.decider import Decider, Decision
 
 __version__ = "0.1.0"
 
@@ -62,6 +64,9 @@ __all__ = [
     "Thompson",
     "sample",
     "sample_slate",
+    # decisions
+    "Decider",
+    "Decision",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",
@@ -74,6 +79,7 @@ __all__ = [
     "AnyOf",
     "Not",
     "parse_rule",
+    "TreeEnsemble",
     "VWModel",
     # experiments
     "Experiment",

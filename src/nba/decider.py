@@ -1,0 +1,544 @@
+"""Decider: ``decide(profile, context)`` and ``reward(event_id, value)``, the product's front door.
+
+One Decider is shared by all request threads. Each call reads one immutable
+snapshot (``_State``: catalogue, schema, models bound to both, policies), so
+``swap_model`` replaces the model atomically: a request sees the old model or
+the new one, never half of either, and logs the version that made its choice.
+
+Per decision: vectorize the profile and context (schema), find the eligible arms
+(catalogue rules, channel, dates), score every arm with the model of the unit's
+experiment variant (compiled core, GIL released), arbitrate (score x value x
+weight), turn priorities into a pmf with the policy, sample seeded by
+(seed, event id), log, return a frozen ``Decision``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Union
+
+import msgspec
+import numpy as np
+
+from nba.arms import Arm, Catalog
+from nba.errors import ConfigError, SchemaError, UnknownEventError
+from nba.experiments import Allocator, Assignment, Experiment, Holdout
+from nba.log import DecisionLog
+from nba.policy import EpsilonGreedy, Greedy, sample, sample_slate
+from nba.schema import FeatureSchema
+
+__all__ = ["Decider", "Decision"]
+
+_NO_ASSIGNMENT = Assignment()
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``decide`` chose, with everything needed to audit and learn from it.
+
+    ``arm`` is the chosen arm id (``arms`` the ranked slate when ``n > 1``),
+    ``payload`` its content for the channel, ``probability`` the exact probability
+    with which ``arm`` was drawn, ``pmf`` and ``scores`` are over ``actions`` (the
+    eligible arms, catalogue order); ``scores`` are raw model scores (higher is
+    better). ``variants`` maps experiment -> variant. ``timestamp`` is unix seconds.
+    """
+
+    event_id: str
+    arm: str
+    arms: tuple[str, ...]
+    payload: Any
+    probability: float
+    actions: tuple[str, ...]
+    pmf: tuple[float, ...]
+    scores: tuple[float, ...]
+    variants: dict[str, str]
+    model_version: str
+    policy: str
+    timestamp: float
+    channel: Union[str, None] = None
+    holdout: bool = False
+    fallback: bool = False
+    deferred: bool = False
+
+
+# --------------------------------------------------------------------------- scorers
+
+
+class _TreeScorer:
+    """A LightGBM ensemble bound to a catalogue: one row per arm, scored in one core call."""
+
+    kind = "trees"
+
+    def __init__(self, model: Any, catalog: Catalog) -> None:
+        if getattr(model, "num_class", 1) != 1:
+            raise ConfigError(
+                f"a tree model used to score arms must output one score per row; this one has "
+                f"{model.num_class} classes (train a binary or regression model over arm rows)"
+            )
+        names = getattr(model, "feature_names", None) or catalog.feature_names
+        self.layout = catalog.layout(names)
+        self.model = model
+        self.version = str(model.version)
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        return {"rows": np.empty((n_arms, self.layout.n_features))}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        rows = self.layout.fill(x, idx, out=buf["rows"])
+        self.model.predict(rows, out=out)
+
+
+class _VWScorer:
+    """A Vowpal Wabbit cb model: arm features hashed once; costs negated (higher is better)."""
+
+    kind = "vw"
+
+    def __init__(self, model: Any, catalog: Catalog) -> None:
+        schema = catalog.schema
+        self.model = model
+        self.version = _vw_version(model)
+        self.actions = model.prepare_actions(list(catalog.action_features))
+        self.bound = model.bind_shared([(c.namespace, c.vw_feature or c.name) for c in schema.columns])
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        return {"all": np.empty(n_arms)}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        allc = buf["all"]
+        self.model.score_vector(x, self.bound, self.actions, allc)
+        np.negative(allc.take(idx), out=out)
+
+
+def _vw_version(model: Any) -> str:
+    """The model's own ``version`` if it has one, else a content hash of its options and weights.
+
+    ``VWModel.info.version`` is VW's file-format version (e.g. "9.11.0"), not an identity.
+    """
+    v = getattr(model, "version", None)
+    if v is not None:
+        return str(v)
+    h = hashlib.sha256(model.info.options.encode("utf-8"))
+    h.update(np.ascontiguousarray(model.weights).tobytes())
+    return h.hexdigest()[:12]
+
+
+class _OnlineScorer:
+    """A built-in online bandit: scores the shared vector, learns from rewards."""
+
+    kind = "online"
+
+    def __init__(self, model: Any, catalog: Catalog) -> None:
+        if model.n_arms != len(catalog):
+            raise ConfigError(f"online model has {model.n_arms} arms but the catalogue has {len(catalog)}")
+        nf = model.n_features
+        if nf not in (0, catalog.schema.n_columns):
+            raise ConfigError(
+                f"online model expects {nf} features but the schema has {catalog.schema.n_columns} columns"
+            )
+        self.model = model
+        self.contextual = nf > 0
+
+    @property
+    def version(self) -> str:
+        return f"{type(self.model).__name__}@{self.model.version}"
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        s = self.model.score(x if self.contextual else None)
+        np.take(s, idx, out=out)
+
+
+def _bind(model: Any, catalog: Catalog) -> Any:
+    if model is None:
+        raise ConfigError("Decider needs a model: nba.load_model(...) or a built-in bandit such as nba.LinUCB")
+    if hasattr(model, "bind_shared") and hasattr(model, "prepare_actions"):
+        return _VWScorer(model, catalog)
+    if hasattr(model, "exploration") and hasattr(model, "update"):
+        return _OnlineScorer(model, catalog)
+    if hasattr(model, "predict") and hasattr(model, "num_trees"):
+        return _TreeScorer(model, catalog)
+    raise ConfigError(f"cannot decide with a {type(model).__name__}: expected a model from nba.load_model or nba.models.online")
+
+
+class _State:
+    """An immutable snapshot of everything a decision reads; replaced whole on swap."""
+
+    def __init__(self, catalog: Catalog, models: Mapping[str, Any], policies: Mapping[str, Any]) -> None:
+        self.catalog = catalog
+        self.scorers = {name: _bind(m, catalog) for name, m in models.items()}
+        self.policies = dict(policies)
+        for name, pol in self.policies.items():
+            if not hasattr(pol, "pmf"):
+                raise ConfigError(f"policy {name!r} is a {type(pol).__name__}, expected an nba policy (e.g. nba.EpsilonGreedy)")
+        for sname, sc in self.scorers.items():
+            for pname, pol in self.policies.items():
+                if sc.kind != "online" and getattr(pol, "kind", "") == "thompson":
+                    raise ConfigError(
+                        f"policy {pname!r} (Thompson) needs a posterior-sampling model; model {sname!r} is a {sc.kind} model"
+                    )
+        self.local = threading.local()
+
+    def buffers(self) -> Any:
+        b = getattr(self.local, "b", None)
+        if b is None:
+            b = self.local.b = _Buffers(len(self.catalog), self.catalog.schema.n_columns, self.scorers)
+        return b
+
+
+class _Buffers:
+    """Per-thread scratch arrays, so a decision allocates nothing but its result."""
+
+    __slots__ = ("x", "idx", "scores", "pri", "pmf", "scorer")
+
+    def __init__(self, n_arms: int, n_cols: int, scorers: Mapping[str, Any]) -> None:
+        self.x = np.empty(n_cols)
+        self.idx = np.empty(n_arms, dtype=np.intp)
+        self.scores = np.empty(n_arms)
+        self.pri = np.empty(n_arms)
+        self.pmf = np.empty(n_arms)
+        self.scorer = {name: s.buffers(n_arms) for name, s in scorers.items()}
+
+
+class _Pending:
+    """What ``reward`` needs of a recent decision to teach an online model."""
+
+    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "scorer")
+
+    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, scorer: Any) -> None:
+        self.arm = arm
+        self.x = x
+        self.start = start
+        self.total = 0.0
+        self.rewarded = False
+        self.active = active
+        self.scorer = scorer
+
+
+# --------------------------------------------------------------------------- Decider
+
+
+class Decider:
+    """Chooses an arm for a profile and context, logs it, and learns from rewards.
+
+    ``arms``: the catalogue (``nba.Arm`` list or an ``nba.Catalog``). ``schema``:
+    the ``nba.FeatureSchema`` of the profile and context features (required unless
+    ``arms`` is a Catalog). ``model``: a model from ``nba.load_model`` or an online
+    bandit; ``models``/``policies``: extra named ones that experiment variants
+    select through ``overrides={"variant": {"model": name, "policy": name}}``.
+    ``policy``: exploration (default ``EpsilonGreedy(0.05)``). ``experiments`` and
+    ``holdout``: A/B allocation of the unit, read from ``profile[unit_key]``.
+    ``log``: an ``nba.DecisionLog`` (or None: nothing is logged). ``seed``: the
+    application seed of sampling; with the event id it makes a decision replayable.
+    ``fallback``: id of the arm returned, and logged as a fallback, when no arm is
+    eligible (without it, no eligible arm raises ``ConfigError``).
+    ``reward_window`` (seconds) and ``aggregate`` ("first" or "sum") say how an
+    online model learns: with "first" it learns from the first reward at once;
+    with "sum" it learns the sum once the window closes; a decision with no reward
+    in its window teaches ``default_reward``. Deferred decisions that are never
+    activated teach nothing.
+    """
+
+    def __init__(
+        self,
+        arms: Sequence[Arm] | Catalog,
+        model: Any,
+        *,
+        schema: FeatureSchema | None = None,
+        policy: Any = None,
+        experiments: Iterable[Experiment] = (),
+        holdout: Holdout | None = None,
+        log: DecisionLog | None = None,
+        seed: int = 0,
+        models: Mapping[str, Any] | None = None,
+        policies: Mapping[str, Any] | None = None,
+        fallback: str | None = None,
+        unit_key: str = "id",
+        arbitration: Any = "product",
+        reward_window: float = 3600.0,
+        aggregate: Literal["first", "sum"] = "first",
+        default_reward: float = 0.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        if isinstance(arms, Catalog):
+            catalog = arms
+        else:
+            if schema is None:
+                raise ConfigError("Decider needs schema=nba.FeatureSchema([...]) to turn profiles into features")
+            catalog = Catalog(arms, schema, arbitration=arbitration)
+        if aggregate not in ("first", "sum"):
+            raise ConfigError(f"aggregate must be 'first' or 'sum', got {aggregate!r}")
+        if not (isinstance(reward_window, (int, float)) and reward_window >= 0):
+            raise ConfigError(f"reward_window must be a number of seconds >= 0, got {reward_window!r}")
+        if fallback is not None:
+            catalog.index(fallback)  # raises ConfigError for an unknown arm
+        self._models = {"default": model, **dict(models or {})}
+        self._policies = {"default": policy if policy is not None else EpsilonGreedy(0.05), **dict(policies or {})}
+        self._state = _State(catalog, self._models, self._policies)
+        exps = tuple(experiments)
+        for e in exps:
+            for variant, ov in e.overrides.items():
+                for what, table in (("model", self._models), ("policy", self._policies)):
+                    if what in ov and ov[what] not in table:
+                        raise ConfigError(
+                            f"experiment {e.name!r} variant {variant!r} selects {what} {ov[what]!r}, "
+                            f"but the Decider has {what}s {sorted(table)}; pass it in {what}s={{...}}"
+                        )
+        self._allocator = Allocator(exps, holdout=holdout) if exps or holdout is not None else None
+        self._log = log
+        self._seed = int(seed)
+        self._fallback = fallback
+        self._unit_key = unit_key
+        self._window = float(reward_window)
+        self._aggregate = aggregate
+        self._default_reward = float(default_reward)
+        self._max_pending = int(max_pending)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._deferred: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+        if log is not None:
+            log.register_catalog(catalog.catalog_id, dict(zip(catalog.ids, catalog.action_features)))
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._state.catalog
+
+    @property
+    def model_version(self) -> str:
+        """Version of the default model now serving."""
+        return self._state.scorers["default"].version
+
+    # ------------------------------------------------------------------ decide
+
+    def decide(
+        self,
+        profile: Any,
+        context: Any = None,
+        *,
+        channel: str | None = None,
+        event_id: str | None = None,
+        n: int = 1,
+        defer: bool = False,
+        now: float | None = None,
+    ) -> Decision:
+        """Choose ``n`` arms (ranked) for this profile and context; log and return the decision.
+
+        ``event_id`` defaults to a fresh unique id; pass your own to make the
+        decision replayable (same id, seed, inputs and model -> same choice).
+        ``defer=True`` logs the decision but it counts for learning and evaluation
+        only after ``activate(event_id)`` (when the action is really shown).
+        """
+        if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
+            raise ConfigError(f"n must be a positive int (the slate size), got {n!r}")
+        st = self._state
+        ts = time.time() if now is None else float(now)
+        eid = event_id if event_id is not None else f"{self._prefix}-{next(self._counter):x}"
+        asg = self._assign(profile)
+        sname = asg.overrides.get("model", "default")
+        pname = asg.overrides.get("policy", "default")
+        scorer = st.scorers[sname]
+        policy = st.policies[pname]
+        b = st.buffers()
+        x = st.catalog.schema.vectorize(profile, context, out=b.x)
+        idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
+        k = idx.shape[0]
+        if k == 0:
+            return self._fallback_decision(st, eid, ts, channel, asg, scorer, policy, defer)
+        scores = b.scores[:k]
+        scorer.score(x, idx, scores, b.scorer[sname])
+        if scorer.kind == "online" and hasattr(policy, "model_pmf"):
+            scale = st.catalog.values.take(idx) * st.catalog.weights.take(idx)
+            pmf = policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
+                                   arms=idx, scale=scale, out=b.pmf[:k])
+        else:
+            if not np.isfinite(scores).all():
+                bad = st.catalog.ids[int(idx[np.flatnonzero(~np.isfinite(scores))[0]])]
+                raise SchemaError(f"model score for arm {bad!r} is not finite; check the model and the input features")
+            pri = st.catalog.priorities(scores, idx, out=b.pri)
+            pmf = policy.pmf(pri, out=b.pmf[:k])
+        if n == 1:
+            chosen = [sample(pmf, eid, self._seed)]
+        else:
+            chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
+        ids = st.catalog.ids
+        actions = tuple(ids[i] for i in idx.tolist())
+        pmf_t = tuple(pmf.tolist())
+        scores_t = tuple(scores.tolist())
+        arm_i = int(idx[chosen[0]])
+        version = scorer.version
+        if scorer.kind == "online":
+            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer)
+        elif defer:
+            with self._lock:
+                self._deferred[eid] = ts
+                while len(self._deferred) > self._max_pending:
+                    self._deferred.popitem(last=False)
+        if self._log is not None:
+            self._log.append_decision(
+                eid,
+                actions=actions,
+                pmf=pmf_t,
+                chosen=chosen,
+                probability=pmf_t[chosen[0]],
+                scores=scores_t,
+                features=st.catalog.schema.used_features(profile, context),
+                model_version=version,
+                variants=asg.variants,
+                policy=policy.name,
+                channel=channel,
+                unit=self._unit(profile),
+                deferred=defer,
+                catalog_id=st.catalog.catalog_id,
+                ts=ts,
+            )
+        return Decision(
+            event_id=eid,
+            arm=ids[arm_i],
+            arms=tuple(actions[c] for c in chosen),
+            payload=st.catalog.payload(arm_i, channel),
+            probability=pmf_t[chosen[0]],
+            actions=actions,
+            pmf=pmf_t,
+            scores=scores_t,
+            variants=dict(asg.variants),  # the allocator shares its dicts between calls
+            model_version=version,
+            policy=policy.name,
+            timestamp=ts,
+            channel=channel,
+            holdout=asg.holdout,
+            deferred=defer,
+        )
+
+    def _unit(self, profile: Any) -> Any:
+        if profile is None:
+            return None
+        if isinstance(profile, Mapping):
+            return profile.get(self._unit_key)
+        return getattr(profile, self._unit_key, None)
+
+    def _assign(self, profile: Any) -> Assignment:
+        if self._allocator is None:
+            return _NO_ASSIGNMENT
+        unit = self._unit(profile)
+        if unit is None:
+            return _NO_ASSIGNMENT
+        return self._allocator.assign(unit)
+
+    def _fallback_decision(
+        self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, policy: Any, defer: bool
+    ) -> Decision:
+        if self._fallback is None:
+            raise ConfigError(
+                "no arm is eligible for this decision and the Decider has no fallback arm; "
+                "pass fallback='<arm id>' to return a default action instead"
+            )
+        if self._log is not None:
+            self._log.append_decision(
+                eid, actions=(self._fallback,), pmf=(1.0,), chosen=(0,), probability=1.0, scores=None,
+                features={}, model_version=scorer.version, variants=asg.variants, policy="fallback",
+                channel=channel, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, ts=ts,
+            )
+        return Decision(
+            event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=st.catalog.payload(self._fallback, channel),
+            probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=asg.variants,
+            model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
+            fallback=True, deferred=defer,
+        )
+
+    # ------------------------------------------------------------------ rewards and learning
+
+    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, scorer: Any) -> None:
+        with self._lock:
+            self._pending[eid] = _Pending(arm, x, ts, active, scorer)
+            if len(self._pending) > self._max_pending:
+                self._expire(math.inf, limit=len(self._pending) - self._max_pending)
+
+    def _expire(self, now: float, limit: int | None = None) -> None:
+        """Close reward windows that ended before ``now`` (oldest first); caller holds the lock."""
+        done = 0
+        while self._pending and (limit is None or done < limit):
+            eid, p = next(iter(self._pending.items()))
+            if limit is None and p.start + self._window >= now:
+                break
+            del self._pending[eid]
+            done += 1
+            if not p.active:
+                continue  # deferred and never shown: teaches nothing
+            if self._aggregate == "sum" or not p.rewarded:
+                p.scorer.model.update(p.arm, p.x, p.total if p.rewarded else self._default_reward)
+
+    def activate(self, event_id: str, *, at: float | None = None) -> None:
+        """Mark a deferred decision as shown: from now on it counts for learning and evaluation."""
+        ts = time.time() if at is None else float(at)
+        with self._lock:
+            p = self._pending.get(event_id)
+            if p is not None:
+                p.active = True
+                p.start = ts
+                self._pending.move_to_end(event_id)
+            elif self._deferred.pop(event_id, None) is None:
+                raise UnknownEventError(
+                    f"no deferred decision {event_id!r} to activate: it was not made with defer=True, "
+                    "or is older than the Decider remembers"
+                )
+        if self._log is not None:
+            self._log.append_activation(event_id, ts=ts)
+
+    def reward(self, event_id: str, value: float, *, at: float | None = None) -> None:
+        """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+            raise SchemaError(f"reward value must be a finite number, got {value!r}")
+        ts = time.time() if at is None else float(at)
+        learn = None
+        with self._lock:
+            p = self._pending.get(event_id)
+            if p is not None and p.active and ts <= p.start + self._window:
+                if self._aggregate == "first":
+                    if not p.rewarded:
+                        learn = p
+                        del self._pending[event_id]
+                p.total += float(value)
+                p.rewarded = True
+            self._expire(ts)
+        if learn is not None:
+            learn.scorer.model.update(learn.arm, learn.x, float(value))
+        if self._log is not None:
+            self._log.append_outcome(event_id, float(value), ts=ts)
+
+    # ------------------------------------------------------------------ operations
+
+    def swap_model(self, model: Any, *, name: str = "default") -> None:
+        """Replace a model atomically while traffic flows; in-flight decisions finish on the old one."""
+        models = {**self._models, name: model}
+        state = _State(self._state.catalog, models, self._policies)  # binds and validates first
+        self._models = models
+        self._state = state  # one reference store: the swap is atomic for readers
+
+    def flush(self) -> None:
+        """Teach online models every reward window that has closed, and flush the log."""
+        with self._lock:
+            self._expire(time.time())
+        if self._log is not None:
+            self._log.flush()
+
+    def close(self) -> None:
+        """Flush and close the log."""
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> Decider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
