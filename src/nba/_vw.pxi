@@ -11,7 +11,10 @@
 #
 # Weights are VW's weight vector without the learner's stride (only the weight
 # itself), so weight i is w[i & mask]. Indices are masked at use, so any 32-bit
-# hash is a valid index; the Python loader validates everything else once.
+# hash is a valid index; the Python loader validates everything else once. Only
+# the low `bits` (<= 30) of a feature hash ever reach an index, also through
+# interactions ((h1 * FNV) ^ h2 keeps low bits from low bits), so the encoder
+# keeps 30 bits.
 #
 # The dict encoder below is the API edge: it walks Python dicts (with a per
 # model hash cache) into C buffers and reports invalid input by status code;
@@ -381,8 +384,8 @@ cdef class VWCore:
         cdef const int32_t[:, ::1] tv = terms
         cdef Py_ssize_t i
         cdef int S = len(slot_chars)
-        if bits < 1 or bits > 31 or wv.shape[0] != (<Py_ssize_t>1 << bits):
-            raise ValueError("weights must hold 2**bits floats")
+        if bits < 1 or bits > 30 or wv.shape[0] != (<Py_ssize_t>1 << bits):
+            raise ValueError("weights must hold 2**bits floats, 1 <= bits <= 30")
         if S > _VW_MAX_SLOTS or tv.shape[1] != 4:
             raise ValueError("bad interaction terms")
         for i in range(tv.shape[0]):
@@ -460,9 +463,10 @@ cdef class VWCore:
             out[0] = <uint32_t>(<object>hit)
             return 0
         s = PyUnicode_AsUTF8AndSize(name, &n)
-        out[0] = _vw_hash(<const unsigned char*>s, n, ns.h, self._hash_all)
+        out[0] = _vw_hash(<const unsigned char*>s, n, ns.h, self._hash_all) & 0x3FFFFFFF
         if self._cached < self.cache_limit:
-            ns.names[name] = out[0]
+            # Only the low bits reach an index (mask < 2**29); 30 bits keep the int one digit.
+            ns.names[name] = out[0] & 0x3FFFFFFF
             self._cached += 1
         return 0
 
@@ -490,14 +494,14 @@ cdef class VWCore:
             if tmp == NULL:
                 raise MemoryError()
         out[0] = _vw_hash_string_feature(<const unsigned char*>k, nk, <const unsigned char*>vs, nv,
-                                         ns.h, self._hash_all, self._chain, tmp)
+                                         ns.h, self._hash_all, self._chain, tmp) & 0x3FFFFFFF
         if tmp != stack:
             free(tmp)
         if self._cached < self.cache_limit:
             if per_value is None:
                 per_value = {}
                 ns.strings[name] = per_value
-            per_value[value] = out[0]
+            per_value[value] = out[0] & 0x3FFFFFFF
             self._cached += 1
         return 0
 
