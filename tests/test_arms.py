@@ -271,6 +271,12 @@ def test_time_window_is_start_inclusive_end_exclusive():
     assert eligible_ids(cat, {}, now=datetime(2026, 3, 1, 1, 0, tzinfo=paris)) == ["spring", "naive_utc"]
 
 
+def test_now_of_the_wrong_type_is_a_schema_error():
+    cat = Catalog([Arm("a", end=datetime(2030, 1, 1))], SCHEMA)
+    with pytest.raises(SchemaError, match="now must be"):
+        cat.eligible({}, now="2026-01-01")
+
+
 def test_eligible_defaults_now_to_the_current_time():
     now = datetime.now(timezone.utc)
     cat = Catalog([Arm("past", end=now - timedelta(days=1)), Arm("current", start=now - timedelta(days=1))], SCHEMA)
@@ -286,6 +292,12 @@ def test_eligible_writes_into_a_reusable_buffer():
     assert res.tolist() == [1]
     with pytest.raises(SchemaError, match="out must be"):
         cat.eligible({}, out=np.empty(1, dtype=np.intp))
+    with pytest.raises(SchemaError, match="out must be"):
+        cat.eligible({}, out=np.empty(2, dtype=np.int32))
+    ro = np.empty(2, dtype=np.intp)
+    ro.setflags(write=False)
+    with pytest.raises(SchemaError, match="read-only"):
+        cat.eligible({}, out=ro)
 
 
 # --------------------------------------------------------------------------- arbitration
@@ -405,6 +417,13 @@ def test_action_features_are_namespaced_per_arm():
     cat = Catalog(ARMS, SCHEMA)
     assert cat.action_features[0] == {"Action": {"fee": 95.0, "kind": "card", "premium": True}}
     assert cat.action_features[2] == {"Offer": {"fee": 0.0, "kind": "card", "premium": False}}
+    assert cat.features_by_arm["loan"] == {"Action": {"fee": 0.0, "kind": "loan", "premium": False}}
+
+
+def test_layout_rejects_a_vector_of_the_wrong_shape():
+    cat = Catalog(ARMS, SCHEMA)
+    with pytest.raises(SchemaError, match="x must be the schema's vector"):
+        cat.layout().fill(np.zeros(3))
 
 
 def test_layout_rows_are_shared_vector_plus_arm_features():

@@ -553,11 +553,16 @@ class RowLayout:
         template.setflags(write=False)
         self.template = template
         ns = len(self.shared_cols)
+        self._x_shape = (ns,)
         self._prefix = ns if np.array_equal(self.shared_cols, np.arange(ns)) else None
 
     def fill(self, x: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Rows for arms ``idx`` (indices into the catalogue), written into ``out[:len(idx)]`` if given."""
         k = self.template.shape[0] if idx is None else len(idx)
+        if getattr(x, "shape", None) != self._x_shape:
+            raise SchemaError(
+                f"RowLayout.fill: x must be the schema's vector, shape {self._x_shape}, got {getattr(x, 'shape', type(x))}"
+            )
         if out is None:
             out = np.empty((k, self.n_features))
         else:
@@ -627,9 +632,12 @@ class Catalog:
         self.arbitration = arbitration if isinstance(arbitration, str) else getattr(arbitration, "__name__", "custom")
         self._build_arm_features()
         self._compile_eligibility()
+        # Per arm, {namespace: {name: value}}: VW action features (VWModel.prepare_actions) and,
+        # keyed by arm id in ``features_by_arm``, the ``arms`` of the log's catalog record.
         self.action_features: tuple[dict[str, dict[str, Any]], ...] = tuple(
             {a.namespace: dict(a.features)} if a.features else {} for a in arms
         )
+        self.features_by_arm: dict[str, dict[str, dict[str, Any]]] = dict(zip(self.ids, self.action_features))
         try:
             canon = msgspec.json.encode(
                 [msgspec.to_builtins(a, order="deterministic") for a in arms], order="deterministic"
