@@ -73,11 +73,11 @@ _U64 = (1 << 64) - 1
 
 
 def _real(owner: str, name: str, value: Any, lo: float, hi: float = math.inf, hint: str = "") -> float:
-    """``value`` as a float in [lo, hi], or a ConfigError naming ``owner.name``."""
+    """``value`` as a finite float in [lo, hi], or a ConfigError naming ``owner.name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
-    if not (lo <= v <= hi):
+    if not (math.isfinite(v) and lo <= v <= hi):
         rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
         raise ConfigError(f"{owner}: {name} must be {rng}, got {value!r}{hint}")
     return v
