@@ -403,6 +403,7 @@ class _SourcePlan:
         # Vector input: the source's columns, in column order.
         self.columns: np.ndarray = np.empty(0, dtype=np.intp)
         self.nan_ok: np.ndarray = np.empty(0, dtype=bool)
+        self.slice: slice | None = None  # the columns as a slice, when contiguous
 
     def getter_for(self, tp: type) -> Any:
         """A tuple getter (missing -> default) for inputs of type ``tp``, or None to use the validating path."""
@@ -596,6 +597,8 @@ class FeatureSchema:
             plan.nan_ok = np.asarray(
                 [getattr(self._plans[self._plan_of_col(c)], "allow_missing", False) for c in cols], dtype=bool
             )
+            contiguous = bool(cols) and cols == list(range(cols[0], cols[0] + len(cols)))
+            plan.slice = slice(cols[0], cols[0] + len(cols)) if contiguous else None
 
     def _plan_of_col(self, col: int) -> int:
         name = self._columns[col].feature
@@ -761,22 +764,26 @@ class FeatureSchema:
                 _ONE.pack_into(out, col << 3, 1.0)
 
     def _vectorize_slow(self, profile: Any, context: Any, out: np.ndarray) -> np.ndarray:
-        """Validate feature by feature: slower, and the one place that words the errors."""
-        vals = [0.0] * self._n
+        """Ready vectors, unusual inputs and errors: validate feature by feature, word the errors."""
+        self._check_out(out)
+        vals: list[float] | None = None
+        vectors = []
         for source, obj in (("profile", profile), ("context", context)):
             plan = self._src[source]
             if not plan.plans:
                 continue
             _check_input(obj, source)
             if isinstance(obj, (np.ndarray, list, tuple)):
-                x = self._check_vector(obj, source)
-                for k, col in enumerate(plan.columns.tolist()):
-                    vals[col] = float(x[k])
+                vectors.append((plan, self._check_vector(obj, source)))
             else:
+                if vals is None:
+                    vals = [0.0] * self._n
                 for p in plan.plans:
                     p.encode(_get(obj, p.name), vals)
-        self._check_out(out)
-        self._pack_all(out, 0, *vals)
+        if vals is not None:
+            self._pack_all(out, 0, *vals)  # every column; a vector source's are overwritten below
+        for plan, x in vectors:
+            out[plan.columns if plan.slice is None else plan.slice] = x
         return out
 
     def _check_out(self, out: Any) -> None:
@@ -801,16 +808,17 @@ class FeatureSchema:
                 f"{source} vector: expected {n} values (the columns {list(self.profile_feature_names if source == 'profile' else self.context_feature_names)!r}), "
                 f"got shape {x.shape}"
             )
-        bad = ~np.isfinite(x)
+        t = sum(x.tolist())  # cheap screen: finite unless a value is NaN or infinite (or the sum overflows)
+        if t - t == 0.0:
+            return x
+        bad = ~np.isfinite(x) & ~(np.isnan(x) & plan.nan_ok)
         if bad.any():
-            bad &= ~(np.isnan(x) & plan.nan_ok)
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                name = self._names[int(plan.columns[k])]
-                raise SchemaError(
-                    f"{source} vector: column {k} ({name!r}) is {float(x[k])!r}; values must be finite "
-                    "(NaN is allowed only for features declared allow_missing=True)"
-                )
+            k = int(np.flatnonzero(bad)[0])
+            name = self._names[int(plan.columns[k])]
+            raise SchemaError(
+                f"{source} vector: column {k} ({name!r}) is {float(x[k])!r}; values must be finite "
+                "(NaN is allowed only for features declared allow_missing=True)"
+            )
         return x
 
     # ------------------------------------------------------------------ logging and model checks
