@@ -344,7 +344,8 @@ class Decider:
         st = self._state
         ts = time.time() if now is None else float(now)
         eid = event_id if event_id is not None else f"{self._prefix}-{next(self._counter):x}"
-        asg = self._assign(profile)
+        unit = self._unit(profile)
+        asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
         scorer = st.scorers[sname]
@@ -354,7 +355,7 @@ class Decider:
         idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         k = idx.shape[0]
         if k == 0:
-            return self._fallback_decision(st, eid, ts, channel, asg, scorer, policy, defer)
+            return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
         scores = b.scores[:k]
         scorer.score(x, idx, scores, b.scorer[sname])
         if scorer.kind == "online" and hasattr(policy, "model_pmf"):
@@ -362,11 +363,18 @@ class Decider:
             pmf = policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
                                    arms=idx, scale=scale, out=b.pmf[:k])
         else:
-            if not np.isfinite(scores).all():
-                bad = st.catalog.ids[int(idx[np.flatnonzero(~np.isfinite(scores))[0]])]
-                raise SchemaError(f"model score for arm {bad!r} is not finite; check the model and the input features")
             pri = st.catalog.priorities(scores, idx, out=b.pri)
-            pmf = policy.pmf(pri, out=b.pmf[:k])
+            try:
+                pmf = policy.pmf(pri, out=b.pmf[:k])
+            except SchemaError:  # the policy rejects non-finite priorities: name the arm
+                bad = np.flatnonzero(~np.isfinite(pri))
+                if bad.size == 0:
+                    raise
+                arm = st.catalog.ids[int(idx[bad[0]])]
+                raise SchemaError(
+                    f"arm {arm!r}: model score {scores[bad[0]]!r} x value x weight is not finite; "
+                    "check the model and the input features"
+                ) from None
         if n == 1:
             chosen = [sample(pmf, eid, self._seed)]
         else:
@@ -397,7 +405,7 @@ class Decider:
                 variants=asg.variants,
                 policy=policy.name,
                 channel=channel,
-                unit=self._unit(profile),
+                unit=unit,
                 deferred=defer,
                 catalog_id=st.catalog.catalog_id,
                 ts=ts,
@@ -427,16 +435,8 @@ class Decider:
             return profile.get(self._unit_key)
         return getattr(profile, self._unit_key, None)
 
-    def _assign(self, profile: Any) -> Assignment:
-        if self._allocator is None:
-            return _NO_ASSIGNMENT
-        unit = self._unit(profile)
-        if unit is None:
-            return _NO_ASSIGNMENT
-        return self._allocator.assign(unit)
-
     def _fallback_decision(
-        self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, policy: Any, defer: bool
+        self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool, unit: Any
     ) -> Decision:
         if self._fallback is None:
             raise ConfigError(
@@ -447,11 +447,11 @@ class Decider:
             self._log.append_decision(
                 eid, actions=(self._fallback,), pmf=(1.0,), chosen=(0,), probability=1.0, scores=None,
                 features={}, model_version=scorer.version, variants=asg.variants, policy="fallback",
-                channel=channel, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, ts=ts,
+                channel=channel, unit=unit, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, ts=ts,
             )
         return Decision(
             event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=st.catalog.payload(self._fallback, channel),
-            probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=asg.variants,
+            probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
             model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
             fallback=True, deferred=defer,
         )
