@@ -509,6 +509,16 @@ def test_arms_round_trip_through_json():
     assert Catalog([back], SCHEMA).eligible({"age": 20, "segment": "gold", "member": True}).tolist() == [0]
 
 
+def test_catalog_pickles_with_the_same_id_and_rules():
+    import pickle
+
+    cat = Catalog(ARMS + [Arm("r", ARMS[0].features, eligibility="age >= 18")], SCHEMA, arbitration="score")
+    back = pickle.loads(pickle.dumps(cat))
+    assert back.catalog_id == cat.catalog_id and back.arbitration == "score"
+    for age in (10, 30):
+        assert back.eligible({"age": age}).tolist() == cat.eligible({"age": age}).tolist()
+
+
 def test_catalogue_api_is_exported_from_nba():
     for name in ("Arm", "Catalog", "Rule", "AllOf", "AnyOf", "Not", "parse_rule"):
         assert name in nba.__all__

@@ -434,6 +434,17 @@ def test_declarations_round_trip_through_json():
     assert FeatureSchema(back).feature_names == FeatureSchema(feats).feature_names
 
 
+def test_schema_pickles_and_vectorizes_the_same():
+    import pickle
+
+    s = make_schema(unknown="other")
+    back = pickle.loads(pickle.dumps(s))
+    assert back.feature_names == s.feature_names
+    p = full_profile(segment="platinum")
+    np.testing.assert_array_equal(back.vectorize(p, CONTEXT), s.vectorize(p, CONTEXT))
+    assert back.field_source("country") == "profile"
+
+
 def test_schema_is_exported_from_nba():
     assert nba.FeatureSchema is FeatureSchema and "FeatureSchema" in nba.__all__
 

@@ -627,6 +627,7 @@ class Catalog:
         self.weights = np.array([float(a.weight) for a in arms])
         self.values.setflags(write=False)
         self.weights.setflags(write=False)
+        self._arbitration_spec = arbitration
         self._arbitrate = _resolve_arbitration(arbitration)
         self._builtin_arbitration = self._arbitrate in ARBITRATIONS.values()
         self.arbitration = arbitration if isinstance(arbitration, str) else getattr(arbitration, "__name__", "custom")
@@ -951,8 +952,16 @@ class Catalog:
             raise SchemaError(f"arbitration returned shape {res.shape}, expected {values.shape}")
         return res
 
+    def __reduce__(self) -> tuple:
+        # Compiled rules are closures; pickle the arms and schema and compile again.
+        return (_rebuild_catalog, (self.arms, self.schema, self._arbitration_spec))
+
     def __repr__(self) -> str:
         return f"Catalog({len(self.arms)} arms, id {getattr(self, 'catalog_id', None)})"
+
+
+def _rebuild_catalog(arms: tuple, schema: FeatureSchema, arbitration: Any) -> Catalog:
+    return Catalog(arms, schema, arbitration=arbitration)
 
 
 def _now(now: Any) -> float:

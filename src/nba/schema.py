@@ -557,8 +557,8 @@ class FeatureSchema:
         self._src = {s: _SourcePlan(s, [p for p in self._plans if p.source == s], col_order) for s in _SOURCES}
         sp, sc = self._src["profile"], self._src["context"]
         # Flattened for the fast path: attribute lookups are a measurable share of a 1 us call.
-        self._p_item, self._p_keys, self._p_defaults, self._p_cats = sp.item, sp.keys, sp.defaults, sp.cats
-        self._c_item, self._c_keys, self._c_defaults, self._c_cats = sc.item, sc.keys, sc.defaults, sc.cats
+        self._p_item, self._p_keys, self._p_defaults = sp.item, sp.keys, sp.defaults
+        self._c_item, self._c_keys, self._c_defaults = sc.item, sc.keys, sc.defaults
         self._p_cut = sp.n_packed if sp.cats else None
         self._c_cut = sc.n_packed if sc.cats else None
         # Packed values arrive as profile-packed + context-packed; permute into column order when interleaved.
@@ -662,6 +662,12 @@ class FeatureSchema:
 
     def __repr__(self) -> str:
         return f"FeatureSchema({len(self._plans)} features, {self._n} columns)"
+
+    def __reduce__(self) -> tuple:
+        # The compiled plan holds closures; pickle the declarations and compile again.
+        extra_p = tuple(n for n, s in self._extras.items() if s == "profile")
+        extra_c = tuple(n for n, s in self._extras.items() if s == "context")
+        return (_rebuild_schema, (self._features, extra_p, extra_c))
 
     # ------------------------------------------------------------------ vectorize
 
@@ -892,6 +898,10 @@ class FeatureSchema:
                 + ". Declare the missing features (or arm features), remove the extra ones, "
                 "or retrain the model with feature_name=list(catalog.feature_names)"
             )
+
+
+def _rebuild_schema(features: tuple, extra_profile: tuple, extra_context: tuple) -> FeatureSchema:
+    return FeatureSchema(features, extra_profile=extra_profile, extra_context=extra_context)
 
 
 def _tuple_getter_int(indices: Sequence[int]) -> Callable[[Any], tuple]:
