@@ -665,7 +665,12 @@ cdef class VWCore:
         return VWActions(h[:at], v[:at], lin[:at], base, off, n_actions, self.layout)
 
     def bind(self, list columns):
-        """Bind (namespace, name) columns of a numeric vector: VWBound, or the index of the first invalid column."""
+        """Bind the columns of a numeric vector: VWBound, or the index of the first invalid column.
+
+        A column is (namespace, name): the feature ``name`` with the vector's value,
+        or (namespace, name, string): the string feature ``{name: string}`` (VW's
+        ``name+string``) scaled by the vector's value, e.g. a one-hot category.
+        """
         cdef Py_ssize_t n_cols = len(columns), k, n = 0
         cdef int S = self._m.n_slots
         cdef _VWNs ns
@@ -680,14 +685,18 @@ cdef class VWCore:
         cdef int32_t[::1] tcv = tc
         for k in range(n_cols):
             col = columns[k]
-            if type(col) is not tuple or len(col) != 2 or not PyUnicode_Check(col[1]):
+            if (type(col) is not tuple or not 2 <= len(col) <= 3 or not PyUnicode_Check(col[1])
+                    or (len(col) == 3 and not PyUnicode_Check(col[2]))):
                 return k
             ns = self._ns(col[0])
             if ns is None:
                 return k
             if ns.skip or (len(col[1]) > 0 and col[1][0] == "_"):
                 continue
-            self._name_hash(ns, col[1], &hh)
+            if len(col) == 3:
+                self._string_hash(ns, col[1], col[2], &hh)
+            else:
+                self._name_hash(ns, col[1], &hh)
             thv[n] = hh
             tlv[n] = ns.lin
             sv[n] = ns.slot

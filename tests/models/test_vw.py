@@ -258,6 +258,16 @@ def test_score_vector_with_many_columns_equals_score(model, actions):
                                   model.score(shared, actions))
 
 
+def test_bound_string_columns_are_one_hot_string_features(model, actions):
+    bound = model.bind_shared([("Geo", "city", "new york"), ("Geo", "city", "tokyo"), ("User", "u3")])
+    np.testing.assert_array_equal(
+        model.score_vector(np.array([1.0, 0.0, 2.5]), bound, actions),
+        model.score({"Geo": {"city": "new york"}, "User": {"u3": 2.5}}, actions),
+    )
+    with pytest.raises(nba.SchemaError, match="column 0"):
+        model.bind_shared([("Geo", "city", 3)])
+
+
 def test_bound_columns_vw_ignores_contribute_nothing(model, actions):
     bound = model.bind_shared([("User", "u1"), ("User", "_private"), ("_meta", "u1")])
     np.testing.assert_array_equal(

@@ -113,7 +113,7 @@ class BoundShared:
 
     __slots__ = ("_core", "columns")
 
-    def __init__(self, core: VWBound, columns: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, core: VWBound, columns: tuple[tuple[str, ...], ...]) -> None:
         self._core = core
         self.columns = columns
 
@@ -187,14 +187,20 @@ class VWModel:
             raise SchemaError("the actions were prepared by a model that hashes differently; prepare them with this model")
         _explain(shared, "shared")
 
-    def bind_shared(self, columns: Iterable[tuple[str, str]]) -> BoundShared:
-        """Hash the (namespace, name) of each column of a shared feature vector once."""
-        cols = tuple((c[0], c[1]) if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in columns)
+    def bind_shared(self, columns: Iterable[tuple[str, str] | tuple[str, str, str]]) -> BoundShared:
+        """Hash the columns of a shared feature vector once.
+
+        A column is ``(namespace, name)``, the numeric feature ``name``, or
+        ``(namespace, name, value)``, the string feature ``{name: value}`` (VW's
+        ``name+value``) times the vector's entry: the column of a one-hot category.
+        """
+        cols = tuple(tuple(c) if isinstance(c, (tuple, list)) else c for c in columns)
         res = self._core.bind(list(cols))
         if isinstance(res, int):
             c = cols[res]
             raise SchemaError(
-                f"column {res}: expected a (namespace, name) pair of strings with a non-empty namespace, got {c!r}"
+                f"column {res}: expected (namespace, name) or (namespace, name, string value) with a non-empty "
+                f"namespace, got {c!r}"
             )
         return BoundShared(res, cols)
 
