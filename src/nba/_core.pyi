@@ -107,8 +107,8 @@ class VWCore:
     def clear_cache(self) -> None: ...
     def encode_actions(self, actions: list[dict]) -> VWActions | int:
         """Hash action dicts; an int is the index of the first invalid action."""
-    def bind(self, columns: list[tuple[str, str]]) -> VWBound | int:
-        """Hash (namespace, name) columns; an int is the index of the first invalid column."""
+    def bind(self, columns: list[tuple[str, str] | tuple[str, str, str]]) -> VWBound | int:
+        """Hash (namespace, name[, string value]) columns; an int is the index of the first invalid column."""
     def score_dict(self, shared: dict, actions: VWActions, out: npt.NDArray[np.float64] | None = None
                    ) -> npt.NDArray[np.float64] | int:
         """Per-action costs, or a status: -1 invalid shared, -2 bad out, -3 layout mismatch."""

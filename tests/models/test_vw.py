@@ -373,6 +373,15 @@ def test_info_describes_the_model(model):
     assert "--cb_explore_adf" in info.options and "VWModel(" in repr(model)
 
 
+def test_nba_inspect_summarizes_a_vw_model(capsys):
+    from nba.cli import main
+
+    path = vw_model_file("--cb_explore_adf -b 16 -q UA -q GA --cubic UGA", n_train=300, seed=1, fmt="json")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "cb_explore_adf" in out and "-b 16" in out and "GA UA UGA" in out and "epsilon 0.05" in out
+
+
 def test_weights_equal_workspace_weights(model):
     path = vw_model_file("--cb_explore_adf -b 16 -q UA -q GA --cubic UGA", n_train=300, seed=1, fmt="json")
     vw = _workspace(f"-i {path} -t")

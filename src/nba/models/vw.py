@@ -144,6 +144,25 @@ class VWModel:
             f"exploration={i.exploration}, {i.num_weights} weights)"
         )
 
+    def summary(self) -> str:
+        """A few lines describing the model, for ``nba inspect``."""
+        i = self.info
+        explore = f"epsilon-greedy, epsilon {i.epsilon:g}" if i.epsilon is not None else i.exploration
+        hashing = f"{'all' if i.hash_all else 'strings'}, seed {i.hash_seed}" + (", chain_hash" if i.chain_hash else "")
+        lines = [
+            f"Vowpal Wabbit {'cb_explore_adf' if i.exploration != 'none' else 'cb_adf'} model: {self.source}",
+            f"  written by VW {i.version}" + (f", id {i.id!r}" if i.id else ""),
+            f"  -b {i.bits}: {i.num_weights} non-zero weights of {1 << i.bits}"
+            + (" (save_resume)" if i.save_resume else " (predict-only)"),
+            f"  interactions: {' '.join(i.interactions) or 'none'}; constant: {'yes' if i.constant else 'no'}",
+            f"  hashing: {hashing}"
+            + (f"; ignore {i.ignore!r}" if i.ignore and len(i.ignore) < 32 else "")
+            + (f"; ignore_linear {i.ignore_linear!r}" if i.ignore_linear else ""),
+            f"  cb_type {i.cb_type}; exploration: {explore}",
+            f"  options: {i.options}",
+        ]
+        return "\n".join(lines)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.info, self._weights, self.source, self._core.cache_limit))
 
