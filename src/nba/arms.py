@@ -725,6 +725,14 @@ class Catalog:
 
     def _compile_eligibility(self) -> None:
         comp = _RuleCompiler(self.schema)
+        # Number the fields profile first, then context, so fetched values need no reordering.
+        names: dict[str, None] = {}
+        for a in self.arms:
+            _collect_fields(a.eligibility, names)
+        for source in ("profile", "context"):
+            for name in names:
+                if self.schema.field_source(name) == source:
+                    comp.fields.setdefault(name, len(comp.fields))
         slow_entries = []  # (arm, lo, hi, closure or None): every arm, for the fallback path
         conj: list[list | None] = []  # per arm: [(test, outcome)], or None if not a conjunction
         self._has_window = False
@@ -786,6 +794,8 @@ class Catalog:
         self._c_keys = tuple(f for _, f in self._fetch["context"])
         order = [k for k, _ in self._fetch["profile"]] + [k for k, _ in self._fetch["context"]]
         self._fetch_perm = None if order == list(range(len(order))) else itemgetter(*_inverse(order))
+        self._p_item = _tuple_getter(self._p_keys)
+        self._c_item = _tuple_getter(self._c_keys)
         self._nan_p = tuple(repeat(math.nan, len(self._p_keys)))
         self._nan_c = tuple(repeat(math.nan, len(self._c_keys)))
 
@@ -840,9 +850,18 @@ class Catalog:
                 entries = self._unrestricted
             fast, slow = entries
         if profile.__class__ is dict and (context is None or context.__class__ is dict):
-            vals = tuple(map(profile.get, self._p_keys, self._nan_p))
+            try:
+                vals = self._p_item(profile)
+            except KeyError:
+                vals = tuple(map(profile.get, self._p_keys, self._nan_p))
             if self._c_keys:
-                vals += self._nan_c if context is None else tuple(map(context.get, self._c_keys, self._nan_c))
+                if context is None:
+                    vals += self._nan_c
+                else:
+                    try:
+                        vals += self._c_item(context)
+                    except KeyError:
+                        vals += tuple(map(context.get, self._c_keys, self._nan_c))
             if self._fetch_perm is not None:
                 vals = self._fetch_perm(vals)
         else:
@@ -958,6 +977,34 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({len(self.arms)} arms, id {getattr(self, 'catalog_id', None)})"
+
+
+def _collect_fields(cond: Any, names: dict[str, None]) -> None:
+    """Add the fields ``cond`` reads to ``names`` (in order); what does not parse is left to the compiler."""
+    if isinstance(cond, (list, tuple)):
+        for c in cond:
+            _collect_fields(c, names)
+    elif isinstance(cond, str):
+        try:
+            _collect_fields(parse_rule(cond), names)
+        except ConfigError:
+            pass
+    elif isinstance(cond, Rule):
+        if isinstance(cond.field, str):
+            names.setdefault(cond.field, None)
+    elif isinstance(cond, (AllOf, AnyOf)):
+        _collect_fields(cond.conditions, names)
+    elif isinstance(cond, Not):
+        _collect_fields(cond.condition, names)
+
+
+def _tuple_getter(keys: Sequence[str]) -> Callable[[Any], tuple]:
+    if not keys:
+        return lambda obj: ()
+    if len(keys) == 1:
+        k = keys[0]
+        return lambda obj: (obj[k],)
+    return itemgetter(*keys)
 
 
 def _rebuild_catalog(arms: tuple, schema: FeatureSchema, arbitration: Any) -> Catalog:
