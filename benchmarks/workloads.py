@@ -31,6 +31,7 @@ __all__ = [
     "profile_features",
     "profiles",
     "catalogue_arms",
+    "linear_bandit_rounds",
 ]
 
 
@@ -491,3 +492,23 @@ def decide_workload(n_arms: int = 10, n_trees: int = 100, *, seed: int = 0, n_pr
         for k in range(n_profiles)
     ]
     return {"schema": schema, "arms": arms, "model_text": text, "profiles": profiles}
+
+
+# --------------------------------------------------------------------------- online bandits
+
+
+def linear_bandit_rounds(
+    n: int, n_arms: int = 10, n_features: int = 20, seed: int = 0, *, noise: float = 0.1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A planted linear reward model and ``n`` uniformly logged rounds of it.
+
+    Returns (theta, X, arms, rewards): theta (n_arms, n_features) standard normal;
+    X (n, n_features) standard normal with a last column of ones (the intercept);
+    arms (n,) uniform; rewards (n,) = X[i] . theta[arms[i]] + N(0, noise^2).
+    """
+    rng = np.random.default_rng([seed, n, n_arms, n_features, 11])
+    theta = rng.normal(size=(n_arms, n_features))
+    X = np.column_stack([rng.normal(size=(n, n_features - 1)), np.ones(n)])
+    arms = rng.integers(n_arms, size=n)
+    rewards = np.einsum("ij,ij->i", X, theta[arms]) + noise * rng.normal(size=n)
+    return theta, np.ascontiguousarray(X), arms.astype(np.int64), rewards

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import nba
+from benchmarks.workloads import linear_bandit_rounds
 from nba.models.online import UNPLAYED_SCORE, BetaThompson, LinearThompson, LinUCB, OnlineBandit, UCB1
 from nba.policy import UCB, Thompson, sample
 
@@ -113,17 +114,14 @@ def test_linear_bandit_regret_is_sublinear_and_it_plays_each_contexts_best_arm(m
 
 
 def test_linucb_recovers_a_planted_linear_reward_model_and_equals_ridge_regression():
-    rng = np.random.default_rng(5)
-    n_arms, d, n = 4, 4, 4000
+    n_arms, d = 4, 5
+    theta_true, X, arms, y = linear_bandit_rounds(4000, n_arms, d, seed=5, noise=0.1)
     model = LinUCB(n_arms, d, ridge=1.0)
-    X = np.column_stack([rng.normal(size=(n, d - 1)), np.ones(n)])
-    arms = rng.integers(n_arms, size=n)  # uniform logging: every arm sees ~n / 4 contexts
-    y = np.einsum("ij,ij->i", X, PLANTED_THETA[arms]) + 0.1 * rng.normal(size=n)
-    for x, a, r in zip(X, arms, y):
+    for x, a, r in zip(X, arms, y):  # uniform logging: every arm sees ~1000 contexts
         model.update(int(a), x, float(r))
     theta = model.theta
     # statistical: ~1000 rows per arm and noise 0.1 put each coefficient within ~0.01
-    assert np.abs(theta - PLANTED_THETA).max() < 0.05
+    assert np.abs(theta - theta_true).max() < 0.05
     # exact: Sherman-Morrison updates equal the closed-form ridge solution
     for a in range(n_arms):
         Xa, ya = X[arms == a], y[arms == a]
