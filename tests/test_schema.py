@@ -241,6 +241,7 @@ def test_bounds_clip_or_raise():
         (full_profile(age=math.inf), r"feature 'age' \(profile\) is inf"),
         (full_profile(income=-math.inf), r"feature 'income' \(profile\) is -inf"),
         (full_profile(age="41"), r"feature 'age' \(profile\): expected a number, got str"),
+        (full_profile(income=10**400), r"feature 'income' \(profile\) is too large"),
         (full_profile(member="yes"), r"feature 'member' \(profile\): expected True or False"),
         (full_profile(member=0.5), r"feature 'member' \(profile\): expected True or False"),
         (full_profile(segment=["gold"]), r"feature 'segment' \(profile\): expected a category"),

@@ -247,6 +247,8 @@ class _NumericPlan(_Plan):
             if isinstance(raw, (str, bytes)):
                 raise TypeError
             v = float(raw)
+        except OverflowError:
+            raise SchemaError(f"{self.where} is too large for a float64; pass a finite number") from None
         except (TypeError, ValueError):
             raise SchemaError(
                 f"{self.where}: expected a number, got {_type_name(raw)}; convert it to float or int, "
@@ -714,7 +716,7 @@ class FeatureSchema:
         try:
             self._fast(p, c, out)
             return out
-        except (_Slow, KeyError, TypeError, ValueError, struct.error):
+        except (_Slow, KeyError, TypeError, ValueError, OverflowError, struct.error):
             pass
         if None in p or None in c:  # JSON nulls: treat as missing, then try the fast path once more
             p = tuple(d if v is None else v for v, d in zip(p, self._p_defaults))
@@ -722,7 +724,7 @@ class FeatureSchema:
             try:
                 self._fast(p, c, out)
                 return out
-            except (_Slow, KeyError, TypeError, ValueError, struct.error):
+            except (_Slow, KeyError, TypeError, ValueError, OverflowError, struct.error):
                 pass
         return self._vectorize_slow(profile, context, out)
 
