@@ -125,6 +125,41 @@ def test_text_and_json_trained_models_score_alike():
     np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
 
 
+def test_a_model_trained_on_nba_dsjson_exports_scores_like_vw(tmp_path):
+    """Log decisions with nba, export dsjson, train VW on it, and score the logged features with nba."""
+    decisions = vw_examples(300, 12, n_actions=4)
+    log = nba.DecisionLog(tmp_path / "log")
+    arms = {f"arm{k}": a for k, a in enumerate(decisions[0][1])}
+    log.register_catalog("offers", arms)
+    for i, (shared, _, chosen, cost) in enumerate(decisions):
+        log.append_decision(f"e{i}", actions=list(arms), pmf=[0.25] * 4, chosen=[chosen], features=shared,
+                            catalog_id="offers")
+        log.append_outcome(f"e{i}", -cost)
+    log.close()
+    export = tmp_path / "train.dsjson"
+    nba.export_dsjson(tmp_path / "log", export)
+    lines = export.read_text().splitlines()
+    vw = _workspace("--cb_explore_adf --dsjson -q UA -q GA -b 16")
+    for line in lines:
+        exs = vw.parse(line)
+        vw.learn(exs)
+        vw.finish_example(exs)
+    vw.save(str(tmp_path / "m.vw"))
+    model = load_vw(tmp_path / "m.vw")
+    ours, ref = [], []
+    for line in lines[:100]:
+        context = json.loads(line)["c"]
+        shared = {k: v for k, v in context.items() if k != "_multi"}
+        ours.append(model.score(shared, model.prepare_actions(context["_multi"])))
+        exs = vw.parse(line)
+        vw.predict(exs)
+        ref.append([e.get_partial_prediction() for e in exs[1:]])
+        vw.finish_example(exs)
+    vw.finish()
+    assert np.ptp(ref) > 1e-3
+    np.testing.assert_allclose(np.concatenate(ours), np.concatenate(ref), rtol=TOL, atol=TOL)
+
+
 # --------------------------------------------------------------------------- hashing
 
 
