@@ -37,8 +37,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from nba._core import VWActions, VWBound, VWCore
-from nba.errors import ModelFormatError, SchemaError
+from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
+from nba.errors import ConfigError, ModelFormatError, SchemaError
 
 __all__ = ["VWModel", "VWModelInfo", "ActionSet", "BoundShared", "looks_like_vw", "load_vw"]
 
@@ -343,7 +343,7 @@ def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
     100 bytes each) so repeated names skip murmur3; 0 disables the cache.
     """
     if hash_cache < 0:
-        raise ValueError("hash_cache must be >= 0")
+        raise ConfigError(f"load_vw hash_cache={hash_cache!r}: must be >= 0 (0 disables the cache)")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, where = bytes(source), "VW model"
     else:
@@ -373,6 +373,8 @@ def _build(info: VWModelInfo, weights: np.ndarray, where: str, hash_cache: int) 
     per_problem = 2 if info.cb_type == "dr" else 1
     shift = per_problem.bit_length() - 1
     scored = np.ascontiguousarray(weights[::per_problem]) if per_problem > 1 else weights
+    if info.bits - shift < 1:
+        raise ModelFormatError(f"{where}: -b {info.bits} is too small for --cb_type {info.cb_type}")
     core = VWCore(
         scored, info.bits - shift, info.hash_seed, info.hash_all, info.chain_hash, info.constant,
         info.ignore.encode("latin-1"), info.ignore_linear.encode("latin-1"), bytes(slots), terms, hash_cache,
@@ -398,8 +400,6 @@ class _Reader:
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         if self.hash is not None and n > 0:
-            from nba._core import murmurhash3_32
-
             self.hash = murmurhash3_32(chunk, self.hash)
         return chunk
 
