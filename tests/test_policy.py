@@ -288,7 +288,11 @@ def test_squarecb_pmf_is_a_distribution_favouring_the_best(s, gamma_scale):
 @settings(max_examples=100, deadline=None)
 @given(_score_vectors, st.floats(min_value=-1e3, max_value=1e3))
 def test_pmfs_ignore_a_constant_shift_of_scores(s, c):
-    for pol in (Softmax(1.5, epsilon=0.1), SquareCB(5.0, 0.5, t=9)):
+    pols = [Softmax(1.5, epsilon=0.1)]
+    top2 = np.sort(s)[-2:]
+    if s.shape[0] == 1 or top2[1] - top2[0] > 1e-6 * (1.0 + abs(c) + np.abs(s).max()):
+        pols.append(SquareCB(5.0, 0.5, t=9))  # only when the shift cannot round the best into a tie
+    for pol in pols:
         np.testing.assert_allclose(pol.pmf(s + c), pol.pmf(s), rtol=0, atol=1e-6)
 
 

@@ -27,6 +27,11 @@ cdef double _BD_UNPLAYED = 1e300
 
 # Salts separating the streams of one event: a posterior sample for score(), the
 # draws that estimate P(arm is best), and (in _policy.pxi) the choice itself.
+# Thompson pmfs over at most this many offered arms copy what the draws need and
+# release the lock before drawing, so concurrent decisions draw in parallel.
+cdef enum:
+    _BD_LOCAL = 64
+
 cdef uint64_t _BD_SALT_SAMPLE = 0x5448534D504C3031ULL  # "THSMPL01"
 cdef uint64_t _BD_SALT_PMF = 0x5448504D46303031ULL     # "THPMF001"
 
@@ -268,15 +273,24 @@ cdef class BetaBernoulliCore(_BdLocked):
         (the argmax is over scale[j] * draw of arms[j]); out[j] is for arms[j].
         Ties within a draw go to the first offered arm.
         """
-        cdef Py_ssize_t m, j, n = arms.shape[0], best
+        cdef Py_ssize_t m, j, n = arms.shape[0], best, gi
         cdef double x, y, num, den, top_num, top_den
-        cdef bint gt
-        cdef int64_t a
+        cdef bint gt, local = n <= _BD_LOCAL
+        cdef _BdGamma copy[2 * _BD_LOCAL]
+        cdef const _BdGamma* g
         cdef _BdRng r
         with nogil:
             _bd_rng_init(&r, key, _BD_SALT_PMF)
             memset(&out[0], 0, n * sizeof(double))
             self._acquire()
+            if local:  # copy the offered arms' posteriors and let other threads in
+                for j in range(n):
+                    copy[2 * j] = self._prep[2 * arms[j]]
+                    copy[2 * j + 1] = self._prep[2 * arms[j] + 1]
+                self._release()
+                g = copy
+            else:
+                g = self._prep
             for m in range(draws):
                 # Compare scale * G_a / (G_a + G_b) across arms as fractions (denominators
                 # are positive): no division, and branch-free selects for the random order.
@@ -284,9 +298,9 @@ cdef class BetaBernoulliCore(_BdLocked):
                 top_den = 0.0
                 best = -1
                 for j in range(n):
-                    a = arms[j]
-                    x = _bd_gamma(&r, &self._prep[2 * a])
-                    y = _bd_gamma(&r, &self._prep[2 * a + 1])
+                    gi = 2 * j if local else 2 * arms[j]
+                    x = _bd_gamma(&r, &g[gi])
+                    y = _bd_gamma(&r, &g[gi + 1])
                     num = scale[j] * x
                     den = x + y
                     gt = best < 0 or num * top_den > top_num * den
@@ -294,7 +308,8 @@ cdef class BetaBernoulliCore(_BdLocked):
                     top_den = den if gt else top_den
                     best = j if gt else best
                 out[best] += 1.0
-            self._release()
+            if not local:
+                self._release()
             for j in range(n):
                 out[j] /= <double>draws
 
@@ -523,7 +538,9 @@ cdef class LinearCore(_BdLocked):
         first non-finite feature or -1."""
         cdef Py_ssize_t m, j, n = arms.shape[0], best, bad
         cdef double top, val
-        cdef bint gt
+        cdef bint gt, local = n <= _BD_LOCAL
+        cdef double lmu[_BD_LOCAL]
+        cdef double lsd[_BD_LOCAL]
         cdef double* mu
         cdef double* sd
         cdef _BdRng r
@@ -533,12 +550,18 @@ cdef class LinearCore(_BdLocked):
                 _bd_rng_init(&r, key, _BD_SALT_PMF)
                 memset(&out[0], 0, n * sizeof(double))
                 self._acquire()
-                mu = self._tmp
-                sd = self._tmp + self.n_arms
+                if local:
+                    mu = &lmu[0]
+                    sd = &lsd[0]
+                else:
+                    mu = self._tmp
+                    sd = self._tmp + self.n_arms
                 for j in range(n):  # the draws only need each arm's mean and sd for this x
                     self._mean_width(arms[j], &x[0], &mu[j], &sd[j])
                     mu[j] *= scale[j]
                     sd[j] *= v * scale[j]
+                if local:  # the draws read only the local copies: let other threads in
+                    self._release()
                 for m in range(draws):
                     top = -INFINITY
                     best = 0
@@ -548,7 +571,8 @@ cdef class LinearCore(_BdLocked):
                         top = val if gt else top
                         best = j if gt else best
                     out[best] += 1.0
-                self._release()
+                if not local:
+                    self._release()
                 for j in range(n):
                     out[j] /= <double>draws
         return bad
