@@ -773,7 +773,9 @@ class FeatureSchema:
 
     def _vectorize_slow(self, profile: Any, context: Any, out: np.ndarray) -> np.ndarray:
         """Ready vectors, unusual inputs and errors: validate feature by feature, word the errors."""
-        self._check_out(out)
+        if not (out.__class__ is np.ndarray and out.dtype is _F64 and out.strides == _STRIDES
+                and out.shape == self._shape and out.flags.writeable):
+            self._check_out(out)
         vals: list[float] | None = None
         vectors = []
         for source, obj in (("profile", profile), ("context", context)):
@@ -807,7 +809,7 @@ class FeatureSchema:
     def _check_vector(self, obj: Any, source: str) -> np.ndarray:
         plan = self._src[source]
         try:
-            x = np.asarray(obj, dtype=np.float64)
+            x = obj if obj.__class__ is np.ndarray and obj.dtype is _F64 else np.asarray(obj, dtype=np.float64)
         except (TypeError, ValueError):
             raise SchemaError(f"{source} vector: expected numbers, got a {type(obj).__name__} that is not numeric") from None
         n = len(plan.columns)
