@@ -537,8 +537,9 @@ class FeatureSchema:
         self._extras = extras
         self._n = len(columns)
         self._shape = (self._n,)
-        # used_features, per namespace: (namespace, numeric/boolean names, getter of their columns,
-        # boolean names, NaN-allowed names, categoricals as (plan, first column, end of category columns)).
+        # used_features, per namespace: (namespace, numeric/boolean names, getter of their columns, a
+        # template dict of every name, boolean names, NaN-allowed names, categoricals as (plan, first
+        # column, end of category columns)).
         log = []
         for ns in dict.fromkeys(p.namespace for p in plans):
             mine = [p for p in plans if p.namespace == ns]
@@ -547,6 +548,7 @@ class FeatureSchema:
                 ns,
                 tuple(p.name for p in nums),
                 _tuple_getter_int([p.col for p in nums]) if nums else None,
+                dict.fromkeys(p.name for p in mine),  # declaration order; missing ones are deleted
                 tuple(p.name for p in nums if p.kind == "boolean"),
                 tuple(p.name for p in nums if getattr(p, "allow_missing", False)),
                 tuple((p, p.col, p.col + len(p.categories)) for p in mine if isinstance(p, _CategoricalPlan)),
@@ -683,9 +685,8 @@ class FeatureSchema:
         """
         if out is None:
             out = np.empty(self._shape)
-        elif not (out.__class__ is np.ndarray and out.dtype is _F64 and out.strides == _STRIDES
-                  and out.shape == self._shape):
-            self._check_out(out)
+        elif not (out.__class__ is np.ndarray and out.dtype is _F64 and out.shape == self._shape):
+            self._check_out(out)  # (a strided or read-only out makes pack_into raise: the slow path says so)
         # Fast path: one C-level fetch per source, bulk checks, one pack. Anything unusual
         # (a wrong type, NaN, an unknown category, a vector) falls through to the validating path.
         try:
@@ -852,8 +853,10 @@ class FeatureSchema:
             raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
         xs = x.tolist()
         result: dict[str, dict[str, Any]] = {}
-        for ns, names, getter, bools, nan_ok, cats in self._log_plan:
-            d = dict(zip(names, getter(xs))) if getter is not None else {}
+        for ns, names, getter, template, bools, nan_ok, cats in self._log_plan:
+            d = template.copy()  # pre-sized: updating it beats building a dict from zip()
+            if getter is not None:
+                d.update(zip(names, getter(xs)))
             for name in bools:
                 v = d[name]
                 if v == v:
@@ -868,10 +871,11 @@ class FeatureSchema:
                     continue
                 # Missing or unknown: the raw value decides (a ready vector has none).
                 obj = profile if p.source == "profile" else context
-                if not isinstance(obj, (np.ndarray, list, tuple)):
-                    v = p.logged(_get(obj, p.name))
-                    if v is not MISSING:
-                        d[p.name] = v
+                v = MISSING if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
+                if v is MISSING:
+                    del d[p.name]
+                else:
+                    d[p.name] = v
             if d:
                 result[ns] = d
         return result
