@@ -31,9 +31,12 @@ from benchmarks.workloads import catalogue_arms, profile_features, profiles
 
 N_INPUTS = 512
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "20000"))
-VECTORIZE_FLOORS = {"naive-python": 2.0}
+# Floors well under the ratios measured on a shared 2-core machine (vectorize 3.6-4.8x dense,
+# 3.4-3.7x sparse; eligible 4-6x; used_features 5-7x): the two sides run one after the other,
+# so a burst of load on one side moves the ratio.
+VECTORIZE_FLOORS = {"dict": {"naive-python": 1.5}, "sparse": {"naive-python": 1.3}}
 ELIGIBLE_FLOORS = {"naive-python": 2.0}
-USED_FLOORS = {"naive-python": 1.5}
+USED_FLOORS = {"naive-python": 2.0}
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +209,7 @@ def test_vectorize_nba(benchmark, schema, dense, sparse, kind):
     it = itertools.cycle(inputs)
     vec = schema.vectorize
     benchmark.group = f"vectorize-{kind}-20"
-    benchmark.extra_info.update(impl="nba", floors=VECTORIZE_FLOORS, columns=len(schema))
+    benchmark.extra_info.update(impl="nba", floors=VECTORIZE_FLOORS[kind], columns=len(schema))
     benchmark(lambda: vec(*next(it), out))
 
 
