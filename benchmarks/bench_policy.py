@@ -8,7 +8,7 @@ same semantics, each checked against nba before timing:
 * ``softmax-pmf-10arms``: softmax with VW's minimum-probability projection;
 * ``sample-10arms``: one seeded draw per event id (numpy: a Generator seeded by a
   hash of the event id, then ``choice``);
-* ``thompson-pmf-10arms``: Beta-Bernoulli P(best) from 32 seeded posterior draws;
+* ``thompson-pmf-10arms``: Beta-Bernoulli P(best) from 16 seeded posterior draws (the default);
 * ``linear-thompson-pmf-10arms-20f``: the same for linear Thompson (64 draws);
 * ``linucb-score-10arms-20f`` and ``linucb-update-20f``: disjoint LinUCB;
 * ``decision-latency-*``: many single calls (varied event ids and contexts),
@@ -195,16 +195,16 @@ def test_sample_numpy(benchmark, scores):
 
 def test_thompson_pmf_nba(benchmark, trained):
     benchmark.group = "thompson-pmf-10arms"
-    benchmark.extra_info.update(impl="nba", floors=THOMPSON_FLOORS, draws=32, call="BetaThompson.pmf(event_id=...)")
-    benchmark(trained["beta"].pmf, None, None, event_id="evt-1", draws=32)
+    benchmark.extra_info.update(impl="nba", floors=THOMPSON_FLOORS, draws=16, call="BetaThompson.pmf(event_id=...)")
+    benchmark(trained["beta"].pmf, None, None, event_id="evt-1")
 
 
 def test_thompson_pmf_numpy(benchmark, trained):
     benchmark.group = "thompson-pmf-10arms"
-    benchmark.extra_info.update(impl="numpy", draws=32)
+    benchmark.extra_info.update(impl="numpy", draws=16)
     b = trained["beta"]
     alpha, beta = b.alpha, b.beta
-    benchmark(np_beta_pmf, alpha, beta, 32, "evt-1")
+    benchmark(np_beta_pmf, alpha, beta, 16, "evt-1")
 
 
 def test_linear_thompson_pmf_nba(benchmark, trained):
@@ -308,7 +308,7 @@ def test_latency_thompson_choice_numpy(benchmark, trained):
     ids = [f"event-{i}" for i in range(LATENCY_CALLS)]
 
     def call(i: int) -> int:
-        return np_sample(np_beta_pmf(alpha, beta, 32, ids[i]), ids[i], 42)
+        return np_sample(np_beta_pmf(alpha, beta, 16, ids[i]), ids[i], 42)
 
     _latency(benchmark, "decision-latency-thompson-10arms", "numpy", call)
 

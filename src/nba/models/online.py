@@ -364,7 +364,10 @@ class BetaThompson(OnlineBandit):
     """Beta-Bernoulli Thompson sampling: one Beta(alpha, beta) posterior per arm.
 
     ``prior`` is (alpha0, beta0), both > 0. Rewards must lie in [0, 1]. ``draws``
-    is the default number of posterior draws behind ``pmf``.
+    is the default number of posterior draws behind ``pmf``: a Beta draw costs two
+    gamma variates (~10-20 ns), so 16 draws over 10 arms stay within a few
+    microseconds; more draws give finer propensities (multiples of 1 / draws), the
+    choice follows Thompson sampling exactly either way.
     """
 
     __slots__ = ("_prior", "_draws")
@@ -372,7 +375,7 @@ class BetaThompson(OnlineBandit):
     kind: ClassVar[str] = "beta_thompson"
     exploration: ClassVar[str] = "thompson"
 
-    def __init__(self, n_arms: int, prior: tuple[float, float] = (1.0, 1.0), *, draws: int = 32) -> None:
+    def __init__(self, n_arms: int, prior: tuple[float, float] = (1.0, 1.0), *, draws: int = 16) -> None:
         n = _count("BetaThompson", "n_arms", n_arms, 1, _MAX_ARMS)
         if not isinstance(prior, (tuple, list)) or len(prior) != 2:
             raise ConfigError(f"BetaThompson: prior must be a pair (alpha0, beta0), got {prior!r}")
