@@ -400,7 +400,7 @@ class Decider:
                 chosen=chosen,
                 probability=pmf_t[chosen[0]],
                 scores=scores_t,
-                features=st.catalog.schema.used_features(profile, context),
+                features=st.catalog.schema.used_features(profile, context, x=x),
                 model_version=version,
                 variants=asg.variants,
                 policy=policy.name,
