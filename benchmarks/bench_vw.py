@@ -5,8 +5,8 @@ Workload (``workloads.vw_examples``): 10 actions x (20 shared ``User`` features 
 scored by a ``--cb_explore_adf -q UA -b 18`` model trained by VW
 (``workloads.vw_model_file``). One decision is:
 
-* nba: the shared feature dict -> ``VWModel.score`` against the catalogue's
-  ``ActionSet`` (hashed once) -> costs negated -> epsilon-greedy pmf
+* nba: the shared feature dict -> ``VWModel.score(..., negate=True)`` against the
+  catalogue's ``ActionSet`` (hashed once), i.e. negated costs -> epsilon-greedy pmf
   (``nba.policy.EpsilonGreedy`` when present, else the same rule in numpy);
 * ``vw-text``: ``Workspace.predict`` on the decision's text lines (prepared in
   advance, so VW is not charged for formatting them), which returns the pmf;
@@ -71,15 +71,13 @@ class Bench:
     pmf: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
     def nba_decision(self, i: int) -> Callable[[], np.ndarray]:
-        """One nba decision: dict -> costs -> scores -> pmf, into preallocated buffers."""
+        """One nba decision: dict -> scores (negated costs) -> pmf, into preallocated buffers."""
         model, actions, shared, pmf = self.model, self.actions, self.shared[i], self.pmf
         n = actions.n_actions
-        costs, scores, out = np.empty(n), np.empty(n), np.empty(n)
-        neg = np.negative
+        scores, out = np.empty(n), np.empty(n)
 
         def decide() -> np.ndarray:
-            model.score(shared, actions, out=costs)
-            neg(costs, out=scores)
+            model.score(shared, actions, out=scores, negate=True)
             return pmf(scores, out)
 
         return decide
@@ -147,7 +145,7 @@ GROUP = "vw-cb-decision"
 
 def test_decision_nba(benchmark, bench):
     benchmark.group = GROUP
-    benchmark.extra_info.update(impl="nba", floors=FLOORS, call="VWModel.score(dict) -> -costs -> EpsilonGreedy.pmf")
+    benchmark.extra_info.update(impl="nba", floors=FLOORS, call="VWModel.score(dict, negate=True) -> EpsilonGreedy.pmf")
     benchmark(bench.nba_decision(0))
 
 
@@ -163,23 +161,23 @@ def test_decision_nba_vector(benchmark, bench):
     np.testing.assert_allclose(bench.model.score_vector(x, bound, bench.actions),
                                bench.model.score(bench.shared[0], bench.actions), rtol=1e-6, atol=1e-6)
     n = bench.actions.n_actions
-    costs, scores, out = np.empty(n), np.empty(n), np.empty(n)
+    scores, out = np.empty(n), np.empty(n)
     model, actions, pmf = bench.model, bench.actions, bench.pmf
 
     def decide() -> np.ndarray:
-        model.score_vector(x, bound, actions, out=costs)
-        np.negative(costs, out=scores)
+        model.score_vector(x, bound, actions, out=scores, negate=True)
         return pmf(scores, out)
 
     benchmark.group = GROUP
-    benchmark.extra_info.update(impl="nba-vector", call="VWModel.score_vector(x) -> -costs -> pmf", columns=len(columns))
+    benchmark.extra_info.update(impl="nba-vector", call="VWModel.score_vector(x, negate=True) -> pmf",
+                                columns=len(columns))
     benchmark(decide)
 
 
 def test_decision_nba_costs_only(benchmark, bench):
     benchmark.group = GROUP
-    benchmark.extra_info.update(impl="nba-costs", call="VWModel.score(dict) only")
-    benchmark(bench.model.score, bench.shared[0], bench.actions)
+    benchmark.extra_info.update(impl="nba-costs", call="VWModel.score(dict, out=buf) only")
+    benchmark(bench.model.score, bench.shared[0], bench.actions, np.empty(bench.actions.n_actions))
 
 
 def test_decision_vw_text(benchmark, bench):

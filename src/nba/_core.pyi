@@ -109,11 +109,12 @@ class VWCore:
         """Hash action dicts; an int is the index of the first invalid action."""
     def bind(self, columns: list[tuple[str, str] | tuple[str, str, str]]) -> VWBound | int:
         """Hash (namespace, name[, string value]) columns; an int is the index of the first invalid column."""
-    def score_dict(self, shared: dict, actions: VWActions, out: npt.NDArray[np.float64] | None = None
-                   ) -> npt.NDArray[np.float64] | int:
+    def score_dict(self, shared: dict, actions: VWActions, out: npt.NDArray[np.float64] | None = None,
+                   negate: bool = False) -> npt.NDArray[np.float64] | int:
         """Per-action costs, or a status: -1 invalid shared, -2 bad out, -3 layout mismatch."""
     def score_vector(self, x: npt.NDArray[np.float64], bound: VWBound, actions: VWActions,
-                     out: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64] | int:
+                     out: npt.NDArray[np.float64] | None = None, negate: bool = False
+                     ) -> npt.NDArray[np.float64] | int:
         """Per-action costs, or a status: k >= 0 bad column k, -2 bad out, -3 layout mismatch, -4 bad x."""
 
 

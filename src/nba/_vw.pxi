@@ -262,7 +262,8 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
 cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
                             const uint32_t* ah, const float* av, const uint8_t* alin,
                             const int64_t* base, const int32_t* aoff, Py_ssize_t n_actions,
-                            double* out) noexcept nogil:
+                            double sign, double* out) noexcept nogil:
+    """out[k] = sign * cost of action k (sign -1 turns costs into higher-is-better scores, exactly)."""
     cdef Py_ssize_t k
     cdef _VWBlk a
     cdef int stride = m.n_slots + 2
@@ -271,7 +272,7 @@ cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
         a.v = av + base[k]
         a.lin = alin + base[k]
         a.off = aoff + k * stride
-        out[k] = _vw_cost(m, &a, shared)
+        out[k] = sign * <double>_vw_cost(m, &a, shared)
 
 
 # ---------------------------------------------------------------- core objects
@@ -725,10 +726,10 @@ cdef class VWCore:
         cdef cnp.npy_intp dim = n
         return cnp.PyArray_EMPTY(1, &dim, cnp.NPY_DOUBLE, 0)
 
-    def score_dict(self, object shared, VWActions actions not None, object out=None):
+    def score_dict(self, object shared, VWActions actions not None, object out=None, bint negate=False):
         """Per-action costs for a shared feature dict.
 
-        Returns the float64 costs (``out`` when given), or an int status: -1 invalid
+        Returns the float64 costs (negated when ``negate``; ``out`` when given), or an int status: -1 invalid
         ``shared``, -2 unusable ``out``, -3 ``actions`` hashed for another layout.
         """
         cdef Py_ssize_t n_act = actions.n_actions
@@ -787,15 +788,16 @@ cdef class VWCore:
         blk.h, blk.v, blk.lin, blk.off = gh, gv, gl, off
         with nogil:
             _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                              actions._base, actions._off, n_act, op)
+                              actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
         if heap != NULL:
             free(heap)
         return out
 
-    def score_vector(self, object x, VWBound bound not None, VWActions actions not None, object out=None):
+    def score_vector(self, object x, VWBound bound not None, VWActions actions not None, object out=None,
+                     bint negate=False):
         """Per-action costs for a bound shared vector ``x`` (float64, one entry per bound column).
 
-        Returns the float64 costs (``out`` when given), or an int status: k >= 0 column
+        Returns the float64 costs (negated when ``negate``; ``out`` when given), or an int status: k >= 0 column
         k is NaN, infinite or beyond float32, -2 unusable ``out``, -3 ``actions`` or
         ``bound`` hashed for another layout, -4 ``x`` is not a float64 vector of the
         bound length.
@@ -837,7 +839,7 @@ cdef class VWCore:
                     vals[k] = <float>xp[bound._cols[k]]
                 blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
                 _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                                  actions._base, actions._off, n_act, op)
+                                  actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
         if vals != vstack:
             free(vals)
         if bad >= 0:

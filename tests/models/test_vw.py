@@ -357,6 +357,16 @@ def test_non_finite_vector_entries_name_the_column(model, actions):
         model.bind_shared([("", "u1")])
 
 
+def test_negate_gives_exactly_minus_the_costs(model, actions):
+    shared = vw_examples(1, 3)[0][0]
+    costs = model.score(shared, actions)
+    np.testing.assert_array_equal(model.score(shared, actions, negate=True), -costs)
+    bound = model.bind_shared([("User", name) for name in shared["User"]])
+    x = np.array(list(shared["User"].values()))
+    np.testing.assert_array_equal(model.score_vector(x, bound, actions, negate=True),
+                                  -model.score_vector(x, bound, actions))
+
+
 def test_out_must_fit(model, actions):
     shared = vw_examples(1, 3)[0][0]
     out = np.empty(actions.n_actions)

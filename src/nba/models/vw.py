@@ -182,20 +182,24 @@ class VWModel:
         return ActionSet(res)
 
     def score(self, shared: Mapping[str, Mapping[str, Any]], actions: ActionSet,
-              out: np.ndarray | None = None) -> np.ndarray:
-        """Per-action costs (float64, action order) for the shared context ``shared``."""
+              out: np.ndarray | None = None, *, negate: bool = False) -> np.ndarray:
+        """Per-action costs (float64, action order) for the shared context ``shared``.
+
+        ``negate=True`` returns ``-cost`` (higher is better, what policies take),
+        exactly, without a second pass.
+        """
         try:
-            res = self._core.score_dict(shared, actions._core, out)
+            res = self._core.score_dict(shared, actions._core, out, negate)
         except (AttributeError, TypeError):
             raise SchemaError(
                 f"actions must be an ActionSet from prepare_actions, got {type(actions).__name__}"
             ) from None
         if type(res) is int:
             if res == -1 and type(shared) is not dict and isinstance(shared, Mapping):
-                return self.score(_inner_dicts(dict(shared), "shared"), actions, out)
+                return self.score(_inner_dicts(dict(shared), "shared"), actions, out, negate=negate)
             if res == -1 and type(shared) is dict and any(type(v) is not dict for v in shared.values()):
                 if all(isinstance(v, Mapping) for v in shared.values()):
-                    return self.score(_inner_dicts(shared, "shared"), actions, out)
+                    return self.score(_inner_dicts(shared, "shared"), actions, out, negate=negate)
             self._fail(res, shared, actions, out)
         return res
 
@@ -224,13 +228,14 @@ class VWModel:
         return BoundShared(res, cols)
 
     def score_vector(self, x: np.ndarray, bound: BoundShared, actions: ActionSet,
-                     out: np.ndarray | None = None) -> np.ndarray:
+                     out: np.ndarray | None = None, *, negate: bool = False) -> np.ndarray:
         """Per-action costs for a float64 shared vector whose columns ``bound`` describes.
 
         Zero entries are absent features, as VW drops zero-valued features.
+        ``negate=True`` returns ``-cost``, as ``score`` does.
         """
         try:
-            res = self._core.score_vector(x, bound._core, actions._core, out)
+            res = self._core.score_vector(x, bound._core, actions._core, out, negate)
         except (AttributeError, TypeError):
             raise SchemaError(
                 "bound must come from bind_shared and actions from prepare_actions, "
@@ -243,7 +248,7 @@ class VWModel:
                     raise SchemaError(
                         f"x has {xa.shape[0]} columns, the bound shared features have {len(bound.columns)}"
                     )
-                return self.score_vector(xa, bound, actions, out)
+                return self.score_vector(xa, bound, actions, out, negate=negate)
             if res == -2:
                 _check_out(out, actions.n_actions)
             if res == -3:
