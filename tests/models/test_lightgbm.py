@@ -506,7 +506,6 @@ BROKEN = {
     "short leaf_value": lambda t: _sub(t, r"^(leaf_value=\S+) .*$", r"\1"),
     "missing threshold": lambda t: _sub(t, r"^threshold=.*\n", ""),
     "nan threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=nan"),
-    "inf threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=inf"),
     "text threshold": lambda t: _sub(t, r"^threshold=(\S+)", "threshold=abc"),
     "feature out of range": lambda t: _sub(t, r"^split_feature=(\S+)", "split_feature=99"),
     "negative feature": lambda t: _sub(t, r"^split_feature=(\S+)", "split_feature=-1"),

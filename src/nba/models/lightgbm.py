@@ -511,8 +511,10 @@ def _flatten_tree(
                     f"tree {t}: categorical node {j} has threshold {c}, expected a bitset index in [0, {num_cat})",
                     th_ln,
                 )
-        elif not math.isfinite(c):
-            raise src.err(f"tree {t}: threshold {c} at node {j} is not finite", th_ln)
+        elif math.isnan(c):
+            # +-inf is legitimate: LightGBM writes threshold=inf for a split that only
+            # separates missing values (every number goes left, x <= inf); NaN is not.
+            raise src.err(f"tree {t}: threshold at node {j} is NaN", th_ln)
 
     # Structure: every internal node but the root and every leaf has exactly one parent,
     # and all of them hang from the root (no cycles, no orphans).
