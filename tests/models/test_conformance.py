@@ -194,10 +194,110 @@ def _lightgbm_kind(name: str, **model_kw: Any) -> ScorerKind:
 
 _SMALL = {"n_trees": 20, "num_leaves": 15, "n_features": 12, "n_rows": 2000}
 
+# --------------------------------------------------------------------------- Vowpal Wabbit cb models
+
+_VW_SHAPE = {"n_shared": 6, "n_actions": 4, "n_action_features": 3}
+
+
+def _vw_kind(name: str, args: str) -> ScorerKind:
+    from benchmarks.workloads import vw_examples, vw_model_file
+
+    actions = vw_examples(1, 99, **_VW_SHAPE)[0][1]
+
+    def path():
+        pytest.importorskip("vowpalwabbit")  # the reference trains the model
+        return vw_model_file(args, n_train=300, **_VW_SHAPE)
+
+    def score(model, batch):
+        acts = model.prepare_actions(actions)  # per call: pickled clones must hash their own
+        if not isinstance(batch, list):
+            return model.score(batch, acts)[None, :]
+        return np.stack([model.score(shared, acts) for shared in batch])
+
+    def bad(model) -> list[tuple[str, Any, type[nba.NbaError]]]:
+        return [
+            ("None", None, nba.SchemaError),
+            ("a string", "|User a:1", nba.SchemaError),
+            ("a number", 5, nba.SchemaError),
+            ("NaN feature", {"User": {"u1": float("nan")}}, nba.SchemaError),
+            ("inf feature", {"User": {"u1": float("inf")}}, nba.SchemaError),
+            ("list value", {"User": {"u1": [1.0]}}, nba.SchemaError),
+            ("namespace not a dict", {"User": "u1"}, nba.SchemaError),
+        ]
+
+    return ScorerKind(
+        name=name,
+        loaders=[
+            lambda: nba.load_model(path()),
+            lambda: nba.load_model(str(path())),
+            lambda: nba.load_model(path().read_bytes()),
+            lambda: nba.load_model(path(), format="vw"),
+        ],
+        make_input=lambda model, n, seed: [shared for shared, *_ in vw_examples(n, seed, **_VW_SHAPE)],
+        score=score,
+        take=lambda batch, i: batch[i : i + 1],
+        bad_inputs=bad,
+        score_one=lambda model, batch: score(model, batch[0] if isinstance(batch, list) else batch)[0],
+    )
+
+
+# --------------------------------------------------------------------------- online bandits
+
+
+def _online_kind(name: str, make: Callable[[], Any]) -> ScorerKind:
+    def trained():
+        model = make()
+        rng = np.random.default_rng(5)
+        for _ in range(200):
+            x = rng.normal(size=model.n_features)
+            arm = int(rng.integers(model.n_arms))
+            model.update(arm, x, float(rng.random() < 0.3 + 0.1 * arm))
+        return model
+
+    def score(model, X):
+        X = np.asarray(X) if isinstance(X, np.ndarray) else X
+        if not (isinstance(X, np.ndarray) and X.ndim == 2):
+            return model.score(X)[None, :]
+        return np.stack([model.score(x) for x in X])
+
+    def bad(model) -> list[tuple[str, Any, type[nba.NbaError]]]:
+        d = model.n_features
+        nan = np.zeros(d)
+        nan[0] = np.nan
+        return [
+            ("one feature too few", np.zeros(d - 1), nba.SchemaError),
+            ("one feature too many", np.zeros(d + 1), nba.SchemaError),
+            ("None", None, nba.SchemaError),
+            ("a string", "1,2", nba.SchemaError),
+            ("NaN feature", nan, nba.SchemaError),
+            ("inf feature", np.full(d, np.inf), nba.SchemaError),
+        ]
+
+    state: dict[str, Any] = {}
+
+    def main():
+        state.setdefault("model", trained())
+        return state["model"]
+
+    return ScorerKind(
+        name=name,
+        loaders=[main, lambda: type(main()).from_bytes(main().to_bytes())],
+        make_input=lambda model, n, seed: np.random.default_rng(seed).normal(size=(n, model.n_features)),
+        score=score,
+        take=lambda X, i: X[i : i + 1],
+        bad_inputs=bad,
+        score_one=lambda model, X: model.score(X[0] if isinstance(X, np.ndarray) and X.ndim == 2 else X),
+    )
+
+
 KINDS: list[ScorerKind] = [
     _lightgbm_kind("lightgbm-regression", **_SMALL),
     _lightgbm_kind("lightgbm-binary", **_SMALL, objective="binary"),
     _lightgbm_kind("lightgbm-multiclass", **{**_SMALL, "n_trees": 8}, objective="multiclass", num_class=3),
+    _vw_kind("vw-cb-adf", "--cb_adf -q UA"),
+    _vw_kind("vw-cb-explore-adf", "--cb_explore_adf -q UA --interactions GA"),
+    _online_kind("online-linucb", lambda: nba.LinUCB(4, 5, alpha=0.7)),
+    _online_kind("online-linear-thompson", lambda: nba.LinearThompson(4, 5)),
 ]
 
 
@@ -205,6 +305,8 @@ KINDS: list[ScorerKind] = [
 def kind(request) -> ScorerKind:
     if request.param.name.startswith("lightgbm"):
         pytest.importorskip("lightgbm")  # the reference trains the models
+    if request.param.name.startswith("vw"):
+        pytest.importorskip("vowpalwabbit")
     return request.param
 
 
