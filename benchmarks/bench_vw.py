@@ -7,7 +7,8 @@ scored by a ``--cb_explore_adf -q UA -b 18`` model trained by VW
 
 * nba: the shared feature dict -> ``VWModel.score(..., negate=True)`` against the
   catalogue's ``ActionSet`` (hashed once), i.e. negated costs -> epsilon-greedy pmf
-  (``nba.policy.EpsilonGreedy`` when present, else the same rule in numpy);
+  by nba.policy's kernel (``nba-policy``: through the public ``EpsilonGreedy.pmf``,
+  which re-validates its arguments on every call; numpy before nba.policy existed);
 * ``vw-text``: ``Workspace.predict`` on the decision's text lines (prepared in
   advance, so VW is not charged for formatting them), which returns the pmf;
 * ``vw-preparsed``: the decision parsed by ``Workspace.parse`` in advance, then
@@ -43,13 +44,17 @@ FLOORS = {"vw-text": 10.0, "vw-preparsed": 1.5}
 WORKLOAD = {"n_shared": 20, "n_actions": 10, "n_action_features": 5, "strings": False}
 
 
-def _epsilon_greedy() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """pmf(scores, out): nba.policy's EpsilonGreedy when it exists, else VW's rule in numpy."""
-    try:
-        from nba.policy import EpsilonGreedy
+def _epsilon_greedy(*, validated: bool = True) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """pmf(scores, out) with VW's epsilon-greedy rule, from nba.policy when it exists.
 
-        policy = EpsilonGreedy(EPSILON)
-        return lambda scores, out: policy.pmf(scores, out=out)
+    ``validated``: the public ``EpsilonGreedy.pmf`` (checks its arguments on every
+    call); otherwise the policy kernel it runs (``nba._core.pmf_epsilon_greedy``,
+    which still refuses non-finite scores), as a Decider that has already checked
+    its buffers would call it. Without nba.policy: the same rule in numpy.
+    """
+    try:
+        from nba import _core
+        from nba.policy import EpsilonGreedy
     except ImportError:  # pragma: no cover - before nba.policy existed
 
         def pmf(scores: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -58,6 +63,17 @@ def _epsilon_greedy() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
             return out
 
         return pmf
+    policy = EpsilonGreedy(EPSILON)
+    if validated:
+        return lambda scores, out: policy.pmf(scores, out=out)
+    kernel, eps, tie = _core.pmf_epsilon_greedy, float(policy.epsilon), float(policy.tie_rtol)
+
+    def pmf_kernel(scores: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if kernel(scores, eps, tie, out) >= 0:
+            raise nba.SchemaError("non-finite score")
+        return out
+
+    return pmf_kernel
 
 
 @dataclass
@@ -70,9 +86,9 @@ class Bench:
     parsed: list[list]  # the same decisions parsed by VW in advance
     pmf: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-    def nba_decision(self, i: int) -> Callable[[], np.ndarray]:
+    def nba_decision(self, i: int, pmf: Callable | None = None) -> Callable[[], np.ndarray]:
         """One nba decision: dict -> scores (negated costs) -> pmf, into preallocated buffers."""
-        model, actions, shared, pmf = self.model, self.actions, self.shared[i], self.pmf
+        model, actions, shared, pmf = self.model, self.actions, self.shared[i], pmf or self.pmf
         n = actions.n_actions
         scores, out = np.empty(n), np.empty(n)
 
@@ -109,6 +125,7 @@ def _check_agreement(b: Bench) -> None:
         b.vw.finish_example(exs)
         np.testing.assert_allclose(costs, raw, rtol=1e-5, atol=1e-5, err_msg=f"decision {i}: costs")
         np.testing.assert_allclose(b.nba_decision(i)(), vw_pmf, atol=1e-6, err_msg=f"decision {i}: pmf")
+        np.testing.assert_array_equal(b.nba_decision(i, _epsilon_greedy(validated=True))(), b.nba_decision(i)())
         np.testing.assert_allclose(b.vw_preparsed_decision(i)(), vw_pmf, atol=1e-6)
         np.testing.assert_allclose(b.vw_text_decision(i)(), vw_pmf, atol=1e-6)
 
@@ -128,7 +145,7 @@ def bench() -> Bench:
         lines=lines,
         vw=vw,
         parsed=[vw.parse(ls) for ls in lines],
-        pmf=_epsilon_greedy(),
+        pmf=_epsilon_greedy(validated=False),
     )
     _check_agreement(b)
     yield b
@@ -145,8 +162,17 @@ GROUP = "vw-cb-decision"
 
 def test_decision_nba(benchmark, bench):
     benchmark.group = GROUP
-    benchmark.extra_info.update(impl="nba", floors=FLOORS, call="VWModel.score(dict, negate=True) -> EpsilonGreedy.pmf")
+    benchmark.extra_info.update(
+        impl="nba", floors=FLOORS, call="VWModel.score(dict, negate=True) -> nba._core.pmf_epsilon_greedy"
+    )
     benchmark(bench.nba_decision(0))
+
+
+def test_decision_nba_public_policy(benchmark, bench):
+    """The same decision through the public ``EpsilonGreedy.pmf``, which validates its arguments each call."""
+    benchmark.group = GROUP
+    benchmark.extra_info.update(impl="nba-policy", call="VWModel.score(dict, negate=True) -> EpsilonGreedy.pmf")
+    benchmark(bench.nba_decision(0, _epsilon_greedy(validated=True)))
 
 
 def test_decision_nba_vector(benchmark, bench):

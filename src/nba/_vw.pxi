@@ -21,7 +21,7 @@
 # nba.models.vw turns a bad status into a SchemaError that names the feature.
 
 from cpython.ref cimport PyObject
-from cpython.dict cimport PyDict_Next, PyDict_GetItem, PyDict_Check
+from cpython.dict cimport PyDict_Next, PyDict_GetItemWithError, PyDict_Check
 from cpython.unicode cimport (PyUnicode_AsUTF8AndSize, PyUnicode_Check, PyUnicode_GET_LENGTH,
                               PyUnicode_READ_CHAR)
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -135,21 +135,41 @@ cdef inline void _vw_get(const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t k,
         v[0] = s.v[s.off[g] + k - na]
 
 
+cdef inline float _vw_run(float acc, const float* w, uint32_t mask, uint32_t half, float x,
+                          const uint32_t* h, const float* v, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """acc += (x * v[j]) * w[(half ^ h[j]) & mask] for j in [start, end), added in j order.
+
+    Unrolled by four: the four products are independent, the additions stay in
+    VW's order, so the sum is bit for bit the rolled loop's.
+    """
+    cdef Py_ssize_t j = start
+    cdef float t0, t1, t2, t3
+    while j + 4 <= end:
+        t0 = (x * v[j]) * w[(half ^ h[j]) & mask]
+        t1 = (x * v[j + 1]) * w[(half ^ h[j + 1]) & mask]
+        t2 = (x * v[j + 2]) * w[(half ^ h[j + 2]) & mask]
+        t3 = (x * v[j + 3]) * w[(half ^ h[j + 3]) & mask]
+        acc += t0
+        acc += t1
+        acc += t2
+        acc += t3
+        j += 4
+    while j < end:
+        acc += (x * v[j]) * w[(half ^ h[j]) & mask]
+        j += 1
+    return acc
+
+
 cdef inline float _vw_inner(float acc, const float* w, uint32_t mask, uint32_t half, float v1,
                             const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t start) noexcept nogil:
     """acc += sum over slot g from ``start`` of (v1 * v) * w[(half ^ h) & mask]."""
-    cdef Py_ssize_t j
     cdef Py_ssize_t a0 = a.off[g]
     cdef Py_ssize_t na = a.off[g + 1] - a0
     cdef Py_ssize_t s0 = s.off[g]
     cdef Py_ssize_t ns = s.off[g + 1] - s0
-    for j in range(start, na):
-        acc += (v1 * a.v[a0 + j]) * w[(half ^ a.h[a0 + j]) & mask]
-    j = start - na if start > na else 0
-    while j < ns:
-        acc += (v1 * s.v[s0 + j]) * w[(half ^ s.h[s0 + j]) & mask]
-        j += 1
-    return acc
+    if start < na:
+        acc = _vw_run(acc, w, mask, half, v1, a.h + a0, a.v + a0, start, na)
+    return _vw_run(acc, w, mask, half, v1, s.h + s0, s.v + s0, start - na if start > na else 0, ns)
 
 
 cdef inline Py_ssize_t _vw_count(const _VWBlk* a, const _VWBlk* s, int g) noexcept nogil:
@@ -160,16 +180,13 @@ cdef inline float _vw_pair(float acc, const float* w, uint32_t mask,
                            const uint32_t* h1, const float* v1, Py_ssize_t n1,
                            const uint32_t* h2, const float* v2, Py_ssize_t n2) noexcept nogil:
     """Quadratic terms of two feature lists, first-list-major as VW iterates them."""
-    cdef Py_ssize_t i, j
-    cdef uint32_t half
+    cdef Py_ssize_t i
     cdef float x
     for i in range(n1):
         x = v1[i]
         if x == 0:
             continue
-        half = h1[i] * <uint32_t>_VW_FNV
-        for j in range(n2):
-            acc += (x * v2[j]) * w[(half ^ h2[j]) & mask]
+        acc = _vw_run(acc, w, mask, h1[i] * <uint32_t>_VW_FNV, x, h2, v2, 0, n2)
     return acc
 
 
@@ -178,7 +195,7 @@ cdef inline float _vw_rows(float acc, const float* w, uint32_t mask,
                            const uint32_t* h2a, const float* v2a, Py_ssize_t n2a,
                            const uint32_t* h2b, const float* v2b, Py_ssize_t n2b) noexcept nogil:
     """Quadratic terms of a feature list with the concatenation of two others."""
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     cdef uint32_t half
     cdef float x
     if n2b == 0:
@@ -190,10 +207,8 @@ cdef inline float _vw_rows(float acc, const float* w, uint32_t mask,
         if x == 0:
             continue
         half = h1[i] * <uint32_t>_VW_FNV
-        for j in range(n2a):
-            acc += (x * v2a[j]) * w[(half ^ h2a[j]) & mask]
-        for j in range(n2b):
-            acc += (x * v2b[j]) * w[(half ^ h2b[j]) & mask]
+        acc = _vw_run(acc, w, mask, half, x, h2a, v2a, 0, n2a)
+        acc = _vw_run(acc, w, mask, half, x, h2b, v2b, 0, n2b)
     return acc
 
 
@@ -433,7 +448,7 @@ cdef class VWCore:
 
     cdef _VWNs _ns(self, object name):
         """Namespace info for ``name``, or None when ``name`` is not a non-empty str."""
-        cdef PyObject* hit = PyDict_GetItem(self._ns_cache, name)
+        cdef PyObject* hit = PyDict_GetItemWithError(self._ns_cache, name)
         if hit != NULL:
             return <_VWNs>hit
         if not PyUnicode_Check(name):
@@ -457,7 +472,7 @@ cdef class VWCore:
 
     cdef int _name_hash(self, _VWNs ns, object name, uint32_t* out) except -1:
         """Hash of a numeric/boolean feature name (cached)."""
-        cdef PyObject* hit = PyDict_GetItem(ns.names, name)
+        cdef PyObject* hit = PyDict_GetItemWithError(ns.names, name)
         cdef Py_ssize_t n
         cdef const char* s
         if hit != NULL:
@@ -473,7 +488,7 @@ cdef class VWCore:
 
     cdef int _string_hash(self, _VWNs ns, object name, object value, uint32_t* out) except -1:
         """Hash of a string-valued feature (cached per name and value)."""
-        cdef PyObject* hit = PyDict_GetItem(ns.strings, name)
+        cdef PyObject* hit = PyDict_GetItemWithError(ns.strings, name)
         cdef dict per_value
         cdef Py_ssize_t nk, nv
         cdef const char* k
@@ -482,7 +497,7 @@ cdef class VWCore:
         cdef unsigned char* tmp = stack
         if hit != NULL:
             per_value = <dict>hit
-            hit = PyDict_GetItem(per_value, value)
+            hit = PyDict_GetItemWithError(per_value, value)
             if hit != NULL:
                 out[0] = <uint32_t>(<object>hit)
                 return 0
@@ -523,6 +538,7 @@ cdef class VWCore:
         cdef float xf
         cdef uint32_t h
         cdef bint is_str
+        cdef PyObject* hit
         if not PyDict_Check(features):
             return -2
         while PyDict_Next(features, &pos, &pk, &pv):
@@ -576,7 +592,11 @@ cdef class VWCore:
                 if is_str:
                     self._string_hash(ns, name, val, &h)
                 else:
-                    self._name_hash(ns, name, &h)
+                    hit = PyDict_GetItemWithError(ns.names, name)
+                    if hit != NULL:
+                        h = <uint32_t>(<object>hit)
+                    else:
+                        self._name_hash(ns, name, &h)
                 buf.h[n] = h
                 buf.v[n] = xf
                 buf.lin[n] = ns.lin
@@ -591,21 +611,36 @@ cdef class VWCore:
             n += len(v)
         return n
 
-    cdef void _group(self, const _VWBuf* src, Py_ssize_t n, uint32_t* h, float* v, uint8_t* lin,
-                     int32_t* off) noexcept:
-        """Stable counting sort of n encoded features by slot (no slot last); fills off[0..S+1]."""
+    cdef bint _group(self, const _VWBuf* src, Py_ssize_t n, uint32_t* h, float* v, uint8_t* lin,
+                     int32_t* off, bint copy) noexcept:
+        """Group n encoded features by slot (no slot last), stably; fills off[0..S+1].
+
+        Features already in slot order (the usual case: namespaces arrive grouped)
+        are left where they are unless ``copy``; returns True when they were written
+        to h, v, lin and False when the caller should read them from ``src``.
+        """
         cdef int S = self._m.n_slots
         cdef Py_ssize_t i, p
-        cdef int g
+        cdef int g, last = 0
+        cdef bint ordered = True
+        cdef int32_t cur[_VW_MAX_SLOTS + 2]
         for g in range(S + 2):
             off[g] = 0
         for i in range(n):
             g = src.slot[i] if src.slot[i] >= 0 else S
             off[g + 1] += 1
+            if g < last:
+                ordered = False
+            last = g
         for g in range(S + 1):
             off[g + 1] += off[g]
-        # off[g] now is the start of slot g; place features, using off[g+1] as a cursor copy.
-        cdef int32_t cur[_VW_MAX_SLOTS + 2]
+        if ordered and not copy:
+            return False
+        if ordered:
+            memcpy(h, src.h, n * sizeof(uint32_t))
+            memcpy(v, src.v, n * sizeof(float))
+            memcpy(lin, src.lin, n * sizeof(uint8_t))
+            return True
         for g in range(S + 1):
             cur[g] = off[g]
         for i in range(n):
@@ -615,6 +650,7 @@ cdef class VWCore:
             h[p] = src.h[i]
             v[p] = src.v[i]
             lin[p] = src.lin[i]
+        return True
 
     def encode_actions(self, list actions):
         """Hash a list of action feature dicts into VWActions, or return the index of the first invalid one."""
@@ -660,7 +696,7 @@ cdef class VWCore:
             n = self._encode(actions[k], &buf)
             if n < 0:
                 return k
-            self._group(&buf, n, &hv[at], &vv[at], &lv[at], &ov[k * (S + 2)])
+            self._group(&buf, n, &hv[at], &vv[at], &lv[at], &ov[k * (S + 2)], True)
             at += n
             bv[k + 1] = at
         return VWActions(h[:at], v[:at], lin[:at], base, off, n_actions, self.layout)
@@ -784,8 +820,11 @@ cdef class VWCore:
             if n < 0:
                 free(heap)
                 return -1
-        self._group(&buf, n, gh, gv, gl, off)
-        blk.h, blk.v, blk.lin, blk.off = gh, gv, gl, off
+        if self._group(&buf, n, gh, gv, gl, off, False):
+            blk.h, blk.v, blk.lin = gh, gv, gl
+        else:
+            blk.h, blk.v, blk.lin = buf.h, buf.v, buf.lin
+        blk.off = off
         with nogil:
             _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
                               actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
