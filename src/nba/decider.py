@@ -104,15 +104,22 @@ class _VWScorer:
         self.model = model
         self.version = _vw_version(model)
         self.actions = model.prepare_actions(list(catalog.action_features))
-        self.bound = model.bind_shared([(c.namespace, c.vw_feature or c.name) for c in schema.columns])
+        # One-hot columns bind as (namespace, feature, category) so that --chain_hash models
+        # hash them exactly as VW's JSON parser does; "__other__" columns have no VW twin.
+        self.bound = model.bind_shared(
+            [
+                (c.namespace, c.feature, str(c.category)) if c.kind == "onehot" else (c.namespace, c.vw_feature or c.name)
+                for c in schema.columns
+            ]
+        )
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
         return {"all": np.empty(n_arms)}
 
     def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
         allc = buf["all"]
-        self.model.score_vector(x, self.bound, self.actions, allc)
-        np.negative(allc.take(idx), out=out)
+        self.model.score_vector(x, self.bound, self.actions, allc, negate=True)
+        np.take(allc, idx, out=out)
 
 
 def _vw_version(model: Any) -> str:
