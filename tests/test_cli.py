@@ -65,3 +65,20 @@ def test_inspect_reports_a_bad_model_as_an_error(tmp_path: Path, capsys: pytest.
 def test_inspect_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tmp_path / "nope.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_export_writes_dsjson_of_a_decision_log(tmp_path, capsys) -> None:
+    log_dir = tmp_path / "log"
+    with nba.DecisionLog(log_dir) as log:
+        log.register_catalog("c1", {"a": {"Action": {"fee": 1.0}}, "b": {"Action": {"fee": 2.0}}})
+        log.append_decision("e1", actions=["a", "b"], pmf=[0.8, 0.2], chosen=[1], features={"User": {"age": 30.0}},
+                            catalog_id="c1")
+        log.append_outcome("e1", 1.0)
+    out = tmp_path / "train.dsjson"
+    assert main(["export", str(log_dir), str(out)]) == 0
+    assert "wrote 1 events" in capsys.readouterr().out
+    import json
+
+    (line,) = out.read_text().splitlines()
+    event = json.loads(line)
+    assert event["_label_cost"] == -1.0 and event["_label_probability"] == 0.2 and event["EventId"] == "e1"

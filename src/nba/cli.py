@@ -1,4 +1,4 @@
-"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL``."""
+"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL``, ``nba export LOG_DIR OUT``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import nba
+
+    n = nba.export_dsjson(
+        args.log_dir, args.out, reward_window=args.reward_window, default_reward=args.default_reward,
+        aggregate=args.aggregate, observed_only=args.observed_only,
+    )
+    print(f"wrote {n} events to {args.out} (train with: vw --cb_explore_adf --dsjson -d {args.out})")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nba", description="nba: next best action decisioning SDK")
     sub = p.add_subparsers(dest="command", required=True)
@@ -33,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--decisions", type=int, default=20_000, help="number of simulated decisions")
     sp.add_argument("--log-dir", default=None, help="where to write the decision log (default: a temp dir)")
     sp.set_defaults(func=_cmd_demo)
+    sp = sub.add_parser("export", help="export a decision log as VW dsjson (decisions joined with rewards)")
+    sp.add_argument("log_dir", help="directory of a DecisionLog")
+    sp.add_argument("out", help="dsjson file to write")
+    sp.add_argument("--reward-window", type=float, default=None, help="seconds after a decision a reward counts (default: any)")
+    sp.add_argument("--default-reward", type=float, default=0.0, help="reward of decisions that got none (default 0)")
+    sp.add_argument("--aggregate", choices=("sum", "first"), default="sum", help="how several rewards combine")
+    sp.add_argument("--observed-only", action="store_true", help="leave out decisions that got no reward")
+    sp.set_defaults(func=_cmd_export)
     return p
 
 
