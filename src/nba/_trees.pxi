@@ -4,9 +4,11 @@
 # sibling pairs adjacent (a node's right child directly follows its left child)
 # and every leaf pointing at itself. A step from node i is then branch free:
 #     i = child[i] + (x goes right)
-# and a leaf is a fixed point, so several trees are walked side by side for a
-# fixed number of steps (their depth) without a data-dependent branch. Nothing
-# here checks a child or feature index: the loader has proved them in range.
+# and a leaf is a fixed point, so walks need no data-dependent branch: one row
+# walks eight trees side by side until all reach a leaf; a batch walks blocks of
+# rows through each tree for the tree's depth. Independent walks overlap their
+# memory loads, which is what bounds tree traversal. Nothing here checks a child
+# or feature index: the loader has proved them in range.
 
 cimport cython
 cimport numpy as cnp
@@ -31,9 +33,12 @@ cdef enum:
     _T_SOFTPLUS = 4    # cross_entropy_lambda: log(1 + exp(x))
     _T_SQUARE = 5      # reg_sqrt: sign(x) * x * x
 
-# Trees deeper than this are walked until their leaf instead of for a fixed depth.
 cdef enum:
-    _DEEP_TREE = 20
+    # Batches walk a tree for a fixed number of steps (its depth) unless it is this
+    # deep (a power of two); then each row walks until its leaf.
+    _DEEP_TREE = 32
+    # Rows walked side by side through each tree in a batch.
+    _BLOCK = 16
     # Below this many tree evaluations per call the GIL is kept: releasing and
     # retaking it costs more than the work, and under contention can wait a switch interval.
     _NOGIL_MIN_WORK = 4096
@@ -58,13 +63,14 @@ ctypedef struct _Ens:
     const int32_t* cat_len    # bitset words per categorical node
     const uint32_t* bits
     const int32_t* roots
-    const int32_t* depth
+    const int32_t* depth      # longest root-to-leaf path per tree
+    const uint8_t* mixed    # per tree: has a categorical / zero-as-missing / zero-band node
     int ntpi
 
 
 cdef inline bint _complex_right(double v, double thr, uint8_t dt,
                                 const uint32_t* bits, int32_t nwords) noexcept nogil:
-    """Tree::Decision (true = right) for the nodes the fast step does not cover."""
+    """Tree::Decision (true = right) for the nodes the fast steps do not cover."""
     cdef int32_t iv
     cdef int mt
     if dt & 1:
@@ -88,8 +94,24 @@ cdef inline bint _complex_right(double v, double thr, uint8_t dt,
     return not (v <= thr)
 
 
-cdef inline int32_t _step(const _Ens* e, int32_t i, const double* x) noexcept nogil:
-    """One step down from node i (a leaf stays put)."""
+# Three steps down from node i; a leaf (threshold +inf, its own child) stays put.
+# _step_plain: the row has no NaN and the tree no complex node, so right iff x > threshold.
+# _step_nan: numerical nodes only, NaN routed by the node kind.
+# _step_full: any node.
+
+cdef inline int32_t _step_plain(const TNode* nodes, int32_t i, const double* x) noexcept nogil:
+    cdef const TNode* nd = nodes + i
+    return nd.child + <int32_t>(x[nd.fx >> 2] > nd.thr)
+
+
+cdef inline int32_t _step_nan(const TNode* nodes, int32_t i, const double* x) noexcept nogil:
+    cdef const TNode* nd = nodes + i
+    cdef uint32_t fx = nd.fx
+    cdef double v = x[fx >> 2]
+    return nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(fx & 1)))
+
+
+cdef inline int32_t _step_full(const _Ens* e, int32_t i, const double* x) noexcept nogil:
     cdef const TNode* nd = e.nodes + i
     cdef uint32_t fx = nd.fx
     cdef double v = x[fx >> 2]
@@ -98,97 +120,178 @@ cdef inline int32_t _step(const _Ens* e, int32_t i, const double* x) noexcept no
     return nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(fx & 1)))
 
 
-cdef inline double _tree(const _Ens* e, Py_ssize_t t, const double* x) noexcept nogil:
-    """Leaf value of tree t for row x."""
+cdef inline bint _is_leaf(const TNode* nodes, int32_t i) noexcept nogil:
+    return (nodes[i].fx & 3) == _K_LEAF
+
+
+cdef inline bint _has_nan(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef bint nan = False
+    for j in range(n):
+        nan |= x[j] != x[j]
+    return nan
+
+
+cdef inline double _tree_deep(const _Ens* e, Py_ssize_t t, const double* x) noexcept nogil:
+    """Leaf value of tree t for row x, walking until the leaf."""
     cdef int32_t i = e.roots[t]
-    cdef int32_t d = e.depth[t]
-    cdef int32_t s
-    if d <= _DEEP_TREE:
-        for s in range(d):
-            i = _step(e, i, x)
-    else:
-        while (e.nodes[i].fx & 3) != _K_LEAF:
-            i = _step(e, i, x)
+    while not _is_leaf(e.nodes, i):
+        i = _step_full(e, i, x)
     return e.leafval[i]
 
 
-cdef inline void _raw_row(const _Ens* e, const double* x, double* out, Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
-    """Raw scores of trees [t0, t1) for row x into out[0:ntpi].
+cdef inline bint _leaves8(const TNode* nodes, int32_t i0, int32_t i1, int32_t i2, int32_t i3,
+                          int32_t i4, int32_t i5, int32_t i6, int32_t i7) noexcept nogil:
+    return (_is_leaf(nodes, i0) & _is_leaf(nodes, i1) & _is_leaf(nodes, i2) & _is_leaf(nodes, i3)
+            & _is_leaf(nodes, i4) & _is_leaf(nodes, i5) & _is_leaf(nodes, i6) & _is_leaf(nodes, i7))
+
+
+cdef inline void _eight_trees(const _Ens* e, Py_ssize_t t, const double* x, bint nan,
+                              double* v) noexcept nogil:
+    """Leaf values of trees t..t+7 for row x, walked side by side until all eight reach a leaf."""
+    cdef const TNode* nodes = e.nodes
+    cdef int32_t i0 = e.roots[t]
+    cdef int32_t i1 = e.roots[t + 1]
+    cdef int32_t i2 = e.roots[t + 2]
+    cdef int32_t i3 = e.roots[t + 3]
+    cdef int32_t i4 = e.roots[t + 4]
+    cdef int32_t i5 = e.roots[t + 5]
+    cdef int32_t i6 = e.roots[t + 6]
+    cdef int32_t i7 = e.roots[t + 7]
+    if (e.mixed[t] | e.mixed[t + 1] | e.mixed[t + 2] | e.mixed[t + 3]
+            | e.mixed[t + 4] | e.mixed[t + 5] | e.mixed[t + 6] | e.mixed[t + 7]):
+        while True:
+            i0 = _step_full(e, i0, x)
+            i1 = _step_full(e, i1, x)
+            i2 = _step_full(e, i2, x)
+            i3 = _step_full(e, i3, x)
+            i4 = _step_full(e, i4, x)
+            i5 = _step_full(e, i5, x)
+            i6 = _step_full(e, i6, x)
+            i7 = _step_full(e, i7, x)
+            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+                break
+    elif nan:
+        while True:
+            i0 = _step_nan(nodes, i0, x)
+            i1 = _step_nan(nodes, i1, x)
+            i2 = _step_nan(nodes, i2, x)
+            i3 = _step_nan(nodes, i3, x)
+            i4 = _step_nan(nodes, i4, x)
+            i5 = _step_nan(nodes, i5, x)
+            i6 = _step_nan(nodes, i6, x)
+            i7 = _step_nan(nodes, i7, x)
+            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+                break
+    else:
+        while True:
+            i0 = _step_plain(nodes, i0, x)
+            i1 = _step_plain(nodes, i1, x)
+            i2 = _step_plain(nodes, i2, x)
+            i3 = _step_plain(nodes, i3, x)
+            i4 = _step_plain(nodes, i4, x)
+            i5 = _step_plain(nodes, i5, x)
+            i6 = _step_plain(nodes, i6, x)
+            i7 = _step_plain(nodes, i7, x)
+            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+                break
+    v[0] = e.leafval[i0]
+    v[1] = e.leafval[i1]
+    v[2] = e.leafval[i2]
+    v[3] = e.leafval[i3]
+    v[4] = e.leafval[i4]
+    v[5] = e.leafval[i5]
+    v[6] = e.leafval[i6]
+    v[7] = e.leafval[i7]
+
+
+cdef inline void _raw_row(const _Ens* e, const double* x, Py_ssize_t nf, double* out,
+                          Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """Raw scores of trees [t0, t1) for one row x into out[0:ntpi].
 
     Exactly GBDT::PredictRaw: out[k] starts at 0.0 and adds each tree of class k in
-    iteration order. Four trees are walked side by side; their sums stay in order.
+    iteration order. Trees are walked eight at a time; their values are added in order.
     """
     cdef int ntpi = e.ntpi
     cdef Py_ssize_t t = t0
-    cdef int32_t i0, i1, i2, i3, d, s
-    cdef double v0, v1, v2, v3, acc = 0.0
+    cdef double v[8]
+    cdef double acc = 0.0
     cdef int k = 0
+    cdef int g
+    cdef bint nan = _has_nan(x, nf)
     if ntpi > 1:
         for k in range(ntpi):
             out[k] = 0.0
         k = 0
-    while t + 4 <= t1:
-        d = e.depth[t]
-        if e.depth[t + 1] > d:
-            d = e.depth[t + 1]
-        if e.depth[t + 2] > d:
-            d = e.depth[t + 2]
-        if e.depth[t + 3] > d:
-            d = e.depth[t + 3]
-        if d <= _DEEP_TREE:
-            i0 = e.roots[t]
-            i1 = e.roots[t + 1]
-            i2 = e.roots[t + 2]
-            i3 = e.roots[t + 3]
-            for s in range(d):
-                i0 = _step(e, i0, x)
-                i1 = _step(e, i1, x)
-                i2 = _step(e, i2, x)
-                i3 = _step(e, i3, x)
-            v0 = e.leafval[i0]
-            v1 = e.leafval[i1]
-            v2 = e.leafval[i2]
-            v3 = e.leafval[i3]
-        else:
-            v0 = _tree(e, t, x)
-            v1 = _tree(e, t + 1, x)
-            v2 = _tree(e, t + 2, x)
-            v3 = _tree(e, t + 3, x)
+    while t + 8 <= t1:
+        _eight_trees(e, t, x, nan, v)
         if ntpi == 1:
-            acc += v0
-            acc += v1
-            acc += v2
-            acc += v3
+            for g in range(8):
+                acc += v[g]
         else:
-            out[k] += v0
-            k += 1
-            if k == ntpi:
-                k = 0
-            out[k] += v1
-            k += 1
-            if k == ntpi:
-                k = 0
-            out[k] += v2
-            k += 1
-            if k == ntpi:
-                k = 0
-            out[k] += v3
-            k += 1
-            if k == ntpi:
-                k = 0
-        t += 4
+            for g in range(8):
+                out[k] += v[g]
+                k += 1
+                if k == ntpi:
+                    k = 0
+        t += 8
     while t < t1:
-        v0 = _tree(e, t, x)
+        v[0] = _tree_deep(e, t, x)
         if ntpi == 1:
-            acc += v0
+            acc += v[0]
         else:
-            out[k] += v0
+            out[k] += v[0]
             k += 1
             if k == ntpi:
                 k = 0
         t += 1
     if ntpi == 1:
         out[0] = acc
+
+
+cdef void _raw_block(const _Ens* e, const double* X, Py_ssize_t nf, Py_ssize_t nb, double* out,
+                     Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """Raw scores of nb <= _BLOCK consecutive rows into out[nb * ntpi], trees [t0, t1).
+
+    Each tree walks all rows of the block side by side for its depth (a leaf stays
+    put), so its nodes stay in L1 and the rows' chains overlap. Per row the sums are
+    still per class, in iteration order, from 0.0, as LightGBM adds them.
+    """
+    cdef int32_t ii[_BLOCK]
+    cdef const TNode* nodes = e.nodes
+    cdef int ntpi = e.ntpi
+    cdef Py_ssize_t t, r
+    cdef int32_t d, s, root
+    cdef int k = 0
+    cdef bint nan = _has_nan(X, nb * nf)
+    for r in range(nb * ntpi):
+        out[r] = 0.0
+    for t in range(t0, t1):
+        d = e.depth[t]
+        root = e.roots[t]
+        for r in range(nb):
+            ii[r] = root
+        if d >= _DEEP_TREE:
+            for r in range(nb):
+                while not _is_leaf(nodes, ii[r]):
+                    ii[r] = _step_full(e, ii[r], X + r * nf)
+        elif e.mixed[t]:
+            for s in range(d):
+                for r in range(nb):
+                    ii[r] = _step_full(e, ii[r], X + r * nf)
+        elif nan:
+            for s in range(d):
+                for r in range(nb):
+                    ii[r] = _step_nan(nodes, ii[r], X + r * nf)
+        else:
+            for s in range(d):
+                for r in range(nb):
+                    ii[r] = _step_plain(nodes, ii[r], X + r * nf)
+        for r in range(nb):
+            out[r * ntpi + k] += e.leafval[ii[r]]
+        k += 1
+        if k == ntpi:
+            k = 0
 
 
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
@@ -239,6 +342,7 @@ cdef class TreeEnsembleCore:
     cdef uint32_t* _bits
     cdef int32_t* _roots
     cdef int32_t* _depth
+    cdef uint8_t* _mixed
     cdef Py_ssize_t _n_trees
     cdef readonly int num_features
     cdef readonly int num_tree_per_iteration
@@ -257,6 +361,7 @@ cdef class TreeEnsembleCore:
         self._bits = NULL
         self._roots = NULL
         self._depth = NULL
+        self._mixed = NULL
 
     def __init__(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
                  const double[::1] leafval, const uint8_t[::1] decision_type, const int32_t[::1] cat_off,
@@ -282,8 +387,10 @@ cdef class TreeEnsembleCore:
         self._bits = <uint32_t*>malloc(max(cat_bits.shape[0], 1) * sizeof(uint32_t))
         self._roots = <int32_t*>malloc(max(self._n_trees, 1) * sizeof(int32_t))
         self._depth = <int32_t*>malloc(max(self._n_trees, 1) * sizeof(int32_t))
+        self._mixed = <uint8_t*>malloc(max(self._n_trees, 1) * sizeof(uint8_t))
         if (self._nodes == NULL or self._leafval == NULL or self._dts == NULL or self._cat_off == NULL
-                or self._cat_len == NULL or self._bits == NULL or self._roots == NULL or self._depth == NULL):
+                or self._cat_len == NULL or self._bits == NULL or self._roots == NULL or self._depth == NULL
+                or self._mixed == NULL):
             raise MemoryError()
         for i in range(n):
             self._nodes[i].thr = thr[i]
@@ -298,6 +405,14 @@ cdef class TreeEnsembleCore:
         for i in range(self._n_trees):
             self._roots[i] = roots[i]
             self._depth[i] = depth[i]
+            self._mixed[i] = 0
+        # Each tree's nodes are contiguous, from its root to the next tree's root.
+        cdef Py_ssize_t t = -1
+        for i in range(n):
+            while t + 1 < self._n_trees and roots[t + 1] <= i:
+                t += 1
+            if t >= 0 and (fx[i] & 3) == _K_COMPLEX:
+                self._mixed[t] = 1
         self._e.nodes = self._nodes
         self._e.leafval = self._leafval
         self._e.dts = self._dts
@@ -306,6 +421,7 @@ cdef class TreeEnsembleCore:
         self._e.bits = self._bits
         self._e.roots = self._roots
         self._e.depth = self._depth
+        self._e.mixed = self._mixed
         self._e.ntpi = num_tree_per_iteration
         self.num_features = num_features
         self.num_tree_per_iteration = num_tree_per_iteration
@@ -324,21 +440,40 @@ cdef class TreeEnsembleCore:
         free(self._bits)
         free(self._roots)
         free(self._depth)
+        free(self._mixed)
 
-    cdef inline void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
-        """One row: raw sum; unless raw, average_output division then the objective's transform.
-
-        As in GBDT::Predict: raw scores of an averaged (random forest) model are the plain sum.
-        """
+    cdef inline void _finish(self, double* out, int n_it) noexcept nogil:
+        """Unless raw: average_output division (GBDT::Predict), then the objective's transform."""
         cdef int k
         cdef int ntpi = self._e.ntpi
-        _raw_row(&self._e, x, out, <Py_ssize_t>it0 * ntpi, <Py_ssize_t>(it0 + n_it) * ntpi)
-        if raw:
-            return
         if self.average_output:
             for k in range(ntpi):
                 out[k] /= n_it
         _transform(out, ntpi, self.transform, self.transform_param)
+
+    cdef inline void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
+        """One row. As in GBDT::Predict, raw scores of an averaged model are the plain sum."""
+        cdef int ntpi = self._e.ntpi
+        _raw_row(&self._e, x, self.num_features, out, <Py_ssize_t>it0 * ntpi, <Py_ssize_t>(it0 + n_it) * ntpi)
+        if not raw:
+            self._finish(out, n_it)
+
+    cdef void _rows(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw) noexcept nogil:
+        """n rows, _BLOCK at a time."""
+        cdef int ntpi = self._e.ntpi
+        cdef Py_ssize_t nf = self.num_features
+        cdef Py_ssize_t i = 0, r, nb
+        if n == 1:
+            self._row(X, out, it0, n_it, raw)
+            return
+        while i < n:
+            nb = min(<Py_ssize_t>_BLOCK, n - i)
+            _raw_block(&self._e, X + i * nf, nf, nb, out + i * ntpi,
+                       <Py_ssize_t>it0 * ntpi, <Py_ssize_t>(it0 + n_it) * ntpi)
+            if not raw:
+                for r in range(i, i + nb):
+                    self._finish(out + r * ntpi, n_it)
+            i += nb
 
     def predict(self, cnp.ndarray X, cnp.ndarray out, int start_iteration, int num_iteration, bint raw_score):
         """Score C-contiguous float64 rows ``X`` (n, num_features) into ``out`` (n * classes float64).
@@ -356,18 +491,13 @@ cdef class TreeEnsembleCore:
         if start_iteration < 0 or num_iteration < 0 or start_iteration + num_iteration > self.num_iterations:
             raise ValueError("iteration range out of bounds")
         cdef Py_ssize_t n = X.shape[0]
-        cdef Py_ssize_t nf = self.num_features
-        cdef int ntpi = self.num_tree_per_iteration
         cdef const double* xp = <const double*>cnp.PyArray_DATA(X)
         cdef double* op = <double*>cnp.PyArray_DATA(out)
-        cdef Py_ssize_t i
-        if n * num_iteration * ntpi >= _NOGIL_MIN_WORK:
+        if n * num_iteration * self.num_tree_per_iteration >= _NOGIL_MIN_WORK:
             with nogil:
-                for i in range(n):
-                    self._row(xp + i * nf, op + i * ntpi, start_iteration, num_iteration, raw_score)
+                self._rows(xp, n, op, start_iteration, num_iteration, raw_score)
         else:
-            for i in range(n):
-                self._row(xp + i * nf, op + i * ntpi, start_iteration, num_iteration, raw_score)
+            self._rows(xp, n, op, start_iteration, num_iteration, raw_score)
         return out
 
     def predict_row(self, x, bint raw_score=False):

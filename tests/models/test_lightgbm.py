@@ -330,6 +330,31 @@ def test_start_and_num_iteration_like_lightgbm(
         _assert_matches(booster, X[:300], start_iteration=start_iteration, num_iteration=num_iteration)
 
 
+@pytest.fixture(scope="module")
+def mixed_models() -> list[lgb.Booster]:
+    """Models whose tree counts are not multiples of 8, mixing categorical and numerical trees."""
+    rng = np.random.default_rng(17)
+    X, z = _data(rng, 1500)
+    X[:, 4] = rng.integers(0, 25, 1500)
+    y = z + (X[:, 4] % 5 == 1) * 1.5
+    reg = _train({"objective": "regression", "max_cat_to_onehot": 2}, X, y, rounds=13, categorical_feature=[4])
+    multi = _train({"objective": "multiclass", "num_class": 3}, X, np.searchsorted([-0.5, 0.7], y), rounds=7,
+                   categorical_feature=[4])
+    return [reg, multi]
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 40])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mixed_models, rng) -> None:
+    for booster in mixed_models:
+        X = _probe(booster, rng, n, cat=(4,))
+        if not with_nan:
+            X[np.isnan(X)] = 0.25
+        model = _assert_matches(booster, X)
+        rows = np.array([model.predict_row(r, raw_score=True) for r in X]).reshape(model.predict(X).shape)
+        np.testing.assert_array_equal(rows, model.predict(X, raw_score=True))
+
+
 # ----------------------------------------------------------------------------- input forms
 
 
