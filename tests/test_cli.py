@@ -1,4 +1,4 @@
-"""The ``nba`` command line: ``nba inspect`` on the shipped sample model and on bad input."""
+"""The ``nba`` command line (``nba inspect``) and the sample models it is shown with."""
 
 from __future__ import annotations
 
@@ -12,45 +12,60 @@ import pytest
 import nba
 from nba.cli import main
 
-SAMPLE = Path(__file__).resolve().parents[1] / "models" / "offer_ctr.txt"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SAMPLE = MODELS / "offer_ctr.txt"
+BY_OFFER = MODELS / "offer_ctr_by_offer.txt"
 
 
-def test_sample_model_is_small_and_loads() -> None:
-    assert SAMPLE.stat().st_size <= 100 * 1024
-    model = nba.load_model(SAMPLE)
-    assert isinstance(model, nba.TreeEnsemble)
-    assert model.feature_names == ("age", "tenure_months", "balance", "visits_30d", "hour", "offer", "channel")
-    assert model.summary().categorical_splits > 0
-
-
-def test_sample_model_scores_like_lightgbm() -> None:
+@pytest.mark.parametrize("path", [SAMPLE, BY_OFFER])
+def test_sample_models_are_small_and_score_like_lightgbm(path: Path) -> None:
     lgb = pytest.importorskip("lightgbm")
-    booster = lgb.Booster(model_file=str(SAMPLE))
+    assert path.stat().st_size <= 100 * 1024
+    model = nba.load_model(path)
     rng = np.random.default_rng(3)
-    X = np.column_stack(
-        [rng.integers(18, 80, 500), rng.exponential(30, 500), rng.lognormal(7, 1.2, 500), rng.poisson(3, 500),
-         rng.integers(0, 24, 500), rng.integers(-1, 15, 500), rng.integers(0, 4, 500)]
-    ).astype(float)
+    X = rng.normal(40, 40, (500, model.num_features))
+    X[:, -1] = rng.integers(-2, 160, 500)  # fee / offer (categorical), including unseen values
     X[rng.random(X.shape) < 0.1] = np.nan
-    model = nba.load_model(SAMPLE)
+    booster = lgb.Booster(model_file=str(path))
     np.testing.assert_array_equal(model.predict(X, raw_score=True), booster.predict(X, raw_score=True))
     np.testing.assert_allclose(model.predict(X), booster.predict(X), rtol=1e-12, atol=1e-12)
+
+
+def test_quickstart_sample_fits_the_readme_catalogue() -> None:
+    schema = nba.FeatureSchema([
+        nba.Categorical("segment", ["student", "family", "senior"], source="profile"),
+        nba.Numeric("age", source="profile"),
+        nba.Boolean("mobile", source="context"),
+    ])
+    arms = [nba.Arm("gold_card", features={"fee": 95.0}, value=40.0), nba.Arm("savings", features={"fee": 0.0})]
+    model = nba.load_model(SAMPLE)
+    nba.Catalog(arms, schema).check_model(model.feature_names)
+    assert model.objective == "binary sigmoid:1"
+
+
+def test_categorical_sample_has_categorical_splits() -> None:
+    model = nba.load_model(BY_OFFER)
+    assert model.feature_names[-1] == "offer"
+    assert model.summary().categorical_splits > 0
 
 
 def test_inspect_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(SAMPLE)]) == 0
     out = capsys.readouterr().out
     model = nba.load_model(SAMPLE)
+    s = model.summary()
     for field, value in [("format", "lightgbm"), ("objective", model.objective), ("trees", model.num_trees),
-                         ("features", 7), ("classes", 1), ("version", model.version)]:
-        assert any(line.split()[:1] == [field] and str(value) in line for line in out.splitlines()), field
+                         ("features", model.num_features), ("classes", 1), ("version", model.version),
+                         ("leaves", s.leaves), ("max_depth", s.max_depth)]:
+        assert any(line.split()[:1] == [field] and line.split()[-1] == str(value).split()[-1]
+                   for line in out.splitlines()), field
 
 
 def test_inspect_runs_as_a_module() -> None:
-    res = subprocess.run([sys.executable, "-m", "nba.cli", "inspect", str(SAMPLE)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "nba.cli", "inspect", str(BY_OFFER)], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "lightgbm" in res.stdout and "binary sigmoid:1" in res.stdout
+    assert "lightgbm" in res.stdout and "binary sigmoid:1" in res.stdout and "categorical_splits" in res.stdout
 
 
 def test_inspect_reports_a_bad_model_as_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,20 +80,3 @@ def test_inspect_reports_a_bad_model_as_an_error(tmp_path: Path, capsys: pytest.
 def test_inspect_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tmp_path / "nope.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
-
-
-def test_export_writes_dsjson_of_a_decision_log(tmp_path, capsys) -> None:
-    log_dir = tmp_path / "log"
-    with nba.DecisionLog(log_dir) as log:
-        log.register_catalog("c1", {"a": {"Action": {"fee": 1.0}}, "b": {"Action": {"fee": 2.0}}})
-        log.append_decision("e1", actions=["a", "b"], pmf=[0.8, 0.2], chosen=[1], features={"User": {"age": 30.0}},
-                            catalog_id="c1")
-        log.append_outcome("e1", 1.0)
-    out = tmp_path / "train.dsjson"
-    assert main(["export", str(log_dir), str(out)]) == 0
-    assert "wrote 1 events" in capsys.readouterr().out
-    import json
-
-    (line,) = out.read_text().splitlines()
-    event = json.loads(line)
-    assert event["_label_cost"] == -1.0 and event["_label_probability"] == 0.2 and event["EventId"] == "e1"

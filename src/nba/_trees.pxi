@@ -140,12 +140,6 @@ cdef inline double _tree_deep(const _Ens* e, Py_ssize_t t, const double* x) noex
     return e.leafval[i]
 
 
-cdef inline bint _leaves8(const TNode* nodes, int32_t i0, int32_t i1, int32_t i2, int32_t i3,
-                          int32_t i4, int32_t i5, int32_t i6, int32_t i7) noexcept nogil:
-    return (_is_leaf(nodes, i0) & _is_leaf(nodes, i1) & _is_leaf(nodes, i2) & _is_leaf(nodes, i3)
-            & _is_leaf(nodes, i4) & _is_leaf(nodes, i5) & _is_leaf(nodes, i6) & _is_leaf(nodes, i7))
-
-
 cdef inline void _eight_trees(const _Ens* e, Py_ssize_t t, const double* x, bint nan,
                               double* v) noexcept nogil:
     """Leaf values of trees t..t+7 for row x, walked side by side until all eight reach a leaf."""
@@ -169,7 +163,8 @@ cdef inline void _eight_trees(const _Ens* e, Py_ssize_t t, const double* x, bint
             i5 = _step_full(e, i5, x)
             i6 = _step_full(e, i6, x)
             i7 = _step_full(e, i7, x)
-            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+            if (_is_leaf(nodes, i0) & _is_leaf(nodes, i1) & _is_leaf(nodes, i2) & _is_leaf(nodes, i3)
+                    & _is_leaf(nodes, i4) & _is_leaf(nodes, i5) & _is_leaf(nodes, i6) & _is_leaf(nodes, i7)):
                 break
     elif nan:
         while True:
@@ -181,7 +176,8 @@ cdef inline void _eight_trees(const _Ens* e, Py_ssize_t t, const double* x, bint
             i5 = _step_nan(nodes, i5, x)
             i6 = _step_nan(nodes, i6, x)
             i7 = _step_nan(nodes, i7, x)
-            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+            if (_is_leaf(nodes, i0) & _is_leaf(nodes, i1) & _is_leaf(nodes, i2) & _is_leaf(nodes, i3)
+                    & _is_leaf(nodes, i4) & _is_leaf(nodes, i5) & _is_leaf(nodes, i6) & _is_leaf(nodes, i7)):
                 break
     else:
         while True:
@@ -193,7 +189,8 @@ cdef inline void _eight_trees(const _Ens* e, Py_ssize_t t, const double* x, bint
             i5 = _step_plain(nodes, i5, x)
             i6 = _step_plain(nodes, i6, x)
             i7 = _step_plain(nodes, i7, x)
-            if _leaves8(nodes, i0, i1, i2, i3, i4, i5, i6, i7):
+            if (_is_leaf(nodes, i0) & _is_leaf(nodes, i1) & _is_leaf(nodes, i2) & _is_leaf(nodes, i3)
+                    & _is_leaf(nodes, i4) & _is_leaf(nodes, i5) & _is_leaf(nodes, i6) & _is_leaf(nodes, i7)):
                 break
     v[0] = e.leafval[i0]
     v[1] = e.leafval[i1]
@@ -475,24 +472,47 @@ cdef class TreeEnsembleCore:
                     self._finish(out + r * ntpi, n_it)
             i += nb
 
-    def predict(self, cnp.ndarray X, cnp.ndarray out, int start_iteration, int num_iteration, bint raw_score):
-        """Score C-contiguous float64 rows ``X`` (n, num_features) into ``out`` (n * classes float64).
+    cdef bint _out_ok(self, object out, Py_ssize_t n):
+        """``out`` is a writable C-contiguous float64 array shaped (n,) or (n, classes)."""
+        cdef cnp.ndarray o
+        if type(out) is not cnp.ndarray:
+            return False
+        o = <cnp.ndarray>out
+        if (cnp.PyArray_TYPE(o) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(o)
+                or not cnp.PyArray_ISWRITEABLE(o) or cnp.PyArray_DIM(o, 0) != n):
+            return False
+        if self.num_tree_per_iteration == 1:
+            return cnp.PyArray_NDIM(o) == 1
+        return cnp.PyArray_NDIM(o) == 2 and cnp.PyArray_DIM(o, 1) == self.num_tree_per_iteration
 
-        ``start_iteration``/``num_iteration`` are already resolved (0 <= start, start + num <= total).
-        The GIL is released unless the call is too small for that to pay.
+    def predict(self, X, out, int start_iteration, int num_iteration, bint raw_score):
+        """Score rows ``X`` into ``out`` (None: a new array) and return it; None if either does not fit.
+
+        ``X`` must be a C-contiguous float64 ndarray (n, num_features) and ``out`` a
+        writable C-contiguous float64 ndarray (n,) or (n, classes); anything else
+        returns None so the caller can convert or explain. The iteration range is
+        already resolved (0 <= start, start + num <= total). The GIL is released
+        unless the call is too small for that to pay.
         """
-        if (cnp.PyArray_TYPE(X) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(X) != 2
-                or not cnp.PyArray_IS_C_CONTIGUOUS(X) or X.shape[1] != self.num_features):
-            raise ValueError("X must be a C-contiguous float64 array of shape (n, num_features)")
-        if (cnp.PyArray_TYPE(out) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(out)
-                or not cnp.PyArray_ISWRITEABLE(out)
-                or cnp.PyArray_SIZE(out) != X.shape[0] * self.num_tree_per_iteration):
-            raise ValueError("out must be a writable C-contiguous float64 array of n * classes")
+        cdef cnp.ndarray x
+        cdef cnp.npy_intp dims[2]
         if start_iteration < 0 or num_iteration < 0 or start_iteration + num_iteration > self.num_iterations:
             raise ValueError("iteration range out of bounds")
-        cdef Py_ssize_t n = X.shape[0]
-        cdef const double* xp = <const double*>cnp.PyArray_DATA(X)
-        cdef double* op = <double*>cnp.PyArray_DATA(out)
+        if type(X) is not cnp.ndarray:
+            return None
+        x = <cnp.ndarray>X
+        if (cnp.PyArray_TYPE(x) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(x) != 2
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or cnp.PyArray_DIM(x, 1) != self.num_features):
+            return None
+        cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0)
+        if out is None:
+            dims[0] = n
+            dims[1] = self.num_tree_per_iteration
+            out = cnp.PyArray_EMPTY(1 if self.num_tree_per_iteration == 1 else 2, dims, cnp.NPY_DOUBLE, 0)
+        elif not self._out_ok(out, n):
+            return None
+        cdef const double* xp = <const double*>cnp.PyArray_DATA(x)
+        cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
         if n * num_iteration * self.num_tree_per_iteration >= _NOGIL_MIN_WORK:
             with nogil:
                 self._rows(xp, n, op, start_iteration, num_iteration, raw_score)

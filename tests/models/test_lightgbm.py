@@ -288,13 +288,13 @@ def test_very_deep_trees(rng: np.random.Generator) -> None:
     X[:, 0] = np.arange(3000) * 1e-3  # a feature that splits into a long chain
     booster = _train(
         {"objective": "regression", "num_leaves": 1500, "min_data_in_leaf": 1, "min_sum_hessian_in_leaf": 0,
-         "max_depth": -1},
+         "max_depth": -1, "max_bin": 1023},
         X,
         z + np.sin(X[:, 0] * 40),
         rounds=3,
     )
     model = _assert_matches(booster, _probe(booster, rng))
-    assert model.summary().max_depth > 30
+    assert model.summary().max_depth >= 32  # batches walk trees this deep leaf by leaf, not for a fixed depth
 
 
 @pytest.mark.parametrize("how", ["constant_target", "min_data_in_leaf"])

@@ -708,33 +708,22 @@ class TreeEnsemble:
         Returns shape (n,) or (n, num_class) as ``Booster.predict`` does; ``out`` is
         filled and returned when given (float64, C-contiguous, that shape).
         """
-        if type(X) is np.ndarray and X.dtype is _F64 and X.ndim == 2 and X.flags.c_contiguous:
-            if X.shape[1] != self.num_features:
-                raise SchemaError(
-                    f"expected {self.num_features} features, got {X.shape[1]}; the model was trained on "
-                    f"{self.num_features} columns"
-                )
-        else:
-            X = self._as_matrix(X)
-        n = X.shape[0]
-        shape = (n,) if self.num_class == 1 else (n, self.num_class)
-        if out is None:
-            out = np.empty(shape, dtype=_F64)
-        elif type(out) is not np.ndarray or out.shape != shape or out.dtype is not _F64:
-            raise self._bad_out(out, shape)
         if start_iteration == 0 and num_iteration is None:
             start, count = 0, self.num_iterations
         else:
             start, count = self._iterations(start_iteration, num_iteration)
-        try:
-            return self._core.predict(X, out, start, count, raw_score)
-        except ValueError:  # the core refused `out` (not C-contiguous or read-only)
-            raise self._bad_out(out, shape) from None
-
-    @staticmethod
-    def _bad_out(out: Any, shape: tuple[int, ...]) -> SchemaError:
-        got = f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
-        return SchemaError(f"out must be a writable C-contiguous float64 array of shape {shape}, got {got}")
+        # Fast path: the core takes C-contiguous float64 rows and a fitting `out` as they are.
+        res = self._core.predict(X, out, start, count, raw_score)
+        if res is not None:
+            return res
+        X = self._as_matrix(X)
+        n = X.shape[0]
+        shape = (n,) if self.num_class == 1 else (n, self.num_class)
+        res = self._core.predict(X, out, start, count, raw_score)
+        if res is None:
+            got = f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise SchemaError(f"out must be a writable C-contiguous float64 array of shape {shape}, got {got}")
+        return res
 
     # ------------------------------------------------------------------ introspection
 
