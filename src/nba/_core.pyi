@@ -54,13 +54,17 @@ class TreeEnsembleCore:
         """
     def predict(
         self,
-        X: npt.NDArray[np.float64],
-        out: npt.NDArray[np.float64],
+        X: object,
+        out: npt.NDArray[np.float64] | None,
         start_iteration: int,
         num_iteration: int,
         raw_score: bool,
-    ) -> npt.NDArray[np.float64]:
-        """Score C-contiguous float64 rows (n, num_features) into ``out`` (n * classes); GIL released."""
+    ) -> npt.NDArray[np.float64] | None:
+        """Score C-contiguous float64 rows (n, num_features) into ``out`` ((n,) or (n, classes); None: new).
+
+        Returns None, scoring nothing, when ``X`` or ``out`` is not exactly that; the GIL
+        is released for calls large enough to pay for it.
+        """
     def predict_row(self, x: object, raw_score: bool = False) -> float | npt.NDArray[np.float64]:
         """One row: a float, or a new array of class scores; non-float64 input goes through coerce_row."""
 
