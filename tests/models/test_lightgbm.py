@@ -478,6 +478,22 @@ def test_attributes_and_summary(binary_model) -> None:
     assert "lightgbm" in text and "binary" in text and str(booster.num_trees()) in text
 
 
+def test_concurrent_scoring_from_threads_gives_the_same_scores(mixed_models) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    booster = mixed_models[0]
+    model = load_lightgbm(booster)
+    X = _probe(booster, np.random.default_rng(1), 3000, cat=(4,))  # big enough to release the GIL
+    ref = model.predict(X)
+
+    def work(i: int) -> bool:
+        rows_ok = all(model.predict_row(X[j]) == ref[j] for j in range(i, 3000, 97))
+        return rows_ok and np.array_equal(model.predict(X), ref)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(8)))
+
+
 def test_version_changes_with_the_model(rng: np.random.Generator) -> None:
     X, z = _data(rng)
     a = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=3))
