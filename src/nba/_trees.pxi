@@ -64,7 +64,7 @@ ctypedef struct _Ens:
     const uint32_t* bits
     const int32_t* roots
     const int32_t* depth      # longest root-to-leaf path per tree
-    const uint8_t* mixed    # per tree: has a categorical / zero-as-missing / zero-band node
+    const uint8_t* mixed      # per tree: has a categorical / zero-as-missing / zero-band node
     int ntpi
 
 
@@ -94,7 +94,7 @@ cdef inline bint _complex_right(double v, double thr, uint8_t dt,
     return not (v <= thr)
 
 
-# Three steps down from node i; a leaf (threshold +inf, its own child) stays put.
+# One step down from node i, in three flavours; a leaf (threshold +inf, its own child) stays put.
 # _step_plain: the row has no NaN and the tree no complex node, so right iff x > threshold.
 # _step_nan: numerical nodes only, NaN routed by the node kind.
 # _step_full: any node.
@@ -116,7 +116,8 @@ cdef inline int32_t _step_full(const _Ens* e, int32_t i, const double* x) noexce
     cdef uint32_t fx = nd.fx
     cdef double v = x[fx >> 2]
     if (fx & 3) == _K_COMPLEX:
-        return nd.child + <int32_t>_complex_right(v, nd.thr, e.dts[i], e.bits + e.cat_off[i], e.cat_len[i])
+        return nd.child + <int32_t>_complex_right(v, nd.thr, e.dts[i], e.bits + e.cat_off[i],
+                                                  e.cat_len[i])
     return nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(fx & 1)))
 
 

@@ -383,8 +383,8 @@ def test_list_and_one_dimensional_input(binary_model) -> None:
     np.testing.assert_allclose(model.predict(X[3]), ref[3:4], rtol=1e-12, atol=1e-12)
     assert model.predict(X[3]).shape == (1,)
     np.testing.assert_allclose(model.predict_row(X[3].tolist()), ref[3], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(model.predict_row(X[3].astype(np.float32)), booster.predict(X[3:4].astype(np.float32))[0],
-                               rtol=1e-12, atol=1e-12)
+    x32 = X[3:4].astype(np.float32)
+    np.testing.assert_allclose(model.predict_row(x32[0]), booster.predict(x32)[0], rtol=1e-12, atol=1e-12)
 
 
 def test_predict_row_equals_predict(binary_model) -> None:

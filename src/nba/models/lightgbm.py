@@ -182,7 +182,9 @@ def _objective(src: _Src, text: str, line: int | None, num_class: int) -> tuple[
     def check_classes() -> None:
         k = number("num_class")
         if k != num_class:
-            raise src.err(f"objective says num_class:{params['num_class']} but the header says num_class={num_class}", line)
+            raise src.err(
+                f"objective says num_class:{params['num_class']} but the header says num_class={num_class}", line
+            )
 
     if name == "binary":
         s = number("sigmoid")
