@@ -4,8 +4,8 @@ POST /decide  {"profile": {...}, "context": {...}, "channel": "web"}  -> the dec
 POST /reward  {"event_id": "...", "value": 1.0}                       -> {"ok": true}
 
 The Decider is built once, at import, and shared by every request thread. It
-scores with ``models/offers.lgb.txt`` (a LightGBM model over the catalogue's
-feature names) when that file exists, else with an online LinUCB bandit that
+scores with the model file named by ``$NBA_MODEL`` (e.g. a LightGBM model trained
+over the catalogue's feature names) when it is set, else with an online LinUCB bandit that
 learns from the rewards posted here. Decisions are logged to ``$NBA_LOG_DIR``
 (default: a ``decisions/`` directory next to this file).
 
@@ -28,7 +28,7 @@ from nba.models.online import LinUCB
 from nba.policy import EpsilonGreedy
 
 HERE = Path(__file__).resolve().parent
-MODEL_PATH = HERE.parent / "models" / "offers.lgb.txt"
+MODEL_PATH = Path(os.environ["NBA_MODEL"]) if os.environ.get("NBA_MODEL") else None
 MAX_BODY = 64 * 1024
 
 SCHEMA = nba.FeatureSchema(
@@ -48,8 +48,8 @@ CATALOG = nba.Catalog(ARMS, SCHEMA, arbitration="score")
 
 
 def build_decider(log_dir: str | os.PathLike[str] | None = None) -> nba.Decider:
-    """The service's Decider: the sample model if present, else an online LinUCB bandit."""
-    if MODEL_PATH.exists():
+    """The service's Decider: the model in $NBA_MODEL if set, else an online LinUCB bandit."""
+    if MODEL_PATH is not None:
         model: Any = nba.load_model(str(MODEL_PATH))
     else:
         model = LinUCB(len(CATALOG), SCHEMA.n_columns, alpha=0.5)
