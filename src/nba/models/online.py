@@ -56,7 +56,7 @@ import numpy as np
 
 from nba import _core
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.policy import _event_bytes, _seed
+from nba.policy import _event_bytes, _out, _seed
 
 __all__ = ["BetaThompson", "UCB1", "LinUCB", "LinearThompson", "OnlineBandit", "UNPLAYED_SCORE"]
 
@@ -214,21 +214,7 @@ class OnlineBandit:
         return r
 
     def _scores_out(self, out: Any) -> np.ndarray:
-        n = self._n_arms
-        if out is None:
-            return np.empty(n, dtype=_F64)
-        if (
-            type(out) is not np.ndarray
-            or out.dtype != _F64
-            or out.shape != (n,)
-            or not out.flags.c_contiguous
-            or not out.flags.writeable
-        ):
-            raise SchemaError(
-                f"out must be a writable C-contiguous float64 array of shape ({n},), got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
-            )
-        return out
+        return _out(out, self._n_arms)
 
     def _offer(self, arms: Any, scale: Any, out: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated (offered arm indices, their multipliers, the output buffer)."""
