@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ import numpy as np
 import pytest
 
 import nba
+from benchmarks.latency import record_latency
 from benchmarks.workloads import cache_dir, lightgbm_model_file, rows
 
 lgb = pytest.importorskip("lightgbm")
@@ -259,35 +259,7 @@ def test_batch_lleaves(benchmark, scorers, lleaves_model):
 
 
 def _latency(benchmark, group: str, impl: str, calls: list[Callable[[], object]]) -> None:
-    """Time ``LATENCY_CALLS`` single calls (cycling over ``calls``), one ``perf_counter_ns`` pair each.
-
-    The percentiles include ~0.1 us of timer overhead, the same for every implementation.
-    """
-
-    def loop() -> np.ndarray:
-        ns = np.empty(LATENCY_CALLS, dtype=np.int64)
-        clock = time.perf_counter_ns
-        k = len(calls)
-        for i in range(LATENCY_CALLS):
-            f = calls[i % k]
-            t0 = clock()
-            f()
-            ns[i] = clock() - t0
-        return ns
-
-    for f in calls[:50]:  # warm caches and lazy initialisation outside the measurement
-        f()
-    benchmark.group = group
-    ns = benchmark.pedantic(loop, rounds=1, iterations=1)
-    us = ns / 1e3
-    benchmark.extra_info.update(
-        impl=impl,
-        calls=LATENCY_CALLS,
-        p50_us=float(np.percentile(us, 50)),
-        p99_us=float(np.percentile(us, 99)),
-        p999_us=float(np.percentile(us, 99.9)),
-        max_us=float(us.max()),
-    )
+    record_latency(benchmark, group, impl, calls, LATENCY_CALLS)
 
 
 def _latency_group(s: Scorers) -> str:

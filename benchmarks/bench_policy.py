@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
 
+from benchmarks.latency import record_latency
 from benchmarks.workloads import linear_bandit_rounds
 from nba.models.online import BetaThompson, LinearThompson, LinUCB
 from nba.policy import EpsilonGreedy, Softmax, sample
@@ -249,29 +250,8 @@ def test_linucb_update_numpy(benchmark, trained):
 
 
 def _latency(benchmark, group: str, impl: str, call: Callable[[int], object]) -> None:
-    """Time ``LATENCY_CALLS`` single calls ``call(i)``, one ``perf_counter_ns`` pair each."""
-
-    def loop() -> np.ndarray:
-        ns = np.empty(LATENCY_CALLS, dtype=np.int64)
-        clock = time.perf_counter_ns
-        for i in range(LATENCY_CALLS):
-            t0 = clock()
-            call(i)
-            ns[i] = clock() - t0
-        return ns
-
-    for i in range(50):
-        call(i)
-    benchmark.group = group
-    us = benchmark.pedantic(loop, rounds=1, iterations=1) / 1e3
-    benchmark.extra_info.update(
-        impl=impl,
-        calls=LATENCY_CALLS,
-        p50_us=float(np.percentile(us, 50)),
-        p99_us=float(np.percentile(us, 99)),
-        p999_us=float(np.percentile(us, 99.9)),
-        max_us=float(us.max()),
-    )
+    """Time ``LATENCY_CALLS`` single calls ``call(i)``, i = 0, 1, ..."""
+    record_latency(benchmark, group, impl, [partial(call, i) for i in range(LATENCY_CALLS)], LATENCY_CALLS)
 
 
 def test_latency_epsilon_greedy_choice_nba(benchmark, scores):

@@ -24,7 +24,6 @@ and nba's pmf VW's pmf on every benchmark decision.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ import numpy as np
 import pytest
 
 import nba
+from benchmarks.latency import record_latency
 from benchmarks.workloads import vw_examples, vw_model_file, vw_text
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
@@ -222,31 +222,8 @@ def test_decision_vw_preparsed(benchmark, bench):
 
 
 def _latency(benchmark, impl: str, calls: list[Callable[[], object]]) -> None:
-    """Time ``LATENCY_CALLS`` decisions (cycling over ``calls``), one ``perf_counter_ns`` pair each."""
-
-    def loop() -> np.ndarray:
-        ns = np.empty(LATENCY_CALLS, dtype=np.int64)
-        clock = time.perf_counter_ns
-        k = len(calls)
-        for i in range(LATENCY_CALLS):
-            f = calls[i % k]
-            t0 = clock()
-            f()
-            ns[i] = clock() - t0
-        return ns
-
-    for f in calls:
-        f()  # warm caches (and nba's hash cache) outside the measurement
-    benchmark.group = f"{GROUP}-latency"
-    us = benchmark.pedantic(loop, rounds=1, iterations=1) / 1e3
-    benchmark.extra_info.update(
-        impl=impl,
-        calls=LATENCY_CALLS,
-        p50_us=float(np.percentile(us, 50)),
-        p99_us=float(np.percentile(us, 99)),
-        p999_us=float(np.percentile(us, 99.9)),
-        max_us=float(us.max()),
-    )
+    # warm every call first: nba's hash cache fills outside the measurement
+    record_latency(benchmark, f"{GROUP}-latency", impl, calls, LATENCY_CALLS, warmup=len(calls))
 
 
 def test_latency_nba(benchmark, bench):
