@@ -342,6 +342,7 @@ cdef class TreeEnsembleCore:
     cdef int32_t* _depth
     cdef uint8_t* _mixed
     cdef Py_ssize_t _n_trees
+    cdef Py_ssize_t _n_nodes
     cdef readonly int num_features
     cdef readonly int num_tree_per_iteration
     cdef readonly int num_iterations
@@ -377,6 +378,7 @@ cdef class TreeEnsembleCore:
         if self._nodes != NULL:
             raise ValueError("TreeEnsembleCore is already initialised")
         self._n_trees = roots.shape[0]
+        self._n_nodes = n
         self._nodes = <TNode*>malloc(max(n, 1) * sizeof(TNode))
         self._leafval = <double*>malloc(max(n, 1) * sizeof(double))
         self._dts = <uint8_t*>malloc(max(n, 1) * sizeof(uint8_t))
@@ -551,3 +553,236 @@ cdef class TreeEnsembleCore:
         else:
             self._row(xp, <double*>cnp.PyArray_DATA(res), 0, self.num_iterations, raw_score)
         return res
+
+
+# --------------------------------------------------------------------------- catalogue-bound forests
+#
+# In a decision every arm's row is the same shared vector (profile, context)
+# plus that arm's own features, which are fixed when the catalogue is built. So
+# a split on an arm feature sends each arm the same way every time: at build it
+# becomes a bitmask of the arms that go right. Each tree is then walked once per
+# decision for all eligible arms together: a split on a shared feature moves the
+# whole set of arms, a split on an arm feature divides it, and a leaf adds its
+# value to the arms that reach it. Per arm the trees are still added in
+# iteration order from 0.0, so scores equal the row-by-row ones bit for bit.
+
+cdef extern from *:
+    """
+    static inline int nba_ctz64(unsigned long long v) { return __builtin_ctzll(v); }
+    """
+    int nba_ctz64(unsigned long long v) noexcept nogil
+
+cdef enum:
+    _K_ARM = 4         # split on an arm feature: a precomputed mask says which arms go right
+    _FOREST_STACK = 128  # pending (node, arms) pairs of one walk; bounds the tree depth served
+
+
+ctypedef struct FNode:
+    double thr
+    uint32_t fx        # shared column << 3 | kind; arm split: mask slot << 3 | _K_ARM
+    int32_t child
+
+
+@cython.final
+cdef class ArmForestCore:
+    """A TreeEnsembleCore bound to a catalogue: scores all eligible arms in one walk per tree.
+
+    ``x_col[f]`` is the position in the shared vector of model feature ``f``, or
+    -1 for an arm feature; ``arm_rows`` holds every arm's full model row (its
+    shared columns are ignored). Only single-output ensembles whose trees are at
+    most 127 deep are served (ValueError otherwise; callers score rows instead).
+    """
+
+    cdef TreeEnsembleCore _ens
+    cdef FNode* _nodes
+    cdef uint64_t* _masks
+    cdef Py_ssize_t _nwords
+    cdef readonly Py_ssize_t n_arms
+    cdef readonly Py_ssize_t n_shared
+    cdef readonly Py_ssize_t arm_splits
+
+    def __cinit__(self):
+        self._nodes = NULL
+        self._masks = NULL
+
+    def __init__(self, TreeEnsembleCore ens, const int32_t[::1] x_col, Py_ssize_t n_shared,
+                 const double[:, ::1] arm_rows):
+        cdef const _Ens* e = &ens._e
+        cdef Py_ssize_t nf = ens.num_features
+        cdef Py_ssize_t n_nodes, i, a, t, slot, f
+        cdef uint32_t fx, kind
+        cdef const TNode* nd
+        if self._nodes != NULL:
+            raise ValueError("ArmForestCore is already initialised")
+        if ens.num_tree_per_iteration != 1:
+            raise ValueError("only single-output ensembles can be bound to a catalogue")
+        if x_col.shape[0] != nf or arm_rows.shape[1] != nf or arm_rows.shape[0] < 1:
+            raise ValueError("x_col and arm_rows must have one entry per model feature, and one row per arm")
+        for f in range(nf):
+            if x_col[f] < -1 or x_col[f] >= n_shared:
+                raise ValueError("x_col entries must be -1 or a position in the shared vector")
+        for t in range(ens._n_trees):
+            if e.depth[t] >= _FOREST_STACK:
+                raise ValueError("a tree is too deep to bind to a catalogue")
+        n_nodes = ens._n_nodes
+        self._ens = ens
+        self.n_arms = arm_rows.shape[0]
+        self.n_shared = n_shared
+        self._nwords = (self.n_arms + 63) // 64
+        self._nodes = <FNode*>malloc(max(n_nodes, 1) * sizeof(FNode))
+        if self._nodes == NULL:
+            raise MemoryError()
+        slot = 0
+        for i in range(n_nodes):
+            nd = e.nodes + i
+            kind = nd.fx & 3
+            f = nd.fx >> 2
+            if kind != _K_LEAF and x_col[f] < 0:
+                slot += 1
+        self.arm_splits = slot
+        self._masks = <uint64_t*>malloc(max(slot * self._nwords, 1) * sizeof(uint64_t))
+        if self._masks == NULL:
+            raise MemoryError()
+        slot = 0
+        for i in range(n_nodes):
+            nd = e.nodes + i
+            kind = nd.fx & 3
+            f = nd.fx >> 2
+            self._nodes[i].thr = nd.thr
+            self._nodes[i].child = nd.child
+            if kind == _K_LEAF:
+                self._nodes[i].fx = _K_LEAF
+            elif x_col[f] >= 0:
+                self._nodes[i].fx = (<uint32_t>x_col[f] << 3) | kind
+            else:
+                self._nodes[i].fx = (<uint32_t>slot << 3) | _K_ARM
+                for a in range(self._nwords):
+                    self._masks[slot * self._nwords + a] = 0
+                for a in range(self.n_arms):
+                    if _step_full(e, <int32_t>i, &arm_rows[a, 0]) != nd.child:
+                        self._masks[slot * self._nwords + (a >> 6)] |= (<uint64_t>1) << (a & 63)
+                slot += 1
+
+    def __dealloc__(self):
+        free(self._nodes)
+        free(self._masks)
+
+    cdef void _raw(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc) noexcept nogil:
+        """Raw scores of arms idx[0:k] (ascending catalogue positions) into acc[arm]."""
+        cdef const _Ens* e = &self._ens._e
+        cdef const FNode* nodes = self._nodes
+        cdef const double* leafval = e.leafval
+        cdef const uint64_t* masks = self._masks
+        cdef Py_ssize_t nwords = self._nwords
+        cdef Py_ssize_t ntrees = self._ens._n_trees
+        cdef int32_t st_node[_FOREST_STACK]
+        cdef uint64_t st_mask[_FOREST_STACK]
+        cdef int sp
+        cdef Py_ssize_t w, j = 0, t, base
+        cdef uint64_t elig, m, r
+        cdef int32_t i
+        cdef uint32_t fx, kind
+        cdef const FNode* nd
+        cdef double v, lv
+        for j in range(k):
+            acc[idx[j]] = 0.0
+        j = 0
+        for w in range(nwords):
+            elig = 0
+            while j < k and idx[j] < (w + 1) * 64:
+                elig |= (<uint64_t>1) << (idx[j] & 63)
+                j += 1
+            if elig == 0:
+                continue
+            base = w * 64
+            for t in range(ntrees):
+                st_node[0] = e.roots[t]
+                st_mask[0] = elig
+                sp = 1
+                while sp:
+                    sp -= 1
+                    i = st_node[sp]
+                    m = st_mask[sp]
+                    while True:
+                        nd = nodes + i
+                        fx = nd.fx
+                        kind = fx & 7
+                        if kind == _K_LEAF:
+                            lv = leafval[i]
+                            while m:
+                                acc[base + nba_ctz64(m)] += lv
+                                m &= m - 1
+                            break
+                        if kind == _K_ARM:
+                            r = masks[(fx >> 3) * nwords + w] & m
+                            if r == 0:
+                                i = nd.child
+                            elif r == m:
+                                i = nd.child + 1
+                            else:
+                                st_node[sp] = nd.child + 1
+                                st_mask[sp] = r
+                                sp += 1
+                                i = nd.child
+                                m = m & ~r
+                            continue
+                        v = x[fx >> 3]
+                        if kind == _K_COMPLEX:
+                            i = nd.child + <int32_t>_complex_right(v, nd.thr, e.dts[i], e.bits + e.cat_off[i],
+                                                                    e.cat_len[i])
+                        else:
+                            i = nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(kind & 1)))
+
+    cdef void _scores(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc,
+                      double* out, bint raw) noexcept nogil:
+        """Scores of arms idx[0:k] into out[0:k], using acc[n_arms] as scratch."""
+        cdef Py_ssize_t j
+        self._raw(x, idx, k, acc)
+        for j in range(k):
+            out[j] = acc[idx[j]]
+            if not raw:
+                self._ens._finish(out + j, self._ens.num_iterations)
+
+    def scores(self, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray acc, cnp.ndarray out, bint raw_score=False):
+        """Scores of arms ``idx`` for the shared vector ``x`` into ``out[:len(idx)]`` (GIL released).
+
+        ``x`` float64 (n_shared,), ``idx`` ascending intp catalogue positions, ``acc``
+        float64 (n_arms,) scratch, ``out`` float64 (>= len(idx),); all C-contiguous.
+        """
+        cdef Py_ssize_t k = _forest_check(self, x, idx, acc, out)
+        cdef const double* xp = <const double*>cnp.PyArray_DATA(x)
+        cdef const Py_ssize_t* ip = <const Py_ssize_t*>cnp.PyArray_DATA(idx)
+        cdef double* ap = <double*>cnp.PyArray_DATA(acc)
+        cdef double* op = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            self._scores(xp, ip, k, ap, op, raw_score)
+        return out
+
+
+cdef inline bint _f64_vec(cnp.ndarray a, Py_ssize_t n, bint writable):
+    """a is a C-contiguous float64 vector of length >= n (and writable if asked)."""
+    return (cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE and cnp.PyArray_NDIM(a) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_DIM(a, 0) >= n
+            and (not writable or cnp.PyArray_ISWRITEABLE(a)))
+
+
+cdef Py_ssize_t _forest_check(ArmForestCore f, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray acc,
+                              cnp.ndarray out) except -1:
+    """Check the buffers of a forest call; return len(idx). Arm indices must be ascending and in range."""
+    cdef Py_ssize_t k, j
+    cdef const Py_ssize_t* ip
+    if not (cnp.PyArray_TYPE(idx) == cnp.NPY_INTP and cnp.PyArray_NDIM(idx) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(idx)):
+        raise ValueError("idx must be a C-contiguous intp vector")
+    k = cnp.PyArray_DIM(idx, 0)
+    if not (_f64_vec(x, f.n_shared, False) and cnp.PyArray_DIM(x, 0) == f.n_shared):
+        raise ValueError(f"x must be a C-contiguous float64 vector of length {f.n_shared}")
+    if not _f64_vec(acc, f.n_arms, True):
+        raise ValueError(f"acc must be a writable C-contiguous float64 vector of length >= {f.n_arms}")
+    if not _f64_vec(out, k, True):
+        raise ValueError(f"out must be a writable C-contiguous float64 vector of length >= {k}")
+    ip = <const Py_ssize_t*>cnp.PyArray_DATA(idx)
+    for j in range(k):
+        if ip[j] < 0 or ip[j] >= f.n_arms or (j > 0 and ip[j] <= ip[j - 1]):
+            raise ValueError("idx must hold ascending catalogue positions")
+    return k

@@ -630,6 +630,13 @@ class Catalog:
         self._arbitration_spec = arbitration
         self._arbitrate = _resolve_arbitration(arbitration)
         self._builtin_arbitration = self._arbitrate in ARBITRATIONS.values()
+        # priority = (score x factors[0]) x factors[1] for the built-in rules: what compiled paths compute.
+        ones = np.ones(len(arms))
+        ones.setflags(write=False)
+        self.arbitration_factors: tuple[np.ndarray, np.ndarray] | None = (
+            (self.values, self.weights) if self._arbitrate is _product
+            else (ones, ones) if self._arbitrate is _score_only else None
+        )
         self.arbitration = arbitration if isinstance(arbitration, str) else getattr(arbitration, "__name__", "custom")
         self._build_arm_features()
         self._compile_eligibility()

@@ -27,6 +27,7 @@ from typing import Any, Literal, Union
 import msgspec
 import numpy as np
 
+from nba import _core
 from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
@@ -85,13 +86,20 @@ class _TreeScorer:
         self.layout = catalog.layout(names)
         self.model = model
         self.version = str(model.version)
+        # All eligible arms in one walk per tree (exact); None: score their rows instead.
+        bind = getattr(model, "bind_arms", None)
+        self.forest = bind(self.layout.shared_cols, self.layout.template) if bind is not None else None
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        if self.forest is not None:
+            return {"acc": np.empty(n_arms)}
         return {"rows": np.empty((n_arms, self.layout.n_features))}
 
     def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
-        rows = self.layout.fill(x, idx, out=buf["rows"])
-        self.model.predict(rows, out=out)
+        if self.forest is not None:
+            self.forest.scores(x, idx, buf["acc"], out)
+        else:
+            self.model.predict(self.layout.fill(x, idx, out=buf["rows"]), out=out)
 
 
 class _VWScorer:
@@ -191,6 +199,9 @@ class _State:
                     raise ConfigError(
                         f"policy {pname!r} (Thompson) needs a posterior-sampling model; model {sname!r} is a {sc.kind} model"
                     )
+        # The fused decision kernel needs a built-in arbitration and a policy with a kernel.
+        self.factors = catalog.arbitration_factors
+        self.kernels = {name: getattr(pol, "_kernel", None) for name, pol in self.policies.items()}
         self.local = threading.local()
 
     def buffers(self) -> Any:
@@ -301,6 +312,7 @@ class Decider:
         self._allocator = Allocator(exps, holdout=holdout) if exps or holdout is not None else None
         self._log = log
         self._seed = int(seed)
+        self._seed_u64 = self._seed & ((1 << 64) - 1)
         self._fallback = fallback
         self._unit_key = unit_key
         self._window = float(reward_window)
@@ -350,7 +362,12 @@ class Decider:
             raise ConfigError(f"n must be a positive int (the slate size), got {n!r}")
         st = self._state
         ts = time.time() if now is None else float(now)
-        eid = event_id if event_id is not None else f"{self._prefix}-{next(self._counter):x}"
+        if event_id is None:
+            eid = f"{self._prefix}-{next(self._counter):x}"
+        elif isinstance(event_id, str):
+            eid = event_id
+        else:
+            raise SchemaError(f"event_id must be a str, got {type(event_id).__name__} {event_id!r}")
         unit = self._unit(profile)
         asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
         sname = asg.overrides.get("model", "default")
@@ -364,28 +381,25 @@ class Decider:
         if k == 0:
             return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
         scores = b.scores[:k]
-        scorer.score(x, idx, scores, b.scorer[sname])
-        if scorer.kind == "online" and hasattr(policy, "model_pmf"):
-            scale = st.catalog.values.take(idx) * st.catalog.weights.take(idx)
-            pmf = policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
-                                   arms=idx, scale=scale, out=b.pmf[:k])
+        kernel = st.kernels[pname]
+        forest = getattr(scorer, "forest", None)
+        if forest is not None and kernel is not None and st.factors is not None:
+            # Fused: score, arbitrate, explore and draw in one compiled call, GIL released.
+            code, p1, p2 = kernel()
+            c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
+                                    eid.encode("utf-8"), self._seed_u64, b.scorer[sname]["acc"],
+                                    b.scores, b.pri, b.pmf)
+            pmf = b.pmf[:k]
+            if c < 0:
+                self._raise_bad_priority(st, idx, scores, b.pri[:k], -1 - c)
+            chosen = [c] if n == 1 else sample_slate(pmf, min(n, k), eid, self._seed).tolist()
         else:
-            pri = st.catalog.priorities(scores, idx, out=b.pri)
-            try:
-                pmf = policy.pmf(pri, out=b.pmf[:k])
-            except SchemaError:  # the policy rejects non-finite priorities: name the arm
-                bad = np.flatnonzero(~np.isfinite(pri))
-                if bad.size == 0:
-                    raise
-                arm = st.catalog.ids[int(idx[bad[0]])]
-                raise SchemaError(
-                    f"arm {arm!r}: model score {scores[bad[0]]!r} x value x weight is not finite; "
-                    "check the model and the input features"
-                ) from None
-        if n == 1:
-            chosen = [sample(pmf, eid, self._seed)]
-        else:
-            chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
+            scorer.score(x, idx, scores, b.scorer[sname])
+            pmf = self._pmf(st, scorer, policy, x, idx, scores, eid, b)
+            if n == 1:
+                chosen = [sample(pmf, eid, self._seed)]
+            else:
+                chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
         ids = st.catalog.ids
         actions = tuple(ids[i] for i in idx.tolist())
         pmf_t = tuple(pmf.tolist())
@@ -441,6 +455,33 @@ class Decider:
         if isinstance(profile, Mapping):
             return profile.get(self._unit_key)
         return getattr(profile, self._unit_key, None)
+
+    def _pmf(self, st: _State, scorer: Any, policy: Any, x: np.ndarray, idx: np.ndarray, scores: np.ndarray,
+             eid: str, b: _Buffers) -> np.ndarray:
+        """The policy's pmf over the eligible arms, step by step (any model, policy, arbitration)."""
+        k = idx.shape[0]
+        if scorer.kind == "online" and hasattr(policy, "model_pmf"):
+            scale = st.catalog.values.take(idx) * st.catalog.weights.take(idx)
+            return policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
+                                    arms=idx, scale=scale, out=b.pmf[:k])
+        pri = st.catalog.priorities(scores, idx, out=b.pri)
+        try:
+            return policy.pmf(pri, out=b.pmf[:k])
+        except SchemaError:  # the policy rejects non-finite priorities: name the arm
+            bad = np.flatnonzero(~np.isfinite(pri))
+            if bad.size == 0:
+                raise
+            self._raise_bad_priority(st, idx, scores, pri, int(bad[0]))
+            raise  # not reached
+
+    @staticmethod
+    def _raise_bad_priority(st: _State, idx: np.ndarray, scores: np.ndarray, pri: np.ndarray, j: int) -> None:
+        if j >= idx.shape[0]:  # the pmf failed sample()'s check
+            raise SchemaError(f"the policy's pmf over priorities {pri.tolist()!r} is not a distribution")
+        raise SchemaError(
+            f"arm {st.catalog.ids[int(idx[j])]!r}: model score {scores[j]!r} x value x weight is not finite; "
+            "check the model and the input features"
+        )
 
     def _fallback_decision(
         self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool, unit: Any

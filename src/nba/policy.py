@@ -63,7 +63,7 @@ __all__ = [
 
 # How far from 1 the sum of a pmf handed to sample() may be: the logged
 # probability is pmf[i], so a pmf that does not sum to 1 would log a wrong one.
-PMF_TOLERANCE = 1e-6
+PMF_TOLERANCE = _core.PMF_TOLERANCE  # 1e-6, shared with the fused decision kernel
 
 _F64 = np.dtype(np.float64)
 _U64 = (1 << 64) - 1
@@ -169,6 +169,10 @@ class Greedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Short description for logs."""
         return "greedy" if self.tie_rtol == 1e-4 else f"greedy(tie_rtol={self.tie_rtol!r})"
 
+    def _kernel(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
+        return (_core.DECIDE_EPSILON_GREEDY, 0.0, self.tie_rtol)
+
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
         s = _scores(scores)
@@ -199,6 +203,10 @@ class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Short description for logs."""
         tail = "" if self.tie_rtol == 1e-4 else f",tie_rtol={self.tie_rtol!r}"
         return f"epsilon_greedy(epsilon={self.epsilon!r}{tail})"
+
+    def _kernel(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
+        return (_core.DECIDE_EPSILON_GREEDY, float(self.epsilon), float(self.tie_rtol))
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
@@ -235,6 +243,10 @@ class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Short description for logs."""
         tail = f",epsilon={self.epsilon!r}" if self.epsilon else ""
         return f"softmax(lambda={self.lambda_!r}{tail})"
+
+    def _kernel(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
+        return (_core.DECIDE_SOFTMAX, float(self.lambda_), float(self.epsilon))
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
@@ -301,6 +313,10 @@ class SquareCB:
         """The greediness ``gamma_scale * t ** gamma_exponent`` (t defaults to the count)."""
         t = self._t if t is None else self._count("t", t)
         return self._gamma_scale * float(t) ** self._gamma_exponent
+
+    def _kernel(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in ``_core.decide_forest``, with the current count."""
+        return (_core.DECIDE_SQUARECB, self.gamma(), 0.0)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None, *, t: int | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better) after ``t`` examples (default: the count)."""

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from nba._core import TreeEnsembleCore
+from nba._core import ArmForestCore, TreeEnsembleCore
 from nba.errors import ModelFormatError, SchemaError
 
 __all__ = ["TreeEnsemble", "load_lightgbm"]
@@ -726,6 +726,29 @@ class TreeEnsemble:
             got = f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
             raise SchemaError(f"out must be a writable C-contiguous float64 array of shape {shape}, got {got}")
         return res
+
+    def bind_arms(self, shared_cols: np.ndarray, arm_rows: np.ndarray) -> ArmForestCore | None:
+        """This ensemble bound to a catalogue's arms (``_core.ArmForestCore``), or None if it cannot be.
+
+        ``shared_cols[j]`` is the model column of shared feature j (profile and
+        context); ``arm_rows`` holds each arm's model row (shared columns ignored).
+        The bound forest scores all eligible arms in one walk per tree, exactly as
+        ``predict`` scores their rows. Multiclass models and trees deeper than 127
+        cannot be bound; score their rows with ``predict``.
+        """
+        cols = np.asarray(shared_cols, dtype=np.intp)
+        x_col = np.full(self.num_features, -1, dtype=np.int32)
+        if cols.ndim != 1 or len(set(cols.tolist())) != cols.shape[0] or (cols.size and not (
+                0 <= cols.min() and cols.max() < self.num_features)):
+            raise SchemaError(f"shared_cols must be distinct model columns in [0, {self.num_features})")
+        x_col[cols] = np.arange(cols.shape[0], dtype=np.int32)
+        rows = np.ascontiguousarray(arm_rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.num_features or rows.shape[0] == 0:
+            raise SchemaError(f"arm_rows must be (n_arms, {self.num_features}), got shape {rows.shape}")
+        try:
+            return ArmForestCore(self._core, x_col, cols.shape[0], rows)
+        except ValueError:  # multiclass, or a tree deeper than the bound walk's stack
+            return None
 
     # ------------------------------------------------------------------ introspection
 

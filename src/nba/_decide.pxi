@@ -1,0 +1,70 @@
+# One decision in one call: included from _core.pyx.
+#
+# Scores the eligible arms with a catalogue-bound forest, arbitrates
+# (score x value x weight), turns the priorities into the policy's pmf and draws
+# the arm for (seed, event id). These are the same kernels in the same order of
+# operations as the separate steps (ArmForestCore.scores, Catalog.priorities,
+# the policy's pmf, policy.sample), so the decision is identical; fusing them
+# saves five round trips through Python and releases the GIL once.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+# How far from 1 a pmf may sum before sample() refuses it (nba.policy.PMF_TOLERANCE).
+PMF_TOLERANCE = 1e-6
+cdef double _DECIDE_PMF_TOL = PMF_TOLERANCE
+
+# Policy codes of decide_forest (nba.policy's _kernel() returns (code, p1, p2)).
+DECIDE_EPSILON_GREEDY = 0   # p1 = epsilon, p2 = tie_rtol (Greedy: epsilon 0)
+DECIDE_SOFTMAX = 1          # p1 = lambda, p2 = epsilon
+DECIDE_SQUARECB = 2         # p1 = gamma
+
+
+def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray values,
+                  cnp.ndarray weights, int policy, double p1, double p2, bytes event_id not None, uint64_t seed,
+                  cnp.ndarray acc, cnp.ndarray scores, cnp.ndarray pri, cnp.ndarray pmf):
+    """Score, arbitrate, explore and draw one decision over arms ``idx`` (GIL released).
+
+    Fills ``scores``, ``pri`` and ``pmf`` [:len(idx)] and returns the position in
+    ``idx`` of the drawn arm; ``-1 - j`` when priority j is not finite, ``-1 - len(idx)``
+    when the pmf fails sample()'s check (nothing is drawn then). ``values`` and
+    ``weights`` are per catalogue arm (pass ones for score-only arbitration);
+    ``acc`` is float64 scratch of n_arms. Buffers as ``ArmForestCore.scores``.
+    """
+    cdef Py_ssize_t k = _forest_check(forest, x, idx, acc, scores)
+    cdef Py_ssize_t j, bad, chosen = 0
+    if k == 0:
+        raise ValueError("idx is empty: there must be at least one eligible arm")
+    if not (_f64_vec(values, forest.n_arms, False) and _f64_vec(weights, forest.n_arms, False)):
+        raise ValueError(f"values and weights must be C-contiguous float64 vectors of length >= {forest.n_arms}")
+    if not (_f64_vec(pri, k, True) and _f64_vec(pmf, k, True)):
+        raise ValueError(f"pri and pmf must be writable C-contiguous float64 vectors of length >= {k}")
+    if policy < 0 or policy > 2:
+        raise ValueError(f"unknown policy code {policy}")
+    cdef const double* xp = <const double*>cnp.PyArray_DATA(x)
+    cdef const Py_ssize_t* ip = <const Py_ssize_t*>cnp.PyArray_DATA(idx)
+    cdef const double* vp = <const double*>cnp.PyArray_DATA(values)
+    cdef const double* wp = <const double*>cnp.PyArray_DATA(weights)
+    cdef double* ap = <double*>cnp.PyArray_DATA(acc)
+    cdef double* sp = <double*>cnp.PyArray_DATA(scores)
+    cdef double* rp = <double*>cnp.PyArray_DATA(pri)
+    cdef double* pp = <double*>cnp.PyArray_DATA(pmf)
+    cdef const unsigned char* eid = <const unsigned char*>PyBytes_AS_STRING(event_id)
+    cdef Py_ssize_t neid = PyBytes_GET_SIZE(event_id)
+    with nogil:
+        forest._scores(xp, ip, k, ap, sp, False)
+        for j in range(k):
+            rp[j] = sp[j] * vp[ip[j]]
+            rp[j] = rp[j] * wp[ip[j]]
+        bad = _pol_first_nonfinite(rp, k)
+        if bad < 0:
+            if policy == 0:
+                _pol_epsilon_greedy(rp, k, p1, p2, pp)
+            elif policy == 1:
+                _pol_softmax(rp, k, p1, p2, pp)
+            else:
+                _pol_squarecb(rp, k, p1, pp)
+            if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL) >= 0:
+                bad = k
+            else:
+                chosen = _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0))
+    return chosen if bad < 0 else -1 - bad
