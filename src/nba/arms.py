@@ -806,18 +806,22 @@ class Catalog:
         self._nan_p = tuple(repeat(math.nan, len(self._p_keys)))
         self._nan_c = tuple(repeat(math.nan, len(self._c_keys)))
 
-        def per_channel(pick: Callable[[Arm], bool]) -> tuple[tuple, tuple]:
+        def per_channel(pick: Callable[[Arm], bool]) -> tuple[tuple, tuple, np.ndarray | None]:
             fast = tuple(
                 (e[0], e[3], e[4], e[5]) if not self._has_window else e
                 for e, a in zip(fast_entries, self.arms)
                 if pick(a)
             )
             slow = tuple(e for e, a in zip(slow_entries, self.arms) if pick(a))
-            return fast, slow
+            # No rule and no time window among these arms: the answer never changes.
+            static = None
+            if not self._has_window and all(e[1] == 0 and e[3] is None for e in fast):
+                static = np.array([e[0] for e in fast], dtype=np.intp)
+            return fast, slow, static
 
         self._all_entries = per_channel(lambda a: True)
         self._unrestricted = per_channel(lambda a: not a.channels or "*" in a.channels)
-        self._by_channel: dict[str, tuple[tuple, tuple]] = {}
+        self._by_channel: dict[str, tuple[tuple, tuple, np.ndarray | None]] = {}
         for a in self.arms:
             for ch in a.channels:
                 if ch != "*" and ch not in self._by_channel:
@@ -848,14 +852,35 @@ class Catalog:
         where it expects a number) raises ``SchemaError`` naming the field.
         """
         if channel is None:
-            fast, slow = self._all_entries
+            fast, slow, static = self._all_entries
         else:
             entries = self._by_channel.get(channel)
             if entries is None:
                 if not isinstance(channel, str):
                     raise SchemaError(f"eligible: channel must be a string or None, got {type(channel).__name__}")
                 entries = self._unrestricted
-            fast, slow = entries
+            fast, slow, static = entries
+        if static is None:
+            idx = self._evaluate(fast, slow, profile, context, now)
+            k = len(idx)
+        else:
+            k = static.shape[0]
+        if out is None:
+            out = np.empty(len(self.arms), dtype=np.intp)
+        elif not (out.__class__ is np.ndarray and out.dtype is _INTP and out.strides == _IDX_STRIDES
+                  and out.shape[0] >= len(self.arms)):
+            raise self._bad_out(out)
+        try:
+            if static is None:
+                self._pack_idx[k](out, 0, *idx)
+            else:
+                out[:k] = static
+        except (TypeError, ValueError):  # read-only buffer
+            raise self._bad_out(out) from None
+        return out[:k]
+
+    def _evaluate(self, fast: tuple, slow: tuple, profile: Any, context: Any, now: Any) -> list[int]:
+        """Indices of the arms among ``fast``/``slow`` whose rules and time windows hold."""
         if profile.__class__ is dict and (context is None or context.__class__ is dict):
             try:
                 vals = self._p_item(profile)
@@ -895,17 +920,7 @@ class Catalog:
                 idx = [i for i, lo, hi, check in slow if lo <= t < hi and (check is None or check(vals))]
             except TypeError:
                 raise self._type_error(vals) from None
-        k = len(idx)
-        if out is None:
-            out = np.empty(len(self.arms), dtype=np.intp)
-        elif not (out.__class__ is np.ndarray and out.dtype is _INTP and out.strides == _IDX_STRIDES
-                  and out.shape[0] >= len(self.arms)):
-            raise self._bad_out(out)
-        try:
-            self._pack_idx[k](out, 0, *idx)
-        except TypeError:  # read-only buffer
-            raise self._bad_out(out) from None
-        return out[:k]
+        return idx
 
     def _bad_out(self, out: Any) -> SchemaError:
         return SchemaError(

@@ -31,7 +31,7 @@ from nba import _core
 from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
-from nba.log import DecisionLog
+from nba.log import DecisionLog, DecisionRecord
 from nba.policy import EpsilonGreedy, Greedy, sample, sample_slate
 from nba.schema import FeatureSchema
 
@@ -202,7 +202,20 @@ class _State:
         # The fused decision kernel needs a built-in arbitration and a policy with a kernel.
         self.factors = catalog.arbitration_factors
         self.kernels = {name: getattr(pol, "_kernel", None) for name, pol in self.policies.items()}
+        self.policy_names = {name: pol.name for name, pol in self.policies.items()}
+        # Payloads per declared channel (and None), looked up by arm position; others ask the catalogue.
+        self._payloads: dict[Any, tuple] = {}
+        for ch in (None, *catalog.channels):
+            try:
+                self._payloads[ch] = tuple(catalog.payload(i, ch) for i in range(len(catalog)))
+            except ConfigError:  # some arm has no payload for it: ask each time, so the error names the arm
+                pass
         self.local = threading.local()
+
+    def payload(self, arm: int, channel: str | None) -> Any:
+        """The chosen arm's payload for the channel (``Catalog.payload``)."""
+        p = self._payloads.get(channel) if channel.__class__ is str or channel is None else None
+        return p[arm] if p is not None else self.catalog.payload(arm, channel)
 
     def buffers(self) -> Any:
         b = getattr(self.local, "b", None)
@@ -401,11 +414,12 @@ class Decider:
             else:
                 chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
         ids = st.catalog.ids
-        actions = tuple(ids[i] for i in idx.tolist())
+        actions = ids if k == len(ids) else tuple(map(ids.__getitem__, idx.tolist()))
         pmf_t = tuple(pmf.tolist())
         scores_t = tuple(scores.tolist())
         arm_i = int(idx[chosen[0]])
         version = scorer.version
+        pol_name = st.policy_names[pname]
         if scorer.kind == "online":
             self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer)
         elif defer:
@@ -414,35 +428,37 @@ class Decider:
                 while len(self._deferred) > self._max_pending:
                     self._deferred.popitem(last=False)
         if self._log is not None:
-            self._log.append_decision(
-                eid,
-                actions=actions,
-                pmf=pmf_t,
-                chosen=chosen,
-                probability=pmf_t[chosen[0]],
-                scores=scores_t,
-                features=st.catalog.schema.used_features(profile, context, x=x),
-                model_version=version,
-                variants=asg.variants,
-                policy=policy.name,
-                channel=channel,
-                unit=unit,
-                deferred=defer,
-                catalog_id=st.catalog.catalog_id,
-                ts=ts,
+            self._log.append(
+                DecisionRecord(
+                    event_id=eid,
+                    ts=ts,
+                    actions=actions,  # type: ignore[arg-type]  # any sequence encodes as a JSON list
+                    pmf=pmf_t,  # type: ignore[arg-type]
+                    chosen=chosen,
+                    probability=pmf_t[chosen[0]],
+                    scores=scores_t,  # type: ignore[arg-type]
+                    features=st.catalog.schema.used_features(profile, context, x=x),
+                    model_version=version,
+                    variants=asg.variants,
+                    policy=pol_name,
+                    channel=channel,
+                    unit=unit,
+                    deferred=defer,
+                    catalog_id=st.catalog.catalog_id,
+                )
             )
         return Decision(
             event_id=eid,
             arm=ids[arm_i],
-            arms=tuple(actions[c] for c in chosen),
-            payload=st.catalog.payload(arm_i, channel),
+            arms=(ids[arm_i],) if n == 1 else tuple(actions[c] for c in chosen),
+            payload=st.payload(arm_i, channel),
             probability=pmf_t[chosen[0]],
             actions=actions,
             pmf=pmf_t,
             scores=scores_t,
             variants=dict(asg.variants),  # the allocator shares its dicts between calls
             model_version=version,
-            policy=policy.name,
+            policy=pol_name,
             timestamp=ts,
             channel=channel,
             holdout=asg.holdout,
@@ -450,6 +466,8 @@ class Decider:
         )
 
     def _unit(self, profile: Any) -> Any:
+        if profile.__class__ is dict:
+            return profile.get(self._unit_key)
         if profile is None:
             return None
         if isinstance(profile, Mapping):
