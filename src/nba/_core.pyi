@@ -69,6 +69,47 @@ class TreeEnsembleCore:
         """One row: a float, or a new array of class scores; non-float64 input goes through coerce_row."""
 
 
+class ArmForestCore:
+    """A TreeEnsembleCore bound to a catalogue: all eligible arms scored in one walk per tree (exact)."""
+
+    n_arms: int
+    n_shared: int
+    arm_splits: int
+    def __init__(
+        self, ens: TreeEnsembleCore, x_col: npt.NDArray[np.int32], n_shared: int, arm_rows: npt.NDArray[np.float64]
+    ) -> None:
+        """``x_col[f]``: shared-vector position of model feature f, or -1 for an arm feature.
+        ValueError for multiclass ensembles and trees 128 or more deep."""
+    def scores(
+        self,
+        x: npt.NDArray[np.float64],
+        idx: npt.NDArray[np.intp],
+        acc: npt.NDArray[np.float64],
+        out: npt.NDArray[np.float64],
+        raw_score: bool = False,
+    ) -> npt.NDArray[np.float64]:
+        """Scores of ascending arms ``idx`` into ``out[:len(idx)]``; ``acc`` is n_arms scratch (GIL released)."""
+
+# --- one decision in one call (_decide.pxi) ---
+def decide_forest(
+    forest: ArmForestCore,
+    x: npt.NDArray[np.float64],
+    idx: npt.NDArray[np.intp],
+    values: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    policy: int,
+    p1: float,
+    p2: float,
+    event_id: str | bytes,
+    seed: int,
+    acc: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+    pri: npt.NDArray[np.float64],
+    pmf: npt.NDArray[np.float64],
+) -> int:
+    """Score, arbitrate ((score x value) x weight), explore and draw; the drawn position in ``idx``,
+    ``-1 - j`` for a non-finite priority j, ``-1 - len(idx)`` for a pmf sample() would refuse."""
+
 # --- Vowpal Wabbit hashed-linear scoring (_vw.pxi) ---
 def vw_hash(data: bytes, seed: int, hash_all: bool = False) -> int:
     """VW's feature hash of ``data`` with ``seed``: ``--hash strings`` (trim, digits -> int + seed) or ``all``."""
@@ -123,8 +164,14 @@ class VWCore:
 
 
 # --- exploration: pmf and sampling (_policy.pxi) ---
-# pmf kernels write into ``out`` (same length as ``scores``) and return the index of
-# the first non-finite score (nothing written) or -1. Validated by nba.policy.
+# pmf kernels write into ``out`` (same length as ``scores``) and return -1, the index
+# of the first non-finite score (nothing written), or -2 when either is not a float64
+# C-contiguous vector of one length >= 1 (``out`` writable): nba.policy then converts.
+PMF_TOLERANCE: float
+DECIDE_EPSILON_GREEDY: int
+DECIDE_SOFTMAX: int
+DECIDE_SQUARECB: int
+
 def pmf_epsilon_greedy(
     scores: npt.NDArray[np.float64], epsilon: float, tie_rtol: float, out: npt.NDArray[np.float64]
 ) -> int:
@@ -144,8 +191,9 @@ def event_key(event_id: bytes, seed: int) -> int:
 def uniform(key: int, j: int) -> float:
     """The j-th uniform in [0, 1) of the stream of ``key``."""
 
-def sample_index(pmf: npt.NDArray[np.float64], event_id: bytes, seed: int, tol: float) -> int:
-    """Index drawn with u_0 of the event's stream; ``-1 - j`` if entry j (or the sum, j = n) is bad."""
+def sample_index(pmf: npt.NDArray[np.float64], event_id: str | bytes, seed: int, tol: float) -> int | None:
+    """Index drawn with u_0 of the event's stream; ``-1 - j`` if entry j (or the sum, j = n) is bad;
+    None if ``pmf`` is not a float64 C-contiguous vector or ``event_id`` not str/bytes."""
 
 def sample_slate(
     pmf: npt.NDArray[np.float64], event_id: bytes, seed: int, tol: float, out: npt.NDArray[np.int64]

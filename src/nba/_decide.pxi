@@ -7,8 +7,6 @@
 # the policy's pmf, policy.sample), so the decision is identical; fusing them
 # saves five round trips through Python and releases the GIL once.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-
 # How far from 1 a pmf may sum before sample() refuses it (nba.policy.PMF_TOLERANCE).
 PMF_TOLERANCE = 1e-6
 cdef double _DECIDE_PMF_TOL = PMF_TOLERANCE
@@ -20,7 +18,7 @@ DECIDE_SQUARECB = 2         # p1 = gamma
 
 
 def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray values,
-                  cnp.ndarray weights, int policy, double p1, double p2, bytes event_id not None, uint64_t seed,
+                  cnp.ndarray weights, int policy, double p1, double p2, object event_id, uint64_t seed,
                   cnp.ndarray acc, cnp.ndarray scores, cnp.ndarray pri, cnp.ndarray pmf):
     """Score, arbitrate, explore and draw one decision over arms ``idx`` (GIL released).
 
@@ -48,8 +46,10 @@ def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndar
     cdef double* sp = <double*>cnp.PyArray_DATA(scores)
     cdef double* rp = <double*>cnp.PyArray_DATA(pri)
     cdef double* pp = <double*>cnp.PyArray_DATA(pmf)
-    cdef const unsigned char* eid = <const unsigned char*>PyBytes_AS_STRING(event_id)
-    cdef Py_ssize_t neid = PyBytes_GET_SIZE(event_id)
+    cdef Py_ssize_t neid = 0
+    cdef const unsigned char* eid = <const unsigned char*>_pol_event_id(event_id, &neid)
+    if eid == NULL:
+        raise TypeError("event_id must be a str or bytes")
     with nogil:
         forest._scores(xp, ip, k, ap, sp, False)
         for j in range(k):

@@ -20,6 +20,8 @@
 # (all arithmetic mod 2^64). sample() uses u_0; sample_slate() uses u_j for slot j.
 
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 cdef uint64_t _POL_GOLDEN = 0x9E3779B97F4A7C15ULL
 cdef double _POL_TWO_M53 = 1.0 / 9007199254740992.0  # 2^-53
@@ -211,36 +213,61 @@ cdef void _pol_slate(const double* p, Py_ssize_t n, Py_ssize_t k, uint64_t key, 
         chosen[j] = last
 
 
-def pmf_epsilon_greedy(const double[::1] scores, double epsilon, double tie_rtol, double[::1] out):
-    """Epsilon-greedy pmf of ``scores`` into ``out`` (same length, >= 1); returns the
-    index of the first non-finite score, or -1."""
-    cdef Py_ssize_t n = scores.shape[0], bad
-    with nogil:
-        bad = _pol_first_nonfinite(&scores[0], n)
-        if bad < 0:
-            _pol_epsilon_greedy(&scores[0], n, epsilon, tie_rtol, &out[0])
+cdef inline Py_ssize_t _pol_pair(object scores, object out):
+    """n when ``scores`` and ``out`` are float64 C-contiguous 1-D ndarrays of the same length n >= 1
+    and ``out`` is writable; else -1 (the caller converts and validates, then calls again)."""
+    cdef cnp.ndarray s, o
+    if type(scores) is not cnp.ndarray or type(out) is not cnp.ndarray:
+        return -1
+    s = <cnp.ndarray>scores
+    o = <cnp.ndarray>out
+    if (cnp.PyArray_TYPE(s) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(s) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(s)
+            or cnp.PyArray_TYPE(o) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(o) != 1
+            or not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISWRITEABLE(o)
+            or cnp.PyArray_DIM(s, 0) != cnp.PyArray_DIM(o, 0) or cnp.PyArray_DIM(s, 0) < 1):
+        return -1
+    return cnp.PyArray_DIM(s, 0)
+
+
+def pmf_epsilon_greedy(object scores, double epsilon, double tie_rtol, object out):
+    """Epsilon-greedy pmf of ``scores`` into ``out``: -1 when done, j when score j is not
+    finite, -2 when the arrays are not float64 C-contiguous vectors of one length >= 1
+    (``out`` writable)."""
+    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    if n < 0:
+        return -2
+    cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
+    cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    bad = _pol_first_nonfinite(sp, n)
+    if bad < 0:
+        _pol_epsilon_greedy(sp, n, epsilon, tie_rtol, op)
     return bad
 
 
-def pmf_softmax(const double[::1] scores, double lambda_, double epsilon, double[::1] out):
+def pmf_softmax(object scores, double lambda_, double epsilon, object out):
     """Softmax pmf (with VW's minimum probability ``epsilon / n``) into ``out``; returns
-    the index of the first non-finite score, or -1."""
-    cdef Py_ssize_t n = scores.shape[0], bad
-    with nogil:
-        bad = _pol_first_nonfinite(&scores[0], n)
-        if bad < 0:
-            _pol_softmax(&scores[0], n, lambda_, epsilon, &out[0])
+    as ``pmf_epsilon_greedy``."""
+    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    if n < 0:
+        return -2
+    cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
+    cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    bad = _pol_first_nonfinite(sp, n)
+    if bad < 0:
+        _pol_softmax(sp, n, lambda_, epsilon, op)
     return bad
 
 
-def pmf_squarecb(const double[::1] scores, double gamma, double[::1] out):
-    """SquareCB pmf with greediness ``gamma`` into ``out``; returns the index of the
-    first non-finite score, or -1."""
-    cdef Py_ssize_t n = scores.shape[0], bad
-    with nogil:
-        bad = _pol_first_nonfinite(&scores[0], n)
-        if bad < 0:
-            _pol_squarecb(&scores[0], n, gamma, &out[0])
+def pmf_squarecb(object scores, double gamma, object out):
+    """SquareCB pmf with greediness ``gamma`` into ``out``; returns as ``pmf_epsilon_greedy``."""
+    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    if n < 0:
+        return -2
+    cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
+    cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    bad = _pol_first_nonfinite(sp, n)
+    if bad < 0:
+        _pol_squarecb(sp, n, gamma, op)
     return bad
 
 
@@ -271,19 +298,37 @@ cdef inline Py_ssize_t _pol_check_pmf(const double* p, Py_ssize_t n, double tol)
     return -1
 
 
-def sample_index(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol):
-    """Index drawn from ``pmf`` with u_0 of the event's stream, or ``-1 - j`` when the
-    check fails (``_pol_check_pmf`` returned j: a bad entry, or n for a bad sum)."""
-    cdef Py_ssize_t i, bad
-    cdef uint64_t key
-    with nogil:
-        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol)
-        if bad >= 0:
-            i = -1 - bad
-        else:
-            key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
-            i = _pol_pick(&pmf[0], pmf.shape[0], _pol_uniform(key, 0))
-    return i
+cdef inline const char* _pol_event_id(object event_id, Py_ssize_t* n) except? NULL:
+    """The UTF-8 bytes of a str (cached by the str) or of bytes; NULL for anything else."""
+    if type(event_id) is str:
+        return PyUnicode_AsUTF8AndSize(event_id, n)
+    if type(event_id) is bytes:
+        n[0] = PyBytes_GET_SIZE(event_id)
+        return PyBytes_AS_STRING(event_id)
+    return NULL
+
+
+def sample_index(object pmf, object event_id, uint64_t seed, double tol):
+    """Index drawn from ``pmf`` with u_0 of the event's stream, ``-1 - j`` when the check
+    fails (``_pol_check_pmf`` returned j: a bad entry, or n for a bad sum), or None when
+    ``pmf`` is not a float64 C-contiguous vector of length >= 1 or ``event_id`` not a
+    str or bytes (the caller converts and calls again)."""
+    cdef Py_ssize_t i, bad, n, m
+    cdef const char* eid
+    cdef const double* p
+    if (type(pmf) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>pmf) != cnp.NPY_DOUBLE
+            or cnp.PyArray_NDIM(<cnp.ndarray>pmf) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>pmf)
+            or cnp.PyArray_DIM(<cnp.ndarray>pmf, 0) < 1):
+        return None
+    eid = _pol_event_id(event_id, &m)
+    if eid == NULL:
+        return None
+    n = cnp.PyArray_DIM(<cnp.ndarray>pmf, 0)
+    p = <const double*>cnp.PyArray_DATA(<cnp.ndarray>pmf)
+    bad = _pol_check_pmf(p, n, tol)
+    if bad >= 0:
+        return -1 - bad
+    return _pol_pick(p, n, _pol_uniform(_pol_event_key(<const unsigned char*>eid, m, seed), 0))
 
 
 def sample_slate(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol,

@@ -400,7 +400,7 @@ class Decider:
             # Fused: score, arbitrate, explore and draw in one compiled call, GIL released.
             code, p1, p2 = kernel()
             c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
-                                    eid.encode("utf-8"), self._seed_u64, b.scorer[sname]["acc"],
+                                    eid, self._seed_u64, b.scorer[sname]["acc"],
                                     b.scores, b.pri, b.pmf)
             pmf = b.pmf[:k]
             if c < 0:

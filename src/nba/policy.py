@@ -175,6 +175,8 @@ class Greedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
+        if out is not None and _core.pmf_epsilon_greedy(scores, 0.0, self.tie_rtol, out) == -1:
+            return out  # fast path: float64 vectors as given
         s = _scores(scores)
         o = _out(out, s.shape[0])
         bad = _core.pmf_epsilon_greedy(s, 0.0, self.tie_rtol, o)
@@ -210,6 +212,8 @@ class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
+        if out is not None and _core.pmf_epsilon_greedy(scores, self.epsilon, self.tie_rtol, out) == -1:
+            return out  # fast path: float64 vectors as given
         s = _scores(scores)
         o = _out(out, s.shape[0])
         bad = _core.pmf_epsilon_greedy(s, float(self.epsilon), float(self.tie_rtol), o)
@@ -250,6 +254,8 @@ class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
+        if out is not None and _core.pmf_softmax(scores, self.lambda_, self.epsilon, out) == -1:
+            return out  # fast path: float64 vectors as given
         s = _scores(scores)
         o = _out(out, s.shape[0])
         bad = _core.pmf_softmax(s, float(self.lambda_), float(self.epsilon), o)
@@ -452,6 +458,10 @@ def sample(pmf: Any, event_id: str, seed: int = 0) -> int:
     ``pmf`` must be finite, non-negative and sum to 1 within ``PMF_TOLERANCE``;
     ``pmf[i]`` is then the probability to log. Zero-probability entries are never drawn.
     """
+    if seed.__class__ is int and 0 <= seed <= _U64:
+        i = _core.sample_index(pmf, event_id, seed, PMF_TOLERANCE)  # fast path: a float64 vector, a str id
+        if i is not None and i >= 0:
+            return i
     p = _scores(pmf, "pmf")
     i = _core.sample_index(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE)
     if i < 0:
