@@ -537,23 +537,11 @@ class FeatureSchema:
         self._extras = extras
         self._n = len(columns)
         self._shape = (self._n,)
-        # used_features, per namespace: (namespace, numeric/boolean names, getter of their columns, a
-        # template dict of every name, boolean names, NaN-allowed names, categoricals as (plan, first
-        # column, end of category columns)).
-        log = []
-        for ns in dict.fromkeys(p.namespace for p in plans):
-            mine = [p for p in plans if p.namespace == ns]
-            nums = [p for p in mine if p.kind != "categorical"]
-            log.append((
-                ns,
-                tuple(p.name for p in nums),
-                _tuple_getter_int([p.col for p in nums]) if nums else None,
-                dict.fromkeys(p.name for p in mine),  # declaration order; missing ones are deleted
-                tuple(p.name for p in nums if p.kind == "boolean"),
-                tuple(p.name for p in nums if getattr(p, "allow_missing", False)),
-                tuple((p, p.col, p.col + len(p.categories)) for p in mine if isinstance(p, _CategoricalPlan)),
-            ))
-        self._log_plan = tuple(log)
+        # used_features: the plans of each namespace in declaration order, compiled to one function.
+        self._log_groups: dict[str, list[Any]] = {}
+        for p in plans:
+            self._log_groups.setdefault(p.namespace, []).append(p)
+        self._log_fn = self._compile_log()
         self._compile()
 
     def _compile(self) -> None:
@@ -851,34 +839,45 @@ class FeatureSchema:
             x = self.vectorize(profile, context)
         elif not (isinstance(x, np.ndarray) and x.shape == self._shape):
             raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
-        xs = x.tolist()
-        result: dict[str, dict[str, Any]] = {}
-        for ns, names, getter, template, bools, nan_ok, cats in self._log_plan:
-            d = template.copy()  # pre-sized: updating it beats building a dict from zip()
-            if getter is not None:
-                d.update(zip(names, getter(xs)))
-            for name in bools:
-                v = d[name]
-                if v == v:
-                    d[name] = v != 0.0
-            for name in nan_ok:
-                if d[name] != d[name]:
-                    del d[name]
-            for p, a, b in cats:
-                block = xs[a:b]
-                if 1.0 in block:
-                    d[p.name] = p.categories[block.index(1.0)]
+        return self._log_fn(x.tolist(), profile, context)
+
+    def _compile_log(self) -> Callable[[list, Any, Any], dict[str, dict[str, Any]]]:
+        """Generate ``used_features``' body for this schema: dict displays in declaration order.
+
+        One straight-line function per schema (as dataclasses generate ``__init__``)
+        instead of a loop over plans: this runs on every logged decision.
+        """
+        lines = ["def used(xs, profile, context):", "    r = {}"]
+        env: dict[str, Any] = {"_cat": _logged_category, "MISSING": MISSING}
+        for n_ns, (ns, mine) in enumerate(self._log_groups.items()):
+            d = f"d{n_ns}"
+            items = []
+            fixups = []
+            for p in mine:
+                key = repr(p.name)
+                if p.kind == "categorical":
+                    env[f"p{id(p)}"] = p
+                    items.append(f"{key}: None")
+                    fixups.append(f"    v = _cat(p{id(p)}, xs, profile, context)")
+                    fixups.append(f"    if v is MISSING: del {d}[{key}]")
+                    fixups.append(f"    else: {d}[{key}] = v")
                     continue
-                # Missing or unknown: the raw value decides (a ready vector has none).
-                obj = profile if p.source == "profile" else context
-                v = MISSING if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
-                if v is MISSING:
-                    del d[p.name]
+                j = p.col
+                nan_ok = getattr(p, "allow_missing", False)
+                if p.kind == "boolean":
+                    items.append(f"{key}: xs[{j}] != 0.0")
+                elif nan_ok:
+                    items.append(f"{key}: xs[{j}]")
                 else:
-                    d[p.name] = v
-            if d:
-                result[ns] = d
-        return result
+                    items.append(f"{key}: xs[{j}]")
+                if nan_ok:
+                    fixups.append(f"    if xs[{j}] != xs[{j}]: del {d}[{key}]")
+            lines.append(f"    {d} = {{{', '.join(items)}}}")
+            lines.extend(fixups)
+            lines.append(f"    if {d}: r[{ns!r}] = {d}")
+        lines.append("    return r")
+        exec("\n".join(lines), env)  # noqa: S102 - names and keys are repr()-quoted
+        return env["used"]
 
     def check_model(self, feature_names: Sequence[str], arm_features: Sequence[str] = ()) -> None:
         """Raise ``SchemaError`` unless a model's feature names are exactly the schema's plus the arms' columns.
@@ -906,6 +905,16 @@ class FeatureSchema:
                 + ". Declare the missing features (or arm features), remove the extra ones, "
                 "or retrain the model with feature_name=list(catalog.feature_names)"
             )
+
+
+def _logged_category(p: Any, xs: list, profile: Any, context: Any) -> Any:
+    """A categorical feature as logged: its category, else the raw value (unknown ones), else MISSING."""
+    block = xs[p.col : p.col + len(p.categories)]
+    if 1.0 in block:
+        return p.categories[block.index(1.0)]
+    # Missing or unknown: the raw value decides (a ready vector has none).
+    obj = profile if p.source == "profile" else context
+    return MISSING if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
 
 
 def _rebuild_schema(features: tuple, extra_profile: tuple, extra_context: tuple) -> FeatureSchema:
