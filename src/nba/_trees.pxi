@@ -760,8 +760,8 @@ cdef class ArmForestCore:
 
 
 cdef inline bint _f64_vec(cnp.ndarray a, Py_ssize_t n, bint writable):
-    """a is a C-contiguous float64 vector of length >= n (and writable if asked)."""
-    return (cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE and cnp.PyArray_NDIM(a) == 1
+    """a is a C-contiguous float64 vector of length >= n (and writable if asked); None is not."""
+    return (a is not None and cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE and cnp.PyArray_NDIM(a) == 1
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_DIM(a, 0) >= n
             and (not writable or cnp.PyArray_ISWRITEABLE(a)))
 
@@ -771,7 +771,10 @@ cdef Py_ssize_t _forest_check(ArmForestCore f, cnp.ndarray x, cnp.ndarray idx, c
     """Check the buffers of a forest call; return len(idx). Arm indices must be ascending and in range."""
     cdef Py_ssize_t k, j
     cdef const Py_ssize_t* ip
-    if not (cnp.PyArray_TYPE(idx) == cnp.NPY_INTP and cnp.PyArray_NDIM(idx) == 1
+    # Typed arguments admit None, whose fields must never be read as a forest's or an array's.
+    if f is None:
+        raise TypeError("forest must be an ArmForestCore, not None")
+    if not (idx is not None and cnp.PyArray_TYPE(idx) == cnp.NPY_INTP and cnp.PyArray_NDIM(idx) == 1
             and cnp.PyArray_IS_C_CONTIGUOUS(idx)):
         raise ValueError("idx must be a C-contiguous intp vector")
     k = cnp.PyArray_DIM(idx, 0)
