@@ -589,11 +589,10 @@ def test_bad_arm_rows_are_schema_errors(arm_rows, small) -> None:
         model.bind_arms([0, 1], arm_rows)
 
 
-@pytest.mark.xfail(strict=True, reason="bind_arms lets numpy's ValueError/TypeError escape for non-numeric input")
 @pytest.mark.parametrize(
     ("shared_cols", "arm_rows"),
-    [(["a"], np.zeros((3, 6))), (None, np.zeros((3, 6))), ([0], [["x"] * 6] * 3)],
-    ids=["str-cols", "none-cols", "str-rows"],
+    [(["a"], np.zeros((3, 6))), (None, np.zeros((3, 6))), ([0], [["x"] * 6] * 3), ([0.5], np.zeros((3, 6)))],
+    ids=["str-cols", "none-cols", "str-rows", "float-cols"],
 )
 def test_non_numeric_shared_cols_or_arm_rows_are_schema_errors(shared_cols, arm_rows, small) -> None:
     _, model = small

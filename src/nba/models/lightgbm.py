@@ -736,15 +736,20 @@ class TreeEnsemble:
         ``predict`` scores their rows. Multiclass models and trees deeper than 127
         cannot be bound; score their rows with ``predict``.
         """
-        cols = np.asarray(shared_cols, dtype=np.intp)
+        try:
+            cols = np.asarray(shared_cols)
+            rows = np.ascontiguousarray(arm_rows, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise SchemaError(f"bind_arms: shared_cols must be column indices and arm_rows numbers: {e}") from None
+        if cols.size == 0:
+            cols = cols.astype(np.intp)
+        if cols.ndim != 1 or cols.dtype.kind not in "iu" or len(set(cols.tolist())) != cols.shape[0] or (
+                cols.size and not (0 <= cols.min() and cols.max() < self.num_features)):
+            raise SchemaError(f"bind_arms: shared_cols must be distinct integer model columns in [0, {self.num_features})")
         x_col = np.full(self.num_features, -1, dtype=np.int32)
-        if cols.ndim != 1 or len(set(cols.tolist())) != cols.shape[0] or (cols.size and not (
-                0 <= cols.min() and cols.max() < self.num_features)):
-            raise SchemaError(f"shared_cols must be distinct model columns in [0, {self.num_features})")
         x_col[cols] = np.arange(cols.shape[0], dtype=np.int32)
-        rows = np.ascontiguousarray(arm_rows, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self.num_features or rows.shape[0] == 0:
-            raise SchemaError(f"arm_rows must be (n_arms, {self.num_features}), got shape {rows.shape}")
+            raise SchemaError(f"bind_arms: arm_rows must be (n_arms, {self.num_features}), got shape {rows.shape}")
         try:
             return ArmForestCore(self._core, x_col, cols.shape[0], rows)
         except ValueError:  # multiclass, or a tree deeper than the bound walk's stack
