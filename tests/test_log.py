@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nba import _core
 from nba.errors import ConfigError, LogError
 from nba.log import (
     ActivationRecord,
@@ -238,14 +240,19 @@ def test_a_record_larger_than_a_segment_still_gets_written_whole():
 
 
 class _DiskFullOnce:
-    """``os.write`` that writes half of the next call's bytes, then fails with ENOSPC once."""
+    """A write that writes half of the next call's bytes, then fails with ENOSPC once.
+
+    Stands in for both ``os.write`` (buffered modes) and ``_core.write_held(fd, data,
+    start)`` (per-record writes).
+    """
 
     def __init__(self) -> None:
         self.armed = False
         self.real = os.write
         self.cut = False
 
-    def __call__(self, fd: int, data) -> int:
+    def __call__(self, fd: int, data, start: int = 0) -> int:
+        data = memoryview(data)[start:]
         if not self.armed:
             return self.real(fd, data)
         if not self.cut:
@@ -259,6 +266,7 @@ class _DiskFullOnce:
 def test_a_failed_write_leaves_a_torn_last_line_and_the_log_continues_in_a_new_segment(durability, monkeypatch):
     disk = _DiskFullOnce()
     monkeypatch.setattr(os, "write", disk)
+    monkeypatch.setattr(_core, "write_held", disk)
     with tempfile.TemporaryDirectory() as d:
         log = DecisionLog(d, durability=durability)
         log.register_catalog("main", ARMS)
@@ -650,3 +658,38 @@ def test_vw_workspace_learns_exported_lines_one_by_one():
             ws.learn(line)
         assert ws.get_weighted_examples() == len(lines)
         ws.finish()
+
+
+# --------------------------------------------------------------------------- writes that keep the GIL
+
+
+def test_write_held_writes_from_start_and_reports_errors(tmp_path):
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert _core.write_held(fd, bytearray(b"hello world"), 6) == 5
+        assert _core.write_held(fd, bytearray(b"!")) == 1
+        with pytest.raises(ValueError):
+            _core.write_held(fd, bytearray(b"ab"), 3)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"world!"
+    with pytest.raises(OSError) as e:
+        _core.write_held(fd, bytearray(b"x"))  # closed: EBADF
+    assert e.value.errno == errno.EBADF
+
+
+def test_append_waits_for_a_holder_that_keeps_the_lock():
+    """An append whose lock is busy (as during another thread's flush) waits, then lands once."""
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d, durability="record")
+        log._lock.acquire()
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (log.append(_decision("late", 1.0)), done.set()))
+        t.start()
+        assert not done.wait(0.2)  # still waiting after yielding the GIL 64 times
+        log._lock.release()
+        t.join(5)
+        assert done.is_set()
+        log.close()
+        assert [r.event_id for r in _read_strict(d)] == ["late"]

@@ -20,16 +20,18 @@ DECIDE_SQUARECB = 2         # p1 = gamma
 def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray values,
                   cnp.ndarray weights, int policy, double p1, double p2, object event_id, uint64_t seed,
                   cnp.ndarray acc, cnp.ndarray scores, cnp.ndarray pri, cnp.ndarray pmf):
-    """Score, arbitrate, explore and draw one decision over arms ``idx`` (GIL released).
+    """Score, arbitrate, explore and draw one decision over arms ``idx``.
 
     Fills ``scores``, ``pri`` and ``pmf`` [:len(idx)] and returns the position in
     ``idx`` of the drawn arm; ``-1 - j`` when priority j is not finite, ``-1 - len(idx)``
     when the pmf fails sample()'s check (nothing is drawn then). ``values`` and
     ``weights`` are per catalogue arm (pass ones for score-only arbitration);
-    ``acc`` is float64 scratch of n_arms. Buffers as ``ArmForestCore.scores``.
+    ``acc`` is float64 scratch of n_arms. Buffers as ``ArmForestCore.scores``. The GIL
+    is released when the walk is long enough to pay for it (as ``TreeEnsembleCore.predict``):
+    a few microseconds without it cost less than the hand-over between request threads.
     """
     cdef Py_ssize_t k = _forest_check(forest, x, idx, acc, scores)
-    cdef Py_ssize_t j, bad, chosen = 0
+    cdef Py_ssize_t chosen
     if k == 0:
         raise ValueError("idx is empty: there must be at least one eligible arm")
     if not (_f64_vec(values, forest.n_arms, False) and _f64_vec(weights, forest.n_arms, False)):
@@ -50,21 +52,33 @@ def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndar
     cdef const unsigned char* eid = <const unsigned char*>_pol_event_id(event_id, &neid)
     if eid == NULL:
         raise TypeError("event_id must be a str or bytes")
-    with nogil:
-        forest._scores(xp, ip, k, ap, sp, False)
-        for j in range(k):
-            rp[j] = sp[j] * vp[ip[j]]
-            rp[j] = rp[j] * wp[ip[j]]
-        bad = _pol_first_nonfinite(rp, k)
-        if bad < 0:
-            if policy == 0:
-                _pol_epsilon_greedy(rp, k, p1, p2, pp)
-            elif policy == 1:
-                _pol_softmax(rp, k, p1, p2, pp)
-            else:
-                _pol_squarecb(rp, k, p1, pp)
-            if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL) >= 0:
-                bad = k
-            else:
-                chosen = _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0))
-    return chosen if bad < 0 else -1 - bad
+    if k * forest._ens._n_trees >= _NOGIL_MIN_WORK:
+        with nogil:
+            chosen = _decide_run(forest, xp, ip, k, vp, wp, policy, p1, p2, eid, neid, seed, ap, sp, rp, pp)
+    else:
+        chosen = _decide_run(forest, xp, ip, k, vp, wp, policy, p1, p2, eid, neid, seed, ap, sp, rp, pp)
+    return chosen
+
+
+cdef Py_ssize_t _decide_run(ArmForestCore forest, const double* xp, const Py_ssize_t* ip, Py_ssize_t k,
+                            const double* vp, const double* wp, int policy, double p1, double p2,
+                            const unsigned char* eid, Py_ssize_t neid, uint64_t seed, double* ap, double* sp,
+                            double* rp, double* pp) noexcept nogil:
+    """decide_forest's arithmetic; returns as decide_forest."""
+    cdef Py_ssize_t j, bad
+    forest._scores(xp, ip, k, ap, sp, False)
+    for j in range(k):
+        rp[j] = sp[j] * vp[ip[j]]
+        rp[j] = rp[j] * wp[ip[j]]
+    bad = _pol_first_nonfinite(rp, k)
+    if bad >= 0:
+        return -1 - bad
+    if policy == 0:
+        _pol_epsilon_greedy(rp, k, p1, p2, pp)
+    elif policy == 1:
+        _pol_softmax(rp, k, p1, p2, pp)
+    else:
+        _pol_squarecb(rp, k, p1, pp)
+    if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL) >= 0:
+        return -1 - k
+    return _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0))

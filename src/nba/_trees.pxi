@@ -744,17 +744,21 @@ cdef class ArmForestCore:
                 self._ens._finish(out + j, self._ens.num_iterations)
 
     def scores(self, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray acc, cnp.ndarray out, bint raw_score=False):
-        """Scores of arms ``idx`` for the shared vector ``x`` into ``out[:len(idx)]`` (GIL released).
+        """Scores of arms ``idx`` for the shared vector ``x`` into ``out[:len(idx)]``.
 
         ``x`` float64 (n_shared,), ``idx`` ascending intp catalogue positions, ``acc``
         float64 (n_arms,) scratch, ``out`` float64 (>= len(idx),); all C-contiguous.
+        The GIL is released for walks long enough to pay for it (as ``predict``).
         """
         cdef Py_ssize_t k = _forest_check(self, x, idx, acc, out)
         cdef const double* xp = <const double*>cnp.PyArray_DATA(x)
         cdef const Py_ssize_t* ip = <const Py_ssize_t*>cnp.PyArray_DATA(idx)
         cdef double* ap = <double*>cnp.PyArray_DATA(acc)
         cdef double* op = <double*>cnp.PyArray_DATA(out)
-        with nogil:
+        if k * self._ens._n_trees >= _NOGIL_MIN_WORK:
+            with nogil:
+                self._scores(xp, ip, k, ap, op, raw_score)
+        else:
             self._scores(xp, ip, k, ap, op, raw_score)
         return out
 

@@ -50,6 +50,7 @@ from typing import Any, Union
 
 import msgspec
 
+from nba import _core
 from nba.errors import ConfigError, LogError
 
 __all__ = [
@@ -154,6 +155,23 @@ def _stamp(ns: int) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(sec)) + f".{rem // 1000:06d}Z"
 
 
+def _acquire_politely(lock: Any) -> None:
+    """Acquire a lock that another thread holds without forming a convoy.
+
+    A record append keeps the GIL throughout, so the holder is only ever between
+    two bytecodes, waiting for the GIL. Blocking on the lock would leave this
+    thread holding the lock while it waits for the GIL in turn, and two request
+    threads would then hand over both on every record (measured: two threads ran at
+    half the rate of one). Yielding the GIL lets the holder finish; only a holder
+    that is really busy (a buffer flush, an fsync) is waited for by blocking.
+    """
+    for _ in range(64):
+        time.sleep(0)  # releases the GIL: the holder runs and releases the lock
+        if lock.acquire(False):
+            return
+    lock.acquire()
+
+
 def _close_quietly(ref: weakref.ReferenceType) -> None:
     log = ref()
     if log is not None:
@@ -244,8 +262,13 @@ class DecisionLog:
 
     def append(self, record: Record) -> int:
         """Append one record; returns its sequence number (see ``durable_seq``)."""
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            _acquire_politely(lock)
+        try:
             return self._append_locked(record)
+        finally:
+            lock.release()
 
     def _append_locked(self, record: Record) -> int:
         if self._closed:
@@ -430,13 +453,15 @@ class DecisionLog:
     # ----------------------------------------------------------------- internals (hold self._lock)
 
     def _write_all(self, data: bytearray) -> None:
-        """One os.write of ``data`` (looping only on a short write); marks the segment broken on error."""
+        """One write(2) of ``data`` (looping only on a short write); marks the segment broken on error.
+
+        The GIL is kept (``_core.write_held``): a record is a short write into the page
+        cache, and releasing the GIL for it costs a thread hand-over per decision.
+        """
         try:
-            written = os.write(self._fd, data)
-            if written < len(data):
-                with memoryview(data) as view:
-                    while written < len(data):
-                        written += os.write(self._fd, view[written:])
+            written = _core.write_held(self._fd, data)
+            while written < len(data):
+                written += _core.write_held(self._fd, data, written)
         except OSError as e:
             self._broken = True
             self._line = bytearray()  # a traceback may still pin a view of the old one
