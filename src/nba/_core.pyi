@@ -299,3 +299,7 @@ class ExperimentTable:
 
 def fnv1a_32_str(s: str, state: int = 0x811C9DC5) -> int:
     """32-bit FNV-1a over the UTF-16 code units of ``s`` (GrowthBook's ``fnv1a32``), from ``state``."""
+
+# --- log writes (_logio.pxi) ---
+def write_held(fd: int, data: bytearray, start: int = 0) -> int:
+    """write(2) ``data[start:]`` holding the GIL (short page-cache writes); bytes written, or OSError."""
