@@ -573,3 +573,18 @@ def test_compiled_eligibility_equals_naive_evaluation(conds, profile):
     cat = Catalog([Arm(f"a{i}", eligibility=c) for i, c in enumerate(conds)], SCHEMA)
     got = cat.eligible(profile).tolist()
     assert got == [i for i, c in enumerate(conds) if naive(c, profile)]
+
+
+def test_static_eligible_is_what_eligible_returns_when_nothing_can_change_it():
+    arms = [Arm("web", channels={"web": {}}), Arm("any"), Arm("app", channels={"app": {}, "*": {}})]
+    cat = Catalog(arms, SCHEMA)
+    for channel in (None, "web", "app", "sms"):
+        static = cat.static_eligible(channel)
+        assert static is not None and not static.flags.writeable
+        assert static.tolist() == cat.eligible({"age": 30}, channel=channel).tolist()
+    ruled = Catalog([*arms, Arm("adult", eligibility="age >= 18", channels={"sms": {}})], SCHEMA)
+    assert ruled.static_eligible(None) is None  # a rule: per decision
+    assert ruled.static_eligible("sms") is None
+    assert ruled.static_eligible("web").tolist() == [0, 1, 2]  # the arms on "web" carry no rule
+    soon = datetime.now(timezone.utc) + timedelta(days=1)
+    assert Catalog([Arm("later", start=soon), Arm("now")], SCHEMA).static_eligible(None) is None

@@ -817,6 +817,7 @@ class Catalog:
             static = None
             if not self._has_window and all(e[1] == 0 and e[3] is None for e in fast):
                 static = np.array([e[0] for e in fast], dtype=np.intp)
+                static.setflags(write=False)
             return fast, slow, static
 
         self._all_entries = per_channel(lambda a: True)
@@ -878,6 +879,17 @@ class Catalog:
         except (TypeError, ValueError):  # read-only buffer
             raise self._bad_out(out) from None
         return out[:k]
+
+    def static_eligible(self, channel: str | None) -> np.ndarray | None:
+        """The arms eligible on ``channel`` when no rule or time window can change them, else None.
+
+        A shared read-only intp array (what ``eligible`` would return for any
+        profile, context and time); lets a caller skip evaluating rules per decision.
+        """
+        entries = self._all_entries if channel is None else self._by_channel.get(channel)
+        if entries is None:
+            entries = self._unrestricted if channel.__class__ is str else (None, None, None)
+        return entries[2]
 
     def _evaluate(self, fast: tuple, slow: tuple, profile: Any, context: Any, now: Any) -> list[int]:
         """Indices of the arms among ``fast``/``slow`` whose rules and time windows hold."""

@@ -201,7 +201,13 @@ class _State:
                     )
         # The fused decision kernel needs a built-in arbitration and a policy with a kernel.
         self.factors = catalog.arbitration_factors
-        self.kernels = {name: getattr(pol, "_kernel", None) for name, pol in self.policies.items()}
+        # A policy's kernel: (code, p1, p2) when fixed, else the method that computes it per call.
+        self.kernels = {
+            name: (None if getattr(pol, "_kernel", None) is None
+                   else pol._kernel() if getattr(getattr(pol, "__struct_config__", None), "frozen", False)
+                   else pol._kernel)
+            for name, pol in self.policies.items()
+        }
         self.policy_names = {name: pol.name for name, pol in self.policies.items()}
         # Payloads per declared channel (and None), looked up by arm position; others ask the catalogue.
         self._payloads: dict[Any, tuple] = {}
@@ -371,8 +377,9 @@ class Decider:
         ``defer=True`` logs the decision but it counts for learning and evaluation
         only after ``activate(event_id)`` (when the action is really shown).
         """
-        if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
-            raise ConfigError(f"n must be a positive int (the slate size), got {n!r}")
+        if n.__class__ is not int or n < 1:
+            if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
+                raise ConfigError(f"n must be a positive int (the slate size), got {n!r}")
         st = self._state
         ts = time.time() if now is None else float(now)
         if event_id is None:
@@ -381,7 +388,7 @@ class Decider:
             eid = event_id
         else:
             raise SchemaError(f"event_id must be a str, got {type(event_id).__name__} {event_id!r}")
-        unit = self._unit(profile)
+        unit = profile.get(self._unit_key) if profile.__class__ is dict else self._unit(profile)
         asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
@@ -389,7 +396,9 @@ class Decider:
         policy = st.policies[pname]
         b = st.buffers()
         x = st.catalog.schema.vectorize(profile, context, out=b.x)
-        idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
+        idx = st.catalog.static_eligible(channel)
+        if idx is None:
+            idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         k = idx.shape[0]
         if k == 0:
             return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
@@ -398,7 +407,7 @@ class Decider:
         forest = getattr(scorer, "forest", None)
         if forest is not None and kernel is not None and st.factors is not None:
             # Fused: score, arbitrate, explore and draw in one compiled call, GIL released.
-            code, p1, p2 = kernel()
+            code, p1, p2 = kernel if kernel.__class__ is tuple else kernel()
             c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
                                     eid, self._seed_u64, b.scorer[sname]["acc"],
                                     b.scores, b.pri, b.pmf)
@@ -417,7 +426,7 @@ class Decider:
         actions = ids if k == len(ids) else tuple(map(ids.__getitem__, idx.tolist()))
         pmf_t = tuple(pmf.tolist())
         scores_t = tuple(scores.tolist())
-        arm_i = int(idx[chosen[0]])
+        arm_i = idx.item(chosen[0])
         version = scorer.version
         pol_name = st.policy_names[pname]
         if scorer.kind == "online":
@@ -451,7 +460,7 @@ class Decider:
             event_id=eid,
             arm=ids[arm_i],
             arms=(ids[arm_i],) if n == 1 else tuple(actions[c] for c in chosen),
-            payload=st.payload(arm_i, channel),
+            payload=st.payload(arm_i, channel),  # per-channel tuples, built once
             probability=pmf_t[chosen[0]],
             actions=actions,
             pmf=pmf_t,
