@@ -28,7 +28,7 @@ from nba.policy import EpsilonGreedy
 lgb = pytest.importorskip("lightgbm")
 
 GROUP = "decide-10arms-100trees"
-FLOORS = {"plain-lightgbm": 1.3}  # generous: measured 1.8-2.3x; the goal is absolute latency
+FLOORS = {"plain-lightgbm": 2.0}  # generous: measured 4.7-5.8x
 EPSILON = 0.1
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
 THROUGHPUT_CALLS = int(os.environ.get("NBA_BENCH_THROUGHPUT_CALLS", "4000"))
