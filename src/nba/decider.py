@@ -7,7 +7,7 @@ the new one, never half of either, and logs the version that made its choice.
 
 Per decision: vectorize the profile and context (schema), find the eligible arms
 (catalogue rules, channel, dates), score every arm with the model of the unit's
-experiment variant (compiled core, GIL released), arbitrate (score x value x
+experiment variant (compiled core), arbitrate (score x value x
 weight), turn priorities into a pmf with the policy, sample seeded by
 (seed, event id), log, return a frozen ``Decision``.
 """
@@ -406,7 +406,7 @@ class Decider:
         kernel = st.kernels[pname]
         forest = getattr(scorer, "forest", None)
         if forest is not None and kernel is not None and st.factors is not None:
-            # Fused: score, arbitrate, explore and draw in one compiled call, GIL released.
+            # Fused: score, arbitrate, explore and draw in one compiled call.
             code, p1, p2 = kernel if kernel.__class__ is tuple else kernel()
             c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
                                     eid, self._seed_u64, b.scorer[sname]["acc"],
