@@ -290,6 +290,13 @@ cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
         out[k] = sign * <double>_vw_cost(m, &a, shared)
 
 
+cdef inline bint _vw_release(const _VWModelC* m, Py_ssize_t n_act, Py_ssize_t n_shared) noexcept:
+    """Whether a scoring call is long enough to release the GIL for: about
+    n_act x n_shared x (interactions + 1) weight lookups, against a few microseconds
+    of thread hand-over when request threads wait for the GIL."""
+    return n_act * (n_shared + 1) * (m.n_terms + 1) >= 16384
+
+
 # ---------------------------------------------------------------- core objects
 
 cdef class VWActions:
@@ -825,7 +832,11 @@ cdef class VWCore:
         else:
             blk.h, blk.v, blk.lin = buf.h, buf.v, buf.lin
         blk.off = off
-        with nogil:
+        if _vw_release(&self._m, n_act, n):
+            with nogil:
+                _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
+                                  actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
+        else:
             _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
                               actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
         if heap != NULL:
@@ -867,16 +878,20 @@ cdef class VWCore:
             vals = <float*>malloc(n * sizeof(float))
             if vals == NULL:
                 raise MemoryError()
-        with nogil:
-            for k in range(nx):
-                xf = <float>xp[k]
-                if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
-                    bad = k
-                    break
-            if bad < 0:
-                for k in range(n):
-                    vals[k] = <float>xp[bound._cols[k]]
-                blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
+        for k in range(nx):
+            xf = <float>xp[k]
+            if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
+                bad = k
+                break
+        if bad < 0:
+            for k in range(n):
+                vals[k] = <float>xp[bound._cols[k]]
+            blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
+            if _vw_release(&self._m, n_act, n):
+                with nogil:
+                    _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
+                                      actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
+            else:
                 _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
                                   actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
         if vals != vstack:
