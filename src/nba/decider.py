@@ -32,7 +32,7 @@ from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log import DecisionLog, DecisionRecord
-from nba.policy import EpsilonGreedy, Greedy, sample, sample_slate
+from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
 
 __all__ = ["Decider", "Decision"]

@@ -183,23 +183,28 @@ def test_multiclass_predict_shape_is_rows_by_classes(rng: np.random.Generator) -
 # ----------------------------------------------------------------------------- categorical
 
 
-@pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
-def test_categorical_splits_match_with_unseen_negative_and_huge_categories(
-    max_cat_to_onehot: int, rng: np.random.Generator
-) -> None:
+def _categorical_booster(rng: np.random.Generator, max_cat_to_onehot: int, rounds: int) -> lgb.Booster:
+    """A regression model with categorical columns 4 (60 categories) and 5 (7 categories)."""
     n = 3000
     X, z = _data(rng, n)
     X[:, 4] = rng.integers(0, 60, n)
     X[:, 5] = rng.integers(0, 7, n)
     effect = rng.standard_normal(60)
     y = z + 2 * effect[X[:, 4].astype(int)] + (X[:, 5] == 3)
-    booster = _train(
+    return _train(
         {"objective": "regression", "max_cat_to_onehot": max_cat_to_onehot, "cat_smooth": 1, "min_data_per_group": 5},
         X,
         y,
-        rounds=12,
+        rounds=rounds,
         categorical_feature=[4, 5],
     )
+
+
+@pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
+def test_categorical_splits_match_with_unseen_negative_and_huge_categories(
+    max_cat_to_onehot: int, rng: np.random.Generator
+) -> None:
+    booster = _categorical_booster(rng, max_cat_to_onehot, rounds=12)
     model = _assert_matches(booster, _probe(booster, rng, 3000, cat=(4, 5)))
     assert model.summary().categorical_splits > 0
 

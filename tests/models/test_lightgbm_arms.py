@@ -29,7 +29,7 @@ import nba
 from nba.errors import SchemaError
 from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 from nba.policy import EpsilonGreedy, sample
-from tests.models.test_lightgbm import KZERO, SPECIALS, _data, _edited_model, _probe, _train
+from tests.models.test_lightgbm import KZERO, SPECIALS, _categorical_booster, _data, _edited_model, _probe, _train
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -190,19 +190,7 @@ def test_bound_scores_equal_predict_and_lightgbm(objective: str, rng: np.random.
 
 @pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
 def test_categorical_features_as_arm_and_as_shared_columns(max_cat_to_onehot: int, rng: np.random.Generator) -> None:
-    n = 3000
-    X, z = _data(rng, n)
-    X[:, 4] = rng.integers(0, 60, n)
-    X[:, 5] = rng.integers(0, 7, n)
-    effect = rng.standard_normal(60)
-    y = z + 2 * effect[X[:, 4].astype(int)] + (X[:, 5] == 3)
-    booster = _train(
-        {"objective": "regression", "max_cat_to_onehot": max_cat_to_onehot, "cat_smooth": 1, "min_data_per_group": 5},
-        X,
-        y,
-        rounds=10,
-        categorical_feature=[4, 5],
-    )
+    booster = _categorical_booster(rng, max_cat_to_onehot, rounds=10)
     model = load_lightgbm(booster)
     assert model.summary().categorical_splits > 0
     # Column 4 an arm feature and column 5 shared, and the other way round.
