@@ -227,7 +227,8 @@ class OnlineBandit:
             a = np.ascontiguousarray(a, dtype=_I64)
             if a.min() < 0 or a.max() >= self._n_arms:
                 raise SchemaError(f"arms holds an index outside 0..{self._n_arms - 1}: {a.tolist()}")
-            if a.shape[0] > 1 and np.unique(a).shape[0] != a.shape[0]:
+            # Ascending (what a Decider passes) is distinct; only other orders need a sort.
+            if a.shape[0] > 1 and not (a[1:] > a[:-1]).all() and np.unique(a).shape[0] != a.shape[0]:
                 raise SchemaError(f"arms must be distinct, got {a.tolist()}")
         n = a.shape[0]
         if scale is None:
