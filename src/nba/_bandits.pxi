@@ -13,7 +13,11 @@
 # Marsaglia and Tsang (2000), Beta(a, b) as G_a / (G_a + G_b).
 
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
+                               NOWAIT_LOCK)
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
@@ -189,6 +193,25 @@ cdef class _BdLocked:
     cdef inline void _acquire(self) noexcept nogil:
         PyThread_acquire_lock(self._lock, WAIT_LOCK)
 
+    cdef void _take(self):
+        """Acquire the lock holding the GIL, for the short critical sections.
+
+        Releasing the GIL for a few microseconds of arithmetic costs a thread
+        hand-over whenever another request thread waits for it. A holder is then
+        at most waiting for the GIL (or in a long draw loop): yield it a few times
+        before blocking, so that two threads do not convoy (see nba.log).
+        """
+        cdef int i
+        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            return
+        for i in range(64):
+            with nogil:
+                sched_yield()
+            if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+                return
+        with nogil:
+            PyThread_acquire_lock(self._lock, WAIT_LOCK)
+
     cdef inline void _release(self) noexcept nogil:
         PyThread_release_lock(self._lock)
 
@@ -235,35 +258,32 @@ cdef class BetaBernoulliCore(_BdLocked):
         self._pulls = &p[0]
 
     def update(self, Py_ssize_t arm, double reward):
-        with nogil:
-            self._acquire()
-            self._alpha[arm] += reward
-            self._beta[arm] += 1.0 - reward
-            _bd_gamma_prep(&self._prep[2 * arm], self._alpha[arm])
-            _bd_gamma_prep(&self._prep[2 * arm + 1], self._beta[arm])
-            self._pulls[arm] += 1
-            self._version += 1
-            self._release()
+        self._take()
+        self._alpha[arm] += reward
+        self._beta[arm] += 1.0 - reward
+        _bd_gamma_prep(&self._prep[2 * arm], self._alpha[arm])
+        _bd_gamma_prep(&self._prep[2 * arm + 1], self._beta[arm])
+        self._pulls[arm] += 1
+        self._version += 1
+        self._release()
 
     def mean(self, double[::1] out):
         """Posterior means alpha / (alpha + beta) into ``out``."""
         cdef Py_ssize_t i
-        with nogil:
-            self._acquire()
-            for i in range(self.n_arms):
-                out[i] = self._alpha[i] / (self._alpha[i] + self._beta[i])
-            self._release()
+        self._take()
+        for i in range(self.n_arms):
+            out[i] = self._alpha[i] / (self._alpha[i] + self._beta[i])
+        self._release()
 
     def sample(self, uint64_t key, double[::1] out):
         """One posterior draw per arm into ``out``, from the stream of ``key``."""
         cdef Py_ssize_t i
         cdef _BdRng r
-        with nogil:
-            _bd_rng_init(&r, key, _BD_SALT_SAMPLE)
-            self._acquire()
-            for i in range(self.n_arms):
-                out[i] = _bd_beta(&r, &self._prep[2 * i], &self._prep[2 * i + 1])
-            self._release()
+        _bd_rng_init(&r, key, _BD_SALT_SAMPLE)
+        self._take()
+        for i in range(self.n_arms):
+            out[i] = _bd_beta(&r, &self._prep[2 * i], &self._prep[2 * i + 1])
+        self._release()
 
     def best_pmf(self, uint64_t key, Py_ssize_t draws, const int64_t[::1] arms,
                  const double[::1] scale, double[::1] out):
@@ -315,8 +335,7 @@ cdef class BetaBernoulliCore(_BdLocked):
 
     def get_state(self):
         """(alpha, beta, pulls, version), copied under the lock."""
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             return self._alpha_arr.copy(), self._beta_arr.copy(), self._pulls_arr.copy(), self._version
         finally:
@@ -324,8 +343,7 @@ cdef class BetaBernoulliCore(_BdLocked):
 
     def set_state(self, alpha, beta, pulls, uint64_t version):
         """Replace the state with validated arrays of length n_arms."""
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             self._alpha_arr[:] = alpha
             self._beta_arr[:] = beta
@@ -354,48 +372,43 @@ cdef class UCB1Core(_BdLocked):
         self._pulls = &p[0]
 
     def update(self, Py_ssize_t arm, double reward):
-        with nogil:
-            self._acquire()
-            self._sums[arm] += reward
-            self._pulls[arm] += 1
-            self._total += 1
-            self._version += 1
-            self._release()
+        self._take()
+        self._sums[arm] += reward
+        self._pulls[arm] += 1
+        self._total += 1
+        self._version += 1
+        self._release()
 
     def ucb(self, double[::1] out):
         """UCB1 indices into ``out``; arms never played get UNPLAYED_SCORE."""
         cdef Py_ssize_t i
         cdef double lt
-        with nogil:
-            self._acquire()
-            lt = 2.0 * log(<double>self._total) if self._total > 0 else 0.0
-            for i in range(self.n_arms):
-                if self._pulls[i] == 0:
-                    out[i] = _BD_UNPLAYED
-                else:
-                    out[i] = self._sums[i] / <double>self._pulls[i] + sqrt(lt / <double>self._pulls[i])
-            self._release()
+        self._take()
+        lt = 2.0 * log(<double>self._total) if self._total > 0 else 0.0
+        for i in range(self.n_arms):
+            if self._pulls[i] == 0:
+                out[i] = _BD_UNPLAYED
+            else:
+                out[i] = self._sums[i] / <double>self._pulls[i] + sqrt(lt / <double>self._pulls[i])
+        self._release()
 
     def mean(self, double[::1] out):
         """Mean reward per arm (0 for arms never played)."""
         cdef Py_ssize_t i
-        with nogil:
-            self._acquire()
-            for i in range(self.n_arms):
-                out[i] = self._sums[i] / <double>self._pulls[i] if self._pulls[i] > 0 else 0.0
-            self._release()
+        self._take()
+        for i in range(self.n_arms):
+            out[i] = self._sums[i] / <double>self._pulls[i] if self._pulls[i] > 0 else 0.0
+        self._release()
 
     def get_state(self):
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             return self._sums_arr.copy(), self._pulls_arr.copy(), self._version
         finally:
             self._release()
 
     def set_state(self, sums, pulls, uint64_t version):
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             self._sums_arr[:] = sums
             self._pulls_arr[:] = pulls
@@ -467,14 +480,13 @@ cdef class LinearCore(_BdLocked):
         """Learn ``reward`` for ``arm`` in context ``x``; returns the index of the first
         non-finite feature (nothing learned) or -1."""
         cdef Py_ssize_t bad
-        with nogil:
-            bad = _pol_first_nonfinite(&x[0], x.shape[0])
-            if bad < 0:
-                self._acquire()
-                self._update(arm, &x[0], reward)
-                self._pulls[arm] += 1
-                self._version += 1
-                self._release()
+        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        if bad < 0:
+            self._take()
+            self._update(arm, &x[0], reward)
+            self._pulls[arm] += 1
+            self._version += 1
+            self._release()
         return bad
 
     cdef inline void _mean_width(self, Py_ssize_t arm, const double* x, double* mean, double* width) noexcept nogil:
@@ -491,27 +503,25 @@ cdef class LinearCore(_BdLocked):
         of the first non-finite feature or -1."""
         cdef Py_ssize_t a, bad
         cdef double m, w
-        with nogil:
-            bad = _pol_first_nonfinite(&x[0], x.shape[0])
-            if bad < 0:
-                self._acquire()
-                for a in range(self.n_arms):
-                    self._mean_width(a, &x[0], &m, &w)
-                    out[a] = m + alpha * w
-                self._release()
+        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        if bad < 0:
+            self._take()
+            for a in range(self.n_arms):
+                self._mean_width(a, &x[0], &m, &w)
+                out[a] = m + alpha * w
+            self._release()
         return bad
 
     def mean_width(self, const double[::1] x, double[::1] mean, double[::1] width):
         """Mean theta_a . x and width sqrt(x^T A_a^-1 x) per arm; returns the index of the
         first non-finite feature or -1."""
         cdef Py_ssize_t a, bad
-        with nogil:
-            bad = _pol_first_nonfinite(&x[0], x.shape[0])
-            if bad < 0:
-                self._acquire()
-                for a in range(self.n_arms):
-                    self._mean_width(a, &x[0], &mean[a], &width[a])
-                self._release()
+        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        if bad < 0:
+            self._take()
+            for a in range(self.n_arms):
+                self._mean_width(a, &x[0], &mean[a], &width[a])
+            self._release()
         return bad
 
     def sample(self, const double[::1] x, double v, uint64_t key, double[::1] out):
@@ -520,15 +530,14 @@ cdef class LinearCore(_BdLocked):
         cdef Py_ssize_t a, bad
         cdef double m, w
         cdef _BdRng r
-        with nogil:
-            bad = _pol_first_nonfinite(&x[0], x.shape[0])
-            if bad < 0:
-                _bd_rng_init(&r, key, _BD_SALT_SAMPLE)
-                self._acquire()
-                for a in range(self.n_arms):
-                    self._mean_width(a, &x[0], &m, &w)
-                    out[a] = m + v * w * _bd_normal(&r)
-                self._release()
+        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        if bad < 0:
+            _bd_rng_init(&r, key, _BD_SALT_SAMPLE)
+            self._take()
+            for a in range(self.n_arms):
+                self._mean_width(a, &x[0], &m, &w)
+                out[a] = m + v * w * _bd_normal(&r)
+            self._release()
         return bad
 
     def best_pmf(self, const double[::1] x, double v, uint64_t key, Py_ssize_t draws,
@@ -579,8 +588,7 @@ cdef class LinearCore(_BdLocked):
 
     def get_state(self):
         """(A^-1, b, theta, pulls, version), copied under the lock."""
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             return (self._ainv_arr.copy(), self._b_arr.copy(), self._theta_arr.copy(),
                     self._pulls_arr.copy(), self._version)
@@ -588,8 +596,7 @@ cdef class LinearCore(_BdLocked):
             self._release()
 
     def set_state(self, ainv, b, theta, pulls, uint64_t version):
-        with nogil:
-            self._acquire()
+        self._take()
         try:
             self._ainv_arr[...] = ainv
             self._b_arr[...] = b

@@ -201,7 +201,7 @@ def sample_slate(
     """len(out) distinct indices without replacement into ``out``; -1, or j as in sample_index."""
 
 # --- online bandits (_bandits.pxi) ---
-# State behind one lock per object (taken with the GIL released). Arms, shapes and
+# State behind one lock per object (short sections keep the GIL; draw loops release it). Arms, shapes and
 # rewards are validated by nba.models.online; methods taking ``x`` return the index
 # of its first non-finite feature (nothing done) or -1.
 UNPLAYED_SCORE: float

@@ -28,6 +28,7 @@ import msgspec
 import numpy as np
 
 from nba import _core
+from nba._locks import PoliteLock
 from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
@@ -340,7 +341,7 @@ class Decider:
         self._max_pending = int(max_pending)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._deferred: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = PoliteLock()  # pending rewards and deferred events (no convoy with the GIL)
         self._prefix = os.urandom(6).hex()
         self._counter = itertools.count(1)
         if log is not None:

@@ -51,6 +51,7 @@ from typing import Any, Union
 import msgspec
 
 from nba import _core
+from nba._locks import PoliteLock
 from nba.errors import ConfigError, LogError
 
 __all__ = [
@@ -155,23 +156,6 @@ def _stamp(ns: int) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(sec)) + f".{rem // 1000:06d}Z"
 
 
-def _acquire_politely(lock: Any) -> None:
-    """Acquire a lock that another thread holds without forming a convoy.
-
-    A record append keeps the GIL throughout, so the holder is only ever between
-    two bytecodes, waiting for the GIL. Blocking on the lock would leave this
-    thread holding the lock while it waits for the GIL in turn, and two request
-    threads would then hand over both on every record (measured: two threads ran at
-    half the rate of one). Yielding the GIL lets the holder finish; only a holder
-    that is really busy (a buffer flush, an fsync) is waited for by blocking.
-    """
-    for _ in range(64):
-        time.sleep(0)  # releases the GIL: the holder runs and releases the lock
-        if lock.acquire(False):
-            return
-    lock.acquire()
-
-
 def _close_quietly(ref: weakref.ReferenceType) -> None:
     log = ref()
     if log is not None:
@@ -230,7 +214,7 @@ class DecisionLog:
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._line = bytearray()  # the record being encoded (reused)
         self._buf = bytearray()  # pending lines of the current segment (buffered modes)
-        self._lock = threading.Lock()  # appends, writes, rotation
+        self._lock = PoliteLock()  # appends, writes, rotation (no convoy with the GIL)
         self._sync_lock = threading.Lock()  # fdatasync vs closing that fd
         self._durable = threading.Condition(threading.Lock())
         self._catalogs: dict[str, CatalogRecord] = {}
@@ -262,13 +246,8 @@ class DecisionLog:
 
     def append(self, record: Record) -> int:
         """Append one record; returns its sequence number (see ``durable_seq``)."""
-        lock = self._lock
-        if not lock.acquire(False):
-            _acquire_politely(lock)
-        try:
+        with self._lock:
             return self._append_locked(record)
-        finally:
-            lock.release()
 
     def _append_locked(self, record: Record) -> int:
         if self._closed:
