@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import lightgbm as lgb
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -318,6 +319,19 @@ def test_log_holds_only_declared_features(tmp_path, catalog, model) -> None:
     (rec,) = _decisions(tmp_path)
     names = {n for ns in rec.features.values() for n in ns}
     assert names <= {"age", "segment", "hour"}
+
+
+def test_logged_features_read_back_as_used_features(tmp_path, catalog, model) -> None:
+    """The Decider logs the model's vector; the reader turns it back into used_features, unknown categories too."""
+    inputs = [(PROFILE, CTX), ({**PROFILE, "segment": "platinum"}, CTX), ({"id": "u9", "age": 30.0}, None)]
+    with nba.Decider(catalog, model, log=nba.DecisionLog(tmp_path)) as dec:
+        for prof, ctx in inputs:
+            dec.decide(prof, ctx)
+    recs = _decisions(tmp_path)
+    assert len(recs) == 3
+    for rec, (prof, ctx) in zip(recs, inputs):
+        assert rec.x == catalog.schema.vectorize(prof, ctx).tolist()
+        assert msgspec.json.encode(rec.features) == msgspec.json.encode(catalog.schema.used_features(prof, ctx))
 
 
 def test_bad_inputs_raise_typed_errors(catalog, model) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import nba
 from nba import _core
 from nba.errors import ConfigError, LogError
 from nba.log import (
@@ -693,3 +695,70 @@ def test_append_waits_for_a_holder_that_keeps_the_lock():
         assert done.is_set()
         log.close()
         assert [r.event_id for r in _read_strict(d)] == ["late"]
+
+
+# --------------------------------------------------------------------------- vectors read back as features
+
+_SCHEMA = nba.FeatureSchema([
+    nba.Numeric("age", bounds=(0, 120), clip=True),
+    nba.Numeric("score", allow_missing=True),
+    nba.Categorical("city", ["paris", "lyon"], unknown="zeros"),
+    nba.Categorical("tier", ["gold", "silver"], unknown="other", default="silver"),
+    nba.Categorical("band", [1, 2, 3]),
+    nba.Boolean("member", allow_missing=True),
+    nba.Numeric("hour", source="context", namespace="Context"),
+    nba.Boolean("mobile", source="context", namespace="Context"),
+])
+_values = {
+    "age": st.one_of(st.none(), st.floats(-50, 200)),
+    "score": st.one_of(st.none(), st.just(math.nan), st.floats(-1e6, 1e6)),
+    "city": st.one_of(st.none(), st.sampled_from(["paris", "lyon", "berlin", "Paris"])),
+    "tier": st.one_of(st.none(), st.sampled_from(["gold", "silver", "bronze"])),
+    "band": st.one_of(st.none(), st.sampled_from([1, 2, 3, 7])),
+    "member": st.one_of(st.none(), st.booleans(), st.just(math.nan)),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    profile=st.fixed_dictionaries({}, optional=_values),
+    context=st.fixed_dictionaries({}, optional={"hour": st.floats(0, 23), "mobile": st.booleans()}),
+)
+def test_logged_vectors_read_back_as_the_features_the_decision_used(profile, context):
+    """x + schema_id + raw, as the Decider writes them, read back as used_features."""
+    x = _SCHEMA.vectorize(profile, context)
+    xs = x.tolist()
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d)
+        log.register_schema(_SCHEMA.schema_id, _SCHEMA.log_layout)
+        rec = msgspec.structs.replace(_decision("e0", 1.0), features={}, x=xs, schema_id=_SCHEMA.schema_id,
+                                      raw=_SCHEMA.log_raw(xs, profile, context) or {})
+        log.append(rec)
+        log.close()
+        (back,) = [r for r in _read_strict(d) if isinstance(r, DecisionRecord)]
+    # As JSON: types (True is not 1.0) and order count, as they do in the exported dsjson.
+    assert msgspec.json.encode(back.features) == msgspec.json.encode(_SCHEMA.used_features(profile, context))
+
+
+def test_a_decision_whose_schema_record_is_missing_keeps_empty_features_with_a_warning():
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d)
+        log.append(msgspec.structs.replace(_decision("e0", 1.0), features={}, x=[1.0], schema_id="nope"))
+        log.close()
+        with pytest.warns(CorruptRecordWarning, match="schema 'nope'"):
+            (rec,) = [r for r in read_records(d) if isinstance(r, DecisionRecord)]
+    assert rec.features == {} and rec.x == [1.0]
+
+
+def test_schema_records_head_every_segment():
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d, segment_bytes=2000)
+        log.register_schema(_SCHEMA.schema_id, _SCHEMA.log_layout)
+        assert log.register_schema(_SCHEMA.schema_id, _SCHEMA.log_layout) == log.last_seq  # unchanged: nothing written
+        for i in range(20):
+            log.append(_decision(f"e{i}", float(i)))
+        log.close()
+        assert len(log.segments) > 2
+        for path in log.segments:
+            first = msgspec.json.decode(_segment_lines(path)[0])
+            assert first["type"] == "schema" and first["schema_id"] == _SCHEMA.schema_id

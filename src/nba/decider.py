@@ -39,6 +39,7 @@ from nba.schema import FeatureSchema
 __all__ = ["Decider", "Decision"]
 
 _NO_ASSIGNMENT = Assignment()
+_NO_RAW: dict[str, dict[str, Any]] = {}
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -346,6 +347,7 @@ class Decider:
         self._counter = itertools.count(1)
         if log is not None:
             log.register_catalog(catalog.catalog_id, dict(zip(catalog.ids, catalog.action_features)))
+            log.register_schema(catalog.schema.schema_id, catalog.schema.log_layout)
 
     # ------------------------------------------------------------------ properties
 
@@ -438,6 +440,8 @@ class Decider:
                 while len(self._deferred) > self._max_pending:
                     self._deferred.popitem(last=False)
         if self._log is not None:
+            schema = st.catalog.schema
+            xs = x.tolist()
             self._log.append(
                 DecisionRecord(
                     event_id=eid,
@@ -447,7 +451,9 @@ class Decider:
                     chosen=chosen,
                     probability=pmf_t[chosen[0]],
                     scores=scores_t,  # type: ignore[arg-type]
-                    features=st.catalog.schema.used_features(profile, context, x=x),
+                    x=xs,  # the model's input; read_records turns it back into features
+                    schema_id=schema.schema_id,
+                    raw=schema.log_raw(xs, profile, context) or _NO_RAW,
                     model_version=version,
                     variants=asg.variants,
                     policy=pol_name,

@@ -60,6 +60,7 @@ __all__ = [
     "ActivationRecord",
     "OutcomeRecord",
     "CatalogRecord",
+    "SchemaRecord",
     "Record",
     "JoinedExample",
     "LogWarning",
@@ -88,6 +89,11 @@ class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=Tr
     ``chosen`` holds indices into ``actions`` (ranked; ``chosen[0]`` was taken) and
     ``probability`` is ``pmf[chosen[0]]``. ``ts`` is unix seconds. Non-finite
     scores are written as ``null`` (JSON has no inf/NaN) and read back as None.
+
+    A Decider writes the model's input vector ``x`` and its ``schema_id`` instead
+    of ``features`` (cheaper to write, and exactly what the model saw), plus in
+    ``raw`` the unknown categories a vector cannot hold; ``read_records`` turns
+    them back into ``features`` with the schema record of the segment.
     """
 
     event_id: str
@@ -106,6 +112,9 @@ class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=Tr
     deferred: bool = False
     fallback: bool = False
     catalog_id: Union[str, None] = None
+    x: Union[list[Union[float, None]], None] = None
+    schema_id: Union[str, None] = None
+    raw: Features = {}
 
 
 class ActivationRecord(msgspec.Struct, tag="activation", tag_field="type", frozen=True):
@@ -134,7 +143,20 @@ class CatalogRecord(msgspec.Struct, tag="catalog", tag_field="type", frozen=True
     ts: float = 0.0
 
 
-Record = Union[DecisionRecord, ActivationRecord, OutcomeRecord, CatalogRecord]
+class SchemaRecord(msgspec.Struct, tag="schema", tag_field="type", frozen=True):
+    """How a decision's vector ``x`` reads back as features (``FeatureSchema.log_layout``).
+
+    One entry per declared feature: ``[namespace, name, kind, column, categories]``
+    with kind "number", "bool" or "category" (one-hot columns from ``column``, one
+    per category). Written at the top of every segment, like catalogues.
+    """
+
+    schema_id: str
+    features: list[tuple[str, str, str, int, list[Any]]]
+    ts: float = 0.0
+
+
+Record = Union[DecisionRecord, ActivationRecord, OutcomeRecord, CatalogRecord, SchemaRecord]
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -218,6 +240,7 @@ class DecisionLog:
         self._sync_lock = threading.Lock()  # fdatasync vs closing that fd
         self._durable = threading.Condition(threading.Lock())
         self._catalogs: dict[str, CatalogRecord] = {}
+        self._schemas: dict[str, SchemaRecord] = {}
 
         self._fd = -1
         self._fd_gen = 0  # bumped whenever _fd changes, so a sync never hits a reused fd
@@ -359,6 +382,29 @@ class DecisionLog:
                 self._new_segment()
             seq = self._append_locked(record)
             self._catalogs[catalog_id] = record
+            return seq
+
+    def register_schema(self, schema_id: str, layout: Sequence[Sequence[Any]]) -> int:
+        """Write how vectors of ``schema_id`` read back as features, and repeat it atop every new segment.
+
+        ``layout`` is ``FeatureSchema.log_layout``. Re-registering an unchanged
+        schema writes nothing and returns the last sequence number.
+        """
+        try:
+            plain = msgspec.json.decode(msgspec.json.encode([list(f) for f in layout]))
+            record = msgspec.convert(
+                {"type": "schema", "schema_id": schema_id, "features": plain, "ts": time.time()}, SchemaRecord
+            )
+        except (TypeError, NotImplementedError, OverflowError, msgspec.ValidationError) as e:
+            raise LogError(f"cannot write schema {schema_id!r} to the decision log: {e}") from e
+        with self._lock:
+            old = self._schemas.get(schema_id)
+            if old is not None and old.features == record.features:
+                return self._seq
+            if self._fd < 0 and not self._closed:
+                self._new_segment()
+            seq = self._append_locked(record)
+            self._schemas[schema_id] = record
             return seq
 
     # ----------------------------------------------------------------- durability
@@ -539,8 +585,8 @@ class DecisionLog:
         self._broken = False
         self._seg_records = 0
         header = bytearray()
-        for cat in self._catalogs.values():
-            self._encoder.encode_into(cat, header, -1)
+        for rec in (*self._catalogs.values(), *self._schemas.values()):
+            self._encoder.encode_into(rec, header, -1)
             header.append(10)
         self._seg_size = len(header) + len(self._buf)
         if self._buffered:
@@ -658,8 +704,56 @@ def read_records(directory: str | os.PathLike[str]) -> Iterator[Record]:
     A torn last line (``TornRecordWarning``) or a corrupt line
     (``CorruptRecordWarning``) is skipped with a warning; reading goes on.
     """
+    schemas: dict[str, SchemaRecord] = {}
     for path in _segment_paths(directory):
-        yield from _read_segment(path)
+        for rec in _read_segment(path):
+            if type(rec) is DecisionRecord and rec.x is not None and rec.schema_id is not None:
+                schema = schemas.get(rec.schema_id)
+                if schema is None:
+                    warnings.warn(
+                        f"{path}: decision {rec.event_id!r} refers to schema {rec.schema_id!r}, which no "
+                        "schema record before it defines; its features are left empty",
+                        CorruptRecordWarning,
+                        stacklevel=2,
+                    )
+                else:
+                    rec = msgspec.structs.replace(rec, features=_features(schema, rec.x, rec.raw))
+            elif type(rec) is SchemaRecord:
+                schemas[rec.schema_id] = rec
+            yield rec
+
+
+_ABSENT = object()  # a feature the decision saw as missing: not logged
+
+
+def _features(schema: SchemaRecord, x: list[Any], raw: Features) -> Features:
+    """``{namespace: {name: value}}`` of vector ``x`` as ``FeatureSchema.used_features`` gives it.
+
+    Numbers as they are, booleans as booleans, a category by its one-hot column;
+    missing values (NaN, written as null) are left out, and a category whose block
+    is empty comes from ``raw`` (unknown) or is left out (missing).
+    """
+    out: Features = {}
+    n = len(x)
+    for ns, name, kind, col, cats in schema.features:
+        if kind == "category":
+            value = _ABSENT
+            for j in range(len(cats)):
+                if col + j < n and x[col + j] == 1.0:
+                    value = cats[j]
+                    break
+            else:
+                value = raw.get(ns, {}).get(name, _ABSENT)
+            if value is _ABSENT:
+                continue
+        else:
+            v = x[col] if col < n else None
+            if v is None or v != v:
+                continue
+            value = v != 0.0 if kind == "bool" else v
+        out.setdefault(ns, {})[name] = value
+    return out
+
 
 
 class JoinedExample(msgspec.Struct, frozen=True):

@@ -23,6 +23,7 @@ is kept: LightGBM stores it unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -542,6 +543,15 @@ class FeatureSchema:
         for p in plans:
             self._log_groups.setdefault(p.namespace, []).append(p)
         self._log_fn = self._compile_log()
+        # The decision log stores the vector itself; this says how to read features back from it.
+        self.log_layout: tuple[tuple[str, str, str, int, tuple[Any, ...]], ...] = tuple(
+            (p.namespace, p.name, _LOG_KINDS[p.kind], p.col, tuple(getattr(p, "categories", ())))
+            for group in self._log_groups.values() for p in group
+        )
+        self.schema_id = hashlib.sha256(msgspec.json.encode(self.log_layout)).hexdigest()[:16]
+        self._log_cats = tuple(
+            (ns, p) for ns, group in self._log_groups.items() for p in group if p.kind == "categorical"
+        )
         self._compile()
 
     def _compile(self) -> None:
@@ -841,6 +851,27 @@ class FeatureSchema:
             raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
         return self._log_fn(x.tolist(), profile, context)
 
+    def log_raw(self, x: Sequence[float], profile: Any, context: Any = None) -> dict[str, dict[str, Any]] | None:
+        """The features ``log_layout`` cannot read back from ``x``, as ``used_features`` logs them.
+
+        Only categories whose one-hot block is all zeros (or on its "other" column)
+        with a value to log, i.e. unknown categories: ``{namespace: {name: raw}}``,
+        or None when there are none (the usual case).
+        """
+        out: dict[str, dict[str, Any]] | None = None
+        for ns, p in self._log_cats:
+            a = p.col
+            for j in range(a, a + len(p.categories)):
+                if x[j] == 1.0:
+                    break
+            else:
+                v = _logged_category(p, x, profile, context)
+                if v is not MISSING:
+                    if out is None:
+                        out = {}
+                    out.setdefault(ns, {})[p.name] = v
+        return out
+
     def _compile_log(self) -> Callable[[list, Any, Any], dict[str, dict[str, Any]]]:
         """Generate ``used_features``' body for this schema: dict displays in declaration order.
 
@@ -907,11 +938,14 @@ class FeatureSchema:
             )
 
 
-def _logged_category(p: Any, xs: list, profile: Any, context: Any) -> Any:
+_LOG_KINDS = {"numeric": "number", "boolean": "bool", "categorical": "category"}
+
+
+def _logged_category(p: Any, xs: Any, profile: Any, context: Any) -> Any:
     """A categorical feature as logged: its category, else the raw value (unknown ones), else MISSING."""
-    block = xs[p.col : p.col + len(p.categories)]
-    if 1.0 in block:
-        return p.categories[block.index(1.0)]
+    for j in range(len(p.categories)):
+        if xs[p.col + j] == 1.0:
+            return p.categories[j]
     # Missing or unknown: the raw value decides (a ready vector has none).
     obj = profile if p.source == "profile" else context
     return MISSING if isinstance(obj, (np.ndarray, list, tuple)) else p.logged(_get(obj, p.name))
