@@ -16,22 +16,26 @@ import time
 from typing import Any
 
 
+def acquire_politely(lock: threading.Lock) -> None:
+    """Acquire ``lock``, which another thread holds, yielding the GIL before blocking."""
+    for _ in range(64):
+        time.sleep(0)  # releases the GIL: the holder runs and releases the lock
+        if lock.acquire(False):
+            return
+    lock.acquire()
+
+
 class PoliteLock:
     """A non-reentrant lock (``with lock:``) that does not form convoys with the GIL."""
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock",)  # the threading.Lock; hot paths may take it with acquire_politely
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
     def __enter__(self) -> PoliteLock:
-        lock = self._lock
-        if not lock.acquire(False):
-            for _ in range(64):
-                time.sleep(0)  # releases the GIL: the holder runs and releases the lock
-                if lock.acquire(False):
-                    return self
-            lock.acquire()
+        if not self._lock.acquire(False):
+            acquire_politely(self._lock)
         return self
 
     def __exit__(self, *exc: Any) -> None:

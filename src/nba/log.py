@@ -51,7 +51,7 @@ from typing import Any, Union
 import msgspec
 
 from nba import _core
-from nba._locks import PoliteLock
+from nba._locks import PoliteLock, acquire_politely
 from nba.errors import ConfigError, LogError
 
 __all__ = [
@@ -269,8 +269,13 @@ class DecisionLog:
 
     def append(self, record: Record) -> int:
         """Append one record; returns its sequence number (see ``durable_seq``)."""
-        with self._lock:
+        lock = self._lock._lock  # PoliteLock's fast path, inlined: this runs once per decision
+        if not lock.acquire(False):
+            acquire_politely(lock)
+        try:
             return self._append_locked(record)
+        finally:
+            lock.release()
 
     def _append_locked(self, record: Record) -> int:
         if self._closed:

@@ -550,7 +550,8 @@ class FeatureSchema:
         )
         self.schema_id = hashlib.sha256(msgspec.json.encode(self.log_layout)).hexdigest()[:16]
         self._log_cats = tuple(
-            (ns, p) for ns, group in self._log_groups.items() for p in group if p.kind == "categorical"
+            (ns, p, p.col, p.col + len(p.categories))
+            for ns, group in self._log_groups.items() for p in group if p.kind == "categorical"
         )
         self._compile()
 
@@ -851,25 +852,25 @@ class FeatureSchema:
             raise SchemaError(f"used_features: x must be the vector vectorize returned, shape {self._shape}")
         return self._log_fn(x.tolist(), profile, context)
 
-    def log_raw(self, x: Sequence[float], profile: Any, context: Any = None) -> dict[str, dict[str, Any]] | None:
-        """The features ``log_layout`` cannot read back from ``x``, as ``used_features`` logs them.
+    def log_raw(self, x: list[float], profile: Any, context: Any = None) -> dict[str, dict[str, Any]] | None:
+        """The features ``log_layout`` cannot read back from ``x`` (the vector as a list), as ``used_features`` logs them.
 
         Only categories whose one-hot block is all zeros (or on its "other" column)
         with a value to log, i.e. unknown categories: ``{namespace: {name: raw}}``,
         or None when there are none (the usual case).
         """
         out: dict[str, dict[str, Any]] | None = None
-        for ns, p in self._log_cats:
-            a = p.col
-            for j in range(a, a + len(p.categories)):
-                if x[j] == 1.0:
-                    break
-            else:
-                v = _logged_category(p, x, profile, context)
-                if v is not MISSING:
-                    if out is None:
-                        out = {}
-                    out.setdefault(ns, {})[p.name] = v
+        for ns, p, a, b in self._log_cats:
+            try:
+                x.index(1.0, a, b)  # a known category (or the default): the vector says it
+                continue
+            except ValueError:
+                pass
+            v = _logged_category(p, x, profile, context)
+            if v is not MISSING:
+                if out is None:
+                    out = {}
+                out.setdefault(ns, {})[p.name] = v
         return out
 
     def _compile_log(self) -> Callable[[list, Any, Any], dict[str, dict[str, Any]]]:
