@@ -83,7 +83,7 @@ Features = dict[str, Any]
 # --------------------------------------------------------------------------- records
 
 
-class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=True, kw_only=True):
+class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=True, kw_only=True, omit_defaults=True):
     """One decision: what was offered, with which probabilities, and what was chosen.
 
     ``chosen`` holds indices into ``actions`` (ranked; ``chosen[0]`` was taken) and
@@ -93,7 +93,8 @@ class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=Tr
     A Decider writes the model's input vector ``x`` and its ``schema_id`` instead
     of ``features`` (cheaper to write, and exactly what the model saw), plus in
     ``raw`` the unknown categories a vector cannot hold; ``read_records`` turns
-    them back into ``features`` with the schema record of the segment.
+    them back into ``features`` with the schema record of the segment. Fields at
+    their default (``deferred=false``, empty ``raw``, ...) are not written.
     """
 
     event_id: str
