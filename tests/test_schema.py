@@ -502,3 +502,54 @@ def test_huge_finite_values_are_accepted_even_if_their_sum_overflows(values):
     s = FeatureSchema([Numeric(f"v{i}") for i in range(7)])
     p = {f"v{i}": v for i, v in enumerate(values)}
     np.testing.assert_array_equal(s.vectorize(p), np.array(values))
+
+
+# --------------------------------------------------------------------------- the compiled dict path
+
+_FAST_SCHEMA = FeatureSchema([
+    Numeric("age", bounds=(0, 120), clip=True, default=30.0),
+    Numeric("income", bounds=(0, 1e6)),
+    Numeric("score", allow_missing=True),
+    Numeric("visits"),
+    Boolean("member"),
+    Boolean("opted", allow_missing=True),
+    Categorical("city", ["paris", "lyon"], unknown="zeros"),
+    Categorical("tier", ["gold", "silver"], unknown="other", default="silver"),
+    Categorical("band", [1, 2, 3], unknown="error"),
+    Numeric("hour", source="context"),
+    Categorical("device", ["ios", "android"], source="context", unknown="other"),
+])
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0, -0.0, 1.5, 2.0, 130.0, -3.0]),
+    st.sampled_from(["paris", "lyon", "berlin", "gold", "silver", "bronze", "ios", "x"]),
+    st.sampled_from([1, 2, 3, 7, 1.0, 2.5]), st.just([1]), st.just({"a": 1}),
+)
+
+
+def _python_only(schema: FeatureSchema, profile, context):
+    fast = schema._dict_fast
+    schema._dict_fast = lambda *a: False
+    try:
+        return schema.vectorize(profile, context)
+    finally:
+        schema._dict_fast = fast
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    profile=st.dictionaries(st.sampled_from(["age", "income", "score", "visits", "member", "opted", "city",
+                                              "tier", "band", "other"]), _ANY),
+    context=st.one_of(st.none(), st.dictionaries(st.sampled_from(["hour", "device", "ip"]), _ANY)),
+)
+def test_compiled_dict_path_agrees_with_the_python_paths(profile, context):
+    """Same vector bit for bit, or the same error, whichever path reads a plain dict."""
+    try:
+        want = _python_only(_FAST_SCHEMA, profile, context)
+    except SchemaError as e:
+        with pytest.raises(SchemaError) as got:
+            _FAST_SCHEMA.vectorize(profile, context)
+        assert str(got.value) == str(e)
+        return
+    got = _FAST_SCHEMA.vectorize(profile, context)
+    assert got.tobytes() == want.tobytes()

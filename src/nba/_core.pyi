@@ -303,3 +303,12 @@ def fnv1a_32_str(s: str, state: int = 0x811C9DC5) -> int:
 # --- log writes (_logio.pxi) ---
 def write_held(fd: int, data: bytearray, start: int = 0) -> int:
     """write(2) ``data[start:]`` holding the GIL (short page-cache writes); bytes written, or OSError."""
+
+# --- plain dicts to vectors (_schema.pxi) ---
+class DictVectorizer:
+    """nba.schema's fast path for plain dicts, compiled; anything unusual is handed back."""
+
+    n_columns: int
+    def __init__(self, fields: list[tuple[object, ...]], n_columns: int) -> None: ...
+    def vectorize(self, profile: object, context: object, out: npt.NDArray[np.float64]) -> bool:
+        """Write the vector into ``out``; False when nba.schema's validating path must read the input."""

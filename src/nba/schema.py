@@ -36,6 +36,8 @@ from typing import Any, Callable, Literal, Union
 import msgspec
 import numpy as np
 
+from nba._core import DictVectorizer
+
 from nba.errors import ConfigError, SchemaError
 
 __all__ = ["Numeric", "Categorical", "Boolean", "Feature", "Column", "FeatureSchema"]
@@ -593,6 +595,27 @@ class FeatureSchema:
         self._cat_plan = tuple((False, i, cmap, unk) for i, cmap, unk in sp.cats) + tuple(
             (True, i, cmap, unk) for i, cmap, unk in sc.cats
         )
+        # The same fast path, compiled, for plain dicts (the common case); it hands anything
+        # unusual back to this module's paths.
+        fields = []
+        for src in (sp, sc):
+            for p in src.fetch:
+                cat = isinstance(p, _CategoricalPlan)
+                fields.append((
+                    p.name,
+                    _LOG_KINDS[p.kind],
+                    p.col,
+                    0.0 if cat else float(_missing_value(p)),
+                    bool(getattr(p, "allow_missing", False)),
+                    float(getattr(p, "lo", -math.inf)),
+                    float(getattr(p, "hi", math.inf)),
+                    bool(getattr(p, "clip", False)),
+                    dict(p.cmap) if cat else None,
+                    (-1 if p.default is None else p.cmap[p.default]) if cat else -1,
+                    {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown] if cat else -1,
+                    src is sc,
+                ))
+        self._dict_fast = DictVectorizer(fields, self._n).vectorize
         for s in _SOURCES:
             cols = [c.index for c in self._columns if c.source == s]
             plan = self._src[s]
@@ -686,6 +709,8 @@ class FeatureSchema:
             out = np.empty(self._shape)
         elif not (out.__class__ is np.ndarray and out.dtype is _F64 and out.shape == self._shape):
             self._check_out(out)  # (a strided or read-only out makes pack_into raise: the slow path says so)
+        if self._dict_fast(profile, context, out):
+            return out
         # Fast path: one C-level fetch per source, bulk checks, one pack. Anything unusual
         # (a wrong type, NaN, an unknown category, a vector) falls through to the validating path.
         try:
