@@ -555,6 +555,7 @@ class FeatureSchema:
             (ns, p, p.col, p.col + len(p.categories))
             for ns, group in self._log_groups.items() for p in group if p.kind == "categorical"
         )
+        self._log_raw_fn = self._compile_log_raw()
         self._compile()
 
     def _compile(self) -> None:
@@ -884,19 +885,25 @@ class FeatureSchema:
         with a value to log, i.e. unknown categories: ``{namespace: {name: raw}}``,
         or None when there are none (the usual case).
         """
-        out: dict[str, dict[str, Any]] | None = None
+        return self._log_raw_fn(x, profile, context)
+
+    def _compile_log_raw(self) -> Callable[[list, Any, Any], dict[str, dict[str, Any]] | None]:
+        """Generate ``log_raw``'s body: one inline test per categorical (this runs per logged decision)."""
+        lines = ["def raw(xs, profile, context):", "    out = None"]
+        env: dict[str, Any] = {"_cat": _logged_category, "MISSING": MISSING}
         for ns, p, a, b in self._log_cats:
-            try:
-                x.index(1.0, a, b)  # a known category (or the default): the vector says it
-                continue
-            except ValueError:
-                pass
-            v = _logged_category(p, x, profile, context)
-            if v is not MISSING:
-                if out is None:
-                    out = {}
-                out.setdefault(ns, {})[p.name] = v
-        return out
+            env[f"p{id(p)}"] = p
+            test = " and ".join(f"xs[{j}] != 1.0" for j in range(a, b)) or "True"
+            lines += [
+                f"    if {test}:",
+                f"        v = _cat(p{id(p)}, xs, profile, context)",
+                "        if v is not MISSING:",
+                "            out = {} if out is None else out",
+                f"            out.setdefault({ns!r}, {{}})[{p.name!r}] = v",
+            ]
+        lines.append("    return out")
+        exec("\n".join(lines), env)  # noqa: S102 - names and keys are repr()-quoted
+        return env["raw"]
 
     def _compile_log(self) -> Callable[[list, Any, Any], dict[str, dict[str, Any]]]:
         """Generate ``used_features``' body for this schema: dict displays in declaration order.
