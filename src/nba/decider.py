@@ -397,7 +397,7 @@ class Decider:
         pname = asg.overrides.get("policy", "default")
         scorer = st.scorers[sname]
         policy = st.policies[pname]
-        b = st.buffers()
+        b = getattr(st.local, "b", None) or st.buffers()  # this thread's scratch arrays
         x = st.catalog.schema.vectorize(profile, context, out=b.x)
         idx = st.catalog.static_eligible(channel)
         if idx is None:
