@@ -376,19 +376,7 @@ class DecisionLog:
             plain = msgspec.json.decode(data)
         except (TypeError, NotImplementedError, OverflowError) as e:
             raise LogError(f"cannot write catalogue {catalog_id!r} to the decision log: {e}") from e
-        record = CatalogRecord(catalog_id, plain, time.time())
-        with self._lock:
-            old = self._catalogs.get(catalog_id)
-            if old is not None and old.arms == record.arms:
-                return self._seq
-            # Open a segment first so its header holds only the catalogues registered
-            # before; the new one then lands exactly once, as an ordinary record (the
-            # first after the header if this very append starts a new segment).
-            if self._fd < 0 and not self._closed:
-                self._new_segment()
-            seq = self._append_locked(record)
-            self._catalogs[catalog_id] = record
-            return seq
+        return self._register_header(self._catalogs, catalog_id, CatalogRecord(catalog_id, plain, time.time()))
 
     def register_schema(self, schema_id: str, layout: Sequence[Sequence[Any]]) -> int:
         """Write how vectors of ``schema_id`` read back as features, and repeat it atop every new segment.
@@ -403,14 +391,21 @@ class DecisionLog:
             )
         except (TypeError, NotImplementedError, OverflowError, msgspec.ValidationError) as e:
             raise LogError(f"cannot write schema {schema_id!r} to the decision log: {e}") from e
+        return self._register_header(self._schemas, schema_id, record)
+
+    def _register_header(self, table: dict[str, Any], key: str, record: CatalogRecord | SchemaRecord) -> int:
+        """Append a segment-header record once (unless unchanged) and keep it for the next segments."""
         with self._lock:
-            old = self._schemas.get(schema_id)
-            if old is not None and old.features == record.features:
+            old = table.get(key)
+            if old is not None and msgspec.structs.replace(old, ts=record.ts) == record:
                 return self._seq
+            # Open a segment first so its header holds only the records registered
+            # before; the new one then lands exactly once, as an ordinary record (the
+            # first after the header if this very append starts a new segment).
             if self._fd < 0 and not self._closed:
                 self._new_segment()
             seq = self._append_locked(record)
-            self._schemas[schema_id] = record
+            table[key] = record
             return seq
 
     # ----------------------------------------------------------------- durability

@@ -29,7 +29,16 @@ import nba
 from nba.errors import SchemaError
 from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 from nba.policy import EpsilonGreedy, sample
-from tests.models.test_lightgbm import KZERO, SPECIALS, _categorical_booster, _data, _edited_model, _probe, _train
+from tests.models.test_lightgbm import (
+    KZERO,
+    SPECIALS,
+    _categorical_booster,
+    _data,
+    _edited_model,
+    _missing_booster,
+    _probe,
+    _train,
+)
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -211,15 +220,7 @@ def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize("use_missing", [True, False])
 @pytest.mark.parametrize("zero_as_missing", [True, False])
 def test_missing_value_modes(use_missing: bool, zero_as_missing: bool, rng: np.random.Generator) -> None:
-    n = 2000
-    X, z = _data(rng, n)
-    X[rng.random(X.shape) < 0.15] = np.nan
-    X[rng.random(X.shape) < 0.15] = 0.0
-    y = z + np.where(np.isnan(X[:, 0]), 2.0, 0.0) - np.where(X[:, 1] == 0.0, 1.5, 0.0)
-    y = np.nan_to_num(y, nan=1.0)
-    booster = _train(
-        {"objective": "regression", "use_missing": use_missing, "zero_as_missing": zero_as_missing}, X, y, rounds=10
-    )
+    booster = _missing_booster(rng, use_missing, zero_as_missing)
     _check_parity(load_lightgbm(booster), booster, _prober(booster, rng), rng, n_arms=(5, 65, 150))
 
 
