@@ -8,7 +8,7 @@ experiment, a DecisionLog in a temp dir with durability="record".
   (``Booster.predict`` on the 10 arm rows + numpy epsilon-greedy + ``json.dumps``
   + one ``os.write`` per decision). Before timing, both must score the arms alike.
 * The nba benchmark also records per-call p50/p99 (``perf_counter_ns`` loop) and
-  decisions/s with 1 and 2 threads in ``extra_info``.
+  decisions/s with 1 and 2 threads (best of 3 runs each) in ``extra_info``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,12 @@ def test_plain_and_nba_score_the_arms_alike(work, tmp_path) -> None:
     plain.close()
 
 
-def _throughput(dec: nba.Decider, profiles: list, threads: int) -> float:
+def _throughput(dec: nba.Decider, profiles: list, threads: int, repeats: int = 3) -> float:
+    """Decisions per second with ``threads`` threads: the best of ``repeats`` runs (the box is noisy)."""
+    return max(_throughput_once(dec, profiles, threads) for _ in range(repeats))
+
+
+def _throughput_once(dec: nba.Decider, profiles: list, threads: int) -> float:
     per = THROUGHPUT_CALLS // threads
     barrier = threading.Barrier(threads + 1)
 
