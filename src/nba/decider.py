@@ -218,6 +218,8 @@ class _State:
                 self._payloads[ch] = tuple(catalog.payload(i, ch) for i in range(len(catalog)))
             except ConfigError:  # some arm has no payload for it: ask each time, so the error names the arm
                 pass
+        # Eligible arms of the channels whose arms carry no rule or date (None: evaluate per decision).
+        self.static = {ch: catalog.static_eligible(ch) for ch in (None, *catalog.channels)}
         self.local = threading.local()
 
     def payload(self, arm: int, channel: str | None) -> Any:
@@ -399,13 +401,13 @@ class Decider:
         policy = st.policies[pname]
         b = getattr(st.local, "b", None) or st.buffers()  # this thread's scratch arrays
         x = st.catalog.schema.vectorize(profile, context, out=b.x)
-        idx = st.catalog.static_eligible(channel)
+        idx = st.static.get(channel) if channel in st.static else st.catalog.static_eligible(channel)
         if idx is None:
             idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         k = idx.shape[0]
         if k == 0:
             return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
-        scores = b.scores[:k]
+        scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
         kernel = st.kernels[pname]
         forest = getattr(scorer, "forest", None)
         if forest is not None and kernel is not None and st.factors is not None:
@@ -414,7 +416,7 @@ class Decider:
             c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
                                     eid, self._seed_u64, b.scorer[sname]["acc"],
                                     b.scores, b.pri, b.pmf)
-            pmf = b.pmf[:k]
+            pmf = b.pmf if k == b.pmf.shape[0] else b.pmf[:k]
             if c < 0:
                 self._raise_bad_priority(st, idx, scores, b.pri[:k], -1 - c)
             chosen = [c] if n == 1 else sample_slate(pmf, min(n, k), eid, self._seed).tolist()
