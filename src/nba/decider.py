@@ -220,6 +220,7 @@ class _State:
                 pass
         # Eligible arms of the channels whose arms carry no rule or date (None: evaluate per decision).
         self.static = {ch: catalog.static_eligible(ch) for ch in (None, *catalog.channels)}
+        self.scale = catalog.values * catalog.weights  # what online policies multiply draws by
         self.local = threading.local()
 
     def payload(self, arm: int, channel: str | None) -> Any:
@@ -497,7 +498,7 @@ class Decider:
         """The policy's pmf over the eligible arms, step by step (any model, policy, arbitration)."""
         k = idx.shape[0]
         if scorer.kind == "online" and hasattr(policy, "model_pmf"):
-            scale = st.catalog.values.take(idx) * st.catalog.weights.take(idx)
+            scale = st.scale if k == st.scale.shape[0] else st.scale.take(idx)
             return policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
                                     arms=idx, scale=scale, out=b.pmf[:k])
         pri = st.catalog.priorities(scores, idx, out=b.pri)

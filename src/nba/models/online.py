@@ -225,11 +225,11 @@ class OnlineBandit:
             if a.dtype.kind not in "iu" or a.ndim != 1 or a.shape[0] == 0:
                 raise SchemaError(f"arms must be a non-empty 1-D sequence of int arm indices, got {arms!r}")
             a = np.ascontiguousarray(a, dtype=_I64)
-            if a.min() < 0 or a.max() >= self._n_arms:
-                raise SchemaError(f"arms holds an index outside 0..{self._n_arms - 1}: {a.tolist()}")
-            # Ascending (what a Decider passes) is distinct; only other orders need a sort.
-            if a.shape[0] > 1 and not (a[1:] > a[:-1]).all() and np.unique(a).shape[0] != a.shape[0]:
-                raise SchemaError(f"arms must be distinct, got {a.tolist()}")
+            lst = a.tolist()  # checks on a list: numpy reductions cost more on a few arms
+            if min(lst) < 0 or max(lst) >= self._n_arms:
+                raise SchemaError(f"arms holds an index outside 0..{self._n_arms - 1}: {lst}")
+            if len(set(lst)) != len(lst):
+                raise SchemaError(f"arms must be distinct, got {lst}")
         n = a.shape[0]
         if scale is None:
             s = self._ones if n == self._n_arms else np.ones(n, dtype=_F64)
@@ -240,7 +240,7 @@ class OnlineBandit:
                 raise SchemaError(f"scale must be {n} numbers, one per offered arm: {e}") from None
             if s.shape != (n,):
                 raise SchemaError(f"scale must hold one number per offered arm ({n}), got shape {s.shape}")
-            if not np.isfinite(s).all():
+            if not all(map(math.isfinite, s.tolist())):
                 raise SchemaError(f"scale must be finite, got {s.tolist()}")
         if out is None:
             o = np.empty(n, dtype=_F64)
