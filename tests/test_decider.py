@@ -309,6 +309,21 @@ def test_swap_model_changes_model_version(catalog, model) -> None:
 # --------------------------------------------------------------------------- privacy and errors
 
 
+def test_ucb_decisions_use_the_bounds_just_scored(catalog) -> None:
+    """The Decider's UCB pmf (from the scores it logs) equals the policy's own model_pmf."""
+    model = nba.LinUCB(n_arms=len(catalog), n_features=catalog.schema.n_columns, alpha=0.5)
+    dec = nba.Decider(catalog, model, policy=nba.UCB(), seed=3)
+    rng = np.random.default_rng(5)
+    for i in range(60):
+        prof = {"id": f"u{i}", "age": float(rng.integers(18, 80)), "segment": ["gold", "silver"][i % 2]}
+        d = dec.decide(prof, CTX)
+        idx = np.array([catalog.index(a) for a in d.actions], dtype=np.intp)
+        scale = catalog.values[idx] * catalog.weights[idx]
+        want = nba.UCB().model_pmf(model, catalog.schema.vectorize(prof, CTX), event_id=d.event_id, arms=idx, scale=scale)
+        assert d.pmf == tuple(want.tolist())
+        dec.reward(d.event_id, float(rng.random() < 0.3))
+
+
 def test_log_holds_only_declared_features(tmp_path, catalog, model) -> None:
     prof = {**PROFILE, "email": "jane.doe@example.com", "ssn": "123-45-6789"}
     with nba.Decider(catalog, model, log=nba.DecisionLog(tmp_path)) as dec:

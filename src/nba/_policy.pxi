@@ -20,6 +20,7 @@
 # (all arithmetic mod 2^64). sample() uses u_0; sample_slate() uses u_j for slot j.
 
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
+from libc.float cimport DBL_MAX
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
@@ -49,8 +50,15 @@ cdef inline Py_ssize_t _pol_first_nonfinite(const double* s, Py_ssize_t n) noexc
 
 
 cdef inline bint _pol_same_rel(double a, double b, double rtol) noexcept nogil:
-    """VW::math::are_same_rel: |a - b| <= rtol * (|a| + |b|)."""
-    return fabs(a - b) <= rtol * (fabs(a) + fabs(b))
+    """VW::math::are_same_rel: |a - b| <= rtol * (|a| + |b|).
+
+    Near the float64 limit |a| + |b| overflows (and 0 x inf is NaN): the bound is
+    then taken term by term, which cannot overflow.
+    """
+    cdef double t = fabs(a) + fabs(b)
+    if t > DBL_MAX:
+        return fabs(a - b) <= rtol * fabs(a) + rtol * fabs(b)
+    return fabs(a - b) <= rtol * t
 
 
 cdef void _pol_epsilon_greedy(const double* s, Py_ssize_t n, double eps, double rtol,

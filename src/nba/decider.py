@@ -33,6 +33,7 @@ from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log import DecisionLog, DecisionRecord
+from nba.models.online import greedy_pmf
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
 
@@ -499,6 +500,11 @@ class Decider:
         k = idx.shape[0]
         if scorer.kind == "online" and hasattr(policy, "model_pmf"):
             scale = st.scale if k == st.scale.shape[0] else st.scale.take(idx)
+            if policy.kind == "ucb" and scorer.model.exploration == "ucb":
+                # The bounds are the scores just computed: one-hot on the best scaled one.
+                with np.errstate(over="ignore"):  # an unplayed bound x a huge value: greedy_pmf handles inf
+                    pri = np.multiply(scores, scale, out=b.pri[:k])
+                return greedy_pmf(pri, b.pmf[:k])
             return policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
                                     arms=idx, scale=scale, out=b.pmf[:k])
         pri = st.catalog.priorities(scores, idx, out=b.pri)

@@ -309,6 +309,17 @@ def test_save_load_round_trip_reproduces_scores_and_keeps_learning_identically(k
     assert twin.version == 301
 
 
+def test_ucb_pmf_survives_an_unplayed_bound_times_a_huge_scale():
+    """UNPLAYED_SCORE x a large value overflows to inf: those arms still win, tied; the pmf is never garbage."""
+    model = UCB1(4)
+    model.update(0, reward=1.0)
+    model.update(1, reward=0.0)  # arms 2 and 3 never played
+    pmf = model.pmf(scale=[1.0, 1.0, 1e10, 1e10], out=np.full(4, 123.0))
+    np.testing.assert_array_equal(pmf, [0.0, 0.0, 0.5, 0.5])
+    pmf = model.pmf(arms=[0, 3], scale=[1.0, 1e10])
+    np.testing.assert_array_equal(pmf, [0.0, 1.0])
+
+
 def test_version_counts_updates():
     model = LinUCB(2, 2)
     assert model.version == 0

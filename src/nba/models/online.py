@@ -146,6 +146,25 @@ def _positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) ->
     return v
 
 
+def greedy_pmf(offered: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """One-hot on the largest of ``offered`` (exact ties split evenly) into ``out``.
+
+    The pmf of a UCB policy over scaled bounds. An unplayed arm's bound
+    (UNPLAYED_SCORE) times a large scale can overflow to inf: such arms are the
+    best and tie with each other. A NaN is a SchemaError, never a silent pmf.
+    """
+    if _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out) < 0:
+        return out
+    if np.isnan(offered).any():
+        raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
+    np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
+    _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    return out
+
+
+_F64_MAX = float(np.finfo(np.float64).max)
+
+
 class OnlineBandit:
     """Common interface and checks of the online learners (not instantiated directly)."""
 
@@ -261,9 +280,9 @@ class OnlineBandit:
 
     def _ucb_pmf(self, scores: np.ndarray, arms: Any, scale: Any, out: Any) -> np.ndarray:
         a, s, o = self._offer(arms, scale, out)
-        offered = scores[a] * s if (arms is not None or scale is not None) else scores
-        _core.pmf_epsilon_greedy(offered, 0.0, 0.0, o)
-        return o
+        with np.errstate(over="ignore"):  # an unplayed bound x a huge scale: greedy_pmf handles inf
+            offered = scores[a] * s if (arms is not None or scale is not None) else scores
+        return greedy_pmf(offered, o)
 
     # ---- persistence
 
