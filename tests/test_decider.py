@@ -324,6 +324,20 @@ def test_ucb_decisions_use_the_bounds_just_scored(catalog) -> None:
         dec.reward(d.event_id, float(rng.random() < 0.3))
 
 
+def test_squarecb_counts_the_examples_an_online_model_learns(catalog) -> None:
+    model = nba.LinUCB(n_arms=len(catalog), n_features=catalog.schema.n_columns)
+    policy = nba.SquareCB(gamma_scale=10.0)
+    dec = nba.Decider(catalog, model, policy=policy, reward_window=0.0, default_reward=0.0)
+    first = dec.decide(PROFILE, CTX, now=1.0)
+    np.testing.assert_allclose(first.pmf, 1.0 / len(first.pmf))  # t = 0: uniform
+    for i in range(5):
+        d = dec.decide(PROFILE, CTX, now=2.0 + i)
+        dec.reward(d.event_id, 1.0, at=2.0 + i)
+    # Five rewards, and the first decision's window closed unrewarded (learned with the default).
+    assert policy.t == 6 and model.version == 6
+    assert np.ptp(dec.decide(PROFILE, CTX).pmf) > 0.01  # gamma > 0: no longer uniform
+
+
 def test_log_holds_only_declared_features(tmp_path, catalog, model) -> None:
     prof = {**PROFILE, "email": "jane.doe@example.com", "ssn": "123-45-6789"}
     with nba.Decider(catalog, model, log=nba.DecisionLog(tmp_path)) as dec:

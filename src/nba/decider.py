@@ -253,9 +253,9 @@ class _Buffers:
 class _Pending:
     """What ``reward`` needs of a recent decision to teach an online model."""
 
-    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "scorer")
+    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "scorer", "policy")
 
-    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, scorer: Any) -> None:
+    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, scorer: Any, policy: Any) -> None:
         self.arm = arm
         self.x = x
         self.start = start
@@ -263,6 +263,14 @@ class _Pending:
         self.rewarded = False
         self.active = active
         self.scorer = scorer
+        self.policy = policy
+
+    def learn(self, reward: float) -> None:
+        """Teach the model; a policy that counts learned examples (SquareCB) counts one."""
+        self.scorer.model.update(self.arm, self.x, reward)
+        observe = getattr(self.policy, "observe", None)
+        if observe is not None:
+            observe()
 
 
 # --------------------------------------------------------------------------- Decider
@@ -437,7 +445,7 @@ class Decider:
         version = scorer.version
         pol_name = st.policy_names[pname]
         if scorer.kind == "online":
-            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer)
+            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer, policy)
         elif defer:
             with self._lock:
                 self._deferred[eid] = ts
@@ -549,9 +557,10 @@ class Decider:
 
     # ------------------------------------------------------------------ rewards and learning
 
-    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, scorer: Any) -> None:
+    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, scorer: Any,
+                  policy: Any) -> None:
         with self._lock:
-            self._pending[eid] = _Pending(arm, x, ts, active, scorer)
+            self._pending[eid] = _Pending(arm, x, ts, active, scorer, policy)
             if len(self._pending) > self._max_pending:
                 self._expire(math.inf, limit=len(self._pending) - self._max_pending)
 
@@ -567,7 +576,7 @@ class Decider:
             if not p.active:
                 continue  # deferred and never shown: teaches nothing
             if self._aggregate == "sum" or not p.rewarded:
-                p.scorer.model.update(p.arm, p.x, p.total if p.rewarded else self._default_reward)
+                p.learn(p.total if p.rewarded else self._default_reward)
 
     def activate(self, event_id: str, *, at: float | None = None) -> None:
         """Mark a deferred decision as shown: from now on it counts for learning and evaluation."""
@@ -603,7 +612,7 @@ class Decider:
                 p.rewarded = True
             self._expire(ts)
         if learn is not None:
-            learn.scorer.model.update(learn.arm, learn.x, float(value))
+            learn.learn(float(value))
         if self._log is not None:
             self._log.append_outcome(event_id, float(value), ts=ts)
 
