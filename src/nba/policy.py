@@ -123,6 +123,22 @@ def _raise_nonfinite(scores: np.ndarray, i: int) -> None:
     )
 
 
+def _run_pmf(kernel: Any, scores: Any, out: np.ndarray | None, *params: float) -> np.ndarray:
+    """``kernel(scores, *params, out)``, the pmf into ``out`` (a new array if None).
+
+    float64 vectors and a fitting ``out`` go straight to the kernel; anything else
+    is converted and checked first. A non-finite score is a SchemaError naming it.
+    """
+    if out is not None and kernel(scores, *params, out) == -1:
+        return out
+    s = _scores(scores)
+    o = _out(out, s.shape[0])
+    bad = kernel(s, *params, o)
+    if bad >= 0:
+        _raise_nonfinite(s, bad)
+    return o
+
+
 def _event_bytes(event_id: Any) -> bytes:
     if isinstance(event_id, str):
         return event_id.encode("utf-8")
@@ -175,14 +191,7 @@ class Greedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        if out is not None and _core.pmf_epsilon_greedy(scores, 0.0, self.tie_rtol, out) == -1:
-            return out  # fast path: float64 vectors as given
-        s = _scores(scores)
-        o = _out(out, s.shape[0])
-        bad = _core.pmf_epsilon_greedy(s, 0.0, self.tie_rtol, o)
-        if bad >= 0:
-            _raise_nonfinite(s, bad)
-        return o
+        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, 0.0, self.tie_rtol)
 
 
 class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -212,14 +221,7 @@ class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        if out is not None and _core.pmf_epsilon_greedy(scores, self.epsilon, self.tie_rtol, out) == -1:
-            return out  # fast path: float64 vectors as given
-        s = _scores(scores)
-        o = _out(out, s.shape[0])
-        bad = _core.pmf_epsilon_greedy(s, float(self.epsilon), float(self.tie_rtol), o)
-        if bad >= 0:
-            _raise_nonfinite(s, bad)
-        return o
+        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, self.epsilon, self.tie_rtol)
 
 
 class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -254,14 +256,7 @@ class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        if out is not None and _core.pmf_softmax(scores, self.lambda_, self.epsilon, out) == -1:
-            return out  # fast path: float64 vectors as given
-        s = _scores(scores)
-        o = _out(out, s.shape[0])
-        bad = _core.pmf_softmax(s, float(self.lambda_), float(self.epsilon), o)
-        if bad >= 0:
-            _raise_nonfinite(s, bad)
-        return o
+        return _run_pmf(_core.pmf_softmax, scores, out, self.lambda_, self.epsilon)
 
 
 class SquareCB:
@@ -326,12 +321,7 @@ class SquareCB:
 
     def pmf(self, scores: Any, out: np.ndarray | None = None, *, t: int | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better) after ``t`` examples (default: the count)."""
-        s = _scores(scores)
-        o = _out(out, s.shape[0])
-        bad = _core.pmf_squarecb(s, self.gamma(t), o)
-        if bad >= 0:
-            _raise_nonfinite(s, bad)
-        return o
+        return _run_pmf(_core.pmf_squarecb, scores, out, self.gamma(t))
 
     def __repr__(self) -> str:
         return f"SquareCB(gamma_scale={self._gamma_scale!r}, gamma_exponent={self._gamma_exponent!r}, t={self._t})"
@@ -364,12 +354,7 @@ class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The argmax pmf over ``scores``, exact ties split evenly."""
-        s = _scores(scores)
-        o = _out(out, s.shape[0])
-        bad = _core.pmf_epsilon_greedy(s, 0.0, 0.0, o)
-        if bad >= 0:
-            _raise_nonfinite(s, bad)
-        return o
+        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, 0.0, 0.0)
 
     def model_pmf(
         self,
