@@ -17,12 +17,12 @@ call; p50/p99 in ``extra_info``).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
+from functools import partial
 
-import numpy as np
 import pytest
 
+from benchmarks.latency import record_latency
 from benchmarks.workloads import unit_ids
 from nba.experiments import Allocator, Experiment, Holdout
 
@@ -129,29 +129,5 @@ def test_assign_batch(benchmark, impls, units, impl):
 @pytest.mark.parametrize("impl", ["nba", "growthbook", "growthbook-helpers"])
 def test_assign_latency(benchmark, impls, impl):
     f = impls[impl]
-    calls = unit_ids(1024, seed=3)
-    n = LATENCY_CALLS  # the same count for every impl, so the loop medians compare
-
-    def loop() -> np.ndarray:
-        ns = np.empty(n, dtype=np.int64)
-        clock = time.perf_counter_ns
-        k = len(calls)
-        for i in range(n):
-            u = calls[i % k]
-            t0 = clock()
-            f(u)
-            ns[i] = clock() - t0
-        return ns
-
-    for u in calls[:50]:
-        f(u)
-    benchmark.group = "experiments-assign-latency-5exp"
-    us = benchmark.pedantic(loop, rounds=1, iterations=1) / 1e3
-    benchmark.extra_info.update(
-        impl=impl,
-        calls=n,
-        p50_us=float(np.percentile(us, 50)),
-        p99_us=float(np.percentile(us, 99)),
-        p999_us=float(np.percentile(us, 99.9)),
-        max_us=float(us.max()),
-    )
+    calls = [partial(f, u) for u in unit_ids(1024, seed=3)]  # the same count for every impl
+    record_latency(benchmark, "experiments-assign-latency-5exp", impl, calls, LATENCY_CALLS)
