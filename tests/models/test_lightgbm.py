@@ -260,9 +260,8 @@ def _edited_model(booster: lgb.Booster, edit) -> str:
     return "\nTree=".join([head, *out])
 
 
-@pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
-def test_every_missing_type_and_default_direction_matches(decision_type: int, rng: np.random.Generator) -> None:
-    """Rewrite every split to one (missing type, default_left) pair and let LightGBM score the same text."""
+def _decision_type_model(rng: np.random.Generator, decision_type: int) -> str:
+    """A regression model's text with every split set to ``decision_type``, some thresholds in the zero band."""
     X, z = _data(rng)
     booster = _train({"objective": "regression"}, X, z)
     picks = np.array([0.0, 1e-36, -1e-36, 1e-35, -1e-35, KZERO, -KZERO, 3e-35, -3e-35])
@@ -273,7 +272,13 @@ def test_every_missing_type_and_default_direction_matches(decision_type: int, rn
             if (t + j) % 3 == 0:  # thresholds at, inside and just outside the zero band
                 thr[j] = float(picks[(t * 7 + j) % len(picks)])
 
-    text = _edited_model(booster, edit)
+    return _edited_model(booster, edit)
+
+
+@pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
+def test_every_missing_type_and_default_direction_matches(decision_type: int, rng: np.random.Generator) -> None:
+    """Rewrite every split to one (missing type, default_left) pair and let LightGBM score the same text."""
+    text = _decision_type_model(rng, decision_type)
     ref = lgb.Booster(model_str=text)
     X = _probe(ref, rng)
     near_zero = np.array([0.0, -0.0, 5e-36, -5e-36, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, -2e-35, np.nan])

@@ -34,7 +34,7 @@ from tests.models.test_lightgbm import (
     SPECIALS,
     _categorical_booster,
     _data,
-    _edited_model,
+    _decision_type_model,
     _missing_booster,
     _probe,
     _train,
@@ -227,17 +227,7 @@ def test_missing_value_modes(use_missing: bool, zero_as_missing: bool, rng: np.r
 @pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
 def test_every_missing_type_and_default_direction(decision_type: int, rng: np.random.Generator) -> None:
     """Every split rewritten to one (missing type, default_left); thresholds in and around the zero band."""
-    X, z = _data(rng)
-    booster = _train({"objective": "regression"}, X, z)
-    picks = np.array([0.0, 1e-36, -1e-36, 1e-35, -1e-35, KZERO, -KZERO, 3e-35, -3e-35])
-
-    def edit(t: int, dts: list[int], thr: list[float]) -> None:
-        for j in range(len(dts)):
-            dts[j] = decision_type
-            if (t + j) % 3 == 0:
-                thr[j] = float(picks[(t * 7 + j) % len(picks)])
-
-    text = _edited_model(booster, edit)
+    text = _decision_type_model(rng, decision_type)
     ref = lgb.Booster(model_str=text)
     near_zero = np.array([0.0, -0.0, 5e-36, -5e-36, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, -2e-35, np.nan])
 
