@@ -28,27 +28,29 @@ def acquire_politely(lock: threading.Lock) -> None:
 class PoliteLock:
     """A non-reentrant lock (``with lock:``) that does not form convoys with the GIL."""
 
-    __slots__ = ("_lock",)  # the threading.Lock; hot paths may take it with acquire_politely
+    __slots__ = ("lock",)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        #: The underlying threading.Lock: a hot path may inline ``__enter__`` as
+        #: ``lock.acquire(False) or acquire_politely(lock)``.
+        self.lock = threading.Lock()
 
     def __enter__(self) -> PoliteLock:
-        if not self._lock.acquire(False):
-            acquire_politely(self._lock)
+        if not self.lock.acquire(False):
+            acquire_politely(self.lock)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._lock.release()
+        self.lock.release()
 
     def acquire(self, blocking: bool = True) -> bool:
         if not blocking:
-            return self._lock.acquire(False)
+            return self.lock.acquire(False)
         self.__enter__()
         return True
 
     def release(self) -> None:
-        self._lock.release()
+        self.lock.release()
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self.lock.locked()

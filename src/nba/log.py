@@ -270,7 +270,7 @@ class DecisionLog:
 
     def append(self, record: Record) -> int:
         """Append one record; returns its sequence number (see ``durable_seq``)."""
-        lock = self._lock._lock  # PoliteLock's fast path, inlined: this runs once per decision
+        lock = self._lock.lock  # PoliteLock's fast path, inlined: this runs once per decision
         if not lock.acquire(False):
             acquire_politely(lock)
         try:
