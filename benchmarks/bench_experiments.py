@@ -23,7 +23,7 @@ from functools import partial
 import pytest
 
 from benchmarks.latency import record_latency
-from benchmarks.workloads import unit_ids
+from benchmarks.workloads import growthbook_experiment, unit_ids
 from nba.experiments import Allocator, Experiment, Holdout
 
 gb = pytest.importorskip("growthbook")
@@ -47,18 +47,7 @@ class GrowthBookRun:
     """GrowthBook's full path: a client per unit, ``run`` per experiment."""
 
     def __init__(self) -> None:
-        self.experiments = [
-            gb.Experiment(
-                key=e.name,
-                variations=list(range(len(e.variants))),
-                weights=list(e.weights),
-                coverage=e.coverage,
-                namespace=tuple(e.namespace) if e.namespace else None,
-                seed=e.salt,
-                hashVersion=2,
-            )
-            for e in EXPERIMENTS
-        ]
+        self.experiments = [growthbook_experiment(e) for e in EXPERIMENTS]
 
     def __call__(self, unit: str) -> dict[str, int]:
         if gbhash(HOLDOUT.seed, unit, 2) < HOLDOUT.fraction:

@@ -28,6 +28,7 @@ __all__ = [
     "vw_json",
     "vw_model_file",
     "unit_ids",
+    "growthbook_experiment",
     "profile_features",
     "profiles",
     "catalogue_arms",
@@ -341,6 +342,21 @@ def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "t
 
 
 # --------------------------------------------------------------------------- experiment allocation
+
+
+def growthbook_experiment(e):
+    """The ``growthbook.Experiment`` (hash version 2) equivalent to an ``nba.Experiment``: the reference's twin."""
+    import growthbook as gb
+
+    return gb.Experiment(
+        key=e.name,
+        variations=list(range(len(e.variants))),
+        weights=list(e.weights),
+        coverage=e.coverage,
+        namespace=tuple(e.namespace) if e.namespace else None,
+        seed=e.salt,
+        hashVersion=2,
+    )
 
 
 def unit_ids(n: int, seed: int = 0, *, non_ascii_fraction: float = 1 / 3) -> list[str]:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from benchmarks.workloads import unit_ids
+from benchmarks.workloads import growthbook_experiment, unit_ids
 from nba import _core
 from nba.errors import ConfigError, SchemaError
 from nba.experiments import (
@@ -130,18 +130,7 @@ def test_growthbook_run_puts_each_unit_in_the_same_variant():
         Experiment("gb-a", variants={"c": 0.25, "t1": 0.25, "t2": 0.5}, coverage=0.7, salt="salty"),
         Experiment("gb-b", variants=["c", "t"], namespace=("checkout", 0.2, 0.9)),
     ]
-    gb_exps = [
-        gb.Experiment(
-            key=e.name,
-            variations=list(range(len(e.variants))),
-            weights=list(e.weights),
-            coverage=e.coverage,
-            namespace=tuple(e.namespace) if e.namespace else None,
-            seed=e.salt,
-            hashVersion=2,
-        )
-        for e in exps
-    ]
+    gb_exps = [growthbook_experiment(e) for e in exps]
     alloc = Allocator(exps)
     for unit in units:
         client = gb.GrowthBook(attributes={"id": unit})
