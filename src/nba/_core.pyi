@@ -29,6 +29,9 @@ class TreeEnsembleCore:
     transform: int
     transform_param: float
     average_output: bool
+    @property
+    def row_kernel(self) -> str:
+        """The kernel that scores one row over all trees: "lanes" or "lockstep"."""
     def __init__(
         self,
         thr: npt.NDArray[np.float64],

@@ -7,7 +7,7 @@ validation and error messages live in the Python modules that build these object
 so the module stays one extension while the code stays one file per concept.
 """
 
-from libc.stdint cimport uint32_t, uint64_t, int32_t, int64_t, uint8_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t, int64_t, uint8_t
 
 include "_hash.pxi"
 include "_trees.pxi"

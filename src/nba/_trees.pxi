@@ -4,15 +4,16 @@
 # sibling pairs adjacent (a node's right child directly follows its left child)
 # and every leaf pointing at itself. A step from node i is then branch free:
 #     i = child[i] + (x goes right)
-# and a leaf is a fixed point, so walks need no data-dependent branch: one row
-# walks eight trees side by side until all reach a leaf; a batch walks blocks of
-# rows through each tree for the tree's depth. Independent walks overlap their
+# and a leaf is a fixed point, so walks need no data-dependent branch: a batch
+# walks blocks of rows through each tree for the tree's depth; one row walks ten
+# "lane chains" side by side (see below), or, for models those cannot serve,
+# eight trees at a time until all reach a leaf. Independent walks overlap their
 # memory loads, which is what bounds tree traversal. Nothing here checks a child
 # or feature index: the loader has proved them in range.
 
 cimport cython
 cimport numpy as cnp
-from libc.math cimport exp, log1p
+from libc.math cimport exp, log1p, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -292,6 +293,120 @@ cdef void _raw_block(const _Ens* e, const double* X, Py_ssize_t nf, Py_ssize_t n
             k = 0
 
 
+
+# --------------------------------------------------------------------------- one row: lane chains
+#
+# A single row is scored by _LANES independent walks ("lanes"). Lane k visits
+# trees k, k + _LANES, k + 2 * _LANES, ... in one unbroken chain: each leaf is a
+# node whose step always goes right, to the root of the lane's next tree, and the
+# last leaf leads to the sentinel node 0, which leads to itself. So a lane never
+# waits for the others' deeper trees (lockstep groups waste ~40% of their steps),
+# and the only data-dependent branch is the loop's end. Every step stores its
+# node's threshold into rec[slot]; slots of internal nodes are one scratch cell
+# and a leaf's slot is its tree, so afterwards rec[t] holds tree t's value and the
+# trees are added in iteration order, exactly as LightGBM does.
+#
+# Missing values cost nothing per step: each feature is read through one of five
+# "views" computed once per row (below), chosen per node by its missing type and
+# default direction, and a node goes right iff not (view <= threshold).
+
+ctypedef struct CNode:
+    double thr          # threshold; leaf: the leaf's value
+    int32_t child       # left child (right = child + 1); leaf: next root in the lane, minus 1
+    uint16_t view       # the row view this node reads; leaf and sentinel: the NaN view (always right)
+    uint16_t slot       # leaf: its tree's cell in rec; internal node: the scratch cell
+
+cdef enum:
+    _LANES = 10
+    _VIEWS = 5          # per feature: missing None / NaN left / NaN right / Zero left / Zero right
+    # Views plus one record cell per tree (and the scratch cell) live on the stack:
+    # 32 KiB. Larger models are walked by the lockstep kernel instead.
+    _CHAIN_CELLS = 4096
+
+
+cdef inline int _view_of(uint8_t dt) noexcept nogil:
+    """Which of a feature's views a numerical node reads (LightGBM decision_type bits)."""
+    cdef int mt = (dt >> 2) & 3
+    cdef bint default_left = (dt & 2) != 0
+    if mt == 2:
+        return 1 if default_left else 2
+    if mt == 1:
+        return 3 if default_left else 4
+    return 0
+
+
+cdef inline void _row_views(const double* x, Py_ssize_t nf, double* xv) noexcept nogil:
+    """The five views of every feature of row x, then the always-NaN view.
+
+    As in Tree::NumericalDecision on a dense row: |x| <= kZeroThreshold reads 0.0;
+    missing None reads NaN as 0.0; NaN (or, for missing Zero, NaN and zero) goes
+    the default way: left as -inf (never > threshold), right as NaN (never <=).
+    """
+    cdef Py_ssize_t f
+    cdef double v, w
+    cdef bint nan, zero
+    for f in range(nf):
+        v = x[f]
+        nan = v != v
+        zero = -NBA_KZERO <= v <= NBA_KZERO
+        w = 0.0 if zero else v
+        xv[0] = 0.0 if nan else w
+        xv[1] = -INFINITY if nan else w
+        xv[2] = w
+        xv[3] = -INFINITY if (nan or zero) else v
+        xv[4] = NAN if (nan or zero) else v
+        xv += _VIEWS
+    xv[0] = NAN
+
+
+cdef inline int32_t _chain_step(const CNode* nodes, int32_t i, const double* xv,
+                                double* rec) noexcept nogil:
+    cdef const CNode* nd = nodes + i
+    cdef double thr = nd.thr
+    rec[nd.slot] = thr
+    return nd.child + <int32_t>(not (xv[nd.view] <= thr))
+
+
+cdef void _chain_row(const CNode* nodes, const int32_t* starts, Py_ssize_t nf, Py_ssize_t n_trees,
+                     int ntpi, const double* x, double* out) noexcept nogil:
+    """Raw scores of all trees for row x into out[0:ntpi] (see the section comment)."""
+    cdef double cells[_CHAIN_CELLS]
+    cdef double* xv = cells
+    cdef double* rec = cells + nf * _VIEWS + 1
+    cdef int32_t i0 = starts[0], i1 = starts[1], i2 = starts[2], i3 = starts[3], i4 = starts[4]
+    cdef int32_t i5 = starts[5], i6 = starts[6], i7 = starts[7], i8 = starts[8], i9 = starts[9]
+    cdef Py_ssize_t t
+    cdef int k = 0
+    cdef double acc = 0.0
+    _row_views(x, nf, xv)
+    while True:
+        i0 = _chain_step(nodes, i0, xv, rec)
+        i1 = _chain_step(nodes, i1, xv, rec)
+        i2 = _chain_step(nodes, i2, xv, rec)
+        i3 = _chain_step(nodes, i3, xv, rec)
+        i4 = _chain_step(nodes, i4, xv, rec)
+        i5 = _chain_step(nodes, i5, xv, rec)
+        i6 = _chain_step(nodes, i6, xv, rec)
+        i7 = _chain_step(nodes, i7, xv, rec)
+        i8 = _chain_step(nodes, i8, xv, rec)
+        i9 = _chain_step(nodes, i9, xv, rec)
+        if (i0 | i1 | i2 | i3 | i4 | i5 | i6 | i7 | i8 | i9) == 0:
+            break
+    if ntpi == 1:
+        for t in range(n_trees):
+            acc += rec[t]
+        out[0] = acc
+        return
+    for k in range(ntpi):
+        out[k] = 0.0
+    k = 0
+    for t in range(n_trees):
+        out[k] += rec[t]
+        k += 1
+        if k == ntpi:
+            k = 0
+
+
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
     """ConvertOutput of LightGBM's objective, in place on one row of ncls raw scores."""
     cdef int k
@@ -341,6 +456,8 @@ cdef class TreeEnsembleCore:
     cdef int32_t* _roots
     cdef int32_t* _depth
     cdef uint8_t* _mixed
+    cdef CNode* _chain
+    cdef int32_t _starts[_LANES]
     cdef Py_ssize_t _n_trees
     cdef Py_ssize_t _n_nodes
     cdef readonly int num_features
@@ -361,6 +478,7 @@ cdef class TreeEnsembleCore:
         self._roots = NULL
         self._depth = NULL
         self._mixed = NULL
+        self._chain = NULL
 
     def __init__(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
                  const double[::1] leafval, const uint8_t[::1] decision_type, const int32_t[::1] cat_off,
@@ -430,6 +548,48 @@ cdef class TreeEnsembleCore:
         self.transform_param = transform_param
         self.average_output = average_output
         self._coerce_row = coerce_row
+        self._build_chain()
+
+    cdef _build_chain(self):
+        """Lay the trees out as lane chains for one-row scoring, unless the model is too
+        wide or long for the stack cells or has categorical splits (then lockstep serves)."""
+        cdef Py_ssize_t n = self._n_nodes, nt = self._n_trees, nf = self.num_features
+        cdef Py_ssize_t i, t, end
+        cdef CNode* c
+        if nf * _VIEWS + 1 + nt + 1 > _CHAIN_CELLS or n + 1 > 0x7FFFFFFF:
+            return
+        for i in range(n):
+            if (self._nodes[i].fx & 3) == _K_COMPLEX and (self._dts[i] & 1):
+                return
+        self._chain = <CNode*>malloc((n + 1) * sizeof(CNode))
+        if self._chain == NULL:
+            raise MemoryError()
+        c = self._chain
+        c.thr = 0.0
+        c.child = -1
+        c.view = <uint16_t>(nf * _VIEWS)
+        c.slot = <uint16_t>nt
+        for t in range(nt):
+            end = self._roots[t + 1] if t + 1 < nt else n
+            for i in range(self._roots[t], end):
+                c = self._chain + i + 1
+                if (self._nodes[i].fx & 3) == _K_LEAF:
+                    c.thr = self._leafval[i]
+                    c.child = self._roots[t + _LANES] if t + _LANES < nt else -1
+                    c.view = <uint16_t>(nf * _VIEWS)
+                    c.slot = <uint16_t>t
+                else:
+                    c.thr = self._nodes[i].thr
+                    c.child = self._nodes[i].child + 1
+                    c.view = <uint16_t>((self._nodes[i].fx >> 2) * _VIEWS + _view_of(self._dts[i]))
+                    c.slot = <uint16_t>nt
+        for t in range(_LANES):
+            self._starts[t] = self._roots[t] + 1 if t < nt else 0
+
+    @property
+    def row_kernel(self):
+        """The kernel that scores one row over all trees: "lanes" or "lockstep" (see _trees.pxi)."""
+        return "lanes" if self._chain != NULL else "lockstep"
 
     def __dealloc__(self):
         free(self._nodes)
@@ -441,6 +601,7 @@ cdef class TreeEnsembleCore:
         free(self._roots)
         free(self._depth)
         free(self._mixed)
+        free(self._chain)
 
     cdef inline void _finish(self, double* out, int n_it) noexcept nogil:
         """Unless raw: average_output division (GBDT::Predict), then the objective's transform."""
@@ -454,7 +615,11 @@ cdef class TreeEnsembleCore:
     cdef inline void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
         """One row. As in GBDT::Predict, raw scores of an averaged model are the plain sum."""
         cdef int ntpi = self._e.ntpi
-        _raw_row(&self._e, x, self.num_features, out, <Py_ssize_t>it0 * ntpi, <Py_ssize_t>(it0 + n_it) * ntpi)
+        if self._chain != NULL and it0 == 0 and n_it == self.num_iterations:
+            _chain_row(self._chain, self._starts, self.num_features, self._n_trees, ntpi, x, out)
+        else:
+            _raw_row(&self._e, x, self.num_features, out, <Py_ssize_t>it0 * ntpi,
+                     <Py_ssize_t>(it0 + n_it) * ntpi)
         if not raw:
             self._finish(out, n_it)
 

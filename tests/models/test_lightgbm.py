@@ -87,9 +87,14 @@ def _probe(booster: lgb.Booster, rng: np.random.Generator, n: int = 1500, *, cat
 
 
 def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | None = None, **kw) -> TreeEnsemble:
+    """Batch scores, and (over all iterations) one-row scores of the first 300 rows, equal LightGBM's."""
     model = load_lightgbm(booster) if model is None else model
-    np.testing.assert_array_equal(model.predict(X, raw_score=True, **kw), booster.predict(X, raw_score=True, **kw))
+    raw = booster.predict(X, raw_score=True, **kw)
+    np.testing.assert_array_equal(model.predict(X, raw_score=True, **kw), raw)
     np.testing.assert_allclose(model.predict(X, **kw), booster.predict(X, **kw), rtol=1e-12, atol=1e-12)
+    if not kw:  # predict_row has its own kernel (lane chains, see _trees.pxi)
+        rows = np.array([model.predict_row(r, raw_score=True) for r in X[:300]]).reshape(raw[:300].shape)
+        np.testing.assert_array_equal(rows, raw[:300])
     return model
 
 
@@ -368,6 +373,27 @@ def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mix
         model = _assert_matches(booster, X)
         rows = np.array([model.predict_row(r, raw_score=True) for r in X]).reshape(model.predict(X).shape)
         np.testing.assert_array_equal(rows, model.predict(X, raw_score=True))
+
+
+def test_one_row_kernel_is_lanes_unless_categorical_or_too_wide(rng: np.random.Generator, mixed_models) -> None:
+    """Numerical models score one row with lane chains; categorical or very wide ones with lockstep walks."""
+    X, z = _data(rng)
+    assert load_lightgbm(_train({"objective": "regression"}, X, z))._core.row_kernel == "lanes"
+    assert all(load_lightgbm(b)._core.row_kernel == "lockstep" for b in mixed_models)
+    wide = rng.standard_normal((300, 820))
+    booster = _train({"objective": "regression", "min_data_in_leaf": 5}, wide, wide[:, 3] + wide[:, 700], rounds=3)
+    model = _assert_matches(booster, _probe(booster, rng, 200))
+    assert model._core.row_kernel == "lockstep"
+
+
+@pytest.mark.parametrize("rounds", [1, 9, 10, 11, 23])
+def test_tree_counts_around_the_lane_count_score_exactly(rounds: int, rng: np.random.Generator) -> None:
+    """Fewer trees than lanes, and counts that leave lanes one tree short, still add every tree in order."""
+    X, z = _data(rng)
+    for params, y in (({"objective": "regression"}, z), ({"objective": "multiclass", "num_class": 3},
+                                                             np.searchsorted([-0.5, 0.5], z))):
+        booster = _train(params, X, y, rounds=rounds)
+        assert _assert_matches(booster, _probe(booster, rng))._core.row_kernel == "lanes"
 
 
 # ----------------------------------------------------------------------------- input forms
