@@ -12,6 +12,16 @@ __all__ = ["load_model"]
 _FORMATS = ("lightgbm", "vw")
 
 
+def read_model_file(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """(bytes, path as str) of a model file; ``ModelFormatError`` naming it if it cannot be read."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            return f.read(), name
+    except OSError as e:
+        raise ModelFormatError(f"cannot read model file {name!r}: {e.strerror or e}") from e
+
+
 def _sniff(head: bytes) -> str | None:
     """Guess a model format from the first bytes of a file or string."""
     text = head.lstrip()
@@ -38,34 +48,28 @@ def load_model(source: Any, *, format: str | None = None) -> Any:
 
         return load_lightgbm(source)
     if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source):
-        path = os.fspath(source)
-        try:
-            with open(path, "rb") as f:
-                head = f.read(4096)
-        except OSError as e:
-            raise ModelFormatError(f"cannot read model file {path!r}: {e.strerror or e}") from e
-        kind = format or _sniff(head)
+        data, name = read_model_file(source)
+        kind = format or _sniff(data[:4096])
         if kind is None:
             raise ModelFormatError(
-                f"{path}: not a LightGBM text model nor a Vowpal Wabbit model; "
+                f"{name}: not a LightGBM text model nor a Vowpal Wabbit model; "
                 "pass format='lightgbm' or format='vw' if you are sure"
             )
     elif isinstance(source, (str, bytes, bytearray, memoryview)):
-        path = None
         data = source.encode() if isinstance(source, str) else bytes(source)
+        name = "<model bytes>"
         kind = format or _sniff(data[:4096])
         if kind is None:
             raise ModelFormatError("model data is neither a LightGBM text model nor a Vowpal Wabbit model")
-        source = data
     else:
         raise ModelFormatError(
             f"cannot load a model from {type(source).__name__}; "
             "pass a file path, the model's text or bytes, or a lightgbm.Booster"
         )
     if kind == "lightgbm":
-        from nba.models.lightgbm import load_lightgbm
+        from nba.models.lightgbm import TreeEnsemble, text_of
 
-        return load_lightgbm(source)
-    from nba.models.vw import load_vw
+        return TreeEnsemble(text_of(data, name), _name=name)
+    from nba.models.vw import vw_from_bytes
 
-    return load_vw(source)
+    return vw_from_bytes(data, name)

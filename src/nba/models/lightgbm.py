@@ -19,6 +19,7 @@ import numpy as np
 
 from nba._core import ArmForestCore, TreeEnsembleCore
 from nba.errors import ModelFormatError, SchemaError
+from nba.models import read_model_file
 
 __all__ = ["TreeEnsemble", "load_lightgbm"]
 
@@ -224,21 +225,21 @@ def _decode(source: Any) -> tuple[str, str]:
     elif isinstance(source, str) and "\n" in source:
         return source, "<model text>"
     elif isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ModelFormatError(f"cannot read model file {name!r}: {e.strerror or e}") from e
+        data, name = read_model_file(source)
     else:
         raise ModelFormatError(
             f"cannot load a LightGBM model from {type(source).__name__}; "
             "pass a file path, the model text or bytes, or a lightgbm.Booster"
         )
+    return text_of(data, name), name
+
+
+def text_of(data: bytes, name: str) -> str:
+    """The model text in ``data`` (read from ``name``): UTF-8 without NUL bytes, or ModelFormatError."""
     if b"\x00" in data:
         raise ModelFormatError(f"{name}: binary data (NUL bytes), not a LightGBM text model")
     try:
-        return data.decode("utf-8"), name
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ModelFormatError(f"{name}: not UTF-8 text at byte {e.start}; not a LightGBM text model") from None
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
 from nba.errors import ConfigError, ModelFormatError, SchemaError
+from nba.models import read_model_file
 
 __all__ = ["VWModel", "VWModelInfo", "ActionSet", "BoundShared", "looks_like_vw", "load_vw"]
 
@@ -350,14 +351,12 @@ def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
     if hash_cache < 0:
         raise ConfigError(f"load_vw hash_cache={hash_cache!r}: must be >= 0 (0 disables the cache)")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, where = bytes(source), "VW model"
-    else:
-        where = os.fspath(source)
-        try:
-            with open(where, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ModelFormatError(f"cannot read model file {where!r}: {e.strerror or e}") from e
+        return vw_from_bytes(bytes(source), "VW model", hash_cache)
+    return vw_from_bytes(*read_model_file(source), hash_cache)
+
+
+def vw_from_bytes(data: bytes, where: str, hash_cache: int = 200_000) -> VWModel:
+    """A VW model from the bytes of its file (``where`` names it in errors)."""
     info, weights = _parse(data, where)
     return _build(info, weights, where, hash_cache)
 
