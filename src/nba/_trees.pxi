@@ -335,8 +335,9 @@ cdef inline int _view_of(uint8_t dt) noexcept nogil:
     return 0
 
 
-cdef inline void _row_views(const double* x, Py_ssize_t nf, double* xv) noexcept nogil:
-    """The five views of every feature of row x, then the always-NaN view.
+cdef inline void _row_views(const double* x, Py_ssize_t nf, int vpf, double* xv) noexcept nogil:
+    """The views of every feature of row x (vpf = 1: the first only; else all five), then
+    the always-NaN view.
 
     As in Tree::NumericalDecision on a dense row: |x| <= kZeroThreshold reads 0.0;
     missing None reads NaN as 0.0; NaN (or, for missing Zero, NaN and zero) goes
@@ -345,6 +346,12 @@ cdef inline void _row_views(const double* x, Py_ssize_t nf, double* xv) noexcept
     cdef Py_ssize_t f
     cdef double v, w
     cdef bint nan, zero
+    if vpf == 1:  # a model without missing-value splits: one view, a loop the compiler vectorizes
+        for f in range(nf):
+            v = x[f]
+            xv[f] = 0.0 if (v != v or -NBA_KZERO <= v <= NBA_KZERO) else v
+        xv[nf] = NAN
+        return
     for f in range(nf):
         v = x[f]
         nan = v != v
@@ -367,18 +374,18 @@ cdef inline int32_t _chain_step(const CNode* nodes, int32_t i, const double* xv,
     return nd.child + <int32_t>(not (xv[nd.view] <= thr))
 
 
-cdef void _chain_row(const CNode* nodes, const int32_t* starts, Py_ssize_t nf, Py_ssize_t n_trees,
-                     int ntpi, const double* x, double* out) noexcept nogil:
+cdef void _chain_row(const CNode* nodes, const int32_t* starts, Py_ssize_t nf, int vpf,
+                     Py_ssize_t n_trees, int ntpi, const double* x, double* out) noexcept nogil:
     """Raw scores of all trees for row x into out[0:ntpi] (see the section comment)."""
     cdef double cells[_CHAIN_CELLS]
     cdef double* xv = cells
-    cdef double* rec = cells + nf * _VIEWS + 1
+    cdef double* rec = cells + nf * vpf + 1
     cdef int32_t i0 = starts[0], i1 = starts[1], i2 = starts[2], i3 = starts[3], i4 = starts[4]
     cdef int32_t i5 = starts[5], i6 = starts[6], i7 = starts[7], i8 = starts[8], i9 = starts[9]
     cdef Py_ssize_t t
     cdef int k = 0
     cdef double acc = 0.0
-    _row_views(x, nf, xv)
+    _row_views(x, nf, vpf, xv)
     while True:
         i0 = _chain_step(nodes, i0, xv, rec)
         i1 = _chain_step(nodes, i1, xv, rec)
@@ -458,6 +465,7 @@ cdef class TreeEnsembleCore:
     cdef uint8_t* _mixed
     cdef CNode* _chain
     cdef int32_t _starts[_LANES]
+    cdef int _vpf                # views per feature of the lane chains: 1 or _VIEWS
     cdef Py_ssize_t _n_trees
     cdef Py_ssize_t _n_nodes
     cdef readonly int num_features
@@ -556,18 +564,22 @@ cdef class TreeEnsembleCore:
         cdef Py_ssize_t n = self._n_nodes, nt = self._n_trees, nf = self.num_features
         cdef Py_ssize_t i, t, end
         cdef CNode* c
+        cdef int vpf = 1
         if nf * _VIEWS + 1 + nt + 1 > _CHAIN_CELLS or n + 1 > 0x7FFFFFFF:
             return
         for i in range(n):
             if (self._nodes[i].fx & 3) == _K_COMPLEX and (self._dts[i] & 1):
                 return
+            if (self._nodes[i].fx & 3) != _K_LEAF and _view_of(self._dts[i]) != 0:
+                vpf = _VIEWS
+        self._vpf = vpf
         self._chain = <CNode*>malloc((n + 1) * sizeof(CNode))
         if self._chain == NULL:
             raise MemoryError()
         c = self._chain
         c.thr = 0.0
         c.child = -1
-        c.view = <uint16_t>(nf * _VIEWS)
+        c.view = <uint16_t>(nf * vpf)
         c.slot = <uint16_t>nt
         for t in range(nt):
             end = self._roots[t + 1] if t + 1 < nt else n
@@ -576,12 +588,12 @@ cdef class TreeEnsembleCore:
                 if (self._nodes[i].fx & 3) == _K_LEAF:
                     c.thr = self._leafval[i]
                     c.child = self._roots[t + _LANES] if t + _LANES < nt else -1
-                    c.view = <uint16_t>(nf * _VIEWS)
+                    c.view = <uint16_t>(nf * vpf)
                     c.slot = <uint16_t>t
                 else:
                     c.thr = self._nodes[i].thr
                     c.child = self._nodes[i].child + 1
-                    c.view = <uint16_t>((self._nodes[i].fx >> 2) * _VIEWS + _view_of(self._dts[i]))
+                    c.view = <uint16_t>((self._nodes[i].fx >> 2) * vpf + _view_of(self._dts[i]))
                     c.slot = <uint16_t>nt
         for t in range(_LANES):
             self._starts[t] = self._roots[t] + 1 if t < nt else 0
@@ -616,7 +628,7 @@ cdef class TreeEnsembleCore:
         """One row. As in GBDT::Predict, raw scores of an averaged model are the plain sum."""
         cdef int ntpi = self._e.ntpi
         if self._chain != NULL and it0 == 0 and n_it == self.num_iterations:
-            _chain_row(self._chain, self._starts, self.num_features, self._n_trees, ntpi, x, out)
+            _chain_row(self._chain, self._starts, self.num_features, self._vpf, self._n_trees, ntpi, x, out)
         else:
             _raw_row(&self._e, x, self.num_features, out, <Py_ssize_t>it0 * ntpi,
                      <Py_ssize_t>(it0 + n_it) * ntpi)
