@@ -40,6 +40,9 @@ cdef enum:
     _DEEP_TREE = 32
     # Rows walked side by side through each tree in a batch.
     _BLOCK = 16
+    # A batch block is transposed (feature-major) on the stack when its rows are at
+    # most this wide: _BLOCK x 256 doubles = 32 KiB.
+    _XT_MAX_FEATURES = 256
     # Below this many tree evaluations per call the GIL is kept: releasing and
     # retaking it costs more than the work, and under contention can wait a switch interval.
     _NOGIL_MIN_WORK = 4096
@@ -248,29 +251,92 @@ cdef inline void _raw_row(const _Ens* e, const double* x, Py_ssize_t nf, double*
         out[0] = acc
 
 
+# Steps on a transposed block: feature f of the walk's row is xt[f * _BLOCK].
+
+cdef inline int32_t _tstep_plain(const TNode* nodes, int32_t i, const double* xt) noexcept nogil:
+    cdef const TNode* nd = nodes + i
+    return nd.child + <int32_t>(xt[(nd.fx >> 2) * _BLOCK] > nd.thr)
+
+
+cdef inline int32_t _tstep_nan(const TNode* nodes, int32_t i, const double* xt) noexcept nogil:
+    cdef const TNode* nd = nodes + i
+    cdef uint32_t fx = nd.fx
+    cdef double v = xt[(fx >> 2) * _BLOCK]
+    return nd.child + <int32_t>((v > nd.thr) | ((v != v) & <int>(fx & 1)))
+
+
+cdef inline void _walk8(const TNode* nodes, int32_t root, int32_t d, const double* xt, bint nan,
+                        int32_t* ii) noexcept nogil:
+    """Eight rows of a transposed block (xt[0..7]) d steps down one numerical tree, in registers."""
+    cdef int32_t i0 = root, i1 = root, i2 = root, i3 = root, i4 = root, i5 = root, i6 = root, i7 = root
+    cdef int32_t s
+    if nan:
+        for s in range(d):
+            i0 = _tstep_nan(nodes, i0, xt)
+            i1 = _tstep_nan(nodes, i1, xt + 1)
+            i2 = _tstep_nan(nodes, i2, xt + 2)
+            i3 = _tstep_nan(nodes, i3, xt + 3)
+            i4 = _tstep_nan(nodes, i4, xt + 4)
+            i5 = _tstep_nan(nodes, i5, xt + 5)
+            i6 = _tstep_nan(nodes, i6, xt + 6)
+            i7 = _tstep_nan(nodes, i7, xt + 7)
+    else:
+        for s in range(d):
+            i0 = _tstep_plain(nodes, i0, xt)
+            i1 = _tstep_plain(nodes, i1, xt + 1)
+            i2 = _tstep_plain(nodes, i2, xt + 2)
+            i3 = _tstep_plain(nodes, i3, xt + 3)
+            i4 = _tstep_plain(nodes, i4, xt + 4)
+            i5 = _tstep_plain(nodes, i5, xt + 5)
+            i6 = _tstep_plain(nodes, i6, xt + 6)
+            i7 = _tstep_plain(nodes, i7, xt + 7)
+    ii[0] = i0
+    ii[1] = i1
+    ii[2] = i2
+    ii[3] = i3
+    ii[4] = i4
+    ii[5] = i5
+    ii[6] = i6
+    ii[7] = i7
+
+
 cdef void _raw_block(const _Ens* e, const double* X, Py_ssize_t nf, Py_ssize_t nb, double* out,
                      Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """Raw scores of nb <= _BLOCK consecutive rows into out[nb * ntpi], trees [t0, t1).
 
     Each tree walks all rows of the block side by side for its depth (a leaf stays
-    put), so its nodes stay in L1 and the rows' chains overlap. Per row the sums are
-    still per class, in iteration order, from 0.0, as LightGBM adds them.
+    put), so its nodes stay in L1 and the rows' chains overlap. Rows of at most
+    _XT_MAX_FEATURES features are first transposed (a short block repeats its last
+    row), so numerical trees walk eight rows at a time in registers. Per row the
+    sums are still per class, in iteration order, from 0.0, as LightGBM adds them.
     """
     cdef int32_t ii[_BLOCK]
+    cdef double xt[_BLOCK * _XT_MAX_FEATURES]
     cdef const TNode* nodes = e.nodes
     cdef int ntpi = e.ntpi
-    cdef Py_ssize_t t, r
+    cdef Py_ssize_t t, r, f
+    cdef const double* src
     cdef int32_t d, s, root
     cdef int k = 0
     cdef bint nan = _has_nan(X, nb * nf)
+    cdef bint transposed = nf <= _XT_MAX_FEATURES
     for r in range(nb * ntpi):
         out[r] = 0.0
+    if transposed:
+        for r in range(_BLOCK):
+            src = X + min(r, nb - 1) * nf
+            for f in range(nf):
+                xt[f * _BLOCK + r] = src[f]
     for t in range(t0, t1):
         d = e.depth[t]
         root = e.roots[t]
         for r in range(nb):
             ii[r] = root
-        if d >= _DEEP_TREE:
+        if transposed and d < _DEEP_TREE and not e.mixed[t]:
+            _walk8(nodes, root, d, xt, nan, ii)
+            if nb > 8:
+                _walk8(nodes, root, d, xt + 8, nan, ii + 8)
+        elif d >= _DEEP_TREE:
             for r in range(nb):
                 while not _is_leaf(nodes, ii[r]):
                     ii[r] = _step_full(e, ii[r], X + r * nf)
