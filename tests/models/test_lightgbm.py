@@ -214,12 +214,16 @@ def test_categorical_splits_match_with_unseen_negative_and_huge_categories(
     assert model.summary().categorical_splits > 0
 
 
-def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
-    n = 2000
+def _categorical_nan_data(rng: np.random.Generator, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose column 4 is a category in [0, 30) or NaN (20%), and a target that depends on it."""
     X, z = _data(rng, n)
     X[:, 4] = rng.integers(0, 30, n)
     X[rng.random(n) < 0.2, 4] = np.nan
-    y = z + np.where(np.isnan(X[:, 4]), 3.0, X[:, 4] % 4)
+    return X, z + np.where(np.isnan(X[:, 4]), 3.0, X[:, 4] % 4)
+
+
+def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
+    X, y = _categorical_nan_data(rng)
     booster = _train({"objective": "regression"}, X, y, categorical_feature=[4])
     _assert_matches(booster, _probe(booster, rng, cat=(4,)))
 

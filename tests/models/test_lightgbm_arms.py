@@ -33,6 +33,7 @@ from tests.models.test_lightgbm import (
     KZERO,
     SPECIALS,
     _categorical_booster,
+    _categorical_nan_data,
     _data,
     _decision_type_model,
     _missing_booster,
@@ -208,11 +209,7 @@ def test_categorical_features_as_arm_and_as_shared_columns(max_cat_to_onehot: in
 
 
 def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
-    n = 2000
-    X, z = _data(rng, n)
-    X[:, 4] = rng.integers(0, 30, n)
-    X[rng.random(n) < 0.2, 4] = np.nan
-    y = z + np.where(np.isnan(X[:, 4]), 3.0, X[:, 4] % 4)
+    X, y = _categorical_nan_data(rng)
     booster = _train({"objective": "binary"}, X, y > 0.5, categorical_feature=[4])
     _check_parity(load_lightgbm(booster), booster, _prober(booster, rng, cat=(4,)), rng, forced=([4], [0, 1, 2]))
 
