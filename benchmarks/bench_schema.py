@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 import os
 import time
 
@@ -27,7 +26,7 @@ import numpy as np
 import pytest
 
 import nba
-from benchmarks.workloads import catalogue_arms, profile_features, profiles
+from benchmarks.workloads import RULE_OPS, catalogue_arms, profile_features, profiles
 
 N_INPUTS = 512
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "20000"))
@@ -130,18 +129,6 @@ def naive_used_features(schema: nba.FeatureSchema):
     return used
 
 
-_OPS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "in": lambda v, c: v in c,
-    "not_in": lambda v, c: v not in c,
-}
-
-
 def naive_eligible(catalog: nba.Catalog):
     """Walk each arm's rule objects per call (expression strings parsed once, up front)."""
     arms = [
@@ -160,7 +147,7 @@ def naive_eligible(catalog: nba.Catalog):
         v = src.get(cond.field)
         if cond.op == "exists":
             return (v is not None) == cond.value
-        return v is not None and _OPS[cond.op](v, cond.value)
+        return v is not None and RULE_OPS[cond.op](v, cond.value)
 
     def eligible(profile, context, channel, now):
         return [

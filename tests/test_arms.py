@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
+from benchmarks.workloads import RULE_OPS
 from nba import (
     AllOf,
     AnyOf,
@@ -54,26 +54,15 @@ def one_rule_catalog(cond) -> Catalog:
 
 # --------------------------------------------------------------------------- operators
 
-_PY_OPS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "in": lambda v, c: v in c,
-    "not_in": lambda v, c: v not in c,
-}
 
-
-@pytest.mark.parametrize("op", list(_PY_OPS))
+@pytest.mark.parametrize("op", list(RULE_OPS))
 @pytest.mark.parametrize("age", [17, 18, 19.5, None, math.nan, "absent"])
 def test_each_comparison_operator_on_a_numeric_field(op, age):
     const = (18, 19.5) if op in ("in", "not_in") else 18
     cat = one_rule_catalog(Rule("age", op, const))
     profile = {} if age == "absent" else {"age": age}
     missing = age == "absent" or age is None or (isinstance(age, float) and math.isnan(age))
-    expected = (not missing) and _PY_OPS[op](age, frozenset(const) if op in ("in", "not_in") else const)
+    expected = (not missing) and RULE_OPS[op](age, frozenset(const) if op in ("in", "not_in") else const)
     assert ("ruled" in eligible_ids(cat, profile)) is expected
 
 
@@ -82,7 +71,7 @@ def test_each_comparison_operator_on_a_numeric_field(op, age):
 def test_each_equality_operator_on_a_categorical_field(op, segment):
     const = ("gold", "silver") if op in ("in", "not_in") else "gold"
     cat = one_rule_catalog(Rule("segment", op, const))
-    expected = segment is not None and _PY_OPS[op](segment, frozenset(const) if op in ("in", "not_in") else const)
+    expected = segment is not None and RULE_OPS[op](segment, frozenset(const) if op in ("in", "not_in") else const)
     assert ("ruled" in eligible_ids(cat, {"segment": segment})) is expected
 
 
@@ -563,7 +552,7 @@ def naive(cond, profile: dict) -> bool:
         return (not missing) == cond.value
     if missing:
         return False
-    return _PY_OPS[cond.op](v, cond.value)
+    return RULE_OPS[cond.op](v, cond.value)
 
 
 @settings(max_examples=200, deadline=None)
