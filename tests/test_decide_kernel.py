@@ -12,9 +12,6 @@ built-in policy and arbitration. A non-finite priority j returns ``-1 - j``
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +21,7 @@ from nba import _core
 from nba.errors import SchemaError
 from nba.models.lightgbm import load_lightgbm
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, sample
+from tests.isolated import assert_prints_ok
 from tests.models.test_lightgbm import SPECIALS, _train
 
 lgb = pytest.importorskip("lightgbm")
@@ -447,6 +445,4 @@ for i in (0, 1, 2, 3, 4, 8, 10, 11, 12, 13):
         raise SystemExit(f"argument {i} = None was accepted")
 print("ok")
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1])
-    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stdout, res.stderr[-2000:])
+    assert_prints_ok(code)

@@ -15,10 +15,7 @@ and arm columns is random, plus the all-shared and all-arm edge cases.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +26,7 @@ import nba
 from nba.errors import SchemaError
 from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 from nba.policy import EpsilonGreedy, sample
+from tests.isolated import assert_prints_ok
 from tests.models.test_lightgbm import (
     KZERO,
     SPECIALS,
@@ -661,9 +659,7 @@ for i in range(4):
             raise SystemExit(f"argument {i} = {bad!r} was accepted")
 print("ok")
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stdout, res.stderr[-2000:])
+    assert_prints_ok(code)
 
 
 # ----------------------------------------------------------------------------- threads
