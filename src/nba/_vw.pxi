@@ -486,10 +486,10 @@ cdef class VWCore:
             out[0] = <uint32_t>(<object>hit)
             return 0
         s = PyUnicode_AsUTF8AndSize(name, &n)
+        # Only the low bits reach an index (see the top); 30 bits keep the cached int one digit.
         out[0] = _vw_hash(<const unsigned char*>s, n, ns.h, self._hash_all) & 0x3FFFFFFF
         if self._cached < self.cache_limit:
-            # Only the low bits reach an index (mask < 2**29); 30 bits keep the int one digit.
-            ns.names[name] = out[0] & 0x3FFFFFFF
+            ns.names[name] = out[0]
             self._cached += 1
         return 0
 
@@ -524,7 +524,7 @@ cdef class VWCore:
             if per_value is None:
                 per_value = {}
                 ns.strings[name] = per_value
-            per_value[value] = out[0] & 0x3FFFFFFF
+            per_value[value] = out[0]
             self._cached += 1
         return 0
 
