@@ -42,14 +42,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from itertools import repeat
-from operator import itemgetter
 from typing import Any, Callable, Literal, Union
 
 import msgspec
 import numpy as np
 
 from nba.errors import ConfigError, SchemaError
-from nba.schema import FeatureSchema, safe_column_name
+from nba.schema import FeatureSchema, _tuple_getter, _tuple_getter_int, safe_column_name
 
 __all__ = [
     "Rule",
@@ -799,8 +798,8 @@ class Catalog:
         }
         self._p_keys = tuple(f for _, f in self._fetch["profile"])
         self._c_keys = tuple(f for _, f in self._fetch["context"])
-        order = [k for k, _ in self._fetch["profile"]] + [k for k, _ in self._fetch["context"]]
-        self._fetch_perm = None if order == list(range(len(order))) else itemgetter(*_inverse(order))
+        # Numbered profile first, then context (above): fetched values need no reordering.
+        assert [k for k, _ in self._fetch["profile"] + self._fetch["context"]] == list(range(len(fields)))
         self._p_item = _tuple_getter(self._p_keys)
         self._c_item = _tuple_getter(self._c_keys)
         self._nan_p = tuple(repeat(math.nan, len(self._p_keys)))
@@ -834,8 +833,7 @@ class Catalog:
         """The raw values of every field the rules read: NaN where absent, None where null."""
         p = _fetch(profile, self._p_keys, self._nan_p, self.schema, "profile")
         c = _fetch(context, self._c_keys, self._nan_c, self.schema, "context") if self._c_keys else ()
-        vals = p + c
-        return vals if self._fetch_perm is None else self._fetch_perm(vals)
+        return p + c
 
     def eligible(
         self,
@@ -906,8 +904,6 @@ class Catalog:
                         vals += self._c_item(context)
                     except KeyError:
                         vals += tuple(map(context.get, self._c_keys, self._nan_c))
-            if self._fetch_perm is not None:
-                vals = self._fetch_perm(vals)
         else:
             vals = self._fetch_values(profile, context)
         try:
@@ -1032,15 +1028,6 @@ def _collect_fields(cond: Any, names: dict[str, None]) -> None:
         _collect_fields(cond.condition, names)
 
 
-def _tuple_getter(keys: Sequence[str]) -> Callable[[Any], tuple]:
-    if not keys:
-        return lambda obj: ()
-    if len(keys) == 1:
-        k = keys[0]
-        return lambda obj: (obj[k],)
-    return itemgetter(*keys)
-
-
 def _rebuild_catalog(arms: tuple, schema: FeatureSchema, arbitration: Any) -> Catalog:
     return Catalog(arms, schema, arbitration=arbitration)
 
@@ -1053,20 +1040,6 @@ def _now(now: Any) -> float:
     if isinstance(now, (int, float, np.integer, np.floating)) and not isinstance(now, bool):
         return float(now)
     raise SchemaError(f"eligible: now must be a datetime, unix seconds or None, got {type(now).__name__}")
-
-
-def _tuple_getter_int(indices: Sequence[int]) -> Callable[[tuple], tuple]:
-    if len(indices) == 1:
-        i = indices[0]
-        return lambda t: (t[i],)
-    return itemgetter(*indices)
-
-
-def _inverse(order: list[int]) -> list[int]:
-    inv = [0] * len(order)
-    for i, k in enumerate(order):
-        inv[k] = i
-    return inv
 
 
 def _fetch(obj: Any, keys: tuple[str, ...], nones: tuple, schema: FeatureSchema, source: str) -> tuple:

@@ -373,6 +373,9 @@ def _tuple_getter(keys: Sequence[str], attr: bool = False) -> Callable[[Any], tu
         return lambda obj: ()
     make = attrgetter if attr else itemgetter
     if len(keys) == 1:
+        if not attr:
+            k = keys[0]
+            return lambda obj: (obj[k],)
         g = make(keys[0])
         return lambda obj: (g(obj),)
     return make(*keys)
