@@ -358,7 +358,7 @@ class Decider:
         self._prefix = os.urandom(6).hex()
         self._counter = itertools.count(1)
         if log is not None:
-            log.register_catalog(catalog.catalog_id, dict(zip(catalog.ids, catalog.action_features)))
+            log.register_catalog(catalog.catalog_id, catalog.features_by_arm)
             log.register_schema(catalog.schema.schema_id, catalog.schema.log_layout)
 
     # ------------------------------------------------------------------ properties
@@ -494,8 +494,7 @@ class Decider:
         )
 
     def _unit(self, profile: Any) -> Any:
-        if profile.__class__ is dict:
-            return profile.get(self._unit_key)
+        """The allocation unit of a profile that is not a plain dict (``decide`` reads those inline)."""
         if profile is None:
             return None
         if isinstance(profile, Mapping):

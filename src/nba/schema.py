@@ -931,12 +931,7 @@ class FeatureSchema:
                     continue
                 j = p.col
                 nan_ok = getattr(p, "allow_missing", False)
-                if p.kind == "boolean":
-                    items.append(f"{key}: xs[{j}] != 0.0")
-                elif nan_ok:
-                    items.append(f"{key}: xs[{j}]")
-                else:
-                    items.append(f"{key}: xs[{j}]")
+                items.append(f"{key}: xs[{j}] != 0.0" if p.kind == "boolean" else f"{key}: xs[{j}]")
                 if nan_ok:
                     fixups.append(f"    if xs[{j}] != xs[{j}]: del {d}[{key}]")
             lines.append(f"    {d} = {{{', '.join(items)}}}")
