@@ -261,22 +261,7 @@ class OnlineBandit:
                 raise SchemaError(f"scale must hold one number per offered arm ({n}), got shape {s.shape}")
             if not all(map(math.isfinite, s.tolist())):
                 raise SchemaError(f"scale must be finite, got {s.tolist()}")
-        if out is None:
-            o = np.empty(n, dtype=_F64)
-        elif (
-            type(out) is not np.ndarray
-            or out.dtype != _F64
-            or out.shape != (n,)
-            or not out.flags.c_contiguous
-            or not out.flags.writeable
-        ):
-            raise SchemaError(
-                f"out must be a writable C-contiguous float64 array of shape ({n},), got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
-            )
-        else:
-            o = out
-        return a, s, o
+        return a, s, _out(out, n)
 
     def _ucb_pmf(self, scores: np.ndarray, arms: Any, scale: Any, out: Any) -> np.ndarray:
         a, s, o = self._offer(arms, scale, out)
