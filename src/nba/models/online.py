@@ -152,9 +152,13 @@ def greedy_pmf(offered: np.ndarray, out: np.ndarray) -> np.ndarray:
     The pmf of a UCB policy over scaled bounds. An unplayed arm's bound
     (UNPLAYED_SCORE) times a large scale can overflow to inf: such arms are the
     best and tie with each other. A NaN is a SchemaError, never a silent pmf.
+    Both arrays are float64 C-contiguous vectors of one length (internal callers).
     """
-    if _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out) < 0:
+    done = _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    if done == -1:
         return out
+    if done == -2:  # -2 (unusable arrays) would leave out unwritten
+        raise ValueError("greedy_pmf takes float64 C-contiguous vectors of one length")
     if np.isnan(offered).any():
         raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
     np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
