@@ -19,15 +19,15 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 
 import numpy as _bd_np
 
 # Score of a UCB1 arm never played: finite (policies reject inf) and above any
 # reward scale, so unplayed arms are tried first, ties split evenly.
-UNPLAYED_SCORE = 1e300
 cdef double _BD_UNPLAYED = 1e300
+UNPLAYED_SCORE = _BD_UNPLAYED
 
 # Salts separating the streams of one event: a posterior sample for score(), the
 # draws that estimate P(arm is best), and (in _policy.pxi) the choice itself.
