@@ -36,7 +36,7 @@ cdef enum:
 
 cdef enum:
     # Batches walk a tree for a fixed number of steps (its depth) unless it is this
-    # deep (a power of two); then each row walks until its leaf.
+    # deep; then each row walks until its leaf.
     _DEEP_TREE = 32
     # Rows walked side by side through each tree in a batch.
     _BLOCK = 16
@@ -212,7 +212,8 @@ cdef inline void _raw_row(const _Ens* e, const double* x, Py_ssize_t nf, double*
     """Raw scores of trees [t0, t1) for one row x into out[0:ntpi].
 
     Exactly GBDT::PredictRaw: out[k] starts at 0.0 and adds each tree of class k in
-    iteration order. Trees are walked eight at a time; their values are added in order.
+    iteration order. Trees are walked eight at a time (the "lockstep" row_kernel); their
+    values are added in order.
     """
     cdef int ntpi = e.ntpi
     cdef Py_ssize_t t = t0
@@ -594,17 +595,16 @@ cdef class TreeEnsembleCore:
             self._cat_len[i] = cat_len[i]
         for i in range(cat_bits.shape[0]):
             self._bits[i] = cat_bits[i]
-        for i in range(self._n_trees):
-            self._roots[i] = roots[i]
-            self._depth[i] = depth[i]
-            self._mixed[i] = 0
         # Each tree's nodes are contiguous, from its root to the next tree's root.
-        cdef Py_ssize_t t = -1
-        for i in range(n):
-            while t + 1 < self._n_trees and roots[t + 1] <= i:
-                t += 1
-            if t >= 0 and (fx[i] & 3) == _K_COMPLEX:
-                self._mixed[t] = 1
+        cdef Py_ssize_t t, end
+        for t in range(self._n_trees):
+            self._roots[t] = roots[t]
+            self._depth[t] = depth[t]
+            self._mixed[t] = 0
+            end = roots[t + 1] if t + 1 < self._n_trees else n
+            for i in range(roots[t], end):
+                if (fx[i] & 3) == _K_COMPLEX:
+                    self._mixed[t] = 1
         self._e.nodes = self._nodes
         self._e.leafval = self._leafval
         self._e.dts = self._dts
@@ -636,7 +636,7 @@ cdef class TreeEnsembleCore:
         for i in range(n):
             if (self._nodes[i].fx & 3) == _K_COMPLEX and (self._dts[i] & 1):
                 return
-            if (self._nodes[i].fx & 3) != _K_LEAF and _view_of(self._dts[i]) != 0:
+            if not _is_leaf(self._nodes, i) and _view_of(self._dts[i]) != 0:
                 vpf = _VIEWS
         self._vpf = vpf
         self._chain = <CNode*>malloc((n + 1) * sizeof(CNode))
@@ -651,7 +651,7 @@ cdef class TreeEnsembleCore:
             end = self._roots[t + 1] if t + 1 < nt else n
             for i in range(self._roots[t], end):
                 c = self._chain + i + 1
-                if (self._nodes[i].fx & 3) == _K_LEAF:
+                if _is_leaf(self._nodes, i):
                     c.thr = self._leafval[i]
                     c.child = self._roots[t + _LANES] if t + _LANES < nt else -1
                     c.view = <uint16_t>(nf * vpf)

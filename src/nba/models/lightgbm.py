@@ -60,7 +60,6 @@ _IDENTITY_OBJECTIVES = frozenset(
 _EXP_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
 _MAX_FEATURES = (1 << 30) - 1  # the feature index shares a uint32 with the node kind
 _MAX_NODES = (1 << 31) - 1  # child indices are int32
-_F64 = np.dtype(np.float64)
 
 
 class Summary(msgspec.Struct, frozen=True):
@@ -720,10 +719,10 @@ class TreeEnsemble:
         if res is not None:
             return res
         X = self._as_matrix(X)
-        n = X.shape[0]
-        shape = (n,) if self.num_class == 1 else (n, self.num_class)
         res = self._core.predict(X, out, start, count, raw_score)
         if res is None:
+            n = X.shape[0]
+            shape = (n,) if self.num_class == 1 else (n, self.num_class)
             got = f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
             raise SchemaError(f"out must be a writable C-contiguous float64 array of shape {shape}, got {got}")
         return res
