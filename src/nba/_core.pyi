@@ -91,9 +91,16 @@ class ArmForestCore:
         out: npt.NDArray[np.float64],
         raw_score: bool = False,
     ) -> npt.NDArray[np.float64]:
-        """Scores of ascending arms ``idx`` into ``out[:len(idx)]``; ``acc`` is n_arms scratch (GIL released)."""
+        """Scores of ascending arms ``idx`` into ``out[:len(idx)]``; ``acc`` is n_arms scratch.
+
+        The GIL is released for walks long enough to pay for it, as in ``predict``."""
 
 # --- one decision in one call (_decide.pxi) ---
+PMF_TOLERANCE: float
+DECIDE_EPSILON_GREEDY: int
+DECIDE_SOFTMAX: int
+DECIDE_SQUARECB: int
+
 def decide_forest(
     forest: ArmForestCore,
     x: npt.NDArray[np.float64],
@@ -170,10 +177,6 @@ class VWCore:
 # pmf kernels write into ``out`` (same length as ``scores``) and return -1, the index
 # of the first non-finite score (nothing written), or -2 when either is not a float64
 # C-contiguous vector of one length >= 1 (``out`` writable): nba.policy then converts.
-PMF_TOLERANCE: float
-DECIDE_EPSILON_GREEDY: int
-DECIDE_SOFTMAX: int
-DECIDE_SQUARECB: int
 
 def pmf_epsilon_greedy(
     scores: npt.NDArray[np.float64], epsilon: float, tie_rtol: float, out: npt.NDArray[np.float64]

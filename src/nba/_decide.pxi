@@ -5,16 +5,21 @@
 # the arm for (seed, event id). These are the same kernels in the same order of
 # operations as the separate steps (ArmForestCore.scores, Catalog.priorities,
 # the policy's pmf, policy.sample), so the decision is identical; fusing them
-# saves five round trips through Python and releases the GIL once.
+# saves five round trips through Python and releases the GIL at most once (for
+# walks long enough to pay for it).
 
 # How far from 1 a pmf may sum before sample() refuses it (nba.policy.PMF_TOLERANCE).
 PMF_TOLERANCE = 1e-6
 cdef double _DECIDE_PMF_TOL = PMF_TOLERANCE
 
 # Policy codes of decide_forest (nba.policy's _kernel() returns (code, p1, p2)).
-DECIDE_EPSILON_GREEDY = 0   # p1 = epsilon, p2 = tie_rtol (Greedy: epsilon 0)
-DECIDE_SOFTMAX = 1          # p1 = lambda, p2 = epsilon
-DECIDE_SQUARECB = 2         # p1 = gamma
+cdef enum:
+    _DECIDE_EPSILON_GREEDY = 0   # p1 = epsilon, p2 = tie_rtol (Greedy: epsilon 0)
+    _DECIDE_SOFTMAX = 1          # p1 = lambda, p2 = epsilon
+    _DECIDE_SQUARECB = 2         # p1 = gamma
+DECIDE_EPSILON_GREEDY = _DECIDE_EPSILON_GREEDY
+DECIDE_SOFTMAX = _DECIDE_SOFTMAX
+DECIDE_SQUARECB = _DECIDE_SQUARECB
 
 
 def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray values,
@@ -38,7 +43,7 @@ def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndar
         raise ValueError(f"values and weights must be C-contiguous float64 vectors of length >= {forest.n_arms}")
     if not (_f64_vec(pri, k, True) and _f64_vec(pmf, k, True)):
         raise ValueError(f"pri and pmf must be writable C-contiguous float64 vectors of length >= {k}")
-    if policy < 0 or policy > 2:
+    if policy not in (_DECIDE_EPSILON_GREEDY, _DECIDE_SOFTMAX, _DECIDE_SQUARECB):
         raise ValueError(f"unknown policy code {policy}")
     cdef const double* xp = <const double*>cnp.PyArray_DATA(x)
     cdef const Py_ssize_t* ip = <const Py_ssize_t*>cnp.PyArray_DATA(idx)
@@ -73,9 +78,9 @@ cdef Py_ssize_t _decide_run(ArmForestCore forest, const double* xp, const Py_ssi
     bad = _pol_first_nonfinite(rp, k)
     if bad >= 0:
         return -1 - bad
-    if policy == 0:
+    if policy == _DECIDE_EPSILON_GREEDY:
         _pol_epsilon_greedy(rp, k, p1, p2, pp)
-    elif policy == 1:
+    elif policy == _DECIDE_SOFTMAX:
         _pol_softmax(rp, k, p1, p2, pp)
     else:
         _pol_squarecb(rp, k, p1, pp)
