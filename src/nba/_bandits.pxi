@@ -48,11 +48,16 @@ cdef inline void _bd_rng_init(_BdRng* r, uint64_t key, uint64_t salt) noexcept n
     r.state = _splitmix64(key ^ salt)
 
 
-cdef inline double _bd_uniform(_BdRng* r) noexcept nogil:
-    """Uniform in [0, 1), 53 bits."""
+cdef inline uint64_t _bd_next(_BdRng* r) noexcept nogil:
+    """The stream's next 64 bits."""
     cdef uint64_t x = _splitmix64(r.state)
     r.state += _POL_GOLDEN
-    return <double><int64_t>(x >> 11) * _POL_TWO_M53
+    return x
+
+
+cdef inline double _bd_uniform(_BdRng* r) noexcept nogil:
+    """Uniform in [0, 1), 53 bits."""
+    return <double><int64_t>(_bd_next(r) >> 11) * _POL_TWO_M53
 
 
 # Ziggurat tables for the standard normal (Marsaglia and Tsang 2000; 128 layers of
@@ -81,10 +86,16 @@ cdef void _bd_zig_init() noexcept nogil:
 _bd_zig_init()
 
 
+cdef inline int _bd_zig_draw(_BdRng* r, double* u) noexcept nogil:
+    """One 64-bit draw: the layer (low 7 bits), returned, and the abscissa u in [-1, 1) (top 53 bits)."""
+    cdef uint64_t bits = _bd_next(r)
+    u[0] = 2.0 * (<double><int64_t>(bits >> 11) * _POL_TWO_M53) - 1.0
+    return <int>(bits & 0x7F)
+
+
 cdef double _bd_normal_slow(_BdRng* r, double u, int i) noexcept nogil:
     """The ziggurat's rare paths: the tail (layer 0) or a wedge; loops back to a fresh draw."""
     cdef double x, y, f0, f1
-    cdef uint64_t bits
     while True:
         if i == 0:  # tail beyond R (Marsaglia 1964)
             while True:
@@ -98,10 +109,7 @@ cdef double _bd_normal_slow(_BdRng* r, double u, int i) noexcept nogil:
         f1 = exp(-0.5 * (_bd_zig_x[i + 1] * _bd_zig_x[i + 1] - x * x))
         if f1 + _bd_uniform(r) * (f0 - f1) < 1.0:
             return x
-        bits = _splitmix64(r.state)
-        r.state += _POL_GOLDEN
-        u = 2.0 * (<double><int64_t>(bits >> 11) * _POL_TWO_M53) - 1.0
-        i = <int>(bits & 0x7F)
+        i = _bd_zig_draw(r, &u)
         if fabs(u) < _bd_zig_ratio[i]:
             return u * _bd_zig_x[i]
 
@@ -109,10 +117,8 @@ cdef double _bd_normal_slow(_BdRng* r, double u, int i) noexcept nogil:
 cdef inline double _bd_normal(_BdRng* r) noexcept nogil:
     """Standard normal by the ziggurat: one 64-bit draw gives the layer (low 7 bits) and
     the abscissa (top 53 bits); ~99% of draws end in the first test."""
-    cdef uint64_t bits = _splitmix64(r.state)
-    r.state += _POL_GOLDEN
-    cdef double u = 2.0 * (<double><int64_t>(bits >> 11) * _POL_TWO_M53) - 1.0
-    cdef int i = <int>(bits & 0x7F)
+    cdef double u
+    cdef int i = _bd_zig_draw(r, &u)
     if fabs(u) < _bd_zig_ratio[i]:
         return u * _bd_zig_x[i]
     return _bd_normal_slow(r, u, i)
