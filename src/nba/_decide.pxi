@@ -71,6 +71,7 @@ cdef Py_ssize_t _decide_run(ArmForestCore forest, const double* xp, const Py_ssi
                             double* rp, double* pp) noexcept nogil:
     """decide_forest's arithmetic; returns as decide_forest."""
     cdef Py_ssize_t j, bad
+    cdef double total
     forest._scores(xp, ip, k, ap, sp, False)
     for j in range(k):
         rp[j] = sp[j] * vp[ip[j]]
@@ -84,6 +85,6 @@ cdef Py_ssize_t _decide_run(ArmForestCore forest, const double* xp, const Py_ssi
         _pol_softmax(rp, k, p1, p2, pp)
     else:
         _pol_squarecb(rp, k, p1, pp)
-    if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL) >= 0:
+    if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL, &total) >= 0:
         return -1 - k
-    return _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0))
+    return _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0), total)

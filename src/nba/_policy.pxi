@@ -167,16 +167,15 @@ cdef void _pol_squarecb(const double* s, Py_ssize_t n, double gamma, double* out
     out[a] = 1.0 - total
 
 
-cdef inline Py_ssize_t _pol_pick(const double* p, Py_ssize_t n, double u) noexcept nogil:
-    """Inverse-CDF pick with uniform u: the first index whose running sum exceeds u * sum(p).
+cdef inline Py_ssize_t _pol_pick(const double* p, Py_ssize_t n, double u, double total) noexcept nogil:
+    """Inverse-CDF pick with uniform u: the first index whose running sum exceeds u * total,
+    where total is sum(p) as ``_pol_check_pmf`` adds it up.
 
     Zero-probability entries can never be picked.
     """
     cdef Py_ssize_t i, last = 0
-    cdef double total = 0.0, cum = 0.0, draw
-    for i in range(n):
-        total += p[i]
-    draw = u * total
+    cdef double cum = 0.0
+    cdef double draw = u * total
     for i in range(n):
         if p[i] > 0.0:
             cum += p[i]
@@ -292,16 +291,18 @@ def uniform(uint64_t key, uint64_t j):
     return _pol_uniform(key, j)
 
 
-cdef inline Py_ssize_t _pol_check_pmf(const double* p, Py_ssize_t n, double tol) noexcept nogil:
-    """-1 if p is a pmf (finite, >= 0, sums to 1 within tol); j if p[j] is negative or
-    not finite; n if the sum is off."""
+cdef inline Py_ssize_t _pol_check_pmf(const double* p, Py_ssize_t n, double tol,
+                                      double* total) noexcept nogil:
+    """-1 if p is a pmf (finite, >= 0, sums to 1 within tol), with its sum in total; j if
+    p[j] is negative or not finite; n if the sum is off."""
     cdef Py_ssize_t i
-    cdef double total = 0.0
+    cdef double t = 0.0
     for i in range(n):
         if not (p[i] >= 0.0 and isfinite(p[i])):
             return i
-        total += p[i]
-    if fabs(total - 1.0) > tol:
+        t += p[i]
+    total[0] = t
+    if fabs(t - 1.0) > tol:
         return n
     return -1
 
@@ -324,6 +325,7 @@ def sample_index(object pmf, object event_id, uint64_t seed, double tol):
     cdef Py_ssize_t i, bad, n, m
     cdef const char* eid
     cdef const double* p
+    cdef double total
     if (type(pmf) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>pmf) != cnp.NPY_DOUBLE
             or cnp.PyArray_NDIM(<cnp.ndarray>pmf) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>pmf)
             or cnp.PyArray_DIM(<cnp.ndarray>pmf, 0) < 1):
@@ -333,10 +335,10 @@ def sample_index(object pmf, object event_id, uint64_t seed, double tol):
         return None
     n = cnp.PyArray_DIM(<cnp.ndarray>pmf, 0)
     p = <const double*>cnp.PyArray_DATA(<cnp.ndarray>pmf)
-    bad = _pol_check_pmf(p, n, tol)
+    bad = _pol_check_pmf(p, n, tol, &total)
     if bad >= 0:
         return -1 - bad
-    return _pol_pick(p, n, _pol_uniform(_pol_event_key(<const unsigned char*>eid, m, seed), 0))
+    return _pol_pick(p, n, _pol_uniform(_pol_event_key(<const unsigned char*>eid, m, seed), 0), total)
 
 
 def sample_slate(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol,
@@ -346,8 +348,9 @@ def sample_slate(const double[::1] pmf, const unsigned char[::1] event_id, uint6
     ``_pol_check_pmf`` when the check fails (nothing drawn)."""
     cdef Py_ssize_t bad
     cdef uint64_t key
+    cdef double total
     with nogil:
-        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol)
+        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol, &total)
         if bad < 0:
             key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
             _pol_slate(&pmf[0], pmf.shape[0], out.shape[0], key, &out[0])
