@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -49,3 +50,27 @@ def test_non_blocking_acquire_and_blocking_on_a_busy_holder():
     lock.release()
     t.join(5)
     assert got.is_set() and not lock.locked()
+
+
+def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child():
+    lock = PoliteLock()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the holder does not exist here: the lock must be free
+            os._exit(0 if lock.acquire(False) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert lock.locked()  # the parent's holder still has it
+    finally:
+        release.set()
+        t.join()

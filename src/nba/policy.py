@@ -40,13 +40,13 @@ decision can be replayed and audited in another process or on another platform.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any, ClassVar
 
 import msgspec
 import numpy as np
 
 from nba import _core
+from nba._locks import PoliteLock
 from nba.errors import ConfigError, SchemaError
 
 __all__ = [
@@ -278,7 +278,7 @@ class SquareCB:
         self._gamma_scale = _real("SquareCB", "gamma_scale", gamma_scale, 0.0)
         self._gamma_exponent = _real("SquareCB", "gamma_exponent", gamma_exponent, 0.0)
         self._t = self._count("t", t)
-        self._lock = threading.Lock()
+        self._lock = PoliteLock()  # renews itself in a forked child
 
     @staticmethod
     def _count(name: str, t: Any) -> int:
