@@ -4,14 +4,17 @@
 # largest share of Python work in a decision. This is the same fast path as
 # nba.schema's, compiled: it reads exact floats, ints, bools and known
 # categories, and hands anything else (a wrong type, NaN where it is not
-# allowed, infinity, a bound without clip, an unknown category under "error",
-# objects that are not dicts) back to nba.schema, which validates and words the
-# error. It never raises for bad input; it only says "not mine".
+# allowed, infinity, a bound without clip, an unknown category under "error" or
+# one that is not ASCII, objects that are not dicts) back to nba.schema, which
+# validates and words the error. It never raises for bad input; it only says "not mine".
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isnan, isinf, NAN
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)  # a macro: one flag test on a str (not in Cython's cpython.unicode)
 
 cdef enum:
     _VF_NUMBER = 0
@@ -141,6 +144,8 @@ cdef class DictVectorizer:
                     o[<Py_ssize_t><object>v2] = 1.0
                 elif type(<object>v) is float or self._unknown_col[i] == -2:
                     return False  # NaN, an unknown float, or unknown="error": the slow path says which
+                elif type(<object>v) is str and not PyUnicode_IS_ASCII(<object>v):
+                    return False  # an unknown category is logged as given: the slow path checks it is valid text
                 elif self._unknown_col[i] >= 0:
                     o[self._unknown_col[i]] = 1.0
                 continue

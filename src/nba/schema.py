@@ -37,6 +37,7 @@ import msgspec
 import numpy as np
 
 from nba._core import DictVectorizer
+from nba._validate import text as _text
 
 from nba.errors import ConfigError, SchemaError
 
@@ -85,6 +86,15 @@ def _vw_string(value: str) -> str:
     return value.translate(_VW_STRING)
 
 
+def _declared_text(value: str, what: str) -> None:
+    """Raise ``ConfigError`` if a declared name or category cannot be written as UTF-8 (a lone surrogate)."""
+    if not value.isascii():
+        try:
+            _text(value, what)
+        except SchemaError as e:
+            raise ConfigError(str(e)) from None
+
+
 def _check_source(kind: str, name: str, source: str) -> None:
     if source not in _SOURCES:
         raise ConfigError(f"{kind}({name!r}): source must be 'profile' or 'context', got {source!r}")
@@ -98,7 +108,8 @@ class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
 
     Missing (absent or None) -> ``default``. NaN -> ``SchemaError`` unless
     ``allow_missing``, in which case missing and NaN both become NaN in the vector
-    (LightGBM's missing value). ``bounds=(lo, hi)`` (either may be None) clips the
+    (LightGBM's missing value) and ``default`` is unused (so it need not lie within
+    ``bounds``). ``bounds=(lo, hi)`` (either may be None) clips the
     value, or raises ``SchemaError`` when ``clip=False``. Infinity is always an error.
     """
 
@@ -125,7 +136,8 @@ class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
             hi = math.inf if hi is None else float(hi)
             if math.isnan(lo) or math.isnan(hi) or lo > hi:
                 raise ConfigError(f"Numeric({self.name!r}): bounds must satisfy lo <= hi, got {self.bounds!r}")
-            if not lo <= self.default <= hi:
+            # With allow_missing a missing value becomes NaN, so the default is never used: not checked.
+            if not self.allow_missing and not lo <= self.default <= hi:
                 raise ConfigError(f"Numeric({self.name!r}): default {self.default!r} lies outside bounds {self.bounds!r}")
             msgspec.structs.force_setattr(self, "bounds", (None if lo == -math.inf else lo, None if hi == math.inf else hi))
 
@@ -157,6 +169,8 @@ class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
         for c in cats:
             if isinstance(c, bool) or not isinstance(c, (str, int)):
                 raise ConfigError(f"Categorical({self.name!r}): categories must be str or int, got {c!r}")
+            if isinstance(c, str):
+                _declared_text(c, f"Categorical({self.name!r}): category")
         if len(set(cats)) != len(cats):
             dup = sorted({repr(c) for c in cats if cats.count(c) > 1})
             raise ConfigError(f"Categorical({self.name!r}): duplicate categories {', '.join(dup)}")
@@ -302,8 +316,11 @@ class _BooleanPlan(_Plan):
         raise SchemaError(f"{self.where}: expected True or False (or 0/1), got {_type_name(raw)}")
 
     def encode(self, raw: Any, vals: list[float]) -> None:
-        f = self.flag(raw)
-        vals[self.col] = math.nan if f is MISSING else (1.0 if f else 0.0)
+        f = self.flag(raw)  # raises unless raw is a flag, 0/1, missing or (allowed) NaN
+        if raw is MISSING or raw is None:
+            vals[self.col] = math.nan if f is MISSING else (1.0 if f else 0.0)
+        else:
+            vals[self.col] = float(raw)  # as the fast paths pack it, bit for bit (-0.0 and NaN payloads too)
 
 
 class _CategoricalPlan(_Plan):
@@ -338,6 +355,9 @@ class _CategoricalPlan(_Plan):
         col = self.cmap.get(raw)
         if col is not None:
             return col
+        if isinstance(raw, str) and not raw.isascii():
+            # An unknown category is logged as given (log_raw, used_features): it must be writable as UTF-8.
+            _text(raw, f"{self.where}: category")
         if self.unknown == "other":
             return self.other_col
         if self.unknown == "error":
@@ -484,6 +504,7 @@ class FeatureSchema:
                 )
             if not isinstance(f.name, str) or not f.name:
                 raise ConfigError(f"FeatureSchema: feature names must be non-empty strings, got {f.name!r}")
+            _declared_text(f.name, "FeatureSchema: feature name")
             if f.name.startswith("_"):
                 raise ConfigError(
                     f"FeatureSchema: feature {f.name!r} starts with '_', which Vowpal Wabbit reserves (it would "
@@ -502,6 +523,7 @@ class FeatureSchema:
                     f"FeatureSchema: feature {f.name!r} has namespace {ns!r}; namespaces must be non-empty "
                     "and must not start with '_' (reserved by Vowpal Wabbit)"
                 )
+            _declared_text(ns, f"FeatureSchema: feature {f.name!r} namespace")
             base = safe_column_name(f.name)
             if isinstance(f, Numeric):
                 plans.append(_NumericPlan(f, col))
@@ -532,6 +554,7 @@ class FeatureSchema:
             for name in group:
                 if not isinstance(name, str) or not name:
                     raise ConfigError(f"FeatureSchema: extra {source} attribute names must be strings, got {name!r}")
+                _declared_text(name, f"FeatureSchema: extra {source} attribute")
                 if name in seen or name in extras:
                     raise ConfigError(f"FeatureSchema: {name!r} is declared twice (as a feature or extra attribute)")
                 extras[name] = source
@@ -796,6 +819,8 @@ class FeatureSchema:
                 # Unknown: only a str or int is a category (NaN is missing; the slow path says so).
                 if unknown == -2 or (v.__class__ is not str and v.__class__ is not int):
                     raise _Slow
+                if v.__class__ is str and not v.isascii():  # may not be valid text: the slow path checks
+                    raise _Slow
                 col = unknown
             if col >= 0:
                 _ONE.pack_into(out, col << 3, 1.0)
@@ -987,6 +1012,9 @@ def _rebuild_schema(features: tuple, extra_profile: tuple, extra_context: tuple)
 
 
 def _tuple_getter_int(indices: Sequence[int]) -> Callable[[Any], tuple]:
+    """``itemgetter(*indices)`` that always returns a tuple, also for zero or one index."""
+    if not indices:
+        return lambda t: ()
     if len(indices) == 1:
         i = indices[0]
         return lambda t: (t[i],)
