@@ -21,14 +21,29 @@ Eligibility, per decision, in this order:
   value (absent, None, NaN) makes every comparison false, ``!=`` and ``not_in``
   included, and only ``exists`` with False true.
 
+Rules are type-checked against the schema when the catalogue is built: ordering
+comparisons (``< <= > >=``) only on numeric features, a numeric feature against
+numbers, a boolean against true/false, a categorical against its declared
+categories only (a value outside them reaches a rule as given and matches no such
+constant, so naming an undeclared one is almost always a typo); extra attributes
+are untyped. Conditions may nest at most ``MAX_RULE_DEPTH`` levels.
+
 Arbitration turns raw model scores into priorities before the exploration policy
-sees them: by default ``priority = score x value x weight`` ("product"); "score"
-ignores value and weight; any callable ``f(scores, values, weights, out)`` works.
-The policy turns the priorities of the eligible arms into a pmf over those arms;
-the decision log records the raw model scores (not the priorities) and that pmf.
+sees them: by default ``priority = score x value x weight`` ("product");
+"probability" is ``value x weight x clip(score, 0, 1)``; "score" ignores value and
+weight; any callable ``f(scores, values, weights, out)`` works. The policy turns
+the priorities of the eligible arms into a pmf over those arms; the decision log
+records the raw model scores (not the priorities) and that pmf.
+
 "product" assumes non-negative scores (probabilities, expected values): with
-signed scores (negated VW costs, raw margins) a larger value would make a
-negative score worse, so use "score" or a formula of your own there.
+signed scores (negated VW costs, raw margins) a larger value makes a negative
+score worse and inverts the business ranking; ``Catalog.check_arbitration``
+refuses that combination. "probability" is right for a score that estimates a
+success probability: a LightGBM binary model's output, or a Vowpal Wabbit cb model
+trained on nba's dsjson export, whose cost is -reward, so the Decider's negated
+cost is the estimated reward, for 0/1 rewards the success probability (clipping
+makes an estimate outside [0, 1] one). Use "score" or a formula of your own for
+other signed scores.
 """
 
 from __future__ import annotations
@@ -47,8 +62,15 @@ from typing import Any, Callable, Literal, Union
 import msgspec
 import numpy as np
 
+from nba._validate import text as _text
 from nba.errors import ConfigError, SchemaError
-from nba.schema import FeatureSchema, _tuple_getter, _tuple_getter_int, safe_column_name
+from nba.schema import (
+    Categorical,
+    FeatureSchema,
+    _tuple_getter,
+    _tuple_getter_int,
+    safe_column_name,
+)
 
 __all__ = [
     "Rule",
@@ -61,12 +83,18 @@ __all__ = [
     "Catalog",
     "RowLayout",
     "ARBITRATIONS",
+    "MAX_RULE_DEPTH",
 ]
 
 # --------------------------------------------------------------------------- conditions
 
 _OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists")
 _ORDER_OPS = ("<", "<=", ">", ">=")
+
+#: How deeply conditions may nest (``not``, parentheses, ``Not``, ``AllOf``, ``AnyOf``):
+#: far beyond any real rule, and far below Python's recursion limit, which the compiler
+#: and the evaluation of a rule use one frame of per level.
+MAX_RULE_DEPTH = 64
 
 
 class Rule(msgspec.Struct, frozen=True, tag="rule"):
@@ -151,6 +179,16 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0  # 'not's and open parentheses around the current token
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_RULE_DEPTH:
+            _, _, pos = self.tokens[self.i - 1]
+            raise ConfigError(
+                f"rule {_short(self.text)}: nests deeper than {MAX_RULE_DEPTH} levels of 'not' and parentheses "
+                f"(at character {pos}); write it flatter"
+            )
 
     def fail(self, what: str) -> ConfigError:
         kind, value, pos = self.tokens[self.i]
@@ -189,15 +227,23 @@ class _Parser:
         return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
     def not_expr(self) -> Condition:
-        if self.peek("kw", "not"):
+        nots = 0
+        while self.peek("kw", "not"):  # a loop, not recursion: 'not not ... not' cannot exhaust the stack
             self.i += 1
-            return Not(self.not_expr())
+            nots += 1
+            self.enter()
         if self.peek("op", "("):
             self.i += 1
+            self.enter()
             cond = self.or_expr()
             self.take("op", ")", "')'")
-            return cond
-        return self.comparison()
+            self.depth -= 1
+        else:
+            cond = self.comparison()
+        for _ in range(nots):
+            cond = Not(cond)
+        self.depth -= nots
+        return cond
 
     def literal(self) -> Any:
         kind, value, _ = self.tokens[self.i]
@@ -236,13 +282,18 @@ class _Parser:
         return Rule(field, op, self.literal())
 
 
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
+
+
 def parse_rule(text: str) -> Condition:
     """Parse ``"age >= 18 and (segment in ['gold', 'silver'] or vip == true)"`` into conditions.
 
     Grammar: comparisons ``field OP literal`` (OP one of ``== != < <= > >=``),
     ``field in [...]``, ``field not in [...]``, ``field exists``; combined with
     ``not``, ``and``, ``or`` (in that precedence) and parentheses. Literals are
-    numbers, quoted strings, true and false. No Python is evaluated.
+    numbers, quoted strings, true and false. No Python is evaluated. At most
+    ``MAX_RULE_DEPTH`` nested ``not``s and parentheses (``ConfigError`` beyond).
     """
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"a rule expression must be a non-empty string, got {text!r}")
@@ -285,15 +336,33 @@ def _product(scores: np.ndarray, values: np.ndarray, weights: np.ndarray, out: n
     return out
 
 
+def _probability(scores: np.ndarray, values: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """priority = clip(score, 0, 1) x value x weight: expected business value of a success-probability score.
+
+    The clip keeps a negative estimate from inverting the ranking (and makes any
+    estimate a probability); NaN stays NaN, so a broken score is still refused.
+    """
+    np.clip(scores, 0.0, 1.0, out=out)
+    np.multiply(out, values, out=out)
+    np.multiply(out, weights, out=out)
+    return out
+
+
 def _score_only(scores: np.ndarray, values: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
     """priority = score: value and weight ignored."""
     np.copyto(out, scores)
     return out
 
 
-ARBITRATIONS: dict[str, Callable[..., np.ndarray]] = {"product": _product, "score": _score_only}
+ARBITRATIONS: dict[str, Callable[..., np.ndarray]] = {
+    "product": _product,
+    "probability": _probability,
+    "score": _score_only,
+}
 
-Arbitration = Union[Literal["product", "score"], Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]
+Arbitration = Union[
+    Literal["product", "probability", "score"], Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
+]
 
 
 def _resolve_arbitration(spec: Any) -> Callable[..., Any]:
@@ -429,6 +498,7 @@ class _RuleCompiler:
 
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
+        self.categories = {f.name: f.categories for f in schema.features if isinstance(f, Categorical)}
         self.fields: dict[str, int] = {}  # field -> position in the fetched tuple (first seen order)
         self.atoms: dict[tuple, Callable[[tuple], bool]] = {}  # shared between arms
         self.seen: set[tuple] = set()
@@ -505,7 +575,7 @@ class _RuleCompiler:
                 raise ConfigError(f"{bad} the values must be hashable (str, int, float, bool)") from None
             if any(_missing(v) for v in const):
                 raise ConfigError(f"{bad} None/NaN cannot be listed; use 'exists' to test for a missing value")
-            if kind in ("numeric", "boolean") and any(isinstance(v, str) for v in const):
+            if kind == "numeric" and any(isinstance(v, str) for v in const):
                 raise ConfigError(f"{bad} {field!r} is {kind}; list numbers, not strings")
         elif op == "exists":
             if value is None:
@@ -518,15 +588,44 @@ class _RuleCompiler:
                 raise ConfigError(f"{bad} compare with a number, string or bool (use 'exists' for missing values)")
             if op in _ORDER_OPS and isinstance(value, bool):
                 raise ConfigError(f"{bad} ordering comparisons take a number or string, not a bool")
-            if kind in ("numeric", "boolean") and isinstance(value, str):
+            if kind == "numeric" and isinstance(value, str):
                 raise ConfigError(f"{bad} {field!r} is {kind}; compare it with a number")
             const = value
+        if kind != "extra":
+            self._check_kind(field, kind, op, const, bad)
         pos = self.fields.setdefault(field, len(self.fields))
         key = (pos, op, const)
         if key not in self.seen:
             self.seen.add(key)
             self.rules.append((field, Rule(field, op, const)))
         return key
+
+
+    def _check_kind(self, field: str, kind: str, op: str, const: Any, bad: str) -> None:
+        """Refuse a rule that the feature's declared kind makes meaningless (it would fail or pass wrongly per request)."""
+        if op == "exists":
+            return
+        if op in _ORDER_OPS and kind != "numeric":
+            use = "== true / == false" if kind == "boolean" else "==, != or in [...] with its categories"
+            raise ConfigError(f"{bad} {field!r} is {kind}; ordering comparisons apply to numeric features only: use {use}")
+        items = const if op in ("in", "not_in") else (const,)
+        if kind == "numeric":
+            for c in items:
+                if isinstance(c, bool) or not isinstance(c, (int, float)):
+                    raise ConfigError(f"{bad} {field!r} is numeric; compare it with numbers, not {c!r}")
+        elif kind == "boolean":
+            for c in items:
+                if not isinstance(c, bool):
+                    raise ConfigError(f"{bad} {field!r} is boolean; compare it with true or false, not {c!r}")
+        else:
+            cats = self.categories[field]
+            for c in items:
+                # str or int, as declared: 1.0 or True would equal the category 1 but is not a category.
+                if isinstance(c, bool) or not isinstance(c, (str, int)) or c not in cats:
+                    raise ConfigError(
+                        f"{bad} {c!r} is not a declared category of {field!r} (declared: {list(cats)!r}); "
+                        "a rule may name declared categories only: add it to the Categorical or fix the rule"
+                    )
 
 
 # --------------------------------------------------------------------------- the catalogue
@@ -592,11 +691,14 @@ class Catalog:
 
     Raises ``ConfigError`` for duplicate or empty ids, arm features that differ
     between arms, non-finite or negative values or weights, an empty time window,
-    payloads that are not JSON, and rules that reference undeclared fields or
-    compare them with constants of the wrong type.
+    payloads that are not JSON, text (ids, names, payloads, rules) that UTF-8
+    cannot write, rules nested deeper than ``MAX_RULE_DEPTH``, and rules that
+    reference undeclared fields or that the feature's kind makes meaningless
+    (an ordering on a categorical, an undeclared category, a number for a boolean).
 
-    ``arbitration``: "product" (score x value x weight, the default), "score", or a
-    callable ``f(scores, values, weights, out)``; see ``priorities``.
+    ``arbitration``: "product" (score x value x weight, the default),
+    "probability" (clip(score, 0, 1) x value x weight), "score", or a callable
+    ``f(scores, values, weights, out)``; see ``priorities`` and ``check_arbitration``.
 
     Immutable once built and safe to share between threads (pass each thread its
     own ``out`` buffers).
@@ -614,6 +716,7 @@ class Catalog:
                 raise ConfigError(f"Catalog: item {i} is a {type(arm).__name__}, expected nba.Arm")
             if not isinstance(arm.id, str) or not arm.id:
                 raise ConfigError(f"Catalog: arm {i} has id {arm.id!r}; ids must be non-empty strings")
+            _check_text(arm.id, f"Catalog: arm {i} id")
             if arm.id in ids:
                 raise ConfigError(f"Catalog: arm id {arm.id!r} is used twice (items {ids[arm.id]} and {i}); ids must be unique")
             ids[arm.id] = i
@@ -649,7 +752,8 @@ class Catalog:
             canon = msgspec.json.encode(
                 [msgspec.to_builtins(a, order="deterministic") for a in arms], order="deterministic"
             )
-        except (TypeError, msgspec.EncodeError) as e:
+        except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as e:
+            # RecursionError: a payload nested absurdly deep or containing itself (msgspec's own guard).
             raise ConfigError(f"Catalog: an arm holds a value that cannot be encoded as JSON (payloads must be JSON values): {e}") from e
         self.catalog_id = hashlib.sha256(canon).hexdigest()[:16]
         self._layouts: dict[tuple[str, ...], RowLayout] = {}
@@ -976,6 +1080,49 @@ class Catalog:
             return None
         raise ConfigError(f"arm {a.id!r} has no payload for channel {channel!r}; its channels are {sorted(ch)}")
 
+    def check_payloads(self, arm_id: str) -> None:
+        """Raise ``ConfigError`` unless the arm has a payload for every channel the catalogue names.
+
+        An arm that is eligible anywhere it is asked for (a fallback) would otherwise
+        fail every request on such a channel. An arm without channels has none to lack;
+        requests on a channel no arm names find a payload only under ``"*"``.
+        """
+        a = self.arms[self.index(arm_id)]
+        ch = a.channels
+        if not ch or "*" in ch:
+            return
+        lacking = [c for c in self.channels if c not in ch]
+        if lacking:
+            raise ConfigError(
+                f"arm {a.id!r} has no payload for channel{'s' if len(lacking) > 1 else ''} "
+                f"{', '.join(map(repr, lacking))}, which the catalogue serves (its channels are {sorted(ch)}); "
+                "give it a payload for each, or a '*' payload for any channel"
+            )
+
+    def check_arbitration(self, min_score: float, model_name: str) -> None:
+        """Raise ``ConfigError`` if arbitration would invert the arms' business ranking for a model.
+
+        ``min_score``: the lowest score the model can produce, as the Decider sees it
+        (higher is better): -inf for a Vowpal Wabbit model (negated costs), the lowest
+        leaf sum for a tree model, 0 or -inf for an online one. "product" (score x value
+        x weight) with a negative score ranks a larger value x weight lower; that only
+        matters when value x weight differs between arms.
+        """
+        if self._arbitrate is not _product or min_score >= 0.0:  # (a NaN bound is unknown: checked)
+            return
+        scale = self.values * self.weights
+        if scale.size == 0 or bool((scale == scale[0]).all()):
+            return
+        hi, lo = int(np.argmax(scale)), int(np.argmin(scale))
+        raise ConfigError(
+            f"arbitration 'product' (score x value x weight) inverts the ranking for model {model_name!r}, "
+            f"whose scores can be negative (lowest {min_score!r}): at the same score -1, arm {self.ids[hi]!r} "
+            f"(value x weight {scale[hi]:g}) would rank below arm {self.ids[lo]!r} ({scale[lo]:g}). Use "
+            "arbitration='probability' (clip(score, 0, 1) x value x weight, for a score that estimates a success "
+            "probability: a LightGBM binary model, or a Vowpal Wabbit model trained on nba's dsjson export with "
+            "0/1 rewards), 'score' (ignore value and weight), or a callable f(scores, values, weights, out)"
+        )
+
     def priorities(self, scores: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Arbitrated priorities for raw model ``scores`` of the arms ``idx`` (all arms if None).
 
@@ -1081,6 +1228,109 @@ def _from_vector(obj: Any, keys: tuple[str, ...], schema: FeatureSchema, source:
     return tuple(out)
 
 
+def _check_text(value: str, what: str) -> None:
+    """Raise ``ConfigError`` if ``value`` cannot be written as UTF-8 (a lone surrogate): the log could not hold it."""
+    if not value.isascii():
+        try:
+            _text(value, what)
+        except SchemaError as e:
+            raise ConfigError(str(e)) from None
+
+
+def _check_json_text(value: Any, what: str) -> None:
+    """``_check_text`` on every str (keys included) of a JSON-like value; iterative, each container once."""
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            _check_text(v, what)
+        elif isinstance(v, (Mapping, list, tuple)):
+            if id(v) in seen:
+                continue  # shared, or a cycle: the JSON encoding refuses the latter
+            seen.add(id(v))
+            if isinstance(v, Mapping):
+                for k, x in v.items():
+                    if isinstance(k, str):
+                        _check_text(k, f"{what} key")
+                    stack.append(x)
+            else:
+                stack.extend(v)
+
+
+#: Condition nodes one arm's eligibility may expand to (shared sub-conditions count each time
+#: they are used, as the compiled closures do); guards against a DAG that doubles per level.
+_MAX_RULE_NODES = 10_000
+
+
+def _rule_children(node: Any, parsed: dict[int, Any]) -> list[Any]:
+    if isinstance(node, str):
+        return [parsed[id(node)]]
+    if isinstance(node, (list, tuple)):
+        return list(node)
+    if isinstance(node, (AllOf, AnyOf)):
+        return list(node.conditions) if isinstance(node.conditions, (list, tuple)) else []
+    if isinstance(node, Not):
+        return [node.condition]
+    return []
+
+
+def _check_conditions(cond: Any, where: str) -> None:
+    """Refuse, before anything recursive reads them, conditions nested deeper than ``MAX_RULE_DEPTH``,
+    expanding to more than ``_MAX_RULE_NODES`` nodes or containing themselves, and strings UTF-8 cannot write.
+
+    Iterative (an explicit stack), so a hostile depth gives a ``ConfigError``, never a ``RecursionError``.
+    Expression strings are parsed here, with the parser's own depth limit.
+    """
+    if cond is None:
+        return
+    parsed: dict[int, Any] = {}  # id(expression string) -> its conditions
+    height: dict[int, tuple[int, int]] = {}  # id(node) -> (levels of nesting in it, nodes it expands to)
+    open_: set[int] = set()  # nodes whose subtree is being walked: meeting one again is a cycle
+    stack: list[tuple[Any, int, bool]] = [(cond, 0, False)]  # (node, levels above it, leaving)
+
+    def too_deep() -> ConfigError:
+        return ConfigError(
+            f"{where}: eligibility nests deeper than {MAX_RULE_DEPTH} levels (MAX_RULE_DEPTH) of Not, AllOf, "
+            "AnyOf and lists; write it flatter (a list or AllOf of rules is one level)"
+        )
+
+    while stack:
+        node, above, leaving = stack.pop()
+        key = id(node)
+        level = 1 if isinstance(node, (list, tuple, AllOf, AnyOf, Not)) else 0
+        if leaving:
+            open_.discard(key)
+            kids = _rule_children(node, parsed)
+            below = level + max((height[id(c)][0] for c in kids), default=0)
+            nodes = 1 + sum(height[id(c)][1] for c in kids)
+            if nodes > _MAX_RULE_NODES:
+                raise ConfigError(
+                    f"{where}: eligibility expands to more than {_MAX_RULE_NODES} conditions (shared ones count "
+                    "each time they are used); simplify it"
+                )
+            height[key] = (below, nodes)
+            continue
+        if key in height:
+            if above + height[key][0] > MAX_RULE_DEPTH:
+                raise too_deep()
+            continue
+        if key in open_:
+            raise ConfigError(f"{where}: eligibility contains itself (a condition that is its own sub-condition)")
+        if above + level > MAX_RULE_DEPTH:
+            raise too_deep()
+        if isinstance(node, str):
+            _check_text(node, f"{where}: rule")
+            parsed[key] = parse_rule(node)
+        elif isinstance(node, Rule):
+            if isinstance(node.field, str):
+                _check_text(node.field, f"{where}: rule field")
+            _check_json_text(node.value, f"{where}: rule on {node.field!r}: value")
+        open_.add(key)
+        stack.append((node, above, True))
+        stack.extend((c, above + level, False) for c in _rule_children(node, parsed))
+
+
 def _check_arm(arm: Arm) -> None:
     where = f"arm {arm.id!r}"
     for name, v in (("value", arm.value), ("weight", arm.weight)):
@@ -1090,9 +1340,11 @@ def _check_arm(arm: Arm) -> None:
         raise ConfigError(f"{where}: features must be a dict {{name: value}}, got {type(arm.features).__name__}")
     if not isinstance(arm.channels, Mapping):
         raise ConfigError(f"{where}: channels must be a dict {{channel: payload}}, got {type(arm.channels).__name__}")
-    for ch in arm.channels:
+    for ch, payload in arm.channels.items():
         if not isinstance(ch, str) or not ch:
             raise ConfigError(f"{where}: channel names must be non-empty strings, got {ch!r}")
+        _check_text(ch, f"{where}: channel name")
+        _check_json_text(payload, f"{where}: payload for channel {ch!r}:")
     for name, t in (("start", arm.start), ("end", arm.end)):
         if t is not None and not isinstance(t, datetime):
             raise ConfigError(f"{where}: {name} must be a datetime or None, got {type(t).__name__}")
@@ -1103,9 +1355,14 @@ def _check_arm(arm: Arm) -> None:
             f"{where}: namespace must be a non-empty string not starting with '_' (reserved by Vowpal Wabbit), "
             f"got {arm.namespace!r}"
         )
-    for name in arm.features:
+    _check_text(arm.namespace, f"{where}: namespace")
+    for name, v in arm.features.items():
         if not isinstance(name, str) or not name or name.startswith("_"):
             raise ConfigError(
                 f"{where}: feature names must be non-empty strings not starting with '_' (reserved by Vowpal "
                 f"Wabbit), got {name!r}"
             )
+        _check_text(name, f"{where}: feature name")
+        if isinstance(v, str):
+            _check_text(v, f"{where}: feature {name!r} value")
+    _check_conditions(arm.eligibility, where)

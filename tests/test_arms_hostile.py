@@ -1,0 +1,264 @@
+"""The catalogue against hostile arms and rules (issue 8): every one fails when the catalogue is built, not per request."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nba import (
+    AllOf,
+    AnyOf,
+    Arm,
+    Boolean,
+    Catalog,
+    Categorical,
+    ConfigError,
+    FeatureSchema,
+    Not,
+    Numeric,
+    Rule,
+    SchemaError,
+    parse_rule,
+)
+from nba.arms import MAX_RULE_DEPTH
+
+LONE = "\ud800"  # a lone surrogate: a str Python holds but UTF-8 (the log) cannot write
+
+SCHEMA = FeatureSchema(
+    [
+        Numeric("age", default=30.0),
+        Categorical("segment", ["gold", "silver", "bronze"]),
+        Categorical("band", [1, 2, 3]),
+        Boolean("member"),
+        Numeric("hour", source="context"),
+    ],
+    extra_profile=["country"],
+)
+
+
+def build(eligibility, **arm) -> Catalog:
+    return Catalog([Arm("ruled", eligibility=eligibility, **arm), Arm("free")], SCHEMA)
+
+
+# --------------------------------------------------------------------------- rules typed against the schema
+
+
+@pytest.mark.parametrize(
+    "rule, match",
+    [
+        ("segment > 3", r"'segment' is categorical; ordering comparisons apply to numeric features only"),
+        ("segment <= 'gold'", "'segment' is categorical; ordering"),
+        (Rule("band", ">=", 2), "'band' is categorical; ordering"),
+        ("member > 0", "'member' is boolean; ordering comparisons apply to numeric features only"),
+        ("segment == 'platinum'", r"'platinum' is not a declared category of 'segment' \(declared: \['gold'"),
+        ("segment != 'glod'", "'glod' is not a declared category"),
+        ("segment in ['gold', 'platinum']", "'platinum' is not a declared category"),
+        ("segment not in ['gold', 3]", "3 is not a declared category"),
+        ("segment == 1", "1 is not a declared category"),
+        ("band == '1'", "'1' is not a declared category of 'band'"),
+        (Rule("band", "==", 1.0), "1.0 is not a declared category of 'band'"),
+        (Rule("band", "in", (True,)), "True is not a declared category of 'band'"),
+        ("member == 1", "'member' is boolean; compare it with true or false, not 1"),
+        ("member in [0, 1]", "'member' is boolean; compare it with true or false"),
+        ("member == 'yes'", "'member' is boolean; compare it with true or false, not 'yes'"),
+        ("age == true", "'age' is numeric; compare it with numbers, not True"),
+        (Rule("age", "in", (18, False)), "'age' is numeric; compare it with numbers, not False"),
+    ],
+)
+def test_a_rule_the_features_kind_makes_meaningless_is_a_config_error_naming_arm_rule_and_feature(rule, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        build(rule)
+    assert str(e.value).startswith("arm 'ruled': rule ")
+
+
+def test_ordering_on_a_categorical_no_longer_fails_every_request():
+    # Before: the catalogue was built, then every well-formed request raised SchemaError.
+    with pytest.raises(ConfigError):
+        build("segment > 3")
+    cat = build("age > 3 and segment == 'gold' and band in [1, 2] and member == true")
+    assert cat.eligible({"age": 10, "segment": "gold", "band": 2, "member": True}).tolist() == [0, 1]
+    assert cat.eligible({"age": 10, "segment": "platinum", "band": 2, "member": True}).tolist() == [1]
+
+
+def test_well_typed_rules_are_accepted_as_before():
+    conds = [
+        "age >= 18", "age < 65.5", "age in [18, 19.5]", "hour != 3",
+        "segment == 'gold'", "segment != 'silver'", "segment in ['gold', 'bronze']", "segment not in ['gold']",
+        "band == 2", "band in [1, 3]", "member == true", "member != false", "member in [true]",
+        "country == 'FR'", "country > 'A'", "country in [1, 'FR', true]",  # extra attributes are untyped
+        "segment exists", "band exists", "member exists",
+    ]
+    assert len(Catalog([Arm(f"a{i}", eligibility=c) for i, c in enumerate(conds)], SCHEMA)) == len(conds)
+
+
+# --------------------------------------------------------------------------- depth
+
+
+_ADULT = Rule("age", ">=", 18)
+
+
+def _nested(make, depth: int, leaf=_ADULT):
+    c = leaf
+    for _ in range(depth):
+        c = make(c)
+    return c
+
+
+def _doubling(levels: int):
+    c = Rule("age", ">=", 18)
+    for _ in range(levels):
+        c = AllOf((c, c))  # 2**levels leaves, each shared: a DAG that would compile in exponential time
+    return c
+
+
+def _self_containing() -> list:
+    cond: list = [Rule("age", ">=", 18)]
+    cond.append(cond)
+    return cond
+
+
+_TOO_DEEP = {
+    "500 nested parentheses": "(" * 500 + "age > 1" + ")" * 500,
+    "1000 chained not": "not " * 1000 + "age > 1",
+    "65 chained not": "not " * (MAX_RULE_DEPTH + 1) + "age > 1",
+    "500 nested and/or parentheses": "age > 1 and (" * 250 + "age > 2 or (" * 250 + "age > 3" + ")" * 500,
+    "1000 nested Not": _nested(Not, 1000),
+    "500 nested AllOf": _nested(lambda c: AllOf((c,)), 500),
+    "500 alternating AnyOf/Not": _nested(lambda c: AnyOf((Not(c), Rule("age", "<", 3))), 250),
+    "500 nested lists": _nested(lambda c: [c], 500),
+    "65 nested Not": _nested(Not, MAX_RULE_DEPTH + 1),
+    "deep Not around a deep text": _nested(Not, 40, "not " * 40 + "age > 1"),
+    "a list that contains itself": _self_containing(),
+    "a DAG doubling 60 times": _doubling(60),
+}
+
+
+@pytest.mark.parametrize("cond", list(_TOO_DEEP.values()), ids=list(_TOO_DEEP))
+def test_deeply_nested_rules_are_a_config_error_never_a_recursion_error(cond):
+    with pytest.raises(ConfigError, match=rf"arm 'ruled'.*({MAX_RULE_DEPTH} levels|contains itself|more than)|"
+                                          rf"deeper than {MAX_RULE_DEPTH} levels"):
+        build(cond)
+
+
+@pytest.mark.parametrize("text", ["(" * 500 + "age > 1" + ")" * 500, "not " * 1000 + "age > 1"])
+def test_parse_rule_refuses_nesting_beyond_the_depth_limit(text):
+    with pytest.raises(ConfigError, match=f"deeper than {MAX_RULE_DEPTH} levels of 'not' and parentheses"):
+        parse_rule(text)
+
+
+def test_rules_at_the_depth_limit_compile_and_evaluate():
+    cat = Catalog(
+        [
+            Arm("even", eligibility=_nested(Not, MAX_RULE_DEPTH)),  # 64 nots: age >= 18
+            Arm("odd", eligibility="not " * (MAX_RULE_DEPTH - 1) + "age >= 18"),  # 63 nots: age < 18
+            Arm("wide", eligibility=_doubling(12)),  # 4096 shared leaves, 8191 nodes: within the budget
+        ],
+        SCHEMA,
+    )
+    assert [cat.ids[i] for i in cat.eligible({"age": 30})] == ["even", "wide"]
+    assert [cat.ids[i] for i in cat.eligible({"age": 10})] == ["odd"]
+
+
+# --------------------------------------------------------------------------- text UTF-8 cannot write
+
+
+_BAD_TEXT = {
+    "arm id": lambda: Arm("a" + LONE),
+    "channel name": lambda: Arm("a", channels={"web" + LONE: {}}),
+    "payload key": lambda: Arm("a", channels={"web": {"title" + LONE: "x"}}),
+    "nested payload value": lambda: Arm("a", channels={"*": {"items": [{"t": ["ok", LONE]}]}}),
+    "feature name": lambda: Arm("a", features={"fee" + LONE: 1.0}),
+    "feature value": lambda: Arm("a", features={"kind": "card" + LONE}),
+    "namespace": lambda: Arm("a", namespace="Act" + LONE),
+    "rule text constant": lambda: Arm("a", eligibility="country == 'F" + LONE + "'"),
+    "rule value": lambda: Arm("a", eligibility=Rule("country", "in", ("FR", LONE))),
+    "rule field": lambda: Arm("a", eligibility=Rule("c" + LONE, "==", 1)),
+}
+
+
+@pytest.mark.parametrize("make", list(_BAD_TEXT.values()), ids=list(_BAD_TEXT))
+def test_lone_surrogates_anywhere_in_an_arm_are_a_config_error_at_build(make):
+    with pytest.raises(ConfigError, match="not valid text"):
+        Catalog([make()], SCHEMA)
+
+
+def test_valid_non_ascii_text_in_arms_is_accepted():
+    cat = Catalog([Arm("café", channels={"web": {"titre": "offre spéciale 東京"}}, features={"genre": "carte"},
+                       eligibility="country == 'Zürich'")], SCHEMA)
+    assert cat.payload("café", "web") == {"titre": "offre spéciale 東京"}
+
+
+def test_a_category_that_is_not_valid_text_matches_no_rule_and_vectorize_refuses_it():
+    # eligible neither logs nor hashes values: a bad category is an unknown one to it (rules name only
+    # declared categories); vectorize, which the Decider runs first, refuses it before anything is logged.
+    cat = Catalog([Arm("gold", eligibility="segment == 'gold'"), Arm("not_gold", eligibility="segment != 'gold'")],
+                  SCHEMA)
+    assert cat.eligible({"segment": "g" + LONE}).tolist() == [1]
+    with pytest.raises(SchemaError, match="not valid text"):
+        SCHEMA.vectorize({"segment": "g" + LONE})
+
+
+# --------------------------------------------------------------------------- arbitration
+
+
+def _valued(arbitration="product") -> Catalog:
+    return Catalog([Arm("big", value=300.0), Arm("small", value=5.0)], SCHEMA, arbitration=arbitration)
+
+
+def test_product_arbitration_inverts_the_ranking_of_negative_scores():
+    # The failure "probability" and check_arbitration exist for: the same score, the value-300 offer last.
+    pri = _valued("product").priorities(np.array([-0.1, -0.1]))
+    assert pri[0] < pri[1]
+
+
+def test_probability_arbitration_is_value_times_weight_times_the_clipped_score():
+    cat = Catalog([Arm("big", value=300.0, weight=0.5), Arm("small", value=5.0), Arm("mid", value=50.0)], SCHEMA,
+                  arbitration="probability")
+    scores = np.array([-0.3, 0.9, 1.7])  # a VW estimate of a 0/1 reward can leave [0, 1]
+    np.testing.assert_array_equal(cat.priorities(scores), [0.0, 4.5, 50.0])
+    assert cat.priorities(np.array([0.2, 0.2, 0.2])).argmax() == 0  # same success probability: the value decides
+    assert cat.priorities(np.array([-0.1, -0.1, -0.1])).tolist() == [0.0, 0.0, 0.0]  # never inverted
+    assert math.isnan(cat.priorities(np.array([math.nan, 0.5, 0.5]))[0])  # a broken score stays refusable
+    np.testing.assert_array_equal(cat.priorities(np.array([0.5, 0.4]), idx=np.array([2, 1])), [25.0, 2.0])
+    assert cat.arbitration == "probability" and cat.arbitration_factors is None  # the step-by-step path
+
+
+@pytest.mark.parametrize("min_score", [-math.inf, -1e-9, math.nan])
+def test_check_arbitration_refuses_product_when_scores_can_be_negative_and_values_differ(min_score):
+    with pytest.raises(ConfigError, match=r"inverts the ranking for model 'vw'.*'big'.*'small'.*"
+                                          r"'probability'.*'score'.*callable"):
+        _valued().check_arbitration(min_score, "vw")
+
+
+@pytest.mark.parametrize(
+    "catalog, min_score",
+    [
+        (_valued(), 0.0),  # non-negative scores: product is expected value
+        (_valued("probability"), -math.inf),
+        (_valued("score"), -math.inf),
+        (_valued(lambda s, v, w, out: np.subtract(s, v, out=out)), -math.inf),  # the user's own formula
+        (Catalog([Arm("a", value=2.0), Arm("b", weight=2.0)], SCHEMA), -math.inf),  # equal value x weight
+    ],
+    ids=["non-negative", "probability", "score", "callable", "equal-scale"],
+)
+def test_check_arbitration_accepts_combinations_that_keep_the_ranking(catalog, min_score):
+    catalog.check_arbitration(min_score, "model")
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def test_check_payloads_names_the_arm_and_the_channels_it_lacks():
+    arms = [Arm("web_only", channels={"web": 1}), Arm("mail", channels={"email": 2, "sms": 3}),
+            Arm("star", channels={"web": 4, "*": 5}), Arm("plain")]
+    cat = Catalog(arms, SCHEMA)
+    with pytest.raises(ConfigError, match=r"arm 'web_only' has no payload for channels 'email', 'sms'.*'\*'"):
+        cat.check_payloads("web_only")
+    with pytest.raises(ConfigError, match=r"arm 'mail' has no payload for channel 'web',"):
+        cat.check_payloads("mail")
+    cat.check_payloads("star")  # "*" serves every channel
+    cat.check_payloads("plain")  # no channels: eligible everywhere, no payload
+    with pytest.raises(ConfigError, match="no arm 'nope'"):
+        cat.check_payloads("nope")
