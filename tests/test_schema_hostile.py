@@ -94,6 +94,14 @@ def test_a_category_that_is_not_valid_text_is_a_schema_error_before_anything_is_
         _CATS.used_features(profile, context, x=x)
 
 
+@pytest.mark.parametrize("value", ["東京", "zürich2", "Ωmega", "emoji \U0001f600"])
+def test_a_valid_non_ascii_unknown_category_stays_on_the_compiled_path(value):
+    out = np.empty(_CATS.n_columns)
+    assert _CATS._dict_fast({"city": value, "age": 1}, {"tier": value}, out) is True
+    assert out.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]  # all zeros for city, "other" for tier
+    assert not _CATS._dict_fast({"city": value + LONE, "age": 1}, None, out)  # declined: the slow path refuses it
+
+
 def test_unknown_categories_that_are_valid_text_are_still_logged_as_given():
     p, c = {"city": "東京", "age": 1}, {"tier": "platinum"}
     x = _CATS.vectorize(p, c)
@@ -163,6 +171,7 @@ _HOSTILE = st.one_of(
 _inputs = st.one_of(st.none(), st.dictionaries(st.sampled_from(_NAMES + ["other"]), _HOSTILE, max_size=7))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy scalars overflowing the fast path's bulk sum
 @settings(max_examples=600, deadline=None)
 @given(_schemas(), _inputs, _inputs)
 def test_compiled_fast_and_validating_paths_agree_on_random_schemas_and_inputs(schema, profile, context):

@@ -5,7 +5,7 @@
 # nba.schema's, compiled: it reads exact floats, ints, bools and known
 # categories, and hands anything else (a wrong type, NaN where it is not
 # allowed, infinity, a bound without clip, an unknown category under "error" or
-# one that is not ASCII, objects that are not dicts) back to nba.schema, which
+# one holding a lone surrogate, objects that are not dicts) back to nba.schema, which
 # validates and words the error. It never raises for bad input; it only says "not mine".
 
 from cpython.dict cimport PyDict_GetItem
@@ -14,7 +14,34 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isnan, isinf, NAN
 
 cdef extern from "Python.h":
-    bint PyUnicode_IS_ASCII(object o)  # a macro: one flag test on a str (not in Cython's cpython.unicode)
+    # Macros over a str's compact representation (PEP 393).
+    bint PyUnicode_IS_ASCII(object o)
+    int PyUnicode_KIND(object o)
+    int PyUnicode_1BYTE_KIND
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t i)
+
+
+cdef inline bint _has_surrogate(object s):
+    """True if the str holds a code point in U+D800..U+DFFF, which UTF-8 cannot encode.
+
+    ASCII and Latin-1 strings cannot hold one (the flag and kind tests); others are
+    scanned, which is what the UTF-8 encoder would do anyway.
+    """
+    if PyUnicode_IS_ASCII(s):
+        return False
+    cdef int kind = PyUnicode_KIND(s)
+    if kind == PyUnicode_1BYTE_KIND:
+        return False
+    cdef void* data = PyUnicode_DATA(s)
+    cdef Py_ssize_t i
+    cdef Py_UCS4 c
+    for i in range(PyUnicode_GET_LENGTH(s)):
+        c = PyUnicode_READ(kind, data, i)
+        if 0xD800 <= c <= 0xDFFF:
+            return True
+    return False
 
 cdef enum:
     _VF_NUMBER = 0
@@ -144,8 +171,8 @@ cdef class DictVectorizer:
                     o[<Py_ssize_t><object>v2] = 1.0
                 elif type(<object>v) is float or self._unknown_col[i] == -2:
                     return False  # NaN, an unknown float, or unknown="error": the slow path says which
-                elif type(<object>v) is str and not PyUnicode_IS_ASCII(<object>v):
-                    return False  # an unknown category is logged as given: the slow path checks it is valid text
+                elif type(<object>v) is str and _has_surrogate(<object>v):
+                    return False  # an unknown category is logged as given: the slow path refuses one UTF-8 cannot write
                 elif self._unknown_col[i] >= 0:
                     o[self._unknown_col[i]] = 1.0
                 continue

@@ -819,8 +819,11 @@ class FeatureSchema:
                 # Unknown: only a str or int is a category (NaN is missing; the slow path says so).
                 if unknown == -2 or (v.__class__ is not str and v.__class__ is not int):
                     raise _Slow
-                if v.__class__ is str and not v.isascii():  # may not be valid text: the slow path checks
-                    raise _Slow
+                if v.__class__ is str and not v.isascii():
+                    try:
+                        v.encode("utf-8")  # logged as given (log_raw): the slow path refuses what UTF-8 cannot write
+                    except UnicodeEncodeError:
+                        raise _Slow from None
                 col = unknown
             if col >= 0:
                 _ONE.pack_into(out, col << 3, 1.0)
