@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import nba
 from nba import _core
-from nba.errors import ConfigError, LogError
+from nba.errors import ConfigError, LogError, SchemaError
 from nba.log import (
     ActivationRecord,
     CatalogRecord,
@@ -154,12 +154,18 @@ def test_non_finite_scores_are_written_as_null():
         assert rec.scores == [1.5, None]
 
 
-def test_unencodable_values_and_bad_outcomes_raise_log_errors_and_keep_the_log_usable():
+def test_unencodable_values_and_bad_outcomes_raise_nba_errors_and_keep_the_log_usable():
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
-            with pytest.raises(LogError, match="cannot write DecisionRecord 'bad'"):
+            with pytest.raises(SchemaError, match="decision 'bad': features: cannot write objects of type object"):
                 log.append_decision("bad", actions=["a"], pmf=[1.0], chosen=[0], features={"x": {"y": object()}})
-            with pytest.raises(LogError, match="not a finite number"):
+            bad = DecisionRecord(
+                event_id="bad", ts=1.0, actions=["a"], pmf=[1.0], chosen=[0], probability=1.0,
+                features={"x": {"y": object()}},
+            )
+            with pytest.raises(LogError, match="cannot write DecisionRecord 'bad'"):
+                log.append(bad)  # the fast path refuses what it cannot encode
+            with pytest.raises(SchemaError, match="finite number"):
                 log.append_outcome("e", float("nan"))
             assert log.append_outcome("e", 1.0) == 1
         (rec,) = _read_strict(d)
@@ -265,7 +271,7 @@ class _DiskFullOnce:
 
 
 @pytest.mark.parametrize("durability", ["record", "close"])
-def test_a_failed_write_leaves_a_torn_last_line_and_the_log_continues_in_a_new_segment(durability, monkeypatch):
+def test_a_failed_write_is_cut_back_and_the_next_append_retries_in_the_same_segment(durability, monkeypatch):
     disk = _DiskFullOnce()
     monkeypatch.setattr(os, "write", disk)
     monkeypatch.setattr(_core, "write_held", disk)
@@ -279,15 +285,41 @@ def test_a_failed_write_leaves_a_torn_last_line_and_the_log_continues_in_a_new_s
             if durability == "record":
                 log.append(_decision("lost", 6.0))
             else:
-                log.flush()  # the buffered e0..e5 hit the full disk
+                log.flush()  # the buffered e0..e5 hit the full disk: they stay pending
         assert log.durable_seq == (7 if durability == "record" else 0)
+        log.append(_decision("e6", 6.0))
+        log.close()
+        # The half-written line was cut off: one segment, no torn line, every record once.
+        assert len(log.segments) == 1
+        ids = [r.event_id for r in _read_strict(d) if isinstance(r, DecisionRecord)]
+        assert ids == [f"e{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("durability", ["record", "close"])
+def test_a_failed_write_that_cannot_be_cut_back_continues_in_a_new_segment(durability, monkeypatch):
+    disk = _DiskFullOnce()
+    monkeypatch.setattr(os, "write", disk)
+    monkeypatch.setattr(_core, "write_held", disk)
+    def ftruncate(fd, size):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    with tempfile.TemporaryDirectory() as d:
+        log = DecisionLog(d, durability=durability)
+        log.register_catalog("main", ARMS)
+        for i in range(6):
+            log.append(_decision(f"e{i}", float(i)))
+        disk.armed = True
+        with pytest.raises(LogError, match="No space left"):
+            if durability == "record":
+                log.append(_decision("lost", 6.0))
+            else:
+                log.flush()
         log.append(_decision("e6", 6.0))
         log.close()
         assert len(log.segments) == 2
         with pytest.warns(TornRecordWarning, match=os.path.basename(log.segments[0])):
             records = list(read_records(d))
-        # Every record the log did not report as failed is there, exactly once; the new
-        # segment starts with the catalogue again.
         ids = [r.event_id for r in records if isinstance(r, DecisionRecord)]
         assert ids == [f"e{i}" for i in range(7)]
         assert msgspec.json.decode(_segment_lines(log.segments[1])[0])["type"] == "catalog"
@@ -519,7 +551,7 @@ def test_dsjson_fields_follow_vw_conventions():
             log.append(_decision("e", 1_700_000_000.25, chosen=2))
             log.append_outcome("e", 0.75, ts=1_700_000_001.0)
         out = os.path.join(d, "train.dsjson")
-        assert export_dsjson(d, out) == 1
+        assert export_dsjson(d, out).events == 1
         with open(out) as f:
             (line,) = f.read().splitlines()
         ev = json.loads(line)
@@ -541,14 +573,21 @@ def test_dsjson_export_refuses_what_vw_would_silently_misread():
         with DecisionLog(d) as log:
             log.append(_decision("no-catalog", 1.0))
         with pytest.raises(LogError, match="register_catalog"):
-            export_dsjson(d, os.path.join(d, "x.dsjson"))
+            export_dsjson(d, os.path.join(d, "x.dsjson"), on_error="raise")
         assert not os.path.exists(os.path.join(d, "x.dsjson"))
+        with pytest.warns(nba.log.LogWarning, match="left out 1 decisions"):
+            report = export_dsjson(d, os.path.join(d, "x.dsjson"))
+        assert (report.events, report.skipped, report.reasons) == (0, 1, {"no catalogue": 1})
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
             log.register_catalog("main", ARMS)
             log.append(msgspec.structs.replace(_decision("e", 1.0), features={"User": {"_label": 1.0}}))
+            log.append(_decision("ok", 2.0))
         with pytest.raises(LogError, match="starts with '_'"):
-            export_dsjson(d, os.path.join(d, "x.dsjson"))
+            export_dsjson(d, os.path.join(d, "x.dsjson"), on_error="raise")
+        with pytest.warns(nba.log.LogWarning, match="reserved key: 1"):
+            report = export_dsjson(d, os.path.join(d, "x.dsjson"))
+        assert (report.events, report.skipped) == (1, 1)
 
 
 def test_vw_parses_exported_features_with_its_json_semantics():
@@ -614,7 +653,7 @@ def test_vw_learns_from_the_exported_dsjson_to_prefer_the_better_action():
     with tempfile.TemporaryDirectory() as d:
         _simulated_log(d, 2_000, seed=7)
         out = os.path.join(d, "train.dsjson")
-        n = export_dsjson(d, out, reward_window=60.0)
+        n = export_dsjson(d, out, reward_window=60.0).events
         assert n == 2_000
         # The command-line driver path: vw -d file --dsjson; --strict_parse turns any parse error into an exception.
         ws = vw.Workspace(f"--cb_explore_adf --dsjson -q UA --epsilon 0.05 --quiet --strict_parse -d {out}")
@@ -636,7 +675,7 @@ def test_the_vw_command_line_driver_reads_every_exported_line_without_a_parse_er
     with tempfile.TemporaryDirectory() as d:
         _simulated_log(d, 500, seed=11)
         out = os.path.join(d, "train.dsjson")
-        assert export_dsjson(d, out) == 500
+        assert export_dsjson(d, out).events == 500
         # python -m vowpalwabbit is the vw executable's argument handling and driver.
         cmd = [sys.executable, "-m", "vowpalwabbit", "--cb_explore_adf", "--dsjson", "--strict_parse", "-d", out]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

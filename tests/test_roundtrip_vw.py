@@ -38,7 +38,7 @@ def test_vw_trained_on_the_exported_log_decides_and_prefers_the_better_arm(tmp_p
             reward = float(rng.random() < P_CLICK[seg][catalog.index(d.arm)])
             dec.reward(d.event_id, reward, at=1000.5 + i)
     out = tmp_path / "train.dsjson"
-    n = nba.export_dsjson(log_dir, out, reward_window=60.0)
+    n = nba.export_dsjson(log_dir, out, reward_window=60.0).events
     assert n == 1500
 
     model_path = tmp_path / "cb.vw"

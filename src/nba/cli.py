@@ -26,11 +26,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import nba
 
-    n = nba.export_dsjson(
+    report = nba.export_dsjson(
         args.log_dir, args.out, reward_window=args.reward_window, default_reward=args.default_reward,
-        aggregate=args.aggregate, observed_only=args.observed_only,
+        aggregate=args.aggregate, observed_only=args.observed_only, on_error=args.on_error,
     )
-    print(f"wrote {n} events to {args.out} (train with: vw --cb_explore_adf --dsjson -d {args.out})")
+    print(f"wrote {report.events} events to {args.out} (train with: vw --cb_explore_adf --dsjson -d {args.out})")
+    if report.skipped or report.bad_lines:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.reasons.items()))
+        print(f"left out {report.skipped} decisions and {report.bad_lines} bad log lines ({reasons})")
     return 0
 
 
@@ -51,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--default-reward", type=float, default=0.0, help="reward of decisions that got none (default 0)")
     sp.add_argument("--aggregate", choices=("sum", "first"), default="sum", help="how several rewards combine")
     sp.add_argument("--observed-only", action="store_true", help="leave out decisions that got no reward")
+    sp.add_argument("--on-error", choices=("skip", "raise"), default="skip",
+                    help="skip (and count) corrupt lines and unexportable decisions, or stop at the first (default skip)")
     sp.set_defaults(func=_cmd_export)
     return p
 
