@@ -29,6 +29,11 @@ import numpy as _bd_np
 cdef double _BD_UNPLAYED = 1e300
 UNPLAYED_SCORE = _BD_UNPLAYED
 
+# Largest |x_i| a linear model learns from (nba.models.online.MAX_ABS_FEATURE):
+# with |reward| <= 1e6 and ridge >= 1e-100 it keeps the state provably finite.
+cdef double _BD_MAX_ABS_X = 1e9
+MAX_ABS_FEATURE = _BD_MAX_ABS_X
+
 # Salts separating the streams of one event: a posterior sample for score(), the
 # draws that estimate P(arm is best), and (in _policy.pxi) the choice itself.
 # Thompson pmfs over at most this many offered arms copy what the draws need and
@@ -484,9 +489,12 @@ cdef class LinearCore(_BdLocked):
 
     def update(self, Py_ssize_t arm, const double[::1] x, double reward):
         """Learn ``reward`` for ``arm`` in context ``x``; returns the index of the first
-        non-finite feature (nothing learned) or -1."""
-        cdef Py_ssize_t bad
-        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        feature that is non-finite or beyond MAX_ABS_FEATURE (nothing learned) or -1."""
+        cdef Py_ssize_t bad = -1, i
+        for i in range(x.shape[0]):
+            if not fabs(x[i]) <= _BD_MAX_ABS_X:  # NaN fails too
+                bad = i
+                break
         if bad < 0:
             self._take()
             self._update(arm, &x[0], reward)

@@ -151,26 +151,38 @@ class VWBound:
                  layout: object) -> None: ...
 
 class VWCore:
-    """A validated VW cb model: 2**bits float32 weights, hashing parameters, interaction terms."""
+    """A validated VW cb model: weights (dense 2**bits float32, or a sparse table of the non-zero ones),
+    hashing parameters, interaction terms, and a hash cache bounded by entries and bytes."""
     cache_limit: int
+    cache_bytes_limit: int
+    cached_bytes: int
+    sparse: bool
     layout: object
     @property
     def n_slots(self) -> int: ...
-    def __init__(self, weights: npt.NDArray[np.float32], bits: int, seed: int, hash_all: bool, chain_hash: bool,
-                 add_constant: bool, ignore: bytes, ignore_linear: bytes, slot_chars: bytes,
-                 terms: npt.NDArray[np.int32], cache_limit: int = 200000) -> None: ...
+    @property
+    def table_bytes(self) -> int:
+        """Bytes of the weight store."""
+    def __init__(self, weights: npt.NDArray[np.float32] | None, bits: int, seed: int, hash_all: bool,
+                 chain_hash: bool, add_constant: bool, ignore: bytes, ignore_linear: bytes, slot_chars: bytes,
+                 terms: npt.NDArray[np.int32], cache_limit: int = 200000, cache_bytes_limit: int = 8 << 20,
+                 sparse_idx: npt.NDArray[np.uint32] | None = None, sparse_val: npt.NDArray[np.float32] | None = None,
+                 salt: int = 0) -> None:
+        """``weights`` None: the weights ``sparse_val`` at the distinct indices ``sparse_idx``, in a table
+        probed by a multiply-shift hash made from ``salt``."""
     def clear_cache(self) -> None: ...
     def encode_actions(self, actions: list[dict]) -> VWActions | int:
         """Hash action dicts; an int is the index of the first invalid action."""
     def bind(self, columns: list[tuple[str, str] | tuple[str, str, str]]) -> VWBound | int:
         """Hash (namespace, name[, string value]) columns; an int is the index of the first invalid column."""
-    def score_dict(self, shared: dict, actions: VWActions, out: npt.NDArray[np.float64] | None = None,
+    def score_dict(self, shared: object, actions: VWActions, out: npt.NDArray[np.float64] | None = None,
                    negate: bool = False) -> npt.NDArray[np.float64] | int:
         """Per-action costs, or a status: -1 invalid shared, -2 bad out, -3 layout mismatch."""
     def score_vector(self, x: npt.NDArray[np.float64], bound: VWBound, actions: VWActions,
                      out: npt.NDArray[np.float64] | None = None, negate: bool = False
                      ) -> npt.NDArray[np.float64] | int:
-        """Per-action costs, or a status: k >= 0 bad column k, -2 bad out, -3 layout mismatch, -4 bad x."""
+        """Per-action costs (a NaN entry is an absent feature), or a status: k >= 0 column k infinite or beyond
+        float32, -2 bad out, -3 layout mismatch, -4 bad x."""
 
 
 # --- exploration: pmf and sampling (_policy.pxi) ---
@@ -211,6 +223,8 @@ def sample_slate(
 # rewards are validated by nba.models.online; methods taking ``x`` return the index
 # of its first non-finite feature (nothing done) or -1.
 UNPLAYED_SCORE: float
+#: Largest |x_i| LinearCore.update learns from (the rest is refused, nothing learned).
+MAX_ABS_FEATURE: float
 
 class BetaBernoulliCore:
     """Beta(alpha, beta) posterior per arm."""
@@ -252,7 +266,8 @@ class LinearCore:
     n_features: int
     version: int
     def __init__(self, n_arms: int, n_features: int, ridge: float) -> None: ...
-    def update(self, arm: int, x: npt.NDArray[np.float64], reward: float) -> int: ...
+    def update(self, arm: int, x: npt.NDArray[np.float64], reward: float) -> int:
+        """Learn; the index of the first feature that is non-finite or beyond MAX_ABS_FEATURE (nothing learned) or -1."""
     def ucb(self, x: npt.NDArray[np.float64], alpha: float, out: npt.NDArray[np.float64]) -> int: ...
     def mean_width(
         self, x: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], width: npt.NDArray[np.float64]

@@ -23,10 +23,22 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import linear_bandit_rounds
-from nba.models.online import UNPLAYED_SCORE, BetaThompson, LinearThompson, LinUCB, OnlineBandit, UCB1
+from nba.models.online import (
+    MAX_ABS_FEATURE,
+    MAX_ABS_REWARD,
+    MIN_RIDGE,
+    UCB1,
+    UNPLAYED_SCORE,
+    BetaThompson,
+    LinearThompson,
+    LinUCB,
+    OnlineBandit,
+)
 from nba.policy import UCB, Thompson, sample
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -371,7 +383,7 @@ def test_concurrent_updates_lose_nothing_while_scores_run(kind):
         try:
             for _ in range(PER_THREAD):
                 model.update(i % model.n_arms, x if model.n_features else None, 0.5)
-        except BaseException as e:  # pragma: no cover - reported below
+        except BaseException as e:  # noqa: BLE001 - any failure in a thread is reported below  # pragma: no cover
             errors.append(e)
 
     def scorer() -> None:
@@ -382,7 +394,7 @@ def test_concurrent_updates_lose_nothing_while_scores_run(kind):
                 s = model.score(x if model.n_features else None)
                 p = model.pmf(x if model.n_features else None, **kw)
                 assert np.isfinite(s).all() and abs(p.sum() - 1) < 1e-9
-        except BaseException as e:  # pragma: no cover - reported below
+        except BaseException as e:  # noqa: BLE001 - any failure in a thread is reported below  # pragma: no cover
             errors.append(e)
 
     scorers = [threading.Thread(target=scorer) for _ in range(2)]
@@ -483,3 +495,145 @@ def test_context_free_input_errors():
 def test_bad_constructor_arguments_raise_config_error(make):
     with pytest.raises(nba.ConfigError):
         make()
+
+
+# --------------------------------------------------------------------------- bounded learning (issue 8)
+
+_NEW = {
+    "BetaThompson": lambda: BetaThompson(3, prior=(0.5, 2.0)),
+    "UCB1": lambda: UCB1(3),
+    "LinUCB": lambda: LinUCB(3, 4, alpha=1.0, ridge=MIN_RIDGE),
+    "LinearThompson": lambda: LinearThompson(3, 4, v=1.0, ridge=1.0),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_reward_returns_a_float_or_refuses_what_the_model_cannot_learn(kind):
+    model = _NEW[kind]()
+    lo, hi = model.reward_range
+    assert (lo, hi) == ((0.0, 1.0) if kind == "BetaThompson" else (-MAX_ABS_REWARD, MAX_ABS_REWARD))
+    for ok in (lo, hi, (lo + hi) / 2, np.float64(hi), np.float32(lo), int(hi), np.int64(lo)):
+        got = model.check_reward(ok)
+        assert type(got) is float and got == float(ok)
+    for bad in (hi * 1.0000001 + 1e-9, lo - 1e-9 - abs(lo) * 1e-7, 1e308, -1e308, math.inf, -math.inf, math.nan,
+                True, None, "1", [1.0], 10**400):
+        with pytest.raises(nba.SchemaError, match="reward"):
+            model.check_reward(bad)
+    assert model.version == 0
+
+
+def test_two_rewards_of_one_summed_are_refused_by_a_beta_model():
+    """What the Decider does with aggregate="sum": check the running total before consuming a reward."""
+    model = BetaThompson(2)
+    assert model.check_reward(1.0) == 1.0
+    with pytest.raises(nba.SchemaError, match=r"\[0, 1\]"):
+        model.check_reward(1.0 + 1.0)
+
+
+def test_a_reward_of_1e308_is_refused_and_linucb_keeps_deciding():
+    model = LinUCB(3, 2)
+    model.update(0, [1.0, 0.5], 1.0)
+    state = model.to_bytes()
+    for reward in (1e308, -1e308, 2e6):
+        with pytest.raises(nba.SchemaError, match="reward"):
+            model.update(1, [1.0, 1.0], reward)
+    assert model.to_bytes() == state
+    assert np.isfinite(model.score([1.0, 2.0])).all()
+    model.update(1, [1.0, 1.0], MAX_ABS_REWARD)
+    assert np.isfinite(model.score([1.0, 2.0])).all()
+
+
+@pytest.mark.parametrize("kind", ["LinUCB", "LinearThompson"])
+def test_linear_update_refuses_features_beyond_max_abs_feature_and_changes_nothing(kind):
+    model = _NEW[kind]()
+    state = model.to_bytes()
+    for v, match in ((MAX_ABS_FEATURE * 1.5, "1e\\+09"), (-1e300, "1e\\+09"), (math.nan, "finite")):
+        with pytest.raises(nba.SchemaError, match=rf"x\[2\].*{match}"):
+            model.update(0, [0.0, 1.0, v, 0.0], 1.0)
+    with pytest.raises(nba.SchemaError, match="expected x of 4"):
+        model.update(0, [0.0, 1.0], 1.0)
+    assert model.to_bytes() == state
+    model.update(0, [MAX_ABS_FEATURE, -MAX_ABS_FEATURE, 0.0, 1.0], 1.0)
+    assert model.version == 1
+    # Scoring takes any finite x, as before.
+    assert np.isfinite(model.score([1e12, 0.0, 0.0, 0.0])).all()
+
+
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1.0, -1.0, 0.5, MAX_ABS_REWARD, -MAX_ABS_REWARD, MAX_ABS_FEATURE, -MAX_ABS_FEATURE,
+                     1e308, -1e308, 5e-324, 2e6, 1e9 * (1 + 1e-15)]),
+)
+_in_range = st.one_of(st.floats(-MAX_ABS_FEATURE, MAX_ABS_FEATURE), st.floats(-3, 3),
+                      st.sampled_from([MAX_ABS_FEATURE, -MAX_ABS_FEATURE]))
+_x = st.one_of(*[st.lists(_in_range, min_size=4, max_size=4)] * 3,
+               st.lists(st.one_of(_in_range, _value), min_size=4, max_size=4))
+_reward = st.one_of(st.floats(-MAX_ABS_REWARD, MAX_ABS_REWARD), st.floats(0, 1), st.floats(0, 1), _value)
+_step = st.tuples(st.integers(-1, 3), _x, _reward)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(KINDS), steps=st.lists(_step, min_size=1, max_size=40))
+def test_after_any_accepted_updates_scores_stay_finite_and_refused_updates_change_nothing(kind, steps):
+    model = _NEW[kind]()
+    probes = [np.ones(4), np.array([MAX_ABS_FEATURE, -MAX_ABS_FEATURE, MAX_ABS_FEATURE, 1.0]), np.zeros(4)]
+    for arm, x, reward in steps:
+        before = model.to_bytes()
+        version = model.version
+        try:
+            model.update(arm, np.array(x) if model.n_features else None, reward)
+        except nba.SchemaError:
+            assert model.to_bytes() == before and model.version == version
+            continue
+        assert model.version == version + 1
+        for probe in probes:
+            xs = probe if model.n_features else None
+            assert np.isfinite(model.score(xs)).all()
+            kw = {"event_id": "e"} if model.exploration == "thompson" else {}
+            assert np.isfinite(model.score(xs, **kw)).all()
+            assert abs(model.pmf(xs, **kw).sum() - 1.0) < 1e-9
+    restored = OnlineBandit.from_bytes(model.to_bytes())
+    assert restored.to_bytes() == model.to_bytes()
+
+
+def test_check_reward_is_cheap():
+    import time
+
+    models = [f() for f in _NEW.values()]
+    for model in models:
+        t = time.perf_counter()
+        for _ in range(20_000):
+            model.check_reward(0.25)
+        per_call = (time.perf_counter() - t) / 20_000
+        assert per_call < 5e-6, f"{type(model).__name__}.check_reward takes {per_call * 1e9:.0f} ns"
+
+
+def test_ridge_below_min_ridge_and_oversized_states_are_config_errors():
+    with pytest.raises(nba.ConfigError, match="ridge"):
+        LinUCB(2, 2, ridge=MIN_RIDGE / 10)
+    with pytest.raises(nba.ConfigError, match="GiB of state"):
+        LinUCB(100, 4096)
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "patch", "needle"),
+    [
+        ("LinUCB", "ainv", lambda a: a * 1e300, "out of the range"),
+        ("LinUCB", "b", lambda a: a + 1e30, "out of the range"),
+        ("LinearThompson", "theta", lambda a: a + 1e200, "out of the range"),
+        ("LinUCB", "pulls", lambda a: -a - 1, "negative pull"),
+        ("UCB1", "sums", lambda a: a + 1e300, "sums"),
+        ("BetaThompson", "alpha", lambda a: a + 1e6, "alpha and beta"),
+        ("BetaThompson", "beta", lambda a: a * 0.0 + 0.1, "alpha and beta"),
+    ],
+)
+def test_saved_states_that_accepted_updates_cannot_reach_are_refused(kind, field, patch, needle):
+    import msgspec
+
+    model = _trained(kind)
+    raw = msgspec.msgpack.decode(model.to_bytes())
+    dtype = "<i8" if field == "pulls" else "<f8"
+    arr = np.frombuffer(raw["state"][field], dtype=dtype)
+    raw["state"][field] = patch(arr).astype(dtype).tobytes()
+    with pytest.raises(nba.ModelFormatError, match=needle):
+        OnlineBandit.from_bytes(msgspec.msgpack.encode(raw))

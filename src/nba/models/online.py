@@ -35,11 +35,21 @@ draws cost ~n per draw and their error only affects how the pmf varies across
 events, never whether the logged probability is right. A small ``draws`` does
 give arms that won no draw probability 0 for that event.
 
+Bounded learning. ``check_reward(r)`` returns ``r`` as a float or raises
+``SchemaError`` for a reward the model cannot learn: outside [0, 1] for
+``BetaThompson``, beyond ``MAX_ABS_REWARD`` (1e6) in magnitude for the others.
+``update`` calls it, checks the arm and (linear models) that every |x_i| <=
+``MAX_ABS_FEATURE`` (1e9), before it changes anything: a refused update leaves
+the state exactly as it was. Those bounds keep the state finite whatever the
+sequence of accepted updates (see ``LinUCB``), so one bad reward can no longer
+turn a model into NaN that every later decision refuses.
+
 Errors: a wrong ``x`` length or a non-finite ``x`` or reward is a
 ``SchemaError``; so is an arm index outside [0, n_arms) (it is input that does
-not fit the model), and a reward outside [0, 1] for ``BetaThompson``. Bad
-constructor arguments are ``ConfigError``; undecodable saved state is
-``ModelFormatError``.
+not fit the model), and a reward ``check_reward`` refuses. Bad constructor
+arguments are ``ConfigError``; undecodable or implausible saved state is
+``ModelFormatError``, raised after checking the sizes the state declares
+against the bytes it holds and before allocating anything.
 
 Thread safety: each learner's state sits behind one lock in the core, taken
 with the GIL released, around every read and every update: concurrent scores
@@ -49,16 +59,26 @@ never see half an update and concurrent updates are never lost.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeAlias
 
 import msgspec
 import numpy as np
 
-from nba import _core
+from nba import _core, _validate
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.policy import _event_bytes, _out, _seed
 
-__all__ = ["BetaThompson", "UCB1", "LinUCB", "LinearThompson", "OnlineBandit", "UNPLAYED_SCORE"]
+__all__ = [
+    "MAX_ABS_FEATURE",
+    "MAX_ABS_REWARD",
+    "MIN_RIDGE",
+    "UCB1",
+    "UNPLAYED_SCORE",
+    "BetaThompson",
+    "LinUCB",
+    "LinearThompson",
+    "OnlineBandit",
+]
 
 # UCB1 score of an arm never played: finite (policies reject inf), above any reward.
 UNPLAYED_SCORE: float = _core.UNPLAYED_SCORE
@@ -69,6 +89,15 @@ _LE_F64 = np.dtype("<f8")
 _LE_I64 = np.dtype("<i8")
 _MAX_ARMS = 1 << 20
 _MAX_FEATURES = 1 << 12
+# A linear model keeps n_arms * (d^2 + 2 d) floats: at most this many (2 GiB).
+_MAX_STATE_FLOATS = 1 << 28
+
+#: Largest |reward| ``UCB1``, ``LinUCB`` and ``LinearThompson`` learn (see ``LinUCB``).
+MAX_ABS_REWARD = 1e6
+#: Largest |x_i| a linear model learns from (scores take any finite x).
+MAX_ABS_FEATURE: float = _core.MAX_ABS_FEATURE
+#: Smallest ridge of a linear model: 1 / ridge bounds every entry of A^-1.
+MIN_RIDGE = 1e-100
 
 
 # --------------------------------------------------------------------------- saved state
@@ -105,9 +134,12 @@ class _LinearState(msgspec.Struct, tag="linear", forbid_unknown_fields=True):
     version: int
 
 
+_AnyState: TypeAlias = _BetaState | _UCB1State | _LinearState
+
+
 class _Saved(msgspec.Struct, forbid_unknown_fields=True):
     format: int
-    state: Union[_BetaState, _UCB1State, _LinearState]
+    state: _AnyState
 
 
 _FORMAT = 1
@@ -137,11 +169,11 @@ def _count(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
     return int(value)
 
 
-def _positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
+def _positive(owner: str, name: str, value: Any, *, allow_zero: bool = False, minimum: float = 0.0) -> float:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     v = float(value) if ok else math.nan
-    if not (math.isfinite(v) and (v >= 0.0 if allow_zero else v > 0.0)):
-        sign = ">= 0" if allow_zero else "> 0"
+    if not (math.isfinite(v) and (v >= minimum if allow_zero or minimum > 0.0 else v > 0.0)):
+        sign = f">= {minimum:g}" if minimum > 0.0 else ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{owner}: {name} must be a finite number {sign}, got {value!r}")
     return v
 
@@ -172,10 +204,13 @@ _F64_MAX = float(np.finfo(np.float64).max)
 class OnlineBandit:
     """Common interface and checks of the online learners (not instantiated directly)."""
 
-    __slots__ = ("_core", "_n_arms", "_n_features", "_all_arms", "_ones")
+    __slots__ = ("_all_arms", "_core", "_n_arms", "_n_features", "_ones")
 
+    _core: Any
     kind: ClassVar[str] = ""
     exploration: ClassVar[str] = ""  # "ucb" or "thompson": which nba.policy drives it
+    #: The rewards ``check_reward`` accepts, inclusive.
+    reward_range: ClassVar[tuple[float, float]] = (-MAX_ABS_REWARD, MAX_ABS_REWARD)
 
     def _init_common(self, n_arms: int, n_features: int) -> None:
         self._n_arms = n_arms
@@ -229,12 +264,25 @@ class OnlineBandit:
             raise SchemaError(f"arm_index {arm_index} is out of range: the model has arms 0..{self._n_arms - 1}")
         return int(arm_index)
 
-    def _reward(self, reward: Any) -> float:
-        ok = isinstance(reward, (int, float, np.integer, np.floating)) and not isinstance(reward, bool)
-        r = float(reward) if ok else math.nan
-        if not math.isfinite(r):
-            raise SchemaError(f"reward must be a finite number, got {reward!r}")
+    def check_reward(self, value: float) -> float:
+        """``value`` as a float if this model can learn it, else ``SchemaError``; changes nothing.
+
+        Cheap (a class check and two comparisons for a float in range), so a
+        caller can check a reward before it records or aggregates it.
+        """
+        lo, hi = self.reward_range
+        if value.__class__ is float and lo <= value <= hi:  # NaN fails the comparisons
+            return value
+        r = _validate.number(value, "reward")
+        if not lo <= r <= hi:
+            raise SchemaError(self._reward_hint(value))
         return r
+
+    def _reward_hint(self, value: Any) -> str:
+        return (
+            f"{type(self).__name__} learns rewards with |reward| <= {MAX_ABS_REWARD:g} (so that its state stays "
+            f"finite), got {value!r}; rescale the reward"
+        )
 
     def _scores_out(self, out: Any) -> np.ndarray:
         return _out(out, self._n_arms)
@@ -302,7 +350,7 @@ class OnlineBandit:
     def __deepcopy__(self, memo: dict) -> OnlineBandit:
         return _from_bytes(self.to_bytes())
 
-    def _state(self) -> msgspec.Struct:  # pragma: no cover - every subclass overrides it
+    def _state(self) -> _AnyState:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
 
@@ -310,46 +358,88 @@ def _from_bytes(data: bytes) -> OnlineBandit:
     return OnlineBandit.from_bytes(data)
 
 
-def _restore(st: msgspec.Struct) -> OnlineBandit:
+def _linear_size(owner: str, n: int, d: int) -> None:
+    floats = n * (d * d + 2 * d)
+    if floats > _MAX_STATE_FLOATS:
+        raise ConfigError(
+            f"{owner}: {n} arms x {d} features need {floats * 8 / 2**30:.1f} GiB of state; "
+            f"nba keeps at most {_MAX_STATE_FLOATS * 8 / 2**30:g} GiB (fewer arms or features)"
+        )
+
+
+_TOL = 1 + 1e-6  # rounding room on bounds a state from accepted updates meets exactly
+
+
+def _restore(st: _AnyState) -> OnlineBandit:
+    """The learner of a decoded state: every size checked against the bytes present before anything is allocated."""
     try:
         if isinstance(st, _BetaState):
-            m = BetaThompson(st.n_arms, prior=st.prior, draws=st.draws)
-            n = m.n_arms
+            n = _count("saved BetaThompson", "n_arms", st.n_arms, 1, _MAX_ARMS)
             alpha = _from_le(st.alpha, _LE_F64, (n,), "alpha")
             beta = _from_le(st.beta, _LE_F64, (n,), "beta")
-            if not (np.isfinite(alpha).all() and np.isfinite(beta).all() and (alpha > 0).all() and (beta > 0).all()):
-                raise ModelFormatError("saved BetaThompson: alpha and beta must be finite and > 0")
-            m._core.set_state(alpha, beta, _from_le(st.pulls, _LE_I64, (n,), "pulls"), st.version)
-            return m
+            pulls = _from_le(st.pulls, _LE_I64, (n,), "pulls")
+            bt = BetaThompson(n, prior=st.prior, draws=st.draws)
+            a0, b0 = bt.prior
+            cap = pulls.astype(np.float64) * _TOL + 1.0
+            if not (np.isfinite(alpha).all() and np.isfinite(beta).all() and (pulls >= 0).all()
+                    and (alpha >= a0 / _TOL).all() and (beta >= b0 / _TOL).all()
+                    and (alpha - a0 <= cap).all() and (beta - b0 <= cap).all()):
+                raise ModelFormatError(
+                    "saved BetaThompson: alpha and beta must be finite, at least the prior and at most "
+                    "the prior plus the pulls"
+                )
+            bt._core.set_state(alpha, beta, pulls, st.version)
+            return bt
         if isinstance(st, _UCB1State):
-            m = UCB1(st.n_arms)
-            n = m.n_arms
+            n = _count("saved UCB1", "n_arms", st.n_arms, 1, _MAX_ARMS)
             sums = _from_le(st.sums, _LE_F64, (n,), "sums")
             pulls = _from_le(st.pulls, _LE_I64, (n,), "pulls")
-            if not np.isfinite(sums).all() or (pulls < 0).any():
-                raise ModelFormatError("saved UCB1: sums must be finite and pulls non-negative")
-            m._core.set_state(sums, pulls, st.version)
-            return m
-        if st.kind == "linucb":
-            m = LinUCB(st.n_arms, st.n_features, alpha=st.param, ridge=st.ridge)
-        elif st.kind == "linear_thompson":
-            m = LinearThompson(st.n_arms, st.n_features, v=st.param, ridge=st.ridge, draws=st.draws)
-        else:
+            if not (np.isfinite(sums).all() and (pulls >= 0).all()
+                    and (np.abs(sums) <= pulls.astype(np.float64) * MAX_ABS_REWARD * _TOL).all()):
+                raise ModelFormatError("saved UCB1: sums must be finite, pulls non-negative and |sums| <= pulls * 1e6")
+            ucb = UCB1(n)
+            ucb._core.set_state(sums, pulls, st.version)
+            return ucb
+        if st.kind not in ("linucb", "linear_thompson"):
             raise ModelFormatError(f"saved linear bandit has unknown kind {st.kind!r}")
-        n, d = m.n_arms, m.n_features
-        arrays = (
-            _from_le(st.ainv, _LE_F64, (n, d, d), "ainv"),
-            _from_le(st.b, _LE_F64, (n, d), "b"),
-            _from_le(st.theta, _LE_F64, (n, d), "theta"),
-        )
-        if not all(np.isfinite(a).all() for a in arrays):
-            raise ModelFormatError(f"saved {type(m).__name__}: non-finite values in its state")
-        m._core.set_state(*arrays, _from_le(st.pulls, _LE_I64, (n,), "pulls"), st.version)
+        owner = "saved LinUCB" if st.kind == "linucb" else "saved LinearThompson"
+        n = _count(owner, "n_arms", st.n_arms, 1, _MAX_ARMS)
+        d = _count(owner, "n_features", st.n_features, 1, _MAX_FEATURES)
+        _linear_size(owner, n, d)
+        ainv = _from_le(st.ainv, _LE_F64, (n, d, d), "ainv")
+        b = _from_le(st.b, _LE_F64, (n, d), "b")
+        theta = _from_le(st.theta, _LE_F64, (n, d), "theta")
+        pulls = _from_le(st.pulls, _LE_I64, (n,), "pulls")
+        m: _Linear
+        if st.kind == "linucb":
+            m = LinUCB(n, d, alpha=st.param, ridge=st.ridge)
+        else:
+            m = LinearThompson(n, d, v=st.param, ridge=st.ridge, draws=st.draws)
+        _check_linear(m, ainv, b, theta, pulls)
+        m._core.set_state(ainv, b, theta, pulls, st.version)
         return m
     except ConfigError as e:
         raise ModelFormatError(f"saved online bandit has invalid parameters: {e}") from None
     except OverflowError as e:
         raise ModelFormatError(f"saved online bandit has an out-of-range counter: {e}") from None
+
+
+def _check_linear(m: _Linear, ainv: np.ndarray, b: np.ndarray, theta: np.ndarray, pulls: np.ndarray) -> None:
+    """Refuse a linear state that accepted updates cannot produce (the bounds in ``LinUCB``'s docstring)."""
+    name = type(m).__name__
+    if not all(np.isfinite(a).all() for a in (ainv, b, theta)):
+        raise ModelFormatError(f"saved {name}: non-finite values in its state")
+    if (pulls < 0).any():
+        raise ModelFormatError(f"saved {name}: negative pull counts")
+    d = m.n_features
+    inv_ridge = _TOL / m.ridge
+    b_cap = pulls.astype(np.float64) * (MAX_ABS_REWARD * MAX_ABS_FEATURE * _TOL)
+    if (np.abs(ainv) > inv_ridge).any() or (np.abs(b) > b_cap[:, None]).any() or \
+            (np.abs(theta) > (inv_ridge * d) * np.abs(b).max(axis=1, initial=0.0)[:, None] * _TOL).any():
+        raise ModelFormatError(
+            f"saved {name}: state out of the range accepted updates reach (|A^-1| <= 1/ridge, "
+            "|b| <= pulls * 1e6 * 1e9, |theta| <= d |b| / ridge)"
+        )
 
 
 # --------------------------------------------------------------------------- context-free learners
@@ -365,10 +455,11 @@ class BetaThompson(OnlineBandit):
     choice follows Thompson sampling exactly either way.
     """
 
-    __slots__ = ("_prior", "_draws")
+    __slots__ = ("_draws", "_prior")
 
     kind: ClassVar[str] = "beta_thompson"
     exploration: ClassVar[str] = "thompson"
+    reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init__(self, n_arms: int, prior: tuple[float, float] = (1.0, 1.0), *, draws: int = 16) -> None:
         n = _count("BetaThompson", "n_arms", n_arms, 1, _MAX_ARMS)
@@ -436,16 +527,16 @@ class BetaThompson(OnlineBandit):
         self._core.best_pmf(_core.event_key(_event_bytes(event_id), _seed(seed)), m, a, s, o)
         return o
 
+    def _reward_hint(self, value: Any) -> str:
+        return (
+            f"BetaThompson rewards must lie in [0, 1] (success probability), got {value!r}; "
+            "rescale the reward or use LinUCB/UCB1"
+        )
+
     def update(self, arm_index: int, x: Any = None, reward: float = 0.0) -> None:
         """Learn ``reward`` in [0, 1] for ``arm_index``; ``x`` is ignored."""
         arm = self._arm(arm_index)
-        r = self._reward(reward)
-        if not (0.0 <= r <= 1.0):
-            raise SchemaError(
-                f"BetaThompson rewards must lie in [0, 1] (success probability), got {reward!r}; "
-                "rescale the reward or use LinUCB/UCB1"
-            )
-        self._core.update(arm, r)
+        self._core.update(arm, self.check_reward(reward))
 
     def _state(self) -> _BetaState:
         alpha, beta, pulls, version = self._core.get_state()
@@ -462,6 +553,8 @@ class UCB1(OnlineBandit):
     """UCB1 (Auer et al. 2002): mean reward + sqrt(2 ln t / n_a); unplayed arms first.
 
     The bonus is calibrated for rewards in [0, 1]; rescale other rewards.
+    ``check_reward`` accepts |reward| <= ``MAX_ABS_REWARD``: a sum stays below
+    2**63 * 1e6 ~ 1e25, far from overflow.
     """
 
     __slots__ = ()
@@ -499,7 +592,8 @@ class UCB1(OnlineBandit):
 
     def update(self, arm_index: int, x: Any = None, reward: float = 0.0) -> None:
         """Learn ``reward`` for ``arm_index``; ``x`` is ignored."""
-        self._core.update(self._arm(arm_index), self._reward(reward))
+        arm = self._arm(arm_index)
+        self._core.update(arm, self.check_reward(reward))
 
     def _state(self) -> _UCB1State:
         sums, pulls, version = self._core.get_state()
@@ -515,12 +609,13 @@ class UCB1(OnlineBandit):
 
 
 class _Linear(OnlineBandit):
-    __slots__ = ("_ridge", "_param", "_draws")
+    __slots__ = ("_draws", "_param", "_ridge")
 
     def _init_linear(self, owner: str, n_arms: Any, n_features: Any, param: float, ridge: Any, draws: Any) -> None:
         n = _count(owner, "n_arms", n_arms, 1, _MAX_ARMS)
         d = _count(owner, "n_features", n_features, 1, _MAX_FEATURES)
-        self._ridge = _positive(owner, "ridge", ridge)
+        _linear_size(owner, n, d)
+        self._ridge = _positive(owner, "ridge", ridge, minimum=MIN_RIDGE)
         self._param = param
         self._draws = _count(owner, "draws", draws, 1, 1_000_000)
         self._init_common(n, d)
@@ -549,10 +644,23 @@ class _Linear(OnlineBandit):
         return mean, width
 
     def update(self, arm_index: int, x: Any, reward: float) -> None:
-        """Learn ``reward`` for ``arm_index`` in context ``x`` (a rank-one update, O(d^2))."""
+        """Learn ``reward`` for ``arm_index`` in context ``x`` (a rank-one update, O(d^2)).
+
+        Every |x_i| must be at most ``MAX_ABS_FEATURE`` and the reward pass
+        ``check_reward``; otherwise ``SchemaError`` and nothing is learned.
+        """
         arm = self._arm(arm_index)
+        r = self.check_reward(reward)
         xv = self._x(x)
-        self._check_x(self._core.update(arm, xv, self._reward(reward)), xv)
+        bad = self._core.update(arm, xv, r)
+        if bad >= 0:
+            v = float(xv[bad])
+            if math.isfinite(v):
+                raise SchemaError(
+                    f"x[{bad}] is {v!r}; a linear model learns from |x_i| <= {MAX_ABS_FEATURE:g} "
+                    "(so that its state stays finite): rescale the feature"
+                )
+            self._check_x(bad, xv)
 
     def _state(self) -> _LinearState:
         ainv, b, theta, pulls, version = self._core.get_state()
@@ -567,7 +675,18 @@ class LinUCB(_Linear):
     """Disjoint LinUCB: theta_a . x + alpha * sqrt(x' A_a^-1 x), one ridge regression per arm.
 
     ``alpha`` scales the exploration bonus (0 = greedy on the estimates);
-    ``ridge`` is the prior precision (A_a starts as ridge * I).
+    ``ridge`` (>= ``MIN_RIDGE``) is the prior precision (A_a starts as ridge * I).
+
+    Why the state stays finite. ``update`` learns only |reward| <= R = 1e6
+    (``MAX_ABS_REWARD``) and |x_i| <= X = 1e9 (``MAX_ABS_FEATURE``), so with
+    d <= 4096 features |x|^2 <= 4.1e21. A_a = ridge I + sum x x^T has
+    eigenvalues >= ridge, so every entry of A_a^-1 lies in [-1/ridge, 1/ridge],
+    and A_a^-1 x, x' A_a^-1 x and the rank-one correction are at most
+    |x|^2 / ridge^2 <= 4.1e221. After N <= 2**63 updates |b_a| <= N R |x| <
+    6e35, |theta_a| <= |b_a| / ridge < 6e135 and |theta_a . x| < 4e146 (ridge
+    >= 1e-100): every intermediate is more than 1e80 below float64's 1.8e308,
+    room to spare for rounding. The same holds for ``LinearThompson``; a score
+    for a finite x is then finite whenever alpha (v) times the width is.
     """
 
     __slots__ = ()
