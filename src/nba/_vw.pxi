@@ -11,7 +11,14 @@
 #
 # Weights are VW's weight vector without the learner's stride (only the weight
 # itself), so weight i is w[i & mask]. Indices are masked at use, so any 32-bit
-# hash is a valid index; the Python loader validates everything else once. Only
+# hash is a valid index; the Python loader validates everything else once.
+# Weights live in one of two stores, and every scoring kernel is compiled for
+# both (the fused type _VWW): dense, a float per bucket, one load per lookup; or
+# sparse, an open-addressing table of the non-zero weights, for files whose few
+# weights do not justify 2**bits floats (a -b 28 model that learned 2k weights
+# would otherwise cost 1 GiB). The table is probed with a multiply-shift hash
+# whose odd multiplier is drawn at load time, so no file can choose its
+# collisions; a missing key is a zero weight. Only
 # the low `bits` (<= 30) of a feature hash ever reach an index, also through
 # interactions ((h1 * FNV) ^ h2 keeps low bits from low bits), so the encoder
 # keeps 30 bits.
@@ -42,6 +49,10 @@ cdef enum:
     _VW_FNV = 16777619       # VW's FNV prime for interaction hashes
     _VW_STACK = 256          # features per example kept on the C stack
     _VW_MAX_SLOTS = 256      # distinct namespace characters in interactions
+    _VW_CACHE_KEY_MAX = 256  # UTF-8 bytes: longer names are hashed every time, never cached
+    _VW_ENTRY_BYTES = 112    # what one cache entry costs beside its key (dict slot, int, str header)
+
+cdef uint32_t _VW_EMPTY = 0xFFFFFFFFU  # sparse-table key of a free slot; indices are < 2**30
 
 
 cdef struct _VWBlk:
@@ -51,8 +62,30 @@ cdef struct _VWBlk:
     const int32_t* off      # n_slots + 2 entries; off[n_slots + 1] == number of features
 
 
-cdef struct _VWModelC:
+cdef struct _VWDense:
     const float* w
+    uint32_t mask
+
+
+cdef struct _VWSlot:
+    uint32_t key
+    float val
+
+
+cdef struct _VWSparse:
+    const _VWSlot* slots
+    uint64_t mult           # odd multiplier of the multiply-shift probe hash
+    int shift               # 64 - log2(capacity)
+    uint32_t cmask          # capacity - 1
+    uint32_t mask           # 2**bits - 1
+
+
+ctypedef fused _VWW:
+    _VWDense
+    _VWSparse
+
+
+cdef struct _VWModelC:
     uint32_t mask
     uint32_t const_idx
     int add_const
@@ -135,9 +168,26 @@ cdef inline void _vw_get(const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t k,
         v[0] = s.v[s.off[g] + k - na]
 
 
-cdef inline float _vw_run(float acc, const float* w, uint32_t mask, uint32_t half, float x,
+cdef inline float _vw_w(const _VWW* W, uint32_t i) noexcept nogil:
+    """The weight of (unmasked) index i: a load, or a probe of the sparse table (absent -> 0)."""
+    cdef uint32_t k
+    cdef uint64_t p
+    if _VWW is _VWDense:
+        return W.w[i & W.mask]
+    else:
+        k = i & W.mask
+        p = (<uint64_t>k * W.mult) >> W.shift
+        while True:
+            if W.slots[p].key == k:
+                return W.slots[p].val
+            if W.slots[p].key == _VW_EMPTY:
+                return 0.0
+            p = (p + 1) & W.cmask
+
+
+cdef inline float _vw_run(float acc, const _VWW* W, uint32_t half, float x,
                           const uint32_t* h, const float* v, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    """acc += (x * v[j]) * w[(half ^ h[j]) & mask] for j in [start, end), added in j order.
+    """acc += (x * v[j]) * w[half ^ h[j]] for j in [start, end), added in j order.
 
     Unrolled by four: the four products are independent, the additions stay in
     VW's order, so the sum is bit for bit the rolled loop's.
@@ -145,38 +195,38 @@ cdef inline float _vw_run(float acc, const float* w, uint32_t mask, uint32_t hal
     cdef Py_ssize_t j = start
     cdef float t0, t1, t2, t3
     while j + 4 <= end:
-        t0 = (x * v[j]) * w[(half ^ h[j]) & mask]
-        t1 = (x * v[j + 1]) * w[(half ^ h[j + 1]) & mask]
-        t2 = (x * v[j + 2]) * w[(half ^ h[j + 2]) & mask]
-        t3 = (x * v[j + 3]) * w[(half ^ h[j + 3]) & mask]
+        t0 = (x * v[j]) * _vw_w(W, half ^ h[j])
+        t1 = (x * v[j + 1]) * _vw_w(W, half ^ h[j + 1])
+        t2 = (x * v[j + 2]) * _vw_w(W, half ^ h[j + 2])
+        t3 = (x * v[j + 3]) * _vw_w(W, half ^ h[j + 3])
         acc += t0
         acc += t1
         acc += t2
         acc += t3
         j += 4
     while j < end:
-        acc += (x * v[j]) * w[(half ^ h[j]) & mask]
+        acc += (x * v[j]) * _vw_w(W, half ^ h[j])
         j += 1
     return acc
 
 
-cdef inline float _vw_inner(float acc, const float* w, uint32_t mask, uint32_t half, float v1,
+cdef inline float _vw_inner(float acc, const _VWW* W, uint32_t half, float v1,
                             const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t start) noexcept nogil:
-    """acc += sum over slot g from ``start`` of (v1 * v) * w[(half ^ h) & mask]."""
+    """acc += sum over slot g from ``start`` of (v1 * v) * w[half ^ h]."""
     cdef Py_ssize_t a0 = a.off[g]
     cdef Py_ssize_t na = a.off[g + 1] - a0
     cdef Py_ssize_t s0 = s.off[g]
     cdef Py_ssize_t ns = s.off[g + 1] - s0
     if start < na:
-        acc = _vw_run(acc, w, mask, half, v1, a.h + a0, a.v + a0, start, na)
-    return _vw_run(acc, w, mask, half, v1, s.h + s0, s.v + s0, start - na if start > na else 0, ns)
+        acc = _vw_run(acc, W, half, v1, a.h + a0, a.v + a0, start, na)
+    return _vw_run(acc, W, half, v1, s.h + s0, s.v + s0, start - na if start > na else 0, ns)
 
 
 cdef inline Py_ssize_t _vw_count(const _VWBlk* a, const _VWBlk* s, int g) noexcept nogil:
     return (a.off[g + 1] - a.off[g]) + (s.off[g + 1] - s.off[g])
 
 
-cdef inline float _vw_pair(float acc, const float* w, uint32_t mask,
+cdef inline float _vw_pair(float acc, const _VWW* W,
                            const uint32_t* h1, const float* v1, Py_ssize_t n1,
                            const uint32_t* h2, const float* v2, Py_ssize_t n2) noexcept nogil:
     """Quadratic terms of two feature lists, first-list-major as VW iterates them."""
@@ -186,11 +236,11 @@ cdef inline float _vw_pair(float acc, const float* w, uint32_t mask,
         x = v1[i]
         if x == 0:
             continue
-        acc = _vw_run(acc, w, mask, h1[i] * <uint32_t>_VW_FNV, x, h2, v2, 0, n2)
+        acc = _vw_run(acc, W, h1[i] * <uint32_t>_VW_FNV, x, h2, v2, 0, n2)
     return acc
 
 
-cdef inline float _vw_rows(float acc, const float* w, uint32_t mask,
+cdef inline float _vw_rows(float acc, const _VWW* W,
                            const uint32_t* h1, const float* v1, Py_ssize_t n1,
                            const uint32_t* h2a, const float* v2a, Py_ssize_t n2a,
                            const uint32_t* h2b, const float* v2b, Py_ssize_t n2b) noexcept nogil:
@@ -199,23 +249,23 @@ cdef inline float _vw_rows(float acc, const float* w, uint32_t mask,
     cdef uint32_t half
     cdef float x
     if n2b == 0:
-        return _vw_pair(acc, w, mask, h1, v1, n1, h2a, v2a, n2a)
+        return _vw_pair(acc, W, h1, v1, n1, h2a, v2a, n2a)
     if n2a == 0:
-        return _vw_pair(acc, w, mask, h1, v1, n1, h2b, v2b, n2b)
+        return _vw_pair(acc, W, h1, v1, n1, h2b, v2b, n2b)
     for i in range(n1):
         x = v1[i]
         if x == 0:
             continue
         half = h1[i] * <uint32_t>_VW_FNV
-        acc = _vw_run(acc, w, mask, half, x, h2a, v2a, 0, n2a)
-        acc = _vw_run(acc, w, mask, half, x, h2b, v2b, 0, n2b)
+        acc = _vw_run(acc, W, half, x, h2a, v2a, 0, n2a)
+        acc = _vw_run(acc, W, half, x, h2b, v2b, 0, n2b)
     return acc
 
 
-cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexcept nogil:
+cdef float _vw_cost(const _VWModelC* m, const _VWW* Wp, const _VWBlk* a, const _VWBlk* s) noexcept nogil:
     """One action's cost: linear terms, constant, then interactions, summed in float32 as VW does."""
-    cdef const float* w = m.w
-    cdef uint32_t mask = m.mask
+    cdef _VWW Wl = Wp[0]    # a local copy: its fields stay in registers across the loops
+    cdef const _VWW* W = &Wl
     cdef int S = m.n_slots
     cdef float acc = 0.0
     cdef Py_ssize_t i, j, n1, n2
@@ -226,13 +276,13 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
     n1 = a.off[S + 1]
     for i in range(n1):
         if a.lin[i]:
-            acc += a.v[i] * w[a.h[i] & mask]
+            acc += a.v[i] * _vw_w(W, a.h[i])
     if m.add_const:
-        acc += w[m.const_idx]
+        acc += _vw_w(W, m.const_idx)
     n1 = s.off[S + 1]
     for i in range(n1):
         if s.lin[i]:
-            acc += s.v[i] * w[s.h[i] & mask]
+            acc += s.v[i] * _vw_w(W, s.h[i])
     for t in range(m.n_terms):
         term = m.terms + 4 * t
         g0 = term[1]
@@ -240,10 +290,10 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
         if term[0] == 2 and g0 != g1:
             # Rows of the action's part of g0, then of the shared part; each row runs
             # over g1's action part then its shared part: VW's order.
-            acc = _vw_rows(acc, w, mask, a.h + a.off[g0], a.v + a.off[g0], a.off[g0 + 1] - a.off[g0],
+            acc = _vw_rows(acc, W, a.h + a.off[g0], a.v + a.off[g0], a.off[g0 + 1] - a.off[g0],
                            a.h + a.off[g1], a.v + a.off[g1], a.off[g1 + 1] - a.off[g1],
                            s.h + s.off[g1], s.v + s.off[g1], s.off[g1 + 1] - s.off[g1])
-            acc = _vw_rows(acc, w, mask, s.h + s.off[g0], s.v + s.off[g0], s.off[g0 + 1] - s.off[g0],
+            acc = _vw_rows(acc, W, s.h + s.off[g0], s.v + s.off[g0], s.off[g0 + 1] - s.off[g0],
                            a.h + a.off[g1], a.v + a.off[g1], a.off[g1 + 1] - a.off[g1],
                            s.h + s.off[g1], s.v + s.off[g1], s.off[g1 + 1] - s.off[g1])
             continue
@@ -254,7 +304,7 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
                 _vw_get(a, s, g0, i, &h1, &v1)
                 if v1 == 0:
                     continue
-                acc = _vw_inner(acc, w, mask, h1 * <uint32_t>_VW_FNV, v1, a, s, g1, i)
+                acc = _vw_inner(acc, W, h1 * <uint32_t>_VW_FNV, v1, a, s, g1, i)
         else:
             g2 = term[3]
             n2 = _vw_count(a, s, g1)
@@ -269,12 +319,12 @@ cdef float _vw_cost(const _VWModelC* m, const _VWBlk* a, const _VWBlk* s) noexce
                     v12 = v1 * v2
                     if v12 != 0:
                         half2 = (half1 ^ h2) * <uint32_t>_VW_FNV
-                        acc = _vw_inner(acc, w, mask, half2, v12, a, s, g2, j if g1 == g2 else 0)
+                        acc = _vw_inner(acc, W, half2, v12, a, s, g2, j if g1 == g2 else 0)
                     j += 1
     return acc
 
 
-cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
+cdef void _vw_score_actions(const _VWModelC* m, const _VWW* W, const _VWBlk* shared,
                             const uint32_t* ah, const float* av, const uint8_t* alin,
                             const int64_t* base, const int32_t* aoff, Py_ssize_t n_actions,
                             double sign, double* out) noexcept nogil:
@@ -287,7 +337,7 @@ cdef void _vw_score_actions(const _VWModelC* m, const _VWBlk* shared,
         a.v = av + base[k]
         a.lin = alin + base[k]
         a.off = aoff + k * stride
-        out[k] = sign * <double>_vw_cost(m, &a, shared)
+        out[k] = sign * <double>_vw_cost(m, W, &a, shared)
 
 
 cdef inline bint _vw_release(const _VWModelC* m, Py_ssize_t n_act, Py_ssize_t n_shared) noexcept:
@@ -369,6 +419,7 @@ cdef class _VWNs:
     cdef int slot
     cdef uint8_t lin
     cdef bint skip
+    cdef bint cached     # in the model's namespace cache: only then are names cached in it
     cdef dict names      # feature name -> hash, for numeric and boolean values
     cdef dict strings    # feature name -> {string value -> hash}
 
@@ -381,15 +432,48 @@ cdef struct _VWBuf:
     Py_ssize_t cap
 
 
+cdef extern from "Python.h":
+    # PyUnicode_AsUTF8AndSize without Cython's error check: NULL (a lone surrogate
+    # cannot be UTF-8) becomes an invalid-input status, as every other bad input does.
+    const char* _vw_utf8 "PyUnicode_AsUTF8AndSize"(object text, Py_ssize_t* size)
+    void _vw_err_clear "PyErr_Clear"()
+
+
+cdef inline void _vw_dispatch(const _VWModelC* m, bint sparse, const _VWDense* wd, const _VWSparse* ws,
+                       const _VWBlk* shared, VWActions actions, double sign, double* out, bint release):
+    """Score with the model's weight store, releasing the GIL when the call is long enough."""
+    if release:
+        with nogil:
+            if sparse:
+                _vw_score_actions(m, ws, shared, actions._h, actions._v, actions._lin,
+                                  actions._base, actions._off, actions.n_actions, sign, out)
+            else:
+                _vw_score_actions(m, wd, shared, actions._h, actions._v, actions._lin,
+                                  actions._base, actions._off, actions.n_actions, sign, out)
+    elif sparse:
+        _vw_score_actions(m, ws, shared, actions._h, actions._v, actions._lin,
+                          actions._base, actions._off, actions.n_actions, sign, out)
+    else:
+        _vw_score_actions(m, wd, shared, actions._h, actions._v, actions._lin,
+                          actions._base, actions._off, actions.n_actions, sign, out)
+
+
 cdef class VWCore:
     """A loaded VW cb model: weights, hashing parameters, interactions, and a hash cache.
 
-    Built by nba.models.vw after it has parsed and validated the model file.
+    Built by nba.models.vw after it has parsed and validated the model file. The
+    weights are either ``weights`` (2**bits float32, dense) or, with ``weights``
+    None, the non-zero weights ``sparse_val`` at the distinct indices
+    ``sparse_idx`` (< 2**bits), kept in an open-addressing table probed with the
+    odd multiplier made from ``salt``.
     """
 
     cdef object _weights
     cdef object _terms_arr
     cdef _VWModelC _m
+    cdef _VWDense _wd
+    cdef _VWSparse _ws
+    cdef readonly bint sparse
     cdef uint32_t _seed
     cdef int _hash_all
     cdef int _chain
@@ -398,27 +482,31 @@ cdef class VWCore:
     cdef int16_t _slot_of[256]
     cdef dict _ns_cache
     cdef Py_ssize_t _cached
+    cdef readonly Py_ssize_t cached_bytes
     cdef readonly Py_ssize_t cache_limit
+    cdef readonly Py_ssize_t cache_bytes_limit
     cdef readonly object layout
 
     def __cinit__(self, weights, int bits, uint32_t seed, bint hash_all, bint chain_hash, bint add_constant,
-                  bytes ignore, bytes ignore_linear, bytes slot_chars, terms, Py_ssize_t cache_limit=200000):
-        cdef const float[::1] wv = weights
+                  bytes ignore, bytes ignore_linear, bytes slot_chars, terms, Py_ssize_t cache_limit=200000,
+                  Py_ssize_t cache_bytes_limit=8 << 20, sparse_idx=None, sparse_val=None, uint64_t salt=0):
         cdef const int32_t[:, ::1] tv = terms
         cdef Py_ssize_t i
         cdef int S = len(slot_chars)
-        if bits < 1 or bits > 30 or wv.shape[0] != (<Py_ssize_t>1 << bits):
-            raise ValueError("weights must hold 2**bits floats, 1 <= bits <= 30")
+        if bits < 1 or bits > 30:
+            raise ValueError("1 <= bits <= 30")
         if S > _VW_MAX_SLOTS or tv.shape[1] != 4:
             raise ValueError("bad interaction terms")
         for i in range(tv.shape[0]):
             if tv[i, 0] not in (2, 3) or not (0 <= tv[i, 1] < S and 0 <= tv[i, 2] < S and
                                               (tv[i, 0] == 2 or 0 <= tv[i, 3] < S)):
                 raise ValueError("bad interaction terms")
-        self._weights = weights
-        self._terms_arr = terms
-        self._m.w = &wv[0]
         self._m.mask = <uint32_t>((<uint64_t>1 << bits) - 1)
+        if weights is not None:
+            self._bind_dense(weights, bits)
+        else:
+            self._build_sparse(sparse_idx, sparse_val, salt)
+        self._terms_arr = terms
         self._m.const_idx = <uint32_t>11650396 & self._m.mask
         self._m.add_const = add_constant
         self._m.n_slots = S
@@ -439,29 +527,98 @@ cdef class VWCore:
             self._slot_of[<uint8_t>slot_chars[i]] = i
         self._ns_cache = {}
         self._cached = 0
+        self.cached_bytes = 0
         self.cache_limit = cache_limit
+        self.cache_bytes_limit = cache_bytes_limit
         self.layout = (seed, bool(hash_all), bool(chain_hash), ignore, ignore_linear, slot_chars)
+
+    cdef _bind_dense(self, weights, int bits):
+        cdef const float[::1] wv = weights
+        if wv.shape[0] != (<Py_ssize_t>1 << bits):
+            raise ValueError("weights must hold 2**bits floats")
+        self._weights = weights
+        self.sparse = False
+        self._wd.w = &wv[0]
+        self._wd.mask = self._m.mask
+
+    cdef _build_sparse(self, sparse_idx, sparse_val, uint64_t salt):
+        """The table of the given weights: capacity a power of two >= 2 n (load <= 1/2)."""
+        cdef const uint32_t[::1] iv = sparse_idx
+        cdef const float[::1] vv = sparse_val
+        cdef Py_ssize_t n = iv.shape[0], i
+        cdef int log_cap = 1
+        cdef uint64_t p, mult = _splitmix64(salt) | 1
+        cdef uint32_t k
+        if vv.shape[0] != n:
+            raise ValueError("sparse_idx and sparse_val differ in length")
+        while (<Py_ssize_t>1 << log_cap) < 2 * n:
+            log_cap += 1
+        table = _vw_np.empty(2 << log_cap, dtype=_vw_np.uint32)
+        table[0::2] = _VW_EMPTY
+        cdef uint32_t[::1] tab = table
+        cdef _VWSlot* slots = <_VWSlot*>&tab[0]
+        cdef uint32_t cmask = <uint32_t>((<uint64_t>1 << log_cap) - 1)
+        cdef int shift = 64 - log_cap
+        for i in range(n):
+            k = iv[i]
+            if k > self._m.mask:
+                raise ValueError("sparse index beyond 2**bits")
+            p = (<uint64_t>k * mult) >> shift
+            while slots[p].key != _VW_EMPTY and slots[p].key != k:
+                p = (p + 1) & cmask
+            slots[p].key = k
+            slots[p].val = vv[i]
+        self._weights = table
+        self.sparse = True
+        self._ws.slots = slots
+        self._ws.mult = mult
+        self._ws.shift = shift
+        self._ws.cmask = cmask
+        self._ws.mask = self._m.mask
 
     @property
     def n_slots(self):
         return self._m.n_slots
 
+    @property
+    def table_bytes(self):
+        """Bytes of the weight store (the dense floats or the sparse table)."""
+        return self._weights.nbytes
+
     def clear_cache(self):
         """Forget cached feature hashes (they are recomputed on demand)."""
         self._ns_cache = {}
         self._cached = 0
+        self.cached_bytes = 0
 
     # -- encoding (GIL held: walks Python dicts) --
 
+    cdef inline bint _cache_room(self, Py_ssize_t key_bytes, Py_ssize_t extra) noexcept:
+        """Whether a key of ``key_bytes`` UTF-8 bytes may be cached (and if so, count it with ``extra``).
+
+        The cache keeps its keys alive, so it is bounded by entries and by bytes;
+        long keys are never cached (hashing them costs less than holding them).
+        """
+        cdef Py_ssize_t cost = key_bytes + extra + _VW_ENTRY_BYTES
+        if (key_bytes > _VW_CACHE_KEY_MAX or self._cached >= self.cache_limit
+                or self.cached_bytes + cost > self.cache_bytes_limit):
+            return False
+        self._cached += 1
+        self.cached_bytes += cost
+        return True
+
     cdef _VWNs _ns(self, object name):
-        """Namespace info for ``name``, or None when ``name`` is not a non-empty str."""
+        """Namespace info for ``name``, or None when ``name`` is not a non-empty str that UTF-8 can encode."""
         cdef PyObject* hit = PyDict_GetItemWithError(self._ns_cache, name)
         if hit != NULL:
             return <_VWNs>hit
         if not PyUnicode_Check(name):
             return None
         cdef Py_ssize_t n
-        cdef const char* s = PyUnicode_AsUTF8AndSize(name, &n)
+        cdef const char* s = _vw_utf8(name, &n)
+        if s == NULL:
+            _vw_err_clear()
+            return None
         if n == 0:
             return None
         cdef _VWNs ns = _VWNs.__new__(_VWNs)
@@ -473,28 +630,31 @@ cdef class VWCore:
         ns.skip = first == 95 or self._ignore[first]
         ns.names = {}
         ns.strings = {}
-        if len(self._ns_cache) < 4096:
+        ns.cached = len(self._ns_cache) < 4096 and self._cache_room(n, 0)
+        if ns.cached:
             self._ns_cache[name] = ns
         return ns
 
     cdef int _name_hash(self, _VWNs ns, object name, uint32_t* out) except -1:
-        """Hash of a numeric/boolean feature name (cached)."""
+        """Hash of a numeric/boolean feature name (cached); 1 when ``name`` is not valid text."""
         cdef PyObject* hit = PyDict_GetItemWithError(ns.names, name)
         cdef Py_ssize_t n
         cdef const char* s
         if hit != NULL:
             out[0] = <uint32_t>(<object>hit)
             return 0
-        s = PyUnicode_AsUTF8AndSize(name, &n)
+        s = _vw_utf8(name, &n)
+        if s == NULL:
+            _vw_err_clear()
+            return 1
         # Only the low bits reach an index (see the top); 30 bits keep the cached int one digit.
         out[0] = _vw_hash(<const unsigned char*>s, n, ns.h, self._hash_all) & 0x3FFFFFFF
-        if self._cached < self.cache_limit:
+        if ns.cached and self._cache_room(n, 0):
             ns.names[name] = out[0]
-            self._cached += 1
         return 0
 
     cdef int _string_hash(self, _VWNs ns, object name, object value, uint32_t* out) except -1:
-        """Hash of a string-valued feature (cached per name and value)."""
+        """Hash of a string-valued feature (cached per name and value); 1 when either is not valid text."""
         cdef PyObject* hit = PyDict_GetItemWithError(ns.strings, name)
         cdef dict per_value
         cdef Py_ssize_t nk, nv
@@ -510,8 +670,11 @@ cdef class VWCore:
                 return 0
         else:
             per_value = None
-        k = PyUnicode_AsUTF8AndSize(name, &nk)
-        vs = PyUnicode_AsUTF8AndSize(value, &nv)
+        k = _vw_utf8(name, &nk)
+        vs = _vw_utf8(value, &nv) if k != NULL else NULL
+        if vs == NULL:
+            _vw_err_clear()
+            return 1
         if nk + nv > 512:
             tmp = <unsigned char*>malloc(nk + nv)
             if tmp == NULL:
@@ -520,12 +683,13 @@ cdef class VWCore:
                                          ns.h, self._hash_all, self._chain, tmp) & 0x3FFFFFFF
         if tmp != stack:
             free(tmp)
-        if self._cached < self.cache_limit:
+        # A name's first cached value also pays for the name and its per-value dict.
+        if ns.cached and (self._cache_room(nv, 0) if per_value is not None else
+                          nk <= _VW_CACHE_KEY_MAX and self._cache_room(nv, nk + 3 * _VW_ENTRY_BYTES)):
             if per_value is None:
                 per_value = {}
                 ns.strings[name] = per_value
             per_value[value] = out[0]
-            self._cached += 1
         return 0
 
     cdef Py_ssize_t _encode(self, object features, _VWBuf* buf) except -3:
@@ -597,13 +761,14 @@ cdef class VWCore:
                 if n >= buf.cap:
                     return -1
                 if is_str:
-                    self._string_hash(ns, name, val, &h)
+                    if self._string_hash(ns, name, val, &h):
+                        return -2
                 else:
                     hit = PyDict_GetItemWithError(ns.names, name)
                     if hit != NULL:
                         h = <uint32_t>(<object>hit)
-                    else:
-                        self._name_hash(ns, name, &h)
+                    elif self._name_hash(ns, name, &h):
+                        return -2
                 buf.h[n] = h
                 buf.v[n] = xf
                 buf.lin[n] = ns.lin
@@ -737,10 +902,9 @@ cdef class VWCore:
                 return k
             if ns.skip or (len(col[1]) > 0 and col[1][0] == "_"):
                 continue
-            if len(col) == 3:
-                self._string_hash(ns, col[1], col[2], &hh)
-            else:
-                self._name_hash(ns, col[1], &hh)
+            if (self._string_hash(ns, col[1], col[2], &hh) if len(col) == 3 else
+                    self._name_hash(ns, col[1], &hh)):
+                return k
             thv[n] = hh
             tlv[n] = ns.lin
             sv[n] = ns.slot
@@ -832,13 +996,8 @@ cdef class VWCore:
         else:
             blk.h, blk.v, blk.lin = buf.h, buf.v, buf.lin
         blk.off = off
-        if _vw_release(&self._m, n_act, n):
-            with nogil:
-                _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                                  actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
-        else:
-            _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                              actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
+        _vw_dispatch(&self._m, self.sparse, &self._wd, &self._ws, &blk, actions, -1.0 if negate else 1.0, op,
+                     _vw_release(&self._m, n_act, n))
         if heap != NULL:
             free(heap)
         return out
@@ -847,10 +1006,12 @@ cdef class VWCore:
                      bint negate=False):
         """Per-action costs for a bound shared vector ``x`` (float64, one entry per bound column).
 
-        Returns the float64 costs (negated when ``negate``; ``out`` when given), or an int status: k >= 0 column
-        k is NaN, infinite or beyond float32, -2 unusable ``out``, -3 ``actions`` or
-        ``bound`` hashed for another layout, -4 ``x`` is not a float64 vector of the
-        bound length.
+        A NaN entry is a missing value: the feature is absent, as a zero entry is
+        (adding the zero terms leaves a float32 sum's bits unchanged, so this is
+        exactly scoring without the feature). Returns the float64 costs (negated
+        when ``negate``; ``out`` when given), or an int status: k >= 0 column k is
+        infinite or beyond float32, -2 unusable ``out``, -3 ``actions`` or ``bound``
+        hashed for another layout, -4 ``x`` is not a float64 vector of the bound length.
         """
         cdef Py_ssize_t n_act = actions.n_actions
         cdef Py_ssize_t n = bound._n, k, bad = -1, nx
@@ -880,20 +1041,16 @@ cdef class VWCore:
                 raise MemoryError()
         for k in range(nx):
             xf = <float>xp[k]
-            if xf != xf or xf > FLT_MAX or xf < -FLT_MAX:
+            if xf > FLT_MAX or xf < -FLT_MAX:  # NaN passes both: it is a missing value
                 bad = k
                 break
         if bad < 0:
             for k in range(n):
-                vals[k] = <float>xp[bound._cols[k]]
+                xf = <float>xp[bound._cols[k]]
+                vals[k] = xf if xf == xf else 0.0
             blk.h, blk.v, blk.lin, blk.off = bound._h, vals, bound._lin, bound._off
-            if _vw_release(&self._m, n_act, n):
-                with nogil:
-                    _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                                      actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
-            else:
-                _vw_score_actions(&self._m, &blk, actions._h, actions._v, actions._lin,
-                                  actions._base, actions._off, n_act, -1.0 if negate else 1.0, op)
+            _vw_dispatch(&self._m, self.sparse, &self._wd, &self._ws, &blk, actions, -1.0 if negate else 1.0, op,
+                         _vw_release(&self._m, n_act, n))
         if vals != vstack:
             free(vals)
         if bad >= 0:

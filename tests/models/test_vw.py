@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import nba
 from benchmarks.workloads import vw_examples, vw_json, vw_model_file, vw_text
 from nba._core import VWCore, vw_hash, vw_hash_string_feature
-from nba.models.vw import ActionSet, BoundShared, VWModel, load_vw, looks_like_vw
+from nba.models.vw import ActionSet, VWModel, load_vw, looks_like_vw
 from tests.models.test_conformance import ScorerKind, check_scorer
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
@@ -35,7 +35,7 @@ CONSTANT = 11650396
 # --------------------------------------------------------------------------- helpers
 
 
-def _workspace(args: str) -> "vowpalwabbit.Workspace":
+def _workspace(args: str) -> vowpalwabbit.Workspace:
     return vowpalwabbit.Workspace(args + " --quiet")
 
 
@@ -344,9 +344,9 @@ def test_invalid_action_features_name_the_action(model):
         model.prepare_actions(["not a dict"])
 
 
-def test_non_finite_vector_entries_name_the_column(model, actions):
+def test_infinite_vector_entries_name_the_column(model, actions):
     bound = model.bind_shared([("User", "u1"), ("User", "u2")])
-    for bad in (np.nan, np.inf, -np.inf, 1e39):
+    for bad in (np.inf, -np.inf, 1e39):
         with pytest.raises(nba.SchemaError, match=r"column 1 \('User', 'u2'\)"):
             model.score_vector(np.array([1.0, bad]), bound, actions)
     with pytest.raises(nba.SchemaError, match="3 columns"):
@@ -502,3 +502,109 @@ VW_KIND = ScorerKind(
 
 def test_vw_models_pass_the_conformance_battery():
     check_scorer(VW_KIND.loaders[0](), VW_KIND.make_input, VW_KIND)
+
+
+# --------------------------------------------------------------------------- hardening (issue 8)
+
+
+def test_rank_all_models_load_and_score_like_vw():
+    """--rank_all only sorts what VW prints to -p; the per-action scores are VW's."""
+    for args in ("--cb_adf --rank_all -b 12 -q UA", "--cb_explore_adf --rank_all -b 12 -q UA"):
+        path = vw_model_file(args, n_train=300, seed=1, fmt="json")
+        assert "--rank_all" in load_vw(path).info.options
+        ours, ref = parity(path, "json", n=100, seed=2)
+        assert np.ptp(ref) > 1e-3
+        np.testing.assert_allclose(ours, ref, rtol=TOL, atol=TOL)
+
+
+@pytest.fixture(scope="module")
+def missing_setup():
+    path = vw_model_file("--cb_adf -b 16 -q UA --cubic UUA", n_train=300, seed=1, fmt="json", strings=False)
+    return path, load_vw(path)
+
+
+def test_nan_vector_entries_score_as_the_example_without_those_features(missing_setup):
+    """A missing value (NaN in x) is an absent feature: exactly nba's dict score and VW's prediction without it."""
+    path, model = missing_setup
+    rng = np.random.default_rng(88)
+    columns = [("User", f"u{j}") for j in range(60)]
+    bound = model.bind_shared(columns)
+    vw = _workspace(f"-i {path} -t --json")
+    try:
+        for k, (_, actions, _, _) in enumerate(vw_examples(150, 31, strings=False)):
+            x = np.round(rng.uniform(-2, 2, len(columns)), 4)
+            x[rng.random(len(columns)) < rng.choice([0.0, 0.3, 0.8, 1.0])] = np.nan
+            x[rng.random(len(columns)) < 0.2] = 0.0
+            present = {name: float(v) for (_, name), v in zip(columns, x) if not np.isnan(v) and v != 0.0}
+            shared = {"User": present}
+            acts = model.prepare_actions(actions)
+            got = model.score_vector(x, bound, acts)
+            np.testing.assert_array_equal(got, model.score(shared, acts), err_msg=f"case {k}")
+            np.testing.assert_allclose(got, vw_scores(vw, shared, actions, "json"), rtol=TOL, atol=TOL)
+            np.testing.assert_array_equal(model.score_vector(x, bound, acts, negate=True), -got)
+    finally:
+        vw.finish()
+
+
+def test_a_nan_in_an_ignored_or_unbound_column_changes_nothing(model, actions):
+    bound = model.bind_shared([("User", "u1"), ("_hidden", "u2"), ("User", "_u3")])
+    base = model.score_vector(np.array([1.5, 0.0, 0.0]), bound, actions)
+    np.testing.assert_array_equal(model.score_vector(np.array([1.5, np.nan, np.nan]), bound, actions), base)
+
+
+_SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [
+        {_SURROGATE: {"a": 1.0}},
+        {"User" + _SURROGATE: {"a": 1.0}},
+        {"User": {"a" + _SURROGATE: 1.0}},
+        {"User": {"ok": 1.0, _SURROGATE: True}},
+        {"User": {"ok": 1.0, "city": "x" + _SURROGATE}},
+        {"User": {"city" + _SURROGATE: "paris"}},
+    ],
+    ids=["namespace", "namespace suffix", "feature name", "bool feature name", "string value", "string name"],
+)
+def test_lone_surrogates_raise_schema_error_and_change_nothing(model, actions, shared):
+    before = model.score({"User": {"ok": 1.0}}, actions)
+    with pytest.raises(nba.SchemaError, match="not valid text"):
+        model.score(shared, actions)
+    with pytest.raises(nba.SchemaError, match="action 1.*not valid text"):
+        model.prepare_actions([{"Action": {"p": 1.0}}, shared])
+    cols = [(ns, name, v) if isinstance(v, str) else (ns, name) for ns, f in shared.items() for name, v in f.items()]
+    with pytest.raises(nba.SchemaError, match="not valid text"):
+        model.bind_shared(cols)
+    np.testing.assert_array_equal(model.score({"User": {"ok": 1.0}}, actions), before)
+
+
+def test_the_hash_cache_is_bounded_by_bytes_not_entries():
+    import tracemalloc
+
+    path = vw_model_file("--cb_adf -b 14 -q UA", n_train=50, seed=1, fmt="json")
+    model = load_vw(path)
+    acts = model.prepare_actions([{"Action": {"p": 1.0}}])
+    rng = np.random.default_rng(4)
+    long = ["".join(rng.choice(list("abcdefgh"), 100_000)) for _ in range(40)]
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(2000):
+            s = long[i % 40] + str(i)  # 2,000 distinct 100 KB names, as names and as string values
+            model.score({"User": {s: 1.0}, "Geo": {"city": s}}, acts)
+            del s
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 1 << 20, f"the hash cache kept {grown / 2**20:.1f} MiB of long names"
+    assert model._core.cached_bytes < 4096
+    # Short names are cached up to the byte budget, whatever the entry limit says.
+    small = load_vw(path, hash_cache=10**9, hash_cache_bytes=64 << 10)
+    for i in range(5000):
+        small.score({"User": {f"name{i:06d}": 1.0}}, acts)
+    assert 60 << 10 <= small._core.cached_bytes <= 64 << 10
+    # Cached or not, the scores are the same.
+    fresh = load_vw(path, hash_cache=0)
+    probe = {"User": {"name000001": 1.0, long[0]: 2.0}, "Geo": {"city": long[1]}}
+    np.testing.assert_array_equal(small.score(probe, acts), fresh.score(probe, fresh.prepare_actions([{"Action": {"p": 1.0}}])))

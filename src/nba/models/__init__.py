@@ -3,29 +3,93 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
-from nba.errors import ModelFormatError
+from nba.errors import ConfigError, ModelFormatError
 
-__all__ = ["load_model"]
+__all__ = ["DEFAULT_MAX_BYTES", "load_model"]
 
 _FORMATS = ("lightgbm", "vw")
 
 
-def read_model_file(path: str | os.PathLike[str]) -> tuple[bytes, str]:
-    """(bytes, path as str) of a model file; ``ModelFormatError`` naming it if it cannot be read."""
+#: Default cap on the bytes ``load_model`` reads from a file: 1 GiB. A LightGBM text
+#: model of 10k trees of 255 leaves is ~200 MB; a VW ``-b 28`` save_resume model
+#: with every weight non-zero, the largest nba scores, is 4 GiB. Raise it with
+#: ``load_model(path, max_bytes=...)``.
+DEFAULT_MAX_BYTES = 1 << 30
+
+_CHUNK = 1 << 24
+
+
+def read_model_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
+    """(bytes, path as str) of a regular model file of at most ``max_bytes`` bytes.
+
+    Anything that is not a regular file (a FIFO, a device such as ``/dev/zero``, a
+    directory, a socket) is refused, as is a file larger than ``max_bytes``: the
+    file is opened without blocking and checked with ``fstat`` on the open
+    descriptor (no race with a rename), and read with a bounded read, so no path
+    blocks forever or reads without end. ``ModelFormatError`` names the file.
+    """
     name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    limit = _max_bytes(max_bytes)
     try:
-        with open(name, "rb") as f:
-            return f.read(), name
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as e:
         raise ModelFormatError(f"cannot read model file {name!r}: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFormatError(f"{name}: not a regular file ({_file_kind(st.st_mode)}); pass a model file")
+        if st.st_size > limit:
+            raise ModelFormatError(_too_big(name, f"{st.st_size} bytes", limit))
+        # Read at most limit + 1 bytes: one byte past the cap tells a file that grew
+        # since fstat from one that fits.
+        chunks = []
+        got = 0
+        want = st.st_size + 1
+        while got <= limit:
+            chunk = os.read(fd, want - got if got < want else min(_CHUNK, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as e:
+        raise ModelFormatError(f"cannot read model file {name!r}: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
+    if got > limit:
+        raise ModelFormatError(_too_big(name, f"more than {limit} bytes", limit))
+    return b"".join(chunks), name
+
+
+def _max_bytes(max_bytes: Any) -> int:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive int (bytes), got {max_bytes!r}")
+    return max_bytes
+
+
+def _too_big(name: str, size: str, limit: int) -> str:
+    return (
+        f"{name}: the file holds {size}, over the cap max_bytes={limit} ({limit / (1 << 20):g} MiB); "
+        "pass max_bytes=... to load_model (or load_vw / load_lightgbm) to raise it"
+    )
+
+
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def _sniff(head: bytes) -> str | None:
     """Guess a model format from the first bytes of a file or string."""
     text = head.lstrip()
-    if text.startswith(b"tree\n") or text.startswith(b"tree\r\n") or b"\nversion=v" in text[:64]:
+    if text.startswith((b"tree\n", b"tree\r\n")) or b"\nversion=v" in text[:64]:
         return "lightgbm"
     from nba.models import vw
 
@@ -34,13 +98,16 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def load_model(source: Any, *, format: str | None = None) -> Any:
+def load_model(source: Any, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     """Load a trained model into a compiled nba scorer.
 
     ``source`` is a path to a model file, the model's text or bytes, or a live
     ``lightgbm.Booster``. ``format`` ("lightgbm" or "vw") skips sniffing the format.
-    Raises ``ModelFormatError`` for anything that cannot be scored exactly.
+    ``max_bytes`` caps what is read from a file (default ``DEFAULT_MAX_BYTES``,
+    1 GiB); only regular files are read. Raises ``ModelFormatError`` for anything
+    that cannot be scored exactly.
     """
+    _max_bytes(max_bytes)
     if format is not None and format not in _FORMATS:
         raise ModelFormatError(f"unknown model format {format!r}; expected one of {', '.join(_FORMATS)}")
     if hasattr(source, "model_to_string") and hasattr(source, "num_trees"):
@@ -48,7 +115,7 @@ def load_model(source: Any, *, format: str | None = None) -> Any:
 
         return load_lightgbm(source)
     if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source):
-        data, name = read_model_file(source)
+        data, name = read_model_file(source, max_bytes)
         kind = format or _sniff(data[:4096])
         if kind is None:
             raise ModelFormatError(

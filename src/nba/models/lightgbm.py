@@ -10,6 +10,7 @@ same summation order, same output transform.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from nba._core import ArmForestCore, TreeEnsembleCore
 from nba.errors import ModelFormatError, SchemaError
-from nba.models import read_model_file
+from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
 __all__ = ["TreeEnsemble", "load_lightgbm"]
 
@@ -211,7 +212,7 @@ def _objective(src: _Src, text: str, line: int | None, num_class: int) -> tuple[
     raise src.err(f"unknown objective {name!r}; nba knows LightGBM's built-in objectives only", line)
 
 
-def _decode(source: Any) -> tuple[str, str]:
+def _decode(source: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, str]:
     """(model text, name for messages) from a path, text, bytes or Booster."""
     if hasattr(source, "model_to_string") and hasattr(source, "num_trees"):
         try:
@@ -224,7 +225,7 @@ def _decode(source: Any) -> tuple[str, str]:
     elif isinstance(source, str) and "\n" in source:
         return source, "<model text>"
     elif isinstance(source, (str, os.PathLike)):
-        data, name = read_model_file(source)
+        data, name = read_model_file(source, max_bytes)
     else:
         raise ModelFormatError(
             f"cannot load a LightGBM model from {type(source).__name__}; "
@@ -488,14 +489,14 @@ def _flatten_tree(
             raise src.err(
                 f"tree {t}: cat_boundaries must run from 0 to {n_words} (the cat_threshold length)", cb_ln
             )
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             if b < a:
                 raise src.err(f"tree {t}: cat_boundaries must be non-decreasing", cb_ln)
         if any(not 0 <= w <= 0xFFFFFFFF for w in words):
             raise src.err(f"tree {t}: cat_threshold words must be unsigned 32-bit integers", ct_ln)
         word_base = len(out.cat_bits)
         out.cat_bits.extend(words)
-        bitsets = [(word_base + a, b - a) for a, b in zip(bounds, bounds[1:])]
+        bitsets = [(word_base + a, b - a) for a, b in itertools.pairwise(bounds)]
 
     sf_ln = get("split_feature")[1]
     th_ln = get("threshold")[1]
@@ -632,7 +633,7 @@ class TreeEnsemble:
             self._coerce_row,
         )
         # The one-row fast path is the core's own method: no Python frame in between.
-        self.predict_row = self._core.predict_row
+        self.predict_row = self._core.predict_row  # type: ignore[method-assign]
 
     # predict_row(x, raw_score=False) -> float | ndarray is bound per instance in __init__.
     def predict_row(self, x: Any, raw_score: bool = False) -> Any:  # pragma: no cover - replaced
@@ -793,12 +794,13 @@ def _from_text(text: str) -> TreeEnsemble:
     return TreeEnsemble(text)
 
 
-def load_lightgbm(source: Any) -> TreeEnsemble:
+def load_lightgbm(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TreeEnsemble:
     """Load a LightGBM model: a path, the model text (str/bytes), or a ``lightgbm.Booster``.
 
+    ``max_bytes`` caps what is read from a file (see ``nba.models.read_model_file``).
     Raises ``ModelFormatError`` naming the line or tree for anything that is not a
     complete, consistent LightGBM text model or uses an unsupported option (linear trees).
     """
-    text, name = _decode(source)
+    text, name = _decode(source, max_bytes)
     return TreeEnsemble(text, _name=name)
 

@@ -27,24 +27,39 @@ summed in float32 like VW and returned as float64 in action order.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
 import struct
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from nba import _validate
 from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.models import read_model_file
+from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
-__all__ = ["VWModel", "VWModelInfo", "ActionSet", "BoundShared", "looks_like_vw", "load_vw"]
+__all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "load_vw", "looks_like_vw"]
 
-# Models keep a dense float32 weight per hash bucket: 2**28 weights is 1 GiB.
+# The largest -b nba scores: a dense -b 28 model is 2**28 float32 weights, 1 GiB.
 MAX_BITS = 28
+# Weight store. Dense (a float32 per bucket, one load per lookup) costs 4 * 2**b
+# bytes whatever the file holds; the sparse table costs 16-32 bytes per non-zero
+# weight, so what a model costs follows what its file holds. Dense is used when
+# it is small (b <= DENSE_BITS: at most 4 MiB) or when the weights fill at least
+# 1/DENSE_RATIO of the buckets, so a dense store is never more than 64 bytes per
+# weight present (8 times the file's 8-16 bytes per record). A -b 28 model that
+# learned 2k weights is a 36 kB file: dense it cost 1 GiB and 1.2 s to load,
+# sparse 64 kB and milliseconds.
+DENSE_BITS = 20
+DENSE_RATIO = 16
+# Default byte budget of a model's hash cache (see load_vw).
+_HASH_CACHE_BYTES = 8 << 20
 # A weight beyond this magnitude means training diverged; such costs overflow float32.
 MAX_ABS_WEIGHT = 1e30
 _MIN_VERSION = (9, 0, 0)
@@ -61,7 +76,8 @@ _VALUE_OPTIONS = {
     "cb_min_cost", "cb_max_cost",
 }
 _FLAG_OPTIONS = {
-    "cb_adf", "cb_explore_adf", "csoaa_rank", "noconstant", "chain_hash",
+    # rank_all only changes what VW prints to its -p file (actions sorted by score), not the scores
+    "cb_adf", "cb_explore_adf", "csoaa_rank", "rank_all", "noconstant", "chain_hash",
     "softmax", "squarecb", "first_only", "sgd", "adaptive", "normalized", "invariant",
 }
 _CB_TYPES = {"mtr", "ips", "dr", "dm", "sm"}
@@ -132,10 +148,12 @@ class VWModel:
     context and a prepared ``ActionSet``; scoring releases the GIL.
     """
 
-    def __init__(self, core: VWCore, info: VWModelInfo, weights: np.ndarray, source: str) -> None:
+    def __init__(self, core: VWCore, info: VWModelInfo, records: tuple[np.ndarray, np.ndarray], source: str,
+                 dense: np.ndarray | None = None) -> None:
         self._core = core
         self.info = info
-        self._weights = weights
+        self._records = records
+        self._dense = dense
         self.source = source
 
     def __repr__(self) -> str:
@@ -165,17 +183,45 @@ class VWModel:
         return "\n".join(lines)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.info, self._weights, self.source, self._core.cache_limit))
+        idx, vals = self._records
+        return (_rebuild_records, (self.info, idx, vals, self.source, self._core.cache_limit,
+                                   self._core.cache_bytes_limit))
 
     @property
     def weights(self) -> np.ndarray:
-        """The 2**bits weights (float32, read-only), indexed like ``Workspace.get_weight``."""
-        return self._weights
+        """The 2**bits weights (float32, read-only), indexed like ``Workspace.get_weight``.
+
+        A model stored sparse (see ``weight_records``) builds this 4 * 2**bits byte
+        vector on first use and keeps it.
+        """
+        if self._dense is None:
+            idx, vals = self._records
+            w = np.zeros(1 << self.info.bits, dtype=np.float32)
+            w[idx] = vals
+            w.flags.writeable = False
+            self._dense = w
+        return self._dense
+
+    @property
+    def weight_records(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, weights) of the non-zero weights, indices increasing (uint32, float32, read-only).
+
+        What the file holds, in O(weights) memory whatever ``-b`` is: prefer it to
+        ``weights`` to hash or copy a model.
+        """
+        return self._records
+
+    @property
+    def storage(self) -> str:
+        """How the core keeps the weights: "dense" (a float per bucket) or "sparse" (a table of the non-zero ones)."""
+        return "sparse" if self._core.sparse else "dense"
 
     def prepare_actions(self, actions: Sequence[Mapping[str, Mapping[str, Any]]]) -> ActionSet:
         """Hash each action's ``{namespace: {name: value}}`` features once (catalogue build time)."""
         acts = [a if type(a) is dict else _as_dict(a, f"action {k}") for k, a in enumerate(actions)]
         acts = [_inner_dicts(a, f"action {k}") for k, a in enumerate(acts)]
+        for k, a in enumerate(acts):
+            _check_text(a, f"action {k}")
         res = self._core.encode_actions(acts)
         if isinstance(res, int):
             _explain(acts[res], f"action {res}")
@@ -189,6 +235,7 @@ class VWModel:
         ``negate=True`` returns ``-cost`` (higher is better, what policies take),
         exactly, without a second pass.
         """
+        res: Any
         try:
             res = self._core.score_dict(shared, actions._core, out, negate)
         except (AttributeError, TypeError):
@@ -198,9 +245,9 @@ class VWModel:
         if type(res) is int:
             if res == -1 and type(shared) is not dict and isinstance(shared, Mapping):
                 return self.score(_inner_dicts(dict(shared), "shared"), actions, out, negate=negate)
-            if res == -1 and type(shared) is dict and any(type(v) is not dict for v in shared.values()):
-                if all(isinstance(v, Mapping) for v in shared.values()):
-                    return self.score(_inner_dicts(shared, "shared"), actions, out, negate=negate)
+            if (res == -1 and type(shared) is dict and any(type(v) is not dict for v in shared.values())
+                    and all(isinstance(v, Mapping) for v in shared.values())):
+                return self.score(_inner_dicts(shared, "shared"), actions, out, negate=negate)
             self._fail(res, shared, actions, out)
         return res
 
@@ -218,7 +265,12 @@ class VWModel:
         ``(namespace, name, value)``, the string feature ``{name: value}`` (VW's
         ``name+value``) times the vector's entry: the column of a one-hot category.
         """
-        cols = tuple(tuple(c) if isinstance(c, (tuple, list)) else c for c in columns)
+        cols: tuple[Any, ...] = tuple(tuple(c) if isinstance(c, (tuple, list)) else c for c in columns)
+        for k, c in enumerate(cols):
+            if type(c) is tuple:
+                for part in c:
+                    if isinstance(part, str):
+                        _validate.text(part, f"column {k} {c!r}:")
         res = self._core.bind(list(cols))
         if isinstance(res, int):
             c = cols[res]
@@ -232,9 +284,12 @@ class VWModel:
                      out: np.ndarray | None = None, *, negate: bool = False) -> np.ndarray:
         """Per-action costs for a float64 shared vector whose columns ``bound`` describes.
 
-        Zero entries are absent features, as VW drops zero-valued features.
-        ``negate=True`` returns ``-cost``, as ``score`` does.
+        Zero entries are absent features, as VW drops zero-valued features, and so
+        are NaN entries: a missing value (``Numeric(..., allow_missing=True)``) is
+        scored exactly as the example without that feature. ``negate=True``
+        returns ``-cost``, as ``score`` does.
         """
+        res: Any
         try:
             res = self._core.score_vector(x, bound._core, actions._core, out, negate)
         except (AttributeError, TypeError):
@@ -259,13 +314,22 @@ class VWModel:
                 )
             raise SchemaError(
                 f"column {res} {bound.columns[res]!r} is {x[res]!r}; "
-                "features must be finite and within float32 range"
+                "features must be finite (NaN for missing) and within float32 range"
             )
         return res
 
 
+def _rebuild_records(info: VWModelInfo, idx: np.ndarray, vals: np.ndarray, source: str, hash_cache: int,
+                     hash_cache_bytes: int) -> VWModel:
+    return _build(info, (np.array(idx, dtype=np.uint32), np.array(vals, dtype=np.float32)), source, hash_cache,
+                  hash_cache_bytes)
+
+
 def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str, hash_cache: int) -> VWModel:
-    return _build(info, np.array(weights, dtype=np.float32), source, hash_cache)
+    """Unpickle a model pickled by an nba that kept dense weights."""
+    w = np.asarray(weights, dtype=np.float32)
+    idx = np.flatnonzero(w).astype(np.uint32)
+    return _build(info, (idx, w[idx]), source, hash_cache, _HASH_CACHE_BYTES)
 
 
 def _as_vector(x: Any) -> np.ndarray:
@@ -296,10 +360,24 @@ def _inner_dicts(obj: dict, where: str) -> dict:
     return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in obj.items()}
 
 
+def _check_text(features: dict, where: str) -> None:
+    """Raise SchemaError for a namespace, name or string value UTF-8 cannot encode (a lone surrogate)."""
+    for ns, feats in features.items():
+        if isinstance(ns, str):
+            _validate.text(ns, f"{where}: namespace")
+        if isinstance(feats, Mapping):
+            for name, value in feats.items():
+                if isinstance(name, str):
+                    _validate.text(name, f"{where}: feature name in namespace {ns!r}:")
+                if isinstance(value, str):
+                    _validate.text(value, f"{where}: value of {ns}/{name}")
+
+
 def _explain(features: Any, where: str) -> None:
     """Raise the SchemaError that says what is wrong with ``features``."""
     if not isinstance(features, Mapping):
         raise SchemaError(f"{where}: expected {{namespace: {{name: value}}}}, got {type(features).__name__}")
+    _check_text(dict(features), where)
     for ns, feats in features.items():
         if not isinstance(ns, str) or not ns:
             raise SchemaError(f"{where}: namespace {ns!r} must be a non-empty string")
@@ -342,27 +420,36 @@ def looks_like_vw(head: bytes) -> bool:
 
 
 def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
-            hash_cache: int = 200_000) -> VWModel:
+            hash_cache: int = 200_000, hash_cache_bytes: int = _HASH_CACHE_BYTES,
+            max_bytes: int = DEFAULT_MAX_BYTES) -> VWModel:
     """Load a VW ``--cb_adf`` / ``--cb_explore_adf`` binary model from a path or its bytes.
 
-    ``hash_cache`` bounds how many feature-name hashes the model remembers (about
-    100 bytes each) so repeated names skip murmur3; 0 disables the cache.
+    ``hash_cache`` bounds how many feature-name hashes the model remembers so
+    repeated names skip murmur3, and ``hash_cache_bytes`` what they may hold
+    (names, values and ~112 bytes of overhead each; names longer than 256 UTF-8
+    bytes are never cached); 0 disables the cache. ``max_bytes`` caps what is
+    read from a file (see ``nba.models.read_model_file``).
     """
-    if hash_cache < 0:
-        raise ConfigError(f"load_vw hash_cache={hash_cache!r}: must be >= 0 (0 disables the cache)")
+    for name, value in (("hash_cache", hash_cache), ("hash_cache_bytes", hash_cache_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"load_vw {name}={value!r}: must be an int >= 0 (0 disables the cache)")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return vw_from_bytes(bytes(source), "VW model", hash_cache)
-    return vw_from_bytes(*read_model_file(source), hash_cache)
+        return vw_from_bytes(bytes(source), "VW model", hash_cache, hash_cache_bytes)
+    return vw_from_bytes(*read_model_file(source, max_bytes), hash_cache, hash_cache_bytes)
 
 
-def vw_from_bytes(data: bytes, where: str, hash_cache: int = 200_000) -> VWModel:
+def vw_from_bytes(data: bytes, where: str, hash_cache: int = 200_000,
+                  hash_cache_bytes: int = _HASH_CACHE_BYTES) -> VWModel:
     """A VW model from the bytes of its file (``where`` names it in errors)."""
-    info, weights = _parse(data, where)
-    return _build(info, weights, where, hash_cache)
+    info, records = _parse(data, where)
+    return _build(info, records, where, hash_cache, hash_cache_bytes)
 
 
-def _build(info: VWModelInfo, weights: np.ndarray, where: str, hash_cache: int) -> VWModel:
-    weights.flags.writeable = False
+def _build(info: VWModelInfo, records: tuple[np.ndarray, np.ndarray], where: str, hash_cache: int,
+           hash_cache_bytes: int) -> VWModel:
+    idx, vals = records
+    idx.flags.writeable = False
+    vals.flags.writeable = False
     slots = sorted({c for term in info.interactions for c in term.encode("latin-1")})
     slot_of = {c: i for i, c in enumerate(slots)}
     terms = np.zeros((len(info.interactions), 4), dtype=np.int32)
@@ -376,14 +463,29 @@ def _build(info: VWModelInfo, weights: np.ndarray, where: str, hash_cache: int) 
     # Scoring uses vector 0, which is every per_problem-th weight.
     per_problem = 2 if info.cb_type == "dr" else 1
     shift = per_problem.bit_length() - 1
-    scored = np.ascontiguousarray(weights[::per_problem]) if per_problem > 1 else weights
-    if info.bits - shift < 1:
+    bits = info.bits - shift
+    if bits < 1:
         raise ModelFormatError(f"{where}: -b {info.bits} is too small for --cb_type {info.cb_type}")
-    core = VWCore(
-        scored, info.bits - shift, info.hash_seed, info.hash_all, info.chain_hash, info.constant,
-        info.ignore.encode("latin-1"), info.ignore_linear.encode("latin-1"), bytes(slots), terms, hash_cache,
-    )
-    return VWModel(core, info, weights, where)
+    if per_problem > 1:
+        keep = (idx & (per_problem - 1)) == 0
+        sidx, svals = idx[keep] >> shift, vals[keep]
+    else:
+        sidx, svals = idx, vals
+    args = (info.hash_seed, info.hash_all, info.chain_hash, info.constant, info.ignore.encode("latin-1"),
+            info.ignore_linear.encode("latin-1"), bytes(slots), terms, hash_cache, hash_cache_bytes)
+    dense: np.ndarray | None = None
+    if bits <= DENSE_BITS or sidx.size * DENSE_RATIO >= 1 << bits:
+        scored = np.zeros(1 << bits, dtype=np.float32)
+        scored[sidx] = svals
+        scored.flags.writeable = False
+        core = VWCore(scored, bits, *args)
+        if per_problem == 1:
+            dense = scored
+    else:
+        salt = int.from_bytes(os.urandom(8), sys.byteorder)  # the table's probe order: no file can choose it
+        core = VWCore(None, bits, *args, sparse_idx=np.ascontiguousarray(sidx, dtype=np.uint32),
+                      sparse_val=np.ascontiguousarray(svals, dtype=np.float32), salt=salt)
+    return VWModel(core, info, (idx, vals), where, dense)
 
 
 class _Reader:
@@ -432,7 +534,7 @@ def _cstr(raw: bytes, r: _Reader, what: str) -> str:
         raise r.fail(f"{what} is not valid UTF-8") from None
 
 
-def _parse(data: bytes, where: str) -> tuple[VWModelInfo, np.ndarray]:
+def _parse(data: bytes, where: str) -> tuple[VWModelInfo, tuple[np.ndarray, np.ndarray]]:
     r = _Reader(data, where)
     raw_version = r.sized("version string", 13)
     m = _VERSION_RE.match(raw_version)
@@ -534,15 +636,19 @@ def _parse(data: bytes, where: str) -> tuple[VWModelInfo, np.ndarray]:
             per_weight = 1 + ("adaptive" in opts) + ("normalized" in opts)
         else:
             per_weight = 3
-    weights = _read_weights(r, bits, per_weight)
+    idx, vals = _read_weights(r, bits, per_weight)
     if resume_flag and (gravity != 0.0 or contraction != 1.0):
-        # What VW does when it loads a model to test: fold l1/l2 state into the weights.
+        # What VW does when it loads a model to test: fold l1/l2 state into the weights
+        # (a zero weight stays zero, so only the records present change).
         g = np.float32(gravity)
-        w = weights
+        w = vals
         w = np.where(np.abs(w) > g, w - np.sign(w) * g, np.float32(0)).astype(np.float32)
-        weights = (w * np.float32(contraction)).astype(np.float32)
-        if not np.all(np.abs(weights) <= MAX_ABS_WEIGHT):
+        vals = (w * np.float32(contraction)).astype(np.float32)
+        if not np.all(np.abs(vals) <= MAX_ABS_WEIGHT):
             raise ModelFormatError(f"{where}: regularization state makes the weights overflow")
+    nonzero = vals != 0
+    if not nonzero.all():
+        idx, vals = idx[nonzero], vals[nonzero]
 
     info = VWModelInfo(
         version=vtext,
@@ -560,9 +666,9 @@ def _parse(data: bytes, where: str) -> tuple[VWModelInfo, np.ndarray]:
         exploration=explore,
         epsilon=epsilon,
         save_resume=bool(resume_flag),
-        num_weights=int(np.count_nonzero(weights)),
+        num_weights=int(idx.size),
     )
-    return info, weights
+    return info, (idx, vals)
 
 
 def _bounded(n: int, r: _Reader, what: str) -> int:
@@ -571,8 +677,11 @@ def _bounded(n: int, r: _Reader, what: str) -> int:
     return n
 
 
-def _read_weights(r: _Reader, bits: int, per_weight: int) -> np.ndarray:
-    """The (index, weight[, adaptive, normalized]) records up to the end of the file."""
+def _read_weights(r: _Reader, bits: int, per_weight: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices increasing, weights) of the (index, weight[, adaptive, normalized]) records up to the end.
+
+    Memory and time follow the records present, never 2**bits.
+    """
     rest = memoryview(r.data)[r.pos :]
     rec = 4 * (1 + per_weight)
     if len(rest) % rec:
@@ -601,6 +710,7 @@ def _read_weights(r: _Reader, bits: int, per_weight: int) -> np.ndarray:
                     f"{r.where}: weight record {k} repeats index {int(idx[k])}; the file is corrupted "
                     f"(at byte {r.pos + k * rec})"
                 )
+            idx, vals = idx[order], vals[order]
         bad = np.flatnonzero(~(np.abs(vals) <= MAX_ABS_WEIGHT))
         if bad.size:
             k = int(bad[0])
@@ -608,10 +718,8 @@ def _read_weights(r: _Reader, bits: int, per_weight: int) -> np.ndarray:
                 f"{r.where}: weight {int(idx[k])} is {float(vals[k])!r}; the model diverged or the file is corrupted "
                 f"(at byte {r.pos + k * rec})"
             )
-    weights = np.zeros(size, dtype=np.float32)
-    weights[idx] = vals
     r.pos = len(r.data)
-    return weights
+    return idx.astype(np.uint32), vals
 
 
 def _parse_options(options: str, where: str) -> dict[str, list[str]]:
@@ -704,7 +812,7 @@ def _interactions(opts: dict[str, list[str]], where: str) -> list[str]:
 def _must_be_left_sorted(sorted_ns: bytes) -> bool:
     """VW's rule: sort an interaction that mixes a repeated namespace with another ('aab', 'abb')."""
     pair = diff = False
-    for a, b in zip(sorted_ns, sorted_ns[1:]):
+    for a, b in itertools.pairwise(sorted_ns):
         if a == b:
             if diff:
                 return True
