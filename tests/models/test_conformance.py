@@ -31,7 +31,6 @@ import pytest
 import nba
 from benchmarks.workloads import lightgbm_model, lightgbm_model_file, rows
 
-
 N_THREADS = 8
 
 

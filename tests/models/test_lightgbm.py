@@ -52,7 +52,7 @@ def _numerical_thresholds(text: str) -> dict[int, np.ndarray]:
     """Feature -> thresholds of its numerical splits, read straight from the model text."""
     out: dict[int, list[float]] = {}
     for block in text.split("\nTree=")[1:]:
-        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.MULTILINE))
         if int(kv["num_leaves"]) < 2:
             continue
         feats = [int(v) for v in kv["split_feature"].split()]
@@ -257,15 +257,15 @@ def _edited_model(booster: lgb.Booster, edit) -> str:
     text = booster.model_to_string()
     head, *trees = text.split("\nTree=")
     for t, block in enumerate(trees):
-        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.MULTILINE))
         if int(kv["num_leaves"]) > 1:
             dts = [int(v) for v in kv["decision_type"].split()]
             thr = [float(v) for v in kv["threshold"].split()]
             edit(t, dts, thr)
-            block = re.sub(r"^decision_type=.*$", "decision_type=" + " ".join(map(str, dts)), block, flags=re.M)
-            block = re.sub(r"^threshold=.*$", "threshold=" + " ".join(repr(v) for v in thr), block, flags=re.M)
+            block = re.sub(r"^decision_type=.*$", "decision_type=" + " ".join(map(str, dts)), block, flags=re.MULTILINE)
+            block = re.sub(r"^threshold=.*$", "threshold=" + " ".join(repr(v) for v in thr), block, flags=re.MULTILINE)
         out.append(block)
-    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.M)  # LightGBM seeks by the byte sizes
+    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.MULTILINE)  # LightGBM seeks by the byte sizes
     return "\nTree=".join([head, *out])
 
 
@@ -442,7 +442,7 @@ def test_predict_row_equals_predict(binary_model) -> None:
 
 
 def test_out_buffer_is_filled_and_returned(binary_model) -> None:
-    booster, model, X = binary_model
+    _booster, model, X = binary_model
     out = np.full(X.shape[0], -1.0)
     res = model.predict(X, out=out)
     assert res is out
@@ -569,7 +569,7 @@ def cat_text() -> str:
 
 
 def _sub(text: str, pattern: str, repl: str, count: int = 1) -> str:
-    new = re.sub(pattern, repl, text, count=count, flags=re.M)
+    new = re.sub(pattern, repl, text, count=count, flags=re.MULTILINE)
     assert new != text, pattern
     return new
 
@@ -620,13 +620,13 @@ def _cat_threshold_edit(text: str) -> str:
     """Point the first categorical split at a bitset that does not exist."""
     head, *trees = text.split("\nTree=")
     for i, block in enumerate(trees):
-        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.M))
+        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.MULTILINE))
         if int(kv.get("num_cat", 0) or 0) > 0:
             dts = kv["decision_type"].split()
             thr = kv["threshold"].split()
             j = next(k for k, d in enumerate(dts) if int(d) & 1)
             thr[j] = "7"
-            trees[i] = re.sub(r"^threshold=.*$", "threshold=" + " ".join(thr), block, flags=re.M)
+            trees[i] = re.sub(r"^threshold=.*$", "threshold=" + " ".join(thr), block, flags=re.MULTILINE)
             return "\nTree=".join([head, *trees])
     raise AssertionError("no categorical split")
 

@@ -247,7 +247,7 @@ def _every_other_tree_a_leaf(booster: lgb.Booster) -> str:
     out = []
     for t, block in enumerate(trees):
         if t % 2:
-            value = re.search(r"^leaf_value=(\S+)", block, flags=re.M).group(1)
+            value = re.search(r"^leaf_value=(\S+)", block, flags=re.MULTILINE).group(1)
             tail = block[block.index("\n\n"):]  # the blank lines (and, after the last tree, "end of trees")
             block = (
                 f"{t}\nnum_leaves=1\nnum_cat=0\nsplit_feature=\nsplit_gain=\nthreshold=\ndecision_type=\n"
@@ -255,7 +255,7 @@ def _every_other_tree_a_leaf(booster: lgb.Booster) -> str:
                 f"internal_weight=\ninternal_count=\nis_linear=0\nshrinkage=1{tail}"
             )
         out.append(block)
-    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.M)
+    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.MULTILINE)
     return "\nTree=".join([head, *out])
 
 

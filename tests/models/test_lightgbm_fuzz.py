@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[2]
 CASE_TIMEOUT_S = 30.0  # no single mutant may take this long: loading and scoring is milliseconds
 STARTUP_TIMEOUT_S = 120.0
@@ -156,7 +155,7 @@ def truncations(bases: list[bytes], rnd: random.Random, per_base: int) -> list[C
     cases = []
     for b, data in enumerate(bases):
         end = _trees_end(data)
-        offsets = set(range(0, min(len(data), 64)))  # inside the header's first lines
+        offsets = set(range(min(len(data), 64)))  # inside the header's first lines
         offsets |= {m.start() for m in re.finditer(rb"\n", data[: end + 20])}  # at line ends
         offsets |= {m.start() + 1 for m in re.finditer(rb"[ =]", data[:end])}  # after separators
         offsets |= {rnd.randrange(len(data)) for _ in range(per_base)}
@@ -472,7 +471,7 @@ def _rows(n_features: int, seed: int) -> np.ndarray:
 
 def _has_extreme_values(data: bytes) -> bool:
     """True if leaf values or shrinkage contain non-finite or overflow-prone numbers (inf output is then fair)."""
-    for m in re.finditer(rb"^(?:leaf_value|shrinkage|internal_value)=(.*)$", data, re.M):
+    for m in re.finditer(rb"^(?:leaf_value|shrinkage|internal_value)=(.*)$", data, re.MULTILINE):
         for tok in m.group(1).split():
             try:
                 v = float(tok)
@@ -559,7 +558,7 @@ def _worker(cases_path: str, start: int) -> None:
     import tempfile
 
     faulthandler.enable()  # a segfault prints the stack to stderr, which the parent reports
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = ADDRESS_SPACE_LIMIT if hard == resource.RLIM_INFINITY else min(ADDRESS_SPACE_LIMIT, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     with open(cases_path, "rb") as f:

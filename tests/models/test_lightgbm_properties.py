@@ -154,7 +154,7 @@ def train(spec: dict):
 # --------------------------------------------------------------------------- rows
 
 
-_SPLIT = re.compile(r"^(split_feature|threshold|decision_type)=(.*)$", re.M)
+_SPLIT = re.compile(r"^(split_feature|threshold|decision_type)=(.*)$", re.MULTILINE)
 
 
 def numerical_thresholds(model_text: str, n_features: int) -> list[list[float]]:
@@ -328,8 +328,8 @@ def one_split_model_text() -> str:
 @pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
 def test_values_in_lightgbm_zero_band_read_as_zero(one_split_model_text, threshold, decision_type):
     """Rows at +-kZeroThreshold (float32(1e-35)) split like LightGBM's 0.0, for every missing-value mode."""
-    text = re.sub(r"^threshold=.*$", f"threshold={threshold!r}", one_split_model_text, count=1, flags=re.M)
-    text = re.sub(r"^decision_type=.*$", f"decision_type={decision_type}", text, count=1, flags=re.M)
+    text = re.sub(r"^threshold=.*$", f"threshold={threshold!r}", one_split_model_text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"^decision_type=.*$", f"decision_type={decision_type}", text, count=1, flags=re.MULTILINE)
     reference = lgb.Booster(model_str=text)
     model = nba.load_model(text)
     X = np.array(ZERO_BAND).reshape(-1, 1)
