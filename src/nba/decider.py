@@ -20,6 +20,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
@@ -27,7 +28,7 @@ from typing import Any, Literal, Union
 import msgspec
 import numpy as np
 
-from nba import _core
+from nba import _core, _validate
 from nba._locks import PoliteLock
 from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
@@ -41,6 +42,26 @@ __all__ = ["Decider", "Decision"]
 
 _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
+#: Longest event id accepted from a caller (a UUID is 36 characters).
+MAX_EVENT_ID = 256
+#: Random bytes in a generated event id's prefix: 80 bits, drawn per process (and again
+#: in a forked child), so independent processes on any number of hosts do not collide.
+_PREFIX_BYTES = 10
+
+
+def _new_prefix() -> str:
+    return os.urandom(_PREFIX_BYTES).hex()
+
+
+_LIVE: weakref.WeakSet[Decider] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for d in list(_LIVE):
+        d._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,6 +207,32 @@ def _bind(model: Any, catalog: Catalog) -> Any:
     raise ConfigError(f"cannot decide with a {type(model).__name__}: expected a model from nba.load_model or nba.models.online")
 
 
+def _event_id(event_id: Any) -> str:
+    """A caller's event id: non-empty text of at most ``MAX_EVENT_ID`` characters."""
+    if event_id.__class__ is not str or not event_id.isascii():
+        event_id = _validate.text(event_id, "event_id")
+    if not 0 < len(event_id) <= MAX_EVENT_ID:
+        raise SchemaError(f"event_id must be 1..{MAX_EVENT_ID} characters, got {len(event_id)}")
+    return event_id
+
+
+def _check_fallback(catalog: Catalog, fallback: str) -> None:
+    """The fallback arm exists and has a payload for every channel the catalogue serves."""
+    try:
+        catalog.check_payloads(fallback)  # ConfigError for an unknown arm, too
+    except ConfigError as e:
+        raise ConfigError(f"fallback: {e}: a request there with no eligible arm could not be answered") from None
+
+
+def _check_default_reward(scorer: Any, default_reward: float) -> None:
+    """An online model can learn ``default_reward`` (it teaches every decision left without a reward)."""
+    if scorer.kind == "online":
+        try:
+            scorer.model.check_reward(default_reward)
+        except SchemaError as e:
+            raise ConfigError(f"default_reward={default_reward!r} cannot be learned by the online model: {e}") from None
+
+
 class _State:
     """An immutable snapshot of everything a decision reads; replaced whole on swap."""
 
@@ -329,7 +376,13 @@ class Decider:
         if not (isinstance(reward_window, (int, float)) and reward_window >= 0):
             raise ConfigError(f"reward_window must be a number of seconds >= 0, got {reward_window!r}")
         if fallback is not None:
-            catalog.index(fallback)  # raises ConfigError for an unknown arm
+            _check_fallback(catalog, fallback)
+        if not isinstance(max_pending, int) or isinstance(max_pending, bool) or max_pending < 1:
+            raise ConfigError(f"max_pending must be a positive int, got {max_pending!r}")
+        try:
+            default_reward = _validate.number(default_reward, "default_reward")
+        except SchemaError as e:
+            raise ConfigError(str(e)) from None
         self._models = {"default": model, **dict(models or {})}
         self._policies = {"default": policy if policy is not None else EpsilonGreedy(0.05), **dict(policies or {})}
         self._state = _State(catalog, self._models, self._policies)
@@ -355,8 +408,11 @@ class Decider:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._deferred: OrderedDict[str, float] = OrderedDict()
         self._lock = PoliteLock()  # pending rewards and deferred events (no convoy with the GIL)
-        self._prefix = os.urandom(6).hex()
+        self._prefix = _new_prefix()
         self._counter = itertools.count(1)
+        for sc in self._state.scorers.values():
+            _check_default_reward(sc, self._default_reward)
+        _LIVE.add(self)
         if log is not None:
             log.register_catalog(catalog.catalog_id, catalog.features_by_arm)
             log.register_schema(catalog.schema.schema_id, catalog.schema.log_layout)
@@ -395,15 +451,16 @@ class Decider:
         if n.__class__ is not int or n < 1:
             if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
                 raise ConfigError(f"n must be a positive int (the slate size), got {n!r}")
+        if defer.__class__ is not bool:
+            raise ConfigError(f"defer must be True or False, got {type(defer).__name__} {defer!r}")
         st = self._state
-        ts = time.time() if now is None else float(now)
-        if event_id is None:
-            eid = f"{self._prefix}-{next(self._counter):x}"
-        elif isinstance(event_id, str):
-            eid = event_id
-        else:
-            raise SchemaError(f"event_id must be a str, got {type(event_id).__name__} {event_id!r}")
+        ts = time.time() if now is None else _validate.timestamp(now, "now")
+        eid = f"{self._prefix}-{next(self._counter):x}" if event_id is None else _event_id(event_id)
+        if channel is not None and (channel.__class__ is not str or not channel.isascii()):
+            channel = _validate.text(channel, "channel")
         unit = profile.get(self._unit_key) if profile.__class__ is dict else self._unit(profile)
+        if unit is not None and (unit.__class__ is not str or not unit.isascii()):
+            unit = _validate.unit_id(unit, f"unit id (profile[{self._unit_key!r}])")
         asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
@@ -444,14 +501,7 @@ class Decider:
         arm_i = idx.item(chosen[0])
         version = scorer.version
         pol_name = st.policy_names[pname]
-        if scorer.kind == "online":
-            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer, policy)
-        elif defer:
-            with self._lock:
-                self._deferred[eid] = ts
-                while len(self._deferred) > self._max_pending:
-                    self._deferred.popitem(last=False)
-        if self._log is not None:
+        if self._log is not None:  # first: a decision that cannot be logged is not remembered
             schema = st.catalog.schema
             xs = x.tolist()
             self._log.append(
@@ -475,6 +525,10 @@ class Decider:
                     catalog_id=st.catalog.catalog_id,
                 )
             )
+        if scorer.kind == "online":
+            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer, policy)
+        elif defer:
+            self._defer(eid, ts)
         return Decision(
             event_id=eid,
             arm=ids[arm_i],
@@ -541,14 +595,20 @@ class Decider:
                 "no arm is eligible for this decision and the Decider has no fallback arm; "
                 "pass fallback='<arm id>' to return a default action instead"
             )
+        try:
+            payload = st.catalog.payload(self._fallback, channel)
+        except ConfigError as e:  # a channel no arm serves (the build checked the served ones)
+            raise SchemaError(f"channel {channel!r}: {e}") from None
         if self._log is not None:
             self._log.append_decision(
                 eid, actions=(self._fallback,), pmf=(1.0,), chosen=(0,), probability=1.0, scores=None,
                 features={}, model_version=scorer.version, variants=asg.variants, policy="fallback",
                 channel=channel, unit=unit, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, ts=ts,
             )
+        if defer:
+            self._defer(eid, ts)
         return Decision(
-            event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=st.catalog.payload(self._fallback, channel),
+            event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=payload,
             probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
             model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
             fallback=True, deferred=defer,
@@ -577,43 +637,82 @@ class Decider:
             if self._aggregate == "sum" or not p.rewarded:
                 p.learn(p.total if p.rewarded else self._default_reward)
 
-    def activate(self, event_id: str, *, at: float | None = None) -> None:
-        """Mark a deferred decision as shown: from now on it counts for learning and evaluation."""
-        ts = time.time() if at is None else float(at)
+    def _defer(self, eid: str, ts: float) -> None:
+        """Remember a deferred decision that no online model learns from, so ``activate`` knows it."""
         with self._lock:
-            p = self._pending.get(event_id)
+            self._deferred[eid] = ts
+            while len(self._deferred) > self._max_pending:
+                self._deferred.popitem(last=False)
+
+    def activate(self, event_id: str, *, at: float | None = None) -> None:
+        """Mark a deferred decision as shown: from now on it counts for learning and evaluation.
+
+        Raises ``UnknownEventError`` (and logs nothing) for an id this Decider did not
+        make with ``defer=True`` or no longer remembers (``max_pending``).
+        """
+        eid = _event_id(event_id)
+        ts = time.time() if at is None else _validate.timestamp(at, "at")
+        with self._lock:
+            p = self._pending.get(eid)
+            if p is None and eid not in self._deferred:
+                raise UnknownEventError(
+                    f"no deferred decision {eid!r} to activate: it was not made with defer=True, "
+                    "or is older than the Decider remembers"
+                )
+            if self._log is not None:  # first: an activation that cannot be logged changes nothing
+                self._log.append_activation(eid, ts=ts)
             if p is not None:
                 p.active = True
                 p.start = ts
-                self._pending.move_to_end(event_id)
-            elif self._deferred.pop(event_id, None) is None:
-                raise UnknownEventError(
-                    f"no deferred decision {event_id!r} to activate: it was not made with defer=True, "
-                    "or is older than the Decider remembers"
-                )
-        if self._log is not None:
-            self._log.append_activation(event_id, ts=ts)
+                self._pending.move_to_end(eid)
+            else:
+                del self._deferred[eid]
 
     def reward(self, event_id: str, value: float, *, at: float | None = None) -> None:
-        """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise SchemaError(f"reward value must be a finite number, got {value!r}")
-        ts = time.time() if at is None else float(at)
+        """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from.
+
+        An id this Decider does not remember (made by another process, or before a
+        restart) is still logged, so ``nba.join`` attaches it to its decision; only
+        the Decider that made a decision teaches its online model. A value the
+        online model cannot learn (``check_reward``: e.g. 5.0 for a Beta-Bernoulli
+        model, or a sum over 1 with ``aggregate="sum"``) raises ``SchemaError`` and
+        changes nothing.
+        """
+        eid = _event_id(event_id)
+        v = _validate.number(value, "reward value")
+        ts = time.time() if at is None else _validate.timestamp(at, "at")
         learn = None
         with self._lock:
-            p = self._pending.get(event_id)
-            if p is not None and p.active and ts <= p.start + self._window:
+            p = self._pending.get(eid)
+            counts = p is not None and p.active and p.start <= ts <= p.start + self._window
+            if counts:
+                assert p is not None
                 if self._aggregate == "first":
                     if not p.rewarded:
                         learn = p
-                        del self._pending[event_id]
-                p.total += float(value)
+                        p.scorer.model.check_reward(v)
+                else:
+                    p.scorer.model.check_reward(p.total + v)
+            if self._log is not None:  # first: an outcome that cannot be logged changes nothing
+                self._log.append_outcome(eid, v, ts=ts)
+            if counts:
+                assert p is not None
+                if learn is not None:
+                    del self._pending[eid]
+                p.total += v
                 p.rewarded = True
             self._expire(ts)
         if learn is not None:
-            learn.learn(float(value))
-        if self._log is not None:
-            self._log.append_outcome(event_id, float(value), ts=ts)
+            learn.learn(v)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh event-id stream; the parent's pending decisions stay the parent's.
+
+        (The lock is a PoliteLock, which renews itself in a child.)"""
+        self._prefix = _new_prefix()
+        self._counter = itertools.count(1)
+        self._pending = OrderedDict()
+        self._deferred = OrderedDict()
 
     # ------------------------------------------------------------------ operations
 
@@ -632,7 +731,8 @@ class Decider:
             self._log.flush()
 
     def close(self) -> None:
-        """Flush and close the log."""
+        """Flush and close the log; later calls to decide, activate and reward then raise ``LogError``
+        and change nothing (each writes its record before it changes any state)."""
         if self._log is not None:
             self._log.close()
 
