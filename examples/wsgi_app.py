@@ -3,14 +3,17 @@
 POST /decide  {"profile": {...}, "context": {...}, "channel": "web"}  -> the decision as JSON
 POST /reward  {"event_id": "...", "value": 1.0}                       -> {"ok": true}
 
-The Decider is built once, at import, and shared by every request thread. It
+The Decider is built once, at import, and shared by every request thread; under
+``gunicorn --preload -w N`` it is built before the workers fork, and each worker then
+issues its own event ids and writes its own log segments. It
 scores with the model file named by ``$NBA_MODEL`` (e.g. a LightGBM model trained
 over the catalogue's feature names) when it is set, else with an online LinUCB bandit that
 learns from the rewards posted here. Decisions are logged to ``$NBA_LOG_DIR``
 (default: a ``decisions/`` directory next to this file).
 
 Run: ``python examples/wsgi_app.py`` and
-``curl -d '{"profile": {"id": "u1", "age": 30, "segment": "gold"}, "context": {"hour": 9}}' localhost:8000/decide``.
+``curl -d '{"profile": {"id": "u1", "age": 30, "segment": "gold"}, "context": {"hour": 9}}' localhost:8000/decide``;
+with several worker processes: ``gunicorn --preload -w 2 --chdir examples wsgi_app:app``.
 """
 
 from __future__ import annotations
@@ -89,9 +92,13 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         if path == "/decide":
             d = DECIDER.decide(body.get("profile"), body.get("context"), channel=body.get("channel"))
             return _respond(start_response, "200 OK", msgspec.to_builtins(d))
-        DECIDER.reward(str(body["event_id"]), body["value"])
+        # An event id this worker did not make (another worker's decision) is logged for
+        # nba.join all the same: reward() does not raise for it.
+        DECIDER.reward(body["event_id"], body["value"])
         return _respond(start_response, "200 OK", {"ok": True})
-    except (ValueError, KeyError, nba.SchemaError, nba.UnknownEventError) as e:
+    except nba.LogError as e:  # the server's fault (disk full, ...), not the client's
+        return _respond(start_response, "503 Service Unavailable", {"error": f"{type(e).__name__}: {e}"})
+    except (ValueError, KeyError) as e:  # bad JSON, a missing field, or a typed nba error (SchemaError, ...)
         return _respond(start_response, "400 Bad Request", {"error": f"{type(e).__name__}: {e}"})
 
 
