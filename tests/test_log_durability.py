@@ -21,7 +21,12 @@ import warnings
 import msgspec
 import pytest
 
-from nba.log import CorruptRecordWarning, DecisionRecord, TornRecordWarning, read_records
+from nba.log import (
+    CorruptRecordWarning,
+    DecisionRecord,
+    TornRecordWarning,
+    read_records,
+)
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 

@@ -174,8 +174,15 @@ def test_segment_names_carry_the_writer_id_and_old_names_still_read(tmp_path):
     name = os.path.basename(path)
     assert name.startswith("decisions-") and f"-{log._writer}-000001.jsonl" in name
     # A segment of the older shape (no writer id, no checksums) from an earlier stamp reads first.
-    old = {"type": "decision", "event_id": "old-0", "ts": 1.0, "actions": ["a"], "pmf": [1.0], "chosen": [0],
-           "probability": 1.0}
+    old = {
+        "type": "decision",
+        "event_id": "old-0",
+        "ts": 1.0,
+        "actions": ["a"],
+        "pmf": [1.0],
+        "chosen": [0],
+        "probability": 1.0,
+    }
     with open(os.path.join(d, "decisions-20000101T000000.000000Z-000001.jsonl"), "wb") as f:
         f.write(msgspec.json.encode(old) + b"\n")
     assert [r.event_id for r in read_records(d)] == ["old-0", "new-0"]
