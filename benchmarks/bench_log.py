@@ -5,7 +5,9 @@ decision). Groups:
 
 * ``log-append-record``: one durable-to-the-OS line per call (a ``write`` syscall
   per record): nba ``durability="record"`` vs ``json.dumps`` + ``os.write`` and
-  vs the stdlib ``logging.FileHandler`` (which flushes every record);
+  vs the stdlib ``logging.FileHandler`` (which flushes every record). ``nba`` is
+  ``append_decision``, which checks every value; ``nba-append`` is
+  ``append(DecisionRecord)``, the fast path a Decider takes (no floor: reported);
 * ``log-append-interval``: buffered appends: nba ``durability="interval"`` (group
   commit with fdatasync every 50 ms in a background thread) vs ``json.dumps`` into
   a buffered file that never syncs;
@@ -24,7 +26,7 @@ import numpy as np
 import pytest
 
 from benchmarks.workloads import decisions
-from nba.log import DecisionLog
+from nba.log import DecisionLog, DecisionRecord
 
 N_RECORDS = 2_000
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
@@ -66,6 +68,15 @@ def _nba_append(log: DecisionLog, workload: list[dict]):
     return lambda: append(**next(it))
 
 
+def _nba_append_record(log: DecisionLog, workload: list[dict]):
+    """``append`` of prebuilt records, as a Decider logs (it checked the values itself)."""
+    now = time.time()
+    records = [DecisionRecord(ts=now, probability=kw["pmf"][kw["chosen"][0]], **kw) for kw in workload]
+    it = itertools.cycle(records)
+    append = log.append
+    return lambda: append(next(it))
+
+
 # --------------------------------------------------------------------------- record mode
 
 
@@ -76,6 +87,13 @@ def test_record_nba(benchmark, workload, tmp_path):
             impl="nba", floors=RECORD_FLOORS, call="DecisionLog(durability='record').append_decision"
         )
         benchmark(_nba_append(log, workload))
+
+
+def test_record_nba_append_record(benchmark, workload, tmp_path):
+    with DecisionLog(tmp_path, durability="record") as log:
+        benchmark.group = "log-append-record"
+        benchmark.extra_info.update(impl="nba-append", call="DecisionLog(durability='record').append(DecisionRecord)")
+        benchmark(_nba_append_record(log, workload))
 
 
 def test_record_json_oswrite(benchmark, workload, tmp_path):
@@ -121,6 +139,15 @@ def test_interval_nba(benchmark, workload, tmp_path):
             impl="nba", floors=INTERVAL_FLOORS, call="DecisionLog(durability='interval').append_decision"
         )
         benchmark(_nba_append(log, workload))
+
+
+def test_interval_nba_append_record(benchmark, workload, tmp_path):
+    with DecisionLog(tmp_path, durability="interval", interval=0.05) as log:
+        benchmark.group = "log-append-interval"
+        benchmark.extra_info.update(
+            impl="nba-append", call="DecisionLog(durability='interval').append(DecisionRecord)"
+        )
+        benchmark(_nba_append_record(log, workload))
 
 
 def test_interval_json_buffered(benchmark, workload, tmp_path):
