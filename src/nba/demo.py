@@ -42,7 +42,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     schema = nba.FeatureSchema(
         [
-            nba.Categorical("segment", list(_SEGMENTS), source="profile"),
+            nba.Categorical("segment", _SEGMENTS, source="profile"),
             nba.Numeric("tenure_years", source="profile", default=0.0),
             nba.Boolean("mobile", source="context"),
         ]
