@@ -30,9 +30,11 @@ cdef double _BD_UNPLAYED = 1e300
 UNPLAYED_SCORE = _BD_UNPLAYED
 
 # Largest |x_i| a linear model learns from (nba.models.online.MAX_ABS_FEATURE):
-# with |reward| <= 1e6 and ridge >= 1e-100 it keeps the state provably finite.
+# with |reward| <= 1e6 and ridge >= 1e-6 it keeps the state provably finite.
 cdef double _BD_MAX_ABS_X = 1e9
 MAX_ABS_FEATURE = _BD_MAX_ABS_X
+# Largest |(A^-1 x)_i| an update applies (see LinearCore._update).
+cdef double _BD_MAX_ABS_U = 1e50
 
 # Salts separating the streams of one event: a posterior sample for score(), the
 # draws that estimate P(arm is best), and (in _policy.pxi) the choice itself.
@@ -469,16 +471,30 @@ cdef class LinearCore(_BdLocked):
         self._pulls = &p[0]
         self._tmp = &tmp[0]
 
-    cdef void _update(self, Py_ssize_t arm, const double* x, double reward) noexcept nogil:
+    cdef bint _update(self, Py_ssize_t arm, const double* x, double reward) noexcept nogil:
+        """Sherman-Morrison update of arm ``arm``; False (nothing written) when rounding has made it unsafe.
+
+        In exact arithmetic A^-1 is positive definite, so q = x^T A^-1 x >= 0 and
+        f = 1 / (1 + q) lies in (0, 1]. Rounding can make A^-1 indefinite when
+        features are scaled very differently (|x_i| of 1e8 next to 1); the update
+        is applied only while q >= -1/2 (f <= 2) and every |u_i| <= 1e50 (exact
+        arithmetic gives at most 7e16), which bounds what one update adds to A^-1
+        by 2e100 and keeps the state finite (the bound is in nba.models.online.LinUCB).
+        """
         cdef Py_ssize_t d = self.n_features, i, j
         cdef double* ai = self._ainv + arm * d * d
         cdef double* b = self._b + arm * d
         cdef double* th = self._theta + arm * d
         cdef double* u = self._tmp
-        cdef double f
+        cdef double f, q
+        cdef bint ok = True
         for i in range(d):          # u = A^-1 x (A^-1 is symmetric)
             u[i] = _bd_dot(ai + i * d, x, d)
-        f = 1.0 / (1.0 + _bd_dot(x, u, d))  # x^T A^-1 x >= 0
+            ok = ok & (fabs(u[i]) <= _BD_MAX_ABS_U)
+        q = _bd_dot(x, u, d)        # x^T A^-1 x >= 0 in exact arithmetic
+        if not (ok and q >= -0.5):
+            return False
+        f = 1.0 / (1.0 + q)
         for i in range(d):          # A^-1 -= u u^T / (1 + x^T A^-1 x)
             for j in range(d):
                 ai[i * d + j] -= (u[i] * f) * u[j]
@@ -486,10 +502,12 @@ cdef class LinearCore(_BdLocked):
             b[i] += reward * x[i]
         for i in range(d):          # theta = A^-1 b
             th[i] = _bd_dot(ai + i * d, b, d)
+        return True
 
     def update(self, Py_ssize_t arm, const double[::1] x, double reward):
-        """Learn ``reward`` for ``arm`` in context ``x``; returns the index of the first
-        feature that is non-finite or beyond MAX_ABS_FEATURE (nothing learned) or -1."""
+        """Learn ``reward`` for ``arm`` in context ``x``; returns -1, the index of the first
+        feature that is non-finite or beyond MAX_ABS_FEATURE, or -2 when rounding has
+        made the update unsafe (see _update); nothing is learned unless -1."""
         cdef Py_ssize_t bad = -1, i
         for i in range(x.shape[0]):
             if not fabs(x[i]) <= _BD_MAX_ABS_X:  # NaN fails too
@@ -497,9 +515,11 @@ cdef class LinearCore(_BdLocked):
                 break
         if bad < 0:
             self._take()
-            self._update(arm, &x[0], reward)
-            self._pulls[arm] += 1
-            self._version += 1
+            if self._update(arm, &x[0], reward):
+                self._pulls[arm] += 1
+                self._version += 1
+            else:
+                bad = -2
             self._release()
         return bad
 

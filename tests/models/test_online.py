@@ -637,3 +637,16 @@ def test_saved_states_that_accepted_updates_cannot_reach_are_refused(kind, field
     raw["state"][field] = patch(arr).astype(dtype).tobytes()
     with pytest.raises(nba.ModelFormatError, match=needle):
         OnlineBandit.from_bytes(msgspec.msgpack.encode(raw))
+
+
+@pytest.mark.parametrize("kind", ["LinUCB", "LinearThompson"])
+def test_an_update_rounding_would_corrupt_is_refused_atomically(kind):
+    """Features 1e8 next to 1 make the computed A^-1 indefinite; that update is refused, nothing learned."""
+    model = (LinUCB if kind == "LinUCB" else LinearThompson)(3, 4, ridge=1.0)
+    model.update(0, [0.0, 94906266.0, 0.0, 1.0], 0.0)
+    state = model.to_bytes()
+    with pytest.raises(nba.SchemaError, match="standardize"):
+        model.update(0, [0.0, 60023876.0, 0.0, 1.0], 2.0)
+    assert model.to_bytes() == state
+    model.update(0, [0.0, 1.0, 0.0, 1.0], 2.0)  # well-scaled features still learn
+    assert np.isfinite(model.score(np.ones(4))).all() and model.version == 2

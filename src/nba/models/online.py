@@ -96,8 +96,8 @@ _MAX_STATE_FLOATS = 1 << 28
 MAX_ABS_REWARD = 1e6
 #: Largest |x_i| a linear model learns from (scores take any finite x).
 MAX_ABS_FEATURE: float = _core.MAX_ABS_FEATURE
-#: Smallest ridge of a linear model: 1 / ridge bounds every entry of A^-1.
-MIN_RIDGE = 1e-100
+#: Smallest ridge of a linear model: 1 / ridge bounds every entry of A^-1 (see ``LinUCB``).
+MIN_RIDGE = 1e-6
 
 
 # --------------------------------------------------------------------------- saved state
@@ -368,6 +368,7 @@ def _linear_size(owner: str, n: int, d: int) -> None:
 
 
 _TOL = 1 + 1e-6  # rounding room on bounds a state from accepted updates meets exactly
+_MAX_STEP = 1e100  # the most one update adds to an entry of A^-1 is 2 * _MAX_STEP (f <= 2, |u_i| <= 1e50)
 
 
 def _restore(st: _AnyState) -> OnlineBandit:
@@ -431,14 +432,16 @@ def _check_linear(m: _Linear, ainv: np.ndarray, b: np.ndarray, theta: np.ndarray
         raise ModelFormatError(f"saved {name}: non-finite values in its state")
     if (pulls < 0).any():
         raise ModelFormatError(f"saved {name}: negative pull counts")
-    d = m.n_features
-    inv_ridge = _TOL / m.ridge
-    b_cap = pulls.astype(np.float64) * (MAX_ABS_REWARD * MAX_ABS_FEATURE * _TOL)
-    if (np.abs(ainv) > inv_ridge).any() or (np.abs(b) > b_cap[:, None]).any() or \
-            (np.abs(theta) > (inv_ridge * d) * np.abs(b).max(axis=1, initial=0.0)[:, None] * _TOL).any():
+    n, d = m.n_arms, m.n_features
+    p = pulls.astype(np.float64)
+    a_cap = (1.0 / m.ridge + 2.0 * p * _MAX_STEP) * _TOL
+    a_max = np.abs(ainv).reshape(n, -1).max(axis=1)
+    b_max = np.abs(b).max(axis=1)
+    if (a_max > a_cap).any() or (b_max > p * (MAX_ABS_REWARD * MAX_ABS_FEATURE * _TOL)).any() or \
+            (np.abs(theta).max(axis=1) > d * a_max * b_max * _TOL).any():
         raise ModelFormatError(
-            f"saved {name}: state out of the range accepted updates reach (|A^-1| <= 1/ridge, "
-            "|b| <= pulls * 1e6 * 1e9, |theta| <= d |b| / ridge)"
+            f"saved {name}: state out of the range accepted updates reach (|A^-1| <= 1/ridge + 2e100 pulls, "
+            "|b| <= pulls * 1e6 * 1e9, |theta| <= d max|A^-1| max|b|)"
         )
 
 
@@ -653,6 +656,12 @@ class _Linear(OnlineBandit):
         r = self.check_reward(reward)
         xv = self._x(x)
         bad = self._core.update(arm, xv, r)
+        if bad == -2:
+            raise SchemaError(
+                f"{type(self).__name__}: update refused (nothing learned): rounding has made arm {arm}'s "
+                "A^-1 too inaccurate for this x (x' A^-1 x < 0); features of very different scales cause "
+                "this: standardize them"
+            )
         if bad >= 0:
             v = float(xv[bad])
             if math.isfinite(v):
@@ -678,15 +687,19 @@ class LinUCB(_Linear):
     ``ridge`` (>= ``MIN_RIDGE``) is the prior precision (A_a starts as ridge * I).
 
     Why the state stays finite. ``update`` learns only |reward| <= R = 1e6
-    (``MAX_ABS_REWARD``) and |x_i| <= X = 1e9 (``MAX_ABS_FEATURE``), so with
-    d <= 4096 features |x|^2 <= 4.1e21. A_a = ridge I + sum x x^T has
-    eigenvalues >= ridge, so every entry of A_a^-1 lies in [-1/ridge, 1/ridge],
-    and A_a^-1 x, x' A_a^-1 x and the rank-one correction are at most
-    |x|^2 / ridge^2 <= 4.1e221. After N <= 2**63 updates |b_a| <= N R |x| <
-    6e35, |theta_a| <= |b_a| / ridge < 6e135 and |theta_a . x| < 4e146 (ridge
-    >= 1e-100): every intermediate is more than 1e80 below float64's 1.8e308,
-    room to spare for rounding. The same holds for ``LinearThompson``; a score
-    for a finite x is then finite whenever alpha (v) times the width is.
+    (``MAX_ABS_REWARD``) and |x_i| <= X = 1e9 (``MAX_ABS_FEATURE``), with d <=
+    4096 features and ridge >= ``MIN_RIDGE`` = 1e-6; and the core applies a
+    Sherman-Morrison step only when u = A^-1 x has every |u_i| <= 1e50 and
+    x^T u >= -1/2, so f = 1 / (1 + x^T u) <= 2. (In exact arithmetic x^T u >= 0,
+    |A^-1| <= 1/ridge and |u_i| <= 7e16; rounding can break the first two when
+    features are scaled very differently, e.g. 1e8 next to 1: such an update
+    raises ``SchemaError`` and learns nothing; standardize the features.) So
+    after N <= 2**63 updates every entry of A^-1 is at most 1e6 + 2 N 1e100 <
+    2e119, |b_i| <= N R X < 1e34, |theta_i| <= d max|A^-1| max|b| < 1e157, and
+    for x within the same bounds |theta . x| < 1e170 and the width
+    sqrt(x^T A^-1 x) < 1e73: all far below float64's 1.8e308. The same holds
+    for ``LinearThompson``; a score is then finite whenever alpha (v) times the
+    width is.
     """
 
     __slots__ = ()
