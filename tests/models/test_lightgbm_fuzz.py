@@ -17,31 +17,29 @@ The cases run in a child process so that a segfault, an abort or an endless loop
 in the compiled kernel is reported as a failure naming the mutant, and the
 remaining mutants still run. The child also caps its address space, so an
 allocation sized by a corrupted count fails fast instead of exhausting memory.
+The worker machinery is ``tests.models.fuzzing``, shared by every loader's fuzz.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import pickle
 import random
 import re
-import select
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.models.fuzzing import (
+    Case,
+    assert_all_safe,
+    error_verdict,
+    report,
+    run_isolated,
+)
+
 CASE_TIMEOUT_S = 30.0  # no single mutant may take this long: loading and scoring is milliseconds
-STARTUP_TIMEOUT_S = 120.0
-MAX_RESTARTS = 40
-ADDRESS_SPACE_LIMIT = 4 << 30  # bytes; the worker needs well under 1 GiB
+ADDRESS_SPACE_LIMIT = 2 << 30  # bytes; the worker needs ~0.5 GiB of address space
 N_ROWS = 12
 MAX_FEATURES_TO_SCORE = 10_000
 
@@ -72,17 +70,6 @@ WEIRD_NUMBERS = [
     "٣",  # a non-ASCII digit
     "1_000",
 ]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One mutant: its bytes, how it was made, how to load it, and what is required of it."""
-
-    label: str
-    data: bytes
-    base: int  # index of the intact model it came from
-    via: str = "bytes"  # "bytes": nba.load_model(data, format="lightgbm"); "path": from a file
-    require: str = "safe"  # "safe" | "reject" | "reject_or_identical"
 
 
 # --------------------------------------------------------------------------- the intact models
@@ -502,7 +489,7 @@ def _score(model, data: bytes, seed: int) -> tuple[dict | None, np.ndarray | Non
         step = "predict_row"
         one = np.asarray(model.predict_row(X[0]), dtype=np.float64)
     except BaseException as e:  # noqa: BLE001 - any exception from a loaded model is the failure
-        return {"kind": "error", "where": step, "type": type(e).__name__, "msg": str(e)[:300]}, None
+        return error_verdict(step, e), None
     for name, arr in (("predict", out), ("raw", raw)):
         if arr.dtype != np.float64 or arr.shape[:1] != (N_ROWS,):
             return {"kind": "error", "where": name, "type": "bad output", "msg": f"{arr.dtype} {arr.shape}"}, None
@@ -513,9 +500,14 @@ def _score(model, data: bytes, seed: int) -> tuple[dict | None, np.ndarray | Non
     return None, out
 
 
-def _run_case(case: Case, bases: list[bytes], base_scores: dict, tmpdir: str, seed: int) -> dict:
+_BASE_SCORES: dict = {}  # per worker process: scores of the intact models, computed once
+
+
+def run_case(case: Case, bases: list[bytes], tmpdir: str, seed: int) -> dict:
+    """The fuzzing runner (in a worker process): load one mutant, then score it."""
     import nba
 
+    base_scores = _BASE_SCORES
     try:
         if case.via == "path":
             path = os.path.join(tmpdir, "mutant.txt")
@@ -529,7 +521,7 @@ def _run_case(case: Case, bases: list[bytes], base_scores: dict, tmpdir: str, se
             return {"kind": "error", "where": "load", "type": "ModelFormatError", "msg": "empty message"}
         return {"kind": "rejected"}
     except BaseException as e:  # noqa: BLE001 - anything but ModelFormatError is the failure
-        return {"kind": "error", "where": "load", "type": type(e).__name__, "msg": str(e)[:300]}
+        return error_verdict("load", e)
     if case.require == "reject":
         return {"kind": "error", "where": "load", "type": "accepted", "msg": "an impossible model loaded without error"}
     failure, scores = _score(model, case.data, seed)
@@ -549,106 +541,6 @@ def _run_case(case: Case, bases: list[bytes], base_scores: dict, tmpdir: str, se
                 f"(num_trees={getattr(model, 'num_trees', '?')})",
             }
     return {"kind": "loaded"}
-
-
-def _worker(cases_path: str, start: int) -> None:
-    """Child process entry: run cases from ``start``, announcing each before running it."""
-    import faulthandler
-    import resource
-    import tempfile
-
-    faulthandler.enable()  # a segfault prints the stack to stderr, which the parent reports
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = ADDRESS_SPACE_LIMIT if hard == resource.RLIM_INFINITY else min(ADDRESS_SPACE_LIMIT, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    with open(cases_path, "rb") as f:
-        payload = pickle.load(f)
-    cases, bases, seed = payload["cases"], payload["bases"], payload["seed"]
-    base_scores: dict = {}
-    out = sys.stdout
-    with tempfile.TemporaryDirectory() as tmpdir:
-        for i in range(start, len(cases)):
-            out.write(f"S {i}\n")
-            out.flush()
-            verdict = _run_case(cases[i], bases, base_scores, tmpdir, seed + i)
-            out.write(f"R {i} {json.dumps(verdict)}\n")
-            out.flush()
-    out.write("DONE\n")
-    out.flush()
-
-
-def _run_isolated(cases: list[Case], bases: list[bytes], tmp_path: Path, seed: int) -> dict[int, dict]:
-    """Run every case in child processes; a crash or hang is a verdict for the case that caused it."""
-    path = tmp_path / "cases.pkl"
-    with open(path, "wb") as f:
-        pickle.dump({"cases": cases, "bases": bases, "seed": seed}, f)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    code = "import sys; from tests.models.test_lightgbm_fuzz import _worker; _worker(sys.argv[1], int(sys.argv[2]))"
-    results: dict[int, dict] = {}
-    start = 0
-    restarts = 0
-    while start < len(cases):
-        errpath = tmp_path / f"stderr-{start}.txt"
-        with open(errpath, "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(path), str(start)], stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=env
-            )
-        fd = proc.stdout.fileno()
-        buf = b""
-        current: int | None = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        finished = False
-        while True:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                proc.kill()
-                proc.wait()
-                if current is None:
-                    pytest.fail(f"fuzz worker did not start within {STARTUP_TIMEOUT_S} s: {errpath.read_text()[-2000:]}")
-                results[current] = {"kind": "hang", "msg": f"no answer within {CASE_TIMEOUT_S} s (endless loop?)"}
-                break
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                rc = proc.wait()
-                if current is not None and current not in results:
-                    tail = errpath.read_text(errors="replace")[-600:]
-                    results[current] = {"kind": "crash", "msg": f"worker died with exit code {rc}: {tail}"}
-                elif not finished:
-                    pytest.fail(f"fuzz worker exited ({rc}) before running any case: {errpath.read_text()[-2000:]}")
-                break
-            buf += chunk
-            *done, buf = buf.split(b"\n")
-            for line in done:
-                if line.startswith(b"S "):
-                    current = int(line[2:])
-                    deadline = time.monotonic() + CASE_TIMEOUT_S
-                elif line.startswith(b"R "):
-                    i, _, verdict = line[2:].partition(b" ")
-                    results[int(i)] = json.loads(verdict)
-                elif line == b"DONE":
-                    finished = True
-        proc.stdout.close()
-        if finished:
-            break
-        start = (current if current is not None else start) + 1
-        restarts += 1
-        if restarts > MAX_RESTARTS:
-            break
-    return results
-
-
-def _assert_all_safe(cases: list[Case], results: dict[int, dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    failures = []
-    for i, case in enumerate(cases):
-        v = results.get(i, {"kind": "not run", "msg": "too many crashes before it"})
-        counts[v["kind"]] = counts.get(v["kind"], 0) + 1
-        if v["kind"] not in ("rejected", "loaded"):
-            failures.append(f"[{i}] {case.label} (require={case.require}, via={case.via}): {v}")
-    if failures:
-        shown = "\n".join(failures[:25])
-        pytest.fail(f"{len(failures)} of {len(cases)} mutants misbehaved {counts}:\n{shown}", pytrace=False)
-    return counts
 
 
 # --------------------------------------------------------------------------- the tests
@@ -682,8 +574,10 @@ def test_mutated_model_loads_or_raises_model_format_error(family, base_models, t
     # A tenth of the mutants go through a file path rather than bytes.
     rnd = random.Random(seed + 1)
     cases = [Case(c.label, c.data, c.base, "path", c.require) if rnd.random() < 0.1 else c for c in cases]
-    results = _run_isolated(cases, base_models, tmp_path, seed)
-    counts = _assert_all_safe(cases, results)
+    results = run_isolated(cases, "tests.models.test_lightgbm_fuzz:run_case", base_models, tmp_path, seed,
+                           case_timeout=CASE_TIMEOUT_S, address_limit=ADDRESS_SPACE_LIMIT)
+    counts = assert_all_safe(cases, results)
+    report(f"lightgbm text, {family}", counts, len(cases))
     # The mutants must reach the parser's deeper paths, not all bounce off the first line.
     if family in ("numbers", "structure", "lines"):
         assert counts.get("loaded", 0) > 0, f"no {family} mutant loaded: the mutations never reach the kernel"

@@ -366,3 +366,254 @@ def test_load_model_refuses_what_it_cannot_sniff(tmp_path):
         nba.load_model(path, format="vw")
     with pytest.raises(nba.ModelFormatError, match="cannot read"):
         load_vw(tmp_path / "missing.vw")
+
+
+# --------------------------------------------------------------------------- isolated fuzzing (crashes, hangs, memory)
+
+FUZZ_TIMEOUT_S = 10.0  # per mutant; loading and scoring one takes milliseconds
+FUZZ_ADDRESS_LIMIT = 1 << 30  # the worker needs ~150 MB: a mutant allocating ~1 GiB is a MemoryError verdict
+_FUZZ_BASES = [
+    ("--cb_explore_adf -b 10 -q UA", {}),  # save_resume, epsilon
+    ("--cb_adf -b 10 -q UA --predict_only_model", {}),  # weights only
+    ("--cb_adf -b 12 --cb_type dr -q UA --l1 1e-6 --l2 1e-6", {}),  # l1/l2 state, two weight vectors
+    ("--cb_explore_adf --squarecb -b 12 -q UA --cubic UUA --sgd", {}),  # counter, one float per weight
+]
+_TOKENS = [
+    "--cb_adf", "--cb_explore_adf", "--quadratic UA", "--cubic UUA", "--interactions UA", "--ignore U",
+    "--ignore_linear A", "--keep UA", "--noconstant", "--hash all", "--hash_seed 4294967295", "--chain_hash",
+    "--epsilon 2", "--softmax", "--squarecb", "--first 1", "--sgd", "--adaptive", "--normalized", "--invariant",
+    "--cb_type dr", "--cb_type sm", "--rank_all", "--bit_precision 28", "--csoaa_ldf m", "--link identity",
+    "--l1 1e300", "--lambda nan", "--bag 2", "-q", "--", "\x00", "\xff",
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_bases() -> list[bytes]:
+    return [vw_model_file(args, n_train=60, seed=3, n_actions=4, **kw).read_bytes() for args, kw in _FUZZ_BASES]
+
+
+def _body_start(data: bytes) -> int:
+    return len(data) - len(split_header(data)[1])
+
+
+def _vw_truncations(bases: list[bytes], rnd, n: int) -> list:
+    from tests.models.fuzzing import Case
+
+    cases = []
+    for b, data in enumerate(bases):
+        cuts = set(range(_body_start(data) + 1)) | {rnd.randrange(len(data) + 1) for _ in range(n)}
+        cases += [Case(f"base{b}: truncated at {c}/{len(data)}", data[:c], b) for c in sorted(cuts)]
+    return cases
+
+
+def _vw_byte_edits(bases: list[bytes], rnd, n: int) -> list:
+    from tests.models.fuzzing import Case
+
+    cases = []
+    for b, data in enumerate(bases):
+        for k in range(n):
+            buf = bytearray(data)
+            ops = []
+            for _ in range(rnd.randint(1, 6)):
+                pos = rnd.randrange(len(buf))
+                op = rnd.randrange(5)
+                if op == 0:
+                    buf[pos] ^= 1 << rnd.randrange(8)
+                elif op == 1:
+                    buf[pos] = rnd.randrange(256)
+                elif op == 2:
+                    del buf[pos]
+                elif op == 3:
+                    buf.insert(pos, rnd.randrange(256))
+                else:
+                    buf[pos : pos + 4] = struct.pack("<I", rnd.choice([0, 1, 2**31, 2**32 - 1, rnd.getrandbits(32)]))
+                ops.append((op, pos))
+            cases.append(Case(f"base{b}: byte edits {ops}", bytes(buf), b))
+    return cases
+
+
+def _vw_headers(bases: list[bytes], rnd, n: int) -> list:
+    """Header fields rewritten behind a valid checksum, so they reach the option parser and the weight reader."""
+    from tests.models.fuzzing import Case
+
+    cases = []
+    for b, data in enumerate(bases):
+        f, body = split_header(data)
+        for k in range(n):
+            g = dict(f)
+            what = rnd.randrange(4)
+            if what == 0:
+                g["bits"] = rnd.choice([0, 1, 2, 10, 18, 20, 24, 27, 28, 29, 30, 31, 32, 33, 2**31, 2**32 - 1])
+            elif what == 1:
+                opts = " ".join(rnd.choice(_TOKENS) for _ in range(rnd.randint(0, 7)))
+                g["options"] = (" " + opts).encode("utf-8", "surrogateescape") + b"\x00"
+                g["bits"] = rnd.choice([g["bits"], 28, 12])
+            elif what == 2:
+                g["version"] = rnd.choice([b"9.0.0\x00", b"9.99.999\x00", b"10.0.0\x00", b"8.9.0\x00", b"9.1\x00",
+                                           bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 13)))])
+                g["id"] = bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 40)))
+            else:
+                g["lda"] = rnd.choice([0, 0, 1, 2**32 - 1])
+                g["ngram"] = [bytes(rnd.randrange(256) for _ in range(3)) for _ in range(rnd.choice([0, 0, 1, 3]))]
+                g["labels"] = bytes(rnd.randrange(256) for _ in range(8))
+            cases.append(Case(f"base{b}: header {what}: { {k2: g[k2] for k2 in g if g[k2] != f[k2]} }",
+                              join_header(g, body), b))
+    return cases
+
+
+def _vw_sizes(bases: list[bytes], rnd, n: int) -> list:
+    """Huge declared sizes: length prefixes, -b 28..32 over few or many records, record indices and states."""
+    from tests.models.fuzzing import Case
+
+    cases = []
+    for b, data in enumerate(bases):
+        f, body = split_header(data)
+        # Length prefixes of the header's strings and counts, set to huge values (checksum left as is).
+        offsets = [0]  # version length
+        o = 4 + len(f["version"])
+        offsets.append(o)  # id length
+        o += 4 + len(f["id"]) + 1 + 8 + 4 + 4
+        offsets.append(o)  # ngram count
+        o += 4 + 3 * len(f["ngram"])
+        offsets.append(o)  # skips count
+        o += 4 + 3 * len(f["skips"])
+        offsets.append(o)  # options length
+        for off in offsets:
+            for value in (2**31, 2**32 - 1, 1 << 20, 257, 14):
+                buf = bytearray(data)
+                struct.pack_into("<I", buf, off, value)
+                cases.append(Case(f"base{b}: u32 at {off} = {value}", bytes(buf), b))
+        resume = b != 1  # base 1 is predict-only: no gradient-descent state
+        state = body[: (8 if b == 3 else 0) + 16 + 1 + (128 if resume else 0)]
+        rec = 16 if b in (0, 2) else 8  # (index, weight, adaptive, normalized) or (index, weight)
+        for k in range(n):
+            bits = rnd.choice([20, 24, 28, 28, 28, 29, 30, 31, 32])
+            st_ = bytearray(state)
+            if resume and rnd.random() < 0.7:
+                off = len(st_) - 128
+                struct.pack_into("<dd", st_, off + 112, rnd.choice([0.0, 1e-3, 1e30, 1e-300, 5e-324]),
+                                 rnd.choice([1.0, 0.5, 1e-300, 1e300, 2.0]))
+            n_rec = rnd.choice([0, 1, 2, 100, 5000, 50_000])
+            if n_rec and rnd.random() < 0.5:
+                idx = sorted(rnd.sample(range(1 << min(bits, 31)), n_rec)) if bits <= 31 else \
+                    sorted({rnd.getrandbits(32) for _ in range(n_rec)})
+            else:
+                idx = [rnd.getrandbits(rnd.choice([8, 20, 28, 32])) for _ in range(n_rec)]
+            pool = [0.0, 1.0, -2.5, 1e-30, rnd.uniform(-1, 1)] + ([3e38, 1e31] if rnd.random() < 0.2 else [])
+            vals = [rnd.choice(pool) for _ in idx]
+            per = rec // 4 - 1
+            recs = b"".join(struct.pack("<I", i) + struct.pack("<f", v) + b"\x00" * (4 * (per - 1))
+                            for i, v in zip(idx, vals))
+            if rnd.random() < 0.1:
+                recs = recs[: -rnd.randint(1, 3)] if recs else b"\x01"
+            g = dict(f)
+            g["bits"] = bits
+            cases.append(Case(f"base{b}: -b {bits}, {n_rec} records, state {bytes(st_[-16:]).hex()}",
+                              join_header(g, bytes(st_) + recs), b))
+    return cases
+
+
+def _vw_states(bases: list[bytes], rnd, n: int) -> list:
+    """The reductions' saved state (counters, save_resume flag, gradient-descent state) as random bytes."""
+    from tests.models.fuzzing import Case
+
+    cases = []
+    for b, data in enumerate(bases):
+        start = _body_start(data)
+        for k in range(n):
+            buf = bytearray(data)
+            span = rnd.choice([8, 16, 17, 25, 145, 153])
+            for i in range(start, min(start + span, len(buf))):
+                if rnd.random() < 0.3:
+                    buf[i] = rnd.randrange(256)
+            cases.append(Case(f"base{b}: random state bytes in [{start}, {start + span})", bytes(buf), b))
+    return cases
+
+
+def _vw_junk(bases: list[bytes], rnd, n: int) -> list:
+    from tests.models.fuzzing import Case
+
+    prefix = bases[0][: 4 + split_header(bases[0])[0]["version"].__len__()]
+    cases = [Case("empty", b"", 0), Case("one byte", b"\x07", 0), Case("version only", prefix, 0)]
+    for k in range(n):
+        size = rnd.choice([1, 8, 64, 400, 5000])
+        noise = bytes(rnd.randrange(256) for _ in range(size))
+        cases.append(Case(f"junk #{k}: {size} bytes", rnd.choice([b"", prefix]) + noise, 0))
+    return cases
+
+
+def run_vw_case(case, bases: list[bytes], tmpdir: str, seed: int) -> dict:
+    """The fuzzing runner (in a worker process): load one VW mutant; a loaded model must score finite costs."""
+    import os
+
+    from tests.models.fuzzing import error_verdict
+
+    try:
+        if case.via == "path":
+            path = os.path.join(tmpdir, "mutant.vw")
+            with open(path, "wb") as fh:
+                fh.write(case.data)
+            model = nba.load_model(path, format="vw")
+        else:
+            model = load_vw(case.data)
+    except nba.ModelFormatError as e:
+        return {"kind": "rejected"} if str(e).strip() else {"kind": "error", "where": "load", "msg": "empty message"}
+    except BaseException as e:  # noqa: BLE001 - anything but ModelFormatError is the failure
+        return error_verdict("load", e)
+    step = "score"
+    try:
+        columns = [("User", f"u{j}") for j in range(20)] + [("Geo", "city", "paris")]
+        bound = model.bind_shared(columns)
+        rng = np.random.default_rng(seed)
+        for shared, actions, _, _ in DECISIONS:
+            acts = model.prepare_actions(actions)
+            step = "score"
+            costs = model.score(shared, acts)
+            step = "score_vector"
+            x = rng.uniform(-2, 2, len(columns))
+            x[rng.random(len(columns)) < 0.3] = np.nan
+            vec = model.score_vector(x, bound, acts, negate=True)
+            if not (np.isfinite(costs).all() and np.isfinite(vec).all()):
+                return {"kind": "error", "where": step, "type": "non-finite", "msg": f"{costs} {vec}"}
+        step = "pickle"
+        import pickle
+
+        again = pickle.loads(pickle.dumps(model))
+        shared, actions, _, _ = DECISIONS[0]
+        if not np.array_equal(again.score(shared, again.prepare_actions(actions)),
+                              model.score(shared, model.prepare_actions(actions))):
+            return {"kind": "error", "where": "pickle", "type": "mismatch", "msg": "unpickled model scores differ"}
+    except BaseException as e:  # noqa: BLE001 - any exception from a loaded model is the failure
+        return error_verdict(step, e)
+    return {"kind": "loaded"}
+
+
+VW_FAMILIES = {
+    "truncate": (_vw_truncations, 60),
+    "bytes": (_vw_byte_edits, 200),
+    "header": (_vw_headers, 150),
+    "sizes": (_vw_sizes, 60),
+    "state": (_vw_states, 60),
+    "junk": (_vw_junk, 60),
+}
+
+
+@pytest.mark.parametrize("family", list(VW_FAMILIES))
+def test_mutated_vw_files_never_crash_hang_or_exhaust_memory(family, fuzz_bases, tmp_path):
+    """Every mutant, in a child with a 1 GiB address space and 10 s: ModelFormatError, or a model that scores finite."""
+    import random
+
+    from tests.models.fuzzing import Case, assert_all_safe, report, run_isolated
+
+    build, n = VW_FAMILIES[family]
+    seed = 8_2026 + list(VW_FAMILIES).index(family)
+    rnd = random.Random(seed)
+    cases = build(fuzz_bases, rnd, n)
+    cases = [Case(c.label, c.data, c.base, "path", c.require) if rnd.random() < 0.1 else c for c in cases]
+    results = run_isolated(cases, "tests.models.test_vw_fuzz:run_vw_case", fuzz_bases, tmp_path, seed,
+                           case_timeout=FUZZ_TIMEOUT_S, address_limit=FUZZ_ADDRESS_LIMIT)
+    counts = assert_all_safe(cases, results)
+    report(f"vw binary, {family}", counts, len(cases))
+    assert counts["crash"] == counts["hang"] == counts["memory"] == 0
+    if family in ("sizes", "header", "state"):
+        assert counts.get("loaded", 0) > 0, f"no {family} mutant loaded: the mutations never reach the scorer"

@@ -640,10 +640,11 @@ def _parse(data: bytes, where: str) -> tuple[VWModelInfo, tuple[np.ndarray, np.n
     if resume_flag and (gravity != 0.0 or contraction != 1.0):
         # What VW does when it loads a model to test: fold l1/l2 state into the weights
         # (a zero weight stays zero, so only the records present change).
-        g = np.float32(gravity)
-        w = vals
-        w = np.where(np.abs(w) > g, w - np.sign(w) * g, np.float32(0)).astype(np.float32)
-        vals = (w * np.float32(contraction)).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+            g = np.float32(gravity)
+            w = vals
+            w = np.where(np.abs(w) > g, w - np.sign(w) * g, np.float32(0)).astype(np.float32)
+            vals = (w * np.float32(contraction)).astype(np.float32)
         if not np.all(np.abs(vals) <= MAX_ABS_WEIGHT):
             raise ModelFormatError(f"{where}: regularization state makes the weights overflow")
     nonzero = vals != 0
