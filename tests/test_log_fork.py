@@ -6,6 +6,9 @@ must read back exactly once, no segment may hold two processes' records, and the
 parent's lines buffered at the fork must not be written twice. A child leaves with
 ``os._exit`` (its exit status is the test's verdict from inside it) and is reaped
 with ``os.waitpid``.
+
+Each scenario forks from a fresh interpreter (``tests.isolated``): the test process
+may hold mappings too large to fork (fork fails with ENOMEM), or threads of other tests.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import msgspec
 import pytest
 
 from nba.log import DecisionLog, DecisionRecord, read_records
+from tests.isolated import assert_prints_ok
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -52,6 +56,11 @@ def _wait(pids: list[int]) -> list[int]:
     return codes
 
 
+def _fresh(call: str) -> None:
+    """Run ``tests.test_log_fork.<call>`` in a fresh interpreter; it must finish without an error."""
+    assert_prints_ok(f"import tests.test_log_fork as t; t.{call}; print('ok')", timeout=120)
+
+
 def _segment_pids(directory: str) -> dict[str, set[str]]:
     """Per segment file, the pids named by the event ids of its decisions."""
     out: dict[str, set[str]] = {}
@@ -68,7 +77,10 @@ def _segment_pids(directory: str) -> dict[str, set[str]]:
 def test_parent_and_forked_children_each_write_their_own_segments_and_every_record_reads_back_once(
     durability, tmp_path
 ):
-    d = str(tmp_path)
+    _fresh(f"_children_write_their_own_segments({durability!r}, {str(tmp_path)!r})")
+
+
+def _children_write_their_own_segments(durability: str, d: str) -> None:
     log = DecisionLog(d, durability=durability, interval=0.005, segment_bytes=4_000)
     log.register_catalog("main", ARMS)
     parent = f"p{os.getpid()}"
@@ -101,7 +113,10 @@ def test_parent_and_forked_children_each_write_their_own_segments_and_every_reco
 
 
 def test_an_interval_log_made_before_the_fork_acknowledges_in_the_child(tmp_path):
-    d = str(tmp_path)
+    _fresh(f"_interval_child_acknowledges({str(tmp_path)!r})")
+
+
+def _interval_child_acknowledges(d: str) -> None:
     log = DecisionLog(d, durability="interval", interval=0.01)
     _append(log, "parent-0")
 
@@ -119,7 +134,10 @@ def test_an_interval_log_made_before_the_fork_acknowledges_in_the_child(tmp_path
 
 
 def test_a_lock_held_by_another_thread_at_fork_time_does_not_deadlock_the_child(tmp_path):
-    d = str(tmp_path)
+    _fresh(f"_held_lock_does_not_deadlock_the_child({str(tmp_path)!r})")
+
+
+def _held_lock_does_not_deadlock_the_child(d: str) -> None:
     log = DecisionLog(d, durability="record")
     _append(log, "parent-0")
     held, release = threading.Event(), threading.Event()
@@ -144,7 +162,10 @@ def test_a_lock_held_by_another_thread_at_fork_time_does_not_deadlock_the_child(
 
 
 def test_a_forked_child_gets_a_new_writer_id_and_the_parents_fd_stays_open(tmp_path):
-    d = str(tmp_path)
+    _fresh(f"_child_gets_a_new_writer_id({str(tmp_path)!r})")
+
+
+def _child_gets_a_new_writer_id(d: str) -> None:
     log = DecisionLog(d)
     _append(log, "parent-0")
     parent_writer = log._writer
