@@ -501,6 +501,22 @@ def test_a_full_disk_raises_log_error_leaves_no_file_storm_and_keeps_every_ackno
         list(read_records(d))
 
 
+@pytest.mark.parametrize("durability", ["interval", "close"])
+def test_a_buffered_append_whose_buffer_write_fails_is_refused_not_left_pending(durability, tmp_path, monkeypatch):
+    disk = _FullDisk()
+    monkeypatch.setattr(os, "write", disk)
+    log = DecisionLog(tmp_path, durability=durability, buffer_bytes=1, interval=60)
+    _decide(log, "ok0")  # each append fills the buffer: written to the OS at once
+    disk.full, disk.first = True, True
+    with pytest.raises(LogError, match="No space left"):
+        _decide(log, "refused")
+    assert log.last_seq == 1
+    disk.full = False
+    assert _decide(log, "ok1") == 2
+    log.close()
+    assert _ids(tmp_path) == ["ok0", "ok1"]
+
+
 # --------------------------------------------------------------------------- flipped bytes
 
 _SCHEMA_LAYOUT = [["User", "age", "number", 0, []], ["User", "city", "category", 1, ["paris", "lyon"]]]

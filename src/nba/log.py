@@ -816,12 +816,18 @@ class DecisionLog:
         if self._buffered:
             if self._restart_syncer:
                 self._start_syncer()
-            self._seg_size += n
-            self._seg_records += 1
             self._seq += 1
             self._buf += line
             if len(self._buf) >= self.buffer_bytes:
-                self._write_pending()
+                try:
+                    self._write_pending()
+                except LogError:
+                    # Refused, not left pending: a caller that retries writes it once.
+                    del self._buf[-n:]
+                    self._seq -= 1
+                    raise
+            self._seg_size += n
+            self._seg_records += 1
             return self._seq
         good = self._good
         self._write_all(line)
@@ -834,7 +840,10 @@ class DecisionLog:
         # Not acknowledged into an unlinked file: see "segment link watch" above.
         ifd = self._ifd
         if ifd >= 0:
-            _INOTIFY[3](ifd, _INOTIFY[4], self._ion, True)
+            try:
+                _INOTIFY[3](ifd, _INOTIFY[4], self._ion, True)
+            except OSError:
+                self._ion[0] = 1  # cannot poll: ask os.fstat
             if self._ion != _NO_EVENTS and not self._linked():
                 self._relocate_line(line)
         elif os.fstat(self._fd).st_nlink == 0:
@@ -1088,6 +1097,8 @@ class DecisionLog:
                     while done < len(buf):
                         done += os.write(self._fd, view[done:])
         except OSError as e:
+            # A fresh copy: the traceback may pin a view of the old buffer, which then cannot grow.
+            self._buf = bytearray(buf)
             try:
                 os.ftruncate(self._fd, self._good)  # the whole buffer stays pending
             except OSError:
