@@ -35,8 +35,9 @@ the log never appends to a segment it did not create.
 What the writer does when the world misbehaves:
 
 * a failed write (a full disk) truncates the segment back to its last whole line
-  and raises ``LogError``; the next append retries in the same segment, and only
-  if the truncation failed does the log move on to a new one. A segment the log
+  and raises ``LogError``: the append is refused (no sequence number used), or a
+  failed ``flush()`` keeps its records pending. The next write retries in the same
+  segment, and only if the truncation failed does the log move on to a new one. A segment the log
   created that holds no record is deleted, so a failure streak leaves at most one
   header-only segment behind, and records acknowledged earlier are never touched;
 * a segment unlinked under the writer (``rm -rf`` of the log directory) is noticed
