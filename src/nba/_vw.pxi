@@ -168,21 +168,31 @@ cdef inline void _vw_get(const _VWBlk* a, const _VWBlk* s, int g, Py_ssize_t k,
         v[0] = s.v[s.off[g] + k - na]
 
 
+cdef float _vw_probe(const _VWSparse* W, uint32_t k, uint64_t p) noexcept nogil:
+    """The rest of a sparse lookup whose first slot held another key (linear probing)."""
+    while True:
+        p = (p + 1) & W.cmask
+        if W.slots[p].key == k or W.slots[p].key == _VW_EMPTY:
+            return W.slots[p].val
+
+
 cdef inline float _vw_w(const _VWW* W, uint32_t i) noexcept nogil:
-    """The weight of (unmasked) index i: a load, or a probe of the sparse table (absent -> 0)."""
-    cdef uint32_t k
+    """The weight of (unmasked) index i: a load, or a probe of the sparse table (absent -> 0).
+
+    Free slots hold the value 0 and the table is at most 1/8 full, so the first
+    slot settles a lookup (hit or miss) 7 times in 8 with one predictable branch.
+    """
+    cdef uint32_t k, key
     cdef uint64_t p
     if _VWW is _VWDense:
         return W.w[i & W.mask]
     else:
         k = i & W.mask
         p = (<uint64_t>k * W.mult) >> W.shift
-        while True:
-            if W.slots[p].key == k:
-                return W.slots[p].val
-            if W.slots[p].key == _VW_EMPTY:
-                return 0.0
-            p = (p + 1) & W.cmask
+        key = W.slots[p].key
+        if (key == k) | (key == _VW_EMPTY):
+            return W.slots[p].val
+        return _vw_probe(W, k, p)
 
 
 cdef inline float _vw_run(float acc, const _VWW* W, uint32_t half, float x,
@@ -542,7 +552,7 @@ cdef class VWCore:
         self._wd.mask = self._m.mask
 
     cdef _build_sparse(self, sparse_idx, sparse_val, uint64_t salt):
-        """The table of the given weights: capacity a power of two >= 2 n (load <= 1/2)."""
+        """The table of the given weights: capacity a power of two >= 8 n (load <= 1/8), free slots 0.0."""
         cdef const uint32_t[::1] iv = sparse_idx
         cdef const float[::1] vv = sparse_val
         cdef Py_ssize_t n = iv.shape[0], i
@@ -551,9 +561,9 @@ cdef class VWCore:
         cdef uint32_t k
         if vv.shape[0] != n:
             raise ValueError("sparse_idx and sparse_val differ in length")
-        while (<Py_ssize_t>1 << log_cap) < 2 * n:
+        while (<Py_ssize_t>1 << log_cap) < 8 * n:
             log_cap += 1
-        table = _vw_np.empty(2 << log_cap, dtype=_vw_np.uint32)
+        table = _vw_np.zeros(2 << log_cap, dtype=_vw_np.uint32)  # the value 0.0f is all-zero bits
         table[0::2] = _VW_EMPTY
         cdef uint32_t[::1] tab = table
         cdef _VWSlot* slots = <_VWSlot*>&tab[0]

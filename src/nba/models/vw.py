@@ -49,15 +49,17 @@ __all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "load_vw", "loo
 # The largest -b nba scores: a dense -b 28 model is 2**28 float32 weights, 1 GiB.
 MAX_BITS = 28
 # Weight store. Dense (a float32 per bucket, one load per lookup) costs 4 * 2**b
-# bytes whatever the file holds; the sparse table costs 16-32 bytes per non-zero
-# weight, so what a model costs follows what its file holds. Dense is used when
-# it is small (b <= DENSE_BITS: at most 4 MiB) or when the weights fill at least
-# 1/DENSE_RATIO of the buckets, so a dense store is never more than 64 bytes per
-# weight present (8 times the file's 8-16 bytes per record). A -b 28 model that
-# learned 2k weights is a 36 kB file: dense it cost 1 GiB and 1.2 s to load,
-# sparse 64 kB and milliseconds.
-DENSE_BITS = 20
-DENSE_RATIO = 16
+# bytes whatever the file holds; the sparse table (at most 1/8 full, so a lookup
+# is one predictable probe) costs 64-128 bytes per non-zero weight, so what a
+# model costs follows what its file holds, but scoring takes ~1.2-1.4x as long.
+# Dense is used when it is affordable (b <= DENSE_BITS: at most 64 MiB, mapped
+# lazily, so VW's usual -b 18..24 score as fast as ever) or no dearer than the
+# table (the weights fill at least 1/DENSE_RATIO of the buckets: at most 128
+# bytes per weight, 8-16 times the file's 8-16 bytes per record). A -b 28 model
+# that learned 2k weights is a 36 kB file: dense it cost 1 GiB and 1.2 s to
+# load, sparse 256 kB and a millisecond.
+DENSE_BITS = 24
+DENSE_RATIO = 32
 # Default byte budget of a model's hash cache (see load_vw).
 _HASH_CACHE_BYTES = 8 << 20
 # A weight beyond this magnitude means training diverged; such costs overflow float32.
