@@ -172,6 +172,15 @@ _names = st.one_of(_text, _digits)
 _WORKSPACES: dict[str, object] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _finish_shared_workspaces():
+    """Free the module's -b 28 workspaces (4 GiB of address space each) when it ends: left
+    mapped, they made every later os.fork() in the test process fail with ENOMEM."""
+    yield
+    while _WORKSPACES:
+        _WORKSPACES.popitem()[1].finish()
+
+
 def _shared_workspace(args: str):
     """One workspace per argument string for the whole module (hashing tests only read from it)."""
     if args not in _WORKSPACES:
