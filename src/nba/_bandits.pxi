@@ -452,7 +452,7 @@ cdef class LinearCore(_BdLocked):
         self.n_arms = n_arms
         self.n_features = n_features
         eye = _bd_np.eye(n_features, dtype=_bd_np.float64) / ridge
-        self._ainv_arr = _bd_np.ascontiguousarray(_bd_np.broadcast_to(eye, (n_arms, n_features, n_features)))
+        self._ainv_arr = _bd_np.broadcast_to(eye, (n_arms, n_features, n_features)).copy()  # C order, writable, even for one arm
         self._b_arr = _bd_np.zeros((n_arms, n_features), dtype=_bd_np.float64)
         self._theta_arr = _bd_np.zeros((n_arms, n_features), dtype=_bd_np.float64)
         self._pulls_arr = _bd_np.zeros(n_arms, dtype=_bd_np.int64)

@@ -650,3 +650,10 @@ def test_an_update_rounding_would_corrupt_is_refused_atomically(kind):
     assert model.to_bytes() == state
     model.update(0, [0.0, 1.0, 0.0, 1.0], 2.0)  # well-scaled features still learn
     assert np.isfinite(model.score(np.ones(4))).all() and model.version == 2
+
+
+@pytest.mark.parametrize("kind", [LinUCB, LinearThompson])
+def test_a_linear_model_of_one_arm_learns(kind):
+    model = kind(1, 2)  # broadcasting the prior to one arm gave a read-only array
+    model.update(0, [1.0, 2.0], 1.0)
+    assert model.pulls.tolist() == [1] and np.isfinite(model.score(np.ones(2))).all()
