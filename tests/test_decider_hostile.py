@@ -203,3 +203,18 @@ def test_a_deferred_fallback_decision_can_be_activated(tmp_path) -> None:
         assert d.fallback and d.deferred
         dec.activate(d.event_id)
     assert [type(r).__name__ for r in _records(tmp_path)] == ["DecisionRecord", "ActivationRecord"]
+
+
+def test_an_example_the_model_refuses_is_logged_and_skipped_with_a_warning(tmp_path) -> None:
+    schema = nba.FeatureSchema([nba.Numeric("a"), nba.Numeric("b")])
+    bandit = LinUCB(1, 2, ridge=1.0)
+    arms = [nba.Arm("only")]
+    with nba.Decider(arms, bandit, schema=schema, policy=nba.UCB(), log=nba.DecisionLog(tmp_path)) as dec:
+        first = dec.decide({"a": 94906266.0, "b": 1.0})
+        dec.reward(first.event_id, 0.0)
+        state = bandit.to_bytes()
+        d = dec.decide({"a": 60023876.0, "b": 1.0})
+        with pytest.warns(nba.LearnWarning, match="not learned"):
+            dec.reward(d.event_id, 1.0)  # rounding cannot mix these scales: the model refuses the update
+        assert bandit.to_bytes() == state
+    assert [r.event_id for r in _records(tmp_path) if isinstance(r, nba.OutcomeRecord)] == [first.event_id, d.event_id]

@@ -20,6 +20,7 @@ from nba.log import (
     CorruptRecordWarning,
     DecisionLog,
     DecisionRecord,
+    ExportReport,
     JoinedExample,
     OutcomeRecord,
     SchemaRecord,
@@ -36,7 +37,7 @@ from nba.models.online import BetaThompson, LinearThompson, LinUCB, UCB1
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
-from nba.decider import Decider, Decision
+from nba.decider import Decider, Decision, LearnWarning
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     # decisions
     "Decider",
     "Decision",
+    "LearnWarning",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",
@@ -95,6 +97,7 @@ __all__ = [
     "CatalogRecord",
     "SchemaRecord",
     "JoinedExample",
+    "ExportReport",
     "TornRecordWarning",
     "CorruptRecordWarning",
     "read_records",

@@ -14,12 +14,12 @@ weight), turn priorities into a pmf with the policy, sample seeded by
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,7 +38,7 @@ from nba.models.online import greedy_pmf
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
 
-__all__ = ["Decider", "Decision"]
+__all__ = ["Decider", "Decision", "LearnWarning"]
 
 _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
@@ -62,6 +62,10 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LearnWarning(UserWarning):
+    """An online model refused an example that was already logged; it learned nothing from it."""
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,7 +138,7 @@ class _VWScorer:
     def __init__(self, model: Any, catalog: Catalog) -> None:
         schema = catalog.schema
         self.model = model
-        self.version = _vw_version(model)
+        self.version = str(model.version)
         self.actions = model.prepare_actions(list(catalog.action_features))
         # One-hot columns bind as (namespace, feature, category) so that --chain_hash models
         # hash them exactly as VW's JSON parser does; "__other__" columns have no VW twin.
@@ -152,19 +156,6 @@ class _VWScorer:
         allc = buf["all"]
         self.model.score_vector(x, self.bound, self.actions, allc, negate=True)
         np.take(allc, idx, out=out)
-
-
-def _vw_version(model: Any) -> str:
-    """The model's own ``version`` if it has one, else a content hash of its options and weights.
-
-    ``VWModel.info.version`` is VW's file-format version (e.g. "9.11.0"), not an identity.
-    """
-    v = getattr(model, "version", None)
-    if v is not None:
-        return str(v)
-    h = hashlib.sha256(model.info.options.encode("utf-8"))
-    h.update(np.ascontiguousarray(model.weights).tobytes())
-    return h.hexdigest()[:12]
 
 
 class _OnlineScorer:
@@ -313,8 +304,18 @@ class _Pending:
         self.policy = policy
 
     def learn(self, reward: float) -> None:
-        """Teach the model; a policy that counts learned examples (SquareCB) counts one."""
-        self.scorer.model.update(self.arm, self.x, reward)
+        """Teach the model; a policy that counts learned examples (SquareCB) counts one.
+
+        The reward is already logged, and this may run inside an unrelated call (a
+        window closing): an example the model refuses (``update`` raises
+        ``SchemaError``, e.g. features whose scales rounding cannot mix) is skipped
+        with a ``LearnWarning``, and the model is left as it was.
+        """
+        try:
+            self.scorer.model.update(self.arm, self.x, reward)
+        except SchemaError as e:
+            warnings.warn(f"an example was not learned (the model is unchanged): {e}", LearnWarning, stacklevel=3)
+            return
         observe = getattr(self.policy, "observe", None)
         if observe is not None:
             observe()

@@ -27,6 +27,7 @@ summed in float32 like VW and returned as float64 in action order.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import os
@@ -212,6 +213,21 @@ class VWModel:
         ``weights`` to hash or copy a model.
         """
         return self._records
+
+    @property
+    def version(self) -> str:
+        """A content hash of the model's options and non-zero weights (12 hex digits), logged with each decision.
+
+        ``info.version`` is the VW release that wrote the file, not an identity.
+        """
+        v = self.__dict__.get("_version")
+        if v is None:
+            idx, vals = self._records
+            h = hashlib.sha256(self.info.options.encode("utf-8"))
+            h.update(np.ascontiguousarray(idx).tobytes())
+            h.update(np.ascontiguousarray(vals).tobytes())
+            v = self.__dict__["_version"] = h.hexdigest()[:12]
+        return v
 
     @property
     def storage(self) -> str:
