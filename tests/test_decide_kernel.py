@@ -323,9 +323,11 @@ def test_pmf_that_is_not_a_distribution_returns_minus_one_minus_k(huge, rng: np.
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
 def test_decider_names_the_arm_with_a_non_finite_priority(huge, rng: np.random.Generator) -> None:
-    # Six arms (all three kinds, so the same columns); values 0 make an infinite score a NaN priority.
-    catalog = nba.Catalog(_arms(np.random.default_rng(1), 6, values=[0.0, 1.0, 0.5, 1.0, 2.0, 0.0]), _schema())
-    model = load_lightgbm(_huge_leaves(huge["booster"], 2e307))
+    # Six arms (all three kinds, so the same columns). The model's scores are signed, so "product" would be
+    # refused (it inverts the ranking of negative scores): with "score" an infinite score is the bad priority.
+    catalog = nba.Catalog(_arms(np.random.default_rng(1), 6, values=[0.0, 1.0, 0.5, 1.0, 2.0, 0.0]), _schema(),
+                          arbitration="score")
+    model = load_lightgbm(_huge_leaves(huge["booster"], 6e307))  # sums of a few trees overflow
     policy = EpsilonGreedy(0.1)
     decider = nba.Decider(catalog, model, policy=policy, seed=3)
     assert decider._state.scorers["default"].forest is not None  # the fused path is the one under test

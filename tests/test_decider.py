@@ -234,7 +234,7 @@ def test_first_aggregate_teaches_the_first_reward_at_once() -> None:
 
 def test_sum_aggregate_teaches_the_sum_after_the_window() -> None:
     bandit = LinUCB(5, _schema().n_columns, alpha=0.1)
-    dec = nba.Decider(_arms(), bandit, schema=_schema(), aggregate="sum", reward_window=10.0)
+    dec = nba.Decider(_arms(), bandit, schema=_schema(), aggregate="sum", reward_window=10.0, arbitration="score")
     d = dec.decide(PROFILE, CTX, now=1000.0)
     i = dec.catalog.index(d.arm)
     dec.reward(d.event_id, 1.0, at=1001.0)
@@ -309,8 +309,13 @@ def test_swap_model_changes_model_version(catalog, model) -> None:
 # --------------------------------------------------------------------------- privacy and errors
 
 
-def test_ucb_decisions_use_the_bounds_just_scored(catalog) -> None:
-    """The Decider's UCB pmf (from the scores it logs) equals the policy's own model_pmf."""
+@pytest.mark.parametrize("arbitration", ["score", "product"])
+def test_ucb_decisions_use_the_bounds_just_scored(arbitration) -> None:
+    """The Decider's UCB pmf (from the scores it logs) equals the policy's own model_pmf, weighted as arbitrated."""
+    if arbitration == "product":  # LinUCB's bounds are signed: "product" only where values are equal
+        catalog = nba.Catalog(_arms(**{f"offer{i}": {"value": 2.0} for i in range(5)}), _schema())
+    else:
+        catalog = nba.Catalog(_arms(), _schema(), arbitration="score")
     model = nba.LinUCB(n_arms=len(catalog), n_features=catalog.schema.n_columns, alpha=0.5)
     dec = nba.Decider(catalog, model, policy=nba.UCB(), seed=3)
     rng = np.random.default_rng(5)
@@ -318,13 +323,14 @@ def test_ucb_decisions_use_the_bounds_just_scored(catalog) -> None:
         prof = {"id": f"u{i}", "age": float(rng.integers(18, 80)), "segment": ["gold", "silver"][i % 2]}
         d = dec.decide(prof, CTX)
         idx = np.array([catalog.index(a) for a in d.actions], dtype=np.intp)
-        scale = catalog.values[idx] * catalog.weights[idx]
+        scale = catalog.values[idx] * catalog.weights[idx] if arbitration == "product" else np.ones(idx.size)
         want = nba.UCB().model_pmf(model, catalog.schema.vectorize(prof, CTX), event_id=d.event_id, arms=idx, scale=scale)
         assert d.pmf == tuple(want.tolist())
         dec.reward(d.event_id, float(rng.random() < 0.3))
 
 
-def test_squarecb_counts_the_examples_an_online_model_learns(catalog) -> None:
+def test_squarecb_counts_the_examples_an_online_model_learns() -> None:
+    catalog = nba.Catalog(_arms(), _schema(), arbitration="score")  # LinUCB's scores are signed
     model = nba.LinUCB(n_arms=len(catalog), n_features=catalog.schema.n_columns)
     policy = nba.SquareCB(gamma_scale=10.0)
     dec = nba.Decider(catalog, model, policy=policy, reward_window=0.0, default_reward=0.0)
@@ -415,3 +421,29 @@ def test_decision_is_among_naively_eligible_arms_with_a_consistent_pmf(model, th
     assert d.actions == eligible and d.arm in eligible and not d.fallback
     assert sum(d.pmf) == pytest.approx(1.0, abs=1e-12)
     assert d.probability == d.pmf[d.actions.index(d.arm)] > 0
+
+
+@pytest.mark.parametrize("arbitration", ["score", "product"])
+def test_model_policies_weigh_draws_as_the_catalogue_arbitrates(arbitration) -> None:
+    """A Beta-Bernoulli model's draws lie in [0, 1]: "product" weighs them by value, "score" does not."""
+    arms = [nba.Arm("cheap", value=1.0), nba.Arm("dear", value=1000.0)]
+    bandit = BetaThompson(2)
+    for _ in range(50):  # "cheap" converts twice as often as "dear"
+        bandit.update(0, None, 1.0)
+        bandit.update(0, None, 0.0)
+        bandit.update(1, None, 0.0)
+        bandit.update(1, None, 0.0)
+        bandit.update(1, None, 1.0)
+    dec = nba.Decider(arms, bandit, schema=_schema(), policy=nba.Thompson(), arbitration=arbitration)
+    picks = [dec.decide(PROFILE, CTX).arm for _ in range(200)]
+    assert picks.count("dear" if arbitration == "product" else "cheap") > 190
+
+
+def test_arbitrations_model_policies_cannot_apply_are_refused_at_build() -> None:
+    arms = [nba.Arm("a", value=1.0), nba.Arm("b", value=2.0)]
+    model = nba.LinUCB(2, _schema().n_columns)
+    with pytest.raises(nba.ConfigError, match="weighs the draws of model 'default'"):
+        nba.Decider(arms, model, schema=_schema(), policy=nba.UCB(), arbitration="probability")
+    with pytest.raises(nba.ConfigError, match="inverts the ranking"):
+        nba.Decider(arms, model, schema=_schema(), policy=nba.UCB())  # signed estimates x differing values
+    nba.Decider(arms, BetaThompson(2), schema=_schema(), policy=nba.Thompson(), arbitration="probability")

@@ -59,7 +59,7 @@ class DeciderMachine(RuleBasedStateMachine):
             "beta": nba.Decider(ARMS, self.models["beta"], schema=SCHEMA, policy=nba.Thompson(), log=self.log,
                                 fallback="save", aggregate="sum", reward_window=100.0),
             "linucb": nba.Decider(ARMS, self.models["linucb"], schema=SCHEMA, policy=nba.UCB(), log=self.log,
-                                  fallback="save"),
+                                  fallback="save", arbitration="score"),  # signed scores: not "product"
         }
         self.seq = self.log.last_seq
         self.expected: list[tuple] = []  # what each successful call must read back as

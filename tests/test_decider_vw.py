@@ -59,3 +59,19 @@ def test_decider_scores_equal_negated_vw_costs_of_the_logged_features(tmp_path, 
             np.testing.assert_allclose(d.scores, -np.asarray(ref.predict(lines)), rtol=0, atol=1e-5)
     if ref is not None:
         ref.finish()
+
+
+def test_product_arbitration_of_a_cost_model_with_arm_values_is_refused_at_build(tmp_path):
+    """Negated costs are negative: score x value would rank the value-300 offer below the value-5 one."""
+    model = nba.load_model(_train(tmp_path, "--cb_adf -q UA"))
+    schema = nba.FeatureSchema([nba.Numeric("age"), nba.Categorical("segment", ["gold", "silver", "new york"])])
+    arms = [nba.Arm(f"a{k}", features={"id": f"a{k}", "fee": 10.0 * k + 1}, value=v) for k, v in enumerate([5, 300, 40])]
+    with pytest.raises(nba.ConfigError, match="inverts the ranking.*'probability'.*'score'"):
+        nba.Decider(arms, model, schema=schema, policy=nba.Greedy())
+    profile = {"age": 30.0, "segment": "gold"}
+    # "probability": clip(-cost, 0, 1) x value, which is expected value for a model trained on cost = -reward
+    d = nba.Decider(arms, model, schema=schema, policy=nba.Greedy(), arbitration="probability").decide(profile)
+    p = np.clip(np.array(d.scores), 0.0, 1.0) * np.array([5.0, 300.0, 40.0])
+    assert d.arm == arms[int(np.argmax(p))].id
+    equal = [nba.Arm(a.id, features=a.features) for a in arms]  # equal values: product cannot invert anything
+    nba.Decider(equal, model, schema=schema, policy=nba.Greedy())

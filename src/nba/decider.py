@@ -114,6 +114,7 @@ class _TreeScorer:
         self.layout = catalog.layout(names)
         self.model = model
         self.version = str(model.version)
+        self.score_bounds = model.score_bounds
         # All eligible arms in one walk per tree (exact); None: score their rows instead.
         bind = getattr(model, "bind_arms", None)
         self.forest = bind(self.layout.shared_cols, self.layout.template) if bind is not None else None
@@ -134,6 +135,7 @@ class _VWScorer:
     """A Vowpal Wabbit cb model: arm features hashed once; costs negated (higher is better)."""
 
     kind = "vw"
+    score_bounds = (-math.inf, math.inf)  # negated costs of a linear model
 
     def __init__(self, model: Any, catalog: Catalog) -> None:
         schema = catalog.schema
@@ -173,6 +175,7 @@ class _OnlineScorer:
             )
         self.model = model
         self.contextual = nf > 0
+        self.score_bounds = model.score_bounds
 
     @property
     def version(self) -> str:
@@ -234,11 +237,22 @@ class _State:
         for name, pol in self.policies.items():
             if not hasattr(pol, "pmf"):
                 raise ConfigError(f"policy {name!r} is a {type(pol).__name__}, expected an nba policy (e.g. nba.EpsilonGreedy)")
+        # What online policies multiply a model's draws by: the arbitration's factors.
+        f = catalog.arbitration_factors
+        self.scale = f[0] * f[1] if f is not None else catalog.values * catalog.weights
         for sname, sc in self.scorers.items():
+            lo, hi = sc.score_bounds
+            catalog.check_arbitration(lo, sname)  # "product" must not invert the business ranking
             for pname, pol in self.policies.items():
                 if sc.kind != "online" and getattr(pol, "kind", "") == "thompson":
                     raise ConfigError(
                         f"policy {pname!r} (Thompson) needs a posterior-sampling model; model {sname!r} is a {sc.kind} model"
+                    )
+                if (sc.kind == "online" and hasattr(pol, "model_pmf") and f is None
+                        and not (catalog.arbitration == "probability" and 0.0 <= lo and hi <= 1.0)):
+                    raise ConfigError(
+                        f"policy {pname!r} weighs the draws of model {sname!r} by value x weight ('product') or not at "
+                        f"all ('score'); arbitration {catalog.arbitration!r} cannot apply to them"
                     )
         # The fused decision kernel needs a built-in arbitration and a policy with a kernel.
         self.factors = catalog.arbitration_factors
@@ -259,7 +273,6 @@ class _State:
                 pass
         # Eligible arms of the channels whose arms carry no rule or date (None: evaluate per decision).
         self.static = {ch: catalog.static_eligible(ch) for ch in (None, *catalog.channels)}
-        self.scale = catalog.values * catalog.weights  # what online policies multiply draws by
         self.local = threading.local()
 
     def payload(self, arm: int, channel: str | None) -> Any:

@@ -656,3 +656,34 @@ def test_any_truncation_is_a_model_format_error(cut: float, cat_text: str) -> No
     end = cat_text.index("end of trees")
     with pytest.raises(ModelFormatError):
         load_lightgbm(cat_text[: int(end * cut)])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"objective": "regression"},
+        {"objective": "regression", "boost_from_average": False},
+        {"objective": "huber"},
+        {"objective": "binary"},
+        {"objective": "poisson"},
+        {"objective": "tweedie"},
+        {"objective": "regression", "boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1},
+    ],
+    ids=lambda p: "-".join(str(v) for v in p.values()),
+)
+def test_score_bounds_hold_every_lightgbm_prediction(params: dict) -> None:
+    """score_bounds is what the Decider checks arbitration with: no prediction may fall outside it."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(400, 5))
+        y = X[:, 0] - 0.5 * X[:, 1] + rng.normal(size=400) * 0.3 + (seed - 3)
+        if params["objective"] == "binary":
+            y = (y > y.mean()).astype(float)
+        elif params["objective"] in ("poisson", "tweedie"):
+            y = np.abs(y)
+        booster = _train({**params, "verbose": -1, "num_leaves": 7, "seed": seed}, X, y, rounds=10)
+        lo, hi = load_lightgbm(booster).score_bounds
+        pred = booster.predict(rng.normal(size=(2000, 5)) * 3)
+        assert lo <= pred.min() and pred.max() <= hi, (lo, pred.min(), pred.max(), hi)
+        if params["objective"] in ("binary", "poisson", "tweedie"):
+            assert lo == 0.0  # a transform's range: arbitration by product is safe

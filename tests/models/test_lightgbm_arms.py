@@ -507,7 +507,7 @@ def _deep_booster(names: list[str], rng: np.random.Generator) -> lgb.Booster:
 def test_decider_with_a_model_too_deep_to_bind_scores_rows(rng: np.random.Generator) -> None:
     schema = nba.FeatureSchema([nba.Numeric("visits"), nba.Numeric("hour", source="context")])
     arms = [nba.Arm(f"a{i}", features={"fee": float(i % 9) - 2.0}, value=1.0 + i / 7) for i in range(70)]
-    catalog = nba.Catalog(arms, schema)
+    catalog = nba.Catalog(arms, schema, arbitration="score")  # a regression model's signed scores: not "product"
     booster = _deep_booster(list(catalog.feature_names), rng)
     model = load_lightgbm(booster)
     assert model.summary().max_depth >= 128

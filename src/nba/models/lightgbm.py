@@ -585,6 +585,29 @@ def _flatten_tree(
 # ----------------------------------------------------------------------------- the model
 
 
+def _score_bounds(parsed: _Parsed) -> tuple[float, float]:
+    """(lowest, highest) prediction: a transform's range, or the sums of each tree's extreme leaves."""
+    if parsed.transform in (_T_SIGMOID, _T_SOFTMAX):
+        return (0.0, 1.0)
+    if parsed.transform != _T_IDENTITY:  # exp, softplus, square
+        return (0.0, math.inf)
+    roots = parsed.roots.astype(np.intp)
+    if roots.size == 0:
+        return (0.0, 0.0)
+    leaf = (parsed.fx & 3) == _K_LEAF
+    mins = np.minimum.reduceat(np.where(leaf, parsed.leafval, math.inf), roots)
+    maxs = np.maximum.reduceat(np.where(leaf, parsed.leafval, -math.inf), roots)
+    n = roots.size // parsed.num_tree_per_iteration if parsed.average_output else 1
+    # Widened by a bound on the rounding of any summation order (and the average's division),
+    # so that no prediction falls outside; leaves all >= 0 keep a lower bound of exactly >= 0.
+    eps = (roots.size + 2) * np.finfo(np.float64).eps
+    lo = (float(mins.sum()) - eps * float(np.abs(mins).sum())) / n
+    hi = (float(maxs.sum()) + eps * float(np.abs(maxs).sum())) / n
+    if (mins >= 0.0).all():
+        lo = max(lo, 0.0)
+    return (lo, hi)
+
+
 class TreeEnsemble:
     """A LightGBM model compiled for scoring: ``predict`` for batches, ``predict_row`` for one row.
 
@@ -601,6 +624,11 @@ class TreeEnsemble:
     version: str
     average_output: bool
 
+    #: (lowest, highest) score ``predict`` can return: the output transform's range, or for
+    #: a raw output the sums of each tree's lowest and highest leaf. The Decider checks
+    #: with it that arbitration cannot invert the ranking (``Catalog.check_arbitration``).
+    score_bounds: tuple[float, float]
+
     def __init__(self, text: str, *, _name: str = "<model text>") -> None:
         """Parse and validate LightGBM model ``text``; prefer ``load_lightgbm``."""
         parsed = _parse(text, _Src(_name))
@@ -614,6 +642,7 @@ class TreeEnsemble:
         self.feature_names = tuple(parsed.feature_names)
         self.average_output = parsed.average_output
         self.version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        self.score_bounds = _score_bounds(parsed)
         self._core = TreeEnsembleCore(
             parsed.thr,
             parsed.fx,

@@ -209,6 +209,9 @@ class OnlineBandit:
     _core: Any
     kind: ClassVar[str] = ""
     exploration: ClassVar[str] = ""  # "ucb" or "thompson": which nba.policy drives it
+    #: (lowest, highest) score ``score`` or a policy's draw can take: an estimate of the
+    #: reward can be negative unless the model only learns rewards in [0, 1].
+    score_bounds: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
     #: The rewards ``check_reward`` accepts, inclusive.
     reward_range: ClassVar[tuple[float, float]] = (-MAX_ABS_REWARD, MAX_ABS_REWARD)
 
@@ -462,6 +465,7 @@ class BetaThompson(OnlineBandit):
 
     kind: ClassVar[str] = "beta_thompson"
     exploration: ClassVar[str] = "thompson"
+    score_bounds: ClassVar[tuple[float, float]] = (0.0, 1.0)  # posterior draws and means of a Bernoulli rate
     reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init__(self, n_arms: int, prior: tuple[float, float] = (1.0, 1.0), *, draws: int = 16) -> None:
