@@ -1,4 +1,4 @@
-"""Hostile calls to decide / activate / reward (hypothesis state machine).
+"""Hostile calls to decide / activate / reward and the log's append_* (hypothesis state machine).
 
 The invariant, checked after every call: a call either raises a typed ``nba.NbaError``
 and changes nothing (no record written, the online model's state byte-identical), or
@@ -166,6 +166,32 @@ class DeciderMachine(RuleBasedStateMachine):
         if self._call("activate", self.deciders[which].activate, eid, at=at)[0]:
             self.expected.append(("activation", eid, _ts(at)))
 
+    @rule(
+        event_id=st.one_of(st.uuids().map(str), hostile_text, st.integers()),
+        actions=st.one_of(st.just(["a", "b", "c"]), st.sampled_from([["a", "a"], [], ["a", 1], ["\ud800"], "abc"])),
+        pmf=st.one_of(st.just([0.5, 0.25, 0.25]), st.sampled_from([[0.5, 0.2, 0.0], [1.0, math.nan, 0.0],
+                                                                   [1.5, -0.5, 0.0], [1.0], "x"])),
+        chosen=st.one_of(st.just([1]), st.sampled_from([[7], [], [-1], [1.0], [True], [0, 0], None])),
+        features=st.one_of(st.just({"User": {"age": 3.0}}), st.sampled_from([{"_User": {"a": 1}}, {"User": {"_a": 1}},
+                                                                           {"User": {"a": "\ud800"}}, {"U": object()}])),
+        unit=st.one_of(st.none(), st.text(max_size=4)), ts=st.one_of(st.none(), st.floats(0, 4e9), hostile_number),
+        hostile=st.integers(0, 1),
+    )
+    def append_decision(self, event_id, actions, pmf, chosen, features, unit, ts, hostile) -> None:
+        if not hostile:  # a well-formed record, but for the id
+            actions, pmf, chosen, features, ts = ["a", "b", "c"], [0.5, 0.25, 0.25], [1], {"User": {"age": 3.0}}, 10.0
+        ok, _ = self._call("append_decision", self.log.append_decision, event_id, actions=actions, pmf=pmf,
+                           chosen=chosen, features=features, unit=unit, ts=ts)
+        if ok:
+            self.expected.append(("decision", event_id, _ts(ts), unit, None, actions[chosen[0]], pmf[chosen[0]],
+                                  tuple(pmf), False))
+
+    @rule(event_id=st.one_of(st.uuids().map(str), hostile_text, st.integers()),
+          value=st.one_of(st.floats(-5, 5), hostile_number), ts=st.one_of(st.none(), st.floats(0, 4e9), hostile_number))
+    def append_outcome(self, event_id, value, ts) -> None:
+        if self._call("append_outcome", self.log.append_outcome, event_id, value, ts=ts)[0]:
+            self.expected.append(("outcome", event_id, _ts(ts), float(value)))
+
     @invariant()
     def models_stay_finite(self) -> None:
         x = SCHEMA.vectorize({"age": 30.0, "segment": "family"}, {"mobile": True})
@@ -187,6 +213,6 @@ def _key(r: nba.DecisionRecord | nba.OutcomeRecord | nba.ActivationRecord) -> tu
 
 
 DeciderMachine.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestDeciderFuzz = DeciderMachine.TestCase
