@@ -218,3 +218,10 @@ def test_an_example_the_model_refuses_is_logged_and_skipped_with_a_warning(tmp_p
             dec.reward(d.event_id, 1.0)  # rounding cannot mix these scales: the model refuses the update
         assert bandit.to_bytes() == state
     assert [r.event_id for r in _records(tmp_path) if isinstance(r, nba.OutcomeRecord)] == [first.event_id, d.event_id]
+
+
+def test_swapping_in_a_model_that_cannot_learn_the_default_reward_is_refused() -> None:
+    dec = nba.Decider(ARMS, LinUCB(3, SCHEMA.n_columns), schema=SCHEMA, policy=nba.UCB(), default_reward=-2.0)
+    with pytest.raises(nba.ConfigError, match="default_reward"):
+        dec.swap_model(BetaThompson(3))  # a Beta-Bernoulli model learns rewards in [0, 1] only
+    assert dec.model_version.startswith("LinUCB")

@@ -734,6 +734,7 @@ class Decider:
         """Replace a model atomically while traffic flows; in-flight decisions finish on the old one."""
         models = {**self._models, name: model}
         state = _State(self._state.catalog, models, self._policies)  # binds and validates first
+        _check_default_reward(state.scorers[name], self._default_reward)
         self._models = models
         self._state = state  # one reference store: the swap is atomic for readers
 
