@@ -395,8 +395,8 @@ class Decider:
             raise ConfigError(f"max_pending must be a positive int, got {max_pending!r}")
         try:
             default_reward = _validate.number(default_reward, "default_reward")
-        except SchemaError as e:
-            raise ConfigError(str(e)) from None
+        except SchemaError as err:
+            raise ConfigError(str(err)) from None
         self._models = {"default": model, **dict(models or {})}
         self._policies = {"default": policy if policy is not None else EpsilonGreedy(0.05), **dict(policies or {})}
         self._state = _State(catalog, self._models, self._policies)

@@ -600,7 +600,7 @@ def _score_bounds(parsed: _Parsed) -> tuple[float, float]:
     n = roots.size // parsed.num_tree_per_iteration if parsed.average_output else 1
     # Widened by a bound on the rounding of any summation order (and the average's division),
     # so that no prediction falls outside; leaves all >= 0 keep a lower bound of exactly >= 0.
-    eps = (roots.size + 2) * np.finfo(np.float64).eps
+    eps = (roots.size + 2) * float(np.finfo(np.float64).eps)
     lo = (float(mins.sum()) - eps * float(np.abs(mins).sum())) / n
     hi = (float(maxs.sum()) + eps * float(np.abs(maxs).sum())) / n
     if (mins >= 0.0).all():
