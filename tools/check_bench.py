@@ -13,34 +13,21 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.ratios import report  # noqa: E402  (the repository root, on the path above)
 
 
 def check(path: str) -> int:
     with open(path) as f:
         data = json.load(f)
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    groups: dict = defaultdict(dict)
     for b in data.get("benchmarks", []):
-        groups[b.get("group") or b["name"]][b.get("extra_info", {}).get("impl")] = b
-    failures = 0
-    for group, impls in sorted(groups.items()):
-        ours = impls.get("nba")
-        if ours is None:
-            continue
-        med = ours["stats"]["median"]
-        print(f"{group}: nba median {med * 1e6:.2f} us")
-        for impl, b in sorted(impls.items(), key=lambda kv: str(kv[0])):
-            info = b.get("extra_info", {})
-            if "p99_us" in info:  # per-call latency benchmarks record their own percentiles
-                print(f"    {impl} per call: p50 {info['p50_us']:.2f} us, p99 {info['p99_us']:.2f} us")
-        for ref, floor in sorted(ours.get("extra_info", {}).get("floors", {}).items()):
-            other = impls.get(ref)
-            if other is None:
-                print(f"    vs {ref}: not run (reference unavailable), floor {floor}x not checked")
-                continue
-            ratio = other["stats"]["median"] / med
-            ok = ratio >= floor
-            failures += not ok
-            print(f"    vs {ref}: {ratio:.1f}x (floor {floor}x) {'ok' if ok else 'BELOW FLOOR'}")
+        info = b.get("extra_info", {})
+        groups[b.get("group") or b["name"]][info.get("impl")] = (b["stats"]["median"], info)
+    lines, failures = report(groups)
+    print("\n".join(lines))
     if failures:
         print(f"{failures} ratio(s) below floor", file=sys.stderr)
     return 1 if failures else 0
