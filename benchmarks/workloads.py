@@ -254,7 +254,7 @@ def vw_examples(
         if strings:
             shared["Geo"] = {"city": cities[int(rng.integers(len(cities)))], "mobile": bool(rng.integers(2))}
         actions = []
-        for k in range(n_actions):
+        for _k in range(n_actions):
             feats: dict[str, object] = {"id": f"offer_{int(rng.integers(3 * n_actions))}"}
             if n_action_features > 1:
                 feats["price"] = round(float(rng.uniform(1, 100)), 2)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import nba
 from nba import _core
-from nba.policy import PMF_TOLERANCE, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
+from nba.policy import PMF_TOLERANCE, UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, sample, sample_slate
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 scipy_stats = pytest.importorskip("scipy.stats")

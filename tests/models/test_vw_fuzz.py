@@ -411,7 +411,7 @@ def _vw_byte_edits(bases: list[bytes], rnd, n: int) -> list:
 
     cases = []
     for b, data in enumerate(bases):
-        for k in range(n):
+        for _k in range(n):
             buf = bytearray(data)
             ops = []
             for _ in range(rnd.randint(1, 6)):
@@ -439,7 +439,7 @@ def _vw_headers(bases: list[bytes], rnd, n: int) -> list:
     cases = []
     for b, data in enumerate(bases):
         f, body = split_header(data)
-        for k in range(n):
+        for _k in range(n):
             g = dict(f)
             what = rnd.randrange(4)
             if what == 0:
@@ -486,7 +486,7 @@ def _vw_sizes(bases: list[bytes], rnd, n: int) -> list:
         resume = b != 1  # base 1 is predict-only: no gradient-descent state
         state = body[: (8 if b == 3 else 0) + 16 + 1 + (128 if resume else 0)]
         rec = 16 if b in (0, 2) else 8  # (index, weight, adaptive, normalized) or (index, weight)
-        for k in range(n):
+        for _k in range(n):
             bits = rnd.choice([20, 24, 28, 28, 28, 29, 30, 31, 32])
             st_ = bytearray(state)
             if resume and rnd.random() < 0.7:
@@ -520,7 +520,7 @@ def _vw_states(bases: list[bytes], rnd, n: int) -> list:
     cases = []
     for b, data in enumerate(bases):
         start = _body_start(data)
-        for k in range(n):
+        for _k in range(n):
             buf = bytearray(data)
             span = rnd.choice([8, 16, 17, 25, 145, 153])
             for i in range(start, min(start + span, len(buf))):
