@@ -30,4 +30,7 @@ core = Extension(
     extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
 )
 
-setup(ext_modules=cythonize([core], compiler_directives=directives, force=DEBUG))
+# The debug build's C file goes to its own directory, so that a later release build never
+# compiles C generated with the debug directives.
+setup(ext_modules=cythonize([core], compiler_directives=directives, force=DEBUG,
+                            build_dir="build/cython-debug" if DEBUG else None))
