@@ -24,7 +24,7 @@ _INT64 = 1 << 63
 
 
 def text(value: Any, what: str) -> str:
-    """``value`` as a str that UTF-8 can encode (no lone surrogates such as ``"\\ud800"``)."""
+    r"""``value`` as a str that UTF-8 can encode (no lone surrogates such as ``"\ud800"``)."""
     if value.__class__ is not str:
         if not isinstance(value, str):
             raise SchemaError(f"{what} must be a str, got {type(value).__name__} {value!r}")

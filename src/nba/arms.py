@@ -54,10 +54,10 @@ import operator
 import re
 import struct
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -112,22 +112,22 @@ class Rule(msgspec.Struct, frozen=True, tag="rule"):
 class AllOf(msgspec.Struct, frozen=True, tag="all"):
     """True when every condition is (an empty AllOf is true)."""
 
-    conditions: tuple["Condition", ...]
+    conditions: tuple[Condition, ...]
 
 
 class AnyOf(msgspec.Struct, frozen=True, tag="any"):
     """True when at least one condition is (an empty AnyOf is false)."""
 
-    conditions: tuple["Condition", ...]
+    conditions: tuple[Condition, ...]
 
 
 class Not(msgspec.Struct, frozen=True, tag="not"):
     """True when the condition is false."""
 
-    condition: "Condition"
+    condition: Condition
 
 
-Condition = Union[Rule, AllOf, AnyOf, Not]
+Condition = Rule | AllOf | AnyOf | Not
 _CONDITION_TYPES = (Rule, AllOf, AnyOf, Not)
 
 
@@ -155,8 +155,9 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
         if m is None or m.end() == pos:
             raise ConfigError(f"rule {text!r}: cannot read {text[pos:].strip()[:20]!r} at character {pos}")
         kind = m.lastgroup
-        raw = m.group(kind)  # type: ignore[arg-type]
-        start = m.start(kind)  # type: ignore[arg-type]
+        assert kind is not None  # every alternative of _TOKEN is a named group
+        raw = m.group(kind)
+        start = m.start(kind)
         if kind == "num":
             value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
         elif kind == "str":
@@ -165,7 +166,7 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
             value = raw
         if kind == "name" and raw in _KEYWORDS:
             kind = "kw"
-        tokens.append((kind, value, start))  # type: ignore[arg-type]
+        tokens.append((kind, value, start))
         pos = m.end()
     tokens.append(("end", None, len(text)))
     return tokens
@@ -320,9 +321,9 @@ class Arm(msgspec.Struct, frozen=True):
     value: float = 1.0
     weight: float = 1.0
     channels: dict[str, Any] = {}
-    eligibility: Union[Condition, str, list[Union[Condition, str]], None] = None
-    start: Union[datetime, None] = None
-    end: Union[datetime, None] = None
+    eligibility: Condition | str | list[Condition | str] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
     namespace: str = "Action"
 
 
@@ -360,9 +361,9 @@ ARBITRATIONS: dict[str, Callable[..., np.ndarray]] = {
     "score": _score_only,
 }
 
-Arbitration = Union[
-    Literal["product", "probability", "score"], Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
-]
+Arbitration = (
+    Literal["product", "probability", "score"] | Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
+)
 
 
 def _resolve_arbitration(spec: Any) -> Callable[..., Any]:
@@ -558,7 +559,9 @@ class _RuleCompiler:
         field, op, value = rule.field, rule.op, rule.value
         op = {"not in": "not_in", "=": "=="}.get(op, op)
         if op not in _OPS:
-            raise ConfigError(f"{where}: rule on {field!r} has unknown operator {rule.op!r}; use one of {' '.join(_OPS)}")
+            raise ConfigError(
+                f"{where}: rule on {field!r} has unknown operator {rule.op!r}; use one of {' '.join(_OPS)}"
+            )
         kind = self.schema.field_kind(field)
         if kind is None:
             raise ConfigError(
@@ -602,12 +605,17 @@ class _RuleCompiler:
 
 
     def _check_kind(self, field: str, kind: str, op: str, const: Any, bad: str) -> None:
-        """Refuse a rule that the feature's declared kind makes meaningless (it would fail or pass wrongly per request)."""
+        """Refuse a rule that the feature's declared kind makes meaningless.
+
+        Such a rule would fail, or pass wrongly, per request.
+        """
         if op == "exists":
             return
         if op in _ORDER_OPS and kind != "numeric":
             use = "== true / == false" if kind == "boolean" else "==, != or in [...] with its categories"
-            raise ConfigError(f"{bad} {field!r} is {kind}; ordering comparisons apply to numeric features only: use {use}")
+            raise ConfigError(
+                f"{bad} {field!r} is {kind}; ordering comparisons apply to numeric features only: use {use}"
+            )
         items = const if op in ("in", "not_in") else (const,)
         if kind == "numeric":
             for c in items:
@@ -659,7 +667,8 @@ class RowLayout:
         k = self.template.shape[0] if idx is None else len(idx)
         if getattr(x, "shape", None) != self._x_shape:
             raise SchemaError(
-                f"RowLayout.fill: x must be the schema's vector, shape {self._x_shape}, got {getattr(x, 'shape', type(x))}"
+                f"RowLayout.fill: x must be the schema's vector, shape {self._x_shape}, "
+                f"got {getattr(x, 'shape', type(x))}"
             )
         if out is None:
             out = np.empty((k, self.n_features))
@@ -718,7 +727,9 @@ class Catalog:
                 raise ConfigError(f"Catalog: arm {i} has id {arm.id!r}; ids must be non-empty strings")
             _check_text(arm.id, f"Catalog: arm {i} id")
             if arm.id in ids:
-                raise ConfigError(f"Catalog: arm id {arm.id!r} is used twice (items {ids[arm.id]} and {i}); ids must be unique")
+                raise ConfigError(
+                    f"Catalog: arm id {arm.id!r} is used twice (items {ids[arm.id]} and {i}); ids must be unique"
+                )
             ids[arm.id] = i
             _check_arm(arm)
         self.schema = schema
@@ -754,7 +765,9 @@ class Catalog:
             )
         except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as e:
             # RecursionError: a payload nested absurdly deep or containing itself (msgspec's own guard).
-            raise ConfigError(f"Catalog: an arm holds a value that cannot be encoded as JSON (payloads must be JSON values): {e}") from e
+            raise ConfigError(
+                f"Catalog: an arm holds a value that cannot be encoded as JSON (payloads must be JSON values): {e}"
+            ) from e
         self.catalog_id = hashlib.sha256(canon).hexdigest()[:16]
         self._layouts: dict[tuple[str, ...], RowLayout] = {}
 
@@ -850,13 +863,14 @@ class Catalog:
             where = f"arm {a.id!r}"
             check = comp.compile(a.eligibility, where)
             rules = comp.conjunction(a.eligibility, where)
-            tests: list | None = []
+            prims: list = []
+            tests: list | None = prims
             for pos, op, const in rules or ():
                 pr = _prims(op, pos, const)
                 if pr is None:
                     tests = None
                     break
-                tests.extend(pr)  # type: ignore[union-attr]
+                prims.extend(pr)
             conj.append(None if rules is None else tests)
             lo = -math.inf if a.start is None else _utc_seconds(a.start)
             hi = math.inf if a.end is None else _utc_seconds(a.end)
@@ -880,7 +894,7 @@ class Catalog:
         b_idx = [ref(t[2]) for t in tests_in_order]
         self._consts = tuple(consts)
         self._test_a = _tuple_getter_int(a_idx) if a_idx else None
-        self._test_b = _tuple_getter_int(b_idx) if b_idx else None
+        self._test_b = _tuple_getter_int(b_idx)  # as long as a_idx: called only when _test_a is
         fast_entries = []  # (arm, lo, hi, care, want, closure or None)
         for (i, lo, hi, check), ts in zip(slow_entries, conj):
             if ts is None:
@@ -926,11 +940,18 @@ class Catalog:
         self._all_entries = per_channel(lambda a: True)
         self._unrestricted = per_channel(lambda a: not a.channels or "*" in a.channels)
         self._by_channel: dict[str, tuple[tuple, tuple, np.ndarray | None]] = {}
+
+        def on(ch: str) -> Callable[[Arm], bool]:
+            return lambda b: not b.channels or ch in b.channels or "*" in b.channels
+
         for a in self.arms:
             for ch in a.channels:
                 if ch != "*" and ch not in self._by_channel:
-                    self._by_channel[ch] = per_channel(lambda b, ch=ch: not b.channels or ch in b.channels or "*" in b.channels)
-        self._pack_idx = [struct.Struct(f"={k}{_IDX_CODE}").pack_into for k in range(len(self.arms) + 1)]
+                    self._by_channel[ch] = per_channel(on(ch))
+        # Typed as taking any buffer: numpy's stubs give ndarray __buffer__ for Python 3.12+ only.
+        self._pack_idx: list[Callable[..., None]] = [
+            struct.Struct(f"={k}{_IDX_CODE}").pack_into for k in range(len(self.arms) + 1)
+        ]
         self.channels = tuple(self._by_channel)
 
     def _fetch_values(self, profile: Any, context: Any) -> tuple:
@@ -990,7 +1011,9 @@ class Catalog:
         """
         entries = self._all_entries if channel is None else self._by_channel.get(channel)
         if entries is None:
-            entries = self._unrestricted if channel.__class__ is str else (None, None, None)
+            if channel.__class__ is not str:
+                return None
+            entries = self._unrestricted
         return entries[2]
 
     def _evaluate(self, fast: tuple, slow: tuple, profile: Any, context: Any, now: Any) -> list[int]:
@@ -1014,7 +1037,9 @@ class Catalog:
             if self._test_a is not None:
                 both = vals + self._consts
                 # bytes() takes only ints 0..255 (bools): anything else raises TypeError -> closures.
-                bits = int.from_bytes(bytes(map(_call, self._test_fns, self._test_a(both), self._test_b(both))), "little")
+                bits = int.from_bytes(
+                    bytes(map(_call, self._test_fns, self._test_a(both), self._test_b(both))), "little"
+                )
             else:
                 bits = 0
             if self._has_window:
@@ -1123,7 +1148,9 @@ class Catalog:
             "0/1 rewards), 'score' (ignore value and weight), or a callable f(scores, values, weights, out)"
         )
 
-    def priorities(self, scores: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    def priorities(
+        self, scores: np.ndarray, idx: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Arbitrated priorities for raw model ``scores`` of the arms ``idx`` (all arms if None).
 
         This runs before the exploration policy, which turns priorities into a pmf
@@ -1334,7 +1361,12 @@ def _check_conditions(cond: Any, where: str) -> None:
 def _check_arm(arm: Arm) -> None:
     where = f"arm {arm.id!r}"
     for name, v in (("value", arm.value), ("weight", arm.weight)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v < 0:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float, np.integer, np.floating))
+            or not math.isfinite(v)
+            or v < 0
+        ):
             raise ConfigError(f"{where}: {name} must be a finite number >= 0, got {v!r}")
     if not isinstance(arm.features, Mapping):
         raise ConfigError(f"{where}: features must be a dict {{name: value}}, got {type(arm.features).__name__}")

@@ -50,12 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("export", help="export a decision log as VW dsjson (decisions joined with rewards)")
     sp.add_argument("log_dir", help="directory of a DecisionLog")
     sp.add_argument("out", help="dsjson file to write")
-    sp.add_argument("--reward-window", type=float, default=None, help="seconds after a decision a reward counts (default: any)")
+    sp.add_argument("--reward-window", type=float, default=None,
+                    help="seconds after a decision a reward counts (default: any)")
     sp.add_argument("--default-reward", type=float, default=0.0, help="reward of decisions that got none (default 0)")
     sp.add_argument("--aggregate", choices=("sum", "first"), default="sum", help="how several rewards combine")
     sp.add_argument("--observed-only", action="store_true", help="leave out decisions that got no reward")
     sp.add_argument("--on-error", choices=("skip", "raise"), default="skip",
-                    help="skip (and count) corrupt lines and unexportable decisions, or stop at the first (default skip)")
+                    help="skip (and count) corrupt lines and unexportable decisions, or stop at the first "
+                    "(default skip)")
     sp.set_defaults(func=_cmd_export)
     return p
 

@@ -51,7 +51,10 @@ def run_demo(args: argparse.Namespace) -> int:
         nba.Arm(
             offer,
             value=1.0,
-            channels={"web": {"banner": f"/banners/{offer}.png"}, "app": {"message": f"Have you seen our {offer.replace('_', ' ')}?"}},
+            channels={
+                "web": {"banner": f"/banners/{offer}.png"},
+                "app": {"message": f"Have you seen our {offer.replace('_', ' ')}?"},
+            },
         )
         for offer in _OFFERS
     ]
@@ -76,8 +79,8 @@ def run_demo(args: argparse.Namespace) -> int:
         t_start = time.perf_counter()
         for i in range(n):
             seg = int(rng.integers(len(_SEGMENTS)))
-            profile = {"id": f"customer-{rng.integers(5_000)}", "segment": _SEGMENTS[seg], "tenure_years": float(rng.integers(0, 20)),
-                       "email": "never-logged@example.com"}
+            profile = {"id": f"customer-{rng.integers(5_000)}", "segment": _SEGMENTS[seg],
+                       "tenure_years": float(rng.integers(0, 20)), "email": "never-logged@example.com"}
             context = {"mobile": bool(rng.random() < 0.6)}
             t0 = time.perf_counter_ns()
             d = decider.decide(profile, context, channel="app" if context["mobile"] else "web")

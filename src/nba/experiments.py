@@ -200,7 +200,9 @@ def _validate_experiment(exp: Experiment) -> None:
                 f"{where}: namespace {ns_id!r} range must satisfy 0 <= start < end <= 1, got [{start!r}, {end!r})"
             )
     if not isinstance(exp.overrides, dict):
-        raise ConfigError(f"{where}: overrides must be a dict variant -> {{key: value}}, got {type(exp.overrides).__name__}")
+        raise ConfigError(
+            f"{where}: overrides must be a dict variant -> {{key: value}}, got {type(exp.overrides).__name__}"
+        )
     for v, changes in exp.overrides.items():
         if v not in names:
             raise ConfigError(f"{where}: overrides name unknown variant {v!r}; variants are {names}")
@@ -264,7 +266,8 @@ def _unit_str(unit_id: Any) -> str:
             return ""
         if abs(unit_id) > _JS_SAFE_INT:
             raise SchemaError(
-                f"unit id {unit_id} is beyond 2**53 - 1, which JavaScript SDKs cannot represent exactly; pass it as a str"
+                f"unit id {unit_id} is beyond 2**53 - 1, which JavaScript SDKs cannot represent exactly; "
+                "pass it as a str"
             )
         return str(unit_id)
     raise SchemaError(f"unit id must be a str or an int, got {type(unit_id).__name__} {unit_id!r}")
@@ -436,9 +439,8 @@ def _validate_set(exps: tuple[Experiment, ...]) -> None:
         seen.add(e.name)
     for i, a in enumerate(exps):
         for b in exps[i + 1 :]:
-            same_ns = a.namespace is not None and b.namespace is not None and a.namespace[0] == b.namespace[0]
-            if same_ns:
-                (ns, s1, e1), (_, s2, e2) = a.namespace, b.namespace  # type: ignore[misc]
+            if a.namespace is not None and b.namespace is not None and a.namespace[0] == b.namespace[0]:
+                (ns, s1, e1), (_, s2, e2) = a.namespace, b.namespace
                 if s1 < e2 and s2 < e1:
                     raise ConfigError(
                         f"experiments {a.name!r} [{s1}, {e1}) and {b.name!r} [{s2}, {e2}) overlap in namespace {ns!r}; "

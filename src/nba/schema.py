@@ -28,17 +28,16 @@ import math
 import numbers
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter, itemgetter
-from typing import Any, Callable, Literal, Union
+from typing import Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
 
 from nba._core import DictVectorizer
 from nba._validate import text as _text
-
 from nba.errors import ConfigError, SchemaError
 
 __all__ = ["Numeric", "Categorical", "Boolean", "Feature", "Column", "FeatureSchema"]
@@ -115,11 +114,11 @@ class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
 
     name: str
     default: float = 0.0
-    bounds: Union[tuple[Union[float, None], Union[float, None]], None] = None
+    bounds: tuple[float | None, float | None] | None = None
     clip: bool = True
     allow_missing: bool = False
     source: Source = "profile"
-    namespace: Union[str, None] = None
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         _check_source("Numeric", self.name, self.source)
@@ -131,15 +130,20 @@ class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
             try:
                 lo, hi = self.bounds
             except (TypeError, ValueError):
-                raise ConfigError(f"Numeric({self.name!r}): bounds must be a pair (lo, hi), got {self.bounds!r}") from None
+                raise ConfigError(
+                    f"Numeric({self.name!r}): bounds must be a pair (lo, hi), got {self.bounds!r}"
+                ) from None
             lo = -math.inf if lo is None else float(lo)
             hi = math.inf if hi is None else float(hi)
             if math.isnan(lo) or math.isnan(hi) or lo > hi:
                 raise ConfigError(f"Numeric({self.name!r}): bounds must satisfy lo <= hi, got {self.bounds!r}")
             # With allow_missing a missing value becomes NaN, so the default is never used: not checked.
             if not self.allow_missing and not lo <= self.default <= hi:
-                raise ConfigError(f"Numeric({self.name!r}): default {self.default!r} lies outside bounds {self.bounds!r}")
-            msgspec.structs.force_setattr(self, "bounds", (None if lo == -math.inf else lo, None if hi == math.inf else hi))
+                raise ConfigError(
+                    f"Numeric({self.name!r}): default {self.default!r} lies outside bounds {self.bounds!r}"
+                )
+            bounds = (None if lo == -math.inf else lo, None if hi == math.inf else hi)
+            msgspec.structs.force_setattr(self, "bounds", bounds)
 
 
 class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
@@ -148,15 +152,16 @@ class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
     A missing value (absent, None or NaN) gives all zeros, or the one-hot of
     ``default`` if set. A value outside ``categories``: ``unknown="zeros"`` (all
     zeros), ``"other"`` (an extra ``<name>=__other__`` column) or ``"error"``
-    (``SchemaError``). A set of categories is sorted so the column order is stable.
+    (``SchemaError``). ``categories`` may be any sequence (a list, a tuple) and is
+    kept as a tuple; a set of categories is sorted so the column order is stable.
     """
 
     name: str
-    categories: tuple[Union[str, int], ...]
-    default: Union[str, int, None] = None
+    categories: Sequence[str | int]
+    default: str | int | None = None
     unknown: Literal["zeros", "other", "error"] = "zeros"
     source: Source = "profile"
-    namespace: Union[str, None] = None
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         _check_source("Categorical", self.name, self.source)
@@ -177,7 +182,8 @@ class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
         msgspec.structs.force_setattr(self, "categories", tuple(cats))
         if self.unknown not in _UNKNOWN_POLICIES:
             raise ConfigError(
-                f"Categorical({self.name!r}): unknown must be one of {', '.join(_UNKNOWN_POLICIES)}, got {self.unknown!r}"
+                f"Categorical({self.name!r}): unknown must be one of {', '.join(_UNKNOWN_POLICIES)}, "
+                f"got {self.unknown!r}"
             )
         if self.default is not None and self.default not in cats:
             raise ConfigError(f"Categorical({self.name!r}): default {self.default!r} is not one of the categories")
@@ -193,7 +199,7 @@ class Boolean(msgspec.Struct, frozen=True, tag="boolean"):
     default: bool = False
     allow_missing: bool = False
     source: Source = "profile"
-    namespace: Union[str, None] = None
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         _check_source("Boolean", self.name, self.source)
@@ -201,7 +207,7 @@ class Boolean(msgspec.Struct, frozen=True, tag="boolean"):
             raise ConfigError(f"Boolean({self.name!r}): default must be True or False, got {self.default!r}")
 
 
-Feature = Union[Numeric, Categorical, Boolean]
+Feature = Numeric | Categorical | Boolean
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -218,8 +224,8 @@ class Column(msgspec.Struct, frozen=True):
     kind: Literal["numeric", "boolean", "onehot", "other"]
     source: Source
     namespace: str
-    category: Union[str, int, None] = None
-    vw_feature: Union[str, None] = None
+    category: str | int | None = None
+    vw_feature: str | None = None
 
 
 # --------------------------------------------------------------------------- compiled plan
@@ -245,7 +251,8 @@ class _Plan:
 
 class _NumericPlan(_Plan):
     __slots__ = ("default", "lo", "hi", "clip", "allow_missing")
-    kind = "numeric"
+    kind: ClassVar[Literal["numeric"]] = "numeric"
+    feature: Numeric
 
     def __init__(self, feature: Numeric, col: int) -> None:
         super().__init__(feature, col)
@@ -295,7 +302,7 @@ class _NumericPlan(_Plan):
 
 class _BooleanPlan(_Plan):
     __slots__ = ("default", "allow_missing")
-    kind = "boolean"
+    kind: ClassVar[Literal["boolean"]] = "boolean"
 
     def __init__(self, feature: Boolean, col: int) -> None:
         super().__init__(feature, col)
@@ -325,7 +332,7 @@ class _BooleanPlan(_Plan):
 
 class _CategoricalPlan(_Plan):
     __slots__ = ("cmap", "other_col", "unknown", "default", "width", "categories")
-    kind = "categorical"
+    kind: ClassVar[Literal["categorical"]] = "categorical"
 
     def __init__(self, feature: Categorical, col: int) -> None:
         super().__init__(feature, col)
@@ -387,6 +394,10 @@ class _CategoricalPlan(_Plan):
         return MISSING
 
 
+# A plan is one of these three; ``kind`` tells them apart (mypy narrows the union on it).
+_AnyPlan = _NumericPlan | _BooleanPlan | _CategoricalPlan
+
+
 def _tuple_getter(keys: Sequence[str], attr: bool = False) -> Callable[[Any], tuple]:
     """A C-level getter that always returns a tuple (itemgetter returns a bare value for one key)."""
     if not keys:
@@ -404,7 +415,7 @@ def _tuple_getter(keys: Sequence[str], attr: bool = False) -> Callable[[Any], tu
 class _SourcePlan:
     """What the fast path needs to read one source (profile or context)."""
 
-    def __init__(self, source: str, plans: list[_Plan], col_order: list[_Plan]) -> None:
+    def __init__(self, source: str, plans: list[_AnyPlan], col_order: Sequence[_AnyPlan]) -> None:
         self.source = source
         self.plans = plans  # this source's features, declaration order
         # Fetch order: packed features (numeric, boolean) in column order, then categoricals.
@@ -440,28 +451,33 @@ class _SourcePlan:
         except KeyError:
             pass
         keys, defaults = self.keys, self.defaults
+        g: Callable[[Any], tuple] | None
         if issubclass(tp, (np.ndarray, list, tuple, str, bytes, int, float, complex, np.generic)):
             g = None
         elif issubclass(tp, Mapping):
             # .get, not [], so a defaultdict does not grow and __missing__ is never called.
-            def g(m: Any) -> tuple:
+            def from_mapping(m: Any) -> tuple:
                 return tuple(map(m.get, keys, defaults))
+
+            g = from_mapping
         elif issubclass(tp, msgspec.Struct) and self.names <= set(tp.__struct_fields__):
             g = _tuple_getter(keys, attr=True)
         else:
-            def g(o: Any) -> tuple:
+            def from_attributes(o: Any) -> tuple:
                 return tuple(map(getattr, repeat(o, len(keys)), keys, defaults))
+
+            g = from_attributes
         if len(self.by_type) < 256:  # bounded: types are few, this only guards against abuse
             self.by_type[tp] = g
         return g
 
 
-def _missing_value(p: _Plan) -> Any:
+def _missing_value(p: _AnyPlan) -> Any:
     if isinstance(p, _CategoricalPlan):
         return None
-    if p.allow_missing:  # type: ignore[attr-defined]
+    if p.allow_missing:
         return math.nan
-    return p.default  # type: ignore[attr-defined]
+    return p.default
 
 
 # --------------------------------------------------------------------------- the schema
@@ -494,7 +510,7 @@ class FeatureSchema:
         features = tuple(features)
         if not features:
             raise ConfigError("FeatureSchema needs at least one feature")
-        plans: list[_Plan] = []
+        plans: list[_AnyPlan] = []
         columns: list[Column] = []
         seen: dict[str, str] = {}
         for f in features:
@@ -547,8 +563,9 @@ class FeatureSchema:
                 f"FeatureSchema: column names collide after making them safe for LightGBM: {dup}; "
                 "rename the features or categories so they differ in more than whitespace or \",:[]{}\""
             )
-        extras: dict[str, str] = {}
-        for source, group in (("profile", extra_profile), ("context", extra_context)):
+        extras: dict[str, Source] = {}
+        groups: tuple[tuple[Source, Iterable[str]], ...] = (("profile", extra_profile), ("context", extra_context))
+        for source, group in groups:
             if isinstance(group, str):
                 group = (group,)
             for name in group:
@@ -567,7 +584,7 @@ class FeatureSchema:
         self._n = len(columns)
         self._shape = (self._n,)
         # used_features: the plans of each namespace in declaration order, compiled to one function.
-        self._log_groups: dict[str, list[Any]] = {}
+        self._log_groups: dict[str, list[_AnyPlan]] = {}
         for p in plans:
             self._log_groups.setdefault(p.namespace, []).append(p)
         self._log_fn = self._compile_log()
@@ -602,8 +619,9 @@ class FeatureSchema:
         fmt = ["="]
         for c in self._columns:
             fmt.append("d" if c.kind in ("numeric", "boolean") else "8x")
-        self._pack = struct.Struct("".join(fmt)).pack_into
-        self._pack_all = struct.Struct(f"={self._n}d").pack_into
+        # Typed as taking any buffer: numpy's stubs give ndarray __buffer__ for Python 3.12+ only.
+        self._pack: Callable[..., None] = struct.Struct("".join(fmt)).pack_into
+        self._pack_all: Callable[..., None] = struct.Struct(f"={self._n}d").pack_into
         # Bulk finiteness check over the packed values that may not be NaN.
         nan_ok = [j for j, p in enumerate(col_order) if getattr(p, "allow_missing", False)]
         strict = [j for j in range(len(col_order)) if j not in set(nan_ok)]
@@ -617,29 +635,34 @@ class FeatureSchema:
         self._bounds = tuple(
             (j, p.lo, p.hi, p.clip)
             for j, p in enumerate(col_order)
-            if p.kind == "numeric" and (p.lo > -math.inf or p.hi < math.inf)  # type: ignore[attr-defined]
+            if p.kind == "numeric" and (p.lo > -math.inf or p.hi < math.inf)
         )
         self._cat_plan = tuple((False, i, cmap, unk) for i, cmap, unk in sp.cats) + tuple(
             (True, i, cmap, unk) for i, cmap, unk in sc.cats
         )
         # The same fast path, compiled, for plain dicts (the common case); it hands anything
         # unusual back to this module's paths.
-        fields = []
+        fields: list[tuple[object, ...]] = []
         for src in (sp, sc):
             for p in src.fetch:
-                cat = isinstance(p, _CategoricalPlan)
+                # (cmap, missing column, unknown column): a categorical's, or unused.
+                cat: tuple[dict[Any, int] | None, int, int] = (None, -1, -1)
+                if isinstance(p, _CategoricalPlan):
+                    cat = (
+                        dict(p.cmap),
+                        -1 if p.default is None else p.cmap[p.default],
+                        {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown],
+                    )
                 fields.append((
                     p.name,
                     _LOG_KINDS[p.kind],
                     p.col,
-                    0.0 if cat else float(_missing_value(p)),
+                    0.0 if cat[0] is not None else float(_missing_value(p)),
                     bool(getattr(p, "allow_missing", False)),
                     float(getattr(p, "lo", -math.inf)),
                     float(getattr(p, "hi", math.inf)),
                     bool(getattr(p, "clip", False)),
-                    dict(p.cmap) if cat else None,
-                    (-1 if p.default is None else p.cmap[p.default]) if cat else -1,
-                    {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown] if cat else -1,
+                    *cat,
                     src is sc,
                 ))
         self._dict_fast = DictVectorizer(fields, self._n).vectorize
@@ -698,8 +721,8 @@ class FeatureSchema:
         """Where a rule reading ``name`` finds it: "profile", "context", or None if undeclared."""
         for p in self._plans:
             if p.name == name:
-                return p.source  # type: ignore[return-value]
-        return self._extras.get(name)  # type: ignore[return-value]
+                return p.source
+        return self._extras.get(name)
 
     def field_kind(self, name: str) -> str | None:
         """"numeric", "boolean", "categorical", "extra", or None if undeclared."""
@@ -783,7 +806,8 @@ class FeatureSchema:
     def _fast(self, p: tuple, c: tuple, out: np.ndarray) -> None:
         """Write the vector for fetched values ``p`` and ``c``, or raise to hand over to the slow path."""
         cut = self._p_cut
-        vals = p if cut is None else p[:cut]
+        # A tuple of the fetched values; a list from the first value a bound clips.
+        vals: Any = p if cut is None else p[:cut]
         cut = self._c_cut
         if c:
             vals += c if cut is None else c[:cut]
@@ -826,7 +850,7 @@ class FeatureSchema:
                         raise _Slow from None
                 col = unknown
             if col >= 0:
-                _ONE.pack_into(out, col << 3, 1.0)
+                _ONE.pack_into(out, col << 3, 1.0)  # type: ignore[arg-type]  # ndarray.__buffer__ is typed for 3.12+
 
     def _vectorize_slow(self, profile: Any, context: Any, out: np.ndarray) -> np.ndarray:
         """Ready vectors, unusual inputs and errors: validate feature by feature, word the errors."""
@@ -868,11 +892,14 @@ class FeatureSchema:
         try:
             x = obj if obj.__class__ is np.ndarray and obj.dtype is _F64 else np.asarray(obj, dtype=np.float64)
         except (TypeError, ValueError):
-            raise SchemaError(f"{source} vector: expected numbers, got a {type(obj).__name__} that is not numeric") from None
+            raise SchemaError(
+                f"{source} vector: expected numbers, got a {type(obj).__name__} that is not numeric"
+            ) from None
         n = len(plan.columns)
         if x.shape != (n,):
+            names = self.profile_feature_names if source == "profile" else self.context_feature_names
             raise SchemaError(
-                f"{source} vector: expected {n} values (the columns {list(self.profile_feature_names if source == 'profile' else self.context_feature_names)!r}), "
+                f"{source} vector: expected {n} values (the columns {list(names)!r}), "
                 f"got shape {x.shape}"
             )
         t = sum(x.tolist())  # cheap screen: finite unless a value is NaN or infinite (or the sum overflows)
@@ -910,7 +937,7 @@ class FeatureSchema:
         return self._log_fn(x.tolist(), profile, context)
 
     def log_raw(self, x: list[float], profile: Any, context: Any = None) -> dict[str, dict[str, Any]] | None:
-        """The features ``log_layout`` cannot read back from ``x`` (the vector as a list), as ``used_features`` logs them.
+        """The features ``log_layout`` cannot read from ``x`` (the vector as a list), as ``used_features`` logs them.
 
         Only categories whose one-hot block is all zeros (or on its "other" column)
         with a value to log, i.e. unknown categories: ``{namespace: {name: raw}}``,
@@ -987,7 +1014,9 @@ class FeatureSchema:
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"missing (the model reads them, but neither the schema nor the arms provide them): {missing}")
+                parts.append(
+                    f"missing (the model reads them, but neither the schema nor the arms provide them): {missing}"
+                )
             if extra:
                 parts.append(f"extra (the schema or arms provide them, but the model does not read them): {extra}")
             raise SchemaError(
