@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from nba.errors import ConfigError, ModelFormatError
+
+if TYPE_CHECKING:
+    from nba.models.lightgbm import TreeEnsemble
+    from nba.models.vw import VWModel
 
 __all__ = ["DEFAULT_MAX_BYTES", "load_model"]
 
@@ -98,7 +102,33 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def load_model(source: Any, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+class _Booster(Protocol):
+    """What ``load_model`` takes for a live ``lightgbm.Booster``."""
+
+    def model_to_string(self) -> str: ...
+
+    def num_trees(self) -> int: ...
+
+
+#: What ``load_model`` reads a model from, besides a live booster: a path, or the model's text or bytes.
+ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+@overload
+def load_model(source: _Booster, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> TreeEnsemble: ...
+@overload
+def load_model(
+    source: ModelSource, *, format: Literal["lightgbm"], max_bytes: int = DEFAULT_MAX_BYTES
+) -> TreeEnsemble: ...
+@overload
+def load_model(source: ModelSource, *, format: Literal["vw"], max_bytes: int = DEFAULT_MAX_BYTES) -> VWModel: ...
+@overload
+def load_model(
+    source: ModelSource, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> TreeEnsemble | VWModel: ...
+def load_model(
+    source: object, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> TreeEnsemble | VWModel:
     """Load a trained model into a compiled nba scorer.
 
     ``source`` is a path to a model file, the model's text or bytes, or a live
