@@ -39,7 +39,7 @@ from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
 from nba.decider import Decider, Decision, LearnWarning
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)
 
 __all__ = [
     "__version__",
