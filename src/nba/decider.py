@@ -34,8 +34,7 @@ from nba.arms import Arm, Catalog
 from nba.errors import ConfigError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log import DecisionLog, DecisionRecord
-from nba.models.online import greedy_pmf
-from nba.policy import EpsilonGreedy, sample, sample_slate
+from nba.policy import EpsilonGreedy, greedy_pmf, sample, sample_slate
 from nba.schema import FeatureSchema
 
 __all__ = ["Decider", "Decision", "LearnWarning"]

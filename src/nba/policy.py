@@ -34,7 +34,8 @@ through the model, which estimates P(arm is best) from seeded posterior draws.
 
 ``sample`` and ``sample_slate`` draw from a pmf with a uniform derived from
 (application seed, event id) (the recipe is in ``nba/_policy.pxi``), so every
-decision can be replayed and audited in another process or on another platform.
+decision can be replayed and audited in another process or on another platform;
+``event_key`` is that stream's key, which online models' posterior draws use too.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ __all__ = [
     "Thompson",
     "sample",
     "sample_slate",
+    "event_key",
+    "greedy_pmf",
+    "out_buffer",
     "PMF_TOLERANCE",
 ]
 
@@ -99,7 +103,8 @@ def _scores(scores: Any, what: str = "scores") -> np.ndarray:
     return a
 
 
-def _out(out: np.ndarray | None, n: int) -> np.ndarray:
+def out_buffer(out: np.ndarray | None, n: int) -> np.ndarray:
+    """``out`` if it is a writable C-contiguous float64 vector of ``n``, a new one if None; else SchemaError."""
     if out is None:
         return np.empty(n, dtype=_F64)
     if (
@@ -132,11 +137,48 @@ def _run_pmf(kernel: Any, scores: Any, out: np.ndarray | None, *params: float) -
     if out is not None and kernel(scores, *params, out) == -1:
         return out
     s = _scores(scores)
-    o = _out(out, s.shape[0])
+    o = out_buffer(out, s.shape[0])
     bad = kernel(s, *params, o)
     if bad >= 0:
         _raise_nonfinite(s, bad)
     return o
+
+
+def greedy_pmf(offered: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """One-hot on the largest of ``offered`` (exact ties split evenly) into ``out``.
+
+    The pmf of a UCB policy over scaled bounds. An unplayed arm's bound
+    (UNPLAYED_SCORE) times a large scale can overflow to inf: such arms are the
+    best and tie with each other (``offered`` is clipped in place to finite).
+    A NaN is a SchemaError, never a silent pmf. Both arrays are float64
+    C-contiguous vectors of one length.
+    """
+    done = _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    if done == -1:
+        return out
+    if done == -2:  # -2 (unusable arrays) would leave out unwritten
+        raise ValueError("greedy_pmf takes float64 C-contiguous vectors of one length")
+    if np.isnan(offered).any():
+        raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
+    np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
+    _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    return out
+
+
+_F64_MAX = float(np.finfo(np.float64).max)
+
+
+def event_key(event_id: str | bytes, seed: int = 0) -> int:
+    """The 64-bit key of the random stream of (``seed``, ``event_id``) (the recipe is in ``nba/_policy.pxi``).
+
+    ``sample`` draws from this stream, and online models seed their posterior
+    draws with it, so a decision replays from its event id. ``seed`` is any int
+    (reduced mod 2**64). A str id in the common case skips the general checks:
+    this runs once per Thompson decision.
+    """
+    if type(event_id) is str and type(seed) is int and 0 <= seed <= _U64:
+        return _core.event_key(event_id.encode("utf-8"), seed)
+    return _core.event_key(_event_bytes(event_id), _seed(seed))
 
 
 def _event_bytes(event_id: Any) -> bytes:
@@ -448,10 +490,12 @@ def sample(pmf: Any, event_id: str, seed: int = 0) -> int:
         if i is not None and i >= 0:
             return i
     p = _scores(pmf, "pmf")
-    i = _core.sample_index(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE)
-    if i < 0:
-        _raise_bad_pmf(p, -1 - i)
-    return i
+    j = _core.sample_index(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE)
+    if j is None:  # not reached: p is a float64 vector and the id bytes
+        raise SchemaError(f"pmf must be a 1-D float64 vector, got {type(pmf).__name__}")
+    if j < 0:
+        _raise_bad_pmf(p, -1 - j)
+    return j
 
 
 def sample_slate(pmf: Any, k: int, event_id: str, seed: int = 0) -> np.ndarray:

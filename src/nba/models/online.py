@@ -66,7 +66,7 @@ import numpy as np
 
 from nba import _core, _validate
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.policy import _event_bytes, _out, _seed
+from nba.policy import event_key, greedy_pmf, out_buffer
 
 __all__ = [
     "MAX_ABS_FEATURE",
@@ -178,29 +178,6 @@ def _positive(owner: str, name: str, value: Any, *, allow_zero: bool = False, mi
     return v
 
 
-def greedy_pmf(offered: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """One-hot on the largest of ``offered`` (exact ties split evenly) into ``out``.
-
-    The pmf of a UCB policy over scaled bounds. An unplayed arm's bound
-    (UNPLAYED_SCORE) times a large scale can overflow to inf: such arms are the
-    best and tie with each other. A NaN is a SchemaError, never a silent pmf.
-    Both arrays are float64 C-contiguous vectors of one length (internal callers).
-    """
-    done = _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
-    if done == -1:
-        return out
-    if done == -2:  # -2 (unusable arrays) would leave out unwritten
-        raise ValueError("greedy_pmf takes float64 C-contiguous vectors of one length")
-    if np.isnan(offered).any():
-        raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
-    np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
-    _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
-    return out
-
-
-_F64_MAX = float(np.finfo(np.float64).max)
-
-
 class OnlineBandit:
     """Common interface and checks of the online learners (not instantiated directly)."""
 
@@ -288,7 +265,7 @@ class OnlineBandit:
         )
 
     def _scores_out(self, out: Any) -> np.ndarray:
-        return _out(out, self._n_arms)
+        return out_buffer(out, self._n_arms)
 
     def _offer(self, arms: Any, scale: Any, out: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated (offered arm indices, their multipliers, the output buffer)."""
@@ -316,7 +293,7 @@ class OnlineBandit:
                 raise SchemaError(f"scale must hold one number per offered arm ({n}), got shape {s.shape}")
             if not all(map(math.isfinite, s.tolist())):
                 raise SchemaError(f"scale must be finite, got {s.tolist()}")
-        return a, s, _out(out, n)
+        return a, s, out_buffer(out, n)
 
     def _ucb_pmf(self, scores: np.ndarray, arms: Any, scale: Any, out: Any) -> np.ndarray:
         a, s, o = self._offer(arms, scale, out)
@@ -510,7 +487,7 @@ class BetaThompson(OnlineBandit):
         if event_id is None:
             self._core.mean(o)
         else:
-            self._core.sample(_core.event_key(_event_bytes(event_id), _seed(seed)), o)
+            self._core.sample(event_key(event_id, seed), o)
         return o
 
     def pmf(
@@ -531,7 +508,7 @@ class BetaThompson(OnlineBandit):
         """
         m = self._draws if draws is None else _count("BetaThompson", "draws", draws, 1, 1_000_000)
         a, s, o = self._offer(arms, scale, out)
-        self._core.best_pmf(_core.event_key(_event_bytes(event_id), _seed(seed)), m, a, s, o)
+        self._core.best_pmf(event_key(event_id, seed), m, a, s, o)
         return o
 
     def _reward_hint(self, value: Any) -> str:
@@ -774,7 +751,7 @@ class LinearThompson(_Linear):
         if event_id is None:
             bad = self._core.ucb(xv, 0.0, o)
         else:
-            bad = self._core.sample(xv, self._param, _core.event_key(_event_bytes(event_id), _seed(seed)), o)
+            bad = self._core.sample(xv, self._param, event_key(event_id, seed), o)
         self._check_x(bad, xv)
         return o
 
@@ -793,7 +770,7 @@ class LinearThompson(_Linear):
         xv = self._x(x)
         m = self._draws if draws is None else _count("LinearThompson", "draws", draws, 1, 1_000_000)
         a, s, o = self._offer(arms, scale, out)
-        key = _core.event_key(_event_bytes(event_id), _seed(seed))
+        key = event_key(event_id, seed)
         self._check_x(self._core.best_pmf(xv, self._param, key, m, a, s, o), xv)
         return o
 
