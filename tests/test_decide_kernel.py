@@ -143,7 +143,7 @@ def _event_id(rng: np.random.Generator, i: int) -> str:
 
 def _fused(forest, catalog: nba.Catalog, policy, x, idx, eid: str, seed: int):
     n = len(catalog)
-    code, p1, p2 = policy._kernel()
+    code, p1, p2 = policy.kernel_params()
     f0, f1 = catalog.arbitration_factors
     acc, scores, pri, pmf = (np.full(n, np.nan) for _ in range(4))
     c = _core.decide_forest(forest, x, idx, f0, f1, code, p1, p2, eid.encode("utf-8"), seed & U64, acc, scores, pri,

@@ -10,6 +10,11 @@ Per decision: vectorize the profile and context (schema), find the eligible arms
 experiment variant (compiled core), arbitrate (score x value x
 weight), turn priorities into a pmf with the policy, sample seeded by
 (seed, event id), log, return a frozen ``Decision``.
+
+The Decider orchestrates only: it knows models and policies through the
+Protocols of ``nba.base`` (a model binds itself to the catalogue and returns its
+scorer; a policy exposes its fused-kernel parameters, or asks the model for its
+pmf), asked once per snapshot, so a new model kind or policy needs no edit here.
 """
 
 from __future__ import annotations
@@ -22,19 +27,22 @@ import time
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
 
 import msgspec
 import numpy as np
 
 from nba import _core, _validate
+from nba._core import ArmForestCore
 from nba._locks import PoliteLock
 from nba.arms import Arm, Catalog
-from nba.errors import ConfigError, SchemaError, UnknownEventError
+from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolicy, OnlineLearner, Policy, Scorer
+from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log import DecisionLog, DecisionRecord
-from nba.policy import EpsilonGreedy, greedy_pmf, sample, sample_slate
+from nba.models import load_model
+from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
 
 __all__ = ["Decider", "Decision", "LearnWarning"]
@@ -95,109 +103,29 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     deferred: bool = False
 
 
-# --------------------------------------------------------------------------- scorers
+# --------------------------------------------------------------------------- models and policies
+
+_ACCEPTED = (
+    "a model from nba.load_model(...), an nba online learner such as nba.LinUCB(...), "
+    "or an object implementing nba.base.Model (version, score_bounds, bind(catalog) -> Scorer)"
+)
 
 
-class _TreeScorer:
-    """A LightGBM ensemble bound to a catalogue: one row per arm, scored in one core call."""
-
-    kind = "trees"
-
-    def __init__(self, model: Any, catalog: Catalog) -> None:
-        if getattr(model, "num_class", 1) != 1:
-            raise ConfigError(
-                f"a tree model used to score arms must output one score per row; this one has "
-                f"{model.num_class} classes (train a binary or regression model over arm rows)"
-            )
-        names = getattr(model, "feature_names", None) or catalog.feature_names
-        self.layout = catalog.layout(names)
-        self.model = model
-        self.version = str(model.version)
-        self.score_bounds = model.score_bounds
-        # All eligible arms in one walk per tree (exact); None: score their rows instead.
-        bind = getattr(model, "bind_arms", None)
-        self.forest = bind(self.layout.shared_cols, self.layout.template) if bind is not None else None
-
-    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
-        if self.forest is not None:
-            return {"acc": np.empty(n_arms)}
-        return {"rows": np.empty((n_arms, self.layout.n_features))}
-
-    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
-        if self.forest is not None:
-            self.forest.scores(x, idx, buf["acc"], out)
-        else:
-            self.model.predict(self.layout.fill(x, idx, out=buf["rows"]), out=out)
-
-
-class _VWScorer:
-    """A Vowpal Wabbit cb model: arm features hashed once; costs negated (higher is better)."""
-
-    kind = "vw"
-    score_bounds = (-math.inf, math.inf)  # negated costs of a linear model
-
-    def __init__(self, model: Any, catalog: Catalog) -> None:
-        schema = catalog.schema
-        self.model = model
-        self.version = str(model.version)
-        self.actions = model.prepare_actions(list(catalog.action_features))
-        # One-hot columns bind as (namespace, feature, category) so that --chain_hash models
-        # hash them exactly as VW's JSON parser does; "__other__" columns have no VW twin.
-        self.bound = model.bind_shared(
-            [
-                (c.namespace, c.feature, str(c.category)) if c.kind == "onehot" else (c.namespace, c.vw_feature or c.name)
-                for c in schema.columns
-            ]
-        )
-
-    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
-        return {"all": np.empty(n_arms)}
-
-    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
-        allc = buf["all"]
-        self.model.score_vector(x, self.bound, self.actions, allc, negate=True)
-        np.take(allc, idx, out=out)
-
-
-class _OnlineScorer:
-    """A built-in online bandit: scores the shared vector, learns from rewards."""
-
-    kind = "online"
-
-    def __init__(self, model: Any, catalog: Catalog) -> None:
-        if model.n_arms != len(catalog):
-            raise ConfigError(f"online model has {model.n_arms} arms but the catalogue has {len(catalog)}")
-        nf = model.n_features
-        if nf not in (0, catalog.schema.n_columns):
-            raise ConfigError(
-                f"online model expects {nf} features but the schema has {catalog.schema.n_columns} columns"
-            )
-        self.model = model
-        self.contextual = nf > 0
-        self.score_bounds = model.score_bounds
-
-    @property
-    def version(self) -> str:
-        return f"{type(self.model).__name__}@{self.model.version}"
-
-    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
-        return {}
-
-    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
-        s = self.model.score(x if self.contextual else None)
-        np.take(s, idx, out=out)
-
-
-def _bind(model: Any, catalog: Catalog) -> Any:
+def _as_model(model: Any, name: str) -> Model:
+    """``model`` as a ``Model``; a live model ``nba.load_model`` converts (a ``lightgbm.Booster``) is loaded."""
+    if isinstance(model, Model):
+        return model
     if model is None:
-        raise ConfigError("Decider needs a model: nba.load_model(...) or a built-in bandit such as nba.LinUCB")
-    if hasattr(model, "bind_shared") and hasattr(model, "prepare_actions"):
-        return _VWScorer(model, catalog)
-    if hasattr(model, "exploration") and hasattr(model, "update"):
-        return _OnlineScorer(model, catalog)
-    if hasattr(model, "predict") and hasattr(model, "num_trees"):
-        return _TreeScorer(model, catalog)
-    raise ConfigError(f"cannot decide with a {type(model).__name__}: expected a model from nba.load_model or nba.models.online")
+        raise ConfigError(f"Decider needs a model (model {name!r} is None): {_ACCEPTED}")
+    if isinstance(model, (str, bytes, bytearray, memoryview, os.PathLike)):
+        raise ConfigError(f"model {name!r} is a {type(model).__name__}: load it first with nba.load_model(...)")
+    try:
+        return load_model(model)
+    except ModelFormatError as e:
+        raise ConfigError(
+            f"cannot decide with a {type(model).__name__} (model {name!r}): expected {_ACCEPTED}; "
+            f"nba.load_model cannot convert it either: {e}"
+        ) from None
 
 
 def _event_id(event_id: Any) -> str:
@@ -217,50 +145,71 @@ def _check_fallback(catalog: Catalog, fallback: str) -> None:
         raise ConfigError(f"fallback: {e}: a request there with no eligible arm could not be answered") from None
 
 
-def _check_default_reward(scorer: Any, default_reward: float) -> None:
+def _check_default_reward(model: Model, default_reward: float) -> None:
     """An online model can learn ``default_reward`` (it teaches every decision left without a reward)."""
-    if scorer.kind == "online":
+    if isinstance(model, OnlineLearner):
         try:
-            scorer.model.check_reward(default_reward)
+            model.check_reward(default_reward)
         except SchemaError as e:
             raise ConfigError(f"default_reward={default_reward!r} cannot be learned by the online model: {e}") from None
 
 
 class _State:
-    """An immutable snapshot of everything a decision reads; replaced whole on swap."""
+    """An immutable snapshot of everything a decision reads; replaced whole on swap.
 
-    def __init__(self, catalog: Catalog, models: Mapping[str, Any], policies: Mapping[str, Any]) -> None:
+    Everything the Decider needs to know of a model or policy is asked here, once,
+    through the Protocols of ``nba.base``: decisions only look the answers up.
+    """
+
+    def __init__(self, catalog: Catalog, models: Mapping[str, Model], policies: Mapping[str, Any]) -> None:
         self.catalog = catalog
-        self.scorers = {name: _bind(m, catalog) for name, m in models.items()}
+        self.models = dict(models)
+        self.scorers: dict[str, Scorer] = {name: m.bind(catalog) for name, m in models.items()}
+        # The models that learn, and whether they take the shared vector (a context-free one gets None).
+        self.learners = {name: m if isinstance(m, OnlineLearner) else None for name, m in models.items()}
+        self.contextual = {name: m is None or m.n_features > 0 for name, m in self.learners.items()}
         self.policies = dict(policies)
         for name, pol in self.policies.items():
-            if not hasattr(pol, "pmf"):
-                raise ConfigError(f"policy {name!r} is a {type(pol).__name__}, expected an nba policy (e.g. nba.EpsilonGreedy)")
-        # What online policies multiply a model's draws by: the arbitration's factors.
+            if not isinstance(pol, (Policy, ModelPolicy)):
+                raise ConfigError(
+                    f"policy {name!r} is a {type(pol).__name__}, expected an nba policy (e.g. nba.EpsilonGreedy) "
+                    "or an object implementing nba.base.Policy (name, pmf(priorities, out))"
+                )
+        # What model policies multiply a model's draws by: the arbitration's factors.
         f = catalog.arbitration_factors
         self.scale = f[0] * f[1] if f is not None else catalog.values * catalog.weights
+        # (model, policy) -> True when the policy's model_pmf chooses, False when its pmf over priorities does.
+        self.uses_model: dict[tuple[str, str], bool] = {}
         for sname, sc in self.scorers.items():
             lo, hi = sc.score_bounds
             catalog.check_arbitration(lo, sname)  # "product" must not invert the business ranking
             for pname, pol in self.policies.items():
-                if sc.kind != "online" and getattr(pol, "kind", "") == "thompson":
-                    raise ConfigError(
-                        f"policy {pname!r} (Thompson) needs a posterior-sampling model; model {sname!r} is a {sc.kind} model"
-                    )
-                if (sc.kind == "online" and hasattr(pol, "model_pmf") and f is None
-                        and not (catalog.arbitration == "probability" and 0.0 <= lo and hi <= 1.0)):
+                uses = False
+                if isinstance(pol, ModelPolicy):
+                    try:
+                        uses = pol.uses_model(self.models[sname])
+                    except ConfigError as e:
+                        raise ConfigError(f"policy {pname!r} cannot choose for model {sname!r}: {e}") from None
+                if not uses and not isinstance(pol, Policy):
+                    raise ConfigError(f"policy {pname!r} has no pmf over scores to choose for model {sname!r}")
+                if uses and f is None and not (catalog.arbitration == "probability" and 0.0 <= lo and hi <= 1.0):
                     raise ConfigError(
                         f"policy {pname!r} weighs the draws of model {sname!r} by value x weight ('product') or not at "
                         f"all ('score'); arbitration {catalog.arbitration!r} cannot apply to them"
                     )
-        # The fused decision kernel needs a built-in arbitration and a policy with a kernel.
-        self.factors = catalog.arbitration_factors
-        # A policy's kernel: (code, p1, p2) when fixed, else the method that computes it per call.
+                self.uses_model[sname, pname] = uses
+        # The fused decision kernel needs a bound forest, a built-in arbitration's factors (values, weights)
+        # and a policy's kernel_params: model name -> (forest, values, weights), or None.
+        self.fused: dict[str, tuple[ArmForestCore, np.ndarray, np.ndarray] | None] = {}
+        for name, sc in self.scorers.items():
+            forest = sc.forest if isinstance(sc, FusedScorer) else None
+            self.fused[name] = (forest, f[0], f[1]) if forest is not None and f is not None else None
         self.kernels = {
-            name: (None if getattr(pol, "_kernel", None) is None
-                   else pol._kernel() if getattr(getattr(pol, "__struct_config__", None), "frozen", False)
-                   else pol._kernel)
-            for name, pol in self.policies.items()
+            name: pol.kernel_params if isinstance(pol, FusedPolicy) else None for name, pol in self.policies.items()
+        }
+        # What a learned example tells the policy (SquareCB counts them).
+        self.observers = {
+            name: pol.observe if isinstance(pol, CountingPolicy) else None for name, pol in self.policies.items()
         }
         self.policy_names = {name: pol.name for name, pol in self.policies.items()}
         # Payloads per declared channel (and None), looked up by arm position; others ask the catalogue.
@@ -303,17 +252,18 @@ class _Buffers:
 class _Pending:
     """What ``reward`` needs of a recent decision to teach an online model."""
 
-    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "scorer", "policy")
+    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "learner", "observe")
 
-    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, scorer: Any, policy: Any) -> None:
+    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, learner: OnlineLearner,
+                 observe: Callable[[], None] | None) -> None:
         self.arm = arm
         self.x = x
         self.start = start
         self.total = 0.0
         self.rewarded = False
         self.active = active
-        self.scorer = scorer
-        self.policy = policy
+        self.learner = learner
+        self.observe = observe
 
     def learn(self, reward: float) -> None:
         """Teach the model; a policy that counts learned examples (SquareCB) counts one.
@@ -324,13 +274,12 @@ class _Pending:
         with a ``LearnWarning``, and the model is left as it was.
         """
         try:
-            self.scorer.model.update(self.arm, self.x, reward)
+            self.learner.update(self.arm, self.x, reward)
         except SchemaError as e:
             warnings.warn(f"an example was not learned (the model is unchanged): {e}", LearnWarning, stacklevel=3)
             return
-        observe = getattr(self.policy, "observe", None)
-        if observe is not None:
-            observe()
+        if self.observe is not None:
+            self.observe()
 
 
 # --------------------------------------------------------------------------- Decider
@@ -341,10 +290,12 @@ class Decider:
 
     ``arms``: the catalogue (``nba.Arm`` list or an ``nba.Catalog``). ``schema``:
     the ``nba.FeatureSchema`` of the profile and context features (required unless
-    ``arms`` is a Catalog). ``model``: a model from ``nba.load_model`` or an online
-    bandit; ``models``/``policies``: extra named ones that experiment variants
+    ``arms`` is a Catalog). ``model``: a model from ``nba.load_model`` (a
+    ``lightgbm.Booster`` is loaded with it), an online bandit, or any
+    ``nba.base.Model``; ``models``/``policies``: extra named ones that experiment variants
     select through ``overrides={"variant": {"model": name, "policy": name}}``.
-    ``policy``: exploration (default ``EpsilonGreedy(0.05)``). ``experiments`` and
+    ``policy``: exploration (default ``EpsilonGreedy(0.05)``), an ``nba.base.Policy``
+    or ``ModelPolicy``. ``experiments`` and
     ``holdout``: A/B allocation of the unit, read from ``profile[unit_key]``.
     ``log``: an ``nba.DecisionLog`` (or None: nothing is logged). ``seed``: the
     application seed of sampling; with the event id it makes a decision replayable.
@@ -396,8 +347,10 @@ class Decider:
             default_reward = _validate.number(default_reward, "default_reward")
         except SchemaError as err:
             raise ConfigError(str(err)) from None
-        self._models = {"default": model, **dict(models or {})}
+        self._models = {name: _as_model(m, name) for name, m in {"default": model, **dict(models or {})}.items()}
         self._policies = {"default": policy if policy is not None else EpsilonGreedy(0.05), **dict(policies or {})}
+        for m in self._models.values():
+            _check_default_reward(m, default_reward)
         self._state = _State(catalog, self._models, self._policies)
         exps = tuple(experiments)
         for e in exps:
@@ -423,8 +376,6 @@ class Decider:
         self._lock = PoliteLock()  # pending rewards and deferred events (no convoy with the GIL)
         self._prefix = _new_prefix()
         self._counter = itertools.count(1)
-        for sc in self._state.scorers.values():
-            _check_default_reward(sc, self._default_reward)
         _LIVE.add(self)
         if log is not None:
             log.register_catalog(catalog.catalog_id, catalog.features_by_arm)
@@ -478,7 +429,6 @@ class Decider:
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
         scorer = st.scorers[sname]
-        policy = st.policies[pname]
         b = getattr(st.local, "b", None) or st.buffers()  # this thread's scratch arrays
         x = st.catalog.schema.vectorize(profile, context, out=b.x)
         idx = st.static.get(channel) if channel in st.static else st.catalog.static_eligible(channel)
@@ -488,12 +438,14 @@ class Decider:
         if k == 0:
             return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
         scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
-        kernel = st.kernels[pname]
-        forest = getattr(scorer, "forest", None)
-        if forest is not None and kernel is not None and st.factors is not None:
+        fused = st.fused[sname]
+        kernel = st.kernels[pname] if fused is not None else None
+        params = kernel() if kernel is not None else None
+        if params is not None and fused is not None:
             # Fused: score, arbitrate, explore and draw in one compiled call.
-            code, p1, p2 = kernel if kernel.__class__ is tuple else kernel()
-            c = _core.decide_forest(forest, x, idx, st.factors[0], st.factors[1], code, p1, p2,
+            forest, values, weights = fused
+            code, p1, p2 = params
+            c = _core.decide_forest(forest, x, idx, values, weights, code, p1, p2,
                                     eid, self._seed_u64, b.scorer[sname]["acc"],
                                     b.scores, b.pri, b.pmf)
             pmf = b.pmf if k == b.pmf.shape[0] else b.pmf[:k]
@@ -502,7 +454,7 @@ class Decider:
             chosen = [c] if n == 1 else sample_slate(pmf, min(n, k), eid, self._seed).tolist()
         else:
             scorer.score(x, idx, scores, b.scorer[sname])
-            pmf = self._pmf(st, scorer, policy, x, idx, scores, eid, b)
+            pmf = self._pmf(st, sname, pname, x, idx, scores, eid, b)
             if n == 1:
                 chosen = [sample(pmf, eid, self._seed)]
             else:
@@ -538,8 +490,10 @@ class Decider:
                     catalog_id=st.catalog.catalog_id,
                 )
             )
-        if scorer.kind == "online":
-            self._remember(eid, arm_i, x.copy() if scorer.contextual else None, ts, not defer, scorer, policy)
+        learner = st.learners[sname]
+        if learner is not None:
+            self._remember(eid, arm_i, x.copy() if st.contextual[sname] else None, ts, not defer, learner,
+                           st.observers[pname])
         elif defer:
             self._defer(eid, ts)
         return Decision(
@@ -568,19 +522,15 @@ class Decider:
             return profile.get(self._unit_key)
         return getattr(profile, self._unit_key, None)
 
-    def _pmf(self, st: _State, scorer: Any, policy: Any, x: np.ndarray, idx: np.ndarray, scores: np.ndarray,
+    def _pmf(self, st: _State, sname: str, pname: str, x: np.ndarray, idx: np.ndarray, scores: np.ndarray,
              eid: str, b: _Buffers) -> np.ndarray:
         """The policy's pmf over the eligible arms, step by step (any model, policy, arbitration)."""
         k = idx.shape[0]
-        if scorer.kind == "online" and hasattr(policy, "model_pmf"):
+        policy = st.policies[pname]
+        if st.uses_model[sname, pname]:
             scale = st.scale if k == st.scale.shape[0] else st.scale.take(idx)
-            if policy.kind == "ucb" and scorer.model.exploration == "ucb":
-                # The bounds are the scores just computed: one-hot on the best scaled one.
-                with np.errstate(over="ignore"):  # an unplayed bound x a huge value: greedy_pmf handles inf
-                    pri = np.multiply(scores, scale, out=b.pri[:k])
-                return greedy_pmf(pri, b.pmf[:k])
-            return policy.model_pmf(scorer.model, x if scorer.contextual else None, event_id=eid, seed=self._seed,
-                                    arms=idx, scale=scale, out=b.pmf[:k])
+            return policy.model_pmf(st.models[sname], x if st.contextual[sname] else None, event_id=eid,
+                                    seed=self._seed, arms=idx, scale=scale, out=b.pmf[:k], scores=scores)
         pri = st.catalog.priorities(scores, idx, out=b.pri)
         try:
             return policy.pmf(pri, out=b.pmf[:k])
@@ -629,10 +579,10 @@ class Decider:
 
     # ------------------------------------------------------------------ rewards and learning
 
-    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, scorer: Any,
-                  policy: Any) -> None:
+    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, learner: OnlineLearner,
+                  observe: Callable[[], None] | None) -> None:
         with self._lock:
-            self._pending[eid] = _Pending(arm, x, ts, active, scorer, policy)
+            self._pending[eid] = _Pending(arm, x, ts, active, learner, observe)
             if len(self._pending) > self._max_pending:
                 self._expire(math.inf, limit=len(self._pending) - self._max_pending)
 
@@ -703,9 +653,9 @@ class Decider:
                 if self._aggregate == "first":
                     if not p.rewarded:
                         learn = p
-                        p.scorer.model.check_reward(v)
+                        p.learner.check_reward(v)
                 else:
-                    p.scorer.model.check_reward(p.total + v)
+                    p.learner.check_reward(p.total + v)
             if self._log is not None:  # first: an outcome that cannot be logged changes nothing
                 self._log.append_outcome(eid, v, ts=ts)
             if counts:
@@ -731,9 +681,10 @@ class Decider:
 
     def swap_model(self, model: Any, *, name: str = "default") -> None:
         """Replace a model atomically while traffic flows; in-flight decisions finish on the old one."""
-        models = {**self._models, name: model}
+        new = _as_model(model, name)
+        _check_default_reward(new, self._default_reward)
+        models = {**self._models, name: new}
         state = _State(self._state.catalog, models, self._policies)  # binds and validates first
-        _check_default_reward(state.scorers[name], self._default_reward)
         self._models = models
         self._state = state  # one reference store: the swap is atomic for readers
 

@@ -25,8 +25,9 @@ each other one ``1 / (n + gamma (s_best - s_i))`` with
 learned so far (VW's counter).
 
 Model-based policies (``Thompson``, ``UCB``) also have
-``model_pmf(model, x, *, event_id, seed, arms, scale, out)``: they ask an online
-bandit from ``nba.models.online`` for the distribution its choice is drawn from.
+``model_pmf(model, x, *, event_id, seed, arms, scale, out, scores)``: they ask an
+online bandit from ``nba.models.online`` for the distribution its choice is drawn
+from, and ``uses_model(model)`` says, once, whether they do so for a given model.
 ``UCB`` needs no more than the model's scores (its indices are deterministic:
 the pmf is the argmax, exact ties split evenly), so it works from scores too;
 Thompson sampling has no closed-form propensity, so ``Thompson`` can only work
@@ -36,6 +37,10 @@ through the model, which estimates P(arm is best) from seeded posterior draws.
 (application seed, event id) (the recipe is in ``nba/_policy.pxi``), so every
 decision can be replayed and audited in another process or on another platform;
 ``event_key`` is that stream's key, which online models' posterior draws use too.
+
+The policies implement the Protocols of ``nba.base`` (``FusedPolicy``,
+``ModelPolicy``, ``CountingPolicy``): ``kernel_params()`` is what the Decider's
+fused decision kernel needs of a score-based policy.
 """
 
 from __future__ import annotations
@@ -227,8 +232,8 @@ class Greedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Short description for logs."""
         return "greedy" if self.tie_rtol == 1e-4 else f"greedy(tie_rtol={self.tie_rtol!r})"
 
-    def _kernel(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
+    def kernel_params(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
         return (_core.DECIDE_EPSILON_GREEDY, 0.0, self.tie_rtol)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
@@ -257,9 +262,9 @@ class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         tail = "" if self.tie_rtol == 1e-4 else f",tie_rtol={self.tie_rtol!r}"
         return f"epsilon_greedy(epsilon={self.epsilon!r}{tail})"
 
-    def _kernel(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
-        return (_core.DECIDE_EPSILON_GREEDY, float(self.epsilon), float(self.tie_rtol))
+    def kernel_params(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
+        return (_core.DECIDE_EPSILON_GREEDY, self.epsilon, self.tie_rtol)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
@@ -292,9 +297,9 @@ class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         tail = f",epsilon={self.epsilon!r}" if self.epsilon else ""
         return f"softmax(lambda={self.lambda_!r}{tail})"
 
-    def _kernel(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in ``_core.decide_forest``."""
-        return (_core.DECIDE_SOFTMAX, float(self.lambda_), float(self.epsilon))
+    def kernel_params(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
+        return (_core.DECIDE_SOFTMAX, self.lambda_, self.epsilon)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
@@ -357,8 +362,8 @@ class SquareCB:
         t = self._t if t is None else self._count("t", t)
         return self._gamma_scale * float(t) ** self._gamma_exponent
 
-    def _kernel(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in ``_core.decide_forest``, with the current count."""
+    def kernel_params(self) -> tuple[int, float, float]:
+        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``), with the current count."""
         return (_core.DECIDE_SQUARECB, self.gamma(), 0.0)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None, *, t: int | None = None) -> np.ndarray:
@@ -377,6 +382,22 @@ def _squarecb(gamma_scale: float, gamma_exponent: float, t: int) -> SquareCB:
 
 
 # --------------------------------------------------------------------------- model-based policies
+
+
+def _exploration(model: Any) -> str | None:
+    """What an online learner says drives it ("ucb" or "thompson", its ``exploration``); None for other models."""
+    return getattr(model, "exploration", None)
+
+
+_NEEDS = {
+    "ucb": "UCB policy needs an upper-confidence-bound model (nba.UCB1, nba.LinUCB)",
+    "thompson": "Thompson policy needs a posterior-sampling model (nba.BetaThompson, nba.LinearThompson)",
+}
+
+
+def _require(model: Any, exploration: str) -> None:
+    if _exploration(model) != exploration:
+        raise ConfigError(f"{_NEEDS[exploration]}, got {type(model).__name__}")
 
 
 class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -398,6 +419,14 @@ class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The argmax pmf over ``scores``, exact ties split evenly."""
         return _run_pmf(_core.pmf_epsilon_greedy, scores, out, 0.0, 0.0)
 
+    def uses_model(self, model: Any) -> bool:
+        """True for an upper-confidence-bound learner; False for a model that is no online learner
+        (``pmf`` over its scores); ConfigError for a learner that samples its posterior."""
+        if _exploration(model) is None:
+            return False
+        _require(model, "ucb")
+        return True
+
     def model_pmf(
         self,
         model: Any,
@@ -408,17 +437,21 @@ class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         arms: Any = None,
         scale: Any = None,
         out: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
     ) -> np.ndarray:
         """The pmf over the offered ``arms`` (default all) of a UCB model for context ``x``.
 
         ``scale`` multiplies each offered arm's bound before the argmax (value x
         weight); ``event_id`` and ``seed`` are accepted for a uniform call and unused.
+        ``scores``: the model's bounds of the offered arms for ``x``, when the caller
+        has just computed them (the Decider has): the pmf is then taken from them,
+        with ``scale`` and ``out`` of their length, instead of scoring again.
         """
-        if getattr(model, "exploration", None) != "ucb":
-            raise ConfigError(
-                f"UCB policy needs an upper-confidence-bound model (nba.UCB1, nba.LinUCB), "
-                f"got {type(model).__name__}"
-            )
+        _require(model, "ucb")
+        if scores is not None:
+            with np.errstate(over="ignore"):  # an unplayed bound x a huge value: greedy_pmf handles inf
+                offered = np.multiply(scores, scale) if scale is not None else scores.copy()
+            return greedy_pmf(offered, out_buffer(out, offered.shape[0]))
         return model.pmf(x, out, arms=arms, scale=scale)
 
 
@@ -453,6 +486,11 @@ class Thompson(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "nba.BetaThompson or nba.LinearThompson, or a score-based policy such as EpsilonGreedy"
         )
 
+    def uses_model(self, model: Any) -> bool:
+        """True for a learner that samples its posterior; ConfigError for any other model."""
+        _require(model, "thompson")
+        return True
+
     def model_pmf(
         self,
         model: Any,
@@ -463,16 +501,15 @@ class Thompson(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         arms: Any = None,
         scale: Any = None,
         out: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
     ) -> np.ndarray:
         """Estimated P(arm is best) over the offered ``arms`` (default all) for context ``x``.
 
-        ``scale`` multiplies each offered arm's posterior draw before the argmax.
+        ``scale`` multiplies each offered arm's posterior draw before the argmax;
+        ``scores`` (the model's scores of the offered arms) is accepted for a
+        uniform call and unused: the pmf comes from fresh seeded draws.
         """
-        if getattr(model, "exploration", None) != "thompson":
-            raise ConfigError(
-                f"Thompson policy needs a posterior-sampling model (nba.BetaThompson, "
-                f"nba.LinearThompson), got {type(model).__name__}"
-            )
+        _require(model, "thompson")
         return model.pmf(x, out, event_id=event_id, seed=seed, draws=self.draws, arms=arms, scale=scale)
 
 

@@ -13,16 +13,19 @@ import hashlib
 import itertools
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
 from nba._core import ArmForestCore, TreeEnsembleCore
-from nba.errors import ModelFormatError, SchemaError
+from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
-__all__ = ["TreeEnsemble", "load_lightgbm"]
+if TYPE_CHECKING:
+    from nba.arms import Catalog
+
+__all__ = ["TreeEnsemble", "TreeScorer", "load_lightgbm"]
 
 _KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold is the float 1e-35f
 
@@ -785,6 +788,14 @@ class TreeEnsemble:
         except ValueError:  # multiclass, or a tree deeper than the bound walk's stack
             return None
 
+    def bind(self, catalog: Catalog) -> TreeScorer:
+        """This ensemble bound to a catalogue (``nba.base.Model``): one row per arm, scored in one core call.
+
+        The model's ``feature_names`` are mapped to the catalogue's columns
+        (``Catalog.layout``); a multiclass model is refused (``ConfigError``).
+        """
+        return TreeScorer(self, catalog)
+
     # ------------------------------------------------------------------ introspection
 
     def summary(self) -> Summary:
@@ -816,6 +827,42 @@ class TreeEnsemble:
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         return (_from_text, (self._text,))
+
+
+class TreeScorer:
+    """A ``TreeEnsemble`` bound to a catalogue (``nba.base.FusedScorer``): all eligible arms in one core call.
+
+    ``forest`` scores all eligible arms in one walk per tree (exact) and is what the
+    fused decision kernel runs; None when the ensemble cannot be bound (trees too
+    deep), and then the arms' rows are filled and scored with ``predict``.
+    """
+
+    __slots__ = ("forest", "layout", "model", "score_bounds", "version")
+
+    def __init__(self, model: TreeEnsemble, catalog: Catalog) -> None:
+        if model.num_class != 1:
+            raise ConfigError(
+                f"a tree model used to score arms must output one score per row; this one has "
+                f"{model.num_class} classes (train a binary or regression model over arm rows)"
+            )
+        self.layout = catalog.layout(model.feature_names or catalog.feature_names)
+        self.model = model
+        self.version = str(model.version)
+        self.score_bounds = model.score_bounds
+        self.forest = model.bind_arms(self.layout.shared_cols, self.layout.template)
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        """The forest's accumulator ("acc"), or the arms' rows ("rows") for ``predict``."""
+        if self.forest is not None:
+            return {"acc": np.empty(n_arms)}
+        return {"rows": np.empty((n_arms, self.layout.n_features))}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        """Scores of arms ``idx`` for the shared vector ``x`` into ``out``."""
+        if self.forest is not None:
+            self.forest.scores(x, idx, buf["acc"], out)
+        else:
+            self.model.predict(self.layout.fill(x, idx, out=buf["rows"]), out=out)
 
 
 def _from_text(text: str) -> TreeEnsemble:

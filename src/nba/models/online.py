@@ -59,7 +59,7 @@ never see half an update and concurrent updates are never lost.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import msgspec
 import numpy as np
@@ -67,6 +67,9 @@ import numpy as np
 from nba import _core, _validate
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.policy import event_key, greedy_pmf, out_buffer
+
+if TYPE_CHECKING:
+    from nba.arms import Catalog
 
 __all__ = [
     "MAX_ABS_FEATURE",
@@ -211,6 +214,15 @@ class OnlineBandit:
     def version(self) -> int:
         """Number of updates learned so far; changes with every update."""
         return int(self._core.version)
+
+    def score(self, x: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """One score per arm for context ``x`` (ignored by context-free learners), higher is better."""
+        raise NotImplementedError
+
+    def bind(self, catalog: Catalog) -> OnlineScorer:
+        """This learner bound to a catalogue (``nba.base.Model``): one arm per catalogue arm, in order;
+        a contextual learner's features are the schema's columns (``ConfigError`` otherwise)."""
+        return OnlineScorer(self, catalog)
 
     # ---- checks shared by the subclasses
 
@@ -423,6 +435,37 @@ def _check_linear(m: _Linear, ainv: np.ndarray, b: np.ndarray, theta: np.ndarray
             f"saved {name}: state out of the range accepted updates reach (|A^-1| <= 1/ridge + 2e100 pulls, "
             "|b| <= pulls * 1e6 * 1e9, |theta| <= d max|A^-1| max|b|)"
         )
+
+
+class OnlineScorer:
+    """An online learner bound to a catalogue (``nba.base.Scorer``): scores the shared vector."""
+
+    __slots__ = ("contextual", "model", "score_bounds")
+
+    def __init__(self, model: OnlineBandit, catalog: Catalog) -> None:
+        if model.n_arms != len(catalog):
+            raise ConfigError(f"online model has {model.n_arms} arms but the catalogue has {len(catalog)}")
+        nf = model.n_features
+        if nf not in (0, catalog.schema.n_columns):
+            raise ConfigError(
+                f"online model expects {nf} features but the schema has {catalog.schema.n_columns} columns"
+            )
+        self.model = model
+        self.contextual = nf > 0
+        self.score_bounds = model.score_bounds
+
+    @property
+    def version(self) -> str:
+        """The learner's class and update count (changes as it learns)."""
+        return f"{type(self.model).__name__}@{self.model.version}"
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        """Scores of arms ``idx`` into ``out``: UCB bounds, or a Thompson learner's posterior means."""
+        s = self.model.score(x if self.contextual else None)
+        np.take(s, idx, out=out)
 
 
 # --------------------------------------------------------------------------- context-free learners

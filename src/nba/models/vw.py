@@ -35,7 +35,7 @@ import re
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -45,7 +45,10 @@ from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
-__all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "load_vw", "looks_like_vw"]
+if TYPE_CHECKING:
+    from nba.arms import Catalog
+
+__all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "VWScorer", "load_vw", "looks_like_vw"]
 
 # The largest -b nba scores: a dense -b 28 model is 2**28 float32 weights, 1 GiB.
 MAX_BITS = 28
@@ -335,6 +338,51 @@ class VWModel:
                 "features must be finite (NaN for missing) and within float32 range"
             )
         return res
+
+
+    # ------------------------------------------------------------------ the Decider's seam
+
+    #: Scores are negated costs of a linear model: unbounded either way.
+    score_bounds: tuple[float, float] = (-math.inf, math.inf)
+
+    def bind(self, catalog: Catalog) -> VWScorer:
+        """This model bound to a catalogue (``nba.base.Model``): arm features and schema columns hashed once."""
+        return VWScorer(self, catalog)
+
+
+class VWScorer:
+    """A ``VWModel`` bound to a catalogue (``nba.base.Scorer``): costs negated (higher is better).
+
+    The arms' features are hashed once (``prepare_actions``) and so are the schema's
+    columns (``bind_shared``): a one-hot column binds as (namespace, feature,
+    category), so --chain_hash models hash it exactly as VW's JSON parser does;
+    "__other__" columns have no VW twin.
+    """
+
+    __slots__ = ("actions", "bound", "model", "version")
+
+    score_bounds = VWModel.score_bounds
+
+    def __init__(self, model: VWModel, catalog: Catalog) -> None:
+        self.model = model
+        self.version = str(model.version)
+        self.actions = model.prepare_actions(list(catalog.action_features))
+        self.bound = model.bind_shared(
+            [
+                (c.namespace, c.feature, str(c.category)) if c.kind == "onehot" else (c.namespace, c.vw_feature or c.name)
+                for c in catalog.schema.columns
+            ]
+        )
+
+    def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
+        """Every arm's score ("all"): VW scores the whole action set, the Decider takes the eligible ones."""
+        return {"all": np.empty(n_arms)}
+
+    def score(self, x: np.ndarray, idx: np.ndarray, out: np.ndarray, buf: dict[str, np.ndarray]) -> None:
+        """Negated costs of arms ``idx`` for the shared vector ``x`` into ``out``."""
+        allc = buf["all"]
+        self.model.score_vector(x, self.bound, self.actions, allc, negate=True)
+        np.take(allc, idx, out=out)
 
 
 def _rebuild_records(info: VWModelInfo, idx: np.ndarray, vals: np.ndarray, source: str, hash_cache: int,
