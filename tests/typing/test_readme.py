@@ -87,12 +87,6 @@ def test_quick_start_and_complete_examples_type_check(checked: list[Block]) -> N
     assert [e for b in complete for e in b.errors] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README's LightGBM and VW sections call load_model(path) without format=, whose type is "
-    "TreeEnsemble | VWModel (format='lightgbm' / format='vw' gives the precise one), and the VW section "
-    "elides list items with a literal ... (an Ellipsis, not an action)",
-)
 def test_fragments_type_check(checked: list[Block]) -> None:
     fragments = [b for b in checked if b.free]
     assert fragments
