@@ -149,20 +149,24 @@ def _run_pmf(kernel: Any, scores: Any, out: np.ndarray | None, *params: float) -
     return o
 
 
-def greedy_pmf(offered: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """One-hot on the largest of ``offered`` (exact ties split evenly) into ``out``.
+def greedy_pmf(offered: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """One-hot on the largest of ``offered`` (exact ties split evenly) into ``out`` (a new array if None).
 
     The pmf of a UCB policy over scaled bounds. An unplayed arm's bound
     (UNPLAYED_SCORE) times a large scale can overflow to inf: such arms are the
     best and tie with each other (``offered`` is clipped in place to finite).
-    A NaN is a SchemaError, never a silent pmf. Both arrays are float64
-    C-contiguous vectors of one length.
+    A NaN is a SchemaError, never a silent pmf. ``offered`` is a float64
+    C-contiguous vector; an unfit ``out`` is a SchemaError (checked only when the
+    kernel refuses it: this runs once per UCB decision).
     """
+    if out is None:
+        out = np.empty(offered.shape[0], dtype=_F64)
     done = _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
     if done == -1:
         return out
-    if done == -2:  # -2 (unusable arrays) would leave out unwritten
-        raise ValueError("greedy_pmf takes float64 C-contiguous vectors of one length")
+    if done == -2:  # unusable arrays would leave out unwritten
+        out_buffer(out, offered.shape[0])
+        raise ValueError("greedy_pmf takes a float64 C-contiguous vector of offered bounds")
     if np.isnan(offered).any():
         raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
     np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
@@ -451,7 +455,7 @@ class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if scores is not None:
             with np.errstate(over="ignore"):  # an unplayed bound x a huge value: greedy_pmf handles inf
                 offered = np.multiply(scores, scale) if scale is not None else scores.copy()
-            return greedy_pmf(offered, out_buffer(out, offered.shape[0]))
+            return greedy_pmf(offered, out)
         return model.pmf(x, out, arms=arms, scale=scale)
 
 
