@@ -225,3 +225,11 @@ def test_swapping_in_a_model_that_cannot_learn_the_default_reward_is_refused() -
     with pytest.raises(nba.ConfigError, match="default_reward"):
         dec.swap_model(BetaThompson(3))  # a Beta-Bernoulli model learns rewards in [0, 1] only
     assert dec.model_version.startswith("LinUCB")
+
+
+def test_schema_or_arbitration_beside_a_catalog_is_refused_not_ignored() -> None:
+    catalog = nba.Catalog(ARMS, SCHEMA)
+    for kw in ({"schema": SCHEMA}, {"arbitration": "score"}):
+        with pytest.raises(nba.ConfigError, match="a Catalog carries its own schema and arbitration"):
+            nba.Decider(catalog, BetaThompson(3), policy=nba.Thompson(), **kw)
+    nba.Decider(catalog, BetaThompson(3), policy=nba.Thompson())

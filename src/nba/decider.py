@@ -290,7 +290,8 @@ class Decider:
 
     ``arms``: the catalogue (``nba.Arm`` list or an ``nba.Catalog``). ``schema``:
     the ``nba.FeatureSchema`` of the profile and context features (required unless
-    ``arms`` is a Catalog). ``model``: a model from ``nba.load_model`` (a
+    ``arms`` is a Catalog, which carries its own schema and ``arbitration``: then
+    passing either here is a ``ConfigError``). ``model``: a model from ``nba.load_model`` (a
     ``lightgbm.Booster`` is loaded with it), an online bandit, or any
     ``nba.base.Model``; ``models``/``policies``: extra named ones that experiment variants
     select through ``overrides={"variant": {"model": name, "policy": name}}``.
@@ -323,18 +324,24 @@ class Decider:
         policies: Mapping[str, Any] | None = None,
         fallback: str | None = None,
         unit_key: str = "id",
-        arbitration: Any = "product",
+        arbitration: Any = None,
         reward_window: float = 3600.0,
         aggregate: Literal["first", "sum"] = "first",
         default_reward: float = 0.0,
         max_pending: int = 100_000,
     ) -> None:
         if isinstance(arms, Catalog):
+            given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
+            if given:  # they would be silently ignored: the Catalog has its own
+                raise ConfigError(
+                    f"Decider got a Catalog and {' and '.join(given)}=: a Catalog carries its own schema and "
+                    "arbitration; pass them to nba.Catalog(arms, schema, arbitration=...) instead"
+                )
             catalog = arms
         else:
             if schema is None:
                 raise ConfigError("Decider needs schema=nba.FeatureSchema([...]) to turn profiles into features")
-            catalog = Catalog(arms, schema, arbitration=arbitration)
+            catalog = Catalog(arms, schema, arbitration="product" if arbitration is None else arbitration)
         if aggregate not in ("first", "sum"):
             raise ConfigError(f"aggregate must be 'first' or 'sum', got {aggregate!r}")
         if not (isinstance(reward_window, (int, float)) and reward_window >= 0):
