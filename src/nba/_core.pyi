@@ -20,6 +20,18 @@ def splitmix64(x: int) -> int:
     """splitmix64 finalizer of a 64-bit unsigned integer."""
 
 # --- tree ensembles (_trees.pxi) ---
+# Node kinds and output transforms of the tree core, for the loader that builds its arrays.
+NODE_NAN_LEFT: int
+NODE_NAN_RIGHT: int
+NODE_LEAF: int
+NODE_COMPLEX: int
+TRANSFORM_IDENTITY: int
+TRANSFORM_SIGMOID: int
+TRANSFORM_SOFTMAX: int
+TRANSFORM_EXP: int
+TRANSFORM_SOFTPLUS: int
+TRANSFORM_SQUARE: int
+
 class TreeEnsembleCore:
     """Flattened LightGBM ensemble scored exactly as ``GBDT::Predict`` (built by nba.models.lightgbm)."""
 
@@ -220,7 +232,7 @@ def sample_slate(
 
 # --- online bandits (_bandits.pxi) ---
 # State behind one lock per object (short sections keep the GIL; draw loops release it). Arms, shapes and
-# rewards are validated by nba.models.online; methods taking ``x`` return the index
+# rewards are validated by nba.bandits; methods taking ``x`` return the index
 # of its first non-finite feature (nothing done) or -1.
 UNPLAYED_SCORE: float
 #: Largest |x_i| LinearCore.update learns from (the rest is refused, nothing learned).
@@ -293,6 +305,13 @@ class LinearCore:
     ) -> None: ...
 
 # --- experiment allocation (_experiments.pxi) ---
+# GrowthBook bucketing constants and allocation-code flags, for nba.experiments.
+GB_BUCKETS: int
+GB_NS_BUCKETS: int
+MAX_EXPERIMENTS: int
+HOLDOUT_BIT: int
+FORCED_BIT: int
+
 class ExperimentTable:
     """Precomputed GrowthBook bucket tables of experiments, a holdout and their namespaces.
 

@@ -20,6 +20,15 @@ cdef enum:
     _GB_NS_BUCKETS = 1000    # hash v1 (namespaces): n = (h % 1000) / 1000
     _MAX_EXPERIMENTS = 255   # one byte per experiment in an allocation code
     _MAX_STATES = _MAX_EXPERIMENTS + 2
+    _HOLDOUT_BIT = 1         # out[0] of an allocation code: the unit is held out
+    _FORCED_BIT = 2          # ... a forced variant applies (set by nba.experiments)
+
+# The same numbers for nba.experiments, which builds the tables: defined once, here.
+GB_BUCKETS = _GB_BUCKETS
+GB_NS_BUCKETS = _GB_NS_BUCKETS
+MAX_EXPERIMENTS = _MAX_EXPERIMENTS
+HOLDOUT_BIT = _HOLDOUT_BIT
+FORCED_BIT = _FORCED_BIT
 
 cdef uint32_t _FNV_OFFSET = 0x811c9dc5U
 cdef uint32_t _FNV_PRIME = 0x01000193U
@@ -209,7 +218,7 @@ cdef class ExperimentTable:
         memcpy(h, self._init, (2 + n_exp) * sizeof(uint32_t))
         _fnv_str_multi(h, 2 + n_exp, u.data, u.n, u.kind)
         if self._holdout_buckets > 0 and <int32_t>(_fnv_decimal(h[0]) % _GB_BUCKETS) < self._holdout_buckets:
-            out[0] = 1
+            out[0] = _HOLDOUT_BIT
             return
         for e in range(n_exp):
             if self._ns_start[e] >= 0:

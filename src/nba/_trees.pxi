@@ -34,6 +34,11 @@ cdef enum:
     _T_SOFTPLUS = 4    # cross_entropy_lambda: log(1 + exp(x))
     _T_SQUARE = 5      # reg_sqrt: sign(x) * x * x
 
+# The same numbers for nba.models.lightgbm, which builds the node arrays: defined once, here.
+NODE_NAN_LEFT, NODE_NAN_RIGHT, NODE_LEAF, NODE_COMPLEX = _K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX
+TRANSFORM_IDENTITY, TRANSFORM_SIGMOID, TRANSFORM_SOFTMAX = _T_IDENTITY, _T_SIGMOID, _T_SOFTMAX
+TRANSFORM_EXP, TRANSFORM_SOFTPLUS, TRANSFORM_SQUARE = _T_EXP, _T_SOFTPLUS, _T_SQUARE
+
 cdef enum:
     # Batches walk a tree for a fixed number of steps (its depth) unless it is this
     # deep; then each row walks until its leaf.

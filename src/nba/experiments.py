@@ -32,19 +32,19 @@ __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS"]
 OVERRIDE_KEYS: tuple[str, ...] = ("model", "policy")
 """What a variant may change in a decision: the model and/or the policy it uses (opaque to nba)."""
 
-_BUCKETS = 10_000  # hash v2
-_NS_BUCKETS = 1_000  # hash v1, namespaces
+_BUCKETS = _core.GB_BUCKETS  # hash v2
+_NS_BUCKETS = _core.GB_NS_BUCKETS  # hash v1, namespaces
 # GrowthBook accepts weight vectors summing to within [0.99, 1.01] and buckets them
 # as given; nba accepts exactly the same window (and rejects the rest, where
 # GrowthBook would silently fall back to equal weights).
 _WEIGHT_SUM_MIN = 0.99
 _WEIGHT_SUM_MAX = 1.01
 _MAX_VARIANTS = 255  # one byte per experiment in the core's allocation code
-_MAX_EXPERIMENTS = 255  # the core folds every salt in one pass, on the stack
+_MAX_EXPERIMENTS = _core.MAX_EXPERIMENTS  # the core folds every salt in one pass, on the stack
 _JS_SAFE_INT = 2**53 - 1
 _CACHE_LIMIT = 4096
-_HOLDOUT_BIT = 1
-_FORCED_BIT = 2
+_HOLDOUT_BIT = _core.HOLDOUT_BIT
+_FORCED_BIT = _core.FORCED_BIT
 
 
 def _real(x: Any) -> bool:

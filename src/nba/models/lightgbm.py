@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
+from nba import _core
 from nba._core import ArmForestCore, TreeEnsembleCore
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
@@ -30,9 +31,10 @@ __all__ = ["TreeEnsemble", "TreeScorer", "load_lightgbm"]
 _KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold is the float 1e-35f
 
 # Node kinds (low two bits of a node's packed feature word; see _trees.pxi).
-_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = 0, 1, 2, 3
+_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = _core.NODE_NAN_LEFT, _core.NODE_NAN_RIGHT, _core.NODE_LEAF, _core.NODE_COMPLEX
 # Output transforms (see _trees.pxi).
-_T_IDENTITY, _T_SIGMOID, _T_SOFTMAX, _T_EXP, _T_SOFTPLUS, _T_SQUARE = 0, 1, 2, 3, 4, 5
+_T_IDENTITY, _T_SIGMOID, _T_SOFTMAX = _core.TRANSFORM_IDENTITY, _core.TRANSFORM_SIGMOID, _core.TRANSFORM_SOFTMAX
+_T_EXP, _T_SOFTPLUS, _T_SQUARE = _core.TRANSFORM_EXP, _core.TRANSFORM_SOFTPLUS, _core.TRANSFORM_SQUARE
 
 # Objective name (first token of ``objective=``) -> transform; parameters are read below.
 _IDENTITY_OBJECTIVES = frozenset(
