@@ -5,7 +5,7 @@
 # Every object owns its arrays (numpy, allocated once) and one lock. Each
 # public method takes the lock with the GIL released and holds it for the
 # whole read or update, so a score never sees half an update and two updates
-# never interleave. nba.models.online validates arms, shapes and rewards
+# never interleave. nba.bandits validates arms, shapes and rewards
 # before calling in: nothing here checks an index.
 #
 # Random draws come from the splitmix64 stream of a 64-bit key (see
@@ -29,7 +29,7 @@ import numpy as _bd_np
 cdef double _BD_UNPLAYED = 1e300
 UNPLAYED_SCORE = _BD_UNPLAYED
 
-# Largest |x_i| a linear model learns from (nba.models.online.MAX_ABS_FEATURE):
+# Largest |x_i| a linear model learns from (nba.bandits.MAX_ABS_FEATURE):
 # with |reward| <= 1e6 and ridge >= 1e-6 it keeps the state provably finite.
 cdef double _BD_MAX_ABS_X = 1e9
 MAX_ABS_FEATURE = _BD_MAX_ABS_X
@@ -187,9 +187,25 @@ cdef inline double _bd_dot(const double* a, const double* b, Py_ssize_t n) noexc
     return (s0 + s1) + (s2 + s3)
 
 
+# Bumped in a child made by os.fork(): a bandit core's lock may have been held by a
+# thread of the parent, which does not exist in the child, so each core takes a new
+# lock on its first use after the fork (one integer compare per acquisition).
+cdef Py_ssize_t _bd_fork_gen = 0
+
+
+def _bd_after_fork_in_child():
+    global _bd_fork_gen
+    _bd_fork_gen += 1
+
+
+import os as _bd_os
+_bd_os.register_at_fork(after_in_child=_bd_after_fork_in_child)
+
+
 cdef class _BdLocked:
-    """Base of the bandit cores: one lock, an update counter."""
+    """Base of the bandit cores: one lock (renewed in a forked child), an update counter."""
     cdef PyThread_type_lock _lock
+    cdef Py_ssize_t _fork_gen
     cdef uint64_t _version
     cdef readonly Py_ssize_t n_arms
 
@@ -197,13 +213,26 @@ cdef class _BdLocked:
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
+        self._fork_gen = _bd_fork_gen
         self._version = 0
+
+    cdef void _renew_after_fork(self) noexcept:
+        """In a forked child, replace the lock (the parent's may be held by a thread that is gone)."""
+        cdef PyThread_type_lock fresh
+        if self._fork_gen != _bd_fork_gen:
+            fresh = PyThread_allocate_lock()
+            if fresh != NULL:  # the old lock is abandoned, not freed: it may be held
+                self._lock = fresh
+            self._fork_gen = _bd_fork_gen
 
     def __dealloc__(self):
         if self._lock != NULL:
             PyThread_free_lock(self._lock)
 
     cdef inline void _acquire(self) noexcept nogil:
+        if self._fork_gen != _bd_fork_gen:
+            with gil:
+                self._renew_after_fork()
         PyThread_acquire_lock(self._lock, WAIT_LOCK)
 
     cdef void _take(self):
@@ -215,6 +244,8 @@ cdef class _BdLocked:
         before blocking, so that two threads do not convoy (see nba.log).
         """
         cdef int i
+        if self._fork_gen != _bd_fork_gen:
+            self._renew_after_fork()
         if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
             return
         for i in range(64):
@@ -479,7 +510,7 @@ cdef class LinearCore(_BdLocked):
         features are scaled very differently (|x_i| of 1e8 next to 1); the update
         is applied only while q >= -1/2 (f <= 2) and every |u_i| <= 1e50 (exact
         arithmetic gives at most 7e16), which bounds what one update adds to A^-1
-        by 2e100 and keeps the state finite (the bound is in nba.models.online.LinUCB).
+        by 2e100 and keeps the state finite (the bound is in nba.bandits.LinUCB).
         """
         cdef Py_ssize_t d = self.n_features, i, j
         cdef double* ai = self._ainv + arm * d * d
