@@ -6,6 +6,7 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python -c "import Cython" 2>/dev/null || { echo "the debug build needs Cython: python -m pip install 'Cython>=3.0.10' 'setuptools>=77'" >&2; exit 2; }
 rm -rf build/debug build/debug-pkg
 NBA_DEBUG=1 python setup.py -q build_ext --build-temp build/debug-tmp --build-lib build/debug >/dev/null
 mkdir -p build/debug-pkg
