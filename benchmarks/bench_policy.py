@@ -27,7 +27,7 @@ import pytest
 
 from benchmarks.latency import record_latency
 from benchmarks.workloads import linear_bandit_rounds
-from nba.models.online import BetaThompson, LinearThompson, LinUCB
+from nba.bandits import BetaThompson, LinearThompson, LinUCB
 from nba.policy import EpsilonGreedy, Softmax, sample
 
 N_ARMS = 10

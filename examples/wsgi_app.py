@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 import nba
-from nba.models.online import LinUCB
+from nba.bandits import LinUCB
 from nba.policy import EpsilonGreedy
 
 HERE = Path(__file__).resolve().parent

@@ -20,6 +20,7 @@ import pytest
 
 import nba
 from nba.arms import Catalog
+from nba.bandits import UCB1, BetaThompson, LinearThompson, LinUCB
 from nba.base import (
     CountingPolicy,
     FusedPolicy,
@@ -31,7 +32,6 @@ from nba.base import (
     Scorer,
 )
 from nba.models.lightgbm import TreeEnsemble
-from nba.models.online import UCB1, BetaThompson, LinearThompson, LinUCB
 from nba.models.vw import VWModel
 from nba.policy import UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson
 

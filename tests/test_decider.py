@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
-from nba.models.online import BetaThompson, LinUCB
+from nba.bandits import BetaThompson, LinUCB
 from nba.policy import EpsilonGreedy, Greedy
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 import nba
-from nba.models.online import BetaThompson
+from nba.bandits import BetaThompson
 
 SCHEMA = nba.FeatureSchema([nba.Numeric("age", source="profile"), nba.Categorical("segment", ["a", "b", "c"])])
 ARMS = [nba.Arm(f"arm{i}", value=1.0) for i in range(4)]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import nba
-from nba.models.online import BetaThompson, LinUCB
+from nba.bandits import BetaThompson, LinUCB
 
 SCHEMA = nba.FeatureSchema(
     [

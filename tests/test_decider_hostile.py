@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nba
-from nba.models.online import BetaThompson, LinUCB
+from nba.bandits import BetaThompson, LinUCB
 
 SCHEMA = nba.FeatureSchema([nba.Numeric("age", source="profile"), nba.Categorical("segment", ["a", "b"])])
 ARMS = [nba.Arm(f"arm{i}", value=1.0, channels={"web": f"w{i}", "app": f"a{i}"}) for i in range(3)]

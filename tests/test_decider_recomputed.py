@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 
 import nba
+from nba.bandits import OnlineBandit
 from nba.base import FusedScorer
-from nba.models.online import OnlineBandit
 
 SEED = 7
 T0 = 1.7e9

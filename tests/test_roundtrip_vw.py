@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nba
-from nba.models.online import LinUCB
+from nba.bandits import LinUCB
 from nba.policy import EpsilonGreedy, Greedy
 
 vw = pytest.importorskip("vowpalwabbit")

@@ -33,7 +33,7 @@ from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.models import load_model
 from nba.models.lightgbm import TreeEnsemble
 from nba.models.vw import VWModel
-from nba.models.online import BetaThompson, LinearThompson, LinUCB, UCB1
+from nba.bandits import BetaThompson, LinearThompson, LinUCB, UCB1
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
@@ -52,7 +52,7 @@ __all__ = [
     "LogError",
     # models
     "load_model",
-    # online bandits (nba.models.online)
+    # online bandits (nba.bandits)
     "BetaThompson",
     "UCB1",
     "LinUCB",

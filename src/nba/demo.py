@@ -32,7 +32,7 @@ _CTR = np.array(
 def run_demo(args: argparse.Namespace) -> int:
     """Run the simulation and print what happened; returns a process exit code."""
     import nba
-    from nba.models.online import LinUCB
+    from nba.bandits import LinUCB
     from nba.policy import UCB
 
     n = int(getattr(args, "decisions", 20_000))

@@ -26,7 +26,7 @@ learned so far (VW's counter).
 
 Model-based policies (``Thompson``, ``UCB``) also have
 ``model_pmf(model, x, *, event_id, seed, arms, scale, out, scores)``: they ask an
-online bandit from ``nba.models.online`` for the distribution its choice is drawn
+online bandit from ``nba.bandits`` for the distribution its choice is drawn
 from, and ``uses_model(model)`` says, once, whether they do so for a given model.
 ``UCB`` needs no more than the model's scores (its indices are deterministic:
 the pmf is the argmax, exact ties split evenly), so it works from scores too;

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import nba
+from nba.bandits import _ENCODER, LinUCB, OnlineBandit, _LinearState, _Saved
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
-from nba.models.online import _ENCODER, LinUCB, OnlineBandit, _LinearState, _Saved
 from tests.isolated import assert_prints_ok
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")

@@ -1,6 +1,6 @@
 """Fuzzing ``from_bytes`` of every online learner: damaged state loads or raises ModelFormatError, never worse.
 
-Saved states of the four learners (msgpack, see ``nba.models.online``) are
+Saved states of the four learners (msgpack, see ``nba.bandits``) are
 truncated, byte-edited, rewritten field by field (sizes, parameters, counters,
 kinds), given huge declared sizes (counts and msgpack length headers that claim
 gigabytes the blob does not hold), or replaced by junk. Each mutant runs in a
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nba
-from nba.models.online import UCB1, BetaThompson, LinearThompson, LinUCB, OnlineBandit
+from nba.bandits import UCB1, BetaThompson, LinearThompson, LinUCB, OnlineBandit
 from tests.models.fuzzing import (
     Case,
     assert_all_safe,
@@ -193,7 +193,7 @@ def test_mutated_online_states_never_crash_hang_or_exhaust_memory(family, tmp_pa
     seed = 82_026 + list(FAMILIES).index(family)
     bases = _bases()
     cases = build(bases, random.Random(seed), n)
-    results = run_isolated(cases, "tests.models.test_online_fuzz:run_case", bases, tmp_path, seed,
+    results = run_isolated(cases, "tests.test_bandits_fuzz:run_case", bases, tmp_path, seed,
                            case_timeout=CASE_TIMEOUT_S, address_limit=ADDRESS_LIMIT)
     counts = assert_all_safe(cases, results)
     report(f"online from_bytes, {family}", counts, len(cases))

@@ -1,4 +1,4 @@
-"""nba.models.online: learning on simulated environments, exact pmfs, samplers, state, threads, errors.
+"""nba.bandits: learning on simulated environments, exact pmfs, samplers, state, threads, errors.
 
 Environments are seeded and their best arms known. Regret is the expected
 regret of the arm played (gap of its mean reward to the best mean, in that
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import linear_bandit_rounds
-from nba.models.online import (
+from nba.bandits import (
     MAX_ABS_FEATURE,
     MAX_ABS_REWARD,
     MIN_RIDGE,
