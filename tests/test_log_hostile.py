@@ -37,12 +37,11 @@ from nba.log import (
     LogWarning,
     OutcomeRecord,
     ReadReport,
-    _decision_checked,
-    _decision_ok,
     export_dsjson,
     join,
     read_records,
 )
+from nba.log.writer import _decision_checked, _decision_ok
 
 ARMS = {"a": {"Action": {"id": "a", "fee": 1.5}}, "b": {"Action": {"id": "b"}}, "c": {"Action": {"id": "c"}}}
 MODES = ["record", "fsync", "interval", "close"]
