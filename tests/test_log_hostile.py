@@ -41,7 +41,7 @@ from nba.log import (
     join,
     read_records,
 )
-from nba.log.writer import _decision_checked, _decision_ok
+from nba.log.checks import _decision_checked, _decision_ok
 
 ARMS = {"a": {"Action": {"id": "a", "fee": 1.5}}, "b": {"Action": {"id": "b"}}, "c": {"Action": {"id": "c"}}}
 MODES = ["record", "fsync", "interval", "close"]
