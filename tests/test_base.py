@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 import nba
-from nba.arms import Catalog
 from nba.bandits import UCB1, BetaThompson, LinearThompson, LinUCB
 from nba.base import (
     CountingPolicy,
@@ -31,6 +30,7 @@ from nba.base import (
     Policy,
     Scorer,
 )
+from nba.catalog import Catalog
 from nba.models.lightgbm import TreeEnsemble
 from nba.models.vw import VWModel
 from nba.policy import UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson

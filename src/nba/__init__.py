@@ -36,7 +36,8 @@ from nba.models.vw import VWModel
 from nba.bandits import BetaThompson, LinearThompson, LinUCB, UCB1
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
-from nba.arms import AllOf, AnyOf, Arm, Catalog, Not, Rule, parse_rule
+from nba.catalog import Arm, Catalog
+from nba.rules import AllOf, AnyOf, Not, Rule, parse_rule
 from nba.decider import Decider, Decision, LearnWarning
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)

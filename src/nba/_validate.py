@@ -3,17 +3,20 @@
 Each check returns the value in the form the log writes (a plain ``str``, ``int``
 or ``float``) or raises ``SchemaError`` saying what was wrong and how to fix it.
 They run before anything is learned or logged, so a bad value changes nothing.
+``config_text`` and ``config_json_text`` check text in a configuration (a catalogue's
+ids, payloads, rules) once, when it is built, and raise ``ConfigError`` instead.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
-from nba.errors import SchemaError
+from nba.errors import ConfigError, SchemaError
 
-__all__ = ["MAX_TS", "text", "timestamp", "number", "unit_id"]
+__all__ = ["MAX_TS", "text", "timestamp", "number", "unit_id", "config_text", "config_json_text"]
 
 #: Latest timestamp nba accepts: 2100-01-01T00:00:00Z in unix seconds. A millisecond
 #: timestamp passed as seconds (~1.7e12) lies far beyond it, and every accepted
@@ -82,3 +85,33 @@ def unit_id(value: Any, what: str = "unit id") -> str | int:
         f"{what} must be a str or an int (64-bit), got {type(value).__name__} {value!r}; "
         "convert ids to str before passing them"
     )
+
+
+def config_text(value: str, what: str) -> None:
+    """Raise ``ConfigError`` if ``value`` cannot be written as UTF-8 (a lone surrogate): the log could not hold it."""
+    if not value.isascii():
+        try:
+            text(value, what)
+        except SchemaError as e:
+            raise ConfigError(str(e)) from None
+
+
+def config_json_text(value: Any, what: str) -> None:
+    """``config_text`` on every str (keys included) of a JSON-like value; iterative, each container once."""
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            config_text(v, what)
+        elif isinstance(v, (Mapping, list, tuple)):
+            if id(v) in seen:
+                continue  # shared, or a cycle: the JSON encoding refuses the latter
+            seen.add(id(v))
+            if isinstance(v, Mapping):
+                for k, x in v.items():
+                    if isinstance(k, str):
+                        config_text(k, f"{what} key")
+                    stack.append(x)
+            else:
+                stack.extend(v)

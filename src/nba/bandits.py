@@ -69,7 +69,7 @@ from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.policy import event_key, greedy_pmf, out_buffer
 
 if TYPE_CHECKING:
-    from nba.arms import Catalog
+    from nba.catalog import Catalog
 
 __all__ = [
     "MAX_ABS_FEATURE",

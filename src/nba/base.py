@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from nba._core import ArmForestCore
-    from nba.arms import Catalog
+    from nba.catalog import Catalog
 
 __all__ = ["CountingPolicy", "FusedPolicy", "FusedScorer", "Model", "ModelPolicy", "OnlineLearner", "Policy", "Scorer"]
 

@@ -36,8 +36,8 @@ import numpy as np
 from nba import _core, _validate
 from nba._core import ArmForestCore
 from nba._locks import PoliteLock
-from nba.arms import Arm, Catalog
 from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolicy, OnlineLearner, Policy, Scorer
+from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log import DecisionLog, DecisionRecord

@@ -24,7 +24,7 @@ from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
 if TYPE_CHECKING:
-    from nba.arms import Catalog
+    from nba.catalog import Catalog
 
 __all__ = ["TreeEnsemble", "TreeScorer", "load_lightgbm"]
 

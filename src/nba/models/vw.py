@@ -46,7 +46,7 @@ from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
 if TYPE_CHECKING:
-    from nba.arms import Catalog
+    from nba.catalog import Catalog
 
 __all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "VWScorer", "load_vw", "looks_like_vw"]
 
