@@ -9,33 +9,13 @@ import pytest
 
 from nba import (
     Arm,
-    Boolean,
     Catalog,
-    Categorical,
     ConfigError,
-    FeatureSchema,
-    Numeric,
     Rule,
     SchemaError,
 )
-
-LONE = "\ud800"  # a lone surrogate: a str Python holds but UTF-8 (the log) cannot write
-
-SCHEMA = FeatureSchema(
-    [
-        Numeric("age", default=30.0),
-        Categorical("segment", ["gold", "silver", "bronze"]),
-        Categorical("band", [1, 2, 3]),
-        Boolean("member"),
-        Numeric("hour", source="context"),
-    ],
-    extra_profile=["country"],
-)
-
-
-def build(eligibility, **arm) -> Catalog:
-    return Catalog([Arm("ruled", eligibility=eligibility, **arm), Arm("free")], SCHEMA)
-
+from tests.catalog_fixtures import BAND_SCHEMA as SCHEMA
+from tests.catalog_fixtures import LONE
 
 # --------------------------------------------------------------------------- text UTF-8 cannot write
 

@@ -14,37 +14,14 @@ from nba import (
     AllOf,
     AnyOf,
     Arm,
-    Boolean,
     Catalog,
-    Categorical,
     ConfigError,
-    FeatureSchema,
     Not,
-    Numeric,
     Rule,
     SchemaError,
     parse_rule,
 )
-
-SCHEMA = FeatureSchema(
-    [
-        Numeric("age", default=30.0),
-        Categorical("segment", ["gold", "silver", "bronze"]),
-        Boolean("member"),
-        Numeric("hour", source="context"),
-    ],
-    extra_profile=["country"],
-    extra_context=["device"],
-)
-
-
-def eligible_ids(catalog: Catalog, profile, context=None, **kw) -> list[str]:
-    return [catalog.ids[i] for i in catalog.eligible(profile, context, **kw)]
-
-
-def one_rule_catalog(cond) -> Catalog:
-    return Catalog([Arm("ruled", eligibility=cond), Arm("free")], SCHEMA)
-
+from tests.catalog_fixtures import SCHEMA, eligible_ids, one_rule_catalog
 
 # --------------------------------------------------------------------------- operators
 
