@@ -13,14 +13,12 @@ from cpython.object cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isnan, isinf, NAN
 
+from cpython.unicode cimport (PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND,
+                              PyUnicode_READ)
+
 cdef extern from "Python.h":
-    # Macros over a str's compact representation (PEP 393).
+    # A macro over a str's compact representation (PEP 393) that Cython does not declare.
     bint PyUnicode_IS_ASCII(object o)
-    int PyUnicode_KIND(object o)
-    int PyUnicode_1BYTE_KIND
-    void* PyUnicode_DATA(object o)
-    Py_ssize_t PyUnicode_GET_LENGTH(object o)
-    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t i)
 
 
 cdef inline bint _has_surrogate(object s):
