@@ -30,7 +30,11 @@ from nba.log import DecisionLog, DecisionRecord
 
 N_RECORDS = 2_000
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
-RECORD_FLOORS = {"json-oswrite": 1.0, "logging": 2.0}
+# append_decision checks every value and seals each line with a CRC since the hardening
+# (issue 8: +~8 us a call); CI runs measured it at 1.5x and 3.0x of logging, whose own
+# median moved 33-62 us between runs, so the floor that was 2.0x against the unchecked
+# append is 1.2x. The Decider's path (nba-append) measured 4.2x and 4.6x of logging.
+RECORD_FLOORS = {"json-oswrite": 1.0, "logging": 1.2}
 INTERVAL_FLOORS = {"json-buffered": 1.0}
 
 
