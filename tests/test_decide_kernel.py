@@ -22,7 +22,8 @@ from nba.errors import SchemaError
 from nba.models.lightgbm import load_lightgbm
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, sample
 from tests.isolated import assert_prints_ok
-from tests.models.test_lightgbm import SPECIALS, _train
+from tests.models import lightgbm_cases as cases
+from tests.models.lightgbm_cases import SPECIALS
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -94,7 +95,7 @@ class _World:
             ("binary", {"objective": "binary"}, (z > 0).astype(float)),
             ("regression", {"objective": "regression"}, z),
         ):
-            booster = _train(params, X, y, rounds=15, feature_name=names, categorical_feature=["tier"])
+            booster = cases.train(params, X, y, rounds=15, feature_name=names, categorical_feature=["tier"])
             model = load_lightgbm(booster)
             layout = catalog.layout(model.feature_names)
             forest = model.bind_arms(layout.shared_cols, layout.template)
@@ -243,13 +244,13 @@ def huge() -> dict:
     catalog = nba.Catalog(_arms(rng, values=values), _schema())
     names = list(catalog.feature_names)
     X, z = _training_data(catalog, rng)
-    booster = _train({"objective": "regression"}, X, z, rounds=6, feature_name=names)
+    booster = cases.train({"objective": "regression"}, X, z, rounds=6, feature_name=names)
     model = load_lightgbm(_huge_leaves(booster, 1e308))
     layout = catalog.layout(model.feature_names)
     forest = model.bind_arms(layout.shared_cols, layout.template)
     assert forest is not None
     # One tree whose extreme leaves are +-1.5e308: finite scores whose difference overflows.
-    one = _train({"objective": "regression", "boost_from_average": False}, X, z, rounds=1, feature_name=names)
+    one = cases.train({"objective": "regression", "boost_from_average": False}, X, z, rounds=1, feature_name=names)
     extreme = load_lightgbm(_huge_leaves(one, 1.5e308, per_sign=True))
     return {"catalog": catalog, "booster": booster, "model": model, "forest": forest,
             "extreme": extreme.bind_arms(layout.shared_cols, layout.template)}
@@ -428,10 +429,10 @@ def test_none_arguments_raise_and_do_not_crash() -> None:
 import numpy as np
 from nba import _core
 from nba.models.lightgbm import load_lightgbm
-from tests.models.test_lightgbm import _train, _data
+from tests.models import lightgbm_cases as cases
 rng = np.random.default_rng(0)
-X, z = _data(rng, 300)
-forest = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=3)).bind_arms([0, 1], X[:8])
+X, z = cases.data(rng, 300)
+forest = load_lightgbm(cases.train({"objective": "regression"}, X, z, rounds=3)).bind_arms([0, 1], X[:8])
 good = [forest, np.zeros(2), np.arange(3), np.ones(8), np.ones(8), 0, 0.1, 1e-4, b"e", 1,
         np.empty(8), np.empty(8), np.empty(8), np.empty(8)]
 assert 0 <= _core.decide_forest(*good) < 3

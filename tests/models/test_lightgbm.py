@@ -18,72 +18,10 @@ from nba.errors import ModelFormatError, SchemaError
 from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 
 lgb = pytest.importorskip("lightgbm")
-
-N_FEATURES = 6
-KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float constant)
-SPECIALS = np.array(
-    [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, 5e300, -5e300]
-)
-
+from tests.models import lightgbm_cases as cases  # noqa: E402
+from tests.models.lightgbm_cases import KZERO, N_FEATURES  # noqa: E402
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _train(params: dict, X: np.ndarray, y: np.ndarray, rounds: int = 8, **dataset_kw) -> lgb.Booster:
-    p = {
-        "verbose": -1,
-        "num_threads": 1,
-        "deterministic": True,
-        "seed": 7,
-        "num_leaves": 15,
-        "min_data_in_leaf": 5,
-        **params,
-    }
-    return lgb.train(p, lgb.Dataset(X, y, **dataset_kw), num_boost_round=rounds)
-
-
-def _data(rng: np.random.Generator, n: int = 600, d: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
-    X = rng.standard_normal((n, d))
-    z = X[:, 0] + np.sin(2 * X[:, 1]) + 0.5 * X[:, 2] * X[:, 3 % d] + 0.3 * rng.standard_normal(n)
-    return X, z
-
-
-def _numerical_thresholds(text: str) -> dict[int, np.ndarray]:
-    """Feature -> thresholds of its numerical splits, read straight from the model text."""
-    out: dict[int, list[float]] = {}
-    for block in text.split("\nTree=")[1:]:
-        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.MULTILINE))
-        if int(kv["num_leaves"]) < 2:
-            continue
-        feats = [int(v) for v in kv["split_feature"].split()]
-        thr = [float(v) for v in kv["threshold"].split()]
-        dts = [int(v) for v in kv["decision_type"].split()]
-        for f, t, d in zip(feats, thr, dts):
-            if not d & 1:
-                out.setdefault(f, []).append(t)
-    return {f: np.array(v) for f, v in out.items()}
-
-
-def _probe(booster: lgb.Booster, rng: np.random.Generator, n: int = 1500, *, cat: tuple[int, ...] = ()) -> np.ndarray:
-    """Random rows with NaN, +-inf, +-0.0, tiny and huge values, and exact thresholds +- one ulp."""
-    d = booster.num_feature()
-    X = rng.standard_normal((n, d)) * 1.5
-    mask = rng.random(X.shape) < 0.12
-    X[mask] = rng.choice(SPECIALS, int(mask.sum()))
-    for f, ts in _numerical_thresholds(booster.model_to_string()).items():
-        m = rng.random(n) < 0.4
-        t = rng.choice(ts, int(m.sum()))
-        step = rng.integers(-1, 2, t.shape[0])
-        t = np.where(step < 0, np.nextafter(t, -np.inf), np.where(step > 0, np.nextafter(t, np.inf), t))
-        X[m, f] = t
-    for f in cat:
-        X[:, f] = rng.integers(-3, 80, n)
-        odd = rng.random(n) < 0.2
-        X[odd, f] = rng.choice(
-            np.array([np.nan, np.inf, -np.inf, -0.5, -1.0, 2.7, 1e10, 2.0**31, 2.0**31 - 1, 2.0**32 + 3, -1e-40, 0.0]),
-            int(odd.sum()),
-        )
-    return X
 
 
 def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | None = None, **kw) -> TreeEnsemble:
@@ -102,7 +40,7 @@ def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | N
 
 
 def _objective_case(name: str, rng: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray, dict]:
-    X, z = _data(rng)
+    X, z = cases.data(rng)
     p: dict = {"objective": name}
     kw: dict = {}
     y = z
@@ -163,21 +101,21 @@ OBJECTIVES = [
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_objective_scores_equal_lightgbm(objective: str, rng: np.random.Generator) -> None:
     params, X, y, kw = _objective_case(objective, rng)
-    booster = _train(params, X, y, **kw)
-    model = _assert_matches(booster, _probe(booster, rng))
+    booster = cases.train(params, X, y, **kw)
+    model = _assert_matches(booster, cases.probe(booster, rng))
     assert model.num_class == booster.num_model_per_iteration()
     assert model.num_trees == booster.num_trees()
 
 
 def test_objective_string_is_kept_verbatim(rng: np.random.Generator) -> None:
-    X, z = _data(rng)
-    booster = _train({"objective": "multiclassova", "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z))
+    X, z = cases.data(rng)
+    booster = cases.train({"objective": "multiclassova", "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z))
     assert load_lightgbm(booster).objective == "multiclassova num_class:3 sigmoid:1"
 
 
 def test_multiclass_predict_shape_is_rows_by_classes(rng: np.random.Generator) -> None:
-    X, z = _data(rng)
-    booster = _train({"objective": "multiclass", "num_class": 4}, X, np.searchsorted([-1, 0, 1], z))
+    X, z = cases.data(rng)
+    booster = cases.train({"objective": "multiclass", "num_class": 4}, X, np.searchsorted([-1, 0, 1], z))
     model = load_lightgbm(booster)
     assert model.predict(X[:7]).shape == (7, 4)
     row = model.predict_row(X[0])
@@ -188,44 +126,19 @@ def test_multiclass_predict_shape_is_rows_by_classes(rng: np.random.Generator) -
 # ----------------------------------------------------------------------------- categorical
 
 
-def _categorical_booster(rng: np.random.Generator, max_cat_to_onehot: int, rounds: int) -> lgb.Booster:
-    """A regression model with categorical columns 4 (60 categories) and 5 (7 categories)."""
-    n = 3000
-    X, z = _data(rng, n)
-    X[:, 4] = rng.integers(0, 60, n)
-    X[:, 5] = rng.integers(0, 7, n)
-    effect = rng.standard_normal(60)
-    y = z + 2 * effect[X[:, 4].astype(int)] + (X[:, 5] == 3)
-    return _train(
-        {"objective": "regression", "max_cat_to_onehot": max_cat_to_onehot, "cat_smooth": 1, "min_data_per_group": 5},
-        X,
-        y,
-        rounds=rounds,
-        categorical_feature=[4, 5],
-    )
-
-
 @pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
 def test_categorical_splits_match_with_unseen_negative_and_huge_categories(
     max_cat_to_onehot: int, rng: np.random.Generator
 ) -> None:
-    booster = _categorical_booster(rng, max_cat_to_onehot, rounds=12)
-    model = _assert_matches(booster, _probe(booster, rng, 3000, cat=(4, 5)))
+    booster = cases.categorical_booster(rng, max_cat_to_onehot, rounds=12)
+    model = _assert_matches(booster, cases.probe(booster, rng, 3000, cat=(4, 5)))
     assert model.summary().categorical_splits > 0
 
 
-def _categorical_nan_data(rng: np.random.Generator, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose column 4 is a category in [0, 30) or NaN (20%), and a target that depends on it."""
-    X, z = _data(rng, n)
-    X[:, 4] = rng.integers(0, 30, n)
-    X[rng.random(n) < 0.2, 4] = np.nan
-    return X, z + np.where(np.isnan(X[:, 4]), 3.0, X[:, 4] % 4)
-
-
 def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
-    X, y = _categorical_nan_data(rng)
-    booster = _train({"objective": "regression"}, X, y, categorical_feature=[4])
-    _assert_matches(booster, _probe(booster, rng, cat=(4,)))
+    X, y = cases.categorical_nan_data(rng)
+    booster = cases.train({"objective": "regression"}, X, y, categorical_feature=[4])
+    _assert_matches(booster, cases.probe(booster, rng, cat=(4,)))
 
 
 # ----------------------------------------------------------------------------- missing values
@@ -234,62 +147,16 @@ def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize("use_missing", [True, False])
 @pytest.mark.parametrize("zero_as_missing", [True, False])
 def test_missing_value_rules_match(use_missing: bool, zero_as_missing: bool, rng: np.random.Generator) -> None:
-    booster = _missing_booster(rng, use_missing, zero_as_missing)
-    _assert_matches(booster, _probe(booster, rng))
-
-
-def _missing_booster(rng: np.random.Generator, use_missing: bool, zero_as_missing: bool) -> lgb.Booster:
-    """A regression model trained on data with 15% NaN and 15% zeros, in the given missing mode."""
-    n = 2000
-    X, z = _data(rng, n)
-    X[rng.random(X.shape) < 0.15] = np.nan
-    X[rng.random(X.shape) < 0.15] = 0.0
-    y = z + np.where(np.isnan(X[:, 0]), 2.0, 0.0) - np.where(X[:, 1] == 0.0, 1.5, 0.0)
-    y = np.nan_to_num(y, nan=1.0)
-    return _train(
-        {"objective": "regression", "use_missing": use_missing, "zero_as_missing": zero_as_missing}, X, y, rounds=10
-    )
-
-
-def _edited_model(booster: lgb.Booster, edit) -> str:
-    """The model text with each tree's decision_type/threshold rewritten by ``edit(tree, dts, thr)``."""
-    out = []
-    text = booster.model_to_string()
-    head, *trees = text.split("\nTree=")
-    for t, block in enumerate(trees):
-        kv = dict(re.findall(r"^(\w+)=(.*)$", block, flags=re.MULTILINE))
-        if int(kv["num_leaves"]) > 1:
-            dts = [int(v) for v in kv["decision_type"].split()]
-            thr = [float(v) for v in kv["threshold"].split()]
-            edit(t, dts, thr)
-            block = re.sub(r"^decision_type=.*$", "decision_type=" + " ".join(map(str, dts)), block, flags=re.MULTILINE)
-            block = re.sub(r"^threshold=.*$", "threshold=" + " ".join(repr(v) for v in thr), block, flags=re.MULTILINE)
-        out.append(block)
-    head = re.sub(r"^tree_sizes=.*\n", "", head, flags=re.MULTILINE)  # LightGBM seeks by the byte sizes
-    return "\nTree=".join([head, *out])
-
-
-def _decision_type_model(rng: np.random.Generator, decision_type: int) -> str:
-    """A regression model's text with every split set to ``decision_type``, some thresholds in the zero band."""
-    X, z = _data(rng)
-    booster = _train({"objective": "regression"}, X, z)
-    picks = np.array([0.0, 1e-36, -1e-36, 1e-35, -1e-35, KZERO, -KZERO, 3e-35, -3e-35])
-
-    def edit(t: int, dts: list[int], thr: list[float]) -> None:
-        for j in range(len(dts)):
-            dts[j] = decision_type
-            if (t + j) % 3 == 0:  # thresholds at, inside and just outside the zero band
-                thr[j] = float(picks[(t * 7 + j) % len(picks)])
-
-    return _edited_model(booster, edit)
+    booster = cases.missing_booster(rng, use_missing, zero_as_missing)
+    _assert_matches(booster, cases.probe(booster, rng))
 
 
 @pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
 def test_every_missing_type_and_default_direction_matches(decision_type: int, rng: np.random.Generator) -> None:
     """Rewrite every split to one (missing type, default_left) pair and let LightGBM score the same text."""
-    text = _decision_type_model(rng, decision_type)
+    text = cases.decision_type_model(rng, decision_type)
     ref = lgb.Booster(model_str=text)
-    X = _probe(ref, rng)
+    X = cases.probe(ref, rng)
     near_zero = np.array([0.0, -0.0, 5e-36, -5e-36, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, -2e-35, np.nan])
     mask = rng.random(X.shape) < 0.3
     X[mask] = rng.choice(near_zero, int(mask.sum()))
@@ -300,44 +167,44 @@ def test_every_missing_type_and_default_direction_matches(decision_type: int, rn
 
 
 def test_random_forest_average_output(rng: np.random.Generator) -> None:
-    X, z = _data(rng)
-    booster = _train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1}, X, z > 0)
-    model = _assert_matches(booster, _probe(booster, rng))
+    X, z = cases.data(rng)
+    booster = cases.train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1}, X, z > 0)
+    model = _assert_matches(booster, cases.probe(booster, rng))
     assert model.average_output
     _assert_matches(booster, X[:200], model, start_iteration=2, num_iteration=3)
 
 
 def test_very_deep_trees(rng: np.random.Generator) -> None:
-    X, z = _data(rng, 3000)
+    X, z = cases.data(rng, 3000)
     X[:, 0] = np.arange(3000) * 1e-3  # a feature that splits into a long chain
-    booster = _train(
+    booster = cases.train(
         {"objective": "regression", "num_leaves": 1500, "min_data_in_leaf": 1, "min_sum_hessian_in_leaf": 0,
          "max_depth": -1, "max_bin": 1023},
         X,
         z + np.sin(X[:, 0] * 40),
         rounds=3,
     )
-    model = _assert_matches(booster, _probe(booster, rng))
+    model = _assert_matches(booster, cases.probe(booster, rng))
     assert model.summary().max_depth >= 32  # batches walk trees this deep leaf by leaf, not for a fixed depth
 
 
 @pytest.mark.parametrize("how", ["constant_target", "min_data_in_leaf"])
 def test_single_leaf_trees(how: str, rng: np.random.Generator) -> None:
-    X, z = _data(rng, 300)
+    X, z = cases.data(rng, 300)
     if how == "constant_target":
-        booster = _train({"objective": "regression"}, X, np.full(300, 2.5))
+        booster = cases.train({"objective": "regression"}, X, np.full(300, 2.5))
     else:
-        booster = _train({"objective": "regression", "min_data_in_leaf": 10_000}, X, z)
-    model = _assert_matches(booster, _probe(booster, rng, 200))
+        booster = cases.train({"objective": "regression", "min_data_in_leaf": 10_000}, X, z)
+    model = _assert_matches(booster, cases.probe(booster, rng, 200))
     assert model.summary().leaves == model.num_trees
 
 
 def test_mixed_single_leaf_and_split_trees_in_multiclass(rng: np.random.Generator) -> None:
-    X, z = _data(rng, 400)
+    X, z = cases.data(rng, 400)
     y = np.where(z > 1.5, 2, np.where(z > 0, 1, 0)).astype(float)
     y[:3] = 3  # a rare class whose trees stop splitting
-    booster = _train({"objective": "multiclass", "num_class": 4, "min_data_in_leaf": 20}, X, y, rounds=6)
-    _assert_matches(booster, _probe(booster, rng, 500))
+    booster = cases.train({"objective": "multiclass", "num_class": 4, "min_data_in_leaf": 20}, X, y, rounds=6)
+    _assert_matches(booster, cases.probe(booster, rng, 500))
 
 
 @pytest.mark.parametrize(
@@ -347,10 +214,10 @@ def test_mixed_single_leaf_and_split_trees_in_multiclass(rng: np.random.Generato
 def test_start_and_num_iteration_like_lightgbm(
     start_iteration: int, num_iteration: int | None, rng: np.random.Generator
 ) -> None:
-    X, z = _data(rng)
+    X, z = cases.data(rng)
     for params, y in (({"objective": "regression"}, z), ({"objective": "multiclass", "num_class": 3},
                                                              np.searchsorted([-0.5, 0.5], z))):
-        booster = _train(params, X, y, rounds=10)
+        booster = cases.train(params, X, y, rounds=10)
         _assert_matches(booster, X[:300], start_iteration=start_iteration, num_iteration=num_iteration)
 
 
@@ -358,11 +225,11 @@ def test_start_and_num_iteration_like_lightgbm(
 def mixed_models() -> list[lgb.Booster]:
     """Models whose tree counts are not multiples of 8, mixing categorical and numerical trees."""
     rng = np.random.default_rng(17)
-    X, z = _data(rng, 1500)
+    X, z = cases.data(rng, 1500)
     X[:, 4] = rng.integers(0, 25, 1500)
     y = z + (X[:, 4] % 5 == 1) * 1.5
-    reg = _train({"objective": "regression", "max_cat_to_onehot": 2}, X, y, rounds=13, categorical_feature=[4])
-    multi = _train({"objective": "multiclass", "num_class": 3}, X, np.searchsorted([-0.5, 0.7], y), rounds=7,
+    reg = cases.train({"objective": "regression", "max_cat_to_onehot": 2}, X, y, rounds=13, categorical_feature=[4])
+    multi = cases.train({"objective": "multiclass", "num_class": 3}, X, np.searchsorted([-0.5, 0.7], y), rounds=7,
                    categorical_feature=[4])
     return [reg, multi]
 
@@ -371,7 +238,7 @@ def mixed_models() -> list[lgb.Booster]:
 @pytest.mark.parametrize("with_nan", [False, True])
 def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mixed_models, rng) -> None:
     for booster in mixed_models:
-        X = _probe(booster, rng, n, cat=(4,))
+        X = cases.probe(booster, rng, n, cat=(4,))
         if not with_nan:
             X[np.isnan(X)] = 0.25
         model = _assert_matches(booster, X)
@@ -381,23 +248,23 @@ def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mix
 
 def test_one_row_kernel_is_lanes_unless_categorical_or_too_wide(rng: np.random.Generator, mixed_models) -> None:
     """Numerical models score one row with lane chains; categorical or very wide ones with lockstep walks."""
-    X, z = _data(rng)
-    assert load_lightgbm(_train({"objective": "regression"}, X, z))._core.row_kernel == "lanes"
+    X, z = cases.data(rng)
+    assert load_lightgbm(cases.train({"objective": "regression"}, X, z))._core.row_kernel == "lanes"
     assert all(load_lightgbm(b)._core.row_kernel == "lockstep" for b in mixed_models)
     wide = rng.standard_normal((300, 820))
-    booster = _train({"objective": "regression", "min_data_in_leaf": 5}, wide, wide[:, 3] + wide[:, 700], rounds=3)
-    model = _assert_matches(booster, _probe(booster, rng, 200))
+    booster = cases.train({"objective": "regression", "min_data_in_leaf": 5}, wide, wide[:, 3] + wide[:, 700], rounds=3)
+    model = _assert_matches(booster, cases.probe(booster, rng, 200))
     assert model._core.row_kernel == "lockstep"
 
 
 @pytest.mark.parametrize("rounds", [1, 9, 10, 11, 23])
 def test_tree_counts_around_the_lane_count_score_exactly(rounds: int, rng: np.random.Generator) -> None:
     """Fewer trees than lanes, and counts that leave lanes one tree short, still add every tree in order."""
-    X, z = _data(rng)
+    X, z = cases.data(rng)
     for params, y in (({"objective": "regression"}, z), ({"objective": "multiclass", "num_class": 3},
                                                              np.searchsorted([-0.5, 0.5], z))):
-        booster = _train(params, X, y, rounds=rounds)
-        assert _assert_matches(booster, _probe(booster, rng))._core.row_kernel == "lanes"
+        booster = cases.train(params, X, y, rounds=rounds)
+        assert _assert_matches(booster, cases.probe(booster, rng))._core.row_kernel == "lanes"
 
 
 # ----------------------------------------------------------------------------- input forms
@@ -406,9 +273,9 @@ def test_tree_counts_around_the_lane_count_score_exactly(rounds: int, rng: np.ra
 @pytest.fixture(scope="module")
 def binary_model() -> tuple[lgb.Booster, TreeEnsemble, np.ndarray]:
     rng = np.random.default_rng(5)
-    X, z = _data(rng)
-    booster = _train({"objective": "binary"}, X, z > 0, rounds=20)
-    return booster, load_lightgbm(booster), _probe(booster, rng, 500)
+    X, z = cases.data(rng)
+    booster = cases.train({"objective": "binary"}, X, z > 0, rounds=20)
+    return booster, load_lightgbm(booster), cases.probe(booster, rng, 500)
 
 
 def test_float32_and_fortran_order_input(binary_model) -> None:
@@ -528,7 +395,7 @@ def test_concurrent_scoring_from_threads_gives_the_same_scores(mixed_models) -> 
 
     booster = mixed_models[0]
     model = load_lightgbm(booster)
-    X = _probe(booster, np.random.default_rng(1), 3000, cat=(4,))  # big enough to release the GIL
+    X = cases.probe(booster, np.random.default_rng(1), 3000, cat=(4,))  # big enough to release the GIL
     ref = model.predict(X)
 
     def work(i: int) -> bool:
@@ -540,15 +407,15 @@ def test_concurrent_scoring_from_threads_gives_the_same_scores(mixed_models) -> 
 
 
 def test_version_changes_with_the_model(rng: np.random.Generator) -> None:
-    X, z = _data(rng)
-    a = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=3))
-    b = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=4))
+    X, z = cases.data(rng)
+    a = load_lightgbm(cases.train({"objective": "regression"}, X, z, rounds=3))
+    b = load_lightgbm(cases.train({"objective": "regression"}, X, z, rounds=4))
     assert a.version != b.version and len(a.version) == 12
 
 
 def test_linear_trees_are_refused(rng: np.random.Generator) -> None:
-    X, z = _data(rng, 300)
-    booster = _train({"objective": "regression", "linear_tree": True}, X, z, rounds=2)
+    X, z = cases.data(rng, 300)
+    booster = cases.train({"objective": "regression", "linear_tree": True}, X, z, rounds=2)
     with pytest.raises(ModelFormatError, match="linear"):
         load_lightgbm(booster)
 
@@ -559,9 +426,9 @@ def test_linear_trees_are_refused(rng: np.random.Generator) -> None:
 @pytest.fixture(scope="module")
 def cat_text() -> str:
     rng = np.random.default_rng(11)
-    X, z = _data(rng, 800)
+    X, z = cases.data(rng, 800)
     X[:, 4] = rng.integers(0, 20, 800)
-    booster = _train({"objective": "regression", "max_cat_to_onehot": 2}, X, z + (X[:, 4] % 3), rounds=3,
+    booster = cases.train({"objective": "regression", "max_cat_to_onehot": 2}, X, z + (X[:, 4] % 3), rounds=3,
                      categorical_feature=[4])
     text = booster.model_to_string()
     assert "cat_threshold=" in text
@@ -681,7 +548,7 @@ def test_score_bounds_hold_every_lightgbm_prediction(params: dict) -> None:
             y = (y > y.mean()).astype(float)
         elif params["objective"] in ("poisson", "tweedie"):
             y = np.abs(y)
-        booster = _train({**params, "verbose": -1, "num_leaves": 7, "seed": seed}, X, y, rounds=10)
+        booster = cases.train({**params, "verbose": -1, "num_leaves": 7, "seed": seed}, X, y, rounds=10)
         lo, hi = load_lightgbm(booster).score_bounds
         pred = booster.predict(rng.normal(size=(2000, 5)) * 3)
         assert lo <= pred.min() and pred.max() <= hi, (lo, pred.min(), pred.max(), hi)

@@ -27,17 +27,8 @@ from nba.errors import SchemaError
 from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 from nba.policy import EpsilonGreedy, sample
 from tests.isolated import assert_prints_ok
-from tests.models.test_lightgbm import (
-    KZERO,
-    SPECIALS,
-    _categorical_booster,
-    _categorical_nan_data,
-    _data,
-    _decision_type_model,
-    _missing_booster,
-    _probe,
-    _train,
-)
+from tests.models import lightgbm_cases as cases
+from tests.models.lightgbm_cases import KZERO, SPECIALS
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -157,7 +148,7 @@ def _check_parity(
 
 def _prober(booster: lgb.Booster, rng: np.random.Generator, cat: tuple[int, ...] = (), extra=None):
     """rows(n): n rows drawn from one big ``_probe`` pool (``extra`` edits the pool in place first)."""
-    pool = _probe(booster, rng, 3000, cat=cat)
+    pool = cases.probe(booster, rng, 3000, cat=cat)
     if extra is not None:
         extra(pool)
 
@@ -175,7 +166,7 @@ def _prober(booster: lgb.Booster, rng: np.random.Generator, cat: tuple[int, ...]
     ["regression", "binary", "binary_sigmoid", "poisson", "regression_sqrt", "cross_entropy_lambda"],
 )
 def test_bound_scores_equal_predict_and_lightgbm(objective: str, rng: np.random.Generator) -> None:
-    X, z = _data(rng)
+    X, z = cases.data(rng)
     params: dict = {"objective": objective}
     y = z
     if objective.startswith("binary"):
@@ -189,7 +180,7 @@ def test_bound_scores_equal_predict_and_lightgbm(objective: str, rng: np.random.
         params = {"objective": "regression", "reg_sqrt": True}
     elif objective == "cross_entropy_lambda":
         y = 1.0 / (1.0 + np.exp(-z))
-    booster = _train(params, X, y, rounds=12)
+    booster = cases.train(params, X, y, rounds=12)
     model = load_lightgbm(booster)
     assert model.num_class == 1
     n = _check_parity(model, booster, _prober(booster, rng), rng)
@@ -198,7 +189,7 @@ def test_bound_scores_equal_predict_and_lightgbm(objective: str, rng: np.random.
 
 @pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
 def test_categorical_features_as_arm_and_as_shared_columns(max_cat_to_onehot: int, rng: np.random.Generator) -> None:
-    booster = _categorical_booster(rng, max_cat_to_onehot, rounds=10)
+    booster = cases.categorical_booster(rng, max_cat_to_onehot, rounds=10)
     model = load_lightgbm(booster)
     assert model.summary().categorical_splits > 0
     # Column 4 an arm feature and column 5 shared, and the other way round.
@@ -207,22 +198,22 @@ def test_categorical_features_as_arm_and_as_shared_columns(max_cat_to_onehot: in
 
 
 def test_categorical_nan_in_training_data(rng: np.random.Generator) -> None:
-    X, y = _categorical_nan_data(rng)
-    booster = _train({"objective": "binary"}, X, y > 0.5, categorical_feature=[4])
+    X, y = cases.categorical_nan_data(rng)
+    booster = cases.train({"objective": "binary"}, X, y > 0.5, categorical_feature=[4])
     _check_parity(load_lightgbm(booster), booster, _prober(booster, rng, cat=(4,)), rng, forced=([4], [0, 1, 2]))
 
 
 @pytest.mark.parametrize("use_missing", [True, False])
 @pytest.mark.parametrize("zero_as_missing", [True, False])
 def test_missing_value_modes(use_missing: bool, zero_as_missing: bool, rng: np.random.Generator) -> None:
-    booster = _missing_booster(rng, use_missing, zero_as_missing)
+    booster = cases.missing_booster(rng, use_missing, zero_as_missing)
     _check_parity(load_lightgbm(booster), booster, _prober(booster, rng), rng, n_arms=(5, 65, 150))
 
 
 @pytest.mark.parametrize("decision_type", [0, 2, 4, 6, 8, 10])
 def test_every_missing_type_and_default_direction(decision_type: int, rng: np.random.Generator) -> None:
     """Every split rewritten to one (missing type, default_left); thresholds in and around the zero band."""
-    text = _decision_type_model(rng, decision_type)
+    text = cases.decision_type_model(rng, decision_type)
     ref = lgb.Booster(model_str=text)
     near_zero = np.array([0.0, -0.0, 5e-36, -5e-36, 1e-35, -1e-35, KZERO, -KZERO, 2e-35, -2e-35, np.nan])
 
@@ -234,8 +225,8 @@ def test_every_missing_type_and_default_direction(decision_type: int, rng: np.ra
 
 
 def test_random_forest_average_output(rng: np.random.Generator) -> None:
-    X, z = _data(rng)
-    booster = _train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1}, X, z > 0)
+    X, z = cases.data(rng)
+    booster = cases.train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1}, X, z > 0)
     model = load_lightgbm(booster)
     assert model.average_output
     _check_parity(model, booster, _prober(booster, rng), rng)
@@ -261,13 +252,13 @@ def _every_other_tree_a_leaf(booster: lgb.Booster) -> str:
 
 @pytest.mark.parametrize("how", ["constant_target", "min_data_in_leaf", "mixed"])
 def test_single_leaf_trees(how: str, rng: np.random.Generator) -> None:
-    X, z = _data(rng, 300)
+    X, z = cases.data(rng, 300)
     if how == "constant_target":
-        booster = _train({"objective": "regression"}, X, np.full(300, 2.5))
+        booster = cases.train({"objective": "regression"}, X, np.full(300, 2.5))
     elif how == "min_data_in_leaf":
-        booster = _train({"objective": "regression", "min_data_in_leaf": 10_000}, X, z)
+        booster = cases.train({"objective": "regression", "min_data_in_leaf": 10_000}, X, z)
     else:
-        booster = lgb.Booster(model_str=_every_other_tree_a_leaf(_train({"objective": "binary"}, X, z > 0, rounds=9)))
+        booster = lgb.Booster(model_str=_every_other_tree_a_leaf(cases.train({"objective": "binary"}, X, z > 0, rounds=9)))
     model = load_lightgbm(booster.model_to_string())
     s = model.summary()
     if how == "mixed":
@@ -280,7 +271,7 @@ def test_single_leaf_trees(how: str, rng: np.random.Generator) -> None:
 
 def test_one_feature_model(rng: np.random.Generator) -> None:
     X = rng.standard_normal((500, 1))
-    booster = _train({"objective": "regression"}, X, np.sin(2 * X[:, 0]) + 0.2 * rng.standard_normal(500))
+    booster = cases.train({"objective": "regression"}, X, np.sin(2 * X[:, 0]) + 0.2 * rng.standard_normal(500))
     _check_parity(load_lightgbm(booster), booster, _prober(booster, rng), rng)
 
 
@@ -334,11 +325,11 @@ def test_property_bound_scores_equal_rows(spec: dict) -> None:
         "min_data_per_group": 3,
         "cat_smooth": 1,
     }
-    booster = _train(params, X, y, rounds=spec["rounds"], categorical_feature=list(spec["cat"]))
+    booster = cases.train(params, X, y, rounds=spec["rounds"], categorical_feature=list(spec["cat"]))
     model = load_lightgbm(booster)
     n = spec["n_arms"]
-    arm_rows = _probe(booster, rng, n, cat=spec["cat"])
-    xs = _probe(booster, rng, 4, cat=spec["cat"])
+    arm_rows = cases.probe(booster, rng, n, cat=spec["cat"])
+    xs = cases.probe(booster, rng, 4, cat=spec["cat"])
     vals = np.array(spec["values"])  # hypothesis' own floats, anywhere in the rows
     for M in (arm_rows, xs):
         mask = rng.random(M.shape) < 0.25
@@ -363,11 +354,11 @@ def test_property_bound_scores_equal_rows(spec: dict) -> None:
 
 
 def test_multiclass_models_are_not_bound(rng: np.random.Generator) -> None:
-    X, z = _data(rng, 400)
+    X, z = cases.data(rng, 400)
     for objective in ("multiclass", "multiclassova"):
-        booster = _train({"objective": objective, "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z), rounds=3)
+        booster = cases.train({"objective": objective, "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z), rounds=3)
         model = load_lightgbm(booster)
-        arm_rows = _probe(booster, rng, 5)
+        arm_rows = cases.probe(booster, rng, 5)
         for shared in _splits(model.num_features, rng):
             assert model.bind_arms(shared, arm_rows) is None
 
@@ -536,8 +527,8 @@ def test_decider_with_a_model_too_deep_to_bind_scores_rows(rng: np.random.Genera
 @pytest.fixture(scope="module")
 def small() -> tuple[lgb.Booster, TreeEnsemble]:
     rng = np.random.default_rng(3)
-    X, z = _data(rng, 500)
-    booster = _train({"objective": "binary"}, X, z > 0, rounds=6)
+    X, z = cases.data(rng, 500)
+    booster = cases.train({"objective": "binary"}, X, z > 0, rounds=6)
     return booster, load_lightgbm(booster)
 
 
@@ -576,7 +567,7 @@ def test_non_numeric_shared_cols_or_arm_rows_are_schema_errors(shared_cols, arm_
 
 def test_arm_rows_are_copied_at_bind(small, rng: np.random.Generator) -> None:
     booster, model = small
-    arm_rows = _probe(booster, rng, 20)
+    arm_rows = cases.probe(booster, rng, 20)
     shared = np.array([0, 2], dtype=np.intp)
     forest = model.bind_arms(shared, arm_rows)
     x = arm_rows[0, shared]
@@ -642,10 +633,10 @@ def test_scores_with_none_or_lists_raises_and_does_not_crash() -> None:
     code = r"""
 import numpy as np
 from nba.models.lightgbm import load_lightgbm
-from tests.models.test_lightgbm import _train, _data
+from tests.models import lightgbm_cases as cases
 rng = np.random.default_rng(0)
-X, z = _data(rng, 300)
-forest = load_lightgbm(_train({"objective": "regression"}, X, z, rounds=3)).bind_arms([0, 1], X[:8])
+X, z = cases.data(rng, 300)
+forest = load_lightgbm(cases.train({"objective": "regression"}, X, z, rounds=3)).bind_arms([0, 1], X[:8])
 x, idx, acc, out = np.zeros(2), np.arange(3), np.empty(8), np.empty(8)
 for i in range(4):
     for bad in (None, [0.0, 1.0, 2.0], 3.0):
@@ -667,15 +658,15 @@ print("ok")
 
 def test_concurrent_scores_equal_single_threaded(rng: np.random.Generator) -> None:
     n = 3000
-    X, z = _data(rng, n)
+    X, z = cases.data(rng, n)
     X[:, 4] = rng.integers(0, 30, n)
-    booster = _train({"objective": "binary", "max_cat_to_onehot": 4}, X, z + (X[:, 4] % 3) > 0.5, rounds=60,
+    booster = cases.train({"objective": "binary", "max_cat_to_onehot": 4}, X, z + (X[:, 4] % 3) > 0.5, rounds=60,
                      categorical_feature=[4])
     model = load_lightgbm(booster)
-    arm_rows = _probe(booster, rng, 150, cat=(4,))
+    arm_rows = cases.probe(booster, rng, 150, cat=(4,))
     shared = np.array([3, 0, 5], dtype=np.intp)
     forest = model.bind_arms(shared, arm_rows)
-    xs = _probe(booster, rng, 40, cat=(4,))[:, shared]
+    xs = cases.probe(booster, rng, 40, cat=(4,))[:, shared]
     subsets = [s for _ in range(3) for s in _eligible(rng, 150)]
     work = [(np.ascontiguousarray(x), s) for x in xs for s in subsets]
     ref = [_bound_scores(forest, x, s, False) for x, s in work]
