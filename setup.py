@@ -21,9 +21,10 @@ directives = {
     "embedsignature": True,
 }
 
+# One extension per module of the nba._core package; each .pxd is its contract.
 core = Extension(
-    "nba._core",
-    ["src/nba/_core.pyx"],
+    "nba._core.*",
+    ["src/nba/_core/*.pyx"],
     include_dirs=[np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     # No -ffast-math: raw scores must sum in exactly LightGBM's order and rounding.
@@ -32,5 +33,6 @@ core = Extension(
 
 # The debug build's C file goes to its own directory, so that a later release build never
 # compiles C generated with the debug directives.
-setup(ext_modules=cythonize([core], compiler_directives=directives, force=DEBUG,
+setup(ext_modules=cythonize([core], compiler_directives=directives, force=DEBUG, include_path=["src"],
+                            nthreads=os.cpu_count() or 1,
                             build_dir="build/cython-debug" if DEBUG else None))

@@ -53,7 +53,7 @@ def _epsilon_greedy(*, validated: bool = True) -> Callable[[np.ndarray, np.ndarr
     its buffers would call it. Without nba.policy: the same rule in numpy.
     """
     try:
-        from nba import _core
+        from nba._core import policy as policy_core
         from nba.policy import EpsilonGreedy
     except ImportError:  # pragma: no cover - before nba.policy existed
 
@@ -66,7 +66,7 @@ def _epsilon_greedy(*, validated: bool = True) -> Callable[[np.ndarray, np.ndarr
     policy = EpsilonGreedy(EPSILON)
     if validated:
         return lambda scores, out: policy.pmf(scores, out=out)
-    kernel, eps, tie = _core.pmf_epsilon_greedy, float(policy.epsilon), float(policy.tie_rtol)
+    kernel, eps, tie = policy_core.pmf_epsilon_greedy, float(policy.epsilon), float(policy.tie_rtol)
 
     def pmf_kernel(scores: np.ndarray, out: np.ndarray) -> np.ndarray:
         if kernel(scores, eps, tie, out) >= 0:

@@ -343,15 +343,15 @@ def test_policies_satisfy_their_protocols() -> None:
 
 
 def test_kernel_params_are_what_the_fused_kernel_is_given() -> None:
-    from nba import _core
+    from nba._core import decide as decide_core
 
-    assert EpsilonGreedy(0.1).kernel_params() == (_core.DECIDE_EPSILON_GREEDY, 0.1, 1e-4)
-    assert Greedy(tie_rtol=0.0).kernel_params() == (_core.DECIDE_EPSILON_GREEDY, 0.0, 0.0)
-    assert Softmax(2.0, epsilon=0.1).kernel_params() == (_core.DECIDE_SOFTMAX, 2.0, 0.1)
+    assert EpsilonGreedy(0.1).kernel_params() == (decide_core.DECIDE_EPSILON_GREEDY, 0.1, 1e-4)
+    assert Greedy(tie_rtol=0.0).kernel_params() == (decide_core.DECIDE_EPSILON_GREEDY, 0.0, 0.0)
+    assert Softmax(2.0, epsilon=0.1).kernel_params() == (decide_core.DECIDE_SOFTMAX, 2.0, 0.1)
     sq = SquareCB(10.0, 0.5, t=4)
-    assert sq.kernel_params() == (_core.DECIDE_SQUARECB, 20.0, 0.0)
+    assert sq.kernel_params() == (decide_core.DECIDE_SQUARECB, 20.0, 0.0)
     sq.observe(5)
-    assert sq.kernel_params() == (_core.DECIDE_SQUARECB, 30.0, 0.0)  # read per decision: the count moves
+    assert sq.kernel_params() == (decide_core.DECIDE_SQUARECB, 30.0, 0.0)  # read per decision: the count moves
 
 
 def _typed_seams(tree: TreeEnsemble, vwm: VWModel, catalog: Catalog) -> None:

@@ -1,4 +1,4 @@
-"""``_core.decide_forest``: one compiled call for score -> arbitration -> pmf -> seeded draw.
+"""``decide_core.decide_forest``: one compiled call for score -> arbitration -> pmf -> seeded draw.
 
 It must equal the public step-by-step path exactly: the bound forest's scores
 (themselves equal to ``TreeEnsemble.predict`` on the arms' rows),
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import nba
-from nba import _core
+from nba._core import decide as decide_core
 from nba.errors import SchemaError
 from nba.models.lightgbm import load_lightgbm
 from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, sample
@@ -147,7 +147,7 @@ def _fused(forest, catalog: nba.Catalog, policy, x, idx, eid: str, seed: int):
     code, p1, p2 = policy.kernel_params()
     f0, f1 = catalog.arbitration_factors
     acc, scores, pri, pmf = (np.full(n, np.nan) for _ in range(4))
-    c = _core.decide_forest(forest, x, idx, f0, f1, code, p1, p2, eid.encode("utf-8"), seed & U64, acc, scores, pri,
+    c = decide_core.decide_forest(forest, x, idx, f0, f1, code, p1, p2, eid.encode("utf-8"), seed & U64, acc, scores, pri,
                             pmf)
     k = idx.shape[0]
     for buf in (scores, pri, pmf):
@@ -391,7 +391,7 @@ def _good_args(world: _World) -> dict:
 
 
 def _call(args: dict) -> int:
-    return _core.decide_forest(*args.values())
+    return decide_core.decide_forest(*args.values())
 
 
 def test_good_args_decide(world: _World) -> None:
@@ -427,7 +427,7 @@ def test_none_arguments_raise_and_do_not_crash() -> None:
     """In a child process: reading an ndarray's or a forest's fields from None must not happen."""
     code = r"""
 import numpy as np
-from nba import _core
+from nba._core import decide as decide_core
 from nba.models.lightgbm import load_lightgbm
 from tests.models import lightgbm_cases as cases
 rng = np.random.default_rng(0)
@@ -435,12 +435,12 @@ X, z = cases.data(rng, 300)
 forest = load_lightgbm(cases.train({"objective": "regression"}, X, z, rounds=3)).bind_arms([0, 1], X[:8])
 good = [forest, np.zeros(2), np.arange(3), np.ones(8), np.ones(8), 0, 0.1, 1e-4, b"e", 1,
         np.empty(8), np.empty(8), np.empty(8), np.empty(8)]
-assert 0 <= _core.decide_forest(*good) < 3
+assert 0 <= decide_core.decide_forest(*good) < 3
 for i in (0, 1, 2, 3, 4, 8, 10, 11, 12, 13):
     args = list(good)
     args[i] = None
     try:
-        _core.decide_forest(*args)
+        decide_core.decide_forest(*args)
     except (TypeError, ValueError) as e:
         if i == 0 and not isinstance(e, TypeError):  # not a message built from fields read off None
             raise SystemExit(f"forest None: {e!r}")

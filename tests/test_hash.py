@@ -2,7 +2,7 @@
 
 import pytest
 
-from nba import _core
+from nba._core import hashing as hashing_core
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ from nba import _core
     ],
 )
 def test_murmurhash3_matches_reference_vectors(data, seed, expected):
-    assert _core.murmurhash3_32(data, seed) == expected
+    assert hashing_core.murmurhash3_32(data, seed) == expected
 
 
 @pytest.mark.parametrize(
@@ -30,9 +30,9 @@ def test_murmurhash3_matches_reference_vectors(data, seed, expected):
     [(b"", 0x811C9DC5), (b"a", 0xE40C292C), (b"foobar", 0xBF9CF968)],
 )
 def test_fnv1a_32_matches_reference_vectors(data, expected):
-    assert _core.fnv1a_32(data) == expected
+    assert hashing_core.fnv1a_32(data) == expected
 
 
 def test_splitmix64_is_a_bijection_on_a_sample():
-    outs = {_core.splitmix64(i) for i in range(10_000)}
+    outs = {hashing_core.splitmix64(i) for i in range(10_000)}
     assert len(outs) == 10_000

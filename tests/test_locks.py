@@ -1,4 +1,4 @@
-"""nba._locks.PoliteLock: mutual exclusion, and waiting for a holder that keeps it."""
+"""nba._core.locks.PoliteLock: mutual exclusion, waiting for a holder that keeps it, renewal after fork."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import threading
 import time
 
-from nba._locks import PoliteLock
+import pytest
+
+from nba._core.locks import PoliteLock
 
 
 def test_sections_never_overlap_across_threads():
@@ -74,3 +76,12 @@ def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child():
     finally:
         release.set()
         t.join()
+
+
+def test_releasing_a_free_lock_is_an_error_and_leaves_it_usable():
+    lock = PoliteLock()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert lock.acquire(False) and not lock.acquire(False)  # still one holder at most
+    lock.release()
+    assert not lock.locked()

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
-from nba import _core
+from nba._core import logio as logio_core
 from nba.errors import ConfigError, LogError, SchemaError
 from nba.log import (
     ActivationRecord,
@@ -250,7 +250,7 @@ def test_a_record_larger_than_a_segment_still_gets_written_whole():
 class _DiskFullOnce:
     """A write that writes half of the next call's bytes, then fails with ENOSPC once.
 
-    Stands in for both ``os.write`` (buffered modes) and ``_core.write_held(fd, data,
+    Stands in for both ``os.write`` (buffered modes) and ``logio_core.write_held(fd, data,
     start)`` (per-record writes).
     """
 
@@ -274,7 +274,7 @@ class _DiskFullOnce:
 def test_a_failed_write_is_cut_back_and_the_next_append_retries_in_the_same_segment(durability, monkeypatch):
     disk = _DiskFullOnce()
     monkeypatch.setattr(os, "write", disk)
-    monkeypatch.setattr(_core, "write_held", disk)
+    monkeypatch.setattr(logio_core, "write_held", disk)
     with tempfile.TemporaryDirectory() as d:
         log = DecisionLog(d, durability=durability)
         log.register_catalog("main", ARMS)
@@ -299,7 +299,7 @@ def test_a_failed_write_is_cut_back_and_the_next_append_retries_in_the_same_segm
 def test_a_failed_write_that_cannot_be_cut_back_continues_in_a_new_segment(durability, monkeypatch):
     disk = _DiskFullOnce()
     monkeypatch.setattr(os, "write", disk)
-    monkeypatch.setattr(_core, "write_held", disk)
+    monkeypatch.setattr(logio_core, "write_held", disk)
     def ftruncate(fd, size):
         raise OSError(errno.EIO, "Input/output error")
 
@@ -706,15 +706,15 @@ def test_write_held_writes_from_start_and_reports_errors(tmp_path):
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        assert _core.write_held(fd, bytearray(b"hello world"), 6) == 5
-        assert _core.write_held(fd, bytearray(b"!")) == 1
+        assert logio_core.write_held(fd, bytearray(b"hello world"), 6) == 5
+        assert logio_core.write_held(fd, bytearray(b"!")) == 1
         with pytest.raises(ValueError):
-            _core.write_held(fd, bytearray(b"ab"), 3)
+            logio_core.write_held(fd, bytearray(b"ab"), 3)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"world!"
     with pytest.raises(OSError) as e:
-        _core.write_held(fd, bytearray(b"x"))  # closed: EBADF
+        logio_core.write_held(fd, bytearray(b"x"))  # closed: EBADF
     assert e.value.errno == errno.EBADF
 
 

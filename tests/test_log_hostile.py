@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nba import _core
+from nba._core import logio as logio_core
 from nba.errors import LogError, SchemaError
 from nba.log import (
     ActivationRecord,
@@ -407,7 +407,7 @@ def _umount(path: str) -> None:
 
 
 class _FullDisk:
-    """Stands in for ``os.write`` / ``_core.write_held``: ENOSPC while ``full``, after half the first write."""
+    """Stands in for ``os.write`` / ``logio_core.write_held``: ENOSPC while ``full``, after half the first write."""
 
     def __init__(self) -> None:
         self.full = False
@@ -451,7 +451,7 @@ def full_disk(request, tmp_path, monkeypatch):
         return
     disk = _FullDisk()
     monkeypatch.setattr(os, "write", disk)
-    monkeypatch.setattr(_core, "write_held", disk)
+    monkeypatch.setattr(logio_core, "write_held", disk)
 
     def fill() -> None:
         disk.full, disk.first = True, True

@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
-from nba import _core
+from nba._core import hashing as hashing_core
+from nba._core import policy as policy_core
 from nba.policy import PMF_TOLERANCE, UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, sample, sample_slate
 
 N_TRAIN = 300
@@ -402,10 +403,10 @@ def _splitmix64(x: int) -> int:
 
 
 def _reference_uniform(event_id: str, seed: int, j: int) -> float:
-    """The documented recipe (nba/_policy.pxi header), independently in Python."""
+    """The documented recipe (nba/_core/rng.pxd header), independently in Python."""
     b = event_id.encode()
     k = _splitmix64(seed)
-    h = (_core.murmurhash3_32(b, k & 0xFFFFFFFF) << 32) | _core.murmurhash3_32(b, k >> 32)
+    h = (hashing_core.murmurhash3_32(b, k & 0xFFFFFFFF) << 32) | hashing_core.murmurhash3_32(b, k >> 32)
     key = _splitmix64(h ^ k)
     return (_splitmix64((key + j * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)) >> 11) * 2.0**-53
 
@@ -416,7 +417,7 @@ def test_sampling_follows_the_documented_recipe():
     for i in range(500):
         eid, seed = f"evt-{i}", i * 7919
         u = _reference_uniform(eid, seed, 0)
-        assert _core.uniform(_core.event_key(eid.encode(), seed), 0) == u
+        assert policy_core.uniform(policy_core.event_key(eid.encode(), seed), 0) == u
         assert sample(pmf, eid, seed) == int(np.searchsorted(cdf, u, side="right"))
 
 

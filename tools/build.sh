@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild nba._core in place for development. Serialized with flock so that
+# Rebuild the compiled core (the nba._core package's extensions) in place for development. Serialized with flock so that
 # parallel builds do not race, and the new .so is renamed into place so that
 # processes that have the old one mapped keep running.
 set -euo pipefail
@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 exec 9>/tmp/nba-build.lock
 flock 9
 python setup.py -q build_ext --build-lib build/stage >/dev/null
-so=$(ls build/stage/nba/_core*.so)
-cp "$so" "src/nba/.$(basename "$so").tmp"
-mv -f "src/nba/.$(basename "$so").tmp" "src/nba/$(basename "$so")"
-echo "built $(basename "$so")"
+for so in build/stage/nba/_core/*.so; do
+  cp "$so" "src/nba/_core/.$(basename "$so").tmp"
+  mv -f "src/nba/_core/.$(basename "$so").tmp" "src/nba/_core/$(basename "$so")"
+done
+echo "built $(cd build/stage/nba/_core && ls *.so | wc -l) core modules"

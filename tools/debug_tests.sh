@@ -11,10 +11,10 @@ rm -rf build/debug build/debug-pkg
 NBA_DEBUG=1 python setup.py -q build_ext --build-temp build/debug-tmp --build-lib build/debug >/dev/null
 mkdir -p build/debug-pkg
 cp -r src/nba build/debug-pkg/
-rm -f build/debug-pkg/nba/_core*.so
-cp build/debug/nba/_core*.so build/debug-pkg/nba/
+rm -f build/debug-pkg/nba/_core/*.so
+cp build/debug/nba/_core/*.so build/debug-pkg/nba/_core/
 export PYTHONPATH="$PWD/build/debug-pkg${PYTHONPATH:+:$PYTHONPATH}"
-core=$(python -c "import nba._core as c; print(c.__file__)")
+core=$(python -c "import nba._core.trees as c; print(c.__file__)")
 case "$core" in
   "$PWD/build/debug-pkg/"*) echo "testing the debug core: $core" ;;
   *) echo "expected the debug core, got $core" >&2; exit 1 ;;

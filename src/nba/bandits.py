@@ -64,7 +64,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 import msgspec
 import numpy as np
 
-from nba import _core, _validate
+from nba import _validate
+from nba._core import bandits as bandits_core
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.policy import event_key, greedy_pmf, out_buffer
 
@@ -84,7 +85,7 @@ __all__ = [
 ]
 
 # UCB1 score of an arm never played: finite (policies reject inf), above any reward.
-UNPLAYED_SCORE: float = _core.UNPLAYED_SCORE
+UNPLAYED_SCORE: float = bandits_core.UNPLAYED_SCORE
 
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
@@ -98,7 +99,7 @@ _MAX_STATE_FLOATS = 1 << 28
 #: Largest |reward| ``UCB1``, ``LinUCB`` and ``LinearThompson`` learn (see ``LinUCB``).
 MAX_ABS_REWARD = 1e6
 #: Largest |x_i| a linear model learns from (scores take any finite x).
-MAX_ABS_FEATURE: float = _core.MAX_ABS_FEATURE
+MAX_ABS_FEATURE: float = bandits_core.MAX_ABS_FEATURE
 #: Smallest ridge of a linear model: 1 / ridge bounds every entry of A^-1 (see ``LinUCB``).
 MIN_RIDGE = 1e-6
 
@@ -497,7 +498,7 @@ class BetaThompson(OnlineBandit):
         self._prior = (a0, b0)
         self._draws = _count("BetaThompson", "draws", draws, 1, 1_000_000)
         self._init_common(n, 0)
-        self._core = _core.BetaBernoulliCore(n, a0, b0)
+        self._core = bandits_core.BetaBernoulliCore(n, a0, b0)
 
     @property
     def prior(self) -> tuple[float, float]:
@@ -592,7 +593,7 @@ class UCB1(OnlineBandit):
     def __init__(self, n_arms: int) -> None:
         n = _count("UCB1", "n_arms", n_arms, 1, _MAX_ARMS)
         self._init_common(n, 0)
-        self._core = _core.UCB1Core(n)
+        self._core = bandits_core.UCB1Core(n)
 
     @property
     def pulls(self) -> np.ndarray:
@@ -646,7 +647,7 @@ class _Linear(OnlineBandit):
         self._param = param
         self._draws = _count(owner, "draws", draws, 1, 1_000_000)
         self._init_common(n, d)
-        self._core = _core.LinearCore(n, d, self._ridge)
+        self._core = bandits_core.LinearCore(n, d, self._ridge)
 
     @property
     def ridge(self) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from nba._core import ArmForestCore
+    from nba._core.trees import ArmForestCore
     from nba.catalog import Catalog
 
 __all__ = ["CountingPolicy", "FusedPolicy", "FusedScorer", "Model", "ModelPolicy", "OnlineLearner", "Policy", "Scorer"]
@@ -65,7 +65,7 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class FusedScorer(Scorer, Protocol):
-    """A Scorer the fused decision kernel (``_core.decide_forest``) can run: a tree ensemble bound to the arms.
+    """A Scorer the fused decision kernel (``nba._core.decide``) can run: a tree ensemble bound to the arms.
 
     ``forest`` is the bound ensemble, or None when this model cannot be bound (the
     Decider then calls ``score``); ``buffers(n)["acc"]`` is the kernel's accumulator.
@@ -148,7 +148,7 @@ class FusedPolicy(Policy, Protocol):
     """A Policy the fused decision kernel can compute (``Greedy``, ``EpsilonGreedy``, ``Softmax``, ``SquareCB``)."""
 
     def kernel_params(self) -> tuple[int, float, float] | None:
-        """(code, p1, p2) of this pmf in ``_core.decide_forest`` (``_core.DECIDE_*``) for the next decision,
+        """(code, p1, p2) of this pmf in the fused kernel (``nba._core.decide.DECIDE_*``) for the next decision,
         or None to have it computed step by step with ``pmf``; called once per fused decision."""
         ...
 

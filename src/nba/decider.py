@@ -33,9 +33,10 @@ from typing import Any, Literal, Union
 import msgspec
 import numpy as np
 
-from nba import _core, _validate
-from nba._core import ArmForestCore
-from nba._locks import PoliteLock
+from nba import _validate
+from nba._core import decide as decide_core
+from nba._core.locks import PoliteLock
+from nba._core.trees import ArmForestCore
 from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolicy, OnlineLearner, Policy, Scorer
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
@@ -452,7 +453,7 @@ class Decider:
             # Fused: score, arbitrate, explore and draw in one compiled call.
             forest, values, weights = fused
             code, p1, p2 = params
-            c = _core.decide_forest(forest, x, idx, values, weights, code, p1, p2,
+            c = decide_core.decide_forest(forest, x, idx, values, weights, code, p1, p2,
                                     eid, self._seed_u64, b.scorer[sname]["acc"],
                                     b.scores, b.pri, b.pmf)
             pmf = b.pmf if k == b.pmf.shape[0] else b.pmf[:k]

@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from nba import _core
+from nba._core import experiments as experiments_core
+from nba._core import hashing as hashing_core
 from nba.errors import ConfigError, SchemaError
 
 __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS"]
@@ -32,19 +33,19 @@ __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS"]
 OVERRIDE_KEYS: tuple[str, ...] = ("model", "policy")
 """What a variant may change in a decision: the model and/or the policy it uses (opaque to nba)."""
 
-_BUCKETS = _core.GB_BUCKETS  # hash v2
-_NS_BUCKETS = _core.GB_NS_BUCKETS  # hash v1, namespaces
+_BUCKETS = experiments_core.GB_BUCKETS  # hash v2
+_NS_BUCKETS = experiments_core.GB_NS_BUCKETS  # hash v1, namespaces
 # GrowthBook accepts weight vectors summing to within [0.99, 1.01] and buckets them
 # as given; nba accepts exactly the same window (and rejects the rest, where
 # GrowthBook would silently fall back to equal weights).
 _WEIGHT_SUM_MIN = 0.99
 _WEIGHT_SUM_MAX = 1.01
 _MAX_VARIANTS = 255  # one byte per experiment in the core's allocation code
-_MAX_EXPERIMENTS = _core.MAX_EXPERIMENTS  # the core folds every salt in one pass, on the stack
+_MAX_EXPERIMENTS = experiments_core.MAX_EXPERIMENTS  # the core folds every salt in one pass, on the stack
 _JS_SAFE_INT = 2**53 - 1
 _CACHE_LIMIT = 4096
-_HOLDOUT_BIT = _core.HOLDOUT_BIT
-_FORCED_BIT = _core.FORCED_BIT
+_HOLDOUT_BIT = experiments_core.HOLDOUT_BIT
+_FORCED_BIT = experiments_core.FORCED_BIT
 
 
 def _real(x: Any) -> bool:
@@ -301,9 +302,9 @@ class Allocator:
         self._cache: dict[bytes, Assignment] = {}
 
     @staticmethod
-    def _build_table(exps: tuple[Experiment, ...], holdout: Holdout | None) -> _core.ExperimentTable:
+    def _build_table(exps: tuple[Experiment, ...], holdout: Holdout | None) -> experiments_core.ExperimentTable:
         n = len(exps)
-        salt_state = np.array([_core.fnv1a_32_str(e.seed) for e in exps], dtype=np.uint32)
+        salt_state = np.array([hashing_core.fnv1a_32_str(e.seed) for e in exps], dtype=np.uint32)
         table = np.zeros((n, _BUCKETS), dtype=np.uint8)
         ns_start = np.full(n, -1, dtype=np.int32)
         ns_len = np.zeros(n, dtype=np.int32)
@@ -328,10 +329,12 @@ class Allocator:
             ns_hi[i] = _buckets_below(float(end), _NS_BUCKETS)
         ns_units = np.concatenate(units) if units else np.zeros(0, dtype=np.uint16)
         if holdout is not None and holdout.fraction > 0:
-            h_state, h_buckets = _core.fnv1a_32_str(holdout.seed), _buckets_below(float(holdout.fraction), _BUCKETS)
+            h_state = hashing_core.fnv1a_32_str(holdout.seed)
+            h_buckets = _buckets_below(float(holdout.fraction), _BUCKETS)
         else:
             h_state, h_buckets = 0, 0
-        return _core.ExperimentTable(salt_state, table, ns_start, ns_len, ns_lo, ns_hi, ns_units, h_state, h_buckets)
+        return experiments_core.ExperimentTable(salt_state, table, ns_start, ns_len, ns_lo, ns_hi, ns_units,
+                                                h_state, h_buckets)
 
     @staticmethod
     def _build_forced(exps: tuple[Experiment, ...]) -> dict[str, tuple[tuple[int, int], ...]]:

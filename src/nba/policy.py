@@ -34,7 +34,7 @@ Thompson sampling has no closed-form propensity, so ``Thompson`` can only work
 through the model, which estimates P(arm is best) from seeded posterior draws.
 
 ``sample`` and ``sample_slate`` draw from a pmf with a uniform derived from
-(application seed, event id) (the recipe is in ``nba/_policy.pxi``), so every
+(application seed, event id) (the recipe is in ``nba/_core/rng.pxd``), so every
 decision can be replayed and audited in another process or on another platform;
 ``event_key`` is that stream's key, which online models' posterior draws use too.
 
@@ -51,8 +51,9 @@ from typing import Any, ClassVar
 import msgspec
 import numpy as np
 
-from nba import _core
-from nba._locks import PoliteLock
+from nba._core import decide as decide_core
+from nba._core import policy as policy_core
+from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, SchemaError
 
 __all__ = [
@@ -72,7 +73,7 @@ __all__ = [
 
 # How far from 1 the sum of a pmf handed to sample() may be: the logged
 # probability is pmf[i], so a pmf that does not sum to 1 would log a wrong one.
-PMF_TOLERANCE = _core.PMF_TOLERANCE  # 1e-6, shared with the fused decision kernel
+PMF_TOLERANCE = policy_core.PMF_TOLERANCE  # 1e-6, shared with the fused decision kernel
 
 _F64 = np.dtype(np.float64)
 _U64 = (1 << 64) - 1
@@ -161,7 +162,7 @@ def greedy_pmf(offered: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     """
     if out is None:
         out = np.empty(offered.shape[0], dtype=_F64)
-    done = _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    done = policy_core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
     if done == -1:
         return out
     if done == -2:  # unusable arrays would leave out unwritten
@@ -170,7 +171,7 @@ def greedy_pmf(offered: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if np.isnan(offered).any():
         raise SchemaError(f"bound x scale is NaN for an offered arm: {offered.tolist()}; check the features and values")
     np.clip(offered, -_F64_MAX, _F64_MAX, out=offered)
-    _core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
+    policy_core.pmf_epsilon_greedy(offered, 0.0, 0.0, out)
     return out
 
 
@@ -178,7 +179,7 @@ _F64_MAX = float(np.finfo(np.float64).max)
 
 
 def event_key(event_id: str | bytes, seed: int = 0) -> int:
-    """The 64-bit key of the random stream of (``seed``, ``event_id``) (the recipe is in ``nba/_policy.pxi``).
+    """The 64-bit key of the random stream of (``seed``, ``event_id``) (the recipe is in ``nba/_core/rng.pxd``).
 
     ``sample`` draws from this stream, and online models seed their posterior
     draws with it, so a decision replays from its event id. ``seed`` is any int
@@ -186,8 +187,8 @@ def event_key(event_id: str | bytes, seed: int = 0) -> int:
     this runs once per Thompson decision.
     """
     if type(event_id) is str and type(seed) is int and 0 <= seed <= _U64:
-        return _core.event_key(event_id.encode("utf-8"), seed)
-    return _core.event_key(_event_bytes(event_id), _seed(seed))
+        return policy_core.event_key(event_id.encode("utf-8"), seed)
+    return policy_core.event_key(_event_bytes(event_id), _seed(seed))
 
 
 def _event_bytes(event_id: Any) -> bytes:
@@ -237,12 +238,12 @@ class Greedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return "greedy" if self.tie_rtol == 1e-4 else f"greedy(tie_rtol={self.tie_rtol!r})"
 
     def kernel_params(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
-        return (_core.DECIDE_EPSILON_GREEDY, 0.0, self.tie_rtol)
+        """(code, p1, p2) of this pmf in the fused decision kernel (``nba._core.decide``)."""
+        return (decide_core.DECIDE_EPSILON_GREEDY, 0.0, self.tie_rtol)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, 0.0, self.tie_rtol)
+        return _run_pmf(policy_core.pmf_epsilon_greedy, scores, out, 0.0, self.tie_rtol)
 
 
 class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -267,12 +268,12 @@ class EpsilonGreedy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"epsilon_greedy(epsilon={self.epsilon!r}{tail})"
 
     def kernel_params(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
-        return (_core.DECIDE_EPSILON_GREEDY, self.epsilon, self.tie_rtol)
+        """(code, p1, p2) of this pmf in the fused decision kernel (``nba._core.decide``)."""
+        return (decide_core.DECIDE_EPSILON_GREEDY, self.epsilon, self.tie_rtol)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, self.epsilon, self.tie_rtol)
+        return _run_pmf(policy_core.pmf_epsilon_greedy, scores, out, self.epsilon, self.tie_rtol)
 
 
 class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -302,12 +303,12 @@ class Softmax(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"softmax(lambda={self.lambda_!r}{tail})"
 
     def kernel_params(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``)."""
-        return (_core.DECIDE_SOFTMAX, self.lambda_, self.epsilon)
+        """(code, p1, p2) of this pmf in the fused decision kernel (``nba._core.decide``)."""
+        return (decide_core.DECIDE_SOFTMAX, self.lambda_, self.epsilon)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better), written into ``out`` if given."""
-        return _run_pmf(_core.pmf_softmax, scores, out, self.lambda_, self.epsilon)
+        return _run_pmf(policy_core.pmf_softmax, scores, out, self.lambda_, self.epsilon)
 
 
 class SquareCB:
@@ -367,12 +368,12 @@ class SquareCB:
         return self._gamma_scale * float(t) ** self._gamma_exponent
 
     def kernel_params(self) -> tuple[int, float, float]:
-        """(code, p1, p2) of this pmf in the fused decision kernel (``_core.decide_forest``), with the current count."""
-        return (_core.DECIDE_SQUARECB, self.gamma(), 0.0)
+        """(code, p1, p2) of this pmf in the fused decision kernel (``nba._core.decide``), with the current count."""
+        return (decide_core.DECIDE_SQUARECB, self.gamma(), 0.0)
 
     def pmf(self, scores: Any, out: np.ndarray | None = None, *, t: int | None = None) -> np.ndarray:
         """The pmf over ``scores`` (higher is better) after ``t`` examples (default: the count)."""
-        return _run_pmf(_core.pmf_squarecb, scores, out, self.gamma(t))
+        return _run_pmf(policy_core.pmf_squarecb, scores, out, self.gamma(t))
 
     def __repr__(self) -> str:
         return f"SquareCB(gamma_scale={self._gamma_scale!r}, gamma_exponent={self._gamma_exponent!r}, t={self._t})"
@@ -421,7 +422,7 @@ class UCB(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def pmf(self, scores: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The argmax pmf over ``scores``, exact ties split evenly."""
-        return _run_pmf(_core.pmf_epsilon_greedy, scores, out, 0.0, 0.0)
+        return _run_pmf(policy_core.pmf_epsilon_greedy, scores, out, 0.0, 0.0)
 
     def uses_model(self, model: Any) -> bool:
         """True for an upper-confidence-bound learner; False for a model that is no online learner
@@ -527,11 +528,11 @@ def sample(pmf: Any, event_id: str, seed: int = 0) -> int:
     ``pmf[i]`` is then the probability to log. Zero-probability entries are never drawn.
     """
     if seed.__class__ is int and 0 <= seed <= _U64:
-        i = _core.sample_index(pmf, event_id, seed, PMF_TOLERANCE)  # fast path: a float64 vector, a str id
+        i = policy_core.sample_index(pmf, event_id, seed, PMF_TOLERANCE)  # fast path: a float64 vector, a str id
         if i is not None and i >= 0:
             return i
     p = _scores(pmf, "pmf")
-    j = _core.sample_index(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE)
+    j = policy_core.sample_index(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE)
     if j is None:  # not reached: p is a float64 vector and the id bytes
         raise SchemaError(f"pmf must be a 1-D float64 vector, got {type(pmf).__name__}")
     if j < 0:
@@ -551,7 +552,7 @@ def sample_slate(pmf: Any, k: int, event_id: str, seed: int = 0) -> np.ndarray:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (1 <= k <= p.shape[0]):
         raise ConfigError(f"slate size k must be an int in [1, {p.shape[0]}] (the number of actions), got {k!r}")
     out = np.empty(int(k), dtype=np.int64)
-    bad = _core.sample_slate(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE, out)
+    bad = policy_core.sample_slate(p, _event_bytes(event_id), _seed(seed), PMF_TOLERANCE, out)
     if bad >= 0:
         _raise_bad_pmf(p, bad)
     return out

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 import numpy as np
 
-from nba._core import DictVectorizer
+from nba._core.vectorize import DictVectorizer
 from nba._validate import text as _text
 from nba.errors import ConfigError, SchemaError
 

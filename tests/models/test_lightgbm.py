@@ -30,7 +30,7 @@ def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | N
     raw = booster.predict(X, raw_score=True, **kw)
     np.testing.assert_array_equal(model.predict(X, raw_score=True, **kw), raw)
     np.testing.assert_allclose(model.predict(X, **kw), booster.predict(X, **kw), rtol=1e-12, atol=1e-12)
-    if not kw:  # predict_row has its own kernel (lane chains, see _trees.pxi)
+    if not kw:  # predict_row has its own kernel (lane chains, see nba/_core/trees.pyx)
         rows = np.array([model.predict_row(r, raw_score=True) for r in X[:300]]).reshape(raw[:300].shape)
         np.testing.assert_array_equal(rows, raw[:300])
     return model

@@ -1,4 +1,4 @@
-"""Catalogue-bound forests (``TreeEnsemble.bind_arms`` -> ``_core.ArmForestCore``).
+"""Catalogue-bound forests (``TreeEnsemble.bind_arms`` -> ``trees_core.ArmForestCore``).
 
 A bound forest scores every eligible arm in one walk per tree. Its scores must be
 bit-identical to scoring each arm's full model row (the shared vector in the

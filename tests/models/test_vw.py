@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import vw_examples, vw_json, vw_model_file, vw_text
-from nba._core import VWCore, vw_hash, vw_hash_string_feature
+from nba._core.vw import VWCore, vw_hash, vw_hash_string_feature
 from nba.models.vw import ActionSet, VWModel, load_vw, looks_like_vw
 from tests.models.test_conformance import ScorerKind, check_scorer
 

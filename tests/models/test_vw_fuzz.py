@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import vw_examples, vw_model_file, vw_text
-from nba._core import murmurhash3_32
+from nba._core.hashing import murmurhash3_32
 from nba.models.vw import MAX_BITS, load_vw
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")

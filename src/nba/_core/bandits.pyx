@@ -1,6 +1,6 @@
 # Online bandit state and updates: Beta-Bernoulli Thompson sampling, UCB1 and
-# disjoint linear models (LinUCB, linear Thompson sampling). Included from
-# _core.pyx, after _policy.pxi (it uses the event key and the uniform stream).
+# disjoint linear models (LinUCB, linear Thompson sampling). Draws are seeded
+# from the event key of rng.pxd.
 #
 # Every object owns its arrays (numpy, allocated once) and one lock. Each
 # public method takes the lock with the GIL released and holds it for the
@@ -9,20 +9,23 @@
 # before calling in: nothing here checks an index.
 #
 # Random draws come from the splitmix64 stream of a 64-bit key (see
-# _policy.pxi): standard normals by the ziggurat method, gammas by
+# rng.pxd): standard normals by the ziggurat method, gammas by
 # Marsaglia and Tsang (2000), Beta(a, b) as G_a / (G_a + G_b).
 
-from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
-                               NOWAIT_LOCK)
-
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 
+cimport numpy as cnp
 import numpy as _bd_np
+
+from nba._core.hashing cimport splitmix64
+from nba._core.locks cimport PoliteLock
+from nba._core.policy cimport first_nonfinite
+from nba._core.rng cimport GOLDEN, TWO_M53
+
+cnp.import_array()
 
 # Score of a UCB1 arm never played: finite (policies reject inf) and above any
 # reward scale, so unplayed arms are tried first, ties split evenly.
@@ -52,19 +55,19 @@ ctypedef struct _BdRng:
 
 
 cdef inline void _bd_rng_init(_BdRng* r, uint64_t key, uint64_t salt) noexcept nogil:
-    r.state = _splitmix64(key ^ salt)
+    r.state = splitmix64(key ^ salt)
 
 
 cdef inline uint64_t _bd_next(_BdRng* r) noexcept nogil:
     """The stream's next 64 bits."""
-    cdef uint64_t x = _splitmix64(r.state)
-    r.state += _POL_GOLDEN
+    cdef uint64_t x = splitmix64(r.state)
+    r.state += GOLDEN
     return x
 
 
 cdef inline double _bd_uniform(_BdRng* r) noexcept nogil:
     """Uniform in [0, 1), 53 bits."""
-    return <double><int64_t>(_bd_next(r) >> 11) * _POL_TWO_M53
+    return <double><int64_t>(_bd_next(r) >> 11) * TWO_M53
 
 
 # Ziggurat tables for the standard normal (Marsaglia and Tsang 2000; 128 layers of
@@ -96,7 +99,7 @@ _bd_zig_init()
 cdef inline int _bd_zig_draw(_BdRng* r, double* u) noexcept nogil:
     """One 64-bit draw: the layer (low 7 bits), returned, and the abscissa u in [-1, 1) (top 53 bits)."""
     cdef uint64_t bits = _bd_next(r)
-    u[0] = 2.0 * (<double><int64_t>(bits >> 11) * _POL_TWO_M53) - 1.0
+    u[0] = 2.0 * (<double><int64_t>(bits >> 11) * TWO_M53) - 1.0
     return <int>(bits & 0x7F)
 
 
@@ -187,77 +190,29 @@ cdef inline double _bd_dot(const double* a, const double* b, Py_ssize_t n) noexc
     return (s0 + s1) + (s2 + s3)
 
 
-# Bumped in a child made by os.fork(): a bandit core's lock may have been held by a
-# thread of the parent, which does not exist in the child, so each core takes a new
-# lock on its first use after the fork (one integer compare per acquisition).
-cdef Py_ssize_t _bd_fork_gen = 0
-
-
-def _bd_after_fork_in_child():
-    global _bd_fork_gen
-    _bd_fork_gen += 1
-
-
-import os as _bd_os
-_bd_os.register_at_fork(after_in_child=_bd_after_fork_in_child)
-
-
 cdef class _BdLocked:
-    """Base of the bandit cores: one lock (renewed in a forked child), an update counter."""
-    cdef PyThread_type_lock _lock
-    cdef Py_ssize_t _fork_gen
+    """Base of the bandit cores: one lock (a PoliteLock: renewed in a forked child), an update counter.
+
+    Short sections take the lock holding the GIL (``_take``: releasing it for a few
+    microseconds of arithmetic costs a thread hand-over whenever another request
+    thread waits); the long draw loops take it without (``_acquire``).
+    """
+    cdef PoliteLock _lk
     cdef uint64_t _version
     cdef readonly Py_ssize_t n_arms
 
     def __cinit__(self, *args, **kwargs):
-        self._lock = PyThread_allocate_lock()
-        if self._lock == NULL:
-            raise MemoryError("cannot allocate a lock")
-        self._fork_gen = _bd_fork_gen
+        self._lk = PoliteLock()
         self._version = 0
 
-    cdef void _renew_after_fork(self) noexcept:
-        """In a forked child, replace the lock (the parent's may be held by a thread that is gone)."""
-        cdef PyThread_type_lock fresh
-        if self._fork_gen != _bd_fork_gen:
-            fresh = PyThread_allocate_lock()
-            if fresh != NULL:  # the old lock is abandoned, not freed: it may be held
-                self._lock = fresh
-            self._fork_gen = _bd_fork_gen
-
-    def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
-
     cdef inline void _acquire(self) noexcept nogil:
-        if self._fork_gen != _bd_fork_gen:
-            with gil:
-                self._renew_after_fork()
-        PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._lk.take_nogil()
 
-    cdef void _take(self):
-        """Acquire the lock holding the GIL, for the short critical sections.
-
-        Releasing the GIL for a few microseconds of arithmetic costs a thread
-        hand-over whenever another request thread waits for it. A holder is then
-        at most waiting for the GIL (or in a long draw loop): yield it a few times
-        before blocking, so that two threads do not convoy (see nba.log).
-        """
-        cdef int i
-        if self._fork_gen != _bd_fork_gen:
-            self._renew_after_fork()
-        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            return
-        for i in range(64):
-            with nogil:
-                sched_yield()
-            if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-                return
-        with nogil:
-            PyThread_acquire_lock(self._lock, WAIT_LOCK)
+    cdef inline void _take(self):
+        self._lk.take()
 
     cdef inline void _release(self) noexcept nogil:
-        PyThread_release_lock(self._lock)
+        self._lk.give()
 
     @property
     def version(self):
@@ -570,7 +525,7 @@ cdef class LinearCore(_BdLocked):
         cdef Py_ssize_t a, bad
         cdef Py_ssize_t d = self.n_features
         cdef double m, w
-        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        bad = first_nonfinite(&x[0], x.shape[0])
         if bad < 0:
             self._take()
             if alpha == 0.0:
@@ -587,7 +542,7 @@ cdef class LinearCore(_BdLocked):
         """Mean theta_a . x and width sqrt(x^T A_a^-1 x) per arm; returns the index of the
         first non-finite feature or -1."""
         cdef Py_ssize_t a, bad
-        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        bad = first_nonfinite(&x[0], x.shape[0])
         if bad < 0:
             self._take()
             for a in range(self.n_arms):
@@ -601,7 +556,7 @@ cdef class LinearCore(_BdLocked):
         cdef Py_ssize_t a, bad
         cdef double m, w
         cdef _BdRng r
-        bad = _pol_first_nonfinite(&x[0], x.shape[0])
+        bad = first_nonfinite(&x[0], x.shape[0])
         if bad < 0:
             _bd_rng_init(&r, key, _BD_SALT_SAMPLE)
             self._take()
@@ -625,7 +580,7 @@ cdef class LinearCore(_BdLocked):
         cdef double* sd
         cdef _BdRng r
         with nogil:
-            bad = _pol_first_nonfinite(&x[0], x.shape[0])
+            bad = first_nonfinite(&x[0], x.shape[0])
             if bad < 0:
                 _bd_rng_init(&r, key, _BD_SALT_PMF)
                 memset(&out[0], 0, n * sizeof(double))

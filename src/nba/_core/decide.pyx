@@ -1,4 +1,4 @@
-# One decision in one call: included from _core.pyx.
+# One decision in one call.
 #
 # Scores the eligible arms with a catalogue-bound forest, arbitrates
 # (score x value x weight), turns the priorities into the policy's pmf and draws
@@ -8,9 +8,15 @@
 # saves five round trips through Python and releases the GIL at most once (for
 # walks long enough to pay for it).
 
-# How far from 1 a pmf may sum before sample() refuses it (nba.policy.PMF_TOLERANCE).
-PMF_TOLERANCE = 1e-6
-cdef double _DECIDE_PMF_TOL = PMF_TOLERANCE
+cimport numpy as cnp
+from libc.stdint cimport uint64_t
+
+from nba._core.policy cimport PMF_TOL, check_pmf, epsilon_greedy_pmf, first_nonfinite, pick, softmax_pmf, squarecb_pmf
+from nba._core.rng cimport event_id_utf8, seeded_key, stream_uniform
+from nba._core.trees cimport _NOGIL_MIN_WORK, ArmForestCore, _f64_vec, _forest_check
+
+cnp.import_array()
+
 
 # Policy codes of decide_forest (nba.policy's _kernel() returns (code, p1, p2)).
 cdef enum:
@@ -54,7 +60,7 @@ def decide_forest(ArmForestCore forest, cnp.ndarray x, cnp.ndarray idx, cnp.ndar
     cdef double* rp = <double*>cnp.PyArray_DATA(pri)
     cdef double* pp = <double*>cnp.PyArray_DATA(pmf)
     cdef Py_ssize_t neid = 0
-    cdef const unsigned char* eid = <const unsigned char*>_pol_event_id(event_id, &neid)
+    cdef const unsigned char* eid = <const unsigned char*>event_id_utf8(event_id, &neid)
     if eid == NULL:
         raise TypeError("event_id must be a str or bytes")
     if k * forest._ens._n_trees >= _NOGIL_MIN_WORK:
@@ -76,15 +82,15 @@ cdef Py_ssize_t _decide_run(ArmForestCore forest, const double* xp, const Py_ssi
     for j in range(k):
         rp[j] = sp[j] * vp[ip[j]]
         rp[j] = rp[j] * wp[ip[j]]
-    bad = _pol_first_nonfinite(rp, k)
+    bad = first_nonfinite(rp, k)
     if bad >= 0:
         return -1 - bad
     if policy == _DECIDE_EPSILON_GREEDY:
-        _pol_epsilon_greedy(rp, k, p1, p2, pp)
+        epsilon_greedy_pmf(rp, k, p1, p2, pp)
     elif policy == _DECIDE_SOFTMAX:
-        _pol_softmax(rp, k, p1, p2, pp)
+        softmax_pmf(rp, k, p1, p2, pp)
     else:
-        _pol_squarecb(rp, k, p1, pp)
-    if _pol_check_pmf(pp, k, _DECIDE_PMF_TOL, &total) >= 0:
+        squarecb_pmf(rp, k, p1, pp)
+    if check_pmf(pp, k, PMF_TOL, &total) >= 0:
         return -1 - k
-    return _pol_pick(pp, k, _pol_uniform(_pol_event_key(eid, neid, seed), 0), total)
+    return pick(pp, k, stream_uniform(seeded_key(eid, neid, seed), 0), total)

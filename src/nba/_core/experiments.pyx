@@ -1,19 +1,18 @@
-# Experiment allocation kernels (GrowthBook-compatible bucketing). Included from _core.pyx.
+# Experiment allocation kernels (GrowthBook-compatible bucketing).
 #
-# Strings are hashed as GrowthBook's SDKs hash them: 32-bit FNV-1a over UTF-16
-# code units (JavaScript's charCodeAt), one 16-bit value per step, so an ASCII id
-# hashes its bytes. Unit ids are read in place from the str object (CPython's
-# 1-, 2- or 4-byte representation); code points above U+FFFF are split into
-# their surrogate pair, as UTF-16 stores them.
+# Strings are hashed as GrowthBook's SDKs hash them (hashing.pxd: FNV-1a over UTF-16
+# code units), read in place from the str object.
 #
 # FNV-1a is a left fold, so hash(seed + value) continues from the state left by
 # the seed: each experiment's salt is folded once, at construction.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.unicode cimport PyUnicode_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH
-from libc.stdint cimport uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+
+from nba._core.hashing cimport FNV_OFFSET, fnv1a_decimal, fnv1a_str_multi, fnv1a_units
 
 cdef enum:
     _GB_BUCKETS = 10000      # hash v2: n = (h % 10000) / 10000
@@ -30,79 +29,10 @@ MAX_EXPERIMENTS = _MAX_EXPERIMENTS
 HOLDOUT_BIT = _HOLDOUT_BIT
 FORCED_BIT = _FORCED_BIT
 
-cdef uint32_t _FNV_OFFSET = 0x811c9dc5U
-cdef uint32_t _FNV_PRIME = 0x01000193U
-
-
 cdef struct _StrRef:
     const void* data
     Py_ssize_t n
     int kind
-
-
-cdef inline uint32_t _fnv_str(uint32_t h, const void* data, Py_ssize_t n, int kind) noexcept nogil:
-    """Continue FNV-1a state ``h`` over the UTF-16 code units of a str's ``n`` characters."""
-    cdef Py_ssize_t i
-    cdef uint32_t c
-    cdef const uint8_t* p1
-    cdef const uint16_t* p2
-    cdef const uint32_t* p4
-    if kind == 1:
-        p1 = <const uint8_t*>data
-        for i in range(n):
-            h = (h ^ p1[i]) * _FNV_PRIME
-    elif kind == 2:
-        p2 = <const uint16_t*>data
-        for i in range(n):
-            h = (h ^ p2[i]) * _FNV_PRIME
-    else:
-        p4 = <const uint32_t*>data
-        for i in range(n):
-            c = p4[i]
-            if c >= 0x10000:
-                c -= 0x10000
-                h = (h ^ (0xD800U + (c >> 10))) * _FNV_PRIME
-                h = (h ^ (0xDC00U + (c & 0x3FFU))) * _FNV_PRIME
-            else:
-                h = (h ^ c) * _FNV_PRIME
-    return h
-
-
-cdef inline void _fold_unit(uint32_t* h, Py_ssize_t m, uint32_t c) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(m):
-        h[j] = (h[j] ^ c) * _FNV_PRIME
-
-
-cdef inline void _fnv_str_multi(uint32_t* h, Py_ssize_t m, const void* data, Py_ssize_t n, int kind) noexcept nogil:
-    """Continue ``m`` FNV-1a states over the same string at once.
-
-    FNV-1a is one serial multiply chain per state; folding every state per code
-    unit runs the independent chains side by side instead of one after another.
-    """
-    cdef Py_ssize_t i
-    cdef uint32_t c
-    cdef const uint8_t* p1
-    cdef const uint16_t* p2
-    cdef const uint32_t* p4
-    if kind == 1:
-        p1 = <const uint8_t*>data
-        for i in range(n):
-            _fold_unit(h, m, p1[i])
-    elif kind == 2:
-        p2 = <const uint16_t*>data
-        for i in range(n):
-            _fold_unit(h, m, p2[i])
-    else:
-        p4 = <const uint32_t*>data
-        for i in range(n):
-            c = p4[i]
-            if c >= 0x10000:
-                c -= 0x10000
-                _fold_unit(h, m, 0xD800U + (c >> 10))
-                _fold_unit(h, m, 0xDC00U + (c & 0x3FFU))
-            else:
-                _fold_unit(h, m, c)
 
 
 cdef inline _StrRef _str_ref(str s):
@@ -111,31 +41,6 @@ cdef inline _StrRef _str_ref(str s):
     r.n = PyUnicode_GET_LENGTH(s)
     r.kind = PyUnicode_KIND(s)
     return r
-
-
-cdef inline uint32_t _fnv_code_units(uint32_t h, const uint16_t* u, Py_ssize_t n) noexcept nogil:
-    """Continue FNV-1a state ``h`` over ``n`` UTF-16 code units."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ u[i]) * _FNV_PRIME
-    return h
-
-
-cdef inline uint32_t _fnv_decimal(uint32_t x) noexcept nogil:
-    """FNV-1a of the decimal digits of ``x`` (what ``fnv1a32(str(x))`` hashes)."""
-    cdef unsigned char digits[10]
-    cdef int n = 0
-    cdef uint32_t h = _FNV_OFFSET
-    while True:
-        digits[n] = <unsigned char>(48 + x % 10)
-        n += 1
-        x //= 10
-        if x == 0:
-            break
-    while n > 0:
-        n -= 1
-        h = (h ^ digits[n]) * _FNV_PRIME
-    return h
 
 
 cdef class ExperimentTable:
@@ -196,7 +101,7 @@ cdef class ExperimentTable:
         self._ns_units = ns_units
         self._holdout_buckets = holdout_buckets
         self._init[0] = holdout_state
-        self._init[1] = _FNV_OFFSET
+        self._init[1] = FNV_OFFSET
         for e in range(n):
             self._init[2 + e] = salt_state[e]
 
@@ -216,17 +121,17 @@ cdef class ExperimentTable:
         # One pass over the unit continues every seed: h[0] the holdout's salt, h[1]
         # the empty seed (namespaces hash value + "__" + id, v1), h[2 + e] salt e.
         memcpy(h, self._init, (2 + n_exp) * sizeof(uint32_t))
-        _fnv_str_multi(h, 2 + n_exp, u.data, u.n, u.kind)
-        if self._holdout_buckets > 0 and <int32_t>(_fnv_decimal(h[0]) % _GB_BUCKETS) < self._holdout_buckets:
+        fnv1a_str_multi(h, 2 + n_exp, u.data, u.n, u.kind)
+        if self._holdout_buckets > 0 and <int32_t>(fnv1a_decimal(h[0]) % _GB_BUCKETS) < self._holdout_buckets:
             out[0] = _HOLDOUT_BIT
             return
         for e in range(n_exp):
             if self._ns_start[e] >= 0:
-                hn = _fnv_code_units(h[1], ns_units + self._ns_start[e], self._ns_len[e])
+                hn = fnv1a_units(h[1], ns_units + self._ns_start[e], self._ns_len[e])
                 b = <int32_t>(hn % _GB_NS_BUCKETS)
                 if b < self._ns_lo[e] or b >= self._ns_hi[e]:
                     continue
-            out[1 + e] = self._table[e, _fnv_decimal(h[2 + e]) % _GB_BUCKETS]
+            out[1 + e] = self._table[e, fnv1a_decimal(h[2 + e]) % _GB_BUCKETS]
 
     def assign(self, str unit):
         """Allocation code of one unit: ``bytes`` of 1 + n_experiments (holdout, then variant + 1).
@@ -261,13 +166,3 @@ cdef class ExperimentTable:
                     self._assign_one(refs[i], &out[i, 0])
         finally:
             free(refs)
-
-
-def fnv1a_32_str(str s, uint32_t state=0x811c9dc5U):
-    """32-bit FNV-1a over the UTF-16 code units of ``s``, continuing from ``state``.
-
-    With the default state this is GrowthBook's ``fnv1a32``; salts are folded with
-    it once, so per-unit hashing continues from there.
-    """
-    cdef _StrRef r = _str_ref(s)
-    return _fnv_str(state, r.data, r.n, r.kind)

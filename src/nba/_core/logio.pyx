@@ -1,4 +1,4 @@
-# Writing a log record without handing the GIL over: included from _core.pyx.
+# Writing a log record without handing the GIL over.
 #
 # A decision record is one write(2) of under a kilobyte into the page cache: a
 # microsecond or two. os.write releases the GIL around it, and when another

@@ -1,5 +1,5 @@
-# Exploration kernels: a score vector (higher is better) -> pmf, and seeded
-# sampling from a pmf. Included from _core.pyx.
+# Exploration kernels: a score vector (higher is better) -> pmf, and seeded sampling
+# from a pmf (the stream: rng.pxd).
 #
 # The pmf kernels reproduce Vowpal Wabbit's cb_explore_adf reductions on negated
 # costs (VW 9.x: cb_explore_adf_greedy, cb_explore_adf_softmax,
@@ -7,49 +7,21 @@
 # float64. nba.policy validates parameters and shapes; the kernels only report
 # the first non-finite score (as an index, -1 when all are finite) so that the
 # caller can raise SchemaError without a separate pass over the scores.
-#
-# Sampling turns (application seed, event id) into a 64-bit key and a stream
-# of uniforms derived from it with splitmix64, so the same decision replays the
-# same way in any process on any platform:
-#
-#   k   = splitmix64(seed)
-#   h   = murmur3_32(event_id_utf8, k mod 2^32) << 32 | murmur3_32(event_id_utf8, k >> 32)
-#   key = splitmix64(h xor k)
-#   u_j = (splitmix64(key + j * 0x9E3779B97F4A7C15) >> 11) * 2^-53      (j = 0, 1, ...)
-#
-# (all arithmetic mod 2^64). sample() uses u_0; sample_slate() uses u_j for slot j.
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t
+from nba._core.rng cimport event_id_utf8, seeded_key, stream_uniform
+
+cnp.import_array()
+
+PMF_TOLERANCE = PMF_TOL  # nba.policy.PMF_TOLERANCE, shared with the fused decision kernel
 
 from libc.math cimport exp, sqrt, log, pow, fabs, isfinite, INFINITY
 from libc.float cimport DBL_MAX
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
-cdef uint64_t _POL_GOLDEN = 0x9E3779B97F4A7C15ULL
-cdef double _POL_TWO_M53 = 1.0 / 9007199254740992.0  # 2^-53
-
-
-cdef inline uint64_t _pol_event_key(const unsigned char* id, Py_ssize_t n, uint64_t seed) noexcept nogil:
-    """64-bit key of (seed, event id bytes); see the header for the exact recipe."""
-    cdef uint64_t k = _splitmix64(seed)
-    cdef uint64_t h = ((<uint64_t>_murmur3_32(id, n, <uint32_t>(k & 0xFFFFFFFFULL))) << 32) | \
-        (<uint64_t>_murmur3_32(id, n, <uint32_t>(k >> 32)))
-    return _splitmix64(h ^ k)
-
-
-cdef inline double _pol_uniform(uint64_t key, uint64_t j) noexcept nogil:
-    """The j-th uniform in [0, 1) of the stream of ``key``: 53 random bits."""
-    return <double><int64_t>(_splitmix64(key + j * _POL_GOLDEN) >> 11) * _POL_TWO_M53
-
-
-cdef inline Py_ssize_t _pol_first_nonfinite(const double* s, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(s[i]):
-            return i
-    return -1
-
-
-cdef inline bint _pol_same_rel(double a, double b, double rtol) noexcept nogil:
+cdef inline bint _same_rel(double a, double b, double rtol) noexcept nogil:
     """VW::math::are_same_rel: |a - b| <= rtol * (|a| + |b|).
 
     Near the float64 limit |a| + |b| overflows (and 0 x inf is NaN): the bound is
@@ -61,7 +33,7 @@ cdef inline bint _pol_same_rel(double a, double b, double rtol) noexcept nogil:
     return fabs(a - b) <= rtol * t
 
 
-cdef void _pol_epsilon_greedy(const double* s, Py_ssize_t n, double eps, double rtol,
+cdef void epsilon_greedy_pmf(const double* s, Py_ssize_t n, double eps, double rtol,
                               double* out) noexcept nogil:
     """epsilon / n everywhere, plus (1 - epsilon) split evenly over the top-tied actions.
 
@@ -77,18 +49,18 @@ cdef void _pol_epsilon_greedy(const double* s, Py_ssize_t n, double eps, double 
         if s[i] > top:
             top = s[i]
     for i in range(n):
-        if not _pol_same_rel(s[i], top, rtol) and s[i] > below:
+        if not _same_rel(s[i], top, rtol) and s[i] > below:
             below = s[i]
     for i in range(n):
-        if s[i] > below and _pol_same_rel(s[i], top, rtol):
+        if s[i] > below and _same_rel(s[i], top, rtol):
             tied += 1
     cdef double base = eps / <double>n
     cdef double share = (1.0 - eps) / <double>tied
     for i in range(n):
-        out[i] = base + share if (s[i] > below and _pol_same_rel(s[i], top, rtol)) else base
+        out[i] = base + share if (s[i] > below and _same_rel(s[i], top, rtol)) else base
 
 
-cdef void _pol_minimum_probability(double* p, Py_ssize_t n, double eps) noexcept nogil:
+cdef void _minimum_probability(double* p, Py_ssize_t n, double eps) noexcept nogil:
     """VW's enforce_minimum_probability(eps, consider_zero_valued_elements=true).
 
     The Euclidean projection of p onto {q : q_i >= eps / n, sum q = 1}, i.e.
@@ -127,7 +99,7 @@ cdef void _pol_minimum_probability(double* p, Py_ssize_t n, double eps) noexcept
         p[i] = p[i] - tau if p[i] - tau > m else m
 
 
-cdef void _pol_softmax(const double* s, Py_ssize_t n, double lam, double eps, double* out) noexcept nogil:
+cdef void softmax_pmf(const double* s, Py_ssize_t n, double lam, double eps, double* out) noexcept nogil:
     """p_i proportional to exp(lam * (s_i - max s)), then VW's minimum probability eps / n.
 
     VW's softmax runs generate_softmax(-lambda, costs) = exp(-|lambda| (c_i - min c)),
@@ -144,10 +116,10 @@ cdef void _pol_softmax(const double* s, Py_ssize_t n, double lam, double eps, do
         norm += out[i]
     for i in range(n):
         out[i] /= norm
-    _pol_minimum_probability(out, n, eps)
+    _minimum_probability(out, n, eps)
 
 
-cdef void _pol_squarecb(const double* s, Py_ssize_t n, double gamma, double* out) noexcept nogil:
+cdef void squarecb_pmf(const double* s, Py_ssize_t n, double gamma, double* out) noexcept nogil:
     """SquareCB (Foster and Rakhlin 2020) as VW computes it.
 
     Every action but the best gets 1 / (n + gamma * (best - s_i)); the best one
@@ -167,25 +139,7 @@ cdef void _pol_squarecb(const double* s, Py_ssize_t n, double gamma, double* out
     out[a] = 1.0 - total
 
 
-cdef inline Py_ssize_t _pol_pick(const double* p, Py_ssize_t n, double u, double total) noexcept nogil:
-    """Inverse-CDF pick with uniform u: the first index whose running sum exceeds u * total,
-    where total is sum(p) as ``_pol_check_pmf`` adds it up.
-
-    Zero-probability entries can never be picked.
-    """
-    cdef Py_ssize_t i, last = 0
-    cdef double cum = 0.0
-    cdef double draw = u * total
-    for i in range(n):
-        if p[i] > 0.0:
-            cum += p[i]
-            last = i
-            if cum > draw:
-                return i
-    return last
-
-
-cdef inline bint _pol_taken(const int64_t* chosen, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
+cdef inline bint _taken(const int64_t* chosen, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(k):
         if chosen[j] == i:
@@ -193,26 +147,26 @@ cdef inline bint _pol_taken(const int64_t* chosen, Py_ssize_t k, Py_ssize_t i) n
     return False
 
 
-cdef void _pol_slate(const double* p, Py_ssize_t n, Py_ssize_t k, uint64_t key, int64_t* chosen) noexcept nogil:
+cdef void _slate(const double* p, Py_ssize_t n, Py_ssize_t k, uint64_t key, int64_t* chosen) noexcept nogil:
     """k distinct indices by successive draws without replacement; slot j uses u_j."""
     cdef Py_ssize_t j, i, last
     cdef double total, cum, draw
     for j in range(k):
         total = 0.0
         for i in range(n):
-            if p[i] > 0.0 and not _pol_taken(chosen, j, i):
+            if p[i] > 0.0 and not _taken(chosen, j, i):
                 total += p[i]
         if total <= 0.0:  # only zero-probability actions are left: take them in pmf order
             for i in range(n):
-                if not _pol_taken(chosen, j, i):
+                if not _taken(chosen, j, i):
                     chosen[j] = i
                     break
             continue
-        draw = _pol_uniform(key, <uint64_t>j) * total
+        draw = stream_uniform(key, <uint64_t>j) * total
         cum = 0.0
         last = -1
         for i in range(n):
-            if p[i] > 0.0 and not _pol_taken(chosen, j, i):
+            if p[i] > 0.0 and not _taken(chosen, j, i):
                 cum += p[i]
                 last = i
                 if cum > draw:
@@ -220,7 +174,7 @@ cdef void _pol_slate(const double* p, Py_ssize_t n, Py_ssize_t k, uint64_t key, 
         chosen[j] = last
 
 
-cdef inline Py_ssize_t _pol_pair(object scores, object out):
+cdef inline Py_ssize_t _pair(object scores, object out):
     """n when ``scores`` and ``out`` are float64 C-contiguous 1-D ndarrays of the same length n >= 1
     and ``out`` is writable; else -1 (the caller converts and validates, then calls again)."""
     cdef cnp.ndarray s, o
@@ -240,41 +194,41 @@ def pmf_epsilon_greedy(object scores, double epsilon, double tie_rtol, object ou
     """Epsilon-greedy pmf of ``scores`` into ``out``: -1 when done, j when score j is not
     finite, -2 when the arrays are not float64 C-contiguous vectors of one length >= 1
     (``out`` writable)."""
-    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    cdef Py_ssize_t n = _pair(scores, out), bad
     if n < 0:
         return -2
     cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
     cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    bad = _pol_first_nonfinite(sp, n)
+    bad = first_nonfinite(sp, n)
     if bad < 0:
-        _pol_epsilon_greedy(sp, n, epsilon, tie_rtol, op)
+        epsilon_greedy_pmf(sp, n, epsilon, tie_rtol, op)
     return bad
 
 
 def pmf_softmax(object scores, double lambda_, double epsilon, object out):
     """Softmax pmf (with VW's minimum probability ``epsilon / n``) into ``out``; returns
     as ``pmf_epsilon_greedy``."""
-    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    cdef Py_ssize_t n = _pair(scores, out), bad
     if n < 0:
         return -2
     cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
     cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    bad = _pol_first_nonfinite(sp, n)
+    bad = first_nonfinite(sp, n)
     if bad < 0:
-        _pol_softmax(sp, n, lambda_, epsilon, op)
+        softmax_pmf(sp, n, lambda_, epsilon, op)
     return bad
 
 
 def pmf_squarecb(object scores, double gamma, object out):
     """SquareCB pmf with greediness ``gamma`` into ``out``; returns as ``pmf_epsilon_greedy``."""
-    cdef Py_ssize_t n = _pol_pair(scores, out), bad
+    cdef Py_ssize_t n = _pair(scores, out), bad
     if n < 0:
         return -2
     cdef const double* sp = <const double*>cnp.PyArray_DATA(<cnp.ndarray>scores)
     cdef double* op = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    bad = _pol_first_nonfinite(sp, n)
+    bad = first_nonfinite(sp, n)
     if bad < 0:
-        _pol_squarecb(sp, n, gamma, op)
+        squarecb_pmf(sp, n, gamma, op)
     return bad
 
 
@@ -282,44 +236,18 @@ def event_key(const unsigned char[::1] event_id, uint64_t seed):
     """64-bit sampling key of (``seed``, ``event_id`` UTF-8 bytes)."""
     cdef uint64_t key
     with nogil:
-        key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
+        key = seeded_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
     return key
 
 
 def uniform(uint64_t key, uint64_t j):
     """The j-th uniform in [0, 1) of the stream of ``key``."""
-    return _pol_uniform(key, j)
-
-
-cdef inline Py_ssize_t _pol_check_pmf(const double* p, Py_ssize_t n, double tol,
-                                      double* total) noexcept nogil:
-    """-1 if p is a pmf (finite, >= 0, sums to 1 within tol), with its sum in total; j if
-    p[j] is negative or not finite; n if the sum is off."""
-    cdef Py_ssize_t i
-    cdef double t = 0.0
-    for i in range(n):
-        if not (p[i] >= 0.0 and isfinite(p[i])):
-            return i
-        t += p[i]
-    total[0] = t
-    if fabs(t - 1.0) > tol:
-        return n
-    return -1
-
-
-cdef inline const char* _pol_event_id(object event_id, Py_ssize_t* n) except? NULL:
-    """The UTF-8 bytes of a str (cached by the str) or of bytes; NULL for anything else."""
-    if type(event_id) is str:
-        return PyUnicode_AsUTF8AndSize(event_id, n)
-    if type(event_id) is bytes:
-        n[0] = PyBytes_GET_SIZE(event_id)
-        return PyBytes_AS_STRING(event_id)
-    return NULL
+    return stream_uniform(key, j)
 
 
 def sample_index(object pmf, object event_id, uint64_t seed, double tol):
     """Index drawn from ``pmf`` with u_0 of the event's stream, ``-1 - j`` when the check
-    fails (``_pol_check_pmf`` returned j: a bad entry, or n for a bad sum), or None when
+    fails (``check_pmf`` returned j: a bad entry, or n for a bad sum), or None when
     ``pmf`` is not a float64 C-contiguous vector of length >= 1 or ``event_id`` not a
     str or bytes (the caller converts and calls again)."""
     cdef Py_ssize_t i, bad, n, m
@@ -330,28 +258,28 @@ def sample_index(object pmf, object event_id, uint64_t seed, double tol):
             or cnp.PyArray_NDIM(<cnp.ndarray>pmf) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>pmf)
             or cnp.PyArray_DIM(<cnp.ndarray>pmf, 0) < 1):
         return None
-    eid = _pol_event_id(event_id, &m)
+    eid = event_id_utf8(event_id, &m)
     if eid == NULL:
         return None
     n = cnp.PyArray_DIM(<cnp.ndarray>pmf, 0)
     p = <const double*>cnp.PyArray_DATA(<cnp.ndarray>pmf)
-    bad = _pol_check_pmf(p, n, tol, &total)
+    bad = check_pmf(p, n, tol, &total)
     if bad >= 0:
         return -1 - bad
-    return _pol_pick(p, n, _pol_uniform(_pol_event_key(<const unsigned char*>eid, m, seed), 0), total)
+    return pick(p, n, stream_uniform(seeded_key(<const unsigned char*>eid, m, seed), 0), total)
 
 
 def sample_slate(const double[::1] pmf, const unsigned char[::1] event_id, uint64_t seed, double tol,
                  int64_t[::1] out):
     """``out.shape[0]`` distinct indices drawn from ``pmf`` without replacement, slot j with
     u_j of the event's stream (slot 0 is ``sample_index``); returns -1, or j as
-    ``_pol_check_pmf`` when the check fails (nothing drawn)."""
+    ``check_pmf`` when the check fails (nothing drawn)."""
     cdef Py_ssize_t bad
     cdef uint64_t key
     cdef double total
     with nogil:
-        bad = _pol_check_pmf(&pmf[0], pmf.shape[0], tol, &total)
+        bad = check_pmf(&pmf[0], pmf.shape[0], tol, &total)
         if bad < 0:
-            key = _pol_event_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
-            _pol_slate(&pmf[0], pmf.shape[0], out.shape[0], key, &out[0])
+            key = seeded_key(&event_id[0] if event_id.shape[0] > 0 else NULL, event_id.shape[0], seed)
+            _slate(&pmf[0], pmf.shape[0], out.shape[0], key, &out[0])
     return bad

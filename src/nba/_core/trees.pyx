@@ -1,4 +1,4 @@
-# Tree-ensemble kernels (LightGBM semantics): included from _core.pyx.
+# Tree-ensemble kernels (LightGBM semantics); the contract other modules cimport is trees.pxd.
 #
 # nba.models.lightgbm parses and validates a model and lays every tree out with
 # sibling pairs adjacent (a node's right child directly follows its left child)
@@ -14,6 +14,7 @@
 cimport cython
 cimport numpy as cnp
 from libc.math cimport exp, log1p, INFINITY, NAN
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -48,34 +49,12 @@ cdef enum:
     # A batch block is transposed (feature-major) on the stack when its rows are at
     # most this wide: _BLOCK x 256 doubles = 32 KiB.
     _XT_MAX_FEATURES = 256
-    # Below this many tree evaluations per call the GIL is kept: releasing and
-    # retaking it costs more than the work, and under contention can wait a switch interval.
-    _NOGIL_MIN_WORK = 4096
 
 cdef extern from *:
     """
     #define NBA_KZERO ((double)1e-35f)  /* LightGBM's kZeroThreshold: a float constant */
     """
     const double NBA_KZERO
-
-ctypedef struct TNode:
-    double thr          # threshold; categorical: bitset slot; leaf: +inf
-    uint32_t fx         # feature << 2 | kind
-    int32_t child       # left child (the right child is child + 1); leaf: itself
-
-
-ctypedef struct _Ens:
-    const TNode* nodes
-    const double* leafval     # value of leaf nodes, indexed like nodes
-    const uint8_t* dts        # LightGBM decision_type per node (complex nodes only)
-    const int32_t* cat_off    # first bitset word per categorical node
-    const int32_t* cat_len    # bitset words per categorical node
-    const uint32_t* bits
-    const int32_t* roots
-    const int32_t* depth      # longest root-to-leaf path per tree
-    const uint8_t* mixed      # per tree: has a categorical / zero-as-missing / zero-band node
-    int ntpi
-
 
 cdef inline bint _complex_right(double v, double thr, uint8_t dt,
                                 const uint32_t* bits, int32_t nwords) noexcept nogil:
@@ -382,14 +361,7 @@ cdef void _raw_block(const _Ens* e, const double* X, Py_ssize_t nf, Py_ssize_t n
 # "views" computed once per row (below), chosen per node by its missing type and
 # default direction, and a node goes right iff not (view <= threshold).
 
-ctypedef struct CNode:
-    double thr          # threshold; leaf: the leaf's value
-    int32_t child       # left child (right = child + 1); leaf: next root in the lane, minus 1
-    uint16_t view       # the row view this node reads; leaf and sentinel: the NaN view (always right)
-    uint16_t slot       # leaf: its tree's cell in rec; internal node: the scratch cell
-
 cdef enum:
-    _LANES = 10
     _VIEWS = 5          # per feature: missing None / NaN left / NaN right / Zero left / Zero right
     # Views plus one record cell per tree (and the scratch cell) live on the stack:
     # 32 KiB. Larger models are walked by the lockstep kernel instead.
@@ -524,29 +496,6 @@ cdef class TreeEnsembleCore:
     Built by ``nba.models.lightgbm`` from validated arrays; scores rows exactly as
     LightGBM's ``GBDT::Predict`` does (same summation order, same missing rules).
     """
-
-    cdef _Ens _e
-    cdef TNode* _nodes
-    cdef double* _leafval
-    cdef uint8_t* _dts
-    cdef int32_t* _cat_off
-    cdef int32_t* _cat_len
-    cdef uint32_t* _bits
-    cdef int32_t* _roots
-    cdef int32_t* _depth
-    cdef uint8_t* _mixed
-    cdef CNode* _chain
-    cdef int32_t _starts[_LANES]
-    cdef int _vpf                # views per feature of the lane chains: 1 or _VIEWS
-    cdef Py_ssize_t _n_trees
-    cdef Py_ssize_t _n_nodes
-    cdef readonly int num_features
-    cdef readonly int num_tree_per_iteration
-    cdef readonly int num_iterations
-    cdef readonly int transform
-    cdef readonly double transform_param
-    cdef readonly bint average_output
-    cdef object _coerce_row
 
     def __cinit__(self):
         self._nodes = NULL
@@ -686,7 +635,7 @@ cdef class TreeEnsembleCore:
         free(self._mixed)
         free(self._chain)
 
-    cdef inline void _finish(self, double* out, int n_it) noexcept nogil:
+    cdef void _finish(self, double* out, int n_it) noexcept nogil:
         """Unless raw: average_output division (GBDT::Predict), then the objective's transform."""
         cdef int k
         cdef int ntpi = self._e.ntpi
@@ -695,7 +644,7 @@ cdef class TreeEnsembleCore:
                 out[k] /= n_it
         _transform(out, ntpi, self.transform, self.transform_param)
 
-    cdef inline void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
+    cdef void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil:
         """One row. As in GBDT::Predict, raw scores of an averaged model are the plain sum."""
         cdef int ntpi = self._e.ntpi
         if self._chain != NULL and it0 == 0 and n_it == self.num_iterations:
@@ -825,11 +774,6 @@ cdef enum:
     _FOREST_STACK = 128  # pending (node, arms) pairs of one walk; bounds the tree depth served
 
 
-ctypedef struct FNode:
-    double thr
-    uint32_t fx        # shared column << 3 | kind; arm split: mask slot << 3 | _K_ARM
-    int32_t child
-
 
 @cython.final
 cdef class ArmForestCore:
@@ -840,14 +784,6 @@ cdef class ArmForestCore:
     shared columns are ignored). Only single-output ensembles whose trees are at
     most 127 deep are served (ValueError otherwise; callers score rows instead).
     """
-
-    cdef TreeEnsembleCore _ens
-    cdef FNode* _nodes
-    cdef uint64_t* _masks
-    cdef Py_ssize_t _nwords
-    cdef readonly Py_ssize_t n_arms
-    cdef readonly Py_ssize_t n_shared
-    cdef readonly Py_ssize_t arm_splits
 
     def __cinit__(self):
         self._nodes = NULL
@@ -1009,13 +945,6 @@ cdef class ArmForestCore:
         else:
             self._scores(xp, ip, k, ap, op, raw_score)
         return out
-
-
-cdef inline bint _f64_vec(cnp.ndarray a, Py_ssize_t n, bint writable):
-    """a is a C-contiguous float64 vector of length >= n (and writable if asked); None is not."""
-    return (a is not None and cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE and cnp.PyArray_NDIM(a) == 1
-            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_DIM(a, 0) >= n
-            and (not writable or cnp.PyArray_ISWRITEABLE(a)))
 
 
 cdef Py_ssize_t _forest_check(ArmForestCore f, cnp.ndarray x, cnp.ndarray idx, cnp.ndarray acc,

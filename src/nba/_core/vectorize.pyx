@@ -1,4 +1,4 @@
-# Plain dicts to model vectors: included from _core.pyx.
+# Plain dicts to model vectors.
 #
 # Turning the profile and context dicts into the model's float64 vector is the
 # largest share of Python work in a decision. This is the same fast path as
@@ -8,7 +8,12 @@
 # one holding a lone surrogate, objects that are not dicts) back to nba.schema, which
 # validates and words the error. It never raises for bad input; it only says "not mine".
 
+cimport cython
+cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+from libc.stdint cimport int32_t, uint8_t
 from cpython.object cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isnan, isinf, NAN

@@ -1,5 +1,5 @@
 # Vowpal Wabbit contextual-bandit scoring: VW's feature hashing and per-action
-# hashed-linear costs (cb_adf). Included from _core.pyx.
+# hashed-linear costs (cb_adf).
 #
 # Layout. A "block" is the features of one example (the shared context, or one
 # action) as three parallel arrays (32-bit hash, float32 value, linear flag),
@@ -38,7 +38,9 @@ from cpython.bool cimport PyBool_Check
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.float cimport FLT_MAX
-from libc.stdint cimport int16_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+from nba._core.hashing cimport murmur3_32, splitmix64
 
 cimport numpy as cnp
 import numpy as _vw_np
@@ -107,14 +109,14 @@ cdef inline uint32_t _vw_hashstring(const unsigned char* s, Py_ssize_t n, uint32
         n -= 1
     for i in range(n):
         if s[i] < 48 or s[i] > 57:
-            return _murmur3_32(s, n, seed)
+            return murmur3_32(s, n, seed)
         ret = 10 * ret + (s[i] - 48)
     return <uint32_t>(ret + seed)
 
 
 cdef inline uint32_t _vw_hash(const unsigned char* s, Py_ssize_t n, uint32_t seed, int hash_all) noexcept nogil:
     if hash_all:
-        return _murmur3_32(s, n, seed)
+        return murmur3_32(s, n, seed)
     return _vw_hashstring(s, n, seed)
 
 
@@ -557,7 +559,7 @@ cdef class VWCore:
         cdef const float[::1] vv = sparse_val
         cdef Py_ssize_t n = iv.shape[0], i
         cdef int log_cap = 1
-        cdef uint64_t p, mult = _splitmix64(salt) | 1
+        cdef uint64_t p, mult = splitmix64(salt) | 1
         cdef uint32_t k
         if vv.shape[0] != n:
             raise ValueError("sparse_idx and sparse_val differ in length")

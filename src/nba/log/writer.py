@@ -67,8 +67,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nba import _core, _validate
-from nba._locks import PoliteLock, acquire_politely
+from nba import _validate
+from nba._core import logio as logio_core
+from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, LogError, SchemaError
 from nba.log.checks import _decision_checked, _decision_ok, _event_id, _readable_fast, _unreadable_reason
 from nba.log.records import (
@@ -296,13 +297,8 @@ class DecisionLog:
         not be written or read back: unencodable values, lone surrogates, a
         non-finite ts, probability, pmf entry or outcome value.
         """
-        lock = self._lock.lock  # PoliteLock's fast path, inlined: this runs once per decision
-        if not lock.acquire(False):
-            acquire_politely(lock)
-        try:
+        with self._lock:
             return self._append_locked(record)
-        finally:
-            lock.release()
 
     def _append_locked(self, record: Record) -> int:
         if self._closed:
@@ -574,13 +570,13 @@ class DecisionLog:
     def _write_all(self, data: bytearray) -> None:
         """Write ``data`` whole (looping only on a short write); on error cut the segment back and raise.
 
-        The GIL is kept (``_core.write_held``): a record is a short write into the page
+        The GIL is kept (``logio_core.write_held``): a record is a short write into the page
         cache, and releasing the GIL for it costs a thread hand-over per decision.
         """
         try:
-            written = _core.write_held(self._fd, data)
+            written = logio_core.write_held(self._fd, data)
             while written < len(data):
-                written += _core.write_held(self._fd, data, written)
+                written += logio_core.write_held(self._fd, data, written)
         except OSError as e:
             self._line = bytearray()  # a traceback may still pin a view of the old one
             self._undo(self._good)

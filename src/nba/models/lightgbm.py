@@ -2,7 +2,7 @@
 
 The whole file is parsed and validated here, in Python, once: every count, child
 index, feature index and bitset range is proved consistent so that the core loops
-in ``_trees.pxi`` can run without bounds checks. Scores equal LightGBM's exactly
+in ``nba._core.trees`` can run without bounds checks. Scores equal LightGBM's exactly
 (raw scores bit for bit): same traversal rules for missing values and categories,
 same summation order, same output transform.
 """
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from nba import _core
-from nba._core import ArmForestCore, TreeEnsembleCore
+from nba._core import trees as trees_core
+from nba._core.trees import ArmForestCore, TreeEnsembleCore
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
@@ -30,11 +30,11 @@ __all__ = ["TreeEnsemble", "TreeScorer", "load_lightgbm"]
 
 _KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold is the float 1e-35f
 
-# Node kinds (low two bits of a node's packed feature word; see _trees.pxi).
-_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = _core.NODE_NAN_LEFT, _core.NODE_NAN_RIGHT, _core.NODE_LEAF, _core.NODE_COMPLEX
-# Output transforms (see _trees.pxi).
-_T_IDENTITY, _T_SIGMOID, _T_SOFTMAX = _core.TRANSFORM_IDENTITY, _core.TRANSFORM_SIGMOID, _core.TRANSFORM_SOFTMAX
-_T_EXP, _T_SOFTPLUS, _T_SQUARE = _core.TRANSFORM_EXP, _core.TRANSFORM_SOFTPLUS, _core.TRANSFORM_SQUARE
+# Node kinds (low two bits of a node's packed feature word; see nba._core.trees).
+_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = trees_core.NODE_NAN_LEFT, trees_core.NODE_NAN_RIGHT, trees_core.NODE_LEAF, trees_core.NODE_COMPLEX
+# Output transforms (see nba._core.trees).
+_T_IDENTITY, _T_SIGMOID, _T_SOFTMAX = trees_core.TRANSFORM_IDENTITY, trees_core.TRANSFORM_SIGMOID, trees_core.TRANSFORM_SOFTMAX
+_T_EXP, _T_SOFTPLUS, _T_SQUARE = trees_core.TRANSFORM_EXP, trees_core.TRANSFORM_SOFTPLUS, trees_core.TRANSFORM_SQUARE
 
 # Objective name (first token of ``objective=``) -> transform; parameters are read below.
 _IDENTITY_OBJECTIVES = frozenset(
@@ -763,7 +763,7 @@ class TreeEnsemble:
         return res
 
     def bind_arms(self, shared_cols: np.ndarray, arm_rows: np.ndarray) -> ArmForestCore | None:
-        """This ensemble bound to a catalogue's arms (``_core.ArmForestCore``), or None if it cannot be.
+        """This ensemble bound to a catalogue's arms (``trees_core.ArmForestCore``), or None if it cannot be.
 
         ``shared_cols[j]`` is the model column of shared feature j (profile and
         context); ``arm_rows`` holds each arm's model row (shared columns ignored).

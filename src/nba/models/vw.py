@@ -41,7 +41,8 @@ import msgspec
 import numpy as np
 
 from nba import _validate
-from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
+from nba._core.hashing import murmurhash3_32
+from nba._core.vw import VWActions, VWBound, VWCore
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.models import DEFAULT_MAX_BYTES, read_model_file
 
