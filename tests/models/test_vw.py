@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nba
-from benchmarks.workloads import vw_examples, vw_json, vw_model_file, vw_text
+from benchmarks.workloads import vw_examples, vw_model_file, vw_text
 from nba._core import VWCore, vw_hash, vw_hash_string_feature
 from nba.models.vw import ActionSet, VWModel, load_vw, looks_like_vw
-from tests.models.test_conformance import ScorerKind, check_scorer
+from tests.models.conformance import ScorerKind, check_scorer
+from tests.models.vw_cases import vw_scores
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
@@ -37,16 +38,6 @@ CONSTANT = 11650396
 
 def _workspace(args: str) -> vowpalwabbit.Workspace:
     return vowpalwabbit.Workspace(args + " --quiet")
-
-
-def vw_scores(vw, shared: dict, actions: list[dict], fmt: str) -> np.ndarray:
-    """VW's raw per-action predictions (partial predictions of the action examples)."""
-    exs = vw.parse(vw_json(shared, actions) if fmt == "json" else vw_text(shared, actions))
-    try:
-        vw.predict(exs)
-        return np.array([e.get_partial_prediction() for e in exs[1:]])
-    finally:
-        vw.finish_example(exs)
 
 
 def parity(path: Path, fmt: str, n: int, seed: int, **example_kw) -> tuple[np.ndarray, np.ndarray]:
