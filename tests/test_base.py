@@ -207,9 +207,9 @@ def test_a_new_online_learner_learns_from_the_deciders_rewards(tmp_path: Path) -
             d = dec.decide(_profile(i), event_id=f"e{i}", now=T0 + i)
             assert d.model_version == f"mean@{learner.version}"
             if i % 2:
-                dec.reward(d.event_id, 1.0, at=T0 + i + 0.5)
+                dec.reward(d.event_id, 1.0, now=T0 + i + 0.5)
         with pytest.raises(nba.SchemaError, match="MeanReward learns rewards"):
-            dec.reward("e0", 2.0, at=T0 + 41)  # check_reward is asked before anything is logged or learned
+            dec.reward("e0", 2.0, now=T0 + 41)  # check_reward is asked before anything is logged or learned
         dec.flush()
     assert len(learner.seen) == 40 and all(x is None for _, x, _ in learner.seen)
     assert sum(r for _, _, r in learner.seen) == 20.0  # the rewarded ones; the others taught default_reward

@@ -237,10 +237,10 @@ def test_sum_aggregate_teaches_the_sum_after_the_window() -> None:
     dec = nba.Decider(_arms(), bandit, schema=_schema(), aggregate="sum", reward_window=10.0, arbitration="score")
     d = dec.decide(PROFILE, CTX, now=1000.0)
     i = dec.catalog.index(d.arm)
-    dec.reward(d.event_id, 1.0, at=1001.0)
-    dec.reward(d.event_id, 2.0, at=1002.0)
+    dec.reward(d.event_id, 1.0, now=1001.0)
+    dec.reward(d.event_id, 2.0, now=1002.0)
     assert bandit.pulls.sum() == 0  # the window is still open
-    dec.reward("other", 0.0, at=1011.0)  # any later call closes expired windows
+    dec.reward("other", 0.0, now=1011.0)  # any later call closes expired windows
     assert bandit.pulls[i] == 1 and bandit.pulls.sum() == 1
     x = _schema().vectorize(PROFILE, CTX)
     ref = LinUCB(5, _schema().n_columns, alpha=0.1)
@@ -252,8 +252,8 @@ def test_deferred_never_activated_teaches_nothing() -> None:
     bandit = BetaThompson(5)
     dec = nba.Decider(_arms(), bandit, schema=_schema(), reward_window=1.0)
     d = dec.decide(PROFILE, CTX, defer=True, now=0.0)
-    dec.reward(d.event_id, 1.0, at=0.5)
-    dec.reward("x", 0.0, at=100.0)
+    dec.reward(d.event_id, 1.0, now=0.5)
+    dec.reward("x", 0.0, now=100.0)
     assert bandit.pulls.sum() == 0
 
 
@@ -338,7 +338,7 @@ def test_squarecb_counts_the_examples_an_online_model_learns() -> None:
     np.testing.assert_allclose(first.pmf, 1.0 / len(first.pmf))  # t = 0: uniform
     for i in range(5):
         d = dec.decide(PROFILE, CTX, now=2.0 + i)
-        dec.reward(d.event_id, 1.0, at=2.0 + i)
+        dec.reward(d.event_id, 1.0, now=2.0 + i)
     # Five rewards, and the first decision's window closed unrewarded (learned with the default).
     assert policy.t == 6 and model.version == 6
     assert np.ptp(dec.decide(PROFILE, CTX).pmf) > 0.01  # gamma > 0: no longer uniform

@@ -136,13 +136,13 @@ def test_a_child_does_not_learn_the_parents_pending_decisions() -> None:
 
     def child(i: int) -> list[float]:
         for d in parent:
-            dec.reward(d.event_id, 1.0, at=101.0)  # not this process's decisions: logged only
+            dec.reward(d.event_id, 1.0, now=101.0)  # not this process's decisions: logged only
         dec.flush()
-        dec.reward("any", 0.0, at=1000.0)  # closes every window the child knows of
+        dec.reward("any", 0.0, now=1000.0)  # closes every window the child knows of
         return bandit.pulls.tolist()
 
     (pulls,) = _in_children(1, child)
     assert pulls == [0, 0, 0, 0]
     for d in parent:  # the parent still learns its own
-        dec.reward(d.event_id, 1.0, at=101.0)
+        dec.reward(d.event_id, 1.0, now=101.0)
     assert bandit.pulls.sum() == 20

@@ -74,10 +74,10 @@ def test_timestamps_must_be_plausible_unix_seconds(beta, tmp_path, bad) -> None:
     with pytest.raises(nba.SchemaError):
         dec.decide(PROFILE, now=bad)
     with pytest.raises(nba.SchemaError):
-        dec.reward(d.event_id, 1.0, at=bad)
+        dec.reward(d.event_id, 1.0, now=bad)
     with pytest.raises(nba.SchemaError):
-        dec.activate(d.event_id, at=bad)
-    dec.activate(d.event_id, at=1001.0)  # the event is still there, unconsumed
+        dec.activate(d.event_id, now=bad)
+    dec.activate(d.event_id, now=1001.0)  # the event is still there, unconsumed
     assert len(_records(tmp_path)) == 2
     assert nba.export_dsjson(tmp_path, tmp_path / "out.json") is not None  # every timestamp has a date
 
@@ -92,8 +92,8 @@ def test_a_reward_at_nan_does_not_close_every_pending_window() -> None:
     dec = nba.Decider(ARMS, bandit, schema=SCHEMA, policy=nba.Thompson(), reward_window=10.0)
     d = dec.decide(PROFILE, now=100.0)
     with pytest.raises(nba.SchemaError):
-        dec.reward("other", 0.0, at=math.nan)
-    dec.reward(d.event_id, 1.0, at=101.0)
+        dec.reward("other", 0.0, now=math.nan)
+    dec.reward(d.event_id, 1.0, now=101.0)
     i = dec.catalog.index(d.arm)
     assert bandit.pulls[i] == 1 and bandit.alpha[i] == 2.0  # learned the real reward, not the default
 
@@ -125,9 +125,9 @@ def test_a_refused_reward_does_not_consume_the_event(beta) -> None:
     d = dec.decide(PROFILE, now=10.0)
     before = bandit.to_bytes()
     with pytest.raises(nba.SchemaError):
-        dec.reward(d.event_id, 5.0, at=11.0)  # a Beta-Bernoulli model learns rewards in [0, 1]
+        dec.reward(d.event_id, 5.0, now=11.0)  # a Beta-Bernoulli model learns rewards in [0, 1]
     assert bandit.to_bytes() == before
-    dec.reward(d.event_id, 1.0, at=12.0)
+    dec.reward(d.event_id, 1.0, now=12.0)
     assert bandit.alpha[dec.catalog.index(d.arm)] == 2.0
 
 
@@ -136,10 +136,10 @@ def test_sum_aggregate_refuses_the_reward_whose_sum_the_model_cannot_learn(tmp_p
     with nba.Decider(ARMS, bandit, schema=SCHEMA, policy=nba.Thompson(), aggregate="sum", reward_window=10.0,
                      log=nba.DecisionLog(tmp_path)) as dec:
         d = dec.decide(PROFILE, now=100.0)
-        dec.reward(d.event_id, 0.75, at=101.0)
+        dec.reward(d.event_id, 0.75, now=101.0)
         with pytest.raises(nba.SchemaError):
-            dec.reward(d.event_id, 0.5, at=102.0)  # the sum, 1.25, is no Bernoulli reward: refused now
-        dec.reward("unrelated", 0.0, at=200.0)  # closes the window; an unrelated call no longer raises
+            dec.reward(d.event_id, 0.5, now=102.0)  # the sum, 1.25, is no Bernoulli reward: refused now
+        dec.reward("unrelated", 0.0, now=200.0)  # closes the window; an unrelated call no longer raises
         assert bandit.alpha[dec.catalog.index(d.arm)] == 1.75
     assert [(r.event_id, r.value) for r in _records(tmp_path) if isinstance(r, nba.OutcomeRecord)] == [
         (d.event_id, 0.75), ("unrelated", 0.0)]
@@ -158,7 +158,7 @@ def test_huge_rewards_are_refused_and_linucb_stays_finite() -> None:
 
 def test_a_reward_for_an_event_this_decider_never_made_is_logged_for_a_later_join(beta, tmp_path) -> None:
     dec, bandit = beta
-    dec.reward("made-by-another-worker", 1.0, at=5.0)
+    dec.reward("made-by-another-worker", 1.0, now=5.0)
     assert bandit.pulls.sum() == 0
     assert [(r.event_id, r.ts, r.value) for r in _records(tmp_path)] == [("made-by-another-worker", 5.0, 1.0)]
 

@@ -203,7 +203,7 @@ def _run(case: Case, tmp_path: Any) -> None:
                 r = case.reward(i, rng) if case.reward is not None else None
                 xl = x if learner.n_features else None
                 if r is not None:
-                    dec.reward(eid, r, at=ts + 0.5)
+                    dec.reward(eid, r, now=ts + 0.5)
                     taught.append((int(idx[chosen[0]]), xl, r))
                 else:
                     pending.append((int(idx[chosen[0]]), xl))

@@ -36,7 +36,7 @@ def test_vw_trained_on_the_exported_log_decides_and_prefers_the_better_arm(tmp_p
             seg = SEGMENTS[i % 2]
             d = dec.decide({"id": f"u{i}", "segment": seg}, now=1000.0 + i)
             reward = float(rng.random() < P_CLICK[seg][catalog.index(d.arm)])
-            dec.reward(d.event_id, reward, at=1000.5 + i)
+            dec.reward(d.event_id, reward, now=1000.5 + i)
     out = tmp_path / "train.dsjson"
     n = nba.export_dsjson(log_dir, out, reward_window=60.0).events
     assert n == 1500
