@@ -43,7 +43,7 @@ import numpy as np
 from nba import _validate
 from nba._core import VWActions, VWBound, VWCore, murmurhash3_32
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.models import DEFAULT_MAX_BYTES, read_model_file
+from nba.models import DEFAULT_MAX_BYTES, Summary, read_model_file
 
 if TYPE_CHECKING:
     from nba.catalog import Catalog
@@ -169,8 +169,8 @@ class VWModel:
             f"exploration={i.exploration}, {i.num_weights} weights)"
         )
 
-    def summary(self) -> str:
-        """A few lines describing the model, for ``nba inspect``."""
+    def summary(self) -> Summary:
+        """Format and version; what the file says of itself (``info``) and where it came from (prints as a few lines)."""
         i = self.info
         explore = f"epsilon-greedy, epsilon {i.epsilon:g}" if i.epsilon is not None else i.exploration
         hashing = f"{'all' if i.hash_all else 'strings'}, seed {i.hash_seed}" + (", chain_hash" if i.chain_hash else "")
@@ -186,7 +186,8 @@ class VWModel:
             f"  cb_type {i.cb_type}; exploration: {explore}",
             f"  options: {i.options}",
         ]
-        return "\n".join(lines)
+        details = {"source": self.source, **msgspec.structs.asdict(i)}
+        return Summary(format="vw", version=self.version, details=details, text="\n".join(lines))
 
     def __reduce__(self) -> tuple[Any, ...]:
         idx, vals = self._records
