@@ -96,7 +96,7 @@ class _MeanScorer:
 
     @property
     def version(self) -> str:
-        return f"mean@{self.learner.version}"
+        return self.learner.version
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
         return {}
@@ -116,8 +116,12 @@ class MeanReward:
         self.seen: list[tuple[int, Any, float]] = []
 
     @property
-    def version(self) -> int:
+    def updates(self) -> int:
         return len(self.seen)
+
+    @property
+    def version(self) -> str:
+        return f"mean@{self.updates}"
 
     @property
     def n_arms(self) -> int:
@@ -205,7 +209,7 @@ def test_a_new_online_learner_learns_from_the_deciders_rewards(tmp_path: Path) -
                      default_reward=0.0) as dec:
         for i in range(40):
             d = dec.decide(_profile(i), event_id=f"e{i}", now=T0 + i)
-            assert d.model_version == f"mean@{learner.version}"
+            assert d.model_version == f"mean@{learner.updates}"
             if i % 2:
                 dec.reward(d.event_id, 1.0, now=T0 + i + 0.5)
         with pytest.raises(nba.SchemaError, match="MeanReward learns rewards"):

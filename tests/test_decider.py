@@ -340,7 +340,7 @@ def test_squarecb_counts_the_examples_an_online_model_learns() -> None:
         d = dec.decide(PROFILE, CTX, now=2.0 + i)
         dec.reward(d.event_id, 1.0, now=2.0 + i)
     # Five rewards, and the first decision's window closed unrewarded (learned with the default).
-    assert policy.t == 6 and model.version == 6
+    assert policy.t == 6 and model.updates == 6
     assert np.ptp(dec.decide(PROFILE, CTX).pmf) > 0.01  # gamma > 0: no longer uniform
 
 

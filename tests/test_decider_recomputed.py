@@ -199,7 +199,7 @@ def _run(case: Case, tmp_path: Any) -> None:
             assert d.policy == policy.name and d.deferred == defer and d.channel == "web"
             assert d.payload == {"text": f"offer {idx[chosen[0]]}"}
             if learner is not None:
-                assert d.model_version == f"{type(learner).__name__}@{state.version}"
+                assert d.model_version == f"{type(learner).__name__}@{state.updates}"
                 r = case.reward(i, rng) if case.reward is not None else None
                 xl = x if learner.n_features else None
                 if r is not None:

@@ -82,7 +82,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     ``payload`` its content for the channel, ``probability`` the exact probability
     with which ``arm`` was drawn, ``pmf`` and ``scores`` are over ``actions`` (the
     eligible arms, catalogue order); ``scores`` are raw model scores (higher is
-    better). ``variants`` maps experiment -> variant. ``timestamp`` is unix seconds.
+    better). ``variants`` maps experiment -> variant. ``model_version`` is the
+    ``version`` of the model that scored it (of the one serving, for a fallback), as
+    the log records it (docs/contracts.md, "model_version"). ``timestamp`` is unix seconds.
     """
 
     event_id: str
@@ -396,7 +398,7 @@ class Decider:
 
     @property
     def model_version(self) -> str:
-        """Version of the default model now serving."""
+        """``version`` of the default model now serving: the ``model_version`` its decisions log."""
         return self._state.scorers["default"].version
 
     # ------------------------------------------------------------------ decide

@@ -412,7 +412,7 @@ def test_info_describes_the_model(model):
     info = model.info
     assert (info.bits, info.exploration, info.epsilon, info.cb_type) == (16, "epsilon", 0.05, "mtr")
     assert info.interactions == ("GA", "UA", "UGA") and info.constant and info.save_resume
-    assert info.version == "9.11.9" or info.version.startswith("9.")
+    assert info.vw_version == "9.11.9" or info.vw_version.startswith("9.")
     assert info.num_weights == int(np.count_nonzero(model.weights)) > 0
     assert model.weights.shape == (1 << 16,) and not model.weights.flags.writeable
     assert "--cb_explore_adf" in info.options and "VWModel(" in repr(model)

@@ -97,7 +97,7 @@ _HELP = (
 class VWModelInfo(msgspec.Struct, frozen=True):
     """What a loaded VW model file says about itself (after VW's own normalization)."""
 
-    version: str
+    vw_version: str  # the VW release that wrote the file (``VWModel.version`` is the model's identity)
     id: str
     bits: int
     options: str
@@ -176,7 +176,7 @@ class VWModel:
         hashing = f"{'all' if i.hash_all else 'strings'}, seed {i.hash_seed}" + (", chain_hash" if i.chain_hash else "")
         lines = [
             f"Vowpal Wabbit {'cb_explore_adf' if i.exploration != 'none' else 'cb_adf'} model: {self.source}",
-            f"  written by VW {i.version}" + (f", id {i.id!r}" if i.id else ""),
+            f"  written by VW {i.vw_version}" + (f", id {i.id!r}" if i.id else ""),
             f"  -b {i.bits}: {i.num_weights} non-zero weights of {1 << i.bits}"
             + (" (save_resume)" if i.save_resume else " (predict-only)"),
             f"  interactions: {' '.join(i.interactions) or 'none'}; constant: {'yes' if i.constant else 'no'}",
@@ -222,7 +222,7 @@ class VWModel:
     def version(self) -> str:
         """A content hash of the model's options and non-zero weights (12 hex digits), logged with each decision.
 
-        ``info.version`` is the VW release that wrote the file, not an identity.
+        ``info.vw_version`` is the VW release that wrote the file, not an identity.
         """
         v = self.__dict__.get("_version")
         if v is None:
@@ -719,7 +719,7 @@ def _parse(data: bytes, where: str) -> tuple[VWModelInfo, tuple[np.ndarray, np.n
         idx, vals = idx[nonzero], vals[nonzero]
 
     info = VWModelInfo(
-        version=vtext,
+        vw_version=vtext,
         id=model_id,
         bits=bits,
         options=options.strip(),
