@@ -10,7 +10,7 @@ round's context), so the criteria are not at the mercy of reward noise:
   more than 80% of the last 20% of rounds.
 
 Each learner runs as the Decider drives it: its policy's pmf (``UCB`` or
-``Thompson`` through ``model_pmf``), ``nba.sample`` seeded by the event id,
+``Thompson`` through ``model_pmf``), ``nba.policy.sample`` seeded by the event id,
 then ``update``.
 """
 

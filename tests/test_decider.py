@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 import nba
 from nba.bandits import BetaThompson, LinUCB
+from nba.experiments import Allocator
+from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, read_records
 from nba.policy import EpsilonGreedy, Greedy
 
 
@@ -63,8 +65,8 @@ PROFILE = {"id": "u1", "age": 30.0, "segment": "gold"}
 CTX = {"hour": 10.0}
 
 
-def _decisions(log_dir: Path) -> list[nba.DecisionRecord]:
-    return [r for r in nba.read_records(log_dir) if isinstance(r, nba.DecisionRecord)]
+def _decisions(log_dir: Path) -> list[DecisionRecord]:
+    return [r for r in read_records(log_dir) if isinstance(r, DecisionRecord)]
 
 
 def _expected_scores(model, catalog: nba.Catalog, profile, context, arm_idx) -> np.ndarray:
@@ -206,7 +208,7 @@ def test_reward_writes_an_outcome_record(tmp_path, catalog, model) -> None:
     with nba.Decider(catalog, model, log=nba.DecisionLog(tmp_path)) as dec:
         d = dec.decide(PROFILE, CTX)
         dec.reward(d.event_id, 1.0)
-    outs = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.OutcomeRecord)]
+    outs = [r for r in read_records(tmp_path) if isinstance(r, OutcomeRecord)]
     assert [(o.event_id, o.value) for o in outs] == [(d.event_id, 1.0)]
 
 
@@ -217,9 +219,9 @@ def test_deferred_decision_is_logged_and_activated(tmp_path, catalog, model) -> 
         dec.activate(d.event_id)
         with pytest.raises(nba.UnknownEventError):
             dec.activate("never-made")
-    recs = list(nba.read_records(tmp_path))
-    assert [r.deferred for r in recs if isinstance(r, nba.DecisionRecord)] == [True]
-    assert [r.event_id for r in recs if isinstance(r, nba.ActivationRecord)] == [d.event_id]
+    recs = list(read_records(tmp_path))
+    assert [r.deferred for r in recs if isinstance(r, DecisionRecord)] == [True]
+    assert [r.event_id for r in recs if isinstance(r, ActivationRecord)] == [d.event_id]
 
 
 def test_first_aggregate_teaches_the_first_reward_at_once() -> None:
@@ -281,7 +283,7 @@ def test_experiment_variant_overrides_model_and_policy_and_is_logged(tmp_path, c
         catalog, model, models={"alt": other}, policies={"greedy": Greedy()}, experiments=[exp],
         log=nba.DecisionLog(tmp_path),
     ) as dec:
-        alloc = nba.Allocator([exp])
+        alloc = Allocator([exp])
         ds = [dec.decide({**PROFILE, "id": f"u{i}"}, CTX) for i in range(40)]
     recs = {r.event_id: r for r in _decisions(tmp_path)}
     variants = set()

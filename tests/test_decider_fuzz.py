@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import nba
 from nba.bandits import BetaThompson, LinUCB
+from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, read_records
 
 SCHEMA = nba.FeatureSchema(
     [
@@ -71,8 +72,8 @@ class DeciderMachine(RuleBasedStateMachine):
             self.log.close()
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a skipped line is a failure here
-                got = [_key(r) for r in nba.read_records(self.dir)
-                       if isinstance(r, (nba.DecisionRecord, nba.OutcomeRecord, nba.ActivationRecord))]
+                got = [_key(r) for r in read_records(self.dir)
+                       if isinstance(r, (DecisionRecord, OutcomeRecord, ActivationRecord))]
             assert len(got) == len(self.expected)
             for g, e in zip(got, self.expected):
                 # None in an expectation: a timestamp the call took from the clock
@@ -203,11 +204,11 @@ def _ts(at: object) -> float | None:
     return None if at is None else float(at)  # type: ignore[arg-type]
 
 
-def _key(r: nba.DecisionRecord | nba.OutcomeRecord | nba.ActivationRecord) -> tuple:
-    if isinstance(r, nba.DecisionRecord):
+def _key(r: DecisionRecord | OutcomeRecord | ActivationRecord) -> tuple:
+    if isinstance(r, DecisionRecord):
         return ("decision", r.event_id, r.ts, r.unit, r.channel, r.actions[r.chosen[0]], r.probability,
                 tuple(r.pmf), r.deferred)
-    if isinstance(r, nba.OutcomeRecord):
+    if isinstance(r, OutcomeRecord):
         return ("outcome", r.event_id, r.ts, r.value)
     return ("activation", r.event_id, r.ts)
 

@@ -21,13 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
-from nba import _core
+from nba import DecisionLog, _core
 from nba.errors import ConfigError, LogError, SchemaError
 from nba.log import (
     ActivationRecord,
     CatalogRecord,
     CorruptRecordWarning,
-    DecisionLog,
     DecisionRecord,
     OutcomeRecord,
     TornRecordWarning,

@@ -26,12 +26,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nba import _core
+from nba import DecisionLog, _core
 from nba.errors import LogError, SchemaError
 from nba.log import (
     ActivationRecord,
     CorruptRecordWarning,
-    DecisionLog,
     DecisionRecord,
     ExportReport,
     LogWarning,

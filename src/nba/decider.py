@@ -40,7 +40,8 @@ from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolic
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
-from nba.log import DecisionLog, DecisionRecord
+from nba.log.records import DecisionRecord
+from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
@@ -646,7 +647,7 @@ class Decider:
         """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from.
 
         An id this Decider does not remember (made by another process, or before a
-        restart) is still logged, so ``nba.join`` attaches it to its decision; only
+        restart) is still logged, so ``nba.log.join`` attaches it to its decision; only
         the Decider that made a decision teaches its online model. A value the
         online model cannot learn (``check_reward``: e.g. 5.0 for a Beta-Bernoulli
         model, or a sum over 1 with ``aggregate="sum"``) raises ``SchemaError`` and

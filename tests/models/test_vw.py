@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import nba
 from benchmarks.workloads import vw_examples, vw_model_file, vw_text
 from nba._core import VWCore, vw_hash, vw_hash_string_feature
+from nba.log import export_dsjson
 from nba.models.vw import ActionSet, VWModel, load_vw, looks_like_vw
 from tests.models.conformance import ScorerKind, check_scorer
 from tests.models.vw_cases import vw_scores
@@ -128,7 +129,7 @@ def test_a_model_trained_on_nba_dsjson_exports_scores_like_vw(tmp_path):
         log.append_outcome(f"e{i}", -cost)
     log.close()
     export = tmp_path / "train.dsjson"
-    nba.export_dsjson(tmp_path / "log", export)
+    export_dsjson(tmp_path / "log", export)
     lines = export.read_text().splitlines()
     vw = _workspace("--cb_explore_adf --dsjson -q UA -q GA -b 16")
     for line in lines:
