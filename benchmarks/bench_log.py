@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 from benchmarks.workloads import decisions
-from nba.log import DecisionLog, DecisionRecord
+from nba import DecisionLog
+from nba.log import DecisionRecord
 
 N_RECORDS = 2_000
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))

@@ -33,6 +33,7 @@ import pytest
 import nba
 from benchmarks.latency import record_latency
 from benchmarks.workloads import vw_examples, vw_model_file, vw_text
+from nba.models.vw import VWModel
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
@@ -78,7 +79,7 @@ def _epsilon_greedy(*, validated: bool = True) -> Callable[[np.ndarray, np.ndarr
 
 @dataclass
 class Bench:
-    model: nba.VWModel
+    model: VWModel
     actions: object  # ActionSet
     shared: list[dict]  # N_DECISIONS shared contexts
     lines: list[list[str]]  # the same decisions as VW text

@@ -27,8 +27,6 @@ from typing import Any
 import msgspec
 
 import nba
-from nba.bandits import LinUCB
-from nba.policy import EpsilonGreedy
 
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = Path(os.environ["NBA_MODEL"]) if os.environ.get("NBA_MODEL") else None
@@ -55,9 +53,10 @@ def build_decider(log_dir: str | os.PathLike[str] | None = None) -> nba.Decider:
     if MODEL_PATH is not None:
         model: Any = nba.load_model(str(MODEL_PATH))
     else:
-        model = LinUCB(len(CATALOG), SCHEMA.n_columns, alpha=0.5)
+        model = nba.LinUCB(len(CATALOG), SCHEMA.n_columns, alpha=0.5)
     directory = log_dir if log_dir is not None else os.environ.get("NBA_LOG_DIR", str(HERE / "decisions"))
-    return nba.Decider(CATALOG, model, policy=EpsilonGreedy(0.1), log=nba.DecisionLog(directory), fallback="savings")
+    return nba.Decider(CATALOG, model, policy=nba.EpsilonGreedy(0.1), log=nba.DecisionLog(directory),
+                       fallback="savings")
 
 
 DECIDER = build_decider()  # built once, at import; shared by every request thread
@@ -93,7 +92,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
             d = DECIDER.decide(body.get("profile"), body.get("context"), channel=body.get("channel"))
             return _respond(start_response, "200 OK", msgspec.to_builtins(d))
         # An event id this worker did not make (another worker's decision) is logged for
-        # nba.join all the same: reward() does not raise for it.
+        # nba.log.join all the same: reward() does not raise for it.
         DECIDER.reward(body["event_id"], body["value"])
         return _respond(start_response, "200 OK", {"ok": True})
     except nba.LogError as e:  # the server's fault (disk full, ...), not the client's

@@ -10,7 +10,7 @@ round's context), so the criteria are not at the mercy of reward noise:
   more than 80% of the last 20% of rounds.
 
 Each learner runs as the Decider drives it: its policy's pmf (``UCB`` or
-``Thompson`` through ``model_pmf``), ``nba.sample`` seeded by the event id,
+``Thompson`` through ``model_pmf``), ``nba.policy.sample`` seeded by the event id,
 then ``update``.
 """
 
@@ -110,7 +110,7 @@ def test_context_free_bandit_regret_is_sublinear_and_it_settles_on_the_best_arm(
     regret, played = _run_bernoulli(model, BERNOULLI_MEANS, seed)
     share = float(np.mean(played[-T // 5 :] == int(np.argmax(BERNOULLI_MEANS))))
     _assert_learns(regret, share)
-    assert model.version == T
+    assert model.updates == T
 
 
 @pytest.mark.parametrize(
@@ -309,7 +309,7 @@ def test_save_load_round_trip_reproduces_scores_and_keeps_learning_identically(k
         pickle.loads(pickle.dumps(model)),
         copy.deepcopy(model),
     ):
-        assert type(restored) is type(model) and restored.version == model.version == 300
+        assert type(restored) is type(model) and restored.updates == model.updates == 300
         for a, b in zip(_fingerprint(model), _fingerprint(restored)):
             np.testing.assert_array_equal(a, b)
         assert restored.to_bytes() == data
@@ -318,7 +318,7 @@ def test_save_load_round_trip_reproduces_scores_and_keeps_learning_identically(k
         m.update(2, np.array([1.0, 0.0, 1.0]), 1.0)
     for a, b in zip(_fingerprint(model), _fingerprint(twin)):
         np.testing.assert_array_equal(a, b)
-    assert twin.version == 301
+    assert twin.updates == 301
 
 
 def test_ucb_pmf_survives_an_unplayed_bound_times_a_huge_scale():
@@ -332,12 +332,12 @@ def test_ucb_pmf_survives_an_unplayed_bound_times_a_huge_scale():
     np.testing.assert_array_equal(pmf, [0.0, 1.0])
 
 
-def test_version_counts_updates():
+def test_updates_counts_the_updates():
     model = LinUCB(2, 2)
-    assert model.version == 0
+    assert model.updates == 0
     model.update(0, [1.0, 2.0], 1.0)
     model.update(1, [1.0, 2.0], 0.0)
-    assert model.version == 2
+    assert model.updates == 2
 
 
 @pytest.mark.parametrize(
@@ -407,7 +407,7 @@ def test_concurrent_updates_lose_nothing_while_scores_run(kind):
     for t in scorers:
         t.join()
     assert not errors, errors
-    assert model.version == 300 + N_THREADS * PER_THREAD
+    assert model.updates == 300 + N_THREADS * PER_THREAD
     expect = before + np.bincount(np.arange(N_THREADS) % model.n_arms, minlength=model.n_arms) * PER_THREAD
     assert model.pulls.tolist() == expect.tolist()
 
@@ -475,7 +475,7 @@ def test_context_free_input_errors():
         bt.pmf(event_id="e", arms=[0, 1], scale=[1.0])
     with pytest.raises(nba.SchemaError, match="event_id"):
         bt.pmf(event_id=3)
-    assert bt.version == 0
+    assert bt.updates == 0
 
 
 @pytest.mark.parametrize(
@@ -519,7 +519,7 @@ def test_check_reward_returns_a_float_or_refuses_what_the_model_cannot_learn(kin
                 True, None, "1", [1.0], 10**400):
         with pytest.raises(nba.SchemaError, match="reward"):
             model.check_reward(bad)
-    assert model.version == 0
+    assert model.updates == 0
 
 
 def test_two_rewards_of_one_summed_are_refused_by_a_beta_model():
@@ -554,7 +554,7 @@ def test_linear_update_refuses_features_beyond_max_abs_feature_and_changes_nothi
         model.update(0, [0.0, 1.0], 1.0)
     assert model.to_bytes() == state
     model.update(0, [MAX_ABS_FEATURE, -MAX_ABS_FEATURE, 0.0, 1.0], 1.0)
-    assert model.version == 1
+    assert model.updates == 1
     # Scoring takes any finite x, as before.
     assert np.isfinite(model.score([1e12, 0.0, 0.0, 0.0])).all()
 
@@ -579,13 +579,13 @@ def test_after_any_accepted_updates_scores_stay_finite_and_refused_updates_chang
     probes = [np.ones(4), np.array([MAX_ABS_FEATURE, -MAX_ABS_FEATURE, MAX_ABS_FEATURE, 1.0]), np.zeros(4)]
     for arm, x, reward in steps:
         before = model.to_bytes()
-        version = model.version
+        version = model.updates
         try:
             model.update(arm, np.array(x) if model.n_features else None, reward)
         except nba.SchemaError:
-            assert model.to_bytes() == before and model.version == version
+            assert model.to_bytes() == before and model.updates == version
             continue
-        assert model.version == version + 1
+        assert model.updates == version + 1
         for probe in probes:
             xs = probe if model.n_features else None
             assert np.isfinite(model.score(xs)).all()
@@ -649,7 +649,7 @@ def test_an_update_rounding_would_corrupt_is_refused_atomically(kind):
         model.update(0, [0.0, 60023876.0, 0.0, 1.0], 2.0)
     assert model.to_bytes() == state
     model.update(0, [0.0, 1.0, 0.0, 1.0], 2.0)  # well-scaled features still learn
-    assert np.isfinite(model.score(np.ones(4))).all() and model.version == 2
+    assert np.isfinite(model.score(np.ones(4))).all() and model.updates == 2
 
 
 @pytest.mark.parametrize("kind", [LinUCB, LinearThompson])

@@ -31,9 +31,10 @@ from nba.base import (
     Scorer,
 )
 from nba.catalog import Catalog
+from nba.log import DecisionRecord, OutcomeRecord, read_records
 from nba.models.lightgbm import TreeEnsemble
 from nba.models.vw import VWModel
-from nba.policy import UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson
+from nba.policy import UCB, EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, sample
 
 SCHEMA = nba.FeatureSchema([nba.Numeric("age"), nba.Categorical("segment", ["gold", "silver"])])
 ARMS = [nba.Arm(f"a{i}", features={"fee": float(i)}) for i in range(4)]
@@ -96,7 +97,7 @@ class _MeanScorer:
 
     @property
     def version(self) -> str:
-        return f"mean@{self.learner.version}"
+        return self.learner.version
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
         return {}
@@ -116,8 +117,12 @@ class MeanReward:
         self.seen: list[tuple[int, Any, float]] = []
 
     @property
-    def version(self) -> int:
+    def updates(self) -> int:
         return len(self.seen)
+
+    @property
+    def version(self) -> str:
+        return f"mean@{self.updates}"
 
     @property
     def n_arms(self) -> int:
@@ -187,11 +192,11 @@ def test_a_new_model_kind_and_policy_decide_end_to_end_and_log(tmp_path: Path) -
         x = SCHEMA.vectorize(_profile(i))
         scores = model.w @ x  # every arm is eligible
         pmf = policy.pmf(catalog.priorities(scores))
-        first = nba.sample(pmf, f"e{i}", 3)
+        first = sample(pmf, f"e{i}", 3)
         assert d.scores == tuple(scores.tolist()) and d.pmf == tuple(pmf.tolist())
         assert d.arm == ARMS[first].id and d.probability == pmf[first] and len(d.arms) == 1 + i % 2
         assert d.model_version == model.version and d.policy == "proportional(floor=0.1)"
-    records = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.DecisionRecord)]
+    records = [r for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
     assert [(r.event_id, tuple(r.pmf), r.probability, r.model_version, r.policy) for r in records] == [
         (d.event_id, d.pmf, d.probability, d.model_version, d.policy) for d in decisions
     ]
@@ -205,15 +210,15 @@ def test_a_new_online_learner_learns_from_the_deciders_rewards(tmp_path: Path) -
                      default_reward=0.0) as dec:
         for i in range(40):
             d = dec.decide(_profile(i), event_id=f"e{i}", now=T0 + i)
-            assert d.model_version == f"mean@{learner.version}"
+            assert d.model_version == f"mean@{learner.updates}"
             if i % 2:
-                dec.reward(d.event_id, 1.0, at=T0 + i + 0.5)
+                dec.reward(d.event_id, 1.0, now=T0 + i + 0.5)
         with pytest.raises(nba.SchemaError, match="MeanReward learns rewards"):
-            dec.reward("e0", 2.0, at=T0 + 41)  # check_reward is asked before anything is logged or learned
+            dec.reward("e0", 2.0, now=T0 + 41)  # check_reward is asked before anything is logged or learned
         dec.flush()
     assert len(learner.seen) == 40 and all(x is None for _, x, _ in learner.seen)
     assert sum(r for _, _, r in learner.seen) == 20.0  # the rewarded ones; the others taught default_reward
-    outcomes = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.OutcomeRecord)]
+    outcomes = [r for r in read_records(tmp_path) if isinstance(r, OutcomeRecord)]
     assert len(outcomes) == 20
     with pytest.raises(nba.ConfigError, match="default_reward"):
         nba.Decider(arms, MeanReward(len(ARMS)), schema=SCHEMA, default_reward=-1.0)

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 import nba
 from nba.bandits import BetaThompson, LinUCB
+from nba.experiments import Allocator
+from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, read_records
 from nba.policy import EpsilonGreedy, Greedy
 
 
@@ -63,8 +65,8 @@ PROFILE = {"id": "u1", "age": 30.0, "segment": "gold"}
 CTX = {"hour": 10.0}
 
 
-def _decisions(log_dir: Path) -> list[nba.DecisionRecord]:
-    return [r for r in nba.read_records(log_dir) if isinstance(r, nba.DecisionRecord)]
+def _decisions(log_dir: Path) -> list[DecisionRecord]:
+    return [r for r in read_records(log_dir) if isinstance(r, DecisionRecord)]
 
 
 def _expected_scores(model, catalog: nba.Catalog, profile, context, arm_idx) -> np.ndarray:
@@ -206,7 +208,7 @@ def test_reward_writes_an_outcome_record(tmp_path, catalog, model) -> None:
     with nba.Decider(catalog, model, log=nba.DecisionLog(tmp_path)) as dec:
         d = dec.decide(PROFILE, CTX)
         dec.reward(d.event_id, 1.0)
-    outs = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.OutcomeRecord)]
+    outs = [r for r in read_records(tmp_path) if isinstance(r, OutcomeRecord)]
     assert [(o.event_id, o.value) for o in outs] == [(d.event_id, 1.0)]
 
 
@@ -217,9 +219,9 @@ def test_deferred_decision_is_logged_and_activated(tmp_path, catalog, model) -> 
         dec.activate(d.event_id)
         with pytest.raises(nba.UnknownEventError):
             dec.activate("never-made")
-    recs = list(nba.read_records(tmp_path))
-    assert [r.deferred for r in recs if isinstance(r, nba.DecisionRecord)] == [True]
-    assert [r.event_id for r in recs if isinstance(r, nba.ActivationRecord)] == [d.event_id]
+    recs = list(read_records(tmp_path))
+    assert [r.deferred for r in recs if isinstance(r, DecisionRecord)] == [True]
+    assert [r.event_id for r in recs if isinstance(r, ActivationRecord)] == [d.event_id]
 
 
 def test_first_aggregate_teaches_the_first_reward_at_once() -> None:
@@ -237,10 +239,10 @@ def test_sum_aggregate_teaches_the_sum_after_the_window() -> None:
     dec = nba.Decider(_arms(), bandit, schema=_schema(), aggregate="sum", reward_window=10.0, arbitration="score")
     d = dec.decide(PROFILE, CTX, now=1000.0)
     i = dec.catalog.index(d.arm)
-    dec.reward(d.event_id, 1.0, at=1001.0)
-    dec.reward(d.event_id, 2.0, at=1002.0)
+    dec.reward(d.event_id, 1.0, now=1001.0)
+    dec.reward(d.event_id, 2.0, now=1002.0)
     assert bandit.pulls.sum() == 0  # the window is still open
-    dec.reward("other", 0.0, at=1011.0)  # any later call closes expired windows
+    dec.reward("other", 0.0, now=1011.0)  # any later call closes expired windows
     assert bandit.pulls[i] == 1 and bandit.pulls.sum() == 1
     x = _schema().vectorize(PROFILE, CTX)
     ref = LinUCB(5, _schema().n_columns, alpha=0.1)
@@ -252,8 +254,8 @@ def test_deferred_never_activated_teaches_nothing() -> None:
     bandit = BetaThompson(5)
     dec = nba.Decider(_arms(), bandit, schema=_schema(), reward_window=1.0)
     d = dec.decide(PROFILE, CTX, defer=True, now=0.0)
-    dec.reward(d.event_id, 1.0, at=0.5)
-    dec.reward("x", 0.0, at=100.0)
+    dec.reward(d.event_id, 1.0, now=0.5)
+    dec.reward("x", 0.0, now=100.0)
     assert bandit.pulls.sum() == 0
 
 
@@ -281,7 +283,7 @@ def test_experiment_variant_overrides_model_and_policy_and_is_logged(tmp_path, c
         catalog, model, models={"alt": other}, policies={"greedy": Greedy()}, experiments=[exp],
         log=nba.DecisionLog(tmp_path),
     ) as dec:
-        alloc = nba.Allocator([exp])
+        alloc = Allocator([exp])
         ds = [dec.decide({**PROFILE, "id": f"u{i}"}, CTX) for i in range(40)]
     recs = {r.event_id: r for r in _decisions(tmp_path)}
     variants = set()
@@ -338,9 +340,9 @@ def test_squarecb_counts_the_examples_an_online_model_learns() -> None:
     np.testing.assert_allclose(first.pmf, 1.0 / len(first.pmf))  # t = 0: uniform
     for i in range(5):
         d = dec.decide(PROFILE, CTX, now=2.0 + i)
-        dec.reward(d.event_id, 1.0, at=2.0 + i)
+        dec.reward(d.event_id, 1.0, now=2.0 + i)
     # Five rewards, and the first decision's window closed unrewarded (learned with the default).
-    assert policy.t == 6 and model.version == 6
+    assert policy.t == 6 and model.updates == 6
     assert np.ptp(dec.decide(PROFILE, CTX).pmf) > 0.01  # gamma > 0: no longer uniform
 
 

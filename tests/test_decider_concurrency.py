@@ -9,6 +9,7 @@ import lightgbm as lgb
 import numpy as np
 
 import nba
+from nba.log import DecisionRecord, read_records
 from nba.policy import EpsilonGreedy
 
 N_THREADS = 8
@@ -89,7 +90,7 @@ def test_threads_deciding_while_models_swap_log_each_decision_once_with_its_mode
     dec.close()
     assert errors == []
 
-    recs = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.DecisionRecord)]
+    recs = [r for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
     ids = [r.event_id for r in recs]
     assert len(ids) == len(set(ids)) == sum(done) >= N_THREADS * PER_THREAD
     assert set(ids) == set(inputs)

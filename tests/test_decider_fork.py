@@ -17,6 +17,7 @@ import pytest
 
 import nba
 from nba.bandits import BetaThompson
+from nba.log import DecisionRecord, join, read_records
 
 SCHEMA = nba.FeatureSchema([nba.Numeric("age", source="profile"), nba.Categorical("segment", ["a", "b", "c"])])
 ARMS = [nba.Arm(f"arm{i}", value=1.0) for i in range(4)]
@@ -80,7 +81,7 @@ def test_forked_children_issue_distinct_event_ids(tmp_path) -> None:
     ids += [dec.decide({"id": "p", "age": 1.0}).event_id for _ in range(10)]  # the parent goes on, unchanged
     dec.close()
     assert len(ids) == len(set(ids)) == 320
-    logged = [r.event_id for r in nba.read_records(tmp_path) if isinstance(r, nba.DecisionRecord)]
+    logged = [r.event_id for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
     assert sorted(logged) == sorted(ids)
 
 
@@ -97,7 +98,7 @@ def test_every_reward_joins_its_own_decision_across_forked_writers(tmp_path) -> 
 
     assert _in_children(2, child) == [150, 150]
     dec.close()
-    joined = list(nba.join(tmp_path))
+    joined = list(join(tmp_path))
     assert len(joined) == 300 and len({j.decision.event_id for j in joined}) == 300
     assert all(j.observed and j.reward == _reward_of(j.decision.unit) for j in joined)
 
@@ -136,13 +137,13 @@ def test_a_child_does_not_learn_the_parents_pending_decisions() -> None:
 
     def child(i: int) -> list[float]:
         for d in parent:
-            dec.reward(d.event_id, 1.0, at=101.0)  # not this process's decisions: logged only
+            dec.reward(d.event_id, 1.0, now=101.0)  # not this process's decisions: logged only
         dec.flush()
-        dec.reward("any", 0.0, at=1000.0)  # closes every window the child knows of
+        dec.reward("any", 0.0, now=1000.0)  # closes every window the child knows of
         return bandit.pulls.tolist()
 
     (pulls,) = _in_children(1, child)
     assert pulls == [0, 0, 0, 0]
     for d in parent:  # the parent still learns its own
-        dec.reward(d.event_id, 1.0, at=101.0)
+        dec.reward(d.event_id, 1.0, now=101.0)
     assert bandit.pulls.sum() == 20

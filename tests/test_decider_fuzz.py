@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import nba
 from nba.bandits import BetaThompson, LinUCB
+from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, read_records
 
 SCHEMA = nba.FeatureSchema(
     [
@@ -71,8 +72,8 @@ class DeciderMachine(RuleBasedStateMachine):
             self.log.close()
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a skipped line is a failure here
-                got = [_key(r) for r in nba.read_records(self.dir)
-                       if isinstance(r, (nba.DecisionRecord, nba.OutcomeRecord, nba.ActivationRecord))]
+                got = [_key(r) for r in read_records(self.dir)
+                       if isinstance(r, (DecisionRecord, OutcomeRecord, ActivationRecord))]
             assert len(got) == len(self.expected)
             for g, e in zip(got, self.expected):
                 # None in an expectation: a timestamp the call took from the clock
@@ -150,7 +151,7 @@ class DeciderMachine(RuleBasedStateMachine):
           at=st.one_of(st.none(), st.none(), timestamps))
     def reward_known(self, which, pick, value, at) -> None:
         eid = self.event_ids[pick % len(self.event_ids)]
-        if self._call("reward", self.deciders[which].reward, eid, value, at=at)[0]:
+        if self._call("reward", self.deciders[which].reward, eid, value, now=at)[0]:
             self.expected.append(("outcome", eid, _ts(at), float(value)))
 
     @rule(eid=st.one_of(hostile_text, st.integers(), st.none(), st.just("never-made")),
@@ -163,7 +164,7 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule(which=st.sampled_from(["beta", "linucb"]), pick=st.integers(0, 10**6), at=timestamps)
     def activate(self, which, pick, at) -> None:
         eid = self.deferred[pick % len(self.deferred)]
-        if self._call("activate", self.deciders[which].activate, eid, at=at)[0]:
+        if self._call("activate", self.deciders[which].activate, eid, now=at)[0]:
             self.expected.append(("activation", eid, _ts(at)))
 
     @rule(
@@ -181,7 +182,7 @@ class DeciderMachine(RuleBasedStateMachine):
         if not hostile:  # a well-formed record, but for the id
             actions, pmf, chosen, features, ts = ["a", "b", "c"], [0.5, 0.25, 0.25], [1], {"User": {"age": 3.0}}, 10.0
         ok, _ = self._call("append_decision", self.log.append_decision, event_id, actions=actions, pmf=pmf,
-                           chosen=chosen, features=features, unit=unit, ts=ts)
+                           chosen=chosen, features=features, unit=unit, now=ts)
         if ok:
             self.expected.append(("decision", event_id, _ts(ts), unit, None, actions[chosen[0]], pmf[chosen[0]],
                                   tuple(pmf), False))
@@ -189,7 +190,7 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule(event_id=st.one_of(st.uuids().map(str), hostile_text, st.integers()),
           value=st.one_of(st.floats(-5, 5), hostile_number), ts=st.one_of(st.none(), st.floats(0, 4e9), hostile_number))
     def append_outcome(self, event_id, value, ts) -> None:
-        if self._call("append_outcome", self.log.append_outcome, event_id, value, ts=ts)[0]:
+        if self._call("append_outcome", self.log.append_outcome, event_id, value, now=ts)[0]:
             self.expected.append(("outcome", event_id, _ts(ts), float(value)))
 
     @invariant()
@@ -203,11 +204,11 @@ def _ts(at: object) -> float | None:
     return None if at is None else float(at)  # type: ignore[arg-type]
 
 
-def _key(r: nba.DecisionRecord | nba.OutcomeRecord | nba.ActivationRecord) -> tuple:
-    if isinstance(r, nba.DecisionRecord):
+def _key(r: DecisionRecord | OutcomeRecord | ActivationRecord) -> tuple:
+    if isinstance(r, DecisionRecord):
         return ("decision", r.event_id, r.ts, r.unit, r.channel, r.actions[r.chosen[0]], r.probability,
                 tuple(r.pmf), r.deferred)
-    if isinstance(r, nba.OutcomeRecord):
+    if isinstance(r, OutcomeRecord):
         return ("outcome", r.event_id, r.ts, r.value)
     return ("activation", r.event_id, r.ts)
 

@@ -11,6 +11,8 @@ import pytest
 
 import nba
 from nba.bandits import BetaThompson, LinUCB
+from nba.decider import LearnWarning
+from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, export_dsjson, read_records
 
 SCHEMA = nba.FeatureSchema([nba.Numeric("age", source="profile"), nba.Categorical("segment", ["a", "b"])])
 ARMS = [nba.Arm(f"arm{i}", value=1.0, channels={"web": f"w{i}", "app": f"a{i}"}) for i in range(3)]
@@ -21,8 +23,8 @@ BAD_TIMES = [math.nan, math.inf, -math.inf, 1.7e12, -1e300, -1.0, "2026-01-01", 
 def _records(directory) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing the Decider wrote may be skipped
-        return [r for r in nba.read_records(directory)
-                if isinstance(r, (nba.DecisionRecord, nba.OutcomeRecord, nba.ActivationRecord))]
+        return [r for r in read_records(directory)
+                if isinstance(r, (DecisionRecord, OutcomeRecord, ActivationRecord))]
 
 
 @pytest.fixture
@@ -74,12 +76,12 @@ def test_timestamps_must_be_plausible_unix_seconds(beta, tmp_path, bad) -> None:
     with pytest.raises(nba.SchemaError):
         dec.decide(PROFILE, now=bad)
     with pytest.raises(nba.SchemaError):
-        dec.reward(d.event_id, 1.0, at=bad)
+        dec.reward(d.event_id, 1.0, now=bad)
     with pytest.raises(nba.SchemaError):
-        dec.activate(d.event_id, at=bad)
-    dec.activate(d.event_id, at=1001.0)  # the event is still there, unconsumed
+        dec.activate(d.event_id, now=bad)
+    dec.activate(d.event_id, now=1001.0)  # the event is still there, unconsumed
     assert len(_records(tmp_path)) == 2
-    assert nba.export_dsjson(tmp_path, tmp_path / "out.json") is not None  # every timestamp has a date
+    assert export_dsjson(tmp_path, tmp_path / "out.json") is not None  # every timestamp has a date
 
 
 def test_a_millisecond_timestamp_is_named_as_such(beta) -> None:
@@ -92,8 +94,8 @@ def test_a_reward_at_nan_does_not_close_every_pending_window() -> None:
     dec = nba.Decider(ARMS, bandit, schema=SCHEMA, policy=nba.Thompson(), reward_window=10.0)
     d = dec.decide(PROFILE, now=100.0)
     with pytest.raises(nba.SchemaError):
-        dec.reward("other", 0.0, at=math.nan)
-    dec.reward(d.event_id, 1.0, at=101.0)
+        dec.reward("other", 0.0, now=math.nan)
+    dec.reward(d.event_id, 1.0, now=101.0)
     i = dec.catalog.index(d.arm)
     assert bandit.pulls[i] == 1 and bandit.alpha[i] == 2.0  # learned the real reward, not the default
 
@@ -125,9 +127,9 @@ def test_a_refused_reward_does_not_consume_the_event(beta) -> None:
     d = dec.decide(PROFILE, now=10.0)
     before = bandit.to_bytes()
     with pytest.raises(nba.SchemaError):
-        dec.reward(d.event_id, 5.0, at=11.0)  # a Beta-Bernoulli model learns rewards in [0, 1]
+        dec.reward(d.event_id, 5.0, now=11.0)  # a Beta-Bernoulli model learns rewards in [0, 1]
     assert bandit.to_bytes() == before
-    dec.reward(d.event_id, 1.0, at=12.0)
+    dec.reward(d.event_id, 1.0, now=12.0)
     assert bandit.alpha[dec.catalog.index(d.arm)] == 2.0
 
 
@@ -136,12 +138,12 @@ def test_sum_aggregate_refuses_the_reward_whose_sum_the_model_cannot_learn(tmp_p
     with nba.Decider(ARMS, bandit, schema=SCHEMA, policy=nba.Thompson(), aggregate="sum", reward_window=10.0,
                      log=nba.DecisionLog(tmp_path)) as dec:
         d = dec.decide(PROFILE, now=100.0)
-        dec.reward(d.event_id, 0.75, at=101.0)
+        dec.reward(d.event_id, 0.75, now=101.0)
         with pytest.raises(nba.SchemaError):
-            dec.reward(d.event_id, 0.5, at=102.0)  # the sum, 1.25, is no Bernoulli reward: refused now
-        dec.reward("unrelated", 0.0, at=200.0)  # closes the window; an unrelated call no longer raises
+            dec.reward(d.event_id, 0.5, now=102.0)  # the sum, 1.25, is no Bernoulli reward: refused now
+        dec.reward("unrelated", 0.0, now=200.0)  # closes the window; an unrelated call no longer raises
         assert bandit.alpha[dec.catalog.index(d.arm)] == 1.75
-    assert [(r.event_id, r.value) for r in _records(tmp_path) if isinstance(r, nba.OutcomeRecord)] == [
+    assert [(r.event_id, r.value) for r in _records(tmp_path) if isinstance(r, OutcomeRecord)] == [
         (d.event_id, 0.75), ("unrelated", 0.0)]
 
 
@@ -158,7 +160,7 @@ def test_huge_rewards_are_refused_and_linucb_stays_finite() -> None:
 
 def test_a_reward_for_an_event_this_decider_never_made_is_logged_for_a_later_join(beta, tmp_path) -> None:
     dec, bandit = beta
-    dec.reward("made-by-another-worker", 1.0, at=5.0)
+    dec.reward("made-by-another-worker", 1.0, now=5.0)
     assert bandit.pulls.sum() == 0
     assert [(r.event_id, r.ts, r.value) for r in _records(tmp_path)] == [("made-by-another-worker", 5.0, 1.0)]
 
@@ -214,10 +216,10 @@ def test_an_example_the_model_refuses_is_logged_and_skipped_with_a_warning(tmp_p
         dec.reward(first.event_id, 0.0)
         state = bandit.to_bytes()
         d = dec.decide({"a": 60023876.0, "b": 1.0})
-        with pytest.warns(nba.LearnWarning, match="not learned"):
+        with pytest.warns(LearnWarning, match="not learned"):
             dec.reward(d.event_id, 1.0)  # rounding cannot mix these scales: the model refuses the update
         assert bandit.to_bytes() == state
-    assert [r.event_id for r in _records(tmp_path) if isinstance(r, nba.OutcomeRecord)] == [first.event_id, d.event_id]
+    assert [r.event_id for r in _records(tmp_path) if isinstance(r, OutcomeRecord)] == [first.event_id, d.event_id]
 
 
 def test_swapping_in_a_model_that_cannot_learn_the_default_reward_is_refused() -> None:

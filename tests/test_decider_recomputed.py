@@ -7,7 +7,7 @@ recomputed from the documented parts: ``FeatureSchema.vectorize``,
 ``Catalog.eligible``, the model's own scoring (``TreeEnsemble.predict`` on the
 arms' rows, not the bound forest the Decider runs; a learner's ``score``/``pmf``
 on a copy restored from its ``to_bytes``), ``Catalog.priorities``, the policy's
-``pmf`` or ``model_pmf``, ``nba.sample`` / ``nba.sample_slate``. Scores, pmf,
+``pmf`` or ``model_pmf``, ``nba.policy.sample`` / ``sample_slate``. Scores, pmf,
 probability and choice must be equal (``==``, not approximately), and the log
 must read back as exactly that decision. A learner must end in the state of a
 twin taught the same (arm, x, reward) sequence.
@@ -33,6 +33,9 @@ import pytest
 import nba
 from nba.bandits import OnlineBandit
 from nba.base import FusedScorer
+from nba.log import DecisionRecord, read_records
+from nba.models.lightgbm import TreeEnsemble
+from nba.policy import sample, sample_slate
 
 SEED = 7
 T0 = 1.7e9
@@ -143,7 +146,7 @@ def _scores(model: Any, catalog: nba.Catalog, x: np.ndarray, idx: np.ndarray) ->
     """The model's scores of arms ``idx`` through its own public scoring, not the Decider's scorer."""
     if isinstance(model, OnlineBandit):
         return np.asarray(model.score(x if model.n_features else None))[idx]
-    if isinstance(model, nba.TreeEnsemble):
+    if isinstance(model, TreeEnsemble):
         return model.predict(catalog.layout(model.feature_names).fill(x, idx))
     scorer = model.bind(catalog)  # VW: the bound, hashed-once form is the public scoring path of vectors
     out = np.empty(idx.shape[0])
@@ -189,7 +192,7 @@ def _run(case: Case, tmp_path: Any) -> None:
             policy = policies["soft" if d.variants.get("x") == "b" else "default"]
             pmf = _expected_pmf(policy, state, catalog, x, idx, scores, eid)
             k = min(n, idx.shape[0])
-            chosen = [nba.sample(pmf, eid, SEED)] if n == 1 else nba.sample_slate(pmf, k, eid, SEED).tolist()
+            chosen = [sample(pmf, eid, SEED)] if n == 1 else sample_slate(pmf, k, eid, SEED).tolist()
             ids = [catalog.ids[j] for j in idx.tolist()]
             assert d.actions == tuple(ids) and not d.fallback
             assert d.scores == tuple(scores.tolist())  # == on floats: bit for bit (no NaN here)
@@ -199,11 +202,11 @@ def _run(case: Case, tmp_path: Any) -> None:
             assert d.policy == policy.name and d.deferred == defer and d.channel == "web"
             assert d.payload == {"text": f"offer {idx[chosen[0]]}"}
             if learner is not None:
-                assert d.model_version == f"{type(learner).__name__}@{state.version}"
+                assert d.model_version == f"{type(learner).__name__}@{state.updates}"
                 r = case.reward(i, rng) if case.reward is not None else None
                 xl = x if learner.n_features else None
                 if r is not None:
-                    dec.reward(eid, r, at=ts + 0.5)
+                    dec.reward(eid, r, now=ts + 0.5)
                     taught.append((int(idx[chosen[0]]), xl, r))
                 else:
                     pending.append((int(idx[chosen[0]]), xl))
@@ -214,7 +217,7 @@ def _run(case: Case, tmp_path: Any) -> None:
         for arm, xl, r in taught + [(a, xl, 0.0) for a, xl in pending]:
             twin.update(arm, xl, r)
         assert learner is not None and learner.to_bytes() == twin.to_bytes()
-    records = [r for r in nba.read_records(tmp_path) if isinstance(r, nba.DecisionRecord)]
+    records = [r for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
     assert len(records) == len(decisions)
     for rec, d in zip(records, decisions):
         assert (rec.event_id, rec.ts, tuple(rec.actions), tuple(rec.pmf), rec.probability) == (

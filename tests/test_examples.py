@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import nba
+from nba.log import DecisionRecord, OutcomeRecord, join, read_records
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -57,9 +57,9 @@ def test_decide_then_reward_round_trip_is_logged(wsgi, tmp_path) -> None:
     status, r = _call(wsgi, "POST", "/reward", {"event_id": d["event_id"], "value": 1.0})
     assert (status, r) == ("200 OK", {"ok": True})
     wsgi.DECIDER.flush()
-    recs = list(nba.read_records(tmp_path))
-    assert [x.event_id for x in recs if isinstance(x, nba.DecisionRecord)] == [d["event_id"]]
-    assert [(x.event_id, x.value) for x in recs if isinstance(x, nba.OutcomeRecord)] == [(d["event_id"], 1.0)]
+    recs = list(read_records(tmp_path))
+    assert [x.event_id for x in recs if isinstance(x, DecisionRecord)] == [d["event_id"]]
+    assert [(x.event_id, x.value) for x in recs if isinstance(x, OutcomeRecord)] == [(d["event_id"], 1.0)]
 
 
 def test_minor_is_not_offered_the_loan(wsgi) -> None:
@@ -136,9 +136,9 @@ def test_gunicorn_preload_two_workers_every_reward_joins_its_own_decision(tmp_pa
         server.wait(30)
     ids = [eid for _, eid in made]
     assert len(set(ids)) == len(ids) == 300
-    joined = {j.decision.event_id: j for j in nba.join(logs)}
+    joined = {j.decision.event_id: j for j in join(logs)}
     assert set(joined) == set(ids)
     assert all(joined[eid].observed and joined[eid].reward == _reward_of(unit) for unit, eid in made)
     writers = {p.name for p in logs.iterdir()
-               if any(isinstance(r, nba.DecisionRecord) for r in nba.read_records(p))}
+               if any(isinstance(r, DecisionRecord) for r in read_records(p))}
     assert len(writers) >= 2  # both workers decided, each in segments of its own

@@ -21,13 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nba
+from nba import DecisionLog
 from nba._core import logio as logio_core
 from nba.errors import ConfigError, LogError, SchemaError
 from nba.log import (
     ActivationRecord,
     CatalogRecord,
     CorruptRecordWarning,
-    DecisionLog,
     DecisionRecord,
     OutcomeRecord,
     TornRecordWarning,
@@ -119,9 +119,9 @@ def test_every_record_type_round_trips_through_a_segment(records, durability):
 def test_convenience_appends_fill_defaults_and_read_back():
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
-            log.append_decision("e1", actions=["a", "b"], pmf=np.array([0.25, 0.75]), chosen=[1], ts=10.0)
-            log.append_activation("e1", ts=11.0)
-            log.append_outcome("e1", np.float64(2.5), ts=12.0)
+            log.append_decision("e1", actions=["a", "b"], pmf=np.array([0.25, 0.75]), chosen=[1], now=10.0)
+            log.append_activation("e1", now=11.0)
+            log.append_outcome("e1", np.float64(2.5), now=12.0)
         d1, a1, o1 = _read_strict(d)
         assert d1 == DecisionRecord(
             event_id="e1", ts=10.0, actions=["a", "b"], pmf=[0.25, 0.75], chosen=[1], probability=0.75
@@ -137,7 +137,7 @@ def test_decider_shaped_decisions_read_back_field_for_field():
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d, segment_bytes=50_000) as log:
             for i, kw in enumerate(work):
-                log.append_decision(**kw, ts=1_000.0 + i)
+                log.append_decision(**kw, now=1_000.0 + i)
         got = _read_strict(d)
     assert len(got) == len(work)
     for i, (rec, kw) in enumerate(zip(got, work)):
@@ -206,7 +206,7 @@ def test_rotation_by_size_keeps_every_record_and_repeats_catalogs_atop_each_segm
             log.register_catalog("other", other)
             for i in range(300):
                 log.append(_decision(f"e{i}", float(i)))
-                log.append_outcome(f"e{i}", float(i), ts=i + 0.5)
+                log.append_outcome(f"e{i}", float(i), now=i + 0.5)
             segments = log.segments
         assert len(segments) > 10
         # Names sort in creation (time) order and the reader follows them.
@@ -487,10 +487,10 @@ def test_join_applies_the_reward_window_and_default_reward():
             log.append(_decision("late", 100.0))
             log.append(_decision("none", 100.0))
             log.append(_decision("edge", 100.0))
-            log.append_outcome("in", 1.0, ts=105.0)
-            log.append_outcome("late", 1.0, ts=200.0)
-            log.append_outcome("edge", 3.0, ts=110.0)
-            log.append_outcome("unknown-event", 9.0, ts=101.0)
+            log.append_outcome("in", 1.0, now=105.0)
+            log.append_outcome("late", 1.0, now=200.0)
+            log.append_outcome("edge", 3.0, now=110.0)
+            log.append_outcome("unknown-event", 9.0, now=101.0)
         got = _joined(d, reward_window=timedelta(seconds=10), default_reward=-0.5)
         assert got == {"in": (1.0, True), "late": (-0.5, False), "none": (-0.5, False), "edge": (3.0, True)}
         assert _joined(d, reward_window=10.0, default_reward=-0.5) == got
@@ -502,9 +502,9 @@ def test_join_aggregates_several_rewards_by_sum_or_first():
     with tempfile.TemporaryDirectory() as d:
         with DecisionLog(d) as log:
             log.append(_decision("e", 100.0))
-            log.append_outcome("e", 2.0, ts=103.0)
-            log.append_outcome("e", 5.0, ts=101.0)  # logged later, happened earlier
-            log.append_outcome("e", 7.0, ts=150.0)  # outside the window
+            log.append_outcome("e", 2.0, now=103.0)
+            log.append_outcome("e", 5.0, now=101.0)  # logged later, happened earlier
+            log.append_outcome("e", 7.0, now=150.0)  # outside the window
         assert _joined(d, reward_window=10, aggregate="sum")["e"] == (7.0, True)
         assert _joined(d, reward_window=10, aggregate="first")["e"] == (5.0, True)
         (ex,) = join(d, reward_window=10)
@@ -516,12 +516,12 @@ def test_join_excludes_deferred_decisions_never_activated_and_counts_activated_o
         with DecisionLog(d) as log:
             log.append(_decision("never", 100.0, deferred=True))
             log.append(_decision("shown", 100.0, deferred=True))
-            log.append_outcome("never", 1.0, ts=101.0)
-            log.append_activation("shown", ts=500.0)
-            log.append_activation("shown", ts=600.0)  # a second activation does not move the start
-            log.append_outcome("shown", 4.0, ts=102.0)  # before activation: not caused by it
-            log.append_outcome("shown", 1.0, ts=505.0)  # inside the window from activation
-            log.append_outcome("shown", 8.0, ts=601.0)  # outside it
+            log.append_outcome("never", 1.0, now=101.0)
+            log.append_activation("shown", now=500.0)
+            log.append_activation("shown", now=600.0)  # a second activation does not move the start
+            log.append_outcome("shown", 4.0, now=102.0)  # before activation: not caused by it
+            log.append_outcome("shown", 1.0, now=505.0)  # inside the window from activation
+            log.append_outcome("shown", 8.0, now=601.0)  # outside it
         (ex,) = join(d, reward_window=10)
         assert ex.decision.event_id == "shown"
         assert (ex.reward, ex.observed, ex.start) == (1.0, True, 500.0)
@@ -547,7 +547,7 @@ def test_dsjson_fields_follow_vw_conventions():
         with DecisionLog(d) as log:
             log.register_catalog("main", ARMS)
             log.append(_decision("e", 1_700_000_000.25, chosen=2))
-            log.append_outcome("e", 0.75, ts=1_700_000_001.0)
+            log.append_outcome("e", 0.75, now=1_700_000_001.0)
         out = os.path.join(d, "train.dsjson")
         assert export_dsjson(d, out).events == 1
         with open(out) as f:
@@ -639,11 +639,11 @@ def _simulated_log(d: str, n: int, seed: int) -> None:
                 chosen=[k],
                 features={"User": {"segment": seg}},
                 catalog_id="main",
-                ts=1000.0 + i,
+                now=1000.0 + i,
             )
             p_click = 0.8 if arms[k] == best[seg] else 0.1
             if rng.random() < p_click:
-                log.append_outcome(eid, 1.0, ts=1000.5 + i)
+                log.append_outcome(eid, 1.0, now=1000.5 + i)
 
 
 def test_vw_learns_from_the_exported_dsjson_to_prefer_the_better_action():

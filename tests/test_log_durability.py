@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 
 _WRITER = r"""
 import os, sys, threading, time
-from nba.log import DecisionLog
+from nba import DecisionLog
 
 directory, mode, n_threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 log = DecisionLog(directory, durability=mode, interval=0.005, segment_bytes=32_000, buffer_bytes=8_000)

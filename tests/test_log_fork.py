@@ -22,7 +22,8 @@ from collections import Counter
 import msgspec
 import pytest
 
-from nba.log import DecisionLog, DecisionRecord, read_records
+from nba import DecisionLog
+from nba.log import DecisionRecord, read_records
 from tests.isolated import assert_prints_ok
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nba import DecisionLog
 from nba._core import logio as logio_core
 from nba.errors import LogError, SchemaError
 from nba.log import (
     ActivationRecord,
     CorruptRecordWarning,
-    DecisionLog,
     DecisionRecord,
     ExportReport,
     LogWarning,
@@ -55,7 +55,7 @@ def _decide(log: DecisionLog, eid: str, **kw) -> int:
         "chosen": [1],
         "catalog_id": "main",
         "features": {"User": {"age": 31.0, "city": "Paris"}},
-        "ts": NOW,
+        "now": NOW,
     }
     args.update(kw)
     return log.append_decision(eid, **args)
@@ -123,13 +123,13 @@ _BAD_DECISIONS = [
     ("event id empty", {}, ""),
     ("event id an int", {}, 7),
     ("event id None", {}, None),
-    ("ts NaN", {"ts": math.nan}, "e"),
-    ("ts inf", {"ts": math.inf}, "e"),
-    ("ts -inf", {"ts": -math.inf}, "e"),
-    ("ts in milliseconds", {"ts": 1.7e12}, "e"),
-    ("ts -1e300", {"ts": -1e300}, "e"),
-    ("ts negative", {"ts": -1.0}, "e"),
-    ("ts a str", {"ts": "2024-01-01"}, "e"),
+    ("ts NaN", {"now": math.nan}, "e"),
+    ("ts inf", {"now": math.inf}, "e"),
+    ("ts -inf", {"now": -math.inf}, "e"),
+    ("ts in milliseconds", {"now": 1.7e12}, "e"),
+    ("ts -1e300", {"now": -1e300}, "e"),
+    ("ts negative", {"now": -1.0}, "e"),
+    ("ts a str", {"now": "2024-01-01"}, "e"),
     ("unit a float", {"unit": 1.5}, "e"),
     ("unit beyond 64 bits", {"unit": 2**70}, "e"),
     ("unit a lone surrogate", {"unit": "\ud800"}, "e"),
@@ -148,11 +148,11 @@ _BAD_DECISIONS = [
 @pytest.mark.parametrize(("what", "kw", "eid"), _BAD_DECISIONS, ids=[b[0] for b in _BAD_DECISIONS])
 def test_a_bad_decision_value_raises_schema_error_and_writes_nothing(what, kw, eid, tmp_path):
     with DecisionLog(tmp_path) as log:
-        log.append_outcome("before", 1.0, ts=NOW)
+        log.append_outcome("before", 1.0, now=NOW)
         with pytest.raises(SchemaError):
             log.append_decision(eid, **{**_GOOD, **kw})
         assert log.last_seq == 1  # no sequence number used
-        log.append_outcome("after", 1.0, ts=NOW)
+        log.append_outcome("after", 1.0, now=NOW)
     records = list(read_records(tmp_path))
     assert [r.event_id for r in records] == ["before", "after"]
 
@@ -176,10 +176,10 @@ _BAD_OUTCOMES = [
 def test_a_bad_outcome_or_activation_raises_schema_error_and_writes_nothing(what, eid, value, ts, tmp_path):
     with DecisionLog(tmp_path) as log:
         with pytest.raises(SchemaError):
-            log.append_outcome(eid, value, ts=ts)
+            log.append_outcome(eid, value, now=ts)
         if what.startswith(("event id", "ts")):
             with pytest.raises(SchemaError):
-                log.append_activation(eid, ts=ts)
+                log.append_activation(eid, now=ts)
         assert log.last_seq == 0
     assert list(read_records(tmp_path)) == []
 
@@ -235,11 +235,11 @@ def test_the_fast_path_refuses_a_record_it_could_not_read_back_before_writing_an
     field, value, durability, tmp_path
 ):
     with DecisionLog(tmp_path, durability=durability) as log:
-        log.append_outcome("before", 1.0, ts=NOW)
+        log.append_outcome("before", 1.0, now=NOW)
         with pytest.raises(LogError):
             log.append(_record_with(field, value))
         assert log.last_seq == 1
-        log.append_outcome("after", 2.0, ts=NOW)
+        log.append_outcome("after", 2.0, now=NOW)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [r.event_id for r in read_records(tmp_path)] == ["before", "after"]
@@ -544,13 +544,13 @@ def _hostile_log(d: str) -> list:
                 )
                 log.append(rec)
             else:
-                _decide(log, eid, ts=NOW + i, deferred=i % 4 == 0)
+                _decide(log, eid, now=NOW + i, deferred=i % 4 == 0)
                 rec = None
             written.append(rec or eid)
             if i % 2 == 0:
-                log.append_outcome(eid, float(i), ts=NOW + i + 0.5)
+                log.append_outcome(eid, float(i), now=NOW + i + 0.5)
             if i % 4 == 0:
-                log.append_activation(eid, ts=NOW + i + 0.1)
+                log.append_activation(eid, now=NOW + i + 0.1)
     return written
 
 
@@ -792,13 +792,13 @@ def test_every_record_the_writer_accepts_reads_back(tmp_path):
             chosen=np.array([2]),
             actions=("a", "b", "c"),
             scores=np.array([1.0, -np.inf, np.nan]),
-            ts=np.float64(NOW),
+            now=np.float64(NOW),
             unit=np.int64(-5),
             deferred=np.bool_(True),
         )
-        _decide(log, "tiny", pmf=[1 - 2e-7, 1e-7, 1e-7], ts=0.0)
-        log.append_outcome("é-ü-日本", np.float32(0.25), ts=NOW)
-        log.append_activation("np", ts=np.float64(NOW))
+        _decide(log, "tiny", pmf=[1 - 2e-7, 1e-7, 1e-7], now=0.0)
+        log.append_outcome("é-ü-日本", np.float32(0.25), now=NOW)
+        log.append_activation("np", now=np.float64(NOW))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         records = list(read_records(tmp_path))

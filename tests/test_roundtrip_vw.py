@@ -9,6 +9,8 @@ import pytest
 
 import nba
 from nba.bandits import LinUCB
+from nba.log import export_dsjson
+from nba.models.vw import VWModel
 from nba.policy import EpsilonGreedy, Greedy
 
 vw = pytest.importorskip("vowpalwabbit")
@@ -36,9 +38,9 @@ def test_vw_trained_on_the_exported_log_decides_and_prefers_the_better_arm(tmp_p
             seg = SEGMENTS[i % 2]
             d = dec.decide({"id": f"u{i}", "segment": seg}, now=1000.0 + i)
             reward = float(rng.random() < P_CLICK[seg][catalog.index(d.arm)])
-            dec.reward(d.event_id, reward, at=1000.5 + i)
+            dec.reward(d.event_id, reward, now=1000.5 + i)
     out = tmp_path / "train.dsjson"
-    n = nba.export_dsjson(log_dir, out, reward_window=60.0).events
+    n = export_dsjson(log_dir, out, reward_window=60.0).events
     assert n == 1500
 
     model_path = tmp_path / "cb.vw"
@@ -50,7 +52,7 @@ def test_vw_trained_on_the_exported_log_decides_and_prefers_the_better_arm(tmp_p
     for line in out.read_text().splitlines():
         probe.setdefault(json.loads(line)["c"]["User"]["segment"], line)
     model = nba.load_model(str(model_path))
-    assert isinstance(model, nba.VWModel)
+    assert isinstance(model, VWModel)
     vw_catalog = nba.Catalog(_arms(), _schema(), arbitration="score")  # negated costs are signed
     dec2 = nba.Decider(vw_catalog, model, policy=Greedy())
     for seg, best in (("young", "a1"), ("old", "a2")):

@@ -1,7 +1,12 @@
 """nba: next best action. Score, choose, test and learn, log, in-process and in microseconds.
 
-The public API is what ``__all__`` lists; everything else is private or lives in
-a submodule you never need to import.
+The public API is what ``__all__`` lists: what a Decider is built from, returns and
+raises. Everything else has one home, its module: the log's records, readers,
+export and warnings in ``nba.log``; ``sample``/``sample_slate`` in ``nba.policy``;
+``Allocator``/``Assignment`` in ``nba.experiments``; ``Summary`` in ``nba.models``,
+the loaded model types in ``nba.models.lightgbm`` (``TreeEnsemble``) and
+``nba.models.vw`` (``VWModel``); ``LearnWarning`` in ``nba.decider``; the seams
+(Protocols) in ``nba.base``. Each name is imported from one place.
 """
 
 from __future__ import annotations
@@ -14,31 +19,15 @@ from nba.errors import (
     SchemaError,
     UnknownEventError,
 )
-from nba.log import (
-    ActivationRecord,
-    CatalogRecord,
-    CorruptRecordWarning,
-    DecisionLog,
-    DecisionRecord,
-    ExportReport,
-    JoinedExample,
-    OutcomeRecord,
-    SchemaRecord,
-    TornRecordWarning,
-    export_dsjson,
-    join,
-    read_records,
-)
-from nba.experiments import Allocator, Assignment, Experiment, Holdout
+from nba.log.writer import DecisionLog
+from nba.experiments import Experiment, Holdout
 from nba.models import load_model
-from nba.models.lightgbm import TreeEnsemble
-from nba.models.vw import VWModel
 from nba.bandits import BetaThompson, LinearThompson, LinUCB, UCB1
-from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB, sample, sample_slate
+from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.catalog import Arm, Catalog
 from nba.rules import AllOf, AnyOf, Not, Rule, parse_rule
-from nba.decider import Decider, Decision, LearnWarning
+from nba.decider import Decider, Decision
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)
 
@@ -51,26 +40,22 @@ __all__ = [
     "ConfigError",
     "UnknownEventError",
     "LogError",
-    # models
+    # models: trained ones loaded, or online bandits that learn in-process (nba.bandits)
     "load_model",
-    # online bandits (nba.bandits)
     "BetaThompson",
     "UCB1",
     "LinUCB",
     "LinearThompson",
-    # exploration policies and seeded sampling (nba.policy)
+    # exploration policies (nba.policy)
     "Greedy",
     "EpsilonGreedy",
     "Softmax",
     "SquareCB",
     "UCB",
     "Thompson",
-    "sample",
-    "sample_slate",
     # decisions
     "Decider",
     "Decision",
-    "LearnWarning",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",
@@ -83,25 +68,9 @@ __all__ = [
     "AnyOf",
     "Not",
     "parse_rule",
-    "TreeEnsemble",
-    "VWModel",
-    # experiments
+    # experiments (nba.experiments)
     "Experiment",
     "Holdout",
-    "Assignment",
-    "Allocator",
-    # decision log
+    # the decision log (records, readers and export: nba.log)
     "DecisionLog",
-    "DecisionRecord",
-    "ActivationRecord",
-    "OutcomeRecord",
-    "CatalogRecord",
-    "SchemaRecord",
-    "JoinedExample",
-    "ExportReport",
-    "TornRecordWarning",
-    "CorruptRecordWarning",
-    "read_records",
-    "join",
-    "export_dsjson",
 ]

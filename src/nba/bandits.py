@@ -13,8 +13,10 @@ Four learners, one interface:
 ``score(x, out=None)`` fills one score per arm, higher is better (UCB models:
 the upper bound; Thompson models: a posterior draw seeded by ``event_id``, or
 the posterior mean without one). ``update(arm_index, x, reward)`` learns;
-``version`` counts the updates. ``to_bytes()`` / ``from_bytes()`` save and restore
-the exact state (msgpack); models also pickle and deep-copy.
+``updates`` counts the updates, and ``version`` (``"LinUCB@12"``: the class and
+that count), what each decision the learner scores logs as ``model_version``,
+changes with every one. ``to_bytes()`` / ``from_bytes()`` save and restore the
+exact state (msgpack); models also pickle and deep-copy.
 
 Context-free learners (``BetaThompson``, ``UCB1``) accept and ignore ``x``, so a
 Decider can call every learner the same way. Linear learners take ``x`` as a
@@ -114,14 +116,14 @@ class _BetaState(msgspec.Struct, tag="beta_thompson", forbid_unknown_fields=True
     alpha: bytes  # little-endian float64 [n_arms]
     beta: bytes
     pulls: bytes  # little-endian int64 [n_arms]
-    version: int
+    version: int  # the update count (``updates``); the saved field keeps its name
 
 
 class _UCB1State(msgspec.Struct, tag="ucb1", forbid_unknown_fields=True):
     n_arms: int
     sums: bytes
     pulls: bytes
-    version: int
+    version: int  # the update count
 
 
 class _LinearState(msgspec.Struct, tag="linear", forbid_unknown_fields=True):
@@ -135,7 +137,7 @@ class _LinearState(msgspec.Struct, tag="linear", forbid_unknown_fields=True):
     b: bytes  # [n_arms, d]
     theta: bytes  # [n_arms, d]
     pulls: bytes  # int64 [n_arms]
-    version: int
+    version: int  # the update count
 
 
 _AnyState: TypeAlias = _BetaState | _UCB1State | _LinearState
@@ -212,9 +214,17 @@ class OnlineBandit:
         return self._n_features
 
     @property
-    def version(self) -> int:
-        """Number of updates learned so far; changes with every update."""
+    def updates(self) -> int:
+        """Number of updates learned so far."""
         return int(self._core.version)
+
+    @property
+    def version(self) -> str:
+        """``"<class>@<updates>"`` (``"LinUCB@12"``): the ``model_version`` each decision it scores logs.
+
+        Changes with every update, so a log tells which state of the learner scored a decision.
+        """
+        return f"{type(self).__name__}@{int(self._core.version)}"
 
     def score(self, x: Any, out: np.ndarray | None = None) -> np.ndarray:
         """One score per arm for context ``x`` (ignored by context-free learners), higher is better."""
@@ -457,8 +467,8 @@ class OnlineScorer:
 
     @property
     def version(self) -> str:
-        """The learner's class and update count (changes as it learns)."""
-        return f"{type(self.model).__name__}@{self.model.version}"
+        """The learner's ``version``, read per decision (it changes as the learner learns)."""
+        return self.model.version
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
         return {}
@@ -574,7 +584,7 @@ class BetaThompson(OnlineBandit):
         )
 
     def __repr__(self) -> str:
-        return f"BetaThompson(n_arms={self._n_arms}, prior={self._prior}, draws={self._draws}, version={self.version})"
+        return f"BetaThompson(n_arms={self._n_arms}, prior={self._prior}, draws={self._draws}, updates={self.updates})"
 
 
 class UCB1(OnlineBandit):
@@ -630,7 +640,7 @@ class UCB1(OnlineBandit):
         )
 
     def __repr__(self) -> str:
-        return f"UCB1(n_arms={self._n_arms}, version={self.version})"
+        return f"UCB1(n_arms={self._n_arms}, updates={self.updates})"
 
 
 # --------------------------------------------------------------------------- linear learners
@@ -756,7 +766,7 @@ class LinUCB(_Linear):
     def __repr__(self) -> str:
         return (
             f"LinUCB(n_arms={self._n_arms}, n_features={self._n_features}, alpha={self._param}, "
-            f"ridge={self._ridge}, version={self.version})"
+            f"ridge={self._ridge}, updates={self.updates})"
         )
 
 
@@ -821,5 +831,5 @@ class LinearThompson(_Linear):
     def __repr__(self) -> str:
         return (
             f"LinearThompson(n_arms={self._n_arms}, n_features={self._n_features}, v={self._param}, "
-            f"ridge={self._ridge}, draws={self._draws}, version={self.version})"
+            f"ridge={self._ridge}, draws={self._draws}, updates={self.updates})"
         )

@@ -45,7 +45,8 @@ class Scorer(Protocol):
 
     @property
     def version(self) -> str:
-        """The ``model_version`` a decision logs; read per decision (a learner's changes as it learns)."""
+        """Its model's ``version``, which a decision it scores logs as ``model_version``; read per decision
+        (a learner's changes as it learns)."""
         ...
 
     @property
@@ -84,8 +85,12 @@ class Model(Protocol):
     """
 
     @property
-    def version(self) -> str | int:
-        """What identifies the model's state (a content hash; a learner's update count)."""
+    def version(self) -> str:
+        """What identifies the model's state, logged as the ``model_version`` of each decision it scores.
+
+        A content hash for a loaded model (12 hex digits), ``"<class>@<updates>"`` for an
+        nba online learner; the one meaning of ``model_version``: docs/contracts.md.
+        """
         ...
 
     @property

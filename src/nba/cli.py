@@ -24,9 +24,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import nba
+    from nba.log import export_dsjson
 
-    report = nba.export_dsjson(
+    report = export_dsjson(
         args.log_dir, args.out, reward_window=args.reward_window, default_reward=args.default_reward,
         aggregate=args.aggregate, observed_only=args.observed_only, on_error=args.on_error,
     )

@@ -41,7 +41,8 @@ from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolic
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
-from nba.log import DecisionLog, DecisionRecord
+from nba.log.records import DecisionRecord
+from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
@@ -83,7 +84,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     ``payload`` its content for the channel, ``probability`` the exact probability
     with which ``arm`` was drawn, ``pmf`` and ``scores`` are over ``actions`` (the
     eligible arms, catalogue order); ``scores`` are raw model scores (higher is
-    better). ``variants`` maps experiment -> variant. ``timestamp`` is unix seconds.
+    better). ``variants`` maps experiment -> variant. ``model_version`` is the
+    ``version`` of the model that scored it (of the one serving, for a fallback), as
+    the log records it (docs/contracts.md, "model_version"). ``timestamp`` is unix seconds.
     """
 
     event_id: str
@@ -397,7 +400,7 @@ class Decider:
 
     @property
     def model_version(self) -> str:
-        """Version of the default model now serving."""
+        """``version`` of the default model now serving: the ``model_version`` its decisions log."""
         return self._state.scorers["default"].version
 
     # ------------------------------------------------------------------ decide
@@ -419,6 +422,7 @@ class Decider:
         decision replayable (same id, seed, inputs and model -> same choice).
         ``defer=True`` logs the decision but it counts for learning and evaluation
         only after ``activate(event_id)`` (when the action is really shown).
+        ``now`` (unix seconds) overrides the clock, as in ``activate`` and ``reward``.
         """
         if n.__class__ is not int or n < 1:
             if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
@@ -574,7 +578,7 @@ class Decider:
             self._log.append_decision(
                 eid, actions=(self._fallback,), pmf=(1.0,), chosen=(0,), probability=1.0, scores=None,
                 features={}, model_version=scorer.version, variants=asg.variants, policy="fallback",
-                channel=channel, unit=unit, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, ts=ts,
+                channel=channel, unit=unit, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, now=ts,
             )
         if defer:
             self._defer(eid, ts)
@@ -615,14 +619,15 @@ class Decider:
             while len(self._deferred) > self._max_pending:
                 self._deferred.popitem(last=False)
 
-    def activate(self, event_id: str, *, at: float | None = None) -> None:
+    def activate(self, event_id: str, *, now: float | None = None) -> None:
         """Mark a deferred decision as shown: from now on it counts for learning and evaluation.
 
-        Raises ``UnknownEventError`` (and logs nothing) for an id this Decider did not
-        make with ``defer=True`` or no longer remembers (``max_pending``).
+        ``now`` (unix seconds) overrides the clock. Raises ``UnknownEventError`` (and
+        logs nothing) for an id this Decider did not make with ``defer=True`` or no
+        longer remembers (``max_pending``).
         """
         eid = _event_id(event_id)
-        ts = time.time() if at is None else _validate.timestamp(at, "at")
+        ts = time.time() if now is None else _validate.timestamp(now, "now")
         with self._lock:
             p = self._pending.get(eid)
             if p is None and eid not in self._deferred:
@@ -631,7 +636,7 @@ class Decider:
                     "or is older than the Decider remembers"
                 )
             if self._log is not None:  # first: an activation that cannot be logged changes nothing
-                self._log.append_activation(eid, ts=ts)
+                self._log.append_activation(eid, now=ts)
             if p is not None:
                 p.active = True
                 p.start = ts
@@ -639,19 +644,19 @@ class Decider:
             else:
                 del self._deferred[eid]
 
-    def reward(self, event_id: str, value: float, *, at: float | None = None) -> None:
+    def reward(self, event_id: str, value: float, *, now: float | None = None) -> None:
         """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from.
 
         An id this Decider does not remember (made by another process, or before a
-        restart) is still logged, so ``nba.join`` attaches it to its decision; only
+        restart) is still logged, so ``nba.log.join`` attaches it to its decision; only
         the Decider that made a decision teaches its online model. A value the
         online model cannot learn (``check_reward``: e.g. 5.0 for a Beta-Bernoulli
         model, or a sum over 1 with ``aggregate="sum"``) raises ``SchemaError`` and
-        changes nothing.
+        changes nothing. ``now`` (unix seconds) overrides the clock.
         """
         eid = _event_id(event_id)
         v = _validate.number(value, "reward value")
-        ts = time.time() if at is None else _validate.timestamp(at, "at")
+        ts = time.time() if now is None else _validate.timestamp(now, "now")
         learn = None
         with self._lock:
             p = self._pending.get(eid)
@@ -665,7 +670,7 @@ class Decider:
                 else:
                     p.learner.check_reward(p.total + v)
             if self._log is not None:  # first: an outcome that cannot be logged changes nothing
-                self._log.append_outcome(eid, v, ts=ts)
+                self._log.append_outcome(eid, v, now=ts)
             if counts:
                 assert p is not None
                 if learn is not None:

@@ -32,8 +32,7 @@ _CTR = np.array(
 def run_demo(args: argparse.Namespace) -> int:
     """Run the simulation and print what happened; returns a process exit code."""
     import nba
-    from nba.bandits import LinUCB
-    from nba.policy import UCB
+    from nba.log import read_records
 
     n = int(getattr(args, "decisions", 20_000))
     log_dir = getattr(args, "log_dir", None) or tempfile.mkdtemp(prefix="nba-demo-")
@@ -59,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
         for offer in _OFFERS
     ]
     catalog = nba.Catalog(arms, schema)
-    bandit = LinUCB(len(arms), schema.n_columns, alpha=0.5)
+    bandit = nba.LinUCB(len(arms), schema.n_columns, alpha=0.5)
     experiment = nba.Experiment(
         "bandit-vs-random", variants={"random": 0.2, "bandit": 0.8}, overrides={"random": {"policy": "random"}}
     )
@@ -67,7 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
         decider = nba.Decider(
             catalog,
             bandit,
-            policy=UCB(),
+            policy=nba.UCB(),
             policies={"random": _Uniform()},
             experiments=[experiment],
             log=log,
@@ -105,7 +104,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"  variant {v:>6}: {shown:6,} decisions, click-through {c / shown:.2%}")
     print(f"  bandit picks the planted best offer {best[:q].mean():.0%} of the time in its first quarter, "
           f"{best[-q:].mean():.0%} in its last")
-    print(f"  decision log: {log_dir} ({sum(1 for _ in nba.read_records(log_dir)):,} records)")
+    print(f"  decision log: {log_dir} ({sum(1 for _ in read_records(log_dir)):,} records)")
     return 0
 
 

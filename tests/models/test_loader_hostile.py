@@ -25,7 +25,7 @@ vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
 from benchmarks.workloads import vw_examples, vw_model_file
 from nba.models.vw import load_vw
-from tests.models.test_vw_fuzz import rewrite, split_header
+from tests.models.vw_cases import rewrite, split_header, vw_scores
 
 # --------------------------------------------------------------------------- files that are not model files
 
@@ -163,8 +163,6 @@ def test_a_real_b28_model_that_learned_little_costs_what_its_file_holds(args):
     assert model.storage == "sparse" and model.info.bits == 28
     vw = vowpalwabbit.Workspace(f"-i {path} -t --quiet")
     try:
-        from tests.models.test_vw import vw_scores
-
         for shared, actions, _, _ in vw_examples(40, 7):
             ours = model.score(shared, model.prepare_actions(actions))
             np.testing.assert_allclose(ours, vw_scores(vw, shared, actions, "text"), rtol=1e-5, atol=1e-5)

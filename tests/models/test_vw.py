@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nba
-from benchmarks.workloads import vw_examples, vw_json, vw_model_file, vw_text
+from benchmarks.workloads import vw_examples, vw_model_file, vw_text
 from nba._core.vw import VWCore, vw_hash, vw_hash_string_feature
+from nba.log import export_dsjson
 from nba.models.vw import ActionSet, VWModel, load_vw, looks_like_vw
-from tests.models.test_conformance import ScorerKind, check_scorer
+from tests.models.conformance import ScorerKind, check_scorer
+from tests.models.vw_cases import vw_scores
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
@@ -37,16 +39,6 @@ CONSTANT = 11650396
 
 def _workspace(args: str) -> vowpalwabbit.Workspace:
     return vowpalwabbit.Workspace(args + " --quiet")
-
-
-def vw_scores(vw, shared: dict, actions: list[dict], fmt: str) -> np.ndarray:
-    """VW's raw per-action predictions (partial predictions of the action examples)."""
-    exs = vw.parse(vw_json(shared, actions) if fmt == "json" else vw_text(shared, actions))
-    try:
-        vw.predict(exs)
-        return np.array([e.get_partial_prediction() for e in exs[1:]])
-    finally:
-        vw.finish_example(exs)
 
 
 def parity(path: Path, fmt: str, n: int, seed: int, **example_kw) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +129,7 @@ def test_a_model_trained_on_nba_dsjson_exports_scores_like_vw(tmp_path):
         log.append_outcome(f"e{i}", -cost)
     log.close()
     export = tmp_path / "train.dsjson"
-    nba.export_dsjson(tmp_path / "log", export)
+    export_dsjson(tmp_path / "log", export)
     lines = export.read_text().splitlines()
     vw = _workspace("--cb_explore_adf --dsjson -q UA -q GA -b 16")
     for line in lines:
@@ -421,7 +413,7 @@ def test_info_describes_the_model(model):
     info = model.info
     assert (info.bits, info.exploration, info.epsilon, info.cb_type) == (16, "epsilon", 0.05, "mtr")
     assert info.interactions == ("GA", "UA", "UGA") and info.constant and info.save_resume
-    assert info.version == "9.11.9" or info.version.startswith("9.")
+    assert info.vw_version == "9.11.9" or info.vw_version.startswith("9.")
     assert info.num_weights == int(np.count_nonzero(model.weights)) > 0
     assert model.weights.shape == (1 << 16,) and not model.weights.flags.writeable
     assert "--cb_explore_adf" in info.options and "VWModel(" in repr(model)

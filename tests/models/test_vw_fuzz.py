@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import vw_examples, vw_model_file, vw_text
-from nba._core.hashing import murmurhash3_32
 from nba.models.vw import MAX_BITS, load_vw
+from tests.models.vw_cases import join_header, rewrite, split_header
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
@@ -26,55 +26,6 @@ DECISIONS = vw_examples(3, 21, n_actions=4)
 
 
 # --------------------------------------------------------------------------- header surgery
-
-
-def split_header(data: bytes) -> tuple[dict, bytes]:
-    """The header fields of a VW model and the bytes after the header."""
-    o = 0
-
-    def take(n: int) -> bytes:
-        nonlocal o
-        chunk = data[o : o + n]
-        o += n
-        return chunk
-
-    def u32() -> int:
-        return struct.unpack("<I", take(4))[0]
-
-    f: dict = {}
-    f["version"] = take(u32())
-    f["id"] = take(u32())
-    f["marker"] = take(1)
-    f["labels"] = take(8)
-    f["bits"] = u32()
-    f["lda"] = u32()
-    f["ngram"] = [take(3) for _ in range(u32())]
-    f["skips"] = [take(3) for _ in range(u32())]
-    f["options"] = take(u32())
-    assert u32() == 4
-    f["checksum"] = u32()
-    return f, data[o:]
-
-
-def join_header(f: dict, body: bytes) -> bytes:
-    """Reassemble a header with VW's chained murmur3 checksum (one link per non-empty read)."""
-    reads = [
-        struct.pack("<I", len(f["id"])), f["id"], f["marker"], f["labels"][:4], f["labels"][4:],
-        struct.pack("<I", f["bits"]), struct.pack("<I", f["lda"]), struct.pack("<I", len(f["ngram"])), *f["ngram"],
-        struct.pack("<I", len(f["skips"])), *f["skips"], struct.pack("<I", len(f["options"])), f["options"],
-    ]
-    h = 0
-    for chunk in reads:
-        if chunk:
-            h = murmurhash3_32(chunk, h)
-    head = struct.pack("<I", len(f["version"])) + f["version"] + b"".join(reads)
-    return head + struct.pack("<II", 4, h) + body
-
-
-def rewrite(data: bytes, **changes) -> bytes:
-    f, body = split_header(data)
-    f.update(changes)
-    return join_header(f, body)
 
 
 def with_options(data: bytes, options: str) -> bytes:

@@ -1,12 +1,13 @@
 """The decision log: durable, append-only JSON lines of decisions, activations and outcomes.
 
-A ``DecisionLog`` writes the records into size-rotated, self-contained segments
-(durability modes and what it does when writes fail: ``nba.log.writer``);
-``read_records`` reads them back and ``join`` attaches outcomes to their
+The writer, ``nba.DecisionLog``, writes the records into size-rotated,
+self-contained segments (durability modes and what it does when writes fail:
+``nba.log.writer``). What reads, exports and describes a log is imported here:
+``read_records`` reads the records back and ``join`` attaches outcomes to their
 decisions inside a reward window (``nba.log.reader``); ``export_dsjson`` writes
-Vowpal Wabbit's dsjson (``nba.log.dsjson``). The record types, the checksum that
+Vowpal Wabbit's dsjson (``nba.log.dsjson``); the record types, the checksum that
 seals each line and the warnings live in ``nba.log.records``, the checks at the
-append edge in ``nba.log.checks``. Everything a user needs is imported here.
+append edge in ``nba.log.checks``.
 """
 
 from nba.log.dsjson import ExportReport, export_dsjson
@@ -22,13 +23,11 @@ from nba.log.records import (
     SchemaRecord,
     TornRecordWarning,
 )
-from nba.log.writer import DecisionLog
 
 __all__ = [
     "ActivationRecord",
     "CatalogRecord",
     "CorruptRecordWarning",
-    "DecisionLog",
     "DecisionRecord",
     "ExportReport",
     "JoinedExample",

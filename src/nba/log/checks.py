@@ -292,7 +292,7 @@ def _decision_checked(
                 if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
                     raise SchemaError(f"{where}: scores[{i}]={v!r} is not a number (or None)")
 
-    when = None if ts is None else _validate.timestamp(ts, f"{where}: ts")
+    when = None if ts is None else _validate.timestamp(ts, f"{where}: now")
     feats = None
     if features is not None:
         _check_features(features, where)

@@ -381,28 +381,29 @@ class DecisionLog:
         deferred: bool = False,
         fallback: bool = False,
         catalog_id: str | None = None,
-        ts: float | None = None,
+        now: float | None = None,
     ) -> int:
         """Append a decision record (fields as in ``DecisionRecord``); returns its sequence number.
 
-        ``probability`` defaults to ``pmf[chosen[0]]``, ``ts`` to now. Raises
-        ``SchemaError`` and writes nothing on a bad value: actions not distinct
-        non-empty str; pmf not one probability per action summing to 1 (within
-        1e-6); chosen not distinct indices into actions; probability not
-        ``pmf[chosen[0]]``; namespaces or feature names starting with "_" (VW's
-        reserved keys); text that is not valid UTF-8; ts not unix seconds.
+        ``probability`` defaults to ``pmf[chosen[0]]``; the record's ``ts`` is ``now``
+        (unix seconds), the clock by default. Raises ``SchemaError`` and writes
+        nothing on a bad value: actions not distinct non-empty str; pmf not one
+        probability per action summing to 1 (within 1e-6); chosen not distinct
+        indices into actions; probability not ``pmf[chosen[0]]``; namespaces or
+        feature names starting with "_" (VW's reserved keys); text that is not valid
+        UTF-8; now not unix seconds.
         """
         # fmt: off
-        args = (event_id, actions, pmf, chosen, probability, scores, ts, features, model_version, variants, policy,
+        args = (event_id, actions, pmf, chosen, probability, scores, now, features, model_version, variants, policy,
                 channel, unit, deferred, fallback, catalog_id)
         if not _decision_ok(*args):
             args = _decision_checked(*args)
-        (event_id, actions, pmf, chosen, probability, scores, ts, features, model_version, variants, policy,
+        (event_id, actions, pmf, chosen, probability, scores, now, features, model_version, variants, policy,
          channel, unit, deferred, fallback, catalog_id) = args
         # fmt: on
         record = DecisionRecord(
             event_id=event_id,
-            ts=time.time() if ts is None else ts,
+            ts=time.time() if now is None else now,
             actions=actions,  # type: ignore[arg-type]  # checked: a list of str
             pmf=pmf,  # type: ignore[arg-type]
             chosen=chosen,  # type: ignore[arg-type]
@@ -427,25 +428,27 @@ class DecisionLog:
                 ) from None
             raise
 
-    def append_activation(self, event_id: str, *, ts: float | None = None) -> int:
+    def append_activation(self, event_id: str, *, now: float | None = None) -> int:
         """Record that deferred decision ``event_id`` was activated (shown); returns its sequence number.
 
-        Raises ``SchemaError`` (nothing written) if the event id is not a non-empty
-        str or ``ts`` is not unix seconds.
+        The record's ``ts`` is ``now`` (unix seconds), the clock by default. Raises
+        ``SchemaError`` (nothing written) if the event id is not a non-empty str or
+        ``now`` is not unix seconds.
         """
         eid = _event_id(event_id, "activation event_id")
-        when = time.time() if ts is None else _validate.timestamp(ts, f"activation {eid!r}: ts")
+        when = time.time() if now is None else _validate.timestamp(now, f"activation {eid!r}: now")
         return self.append(ActivationRecord(eid, when))
 
-    def append_outcome(self, event_id: str, value: float, *, ts: float | None = None) -> int:
+    def append_outcome(self, event_id: str, value: float, *, now: float | None = None) -> int:
         """Record reward ``value`` for ``event_id``; returns its sequence number.
 
-        Raises ``SchemaError`` (nothing written) if the event id is not a non-empty
-        str, ``value`` is not a finite number or ``ts`` is not unix seconds.
+        The record's ``ts`` is ``now`` (unix seconds), the clock by default. Raises
+        ``SchemaError`` (nothing written) if the event id is not a non-empty str,
+        ``value`` is not a finite number or ``now`` is not unix seconds.
         """
         eid = _event_id(event_id, "outcome event_id")
         v = _validate.number(value, f"outcome {eid!r}: value")
-        when = time.time() if ts is None else _validate.timestamp(ts, f"outcome {eid!r}: ts")
+        when = time.time() if now is None else _validate.timestamp(now, f"outcome {eid!r}: now")
         return self.append(OutcomeRecord(eid, when, v))
 
     def register_catalog(self, catalog_id: str, arms: Mapping[str, Features]) -> int:

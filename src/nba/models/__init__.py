@@ -1,4 +1,7 @@
-"""Model loaders: turn model files and objects into compiled core scorers."""
+"""Model loaders: turn model files and objects into compiled core scorers.
+
+``Summary`` is what every model's ``summary()`` returns (``nba inspect`` prints it).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,46 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
+import msgspec
+
 from nba.errors import ConfigError, ModelFormatError
 
 if TYPE_CHECKING:
     from nba.models.lightgbm import TreeEnsemble
     from nba.models.vw import VWModel
 
-__all__ = ["DEFAULT_MAX_BYTES", "load_model"]
+__all__ = ["DEFAULT_MAX_BYTES", "Summary", "load_model"]
 
 _FORMATS = ("lightgbm", "vw")
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """What a model says about itself: ``model.summary()`` of every nba model, printed by ``nba inspect``.
+
+    ``format`` is the model's kind ("lightgbm", "vw") and ``version`` its
+    ``version`` (what each decision it scores logs as ``model_version``).
+    ``details`` holds the kind's own facts in the order they print (a tree
+    ensemble's ``trees``, ``leaves``, ``max_depth``...; a VW model's ``bits``,
+    ``interactions``, ``options``...), each also readable as an attribute
+    (``summary.leaves``). ``str(summary)`` is ``text``, the human rendering.
+    """
+
+    format: str
+    version: str
+    details: dict[str, Any]
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __getattr__(self, name: str) -> Any:
+        """A detail of the model's kind as an attribute: ``summary.leaves`` is ``summary.details["leaves"]``."""
+        if name.startswith("_") or name in self.__struct_fields__:  # unset (mid-construction), not a detail
+            raise AttributeError(name)
+        try:
+            return self.details[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} of a {self.format!r} model has no {name!r}") from None
 
 
 #: Default cap on the bytes ``load_model`` reads from a file: 1 GiB. A LightGBM text

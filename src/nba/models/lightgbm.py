@@ -21,7 +21,7 @@ import numpy as np
 from nba._core import trees as trees_core
 from nba._core.trees import ArmForestCore, TreeEnsembleCore
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.models import DEFAULT_MAX_BYTES, read_model_file
+from nba.models import DEFAULT_MAX_BYTES, Summary, read_model_file
 
 if TYPE_CHECKING:
     from nba.catalog import Catalog
@@ -66,26 +66,6 @@ _IDENTITY_OBJECTIVES = frozenset(
 _EXP_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
 _MAX_FEATURES = (1 << 30) - 1  # the feature index shares a uint32 with the node kind
 _MAX_NODES = (1 << 31) - 1  # child indices are int32
-
-
-class Summary(msgspec.Struct, frozen=True):
-    """What ``nba inspect`` prints about a tree ensemble."""
-
-    format: str
-    version: str
-    objective: str
-    trees: int
-    iterations: int
-    classes: int
-    leaves: int
-    max_depth: int
-    features: int
-    categorical_splits: int
-    average_output: bool
-
-    def __str__(self) -> str:
-        width = max(len(f) for f in self.__struct_fields__)
-        return "\n".join(f"{f:<{width}}  {getattr(self, f)}" for f in self.__struct_fields__)
 
 
 class _Parsed(msgspec.Struct):
@@ -801,21 +781,23 @@ class TreeEnsemble:
     # ------------------------------------------------------------------ introspection
 
     def summary(self) -> Summary:
-        """Format, objective, tree and leaf counts, depth, features, classes (prints as a table)."""
+        """Format and version; objective, tree and leaf counts, depth, features, classes (prints as a table)."""
         leaves, depth, ncat = self._parsed_stats
-        return Summary(
-            format="lightgbm",
-            version=self.version,
-            objective=self.objective,
-            trees=self.num_trees,
-            iterations=self.num_iterations,
-            classes=self.num_class,
-            leaves=leaves,
-            max_depth=depth,
-            features=self.num_features,
-            categorical_splits=ncat,
-            average_output=self.average_output,
-        )
+        details = {
+            "objective": self.objective,
+            "trees": self.num_trees,
+            "iterations": self.num_iterations,
+            "classes": self.num_class,
+            "leaves": leaves,
+            "max_depth": depth,
+            "features": self.num_features,
+            "categorical_splits": ncat,
+            "average_output": self.average_output,
+        }
+        rows = {"format": "lightgbm", "version": self.version, **details}
+        width = max(map(len, rows))
+        text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows.items())
+        return Summary(format="lightgbm", version=self.version, details=details, text=text)
 
     def model_to_string(self) -> str:
         """The LightGBM model text this ensemble was built from."""

@@ -44,7 +44,7 @@ from nba import _validate
 from nba._core.hashing import murmurhash3_32
 from nba._core.vw import VWActions, VWBound, VWCore
 from nba.errors import ConfigError, ModelFormatError, SchemaError
-from nba.models import DEFAULT_MAX_BYTES, read_model_file
+from nba.models import DEFAULT_MAX_BYTES, Summary, read_model_file
 
 if TYPE_CHECKING:
     from nba.catalog import Catalog
@@ -98,7 +98,7 @@ _HELP = (
 class VWModelInfo(msgspec.Struct, frozen=True):
     """What a loaded VW model file says about itself (after VW's own normalization)."""
 
-    version: str
+    vw_version: str  # the VW release that wrote the file (``VWModel.version`` is the model's identity)
     id: str
     bits: int
     options: str
@@ -170,14 +170,14 @@ class VWModel:
             f"exploration={i.exploration}, {i.num_weights} weights)"
         )
 
-    def summary(self) -> str:
-        """A few lines describing the model, for ``nba inspect``."""
+    def summary(self) -> Summary:
+        """Format and version; what the file says of itself (``info``) and where it came from (prints as a few lines)."""
         i = self.info
         explore = f"epsilon-greedy, epsilon {i.epsilon:g}" if i.epsilon is not None else i.exploration
         hashing = f"{'all' if i.hash_all else 'strings'}, seed {i.hash_seed}" + (", chain_hash" if i.chain_hash else "")
         lines = [
             f"Vowpal Wabbit {'cb_explore_adf' if i.exploration != 'none' else 'cb_adf'} model: {self.source}",
-            f"  written by VW {i.version}" + (f", id {i.id!r}" if i.id else ""),
+            f"  written by VW {i.vw_version}" + (f", id {i.id!r}" if i.id else ""),
             f"  -b {i.bits}: {i.num_weights} non-zero weights of {1 << i.bits}"
             + (" (save_resume)" if i.save_resume else " (predict-only)"),
             f"  interactions: {' '.join(i.interactions) or 'none'}; constant: {'yes' if i.constant else 'no'}",
@@ -187,7 +187,8 @@ class VWModel:
             f"  cb_type {i.cb_type}; exploration: {explore}",
             f"  options: {i.options}",
         ]
-        return "\n".join(lines)
+        details = {"source": self.source, **msgspec.structs.asdict(i)}
+        return Summary(format="vw", version=self.version, details=details, text="\n".join(lines))
 
     def __reduce__(self) -> tuple[Any, ...]:
         idx, vals = self._records
@@ -222,7 +223,7 @@ class VWModel:
     def version(self) -> str:
         """A content hash of the model's options and non-zero weights (12 hex digits), logged with each decision.
 
-        ``info.version`` is the VW release that wrote the file, not an identity.
+        ``info.vw_version`` is the VW release that wrote the file, not an identity.
         """
         v = self.__dict__.get("_version")
         if v is None:
@@ -719,7 +720,7 @@ def _parse(data: bytes, where: str) -> tuple[VWModelInfo, tuple[np.ndarray, np.n
         idx, vals = idx[nonzero], vals[nonzero]
 
     info = VWModelInfo(
-        version=vtext,
+        vw_version=vtext,
         id=model_id,
         bits=bits,
         options=options.strip(),
