@@ -232,11 +232,39 @@ class _State:
         p = self._payloads.get(channel) if channel.__class__ is str or channel is None else None
         return p[arm] if p is not None else self.catalog.payload(arm, channel)
 
-    def buffers(self) -> Any:
+    def buffers(self) -> _Buffers:
+        """This thread's scratch arrays (made on its first decision)."""
         b = getattr(self.local, "b", None)
         if b is None:
             b = self.local.b = _Buffers(len(self.catalog), self.catalog.schema.n_columns, self.scorers)
         return b
+
+
+def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequence[float], chosen: list[int],
+            scores: Sequence[float] | None, x: list[float] | None, raw: dict[str, dict[str, Any]], version: str,
+            asg: Assignment, policy: str, channel: str | None, unit: Any, deferred: bool,
+            fallback: bool) -> DecisionRecord:
+    """The log record of a decision (chosen or fallback) from values the Decider has checked."""
+    return DecisionRecord(
+        event_id=eid,
+        ts=ts,
+        actions=actions,  # type: ignore[arg-type]  # any sequence encodes as a JSON list
+        pmf=pmf,  # type: ignore[arg-type]
+        chosen=chosen,
+        probability=pmf[chosen[0]],
+        scores=scores,  # type: ignore[arg-type]
+        x=x,  # type: ignore[arg-type]
+        schema_id=None if x is None else st.catalog.schema.schema_id,
+        raw=raw,
+        model_version=version,
+        variants=asg.variants,
+        policy=policy,
+        channel=channel,
+        unit=unit,
+        deferred=deferred,
+        fallback=fallback,
+        catalog_id=st.catalog.catalog_id,
+    )
 
 
 class _Buffers:
@@ -441,7 +469,7 @@ class Decider:
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
         scorer = st.scorers[sname]
-        b = getattr(st.local, "b", None) or st.buffers()  # this thread's scratch arrays
+        b = st.buffers()
         x = st.catalog.schema.vectorize(profile, context, out=b.x)
         idx = st.static.get(channel) if channel in st.static else st.catalog.static_eligible(channel)
         if idx is None:
@@ -479,29 +507,10 @@ class Decider:
         version = scorer.version
         pol_name = st.policy_names[pname]
         if self._log is not None:  # first: a decision that cannot be logged is not remembered
-            schema = st.catalog.schema
-            xs = x.tolist()
-            self._log.append(
-                DecisionRecord(
-                    event_id=eid,
-                    ts=ts,
-                    actions=actions,  # type: ignore[arg-type]  # any sequence encodes as a JSON list
-                    pmf=pmf_t,  # type: ignore[arg-type]
-                    chosen=chosen,
-                    probability=pmf_t[chosen[0]],
-                    scores=scores_t,  # type: ignore[arg-type]
-                    x=xs,  # the model's input; read_records turns it back into features
-                    schema_id=schema.schema_id,
-                    raw=schema.log_raw(xs, profile, context) or _NO_RAW,
-                    model_version=version,
-                    variants=asg.variants,
-                    policy=pol_name,
-                    channel=channel,
-                    unit=unit,
-                    deferred=defer,
-                    catalog_id=st.catalog.catalog_id,
-                )
-            )
+            xs = x.tolist()  # the model's input; read_records turns it back into features
+            raw = st.catalog.schema.log_raw(xs, profile, context) or _NO_RAW
+            self._log.append(_record(st, eid, ts, actions, pmf_t, chosen, scores_t, xs, raw, version, asg, pol_name,
+                                     channel, unit, defer, False))
         learner = st.learners[sname]
         if learner is not None:
             self._remember(eid, arm_i, x.copy() if st.contextual[sname] else None, ts, not defer, learner,
@@ -575,11 +584,8 @@ class Decider:
         except ConfigError as e:  # a channel no arm serves (the build checked the served ones)
             raise SchemaError(f"channel {channel!r}: {e}") from None
         if self._log is not None:
-            self._log.append_decision(
-                eid, actions=(self._fallback,), pmf=(1.0,), chosen=(0,), probability=1.0, scores=None,
-                features={}, model_version=scorer.version, variants=asg.variants, policy="fallback",
-                channel=channel, unit=unit, deferred=defer, fallback=True, catalog_id=st.catalog.catalog_id, now=ts,
-            )
+            self._log.append(_record(st, eid, ts, (self._fallback,), (1.0,), [0], None, None, _NO_RAW, scorer.version,
+                                     asg, "fallback", channel, unit, defer, True))
         if defer:
             self._defer(eid, ts)
         return Decision(
