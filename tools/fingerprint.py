@@ -142,8 +142,23 @@ def scenarios() -> dict[str, Callable[[], str]]:
             return nba.Decider(nba.Catalog(four, schema), model, policy=nba.SquareCB(), log=log, seed=15)
         return _run(make, profiles, 200, slate=2)
 
+    def tree_batches() -> str:
+        import numpy as np
+
+        model = nba.load_model(text)
+        rng = np.random.default_rng(5)
+        X = rng.normal(size=(3000, model.num_features))
+        X[rng.random(X.shape) < 0.05] = np.nan
+        X[rng.random(X.shape) < 0.05] = 0.0
+        h = hashlib.sha256()
+        for raw in (True, False):
+            h.update(model.predict(X, raw_score=raw).tobytes())
+            h.update(np.array([model.predict_row(x, raw_score=raw) for x in X[:500]]).tobytes())
+        return h.hexdigest()
+
     d = len(nba.Catalog(arms, schema).schema.feature_names)
     return {
+        "lightgbm-batches-and-rows": tree_batches,
         "lightgbm-rules-fallbacks": rules_and_fallbacks,
         "vw-squarecb": vw,
         "lightgbm-epsilon-greedy": lightgbm(nba.EpsilonGreedy(0.2)),
