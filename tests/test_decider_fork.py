@@ -109,7 +109,7 @@ def test_a_lock_held_at_fork_time_does_not_hang_the_child() -> None:
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:  # a request thread inside the Decider's critical section at fork time (white box)
-        with dec._lock:
+        with dec._decisions._lock:  # the embedded state's lock
             held.set()
             release.wait(30)
 

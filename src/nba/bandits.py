@@ -353,8 +353,27 @@ class OnlineBandit:
     def __deepcopy__(self, memo: dict) -> OnlineBandit:
         return _from_bytes(self.to_bytes())
 
+    def load_state(self, data: bytes) -> None:
+        """Replace what this learner has learned with ``to_bytes()`` of a learner of the same kind and settings.
+
+        How a process joins shared learning (``nba.state``): it takes the merged state
+        others saved. ``ModelFormatError`` (nothing changed) for bytes that are no
+        saved learner, or one of another kind, shape or settings.
+        """
+        other = type(self).from_bytes(data)
+        mine, theirs = _settings(self._state()), _settings(other._state())
+        if mine != theirs:
+            raise ModelFormatError(f"saved state is for a learner with {theirs}, this one has {mine}")
+        self._core.set_state(*other._core.get_state())
+
     def _state(self) -> _AnyState:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
+
+
+def _settings(st: _AnyState) -> dict[str, Any]:
+    """What a saved state says of the learner's kind and settings (not of what it learned)."""
+    return {k: v for k, v in msgspec.structs.asdict(st).items() if not isinstance(v, bytes) and k != "version"} | {
+        "kind": type(st).__name__ if not isinstance(st, _LinearState) else st.kind}
 
 
 def _from_bytes(data: bytes) -> OnlineBandit:

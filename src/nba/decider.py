@@ -20,14 +20,12 @@ pmf), asked once per snapshot, so a new model kind or policy needs no edit here.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import time
 import warnings
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
 
 import msgspec
@@ -35,17 +33,17 @@ import numpy as np
 
 from nba import _validate
 from nba._core import decide as decide_core
-from nba._core.locks import PoliteLock
 from nba._core.trees import ArmForestCore
 from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolicy, OnlineLearner, Policy, Scorer
 from nba.catalog import Arm, Catalog
-from nba.errors import ConfigError, ModelFormatError, SchemaError, UnknownEventError
+from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log.records import DecisionRecord
 from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.schema import FeatureSchema
+from nba.state import DecisionState, EmbeddedState, Lesson, Settings
 
 __all__ = ["Decider", "Decision", "LearnWarning"]
 
@@ -240,6 +238,10 @@ class _State:
         return b
 
 
+def _nothing() -> None:
+    """What there is to log without a DecisionLog."""
+
+
 def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequence[float], chosen: list[int],
             scores: Sequence[float] | None, x: list[float] | None, raw: dict[str, dict[str, Any]], version: str,
             asg: Assignment, policy: str, channel: str | None, unit: Any, deferred: bool,
@@ -281,39 +283,6 @@ class _Buffers:
         self.scorer = {name: s.buffers(n_arms) for name, s in scorers.items()}
 
 
-class _Pending:
-    """What ``reward`` needs of a recent decision to teach an online model."""
-
-    __slots__ = ("arm", "x", "start", "total", "rewarded", "active", "learner", "observe")
-
-    def __init__(self, arm: int, x: np.ndarray | None, start: float, active: bool, learner: OnlineLearner,
-                 observe: Callable[[], None] | None) -> None:
-        self.arm = arm
-        self.x = x
-        self.start = start
-        self.total = 0.0
-        self.rewarded = False
-        self.active = active
-        self.learner = learner
-        self.observe = observe
-
-    def learn(self, reward: float) -> None:
-        """Teach the model; a policy that counts learned examples (SquareCB) counts one.
-
-        The reward is already logged, and this may run inside an unrelated call (a
-        window closing): an example the model refuses (``update`` raises
-        ``SchemaError``, e.g. features whose scales rounding cannot mix) is skipped
-        with a ``LearnWarning``, and the model is left as it was.
-        """
-        try:
-            self.learner.update(self.arm, self.x, reward)
-        except SchemaError as e:
-            warnings.warn(f"an example was not learned (the model is unchanged): {e}", LearnWarning, stacklevel=3)
-            return
-        if self.observe is not None:
-            self.observe()
-
-
 # --------------------------------------------------------------------------- Decider
 
 
@@ -338,7 +307,9 @@ class Decider:
     online model learns: with "first" it learns from the first reward at once;
     with "sum" it learns the sum once the window closes; a decision with no reward
     in its window teaches ``default_reward``. Deferred decisions that are never
-    activated teach nothing.
+    activated teach nothing. ``state``: where pending decisions and online learning
+    live (``nba.state``): this process's memory by default (``EmbeddedState``), or
+    ``RedisState`` to share them with every worker process and host.
     """
 
     def __init__(
@@ -361,6 +332,7 @@ class Decider:
         aggregate: Literal["first", "sum"] = "first",
         default_reward: float = 0.0,
         max_pending: int = 100_000,
+        state: DecisionState | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -410,15 +382,21 @@ class Decider:
         self._aggregate = aggregate
         self._default_reward = float(default_reward)
         self._max_pending = int(max_pending)
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._deferred: OrderedDict[str, float] = OrderedDict()
-        self._lock = PoliteLock()  # pending rewards and deferred events (no convoy with the GIL)
+        if state is None:
+            state = EmbeddedState()
+        elif not isinstance(state, DecisionState):
+            raise ConfigError(f"state must be an nba.state backend (EmbeddedState, RedisState), "
+                              f"got {type(state).__name__}")
+        self._learners = {n: m for n, m in self._state.learners.items() if m is not None}
+        self._decisions = state
         self._prefix = _new_prefix()
         self._counter = itertools.count(1)
         _LIVE.add(self)
         if log is not None:
             log.register_catalog(catalog.catalog_id, catalog.features_by_arm)
             log.register_schema(catalog.schema.schema_id, catalog.schema.log_layout)
+        state.bind(Settings(self._window, aggregate, self._default_reward, self._max_pending, self._learners),
+                   self._learn)
 
     # ------------------------------------------------------------------ properties
 
@@ -513,10 +491,10 @@ class Decider:
                                      channel, unit, defer, False))
         learner = st.learners[sname]
         if learner is not None:
-            self._remember(eid, arm_i, x.copy() if st.contextual[sname] else None, ts, not defer, learner,
-                           st.observers[pname])
+            self._decisions.remember(eid, sname, pname, arm_i, x.copy() if st.contextual[sname] else None, ts,
+                                     not defer)
         elif defer:
-            self._defer(eid, ts)
+            self._decisions.remember(eid, None, pname, arm_i, None, ts, False)
         return Decision(
             event_id=eid,
             arm=ids[arm_i],
@@ -587,7 +565,7 @@ class Decider:
             self._log.append(_record(st, eid, ts, (self._fallback,), (1.0,), [0], None, None, _NO_RAW, scorer.version,
                                      asg, "fallback", channel, unit, defer, True))
         if defer:
-            self._defer(eid, ts)
+            self._decisions.remember(eid, None, "fallback", 0, None, ts, False)
         return Decision(
             event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=payload,
             probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
@@ -597,95 +575,63 @@ class Decider:
 
     # ------------------------------------------------------------------ rewards and learning
 
-    def _remember(self, eid: str, arm: int, x: np.ndarray | None, ts: float, active: bool, learner: OnlineLearner,
-                  observe: Callable[[], None] | None) -> None:
-        with self._lock:
-            self._pending[eid] = _Pending(arm, x, ts, active, learner, observe)
-            if len(self._pending) > self._max_pending:
-                self._expire(math.inf, limit=len(self._pending) - self._max_pending)
+    def _learn(self, lesson: Lesson) -> None:
+        """Teach the model a lesson; a policy that counts learned examples (SquareCB) counts one.
 
-    def _expire(self, now: float, limit: int | None = None) -> None:
-        """Close reward windows that ended before ``now`` (oldest first); caller holds the lock."""
-        done = 0
-        while self._pending and (limit is None or done < limit):
-            eid, p = next(iter(self._pending.items()))
-            if limit is None and p.start + self._window >= now:
-                break
-            del self._pending[eid]
-            done += 1
-            if not p.active:
-                continue  # deferred and never shown: teaches nothing
-            if self._aggregate == "sum" or not p.rewarded:
-                p.learn(p.total if p.rewarded else self._default_reward)
-
-    def _defer(self, eid: str, ts: float) -> None:
-        """Remember a deferred decision that no online model learns from, so ``activate`` knows it."""
-        with self._lock:
-            self._deferred[eid] = ts
-            while len(self._deferred) > self._max_pending:
-                self._deferred.popitem(last=False)
+        The reward is already logged, and this may run inside an unrelated call (a
+        window closing) or the shared state's background thread: an example the model
+        refuses (``update`` raises ``SchemaError``, e.g. features whose scales rounding
+        cannot mix) is skipped with a ``LearnWarning``, and the model is left as it was.
+        """
+        st = self._state
+        learner = st.learners.get(lesson.model)
+        if learner is None:  # a model name this Decider does not have (another process's configuration)
+            warnings.warn(f"a lesson for model {lesson.model!r} was not learned: this Decider has no such online "
+                          "model", LearnWarning, stacklevel=2)
+            return
+        try:
+            learner.update(lesson.arm, lesson.x, lesson.reward)
+        except SchemaError as e:
+            warnings.warn(f"an example was not learned (the model is unchanged): {e}", LearnWarning, stacklevel=3)
+            return
+        observe = st.observers.get(lesson.policy)
+        if observe is not None:
+            observe()
 
     def activate(self, event_id: str, *, now: float | None = None) -> None:
         """Mark a deferred decision as shown: from now on it counts for learning and evaluation.
 
         ``now`` (unix seconds) overrides the clock. Raises ``UnknownEventError`` (and
-        logs nothing) for an id this Decider did not make with ``defer=True`` or no
-        longer remembers (``max_pending``).
+        logs nothing) for an id the Decider's state does not know: not made with
+        ``defer=True``, or no longer remembered (``max_pending``; with ``EmbeddedState``,
+        also a decision of another process).
         """
         eid = _event_id(event_id)
         ts = time.time() if now is None else _validate.timestamp(now, "now")
-        with self._lock:
-            p = self._pending.get(eid)
-            if p is None and eid not in self._deferred:
-                raise UnknownEventError(
-                    f"no deferred decision {eid!r} to activate: it was not made with defer=True, "
-                    "or is older than the Decider remembers"
-                )
-            if self._log is not None:  # first: an activation that cannot be logged changes nothing
-                self._log.append_activation(eid, now=ts)
-            if p is not None:
-                p.active = True
-                p.start = ts
-                self._pending.move_to_end(eid)
-            else:
-                del self._deferred[eid]
+        log = self._log
+        self._decisions.activate(eid, ts, _nothing if log is None else (lambda: log.append_activation(eid, now=ts)))
 
     def reward(self, event_id: str, value: float, *, now: float | None = None) -> None:
         """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from.
 
-        An id this Decider does not remember (made by another process, or before a
-        restart) is still logged, so ``nba.log.join`` attaches it to its decision; only
-        the Decider that made a decision teaches its online model. A value the
-        online model cannot learn (``check_reward``: e.g. 5.0 for a Beta-Bernoulli
-        model, or a sum over 1 with ``aggregate="sum"``) raises ``SchemaError`` and
-        changes nothing. ``now`` (unix seconds) overrides the clock.
+        An id the Decider's state does not know (with ``EmbeddedState``: made by
+        another process, or before a restart) is still logged, so ``nba.log.join``
+        attaches it to its decision. A value the online model cannot learn
+        (``check_reward``: e.g. 5.0 for a Beta-Bernoulli model, or a sum over 1 with
+        ``aggregate="sum"``) raises ``SchemaError`` and changes nothing. ``now`` (unix
+        seconds) overrides the clock.
         """
         eid = _event_id(event_id)
         v = _validate.number(value, "reward value")
         ts = time.time() if now is None else _validate.timestamp(now, "now")
-        learn = None
-        with self._lock:
-            p = self._pending.get(eid)
-            counts = p is not None and p.active and p.start <= ts <= p.start + self._window
-            if counts:
-                assert p is not None
-                if self._aggregate == "first":
-                    if not p.rewarded:
-                        learn = p
-                        p.learner.check_reward(v)
-                else:
-                    p.learner.check_reward(p.total + v)
-            if self._log is not None:  # first: an outcome that cannot be logged changes nothing
-                self._log.append_outcome(eid, v, now=ts)
-            if counts:
-                assert p is not None
-                if learn is not None:
-                    del self._pending[eid]
-                p.total += v
-                p.rewarded = True
-            self._expire(ts)
-        if learn is not None:
-            learn.learn(v)
+        log = self._log
+        self._decisions.reward(eid, v, ts, self._check_reward,
+                               _nothing if log is None else (lambda: log.append_outcome(eid, v, now=ts)))
+
+    def _check_reward(self, model: str, value: float) -> None:
+        learner = self._state.learners.get(model)
+        if learner is not None:
+            learner.check_reward(value)
 
     def _after_fork(self) -> None:
         """In a forked child: a fresh event-id stream; the parent's pending decisions stay the parent's.
@@ -693,30 +639,36 @@ class Decider:
         (The lock is a PoliteLock, which renews itself in a child.)"""
         self._prefix = _new_prefix()
         self._counter = itertools.count(1)
-        self._pending = OrderedDict()
-        self._deferred = OrderedDict()
+        self._decisions.after_fork()
 
     # ------------------------------------------------------------------ operations
 
     def swap_model(self, model: Any, *, name: str = "default") -> None:
-        """Replace a model atomically while traffic flows; in-flight decisions finish on the old one."""
+        """Replace a model atomically while traffic flows; in-flight decisions finish on the old one.
+
+        Rewards of earlier decisions teach the online model serving under ``name``
+        when they arrive or their window closes."""
         new = _as_model(model, name)
         _check_default_reward(new, self._default_reward)
         models = {**self._models, name: new}
         state = _State(self._state.catalog, models, self._policies)  # binds and validates first
         self._models = models
         self._state = state  # one reference store: the swap is atomic for readers
+        self._learners.clear()  # the state backend's view of the models that learn (snapshots, restores)
+        self._learners.update({n: m for n, m in state.learners.items() if m is not None})
 
     def flush(self) -> None:
         """Teach online models every reward window that has closed, and flush the log."""
-        with self._lock:
-            self._expire(time.time())
+        self._decisions.expire(time.time())
+        self._decisions.sync()
         if self._log is not None:
             self._log.flush()
 
     def close(self) -> None:
         """Flush and close the log; later calls to decide, activate and reward then raise ``LogError``
-        and change nothing (each writes its record before it changes any state)."""
+        and change nothing (each writes its record before it changes any state). The state backend
+        writes what it has queued first."""
+        self._decisions.close()
         if self._log is not None:
             self._log.close()
 

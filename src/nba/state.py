@@ -1,0 +1,773 @@
+"""Decision state: what ``activate``, ``reward`` and online learning need between calls.
+
+A Decider remembers each decision an online model learns from (or that was
+deferred) until its reward window closes, then teaches the model the reward it got
+(or ``default_reward``). Where that memory lives is a backend:
+
+- ``EmbeddedState`` (the default): this process's memory. Right for one process;
+  with several, an activation or reward that reaches another process is only logged.
+- ``RedisState``: Redis, shared by every process on every host. ``activate`` and
+  ``reward`` work from any process, each expired decision teaches its default reward
+  exactly once (claimed atomically by whichever process gets there first), and every
+  process's online models learn every lesson, in one order: lessons go into a Redis
+  stream that each process applies as it arrives.
+
+``decide()`` never waits on the network: it reads its own models, and a remembered
+decision is queued and written by a background thread within ``flush_interval``.
+See docs/state.md for the failure behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import threading
+import time
+import warnings
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from nba._core.locks import PoliteLock
+from nba.errors import ConfigError, ModelFormatError, UnknownEventError
+
+__all__ = [
+    "DecisionState",
+    "EmbeddedState",
+    "Lesson",
+    "RedisState",
+    "StateWarning",
+]
+
+
+class StateWarning(RuntimeWarning):
+    """The shared state is unreachable or was reset: decisions go on from local state (see ``RedisState``)."""
+
+
+class Lesson(NamedTuple):
+    """One thing an online model learns: ``reward`` for ``arm`` in context ``x`` (None: context-free)."""
+
+    model: str
+    policy: str
+    arm: int
+    x: np.ndarray | None
+    reward: float
+
+
+# check(model, value): raise SchemaError if that model cannot learn value (nothing changed).
+Check = Callable[[str, float], None]
+# learn(lesson): teach the model (the Decider's; it resolves names to its current models).
+Learn = Callable[[Lesson], None]
+# log(): write the activation's or outcome's record; raises LogError (then nothing changes).
+Log = Callable[[], object]
+
+
+class Settings(NamedTuple):
+    """What the Decider tells its state backend once, at build."""
+
+    window: float  # reward window, seconds
+    aggregate: str  # "first" or "sum"
+    default_reward: float
+    max_pending: int
+    learners: dict[str, Any]  # model name -> OnlineLearner, the models that learn
+
+
+@runtime_checkable
+class DecisionState(Protocol):
+    """Where a Decider keeps its pending decisions and how its online models learn.
+
+    Every method is called by one Decider (``bind`` first) from any of its threads.
+    """
+
+    def bind(self, settings: Settings, learn: Learn) -> None:
+        """Attach to a Decider; called once, before any other method."""
+        ...
+
+    def remember(self, eid: str, model: str | None, policy: str, arm: int, x: np.ndarray | None, ts: float,
+                 active: bool) -> None:
+        """Remember a decision that ``model`` learns from (None: a deferred one no model learns from)."""
+        ...
+
+    def activate(self, eid: str, ts: float, log: Log) -> None:
+        """Mark a deferred decision shown at ``ts``: ``log()`` first, then change; ``UnknownEventError``
+        (nothing logged) for an id not remembered."""
+        ...
+
+    def reward(self, eid: str, value: float, ts: float, check: Check, log: Log) -> None:
+        """Count ``value`` for decision ``eid`` if it is in its window: ``check``, then ``log()``, then change."""
+        ...
+
+    def expire(self, now: float) -> None:
+        """Close the reward windows that ended before ``now``; each teaches its model once."""
+        ...
+
+    def sync(self) -> None:
+        """Write what is queued and apply every lesson learned so far (tests, ``Decider.flush``)."""
+        ...
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pending decisions (they stay the parent's)."""
+        ...
+
+    def close(self) -> None:
+        """Write what is queued and stop background work."""
+        ...
+
+
+# --------------------------------------------------------------------------- embedded
+
+
+class _Pending:
+    __slots__ = ("model", "policy", "arm", "x", "start", "active", "total", "rewarded")
+
+    def __init__(self, model: str, policy: str, arm: int, x: np.ndarray | None, start: float,
+                 active: bool) -> None:
+        self.model = model
+        self.policy = policy
+        self.arm = arm
+        self.x = x
+        self.start = start
+        self.active = active
+        self.total = 0.0
+        self.rewarded = False
+
+    def lesson(self, reward: float) -> Lesson:
+        return Lesson(self.model, self.policy, self.arm, self.x, reward)
+
+
+class EmbeddedState:
+    """Decision state in this process's memory: the default, for one process.
+
+    Keeps at most ``max_pending`` decisions (the oldest window closes early beyond
+    it) and as many deferred ones. An id made by another process is unknown here.
+    """
+
+    def __init__(self) -> None:
+        self._lock = PoliteLock()  # no convoy with the GIL; new in a forked child
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._deferred: OrderedDict[str, float] = OrderedDict()
+        self._settings: Settings | None = None
+        self._learn: Learn = _unbound
+
+    def bind(self, settings: Settings, learn: Learn) -> None:
+        if self._settings is not None:
+            raise ConfigError("this EmbeddedState already serves a Decider; give each Decider its own")
+        self._settings = settings
+        self._window = settings.window
+        self._first = settings.aggregate == "first"
+        self._default = settings.default_reward
+        self._max = settings.max_pending
+        self._learn = learn
+
+    def remember(self, eid: str, model: str | None, policy: str, arm: int, x: np.ndarray | None, ts: float,
+                 active: bool) -> None:
+        with self._lock:
+            if model is None:
+                self._deferred[eid] = ts
+                while len(self._deferred) > self._max:
+                    self._deferred.popitem(last=False)
+                return
+            self._pending[eid] = _Pending(model, policy, arm, x, ts, active)
+            if len(self._pending) > self._max:
+                self._expire(math.inf, limit=len(self._pending) - self._max)
+
+    def activate(self, eid: str, ts: float, log: Log) -> None:
+        with self._lock:
+            p = self._pending.get(eid)
+            if p is None and eid not in self._deferred:
+                raise UnknownEventError(
+                    f"no deferred decision {eid!r} to activate: it was not made with defer=True, "
+                    "or is older than the Decider remembers"
+                )
+            log()  # first: an activation that cannot be logged changes nothing
+            if p is not None:
+                p.active = True
+                p.start = ts
+                self._pending.move_to_end(eid)
+            else:
+                del self._deferred[eid]
+
+    def reward(self, eid: str, value: float, ts: float, check: Check, log: Log) -> None:
+        lesson = None
+        with self._lock:
+            p = self._pending.get(eid)
+            counts = p is not None and p.active and p.start <= ts <= p.start + self._window
+            if counts:
+                assert p is not None
+                if self._first:
+                    if not p.rewarded:
+                        lesson = p.lesson(value)
+                        check(p.model, value)
+                else:
+                    check(p.model, p.total + value)
+            log()  # first: an outcome that cannot be logged changes nothing
+            if counts:
+                assert p is not None
+                if lesson is not None:
+                    del self._pending[eid]
+                p.total += value
+                p.rewarded = True
+            self._expire(ts)
+        if lesson is not None:
+            self._learn(lesson)
+
+    def expire(self, now: float) -> None:
+        with self._lock:
+            self._expire(now)
+
+    def _expire(self, now: float, limit: int | None = None) -> None:
+        """Close windows that ended before ``now`` (oldest first); the caller holds the lock."""
+        done = 0
+        while self._pending and (limit is None or done < limit):
+            eid, p = next(iter(self._pending.items()))
+            if limit is None and p.start + self._window >= now:
+                break
+            del self._pending[eid]
+            done += 1
+            if not p.active:
+                continue  # deferred and never shown: teaches nothing
+            if not self._first or not p.rewarded:
+                self._learn(p.lesson(p.total if p.rewarded else self._default))
+
+    def sync(self) -> None:
+        pass
+
+    def after_fork(self) -> None:
+        self._pending = OrderedDict()
+        self._deferred = OrderedDict()
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        """Decisions remembered (pending and deferred)."""
+        return len(self._pending) + len(self._deferred)
+
+
+def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
+    raise ConfigError("this state backend is not bound to a Decider")
+
+
+# --------------------------------------------------------------------------- Redis
+
+# Keys of a namespace share one hash tag, so each script touches one slot:
+#   {ns}:p:<event id>  hash of a remembered decision: m model ("" none), o policy, a arm,
+#                      x model input (float64 bytes, "" none), s window start, act 0/1,
+#                      tot reward total, rw 0/1 rewarded, done 1 once its window closed
+#   {ns}:due           sorted set: event id -> end of its reward window (decisions a model learns from)
+#   {ns}:lessons       stream of lessons (m, o, a, x, r), which every process applies in order
+#   {ns}:snap          hash: id (the last lesson it includes), and per model name its to_bytes()
+#   {ns}:epoch         random id of this incarnation of the state: gone when Redis lost its data
+# Floats cross as repr() strings and are added in Lua (IEEE doubles) and written back
+# with %.17g, so every value round-trips exactly.
+
+_REMEMBER = """
+if redis.call('HEXISTS', KEYS[1], 'a') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'o', ARGV[2], 'a', ARGV[3], 'x', ARGV[4], 's', ARGV[5],
+           'act', ARGV[6], 'tot', '0', 'rw', '0')
+if ARGV[1] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[7]), ARGV[9]) end
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+return 1
+"""
+
+_PEEK = """
+return redis.call('HMGET', KEYS[1], 'a', 'm', 's', 'act', 'tot', 'rw', 'done')
+"""
+
+_ACTIVATE = """
+local h = redis.call('HMGET', KEYS[1], 'a', 'm', 'done')
+if not h[1] then return 0 end
+if h[3] then return -1 end
+redis.call('HSET', KEYS[1], 'act', '1', 's', ARGV[1])
+if h[2] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3]) end
+return 1
+"""
+
+# ARGV: value, ts, window, aggregate, lo, hi, event id, tombstone ttl
+_REWARD = """
+local h = redis.call('HMGET', KEYS[1], 'a', 'm', 'o', 'x', 's', 'act', 'tot', 'rw', 'done')
+if not h[1] then return {0} end
+if h[9] or h[2] == '' then return {1} end
+local s, ts = tonumber(h[5]), tonumber(ARGV[2])
+if h[6] ~= '1' or ts < s or ts > s + tonumber(ARGV[3]) then return {1} end
+if ARGV[4] == 'first' then
+  if h[8] == '1' then return {1} end
+  redis.call('XADD', KEYS[3], '*', 'm', h[2], 'o', h[3], 'a', h[1], 'x', h[4], 'r', ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('HSET', KEYS[1], 'rw', '1', 'done', '1')
+  redis.call('HDEL', KEYS[1], 'x')
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  return {2}
+end
+local tot = tonumber(h[7]) + tonumber(ARGV[1])
+if tot < tonumber(ARGV[5]) or tot > tonumber(ARGV[6]) then return {3} end
+redis.call('HSET', KEYS[1], 'tot', string.format('%.17g', tot), 'rw', '1')
+return {2}
+"""
+
+# KEYS: due, lessons; ARGV: now, limit, default reward, aggregate, key prefix, tombstone ttl
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, eid in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], eid)
+  local k = ARGV[5] .. eid
+  local h = redis.call('HMGET', k, 'a', 'm', 'o', 'x', 'act', 'tot', 'rw', 'done')
+  if h[1] and not h[8] then
+    if h[5] == '1' and (ARGV[4] == 'sum' or h[7] ~= '1') then
+      local r = ARGV[3]
+      if h[7] == '1' then r = h[6] end
+      redis.call('XADD', KEYS[2], '*', 'm', h[2], 'o', h[3], 'a', h[1], 'x', h[4], 'r', r)
+    end
+    redis.call('HSET', k, 'done', '1')
+    redis.call('HDEL', k, 'x')
+    redis.call('EXPIRE', k, ARGV[6])
+  end
+end
+return #ids
+"""
+
+# KEYS: snap, lessons; ARGV: id, then model name / state pairs. Replaces an older
+# snapshot and trims the stream to the one it replaces (processes still behind it
+# catch up from the new snapshot).
+_SNAPSHOT = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local cur = redis.call('HGET', KEYS[1], 'id')
+if cur and not older(cur, ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', unpack(ARGV))
+if cur then redis.call('XTRIM', KEYS[2], 'MINID', cur) end
+return 1
+"""
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, StateWarning, stacklevel=3)
+
+
+class RedisState:
+    """Decision state in Redis, shared by every process (and host) whose Deciders use the same namespace.
+
+    ``url``: a Redis URL (``redis://host:6379/0``) or a ready ``redis.Redis`` client.
+    ``namespace``: keys are ``{namespace}:...``; Deciders sharing it must share
+    their catalogue, models' kinds and settings, reward window and aggregate rule.
+
+    ``decide()`` makes no round trip: the decision is queued and written by a
+    background thread within ``flush_interval`` seconds. ``activate`` and ``reward``
+    make two short ones; an id not found yet (the deciding process's queue may not
+    have been written) is looked for again for ``grace`` seconds before it counts as
+    unknown. Each process applies every lesson (a reward, or the default reward of a
+    window closed by whichever process claimed it) from a Redis stream as it arrives:
+    its models lag the shared state by the network latency, and by at most
+    ``sync_interval`` seconds after a reset. Every ``snapshot_every`` lessons the merged
+    models are saved, so a process that starts later begins from them and the stream
+    stays bounded.
+
+    When Redis is unreachable, decisions go on from local state: queued writes are
+    kept (at most ``max_pending``, oldest dropped) and retried, activations and
+    rewards are logged and queued too, a ``StateWarning`` is issued once per outage
+    and ``stats()`` counts what happened. If Redis comes back empty (restarted
+    without persistence), one process re-seeds it with its models and the others
+    take them; decisions pending at the time teach nothing. A process killed with
+    SIGKILL loses only its queue (decisions of the last ``flush_interval``), whose
+    records are in its log all the same.
+    """
+
+    def __init__(self, url: Any, *, namespace: str = "nba", flush_interval: float = 0.002,
+                 sync_interval: float = 0.05, claim_interval: float = 0.1, grace: float = 0.05,
+                 snapshot_every: int = 10_000) -> None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - the extra is installed in tests
+            raise ConfigError("RedisState needs the redis package: pip install 'nba[redis]'") from None
+        if not isinstance(namespace, str) or not namespace or not namespace.isascii() or "}" in namespace:
+            raise ConfigError(f"RedisState: namespace must be non-empty ASCII text without '}}', got {namespace!r}")
+        for name, v in (("flush_interval", flush_interval), ("sync_interval", sync_interval),
+                        ("claim_interval", claim_interval), ("grace", grace)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 60):
+                raise ConfigError(f"RedisState: {name} must be seconds in (0, 60], got {v!r}")
+        if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
+            raise ConfigError(f"RedisState: snapshot_every must be a positive int, got {snapshot_every!r}")
+        self._redis_mod = redis
+        self._client: Any  # redis-py's return types are unions of every reply type: the replies are checked here
+        if isinstance(url, str):
+            self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
+                                                health_check_interval=10)
+        elif isinstance(url, redis.Redis):
+            self._client = url
+        else:
+            raise ConfigError(f"RedisState: url must be a redis:// URL or a redis.Redis, got {type(url).__name__}")
+        tag = "{" + namespace + "}"
+        self.namespace = namespace
+        self._prefix = f"{tag}:p:"
+        self._due = f"{tag}:due"
+        self._lessons = f"{tag}:lessons"
+        self._snap = f"{tag}:snap"
+        self._epoch_key = f"{tag}:epoch"
+        self._flush_interval = float(flush_interval)
+        self._sync_interval = float(sync_interval)
+        self._claim_interval = float(claim_interval)
+        self._grace = float(grace)
+        self._snapshot_every = snapshot_every
+        self._scripts = {name: self._client.register_script(src) for name, src in (
+            ("remember", _REMEMBER), ("peek", _PEEK), ("activate", _ACTIVATE), ("reward", _REWARD),
+            ("claim", _CLAIM), ("snapshot", _SNAPSHOT))}
+        self._settings: Settings | None = None
+        self._learn: Learn = _unbound
+        self._counts = {"queued": 0, "written": 0, "dropped": 0, "redis_errors": 0, "lessons": 0,
+                        "claimed": 0, "snapshots": 0, "restores": 0, "duplicate_ids": 0, "learn_refused": 0}
+        self._init_process()
+
+    # -- per process (again in a forked child)
+
+    def _init_process(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._outbox: deque[tuple[Any, ...]] = deque()
+        self._outbox_lock = threading.Lock()
+        self._last_id = "0-0"
+        self._epoch: bytes | None = None
+        self._since_snapshot = 0
+        self._down = False
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
+
+    def bind(self, settings: Settings, learn: Learn) -> None:
+        if self._settings is not None:
+            raise ConfigError("this RedisState already serves a Decider; give each Decider its own")
+        self._settings = settings
+        self._learn = learn
+        self._tomb_ttl = int(settings.window) + 60
+        self._ttl = int(max(settings.window, 3600.0) * 2) + 60
+        lo_hi = [getattr(m, "reward_range", (-math.inf, math.inf)) for m in settings.learners.values()]
+        self._reward_lo = max((r[0] for r in lo_hi), default=-math.inf)
+        self._reward_hi = min((r[1] for r in lo_hi), default=math.inf)
+        try:
+            self._join()
+        except self._redis_mod.RedisError as e:
+            self._outage(e)
+        self._start()
+
+    def _join(self) -> None:
+        """Take the shared models (the latest snapshot, then every lesson since) before serving."""
+        self._client.set(self._epoch_key, secrets.token_hex(8), nx=True)
+        self._epoch = self._client.get(self._epoch_key)
+        self._restore()
+        self._apply_lessons(block_ms=None)
+
+    def _restore(self) -> bool:
+        """Load the snapshot's models, if there is one; True if loaded."""
+        snap = self._client.hgetall(self._snap)
+        if not snap:
+            return False
+        assert self._settings is not None
+        for name, learner in self._settings.learners.items():
+            data = snap.get(name.encode())
+            if data is None:
+                continue
+            try:
+                learner.load_state(data)
+            except ModelFormatError as e:
+                raise ConfigError(
+                    f"RedisState namespace {self.namespace!r} holds model {name!r} of another kind or settings "
+                    f"than this Decider's ({e}); use another namespace or the same model"
+                ) from None
+        self._last_id = snap[b"id"].decode()
+        self._since_snapshot = 0
+        self._counts["restores"] += 1
+        return True
+
+    def _start(self) -> None:
+        self._stop = False
+        self._threads = [threading.Thread(target=self._writer_loop, name="nba-state-writer", daemon=True),
+                         threading.Thread(target=self._reader_loop, name="nba-state-reader", daemon=True)]
+        for t in self._threads:
+            t.start()
+        _LIVE.add(self)
+
+    # -- the Decider's calls
+
+    def remember(self, eid: str, model: str | None, policy: str, arm: int, x: np.ndarray | None, ts: float,
+                 active: bool) -> None:
+        self._queue(("remember", eid, model or "", policy, arm, b"" if x is None else x.tobytes(), ts, active))
+
+    def _queue(self, op: tuple[Any, ...]) -> None:
+        if os.getpid() != self._pid:  # a forked child deciding before after_fork ran (it always runs first)
+            self.after_fork()
+        assert self._settings is not None
+        with self._outbox_lock:
+            self._outbox.append(op)
+            self._counts["queued"] += 1
+            if len(self._outbox) > self._settings.max_pending:
+                self._outbox.popleft()
+                self._counts["dropped"] += 1
+        if op[0] != "remember" or len(self._outbox) == 1:
+            self._wake.set()
+
+    def activate(self, eid: str, ts: float, log: Log) -> None:
+        assert self._settings is not None
+        window = repr(self._settings.window)
+        r = self._with_grace(lambda: self._scripts["activate"](
+            keys=[self._prefix + eid, self._due], args=[repr(ts), window, eid]), eid)
+        if r is None and self._down:  # log it, apply it when Redis is back
+            log()
+            self._queue(("activate", eid, ts))
+            return
+        if r is None or int(r) <= 0:
+            raise UnknownEventError(
+                f"no deferred decision {eid!r} to activate: it was not made with defer=True, "
+                "its window has closed, or it is older than the shared state keeps"
+            )
+        log()
+
+    def reward(self, eid: str, value: float, ts: float, check: Check, log: Log) -> None:
+        assert self._settings is not None
+        s = self._settings
+        h = self._with_grace(lambda: self._scripts["peek"](keys=[self._prefix + eid]), eid, found=_found)
+        if h is None:  # unknown, or Redis is down: logged; when down, counted once Redis is back
+            log()
+            if self._down:
+                self._queue(("reward", eid, value, ts))
+            return
+        _, model, start, act, tot, rw, done = h
+        if model and not done and act == b"1" and float(start) <= ts <= float(start) + s.window:
+            if s.aggregate == "first":
+                if rw != b"1":
+                    check(model.decode(), value)
+            else:
+                check(model.decode(), float(tot) + value)
+        log()
+        self._apply_reward(eid, value, ts)
+
+    def _apply_reward(self, eid: str, value: float, ts: float) -> None:
+        assert self._settings is not None
+        s = self._settings
+        try:
+            r = self._scripts["reward"](
+                keys=[self._prefix + eid, self._due, self._lessons],
+                args=[repr(value), repr(ts), repr(s.window), s.aggregate, repr(self._reward_lo),
+                      repr(self._reward_hi), eid, self._tomb_ttl])
+        except self._redis_mod.RedisError as e:
+            self._outage(e)
+            self._queue(("reward", eid, value, ts))
+            return
+        if int(r[0]) == 3:  # another process's reward made the sum unlearnable since the check
+            self._counts["learn_refused"] += 1
+            from nba.decider import LearnWarning
+
+            warnings.warn(f"reward {value!r} of {eid!r} was not learned: the sum left the model's range",
+                          LearnWarning, stacklevel=3)
+        if s.aggregate == "first" and int(r[0]) == 2:
+            self._wake.set()
+
+    def _with_grace(self, call: Callable[[], Any], eid: str, found: Callable[[Any], bool] = bool) -> Any:
+        """call() until it finds eid (``found``) or ``grace`` has passed; None if not found or Redis is down."""
+        deadline = time.monotonic() + self._grace
+        self._flush_own(eid)
+        while True:
+            try:
+                r = call()
+            except self._redis_mod.RedisError as e:
+                self._outage(e)
+                return None
+            self._recovered()
+            if found(r):
+                return r
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(self._flush_interval, 0.005))
+
+    def _flush_own(self, eid: str) -> None:
+        """Write the queue now if it holds eid (an activation right after its own decision)."""
+        with self._outbox_lock:
+            mine = any(op[1] == eid for op in self._outbox)
+        if mine:
+            self._write_outbox()
+
+    def expire(self, now: float) -> None:
+        self._claim(now)
+
+    def _claim(self, now: float) -> int:
+        assert self._settings is not None
+        s = self._settings
+        total = 0
+        while True:
+            try:
+                n = int(self._scripts["claim"](keys=[self._due, self._lessons],
+                                               args=[repr(now), 512, repr(s.default_reward), s.aggregate,
+                                                     self._prefix, self._tomb_ttl]))
+            except self._redis_mod.RedisError as e:
+                self._outage(e)
+                return total
+            self._recovered()
+            total += n
+            self._counts["claimed"] += n
+            if n < 512:
+                return total
+
+    def sync(self) -> None:
+        self._write_outbox()
+        try:
+            self._apply_lessons(block_ms=None)
+        except self._redis_mod.RedisError as e:
+            self._outage(e)
+
+    def after_fork(self) -> None:
+        self._init_process()
+        self._client.connection_pool.reset()
+        if self._settings is not None:
+            self._start()
+
+    def close(self) -> None:
+        self._write_outbox()
+        self._stop = True
+        self._wake.set()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(5)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process: queued/written/dropped writes, Redis errors, lessons applied, claims,
+        snapshots written and restored, duplicate event ids; ``connected`` and ``queue`` (length)."""
+        return {**self._counts, "connected": not self._down, "queue": len(self._outbox)}
+
+    # -- background work
+
+    def _writer_loop(self) -> None:
+        next_claim = 0.0
+        while not self._stop:
+            self._wake.wait(self._flush_interval if not self._down else 0.25)
+            self._wake.clear()
+            self._write_outbox()
+            t = time.monotonic()
+            if t >= next_claim and not self._stop:
+                next_claim = t + self._claim_interval
+                self._claim(time.time())
+
+    def _write_outbox(self) -> None:
+        """Write the queued operations in order, in one pipeline; on failure keep them for the next try."""
+        with self._lock:
+            with self._outbox_lock:
+                ops = list(self._outbox)
+            if not ops:
+                return
+            assert self._settings is not None
+            s = self._settings
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for op in ops:
+                    kind, eid = op[0], op[1]
+                    if kind == "remember":
+                        _, _, model, policy, arm, x, ts, active = op
+                        self._scripts["remember"](
+                            keys=[self._prefix + eid, self._due],
+                            args=[model, policy, arm, x, repr(ts), int(active), repr(s.window), self._ttl, eid],
+                            client=pipe)
+                    elif kind == "activate":
+                        self._scripts["activate"](keys=[self._prefix + eid, self._due],
+                                                  args=[repr(op[2]), repr(s.window), eid], client=pipe)
+                    else:
+                        self._scripts["reward"](
+                            keys=[self._prefix + eid, self._due, self._lessons],
+                            args=[repr(op[2]), repr(op[3]), repr(s.window), s.aggregate, repr(self._reward_lo),
+                                  repr(self._reward_hi), eid, self._tomb_ttl], client=pipe)
+                results = pipe.execute()
+            except self._redis_mod.RedisError as e:
+                self._outage(e)
+                return
+            self._recovered()
+            with self._outbox_lock:
+                for _ in range(min(len(ops), len(self._outbox))):
+                    self._outbox.popleft()
+            self._counts["written"] += len(ops)
+            dup = sum(1 for op, r in zip(ops, results) if op[0] == "remember" and r == 0)
+            if dup:
+                self._counts["duplicate_ids"] += dup
+                _warn(f"{dup} event id(s) were already in the shared state: ids must be unique across processes")
+
+    def _reader_loop(self) -> None:
+        while not self._stop:
+            try:
+                self._check_epoch()
+                self._apply_lessons(block_ms=max(1, int(self._sync_interval * 1000)))
+                self._recovered()
+            except self._redis_mod.RedisError as e:
+                self._outage(e)
+                time.sleep(min(0.25, self._sync_interval * 5))
+
+    def _apply_lessons(self, block_ms: int | None) -> None:
+        """Apply the lessons after the last one applied: once (block_ms None: until none is left), or waiting."""
+        while True:
+            res = self._client.xread({self._lessons: self._last_id}, count=512, block=block_ms)
+            if not res:
+                return
+            entries = res[0][1]
+            for entry_id, f in entries:
+                x = f.get(b"x") or b""
+                self._learn(Lesson(f[b"m"].decode(), f[b"o"].decode(), int(f[b"a"]),
+                                   np.frombuffer(x, dtype=np.float64).copy() if x else None, float(f[b"r"])))
+                self._last_id = entry_id.decode()
+                self._counts["lessons"] += 1
+                self._since_snapshot += 1
+            if self._since_snapshot >= self._snapshot_every:
+                self._write_snapshot()
+            if block_ms is not None or len(entries) < 512:
+                return
+
+    def _write_snapshot(self) -> None:
+        assert self._settings is not None
+        args: list[Any] = [self._last_id]
+        for name, learner in self._settings.learners.items():
+            args += [name, learner.to_bytes()]
+        if self._scripts["snapshot"](keys=[self._snap, self._lessons], args=args):
+            self._counts["snapshots"] += 1
+        self._since_snapshot = 0
+
+    def _check_epoch(self) -> None:
+        """After Redis lost its data: the first process to notice re-seeds it with its models; the others take them."""
+        epoch = self._client.get(self._epoch_key)
+        if epoch == self._epoch and epoch is not None:
+            return
+        if epoch is None:
+            mine = secrets.token_hex(8)
+            if self._client.set(self._epoch_key, mine, nx=True):
+                self._epoch = mine.encode()
+                self._last_id = "0-1"  # the re-seeded snapshot's id: every later lesson follows it
+                self._write_snapshot()
+                _warn(f"RedisState {self.namespace!r}: Redis had lost its data; re-seeded it with this process's "
+                      "models (decisions pending at the time teach nothing)")
+                return
+            epoch = self._client.get(self._epoch_key)
+        deadline = time.monotonic() + 1.0
+        while not self._restore() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the re-seeding process writes its snapshot right after the epoch
+        self._epoch = epoch
+        _warn(f"RedisState {self.namespace!r}: the shared state was reset; took the re-seeded models")
+
+    def _outage(self, e: Exception) -> None:
+        self._counts["redis_errors"] += 1
+        if not self._down:
+            self._down = True
+            _warn(f"RedisState {self.namespace!r}: Redis is unreachable ({type(e).__name__}: {e}); "
+                  "deciding from local state, queueing writes")
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            self._wake.set()
+
+
+def _found(h: Any) -> bool:
+    return bool(h) and h[0] is not None
+
+
+_LIVE: weakref.WeakSet[RedisState] = weakref.WeakSet()
