@@ -501,8 +501,6 @@ class RedisState:
         self._queue(("remember", eid, model or "", policy, arm, b"" if x is None else x.tobytes(), ts, active))
 
     def _queue(self, op: tuple[Any, ...]) -> None:
-        if os.getpid() != self._pid:  # a forked child deciding before after_fork ran (it always runs first)
-            self.after_fork()
         assert self._settings is not None
         with self._outbox_lock:
             self._outbox.append(op)
