@@ -405,6 +405,11 @@ class Decider:
         return self._state.catalog
 
     @property
+    def state(self) -> DecisionState:
+        """The state backend holding pending decisions and online learning (``nba.state``)."""
+        return self._decisions
+
+    @property
     def model_version(self) -> str:
         """``version`` of the default model now serving: the ``model_version`` its decisions log."""
         return self._state.scorers["default"].version
