@@ -430,6 +430,9 @@ class RedisState:
 
     def _init_process(self) -> None:
         self._lock = threading.Lock()
+        # Held while lessons are applied and while the models or the stream position are replaced (a
+        # restore): sync() and the reader thread both apply lessons, each lesson must be learned once.
+        self._apply_lock = threading.RLock()
         self._wake = threading.Event()
         self._outbox: deque[tuple[Any, ...]] = deque()
         self._outbox_lock = threading.Lock()
@@ -459,13 +462,14 @@ class RedisState:
 
     def _join(self) -> None:
         """Take the shared models (the latest snapshot, then every lesson since) before serving."""
-        self._client.set(self._epoch_key, secrets.token_hex(8), nx=True)
-        self._epoch = self._client.get(self._epoch_key)
-        self._restore()
+        with self._apply_lock:
+            self._client.set(self._epoch_key, secrets.token_hex(8), nx=True)
+            self._epoch = self._client.get(self._epoch_key)
+            self._restore()
         self._apply_lessons(block_ms=None)
 
     def _restore(self) -> bool:
-        """Load the snapshot's models, if there is one; True if loaded."""
+        """Load the snapshot's models, if there is one; True if loaded. The caller holds ``_apply_lock``."""
         snap = self._client.hgetall(self._snap)
         if not snap:
             return False
@@ -615,6 +619,7 @@ class RedisState:
     def sync(self) -> None:
         self._write_outbox()
         try:
+            self._check_epoch()  # a reset first: lessons of a re-seeded stream go on the re-seeded models
             self._apply_lessons(block_ms=None)
         except self._redis_mod.RedisError as e:
             self._outage(e)
@@ -705,23 +710,34 @@ class RedisState:
     def _apply_lessons(self, block_ms: int | None) -> None:
         """Apply the lessons after the last one applied: once (block_ms None: until none is left), or waiting."""
         while True:
-            res = self._client.xread({self._lessons: self._last_id}, count=512, block=block_ms)
+            start = self._last_id
+            res = self._client.xread({self._lessons: start}, count=512, block=block_ms)
             if not res:
                 return
             entries = res[0][1]
-            for entry_id, f in entries:
-                x = f.get(b"x") or b""
-                self._learn(Lesson(f[b"m"].decode(), f[b"o"].decode(), int(f[b"a"]),
-                                   np.frombuffer(x, dtype=np.float64).copy() if x else None, float(f[b"r"])))
-                self._last_id = entry_id.decode()
-                self._counts["lessons"] += 1
-                self._since_snapshot += 1
-            if self._since_snapshot >= self._snapshot_every:
-                self._write_snapshot()
+            with self._apply_lock:
+                # sync() and the reader thread read concurrently: apply only what the other has not.
+                after = _stream_id(self._last_id)
+                if after < _stream_id(start):  # a restore moved the position back meanwhile: read again
+                    continue
+                for entry_id, f in entries:
+                    sid = _stream_id(entry_id)
+                    if sid <= after:
+                        continue
+                    x = f.get(b"x") or b""
+                    self._learn(Lesson(f[b"m"].decode(), f[b"o"].decode(), int(f[b"a"]),
+                                       np.frombuffer(x, dtype=np.float64).copy() if x else None, float(f[b"r"])))
+                    self._last_id = entry_id.decode()
+                    after = sid
+                    self._counts["lessons"] += 1
+                    self._since_snapshot += 1
+                if self._since_snapshot >= self._snapshot_every:
+                    self._write_snapshot()
             if block_ms is not None or len(entries) < 512:
                 return
 
     def _write_snapshot(self) -> None:
+        """Save the models with the id of the last lesson they include; the caller holds ``_apply_lock``."""
         assert self._settings is not None
         args: list[Any] = [self._last_id]
         for name, learner in self._settings.learners.items():
@@ -732,6 +748,10 @@ class RedisState:
 
     def _check_epoch(self) -> None:
         """After Redis lost its data: the first process to notice re-seeds it with its models; the others take them."""
+        with self._apply_lock:  # no lesson is applied while the models and the position change
+            self._adopt_epoch()
+
+    def _adopt_epoch(self) -> None:
         epoch = self._client.get(self._epoch_key)
         if epoch == self._epoch and epoch is not None:
             return
@@ -766,6 +786,12 @@ class RedisState:
 
 def _found(h: Any) -> bool:
     return bool(h) and h[0] is not None
+
+
+def _stream_id(entry_id: str | bytes) -> tuple[int, int]:
+    """A stream entry id ("<ms>-<seq>") as a pair that orders like the stream."""
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
 
 
 _LIVE: weakref.WeakSet[RedisState] = weakref.WeakSet()
