@@ -596,6 +596,7 @@ class RedisState:
             self._write_outbox()
 
     def expire(self, now: float) -> None:
+        self._write_outbox()  # first: a decision still in the queue may be one whose window has ended
         self._claim(now)
 
     def _claim(self, now: float) -> int:
