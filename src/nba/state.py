@@ -287,7 +287,9 @@ if h[2] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV
 return 1
 """
 
-# ARGV: value, ts, window, aggregate, lo, hi, event id, tombstone ttl
+# ARGV: value, ts, window, aggregate, lo, hi, event id, tombstone ttl, then per model that learns:
+# its name, lowest and highest reward (a sum is checked against its decision's model's range; lo, hi
+# are for a model not listed)
 _REWARD = """
 local h = redis.call('HMGET', KEYS[1], 'a', 'm', 'o', 'x', 's', 'act', 'tot', 'rw', 'done')
 if not h[1] then return {0} end
@@ -304,7 +306,11 @@ if ARGV[4] == 'first' then
   return {2}
 end
 local tot = tonumber(h[7]) + tonumber(ARGV[1])
-if tot < tonumber(ARGV[5]) or tot > tonumber(ARGV[6]) then return {3} end
+local lo, hi = tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 9, #ARGV - 2, 3 do
+  if ARGV[i] == h[2] then lo, hi = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]) end
+end
+if tot < lo or tot > hi then return {3} end
 redis.call('HSET', KEYS[1], 'tot', string.format('%.17g', tot), 'rw', '1')
 return {2}
 """
@@ -451,9 +457,6 @@ class RedisState:
         self._learn = learn
         self._tomb_ttl = int(settings.window) + 60
         self._ttl = int(max(settings.window, 3600.0) * 2) + 60
-        lo_hi = [getattr(m, "reward_range", (-math.inf, math.inf)) for m in settings.learners.values()]
-        self._reward_lo = max((r[0] for r in lo_hi), default=-math.inf)
-        self._reward_hi = min((r[1] for r in lo_hi), default=math.inf)
         try:
             self._join()
         except self._redis_mod.RedisError as e:
@@ -554,10 +557,8 @@ class RedisState:
         assert self._settings is not None
         s = self._settings
         try:
-            r = self._scripts["reward"](
-                keys=[self._prefix + eid, self._due, self._lessons],
-                args=[repr(value), repr(ts), repr(s.window), s.aggregate, repr(self._reward_lo),
-                      repr(self._reward_hi), eid, self._tomb_ttl])
+            r = self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
+                                        args=self._reward_args(value, ts, eid))
         except self._redis_mod.RedisError as e:
             self._outage(e)
             self._queue(("reward", eid, value, ts))
@@ -570,6 +571,17 @@ class RedisState:
                           LearnWarning, stacklevel=3)
         if s.aggregate == "first" and int(r[0]) == 2:
             self._wake.set()
+
+    def _reward_args(self, value: float, ts: float, eid: str) -> list[Any]:
+        """The reward script's arguments: each model's own reward range bounds a sum of its decisions
+        (models are read now: ``swap_model`` may have replaced one by another kind)."""
+        assert self._settings is not None
+        s = self._settings
+        args: list[Any] = [repr(value), repr(ts), repr(s.window), s.aggregate, "-inf", "inf", eid, self._tomb_ttl]
+        for name, m in list(s.learners.items()):
+            lo, hi = getattr(m, "reward_range", (-math.inf, math.inf))
+            args += [name, repr(float(lo)), repr(float(hi))]
+        return args
 
     def _with_grace(self, call: Callable[[], Any], eid: str, found: Callable[[Any], bool] = bool) -> Any:
         """call() until it finds eid (``found``) or ``grace`` has passed; None if not found or Redis is down."""
@@ -680,10 +692,8 @@ class RedisState:
                         self._scripts["activate"](keys=[self._prefix + eid, self._due],
                                                   args=[repr(op[2]), repr(s.window), eid], client=pipe)
                     else:
-                        self._scripts["reward"](
-                            keys=[self._prefix + eid, self._due, self._lessons],
-                            args=[repr(op[2]), repr(op[3]), repr(s.window), s.aggregate, repr(self._reward_lo),
-                                  repr(self._reward_hi), eid, self._tomb_ttl], client=pipe)
+                        self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
+                                                args=self._reward_args(op[2], op[3], eid), client=pipe)
                 results = pipe.execute()
             except self._redis_mod.RedisError as e:
                 self._outage(e)
