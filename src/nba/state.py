@@ -278,12 +278,19 @@ _PEEK = """
 return redis.call('HMGET', KEYS[1], 'a', 'm', 's', 'act', 'tot', 'rw', 'done')
 """
 
+# ARGV: ts, window, event id, tombstone ttl. A decision no model learns from is shown once, then
+# spent (as EmbeddedState forgets it): activating it again is an unknown id.
 _ACTIVATE = """
 local h = redis.call('HMGET', KEYS[1], 'a', 'm', 'done')
 if not h[1] then return 0 end
 if h[3] then return -1 end
+if h[2] == '' then
+  redis.call('HSET', KEYS[1], 'act', '1', 's', ARGV[1], 'done', '1')
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
 redis.call('HSET', KEYS[1], 'act', '1', 's', ARGV[1])
-if h[2] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3]) end
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3])
 return 1
 """
 
@@ -520,19 +527,23 @@ class RedisState:
 
     def activate(self, eid: str, ts: float, log: Log) -> None:
         assert self._settings is not None
-        window = repr(self._settings.window)
-        r = self._with_grace(lambda: self._scripts["activate"](
-            keys=[self._prefix + eid, self._due], args=[repr(ts), window, eid]), eid)
-        if r is None and self._down:  # log it, apply it when Redis is back
+        h = self._with_grace(lambda: self._scripts["peek"](keys=[self._prefix + eid]), eid, found=_found)
+        if h is None and self._down:  # log it, apply it when Redis is back
             log()
             self._queue(("activate", eid, ts))
             return
-        if r is None or int(r) <= 0:
+        if h is None or h[6] is not None:  # unknown, or its window has closed
             raise UnknownEventError(
                 f"no deferred decision {eid!r} to activate: it was not made with defer=True, "
                 "its window has closed, or it is older than the shared state keeps"
             )
-        log()
+        log()  # first: an activation that cannot be logged changes nothing
+        try:
+            self._scripts["activate"](keys=[self._prefix + eid, self._due],
+                                      args=[repr(ts), repr(self._settings.window), eid, self._tomb_ttl])
+        except self._redis_mod.RedisError as e:
+            self._outage(e)
+            self._queue(("activate", eid, ts))
 
     def reward(self, eid: str, value: float, ts: float, check: Check, log: Log) -> None:
         assert self._settings is not None
@@ -690,7 +701,8 @@ class RedisState:
                             client=pipe)
                     elif kind == "activate":
                         self._scripts["activate"](keys=[self._prefix + eid, self._due],
-                                                  args=[repr(op[2]), repr(s.window), eid], client=pipe)
+                                                  args=[repr(op[2]), repr(s.window), eid, self._tomb_ttl],
+                                                  client=pipe)
                     else:
                         self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
                                                 args=self._reward_args(op[2], op[3], eid), client=pipe)
