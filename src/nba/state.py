@@ -649,7 +649,13 @@ class RedisState:
             self._outage(e)
 
     def after_fork(self) -> None:
+        # The child's models are the parent's at the fork, which happened between two lessons (the
+        # at-fork hook below holds the apply lock): it goes on from the parent's place in the stream.
+        # (From "0-0" it learned again every lesson the parent had learned.)
+        place = self._last_id, self._epoch, self._since_snapshot
         self._init_process()
+        self._last_id, self._epoch, self._since_snapshot = place
+        self._counts = dict.fromkeys(self._counts, 0)  # stats() counts this process's work
         self._client.connection_pool.reset()
         if self._settings is not None:
             self._start()
@@ -818,3 +824,25 @@ def _stream_id(entry_id: str | bytes) -> tuple[int, int]:
 
 
 _LIVE: weakref.WeakSet[RedisState] = weakref.WeakSet()
+_FORKING: list[RedisState] = []
+
+
+def _before_fork() -> None:
+    """Fork between two lessons: a child's models and its place in the stream must agree."""
+    for s in list(_LIVE):
+        s._apply_lock.acquire()
+        _FORKING.append(s)
+
+
+def _after_fork_in_parent() -> None:
+    while _FORKING:
+        _FORKING.pop()._apply_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    while _FORKING:
+        _FORKING.pop()._apply_lock = threading.RLock()  # the Decider's at-fork hook then renews the rest
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                     after_in_child=_after_fork_in_child)
