@@ -435,6 +435,7 @@ class RedisState:
             ("claim", _CLAIM), ("snapshot", _SNAPSHOT))}
         self._settings: Settings | None = None
         self._learn: Learn = _unbound
+        self._closed = False
         self._counts = {"queued": 0, "written": 0, "dropped": 0, "redis_errors": 0, "lessons": 0,
                         "claimed": 0, "snapshots": 0, "restores": 0, "duplicate_ids": 0, "learn_refused": 0}
         self._init_process()
@@ -657,11 +658,12 @@ class RedisState:
         self._last_id, self._epoch, self._since_snapshot = place
         self._counts = dict.fromkeys(self._counts, 0)  # stats() counts this process's work
         self._client.connection_pool.reset()
-        if self._settings is not None:
+        if self._settings is not None and not self._closed:  # a closed one stays closed in a child
             self._start()
 
     def close(self) -> None:
         self._write_outbox()
+        self._closed = True
         self._stop = True
         self._wake.set()
         for t in self._threads:
