@@ -473,32 +473,32 @@ class RedisState:
 
     def _join(self) -> None:
         """Take the shared models (the latest snapshot, then every lesson since) before serving."""
-        with self._apply_lock:
-            self._client.set(self._epoch_key, secrets.token_hex(8), nx=True)
-            self._epoch = self._client.get(self._epoch_key)
-            self._restore()
+        self._client.set(self._epoch_key, secrets.token_hex(8), nx=True)
+        self._epoch = self._client.get(self._epoch_key)
+        self._restore()
         self._apply_lessons(block_ms=None)
 
     def _restore(self) -> bool:
-        """Load the snapshot's models, if there is one; True if loaded. The caller holds ``_apply_lock``."""
+        """Load the snapshot's models, if there is one; True if loaded."""
         snap = self._client.hgetall(self._snap)
         if not snap:
             return False
         assert self._settings is not None
-        for name, learner in self._settings.learners.items():
-            data = snap.get(name.encode())
-            if data is None:
-                continue
-            try:
-                learner.load_state(data)
-            except ModelFormatError as e:
-                raise ConfigError(
-                    f"RedisState namespace {self.namespace!r} holds model {name!r} of another kind or settings "
-                    f"than this Decider's ({e}); use another namespace or the same model"
-                ) from None
-        self._last_id = snap[b"id"].decode()
-        self._since_snapshot = 0
-        self._counts["restores"] += 1
+        with self._apply_lock:
+            for name, learner in self._settings.learners.items():
+                data = snap.get(name.encode())
+                if data is None:
+                    continue
+                try:
+                    learner.load_state(data)
+                except ModelFormatError as e:
+                    raise ConfigError(
+                        f"RedisState namespace {self.namespace!r} holds model {name!r} of another kind or settings "
+                        f"than this Decider's ({e}); use another namespace or the same model"
+                    ) from None
+            self._last_id = snap[b"id"].decode()
+            self._since_snapshot = 0
+            self._counts["restores"] += 1
         return True
 
     def _start(self) -> None:
@@ -657,7 +657,11 @@ class RedisState:
         self._init_process()
         self._last_id, self._epoch, self._since_snapshot = place
         self._counts = dict.fromkeys(self._counts, 0)  # stats() counts this process's work
-        self._client.connection_pool.reset()
+        # A new pool of connections, not pool.reset(): reset() takes the pool's lock, which one of the
+        # parent's threads may have held at the fork (the child then waited for it forever).
+        pool = self._client.connection_pool
+        self._client.connection_pool = type(pool)(connection_class=pool.connection_class,
+                                                  max_connections=pool.max_connections, **pool.connection_kwargs)
         if self._settings is not None and not self._closed:  # a closed one stays closed in a child
             self._start()
 
@@ -746,7 +750,8 @@ class RedisState:
             if not res:
                 return
             entries = res[0][1]
-            with self._apply_lock:
+            snapshot = None
+            with self._apply_lock:  # local work only (a fork waits for it): no round trip inside
                 # sync() and the reader thread read concurrently: apply only what the other has not.
                 after = _stream_id(self._last_id)
                 if after < _stream_id(start):  # a restore moved the position back meanwhile: read again
@@ -763,35 +768,43 @@ class RedisState:
                     self._counts["lessons"] += 1
                     self._since_snapshot += 1
                 if self._since_snapshot >= self._snapshot_every:
-                    self._write_snapshot()
+                    snapshot = self._snapshot_args()
+            if snapshot is not None:
+                self._send_snapshot(snapshot)
             if block_ms is not None or len(entries) < 512:
                 return
 
-    def _write_snapshot(self) -> None:
-        """Save the models with the id of the last lesson they include; the caller holds ``_apply_lock``."""
+    def _snapshot_args(self) -> list[Any]:
+        """The models and the id of the last lesson they include (the caller holds ``_apply_lock``)."""
         assert self._settings is not None
         args: list[Any] = [self._last_id]
         for name, learner in self._settings.learners.items():
             args += [name, learner.to_bytes()]
+        self._since_snapshot = 0
+        return args
+
+    def _send_snapshot(self, args: list[Any]) -> None:
         if self._scripts["snapshot"](keys=[self._snap, self._lessons], args=args):
             self._counts["snapshots"] += 1
-        self._since_snapshot = 0
 
     def _check_epoch(self) -> None:
         """After Redis lost its data: the first process to notice re-seeds it with its models; the others take them."""
-        with self._apply_lock:  # no lesson is applied while the models and the position change
+        epoch = self._client.get(self._epoch_key)
+        if epoch == self._epoch and epoch is not None:
+            return  # the common case, without the apply lock
+        with self._apply_lock:  # rare: no lesson is applied while the models and the position change
             self._adopt_epoch()
 
     def _adopt_epoch(self) -> None:
         epoch = self._client.get(self._epoch_key)
         if epoch == self._epoch and epoch is not None:
-            return
+            return  # another thread of this process took it meanwhile
         if epoch is None:
             mine = secrets.token_hex(8)
             if self._client.set(self._epoch_key, mine, nx=True):
                 self._epoch = mine.encode()
                 self._last_id = "0-1"  # the re-seeded snapshot's id: every later lesson follows it
-                self._write_snapshot()
+                self._send_snapshot(self._snapshot_args())
                 _warn(f"RedisState {self.namespace!r}: Redis had lost its data; re-seeded it with this process's "
                       "models (decisions pending at the time teach nothing)")
                 return
