@@ -262,6 +262,7 @@ def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
 #   {ns}:lessons       stream of lessons (m, o, a, x, r), which every process applies in order
 #   {ns}:snap          hash: id (the last lesson it includes), and per model name its to_bytes()
 #   {ns}:epoch         random id of this incarnation of the state: gone when Redis lost its data
+#   {ns}:trim          the stream holds no lesson before this id (the snapshot before the latest)
 # Floats cross as repr() strings and are added in Lua (IEEE doubles) and written back
 # with %.17g, so every value round-trips exactly.
 
@@ -343,9 +344,9 @@ end
 return #ids
 """
 
-# KEYS: snap, lessons; ARGV: id, then model name / state pairs. Replaces an older
-# snapshot and trims the stream to the one it replaces (processes still behind it
-# catch up from the new snapshot).
+# KEYS: snap, lessons, trim; ARGV: id, then model name / state pairs. Replaces an older
+# snapshot and trims the stream to the one it replaces, saying where in trim: a process
+# still behind it catches up from the new snapshot (_apply_lessons).
 _SNAPSHOT = """
 local function older(a, b)
   local am, as = string.match(a, '(%d+)-(%d+)')
@@ -357,7 +358,10 @@ local cur = redis.call('HGET', KEYS[1], 'id')
 if cur and not older(cur, ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'id', unpack(ARGV))
-if cur then redis.call('XTRIM', KEYS[2], 'MINID', cur) end
+if cur then
+  redis.call('XTRIM', KEYS[2], 'MINID', cur)
+  redis.call('SET', KEYS[3], cur)
+end
 return 1
 """
 
@@ -424,6 +428,7 @@ class RedisState:
         self._due = f"{tag}:due"
         self._lessons = f"{tag}:lessons"
         self._snap = f"{tag}:snap"
+        self._trim = f"{tag}:trim"
         self._epoch_key = f"{tag}:epoch"
         self._flush_interval = float(flush_interval)
         self._sync_interval = float(sync_interval)
@@ -750,25 +755,38 @@ class RedisState:
             if not res:
                 return
             entries = res[0][1]
+            # Read after the entries: trimming only moves forward, so if the stream was not trimmed past
+            # where this read started, the read missed nothing.
+            trim = self._client.get(self._trim)
             snapshot = None
             with self._apply_lock:  # local work only (a fork waits for it): no round trip inside
                 # sync() and the reader thread read concurrently: apply only what the other has not.
                 after = _stream_id(self._last_id)
                 if after < _stream_id(start):  # a restore moved the position back meanwhile: read again
                     continue
-                for entry_id, f in entries:
-                    sid = _stream_id(entry_id)
-                    if sid <= after:
-                        continue
-                    x = f.get(b"x") or b""
-                    self._learn(Lesson(f[b"m"].decode(), f[b"o"].decode(), int(f[b"a"]),
-                                       np.frombuffer(x, dtype=np.float64).copy() if x else None, float(f[b"r"])))
-                    self._last_id = entry_id.decode()
-                    after = sid
-                    self._counts["lessons"] += 1
-                    self._since_snapshot += 1
-                if self._since_snapshot >= self._snapshot_every:
-                    snapshot = self._snapshot_args()
+                behind = trim is not None and _stream_id(trim) > after
+                if not behind:
+                    for entry_id, f in entries:
+                        sid = _stream_id(entry_id)
+                        if sid <= after:
+                            continue
+                        x = f.get(b"x") or b""
+                        self._learn(Lesson(f[b"m"].decode(), f[b"o"].decode(), int(f[b"a"]),
+                                           np.frombuffer(x, dtype=np.float64).copy() if x else None,
+                                           float(f[b"r"])))
+                        self._last_id = entry_id.decode()
+                        after = sid
+                        self._counts["lessons"] += 1
+                        self._since_snapshot += 1
+                    if self._since_snapshot >= self._snapshot_every:
+                        snapshot = self._snapshot_args()
+            if behind:
+                # Behind a trim (a process paused, or cut off from Redis, while the others wrote snapshot
+                # after snapshot): lessons it needs are gone from the stream; the snapshot holds them.
+                if self._restore():
+                    _warn(f"RedisState {self.namespace!r}: this process fell behind the shared lessons, which were "
+                          "trimmed; took the latest snapshot of the models")
+                continue
             if snapshot is not None:
                 self._send_snapshot(snapshot)
             if block_ms is not None or len(entries) < 512:
@@ -784,7 +802,7 @@ class RedisState:
         return args
 
     def _send_snapshot(self, args: list[Any]) -> None:
-        if self._scripts["snapshot"](keys=[self._snap, self._lessons], args=args):
+        if self._scripts["snapshot"](keys=[self._snap, self._lessons, self._trim], args=args):
             self._counts["snapshots"] += 1
 
     def _check_epoch(self) -> None:
