@@ -34,11 +34,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nba
 from nba.decider import LearnWarning
+from nba.errors import ConfigError
 from nba.log import ActivationRecord, DecisionRecord, OutcomeRecord, join, read_records
 from nba.state import DecisionState, EmbeddedState, RedisState, StateWarning
 from tests import redis_server
@@ -584,3 +586,52 @@ def test_random_operations_show_the_same_on_both_backends_and_equal_a_replay(red
         warnings.simplefilter("always")
         _drive(ops, kind, aggregate, default, redis_url, Path(root))
     assert [str(w.message) for w in caught if issubclass(w.category, (LearnWarning, StateWarning))] == []
+
+
+# --------------------------------------------------------------------------- RedisState only
+
+
+def test_redis_state_refuses_an_infinite_window(redis_url) -> None:
+    state = RedisState(redis_url, namespace=namespace())
+    with pytest.raises(ConfigError, match="finite reward_window"):
+        nba.Decider(ARMS, nba.BetaThompson(N_ARMS), schema=SCHEMA, policy=nba.Thompson(), reward_window=math.inf,
+                    state=state)
+
+
+def test_a_reward_sent_twice_under_one_operation_id_counts_once(redis_url) -> None:
+    """A pipeline re-sent after a lost reply repeats its operations: the reward script sees the id again."""
+    state = RedisState(redis_url, namespace=namespace())
+    dec = decider(state, nba.UCB1(N_ARMS), policy=nba.UCB(), aggregate="sum")
+    d = dec.decide(adult(1), CTX, now=T0)
+    state.sync()
+    args = state._reward_args(0.5, T0 + 1, d.event_id, "op-1")  # white box: the script a retry re-sends
+    keys = [state._prefix + d.event_id, state._due, state._lessons]
+    assert [int(state._scripts["reward"](keys=keys, args=args)[0]) for _ in range(2)] == [2, 4]
+    close_windows(dec, state, T0 + W + 1)
+    learner = dec._state.learners["default"]
+    assert learner.updates == 1 and learner.means()[arm_index(d)] == 0.5
+    dec.close()
+
+
+def test_decisions_queued_while_a_write_fails_are_kept_in_order(redis_url, monkeypatch) -> None:
+    """The writer takes its batch out of the queue; a failed write puts it back in front of what came meanwhile."""
+    state = RedisState(redis_url, namespace=namespace(), flush_interval=60)
+    dec = decider(state, nba.BetaThompson(N_ARMS), max_pending=6)
+    first = [dec.decide(adult(i), CTX, now=T0).event_id for i in range(3)]
+    real = state._client.pipeline
+    later: list[str] = []
+
+    def failing(*a: Any, **k: Any) -> Any:  # decide() runs during the write, then the write fails
+        later.extend(dec.decide(adult(10 + i), CTX, now=T0).event_id for i in range(2))
+        raise redis.ConnectionError("lost")
+
+    monkeypatch.setattr(state._client, "pipeline", failing)
+    with pytest.warns(StateWarning):
+        state._write_outbox()
+    monkeypatch.setattr(state._client, "pipeline", real)
+    assert [op[1] for op in state._outbox] == first + later and state.stats()["dropped"] == 0
+    state._write_outbox()
+    assert state.stats()["queue"] == 0 and state.stats()["duplicate_ids"] == 0
+    for eid in first + later:
+        assert state._client.hexists(state._prefix + eid, "a")
+    dec.close()

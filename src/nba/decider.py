@@ -606,10 +606,12 @@ class Decider:
     def activate(self, event_id: str, *, now: float | None = None) -> None:
         """Mark a deferred decision as shown: from now on it counts for learning and evaluation.
 
-        ``now`` (unix seconds) overrides the clock. Raises ``UnknownEventError`` (and
-        logs nothing) for an id the Decider's state does not know: not made with
-        ``defer=True``, or no longer remembered (``max_pending``; with ``EmbeddedState``,
-        also a decision of another process).
+        ``now`` (unix seconds) overrides the clock. A decision an online model learns from
+        that was not deferred may be activated too: its window then starts again at ``now``.
+        Raises ``UnknownEventError`` (and logs nothing) for an id the Decider's state does
+        not know: any other decision not made with ``defer=True``, one whose window has
+        closed, or no longer remembered (``max_pending``; with ``EmbeddedState``, also a
+        decision of another process).
         """
         eid = _event_id(event_id)
         ts = time.time() if now is None else _validate.timestamp(now, "now")
@@ -662,9 +664,10 @@ class Decider:
         self._learners.clear()  # the state backend's view of the models that learn (snapshots, restores)
         self._learners.update({n: m for n, m in state.learners.items() if m is not None})
 
-    def flush(self) -> None:
-        """Teach online models every reward window that has closed, and flush the log."""
-        self._decisions.expire(time.time())
+    def flush(self, *, now: float | None = None) -> None:
+        """Teach online models every reward window that closed before ``now`` (the clock by default), and
+        flush the log."""
+        self._decisions.expire(time.time() if now is None else _validate.timestamp(now, "now"))
         self._decisions.sync()
         if self._log is not None:
             self._log.flush()

@@ -19,6 +19,7 @@ See docs/state.md for the failure behaviour.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import secrets
@@ -295,12 +296,14 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3])
 return 1
 """
 
-# ARGV: value, ts, window, aggregate, lo, hi, event id, tombstone ttl, then per model that learns:
-# its name, lowest and highest reward (a sum is checked against its decision's model's range; lo, hi
-# are for a model not listed)
+# ARGV: value, ts, window, aggregate, lo, hi, event id, tombstone ttl, operation id, then per model
+# that learns: its name, lowest and highest reward (a sum is checked against its decision's model's
+# range; lo, hi are for a model not listed). An operation id seen before is not counted again: a
+# pipeline re-sent after a lost reply may repeat it.
 _REWARD = """
 local h = redis.call('HMGET', KEYS[1], 'a', 'm', 'o', 'x', 's', 'act', 'tot', 'rw', 'done')
 if not h[1] then return {0} end
+if redis.call('HSETNX', KEYS[1], 'op:' .. ARGV[9], '1') == 0 then return {4} end
 if h[9] or h[2] == '' then return {1} end
 local s, ts = tonumber(h[5]), tonumber(ARGV[2])
 if h[6] ~= '1' or ts < s or ts > s + tonumber(ARGV[3]) then return {1} end
@@ -315,7 +318,7 @@ if ARGV[4] == 'first' then
 end
 local tot = tonumber(h[7]) + tonumber(ARGV[1])
 local lo, hi = tonumber(ARGV[5]), tonumber(ARGV[6])
-for i = 9, #ARGV - 2, 3 do
+for i = 10, #ARGV - 2, 3 do
   if ARGV[i] == h[2] then lo, hi = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]) end
 end
 if tot < lo or tot > hi then return {3} end
@@ -364,6 +367,11 @@ if cur then
 end
 return 1
 """
+
+
+# Decisions queued before the writer is woken: fewer, larger pipelines keep its share of the GIL
+# (and the p99 of decide() in other threads) small; it writes every flush_interval regardless.
+_WAKE_BATCH = 64
 
 
 def _warn(msg: str) -> None:
@@ -455,6 +463,9 @@ class RedisState:
         self._wake = threading.Event()
         self._outbox: deque[tuple[Any, ...]] = deque()
         self._outbox_lock = threading.Lock()
+        self._resent: set[str] = set()
+        self._op_prefix = secrets.token_hex(6) + "-"
+        self._op_counter = itertools.count(1)
         self._last_id = "0-0"
         self._epoch: bytes | None = None
         self._since_snapshot = 0
@@ -466,6 +477,8 @@ class RedisState:
     def bind(self, settings: Settings, learn: Learn) -> None:
         if self._settings is not None:
             raise ConfigError("this RedisState already serves a Decider; give each Decider its own")
+        if not math.isfinite(settings.window):
+            raise ConfigError("RedisState needs a finite reward_window (Redis keeps each decision that long)")
         self._settings = settings
         self._learn = learn
         self._tomb_ttl = int(settings.window) + 60
@@ -528,8 +541,8 @@ class RedisState:
             if len(self._outbox) > self._settings.max_pending:
                 self._outbox.popleft()
                 self._counts["dropped"] += 1
-        if op[0] != "remember" or len(self._outbox) == 1:
-            self._wake.set()
+        if op[0] != "remember" or len(self._outbox) >= _WAKE_BATCH:
+            self._wake.set()  # else the writer's next tick (flush_interval) writes the batch
 
     def activate(self, eid: str, ts: float, log: Log) -> None:
         assert self._settings is not None
@@ -558,7 +571,7 @@ class RedisState:
         if h is None:  # unknown, or Redis is down: logged; when down, counted once Redis is back
             log()
             if self._down:
-                self._queue(("reward", eid, value, ts))
+                self._queue(("reward", eid, value, ts, self._op_id()))
             return
         _, model, start, act, tot, rw, done = h
         if model and not done and act == b"1" and float(start) <= ts <= float(start) + s.window:
@@ -570,15 +583,19 @@ class RedisState:
         log()
         self._apply_reward(eid, value, ts)
 
+    def _op_id(self) -> str:
+        return f"{self._op_prefix}{next(self._op_counter):x}"
+
     def _apply_reward(self, eid: str, value: float, ts: float) -> None:
         assert self._settings is not None
         s = self._settings
+        opid = self._op_id()
         try:
             r = self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
-                                        args=self._reward_args(value, ts, eid))
-        except self._redis_mod.RedisError as e:
+                                        args=self._reward_args(value, ts, eid, opid))
+        except self._redis_mod.RedisError as e:  # it may have run: the queued retry has the same id
             self._outage(e)
-            self._queue(("reward", eid, value, ts))
+            self._queue(("reward", eid, value, ts, opid))
             return
         if int(r[0]) == 3:  # another process's reward made the sum unlearnable since the check
             self._counts["learn_refused"] += 1
@@ -589,12 +606,13 @@ class RedisState:
         if s.aggregate == "first" and int(r[0]) == 2:
             self._wake.set()
 
-    def _reward_args(self, value: float, ts: float, eid: str) -> list[Any]:
+    def _reward_args(self, value: float, ts: float, eid: str, opid: str) -> list[Any]:
         """The reward script's arguments: each model's own reward range bounds a sum of its decisions
         (models are read now: ``swap_model`` may have replaced one by another kind)."""
         assert self._settings is not None
         s = self._settings
-        args: list[Any] = [repr(value), repr(ts), repr(s.window), s.aggregate, "-inf", "inf", eid, self._tomb_ttl]
+        args: list[Any] = [repr(value), repr(ts), repr(s.window), s.aggregate, "-inf", "inf", eid, self._tomb_ttl,
+                           opid]
         for name, m in list(s.learners.items()):
             lo, hi = getattr(m, "reward_range", (-math.inf, math.inf))
             args += [name, repr(float(lo)), repr(float(hi))]
@@ -700,8 +718,9 @@ class RedisState:
     def _write_outbox(self) -> None:
         """Write the queued operations in order, in one pipeline; on failure keep them for the next try."""
         with self._lock:
-            with self._outbox_lock:
+            with self._outbox_lock:  # taken out, so decide() appending (and dropping) meanwhile cannot mix them up
                 ops = list(self._outbox)
+                self._outbox.clear()
             if not ops:
                 return
             assert self._settings is not None
@@ -722,17 +741,26 @@ class RedisState:
                                                   client=pipe)
                     else:
                         self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
-                                                args=self._reward_args(op[2], op[3], eid), client=pipe)
+                                                args=self._reward_args(op[2], op[3], eid, op[4]), client=pipe)
                 results = pipe.execute()
-            except self._redis_mod.RedisError as e:
+            except self._redis_mod.RedisError as e:  # back at the front, oldest dropped beyond max_pending
                 self._outage(e)
+                with self._outbox_lock:
+                    self._outbox.extendleft(reversed(ops))
+                    self._resent.update(op[1] for op in ops if op[0] == "remember")
+                    while len(self._outbox) > s.max_pending:
+                        self._outbox.popleft()
+                        self._counts["dropped"] += 1
                 return
             self._recovered()
-            with self._outbox_lock:
-                for _ in range(min(len(ops), len(self._outbox))):
-                    self._outbox.popleft()
             self._counts["written"] += len(ops)
-            dup = sum(1 for op, r in zip(ops, results) if op[0] == "remember" and r == 0)
+            dup = 0
+            for op, r in zip(ops, results):
+                if op[0] == "remember" and r == 0:
+                    if op[1] in self._resent:  # a pipeline re-sent after a lost reply: it was written the first time
+                        continue
+                    dup += 1
+            self._resent.clear()
             if dup:
                 self._counts["duplicate_ids"] += dup
                 _warn(f"{dup} event id(s) were already in the shared state: ids must be unique across processes")
