@@ -5,12 +5,34 @@ so the test suite can be run against a checked build now and then.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("NBA_DEBUG") == "1"
+
+
+def render_templates(root: str = "src/nba/_core") -> list[str]:
+    """Render each ``<name>.pxi.in`` there (Cython's Tempita) to ``<name>.pxi``; return the templates.
+
+    A .pxi is written only when its text changes, so that its mtime (which cythonize
+    checks, as for any included file) moves exactly when the output does: a template
+    edit rebuilds the core, and an unchanged template keeps builds incremental.
+    """
+    from Cython.Tempita import Template
+
+    templates = sorted(Path(root).glob("*.pxi.in"))
+    for src in templates:
+        text = Template(src.read_text(), name=str(src)).substitute()
+        out = src.with_suffix("")
+        if not out.exists() or out.read_text() != text:
+            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, out)  # a concurrent build never reads half a file
+    return [str(t) for t in templates]
+
 
 directives = {
     "language_level": 3,
@@ -30,6 +52,7 @@ core = Extension(
     # No -ffast-math: raw scores must sum in exactly LightGBM's order and rounding.
     extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
 )
+core.depends += render_templates()  # also puts the templates into an sdist
 
 # The debug build's C file goes to its own directory, so that a later release build never
 # compiles C generated with the debug directives.

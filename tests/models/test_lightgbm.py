@@ -30,9 +30,11 @@ def _assert_matches(booster: lgb.Booster, X: np.ndarray, model: TreeEnsemble | N
     raw = booster.predict(X, raw_score=True, **kw)
     np.testing.assert_array_equal(model.predict(X, raw_score=True, **kw), raw)
     np.testing.assert_allclose(model.predict(X, **kw), booster.predict(X, **kw), rtol=1e-12, atol=1e-12)
-    if not kw:  # predict_row has its own kernel (lane chains, see nba/_core/trees.pyx)
+    if not kw:  # predict_row has its own entry into the core
         rows = np.array([model.predict_row(r, raw_score=True) for r in X[:300]]).reshape(raw[:300].shape)
         np.testing.assert_array_equal(rows, raw[:300])
+    else:  # an iteration range for a single row, as for a batch
+        np.testing.assert_array_equal(model.predict(X[:1], raw_score=True, **kw), raw[:1])
     return model
 
 
@@ -246,15 +248,39 @@ def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mix
         np.testing.assert_array_equal(rows, model.predict(X, raw_score=True))
 
 
-def test_one_row_kernel_is_lanes_unless_categorical_or_too_wide(rng: np.random.Generator, mixed_models) -> None:
-    """Numerical models score one row with lane chains; categorical or very wide ones with lockstep walks."""
+def test_categorical_models_walk_with_the_categorical_step(rng: np.random.Generator, mixed_models) -> None:
+    """One lane-chain kernel serves every model; only models with categorical splits take its bitset branch."""
     X, z = cases.data(rng)
     assert load_lightgbm(cases.train({"objective": "regression"}, X, z))._core.row_kernel == "lanes"
-    assert all(load_lightgbm(b)._core.row_kernel == "lockstep" for b in mixed_models)
-    wide = rng.standard_normal((300, 820))
-    booster = cases.train({"objective": "regression", "min_data_in_leaf": 5}, wide, wide[:, 3] + wide[:, 700], rounds=3)
-    model = _assert_matches(booster, cases.probe(booster, rng, 200))
-    assert model._core.row_kernel == "lockstep"
+    assert all(load_lightgbm(b)._core.row_kernel == "lanes-categorical" for b in mixed_models)
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_models_too_wide_for_the_stack_cells_score_exactly(with_nan: bool, rng: np.random.Generator) -> None:
+    """Over 4096 cells per call (features x views, plus two per tree) the core takes its scratch from the heap."""
+    n_features = 2100 if not with_nan else 820  # NaN in training: missing-value splits, five views a feature
+    wide = rng.standard_normal((300, n_features))
+    y = wide[:, 3] + wide[:, 700]
+    if with_nan:
+        wide[rng.random(wide.shape) < 0.2] = np.nan
+    booster = cases.train({"objective": "regression", "min_data_in_leaf": 5}, wide, y, rounds=3)
+    _assert_matches(booster, cases.probe(booster, rng, 200))
+
+
+def test_nan_leaf_values_in_a_categorical_model(rng: np.random.Generator) -> None:
+    """A leaf whose value is NaN passes the categorical step's NaN-threshold test; it must still go on (NaN scores)."""
+    X, y = cases.categorical_nan_data(rng, 1500)
+    booster = cases.train({"objective": "regression", "max_cat_to_onehot": 2}, X, y, categorical_feature=[4])
+    text = re.sub(r"^leaf_value=(\S+)", "leaf_value=nan", booster.model_to_string(), count=3, flags=re.MULTILINE)
+    text = re.sub(r"^tree_sizes=.*\n", "", text, flags=re.MULTILINE)  # LightGBM seeks by the byte sizes
+    ref = lgb.Booster(model_str=text)
+    model = load_lightgbm(text)
+    assert model._core.row_kernel == "lanes-categorical"
+    X = cases.probe(ref, rng, 600, cat=(4,))
+    raw = ref.predict(X, raw_score=True)
+    assert 0 < np.isnan(raw).sum() < raw.size
+    np.testing.assert_array_equal(model.predict(X, raw_score=True), raw)
+    np.testing.assert_array_equal(np.array([model.predict_row(r, raw_score=True) for r in X]), raw)
 
 
 @pytest.mark.parametrize("rounds", [1, 9, 10, 11, 23])

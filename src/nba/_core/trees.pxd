@@ -10,13 +10,12 @@ cdef enum:
     # Below this many tree evaluations per call the GIL is kept: releasing and
     # retaking it costs more than the work, and under contention can wait a switch interval.
     _NOGIL_MIN_WORK = 4096
-    _LANES = 10
 
 
 ctypedef struct TNode:
-    double thr          # threshold; categorical: bitset slot; leaf: +inf
+    double thr          # threshold; categorical: bitset slot; leaf: unused
     uint32_t fx         # feature << 2 | kind
-    int32_t child       # left child (the right child is child + 1); leaf: itself
+    int32_t child       # left child (the right child is child + 1); leaf: unused
 
 
 ctypedef struct _Ens:
@@ -28,16 +27,32 @@ ctypedef struct _Ens:
     const uint32_t* bits
     const int32_t* roots
     const int32_t* depth      # longest root-to-leaf path per tree
-    const uint8_t* mixed      # per tree: has a categorical / zero-as-missing / zero-band node
     int ntpi
 
 
 ctypedef struct CNode:
-    double thr          # threshold; leaf: the leaf's value
+    double thr          # threshold; leaf: the leaf's value; categorical: NaN
     int32_t child       # left child (right = child + 1); leaf: next root in the lane, minus 1
-    uint16_t view       # the row view this node reads; leaf and sentinel: the NaN view (always right)
-    uint16_t slot       # leaf: its tree's cell in rec; internal node: the scratch cell
+    uint32_t cell       # the cell the node reads (and whose shadow it writes)
 
+
+ctypedef struct _Lanes:
+    const CNode* nodes        # the trees' nodes, then the sentinel
+    const int32_t* roots
+    const uint32_t* bits      # categorical bitsets, by node: words cat_off[i] ... + cat_len[i]
+    const int32_t* cat_off
+    const int32_t* cat_len
+    Py_ssize_t n_trees
+    int32_t sentinel          # the sentinel's index: the number of tree nodes
+    Py_ssize_t n_views        # n_features * vpf
+    Py_ssize_t n_read         # cells a walk reads: the views, one NaN per tree, the sentinel's NaN
+    Py_ssize_t n_cells        # 2 * n_read: the read cells and their shadow
+    int n_features
+    int vpf                   # views per feature: 1 (no missing-value split) or _VIEWS
+    int ntpi
+    bint categorical
+    const int32_t* cat_feats  # the features of categorical splits
+    Py_ssize_t n_cat_feats
 
 ctypedef struct FNode:
     double thr
@@ -64,10 +79,9 @@ cdef class TreeEnsembleCore:
     cdef uint32_t* _bits
     cdef int32_t* _roots
     cdef int32_t* _depth
-    cdef uint8_t* _mixed
+    cdef _Lanes _L
     cdef CNode* _chain
-    cdef int32_t _starts[_LANES]
-    cdef int _vpf                # views per feature of the lane chains: 1 or _VIEWS
+    cdef int32_t* _cat_feats
     cdef Py_ssize_t _n_trees
     cdef Py_ssize_t _n_nodes
     cdef readonly int num_features
@@ -79,8 +93,10 @@ cdef class TreeEnsembleCore:
     cdef object _coerce_row
 
     cdef void _finish(self, double* out, int n_it) noexcept nogil
-    cdef void _row(self, const double* x, double* out, int it0, int n_it, bint raw) noexcept nogil
-    cdef void _rows(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw) noexcept nogil
+    cdef void _rows(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw,
+                    double* cells, uint32_t* cats) noexcept nogil
+    cdef int _run(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw,
+                  bint release) except -1
     cdef _build_chain(self)
     cdef bint _out_ok(self, object out, Py_ssize_t n)
 

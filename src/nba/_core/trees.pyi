@@ -28,7 +28,7 @@ class TreeEnsembleCore:
     average_output: bool
     @property
     def row_kernel(self) -> str:
-        """The kernel that scores one row over all trees: "lanes" or "lockstep"."""
+        """The walk that scores this model: "lanes", or "lanes-categorical" (with categorical splits)."""
     def __init__(
         self,
         thr: npt.NDArray[np.float64],

@@ -380,8 +380,8 @@ def _field(src: _Src, t: int, tree_line: int, fields: dict[str, tuple[str, int]]
 class _Nodes:
     """The growing flat arrays of every tree, in the core's layout.
 
-    Siblings are adjacent (right child = left child + 1) and a leaf is its own child
-    with threshold +inf, so it never moves; ``leafval`` holds leaf values by node.
+    Siblings are adjacent (right child = left child + 1), each tree's nodes follow its
+    root, and a leaf is marked by its kind; ``leafval`` holds leaf values by node.
     """
 
     def __init__(self) -> None:
@@ -409,9 +409,7 @@ class _Nodes:
         return pos
 
     def leaf(self, pos: int, value: float) -> None:
-        self.thr[pos] = math.inf
         self.fx[pos] = _K_LEAF
-        self.child[pos] = pos
         self.leafval[pos] = value
 
 
