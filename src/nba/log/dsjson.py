@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from nba.errors import LogError
-from nba.log.reader import JoinedExample, ReadReport, _check_on_error, _join
+from nba.log.reader import JoinedExample, LogPaths, ReadReport, _check_on_error, _join
 from nba.log.records import _ENCODE_ERRORS, LogWarning, _enc_hook
 
 
@@ -169,7 +169,7 @@ def _dsjson_event(ex: JoinedExample, bad_catalogs: dict[int, str | None], no_sch
 
 
 def export_dsjson(
-    directory: str | os.PathLike[str],
+    directory: LogPaths,
     out_path: str | os.PathLike[str],
     *,
     reward_window: timedelta | float | None = None,
@@ -231,7 +231,7 @@ def export_dsjson(
     if skipped:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.reasons.items()))
         warnings.warn(
-            f"export_dsjson({os.fspath(directory)!r}) left out {skipped} decisions ({reasons}); "
+            f"export_dsjson({directory!r}) left out {skipped} decisions ({reasons}); "
             "pass on_error='raise' to stop at the first with its details",
             LogWarning,
             stacklevel=2,

@@ -17,9 +17,9 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
@@ -69,28 +69,39 @@ def _check_on_error(on_error: str) -> None:
 _DECODER = msgspec.json.Decoder(Record)
 
 
-def _segment_paths(directory: str | os.PathLike[str]) -> list[tuple[str, bool]]:
+#: A log directory, one segment file, or several directories (one per host) read as one log.
+LogPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+
+
+def _segment_paths(directory: LogPaths) -> list[tuple[str, bool]]:
     """``(path, sealed)`` of each segment of ``directory`` in read order (a single file path as is).
 
-    Order: start stamp, then writer id, then number. ``sealed``: written by a
-    writer that checksums every line (names with a writer id), so a line without
-    a checksum there is corrupt.
+    ``directory`` may also be a list of directories (one per host): their segments
+    are read as one log. Order: start stamp, then writer id, then number. ``sealed``:
+    written by a writer that checksums every line (names with a writer id), so a line
+    without a checksum there is corrupt.
     """
-    path = os.fspath(directory)
-    if os.path.isfile(path):
-        m = _SEGMENT_RE.match(os.path.basename(path))
-        return [(path, m is not None and m["writer"] is not None)]
-    try:
-        names = os.listdir(path)
-    except OSError as e:
-        raise LogError(f"cannot list decision log directory {path!r}: {e.strerror or e}") from e
+    dirs = [directory] if isinstance(directory, (str, os.PathLike)) else list(directory)
+    if not dirs:
+        raise LogError("no decision log directory given")
     keyed = []
-    for name in names:
-        m = _SEGMENT_RE.match(name)
-        if m is not None:
-            keyed.append((m["stamp"], m["writer"] or "", int(m["n"]), name))
+    for d in dirs:
+        path = os.fspath(d)
+        if os.path.isfile(path):
+            m = _SEGMENT_RE.match(os.path.basename(path))
+            if len(dirs) == 1:
+                return [(path, m is not None and m["writer"] is not None)]
+            raise LogError(f"{path!r} is a file: a list of logs holds directories")
+        try:
+            names = os.listdir(path)
+        except OSError as e:
+            raise LogError(f"cannot list decision log directory {path!r}: {e.strerror or e}") from e
+        for name in names:
+            m = _SEGMENT_RE.match(name)
+            if m is not None:
+                keyed.append((m["stamp"], m["writer"] or "", int(m["n"]), os.path.join(path, name)))
     keyed.sort()
-    return [(os.path.join(path, k[3]), bool(k[1])) for k in keyed]
+    return [(k[3], bool(k[1])) for k in keyed]
 
 
 def _read_segment(path: str, sealed: bool, on_error: str, report: ReadReport) -> Iterator[Record]:
@@ -139,9 +150,10 @@ def _segment_lines(path: str, f: Any, sealed: bool, on_error: str, report: ReadR
 
 
 def read_records(
-    directory: str | os.PathLike[str], *, on_error: str = "skip", report: ReadReport | None = None
+    directory: LogPaths, *, on_error: str = "skip", report: ReadReport | None = None
 ) -> Iterator[Record]:
-    """Every record of every segment in ``directory`` (or of one segment file).
+    """Every record of every segment in ``directory`` (or of one segment file, or of a list of
+    directories read as one log: one per host).
 
     Segments come in the order of their start stamp (ties: writer id, then
     number), each segment's records in write order: with several writers in one
@@ -158,7 +170,7 @@ def read_records(
 
 
 def _records(
-    directory: str | os.PathLike[str], on_error: str, report: ReadReport, no_schema: set[str] | None
+    directory: LogPaths, on_error: str, report: ReadReport, no_schema: set[str] | None
 ) -> Iterator[Record]:
     paths = _segment_paths(directory)
     schemas: dict[str, SchemaRecord] = {}
@@ -276,7 +288,7 @@ def _window_seconds(reward_window: timedelta | float | None) -> float:
 
 
 def join(
-    directory: str | os.PathLike[str],
+    directory: LogPaths,
     *,
     reward_window: timedelta | float | None = None,
     default_reward: float = 0.0,
@@ -303,7 +315,7 @@ def join(
 
 
 def _join(
-    directory: str | os.PathLike[str],
+    directory: LogPaths,
     reward_window: timedelta | float | None,
     default_reward: float,
     aggregate: str,
