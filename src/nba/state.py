@@ -472,7 +472,6 @@ class RedisState:
         self._down = False
         self._stop = False
         self._threads: list[threading.Thread] = []
-        self._pid = os.getpid()
 
     def bind(self, settings: Settings, learn: Learn) -> None:
         if self._settings is not None:
