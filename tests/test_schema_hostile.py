@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nba import Boolean, Categorical, ConfigError, FeatureSchema, Numeric, SchemaError
+from nba.schema import read_vector
 
 LONE = "\ud800"  # a lone surrogate: a str Python holds but UTF-8 (the log) cannot write
 
@@ -176,3 +177,20 @@ def test_compiled_fast_and_validating_paths_agree_on_random_schemas_and_inputs(s
         except SchemaError as e:
             results[path] = ("error", str(e))
     assert results["compiled"] == results["checked"], (schema.features, results)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_schemas(), _inputs, _inputs)
+def test_the_generated_reader_and_read_vector_read_a_vector_alike(schema, profile, context):
+    """used_features (the reader generated per schema) = read_vector over log_layout, as JSON (types and order)."""
+    profile = {} if profile is None else profile
+    try:
+        x = schema.vectorize(profile, context)
+        xs = x.tolist()
+        raw = schema.log_raw(xs, profile, context) or {}
+    except SchemaError:
+        return
+    want = read_vector(schema.log_layout, xs, raw)
+    assert msgspec.json.encode(schema.used_features(profile, context, x=x)) == msgspec.json.encode(want)
+    logged = [None if v != v else v for v in xs]  # as a log line holds it: NaN is null
+    assert msgspec.json.encode(read_vector(schema.log_layout, logged, raw)) == msgspec.json.encode(want)

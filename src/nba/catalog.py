@@ -58,7 +58,7 @@ import numpy as np
 from nba._validate import config_json_text, config_text
 from nba.errors import ConfigError, SchemaError
 from nba.rules import Condition, Incomparable, RuleCompiler, check_conditions, collect_fields
-from nba.schema import FeatureSchema, safe_column_name
+from nba.schema import FeatureSchema, read_vector, safe_column_name
 
 __all__ = [
     "Arm",
@@ -652,26 +652,16 @@ def _fetcher(keys: tuple[str, ...], schema: FeatureSchema, source: str) -> Calla
 
 
 def _from_vector(obj: Any, keys: tuple[str, ...], schema: FeatureSchema, source: str) -> tuple:
-    """Rule fields read back from a ready vector: numbers as given, categories from their one-hot columns."""
+    """Rule fields read back from a ready vector of ``source``'s columns, as the log reads features back."""
     x = np.asarray(obj, dtype=np.float64)
-    names = schema.profile_feature_names if source == "profile" else schema.context_feature_names
-    if x.shape != (len(names),):
-        raise SchemaError(f"{source} vector: expected {len(names)} values, got shape {x.shape}")
-    cols = [c for c in schema.columns if c.source == source]
-    out: list[Any] = []
-    for k in keys:
-        v: Any = None
-        for j, c in enumerate(cols):
-            if c.feature != k:
-                continue
-            if c.kind == "numeric":
-                v = float(x[j])
-            elif c.kind == "boolean":
-                v = None if x[j] != x[j] else bool(x[j])
-            elif c.kind == "onehot" and x[j] == 1.0:
-                v = c.category
-        out.append(v)
-    return tuple(out)
+    cols = [c.index for c in schema.columns if c.source == source]
+    if x.shape != (len(cols),):
+        raise SchemaError(f"{source} vector: expected {len(cols)} values, got shape {x.shape}")
+    full = [math.nan] * schema.n_columns  # the other source's columns: missing
+    for j, v in zip(cols, x.tolist()):
+        full[j] = v
+    values = {name: v for feats in read_vector(schema.log_layout, full, {}).values() for name, v in feats.items()}
+    return tuple(values.get(k) for k in keys)
 
 
 def _check_arm(arm: Arm) -> None:
