@@ -333,3 +333,5 @@ def test_static_eligible_is_what_eligible_returns_when_nothing_can_change_it():
     assert ruled.static_eligible("web").tolist() == [0, 1, 2]  # the arms on "web" carry no rule
     soon = datetime.now(timezone.utc) + timedelta(days=1)
     assert Catalog([Arm("later", start=soon), Arm("now")], SCHEMA).static_eligible(None) is None
+    empty = Catalog([Arm("all", eligibility=AllOf(())), Arm("list", eligibility=[])], SCHEMA)
+    assert empty.static_eligible(None).tolist() == [0, 1]  # conditions that always hold are none

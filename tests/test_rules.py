@@ -172,6 +172,15 @@ def test_a_value_of_the_wrong_type_at_decision_time_names_the_field():
         cat.eligible({"age": "eighteen"})
 
 
+def test_a_value_a_rule_cannot_compare_names_the_field_and_the_rule():
+    cat = one_rule_catalog([Rule("age", ">=", 18), Rule("country", "in", ("FR", "DE"))])
+    with pytest.raises(SchemaError, match=r"field 'country' \(profile\) is a list, which the rule country in "):
+        cat.eligible({"age": 30, "country": ["FR"]})  # unhashable: cannot be looked up in the set
+    with pytest.raises(SchemaError, match=r"field 'hour' \(context\) is a str, which the rule hour < 20 "):
+        one_rule_catalog(Rule("hour", "<", 20)).eligible({}, {"hour": "noon"})
+    assert eligible_ids(cat, {"age": None, "country": None}) == ["free"]  # nulls are missing, not errors
+
+
 def test_rules_read_structs_objects_and_ready_vectors():
     class Profile(msgspec.Struct):
         age: float

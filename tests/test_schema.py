@@ -527,25 +527,33 @@ _ANY = st.one_of(
 )
 
 
-def _python_only(schema: FeatureSchema, profile, context):
-    fast = schema._dict_fast
-    schema._dict_fast = lambda *a: False
-    try:
-        return schema.vectorize(profile, context)
-    finally:
-        schema._dict_fast = fast
+def _checked_only(schema: FeatureSchema, profile, context):
+    return schema._vectorize_checked(profile, context, np.empty(schema.n_columns))
 
 
-@settings(max_examples=400, deadline=None)
+def _as_struct(d: dict):
+    return msgspec.defstruct("Input", [(k, object) for k in d])(**d)
+
+
+# The shapes of input the compiled path reads: a dict, a Struct, other Mappings.
+_WRAPS = st.sampled_from([dict, _as_struct, collections.UserDict, types.MappingProxyType])
+
+
+@settings(max_examples=600, deadline=None)
 @given(
     profile=st.dictionaries(st.sampled_from(["age", "income", "score", "visits", "member", "opted", "city",
-                                              "tier", "band", "other"]), _ANY),
+                                              "tier", "band", "other"]), st.one_of(_ANY, st.just(msgspec.UNSET))),
     context=st.one_of(st.none(), st.dictionaries(st.sampled_from(["hour", "device", "ip"]), _ANY)),
+    wrap_profile=_WRAPS,
+    wrap_context=_WRAPS,
 )
-def test_compiled_dict_path_agrees_with_the_python_paths(profile, context):
-    """Same vector bit for bit, or the same error, whichever path reads a plain dict."""
+def test_compiled_path_agrees_with_the_validating_path(profile, context, wrap_profile, wrap_context):
+    """Same vector bit for bit, or the same error, whichever path reads a dict, Struct or Mapping."""
+    profile = wrap_profile(profile)
+    if context is not None:
+        context = wrap_context(context)
     try:
-        want = _python_only(_FAST_SCHEMA, profile, context)
+        want = _checked_only(_FAST_SCHEMA, profile, context)
     except SchemaError as e:
         with pytest.raises(SchemaError) as got:
             _FAST_SCHEMA.vectorize(profile, context)
@@ -553,3 +561,18 @@ def test_compiled_dict_path_agrees_with_the_python_paths(profile, context):
         return
     got = _FAST_SCHEMA.vectorize(profile, context)
     assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("wrap", [dict, _as_struct, collections.UserDict, types.MappingProxyType, collections.OrderedDict])
+def test_compiled_path_reads_dicts_structs_and_mappings(wrap):
+    """A Struct or Mapping profile is not sent to the validating path (4x the instructions) when it is valid."""
+    profile = wrap({"age": 40, "income": 10.0, "visits": 2, "member": True, "city": "paris", "band": 2})
+    out = np.empty(_FAST_SCHEMA.n_columns)
+    assert _FAST_SCHEMA._dict_fast(profile, wrap({"hour": 3.0}), out) is True
+    assert out.tobytes() == _checked_only(_FAST_SCHEMA, profile, {"hour": 3.0}).tobytes()
+
+
+def test_compiled_path_does_not_grow_a_defaultdict():
+    profile = collections.defaultdict(int, {"age": 40, "band": 2})
+    _FAST_SCHEMA.vectorize(profile)
+    assert set(profile) == {"age", "band"}

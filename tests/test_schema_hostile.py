@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nba import Boolean, Categorical, ConfigError, FeatureSchema, Numeric, SchemaError
+from nba.schema import read_vector
 
 LONE = "\ud800"  # a lone surrogate: a str Python holds but UTF-8 (the log) cannot write
 
@@ -84,7 +85,7 @@ _CATS = FeatureSchema([
     ],
 )
 def test_a_category_that_is_not_valid_text_is_a_schema_error_before_anything_is_logged(profile, context):
-    for path in ("compiled", "python", "slow"):
+    for path in ("compiled", "checked"):
         with pytest.raises(SchemaError, match="not valid text"):
             _vectorize(_CATS, profile, context, path)
     x = np.zeros(_CATS.n_columns)  # the vector of an all-unknown input, as log_raw would get it
@@ -99,7 +100,7 @@ def test_a_valid_non_ascii_unknown_category_stays_on_the_compiled_path(value):
     out = np.empty(_CATS.n_columns)
     assert _CATS._dict_fast({"city": value, "age": 1}, {"tier": value}, out) is True
     assert out.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]  # all zeros for city, "other" for tier
-    assert not _CATS._dict_fast({"city": value + LONE, "age": 1}, None, out)  # declined: the slow path refuses it
+    assert not _CATS._dict_fast({"city": value + LONE, "age": 1}, None, out)  # declined: the validating path refuses it
 
 
 def test_unknown_categories_that_are_valid_text_are_still_logged_as_given():
@@ -113,18 +114,11 @@ def test_unknown_categories_that_are_valid_text_are_still_logged_as_given():
 
 
 def _vectorize(schema: FeatureSchema, profile, context, path: str) -> np.ndarray:
-    """One of vectorize's paths: the compiled dict path (the default), the Python fast path, or the slow path."""
+    """One of vectorize's two paths: the compiled dict path (the default) or the validating path."""
     out = np.empty(schema.n_columns)
-    if path == "slow":
-        return schema._vectorize_slow(profile, context, out)
-    if path == "compiled":
-        return schema.vectorize(profile, context, out=out)
-    fast = schema._dict_fast
-    schema._dict_fast = lambda *a: False
-    try:
-        return schema.vectorize(profile, context, out=out)
-    finally:
-        schema._dict_fast = fast
+    if path == "checked":
+        return schema._vectorize_checked(profile, context, out)
+    return schema.vectorize(profile, context, out=out)
 
 
 _NAMES = [f"f{i}" for i in range(6)]
@@ -171,16 +165,32 @@ _HOSTILE = st.one_of(
 _inputs = st.one_of(st.none(), st.dictionaries(st.sampled_from(_NAMES + ["other"]), _HOSTILE, max_size=7))
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy scalars overflowing the fast path's bulk sum
 @settings(max_examples=600, deadline=None)
 @given(_schemas(), _inputs, _inputs)
 def test_compiled_fast_and_validating_paths_agree_on_random_schemas_and_inputs(schema, profile, context):
     """Each path gives the same vector bit for bit, or the same error, for any schema shape and input."""
     profile = {} if profile is None else profile
     results = {}
-    for path in ("compiled", "python", "slow"):
+    for path in ("compiled", "checked"):
         try:
             results[path] = ("ok", _vectorize(schema, profile, context, path).tobytes())
         except SchemaError as e:
             results[path] = ("error", str(e))
-    assert results["compiled"] == results["python"] == results["slow"], (schema.features, results)
+    assert results["compiled"] == results["checked"], (schema.features, results)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_schemas(), _inputs, _inputs)
+def test_the_generated_reader_and_read_vector_read_a_vector_alike(schema, profile, context):
+    """used_features (the reader generated per schema) = read_vector over log_layout, as JSON (types and order)."""
+    profile = {} if profile is None else profile
+    try:
+        x = schema.vectorize(profile, context)
+        xs = x.tolist()
+        raw = schema.log_raw(xs, profile, context) or {}
+    except SchemaError:
+        return
+    want = read_vector(schema.log_layout, xs, raw)
+    assert msgspec.json.encode(schema.used_features(profile, context, x=x)) == msgspec.json.encode(want)
+    logged = [None if v != v else v for v in xs]  # as a log line holds it: NaN is null
+    assert msgspec.json.encode(read_vector(schema.log_layout, logged, raw)) == msgspec.json.encode(want)

@@ -1,4 +1,4 @@
-"""Type stubs of nba._core.vectorize: plain dicts to vectors."""
+"""Type stubs of nba._core.vectorize: profiles and contexts to vectors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 class DictVectorizer:
-    """nba.schema's fast path for plain dicts, compiled; anything unusual is handed back."""
+    """nba.schema's fast path for dicts, Structs and Mappings, compiled; anything unusual is handed back."""
 
     n_columns: int
     def __init__(self, fields: list[tuple[object, ...]], n_columns: int) -> None: ...

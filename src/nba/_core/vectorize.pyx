@@ -1,12 +1,15 @@
-# Plain dicts to model vectors.
+# Profiles and contexts to model vectors.
 #
-# Turning the profile and context dicts into the model's float64 vector is the
-# largest share of Python work in a decision. This is the same fast path as
-# nba.schema's, compiled: it reads exact floats, ints, bools and known
-# categories, and hands anything else (a wrong type, NaN where it is not
-# allowed, infinity, a bound without clip, an unknown category under "error" or
-# one holding a lone surrogate, objects that are not dicts) back to nba.schema, which
-# validates and words the error. It never raises for bad input; it only says "not mine".
+# Turning the profile and context into the model's float64 vector is the
+# largest share of Python work in a decision. This is nba.schema's fast path,
+# compiled: it reads dicts, msgspec Structs and other Mappings, exact floats,
+# ints, bools and known categories, and hands anything else (a wrong type, NaN
+# where it is not allowed, infinity, a bound without clip, an unknown category
+# under "error" or one holding a lone surrogate, vectors and other objects) back
+# to nba.schema, which validates and words the error. It never raises for bad
+# input; it only says "not mine". A key is read as nba.schema reads it: a dict
+# by lookup, a Struct by attribute, a Mapping by ``.get`` (a defaultdict does not
+# grow); None and msgspec.UNSET are missing.
 
 cimport cython
 cimport numpy as cnp
@@ -17,6 +20,10 @@ from libc.stdint cimport int32_t, uint8_t
 from cpython.object cimport PyObject
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isnan, isinf, NAN
+
+from collections.abc import Mapping as _Mapping
+
+import msgspec
 
 from cpython.unicode cimport (PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND,
                               PyUnicode_READ)
@@ -45,6 +52,31 @@ cdef inline bint _has_surrogate(object s):
         if 0xD800 <= c <= 0xDFFF:
             return True
     return False
+
+cdef object _STRUCT = msgspec.Struct
+cdef object _UNSET = msgspec.UNSET
+cdef object _ABSENT = object()
+
+# How a source is read: nothing there, a dict, a Struct's attributes, a Mapping's .get.
+cdef enum:
+    _SRC_NONE = 0
+    _SRC_DICT = 1
+    _SRC_ATTR = 2
+    _SRC_GET = 3
+
+
+cdef inline int _source_kind(object obj):
+    """How ``obj`` is read, or -1 for an input only nba.schema's validating path reads."""
+    if obj is None:
+        return _SRC_NONE
+    if type(obj) is dict:
+        return _SRC_DICT
+    if isinstance(obj, _STRUCT):
+        return _SRC_ATTR
+    if isinstance(obj, _Mapping):
+        return _SRC_GET
+    return -1
+
 
 cdef enum:
     _VF_NUMBER = 0
@@ -137,16 +169,20 @@ cdef class DictVectorizer:
         free(self._default)
 
     def vectorize(self, object profile, object context, cnp.ndarray out):
-        """Write the vector of two plain dicts (``context`` may be None) into ``out``; True
-        when done, False when the input needs nba.schema's validating path (``out`` is
-        then partly written)."""
+        """Write the vector of ``profile`` and ``context`` (dicts, Structs, Mappings or None)
+        into ``out``; True when done, False when the input needs nba.schema's validating
+        path (``out`` is then partly written)."""
         cdef Py_ssize_t i
         cdef int kind
         cdef PyObject* v
         cdef object obj, c
         cdef double d
         cdef double* o
-        if type(profile) is not dict or (context is not None and type(context) is not dict):
+        cdef object held
+        cdef int sk
+        cdef int pk = _source_kind(profile)
+        cdef int ck = _source_kind(context)
+        if pk < 0 or ck < 0:
             return False
         if (cnp.PyArray_TYPE(out) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(out) != 1
                 or not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out)
@@ -155,8 +191,25 @@ cdef class DictVectorizer:
         o = <double*>cnp.PyArray_DATA(out)
         memset(o, 0, self.n_columns * sizeof(double))
         for i in range(self._n):
-            obj = context if self._context[i] else profile
-            v = PyDict_GetItem(obj, self._keys[i]) if obj is not None else NULL
+            if self._context[i]:
+                obj = context
+                sk = ck
+            else:
+                obj = profile
+                sk = pk
+            if sk == _SRC_DICT:
+                v = PyDict_GetItem(obj, self._keys[i])
+            elif sk == _SRC_NONE:
+                v = NULL
+            else:
+                try:
+                    if sk == _SRC_ATTR:
+                        held = getattr(obj, self._keys[i], _ABSENT)
+                    else:
+                        held = obj.get(self._keys[i], _ABSENT)
+                except Exception:
+                    return False  # the validating path reads it again and raises what it raises
+                v = NULL if held is _ABSENT or held is _UNSET else <PyObject*>held
             kind = self._kind[i]
             if v == NULL or <object>v is None:
                 if kind == _VF_CATEGORY:

@@ -134,7 +134,9 @@ def _decision_ok(
     Only C-speed bulk tests (joins, sets, min/max/fsum over lists) and no
     messages; anything unusual (a tuple, numpy values, non-ASCII text, a bad
     value) declines, and ``_decision_checked`` then converts it or says what is
-    wrong. Both give the same answer (tests/test_log_hostile.py).
+    wrong. Both give the same answer (tests/test_log_hostile.py). Measured with
+    callgrind on bench_log's records: ``append_decision`` costs 109k instructions a
+    call with this check first, 127k with ``_decision_checked`` alone.
     """
     try:
         n = len(actions)
@@ -325,7 +327,9 @@ def _decision_checked(
 def _readable_fast(record: Any) -> bool:
     """The numbers a reader needs as numbers (JSON has no NaN: they would be null) are finite.
 
-    A few additions per record: ``append(record)`` is the Decider's fast path.
+    A few additions per record: ``append(record)`` is the Decider's fast path. Measured
+    with callgrind on bench_log's records: ``append(record)`` costs 48k instructions a
+    call with this check first, 128k with ``_unreadable_reason`` alone.
     """
     cls = record.__class__
     try:

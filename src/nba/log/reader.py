@@ -29,13 +29,13 @@ from nba.log.records import (
     CatalogRecord,
     CorruptRecordWarning,
     DecisionRecord,
-    Features,
     OutcomeRecord,
     Record,
     SchemaRecord,
     TornRecordWarning,
     _crc_state,
 )
+from nba.schema import read_vector
 
 ON_ERROR = ("skip", "raise")
 _AGGREGATES = ("sum", "first")
@@ -198,7 +198,7 @@ def _records(
                     warnings.warn(f"{message}; its features are left empty", CorruptRecordWarning, stacklevel=3)
                 else:
                     try:
-                        features = _features(schema, rec.x, rec.raw)
+                        features = read_vector(schema.features, rec.x, rec.raw)
                     except (AttributeError, TypeError, IndexError) as e:  # an unchecksummed line gone bad
                         message = f"{path}: decision {rec.event_id!r}: vector does not fit schema {rec.schema_id!r}"
                         if on_error == "raise":
@@ -222,38 +222,6 @@ def _schema_index(paths: list[tuple[str, bool]]) -> dict[str, SchemaRecord]:
             for rec in _read_segment(path, sealed, "skip", ReadReport()):
                 if type(rec) is SchemaRecord:
                     out.setdefault(rec.schema_id, rec)
-    return out
-
-
-_ABSENT = object()  # a feature the decision saw as missing: not logged
-
-
-def _features(schema: SchemaRecord, x: list[Any], raw: Features) -> Features:
-    """``{namespace: {name: value}}`` of vector ``x`` as ``FeatureSchema.used_features`` gives it.
-
-    Numbers as they are, booleans as booleans, a category by its one-hot column;
-    missing values (NaN, written as null) are left out, and a category whose block
-    is empty comes from ``raw`` (unknown) or is left out (missing).
-    """
-    out: Features = {}
-    n = len(x)
-    for ns, name, kind, col, cats in schema.features:
-        if kind == "category":
-            value = _ABSENT
-            for j in range(len(cats)):
-                if col + j < n and x[col + j] == 1.0:
-                    value = cats[j]
-                    break
-            else:
-                value = raw.get(ns, {}).get(name, _ABSENT)
-            if value is _ABSENT:
-                continue
-        else:
-            v = x[col] if col < n else None
-            if v is None or math.isnan(v):
-                continue
-            value = v != 0.0 if kind == "bool" else v
-        out.setdefault(ns, {})[name] = value
     return out
 
 
