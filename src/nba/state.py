@@ -267,13 +267,30 @@ def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
 # Floats cross as repr() strings and are added in Lua (IEEE doubles) and written back
 # with %.17g, so every value round-trips exactly.
 
-_REMEMBER = """
-if redis.call('HEXISTS', KEYS[1], 'a') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'm', ARGV[1], 'o', ARGV[2], 'a', ARGV[3], 'x', ARGV[4], 's', ARGV[5],
-           'act', ARGV[6], 'tot', '0', 'rw', '0')
-if ARGV[1] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[7]), ARGV[9]) end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-return 1
+# KEYS: due, then each decision's hash; ARGV: window, ttl, length of the key prefix, then per
+# decision: model ("" none), policy, arm, x, window start, active. One call remembers a batch
+# (one EVALSHA for up to _REMEMBER_BATCH decisions: a call per decision cost the client and the
+# server each about twice as much); returns 1 per decision remembered, 0 per id already there.
+_REMEMBER_MANY = """
+local window, ttl, cut = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]) + 1
+local out, due = {}, {}
+for i = 2, #KEYS do
+  local k, j = KEYS[i], 4 + (i - 2) * 6
+  if redis.call('HEXISTS', k, 'a') == 1 then
+    out[i - 1] = 0
+  else
+    redis.call('HSET', k, 'm', ARGV[j], 'o', ARGV[j + 1], 'a', ARGV[j + 2], 'x', ARGV[j + 3], 's', ARGV[j + 4],
+               'act', ARGV[j + 5], 'tot', '0', 'rw', '0')
+    redis.call('EXPIRE', k, ttl)
+    if ARGV[j] ~= '' then
+      due[#due + 1] = tonumber(ARGV[j + 4]) + window
+      due[#due + 1] = string.sub(k, cut)
+    end
+    out[i - 1] = 1
+  end
+end
+if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
+return out
 """
 
 _PEEK = """
@@ -372,6 +389,8 @@ return 1
 # Decisions queued before the writer is woken: fewer, larger pipelines keep its share of the GIL
 # (and the p99 of decide() in other threads) small; it writes every flush_interval regardless.
 _WAKE_BATCH = 64
+# Decisions remembered by one script call (its arguments: 6 per decision).
+_REMEMBER_BATCH = 256
 
 
 def _warn(msg: str) -> None:
@@ -444,7 +463,7 @@ class RedisState:
         self._grace = float(grace)
         self._snapshot_every = snapshot_every
         self._scripts = {name: self._client.register_script(src) for name, src in (
-            ("remember", _REMEMBER), ("peek", _PEEK), ("activate", _ACTIVATE), ("reward", _REWARD),
+            ("remember", _REMEMBER_MANY), ("peek", _PEEK), ("activate", _ACTIVATE), ("reward", _REWARD),
             ("claim", _CLAIM), ("snapshot", _SNAPSHOT))}
         self._settings: Settings | None = None
         self._learn: Learn = _unbound
@@ -726,22 +745,33 @@ class RedisState:
             s = self._settings
             try:
                 pipe = self._client.pipeline(transaction=False)
+                calls = []  # per pipeline command, the ops it carries
+                batch: list[tuple[Any, ...]] = []
                 for op in ops:
                     kind, eid = op[0], op[1]
                     if kind == "remember":
-                        _, _, model, policy, arm, x, ts, active = op
-                        self._scripts["remember"](
-                            keys=[self._prefix + eid, self._due],
-                            args=[model, policy, arm, x, repr(ts), int(active), repr(s.window), self._ttl, eid],
-                            client=pipe)
-                    elif kind == "activate":
+                        batch.append(op)
+                        if len(batch) == _REMEMBER_BATCH:
+                            self._remember_many(pipe, batch)
+                            calls.append(batch)
+                            batch = []
+                        continue
+                    if batch:  # in order: an activation or reward follows the decision it is about
+                        self._remember_many(pipe, batch)
+                        calls.append(batch)
+                        batch = []
+                    calls.append([op])
+                    if kind == "activate":
                         self._scripts["activate"](keys=[self._prefix + eid, self._due],
                                                   args=[repr(op[2]), repr(s.window), eid, self._tomb_ttl],
                                                   client=pipe)
                     else:
                         self._scripts["reward"](keys=[self._prefix + eid, self._due, self._lessons],
                                                 args=self._reward_args(op[2], op[3], eid, op[4]), client=pipe)
-                results = pipe.execute()
+                if batch:
+                    self._remember_many(pipe, batch)
+                    calls.append(batch)
+                replies = pipe.execute()
             except self._redis_mod.RedisError as e:  # back at the front, oldest dropped beyond max_pending
                 self._outage(e)
                 with self._outbox_lock:
@@ -754,15 +784,27 @@ class RedisState:
             self._recovered()
             self._counts["written"] += len(ops)
             dup = 0
-            for op, r in zip(ops, results):
-                if op[0] == "remember" and r == 0:
-                    if op[1] in self._resent:  # a pipeline re-sent after a lost reply: it was written the first time
-                        continue
-                    dup += 1
+            for carried, reply in zip(calls, replies):
+                if carried[0][0] != "remember":
+                    continue
+                for op, r in zip(carried, reply):
+                    if r == 0 and op[1] not in self._resent:  # a re-sent pipeline's were written the first time
+                        dup += 1
             self._resent.clear()
             if dup:
                 self._counts["duplicate_ids"] += dup
                 _warn(f"{dup} event id(s) were already in the shared state: ids must be unique across processes")
+
+    def _remember_many(self, pipe: Any, batch: list[tuple[Any, ...]]) -> None:
+        """Queue one call of the batch script on ``pipe`` for these remember ops."""
+        assert self._settings is not None
+        keys = [self._due]
+        args: list[Any] = [repr(self._settings.window), self._ttl, len(self._prefix)]
+        prefix = self._prefix
+        for _, eid, model, policy, arm, x, ts, active in batch:
+            keys.append(prefix + eid)
+            args += (model, policy, arm, x, repr(ts), 1 if active else 0)
+        self._scripts["remember"](keys=keys, args=args, client=pipe)
 
     def _reader_loop(self) -> None:
         while not self._stop:
