@@ -31,6 +31,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+import msgspec
 import numpy as np
 
 from nba._core.locks import PoliteLock
@@ -49,8 +50,10 @@ class StateWarning(RuntimeWarning):
     """The shared state is unreachable or was reset: decisions go on from local state (see ``RedisState``)."""
 
 
-class Lesson(NamedTuple):
-    """One thing an online model learns: ``reward`` for ``arm`` in context ``x`` (None: context-free)."""
+class Lesson(msgspec.Struct, frozen=True, gc=False):
+    """One thing an online model learns: ``reward`` for ``arm`` in context ``x`` (None: context-free).
+
+    A Struct, not a NamedTuple: built once per reward, in C (callgrind: ~1k instructions less a reward)."""
 
     model: str
     policy: str
@@ -201,7 +204,7 @@ class EmbeddedState:
                 assert p is not None
                 if self._first:
                     if not p.rewarded:
-                        lesson = p.lesson(value)
+                        lesson = Lesson(p.model, p.policy, p.arm, p.x, value)
                         check(p.model, value)
                 else:
                     check(p.model, p.total + value)
