@@ -598,6 +598,24 @@ def test_redis_state_refuses_an_infinite_window(redis_url) -> None:
                     state=state)
 
 
+def test_writes_go_on_after_redis_lost_its_scripts(redis_url) -> None:
+    """SCRIPT FLUSH (as after a restart): the writer loads the scripts again and writes the batch, no warning."""
+    state = RedisState(redis_url, namespace=namespace(), flush_interval=60)
+    dec = decider(state, nba.BetaThompson(N_ARMS))
+    before = dec.decide(adult(1), CTX, now=T0).event_id
+    dec.flush()
+    state._client.script_flush()
+    after = [dec.decide(adult(2), CTX, now=T0).event_id, dec.decide(adult(3), CTX, now=T0).event_id]
+    d = dec.decide(adult(4), CTX, now=T0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StateWarning)
+        dec.reward(d.event_id, 1.0, now=T0 + 1)  # a decision and its reward in one batch after the flush
+    assert all(state._client.hexists(state._prefix + e, "a") for e in [before, *after, d.event_id])
+    assert state.stats()["duplicate_ids"] == 0 and state.stats()["redis_errors"] == 0
+    assert state._client.hget(state._prefix + d.event_id, "rw") == b"1"
+    dec.close()
+
+
 def test_a_reward_sent_twice_under_one_operation_id_counts_once(redis_url) -> None:
     """A pipeline re-sent after a lost reply repeats its operations: the reward script sees the id again."""
     state = RedisState(redis_url, namespace=namespace())
@@ -618,17 +636,17 @@ def test_decisions_queued_while_a_write_fails_are_kept_in_order(redis_url, monke
     state = RedisState(redis_url, namespace=namespace(), flush_interval=60)
     dec = decider(state, nba.BetaThompson(N_ARMS), max_pending=6)
     first = [dec.decide(adult(i), CTX, now=T0).event_id for i in range(3)]
-    real = state._client.pipeline
+    real = state._send
     later: list[str] = []
 
     def failing(*a: Any, **k: Any) -> Any:  # decide() runs during the write, then the write fails
         later.extend(dec.decide(adult(10 + i), CTX, now=T0).event_id for i in range(2))
         raise redis.ConnectionError("lost")
 
-    monkeypatch.setattr(state._client, "pipeline", failing)
+    monkeypatch.setattr(state, "_send", failing)
     with pytest.warns(StateWarning):
         state._write_outbox()
-    monkeypatch.setattr(state._client, "pipeline", real)
+    monkeypatch.setattr(state, "_send", real)
     assert [op[1] for op in state._outbox] == first + later and state.stats()["dropped"] == 0
     state._write_outbox()
     assert state.stats()["queue"] == 0 and state.stats()["duplicate_ids"] == 0
