@@ -12,7 +12,7 @@ import pytest
 import nba
 from nba.cli import main
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
 SAMPLE = MODELS / "offer_ctr.txt"
 BY_OFFER = MODELS / "offer_ctr_by_offer.txt"
 

@@ -1,4 +1,4 @@
-"""Train the sample LightGBM models shipped in ``models/``: ``python models/train_sample.py``.
+"""Train the sample LightGBM models shipped in ``examples/models/``: ``python examples/models/train_sample.py``.
 
 ``offer_ctr.txt`` is a binary click-through model over seeded synthetic traffic, with
 the feature names of the README's quick-start catalogue (``nba.Catalog(arms,
