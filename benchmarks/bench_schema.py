@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 import nba
-from benchmarks.workloads import RULE_OPS, catalogue_arms, profile_features, profiles
+from benchmarks.workloads import catalogue_arms, profile_features, profiles
+from tests.rule_oracle import RULE_OPS
 
 N_INPUTS = 512
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "20000"))

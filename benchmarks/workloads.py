@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import tempfile
 from pathlib import Path
@@ -33,7 +32,6 @@ __all__ = [
     "profile_features",
     "profiles",
     "catalogue_arms",
-    "RULE_OPS",
     "linear_bandit_rounds",
 ]
 
@@ -465,20 +463,6 @@ def catalogue_arms(n_arms: int = 10) -> list:
             )
         )
     return arms
-
-
-# What each eligibility operator means, in plain Python: the reference that the
-# eligibility tests and the naive-Python benchmark both check nba against.
-RULE_OPS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "in": lambda v, c: v in c,
-    "not_in": lambda v, c: v not in c,
-}
 
 
 # --------------------------------------------------------------------------- decide (end to end)

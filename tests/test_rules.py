@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.workloads import RULE_OPS
 from nba import (
     AllOf,
     AnyOf,
@@ -22,6 +21,7 @@ from nba import (
     parse_rule,
 )
 from tests.catalog_fixtures import SCHEMA, eligible_ids, one_rule_catalog
+from tests.rule_oracle import RULE_OPS
 
 # --------------------------------------------------------------------------- operators
 
