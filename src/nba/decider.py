@@ -26,7 +26,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -99,7 +99,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     model_version: str
     policy: str
     timestamp: float
-    channel: Union[str, None] = None
+    channel: str | None = None
     holdout: bool = False
     fallback: bool = False
     deferred: bool = False

@@ -31,9 +31,11 @@ __all__ = ["TreeEnsemble", "TreeScorer", "load_lightgbm"]
 _KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold is the float 1e-35f
 
 # Node kinds (low two bits of a node's packed feature word; see nba._core.trees).
-_K_NAN_LEFT, _K_NAN_RIGHT, _K_LEAF, _K_COMPLEX = trees_core.NODE_NAN_LEFT, trees_core.NODE_NAN_RIGHT, trees_core.NODE_LEAF, trees_core.NODE_COMPLEX
+_K_NAN_LEFT, _K_NAN_RIGHT = trees_core.NODE_NAN_LEFT, trees_core.NODE_NAN_RIGHT
+_K_LEAF, _K_COMPLEX = trees_core.NODE_LEAF, trees_core.NODE_COMPLEX
 # Output transforms (see nba._core.trees).
-_T_IDENTITY, _T_SIGMOID, _T_SOFTMAX = trees_core.TRANSFORM_IDENTITY, trees_core.TRANSFORM_SIGMOID, trees_core.TRANSFORM_SOFTMAX
+_T_IDENTITY, _T_SIGMOID = trees_core.TRANSFORM_IDENTITY, trees_core.TRANSFORM_SIGMOID
+_T_SOFTMAX = trees_core.TRANSFORM_SOFTMAX
 _T_EXP, _T_SOFTPLUS, _T_SQUARE = trees_core.TRANSFORM_EXP, trees_core.TRANSFORM_SOFTPLUS, trees_core.TRANSFORM_SQUARE
 
 # Objective name (first token of ``objective=``) -> transform; parameters are read below.
@@ -763,7 +765,9 @@ class TreeEnsemble:
             cols = cols.astype(np.intp)
         if cols.ndim != 1 or cols.dtype.kind not in "iu" or len(set(cols.tolist())) != cols.shape[0] or (
                 cols.size and not (0 <= cols.min() and cols.max() < self.num_features)):
-            raise SchemaError(f"bind_arms: shared_cols must be distinct integer model columns in [0, {self.num_features})")
+            raise SchemaError(
+                f"bind_arms: shared_cols must be distinct integer model columns in [0, {self.num_features})"
+            )
         x_col = np.full(self.num_features, -1, dtype=np.int32)
         x_col[cols] = np.arange(cols.shape[0], dtype=np.int32)
         if rows.ndim != 2 or rows.shape[1] != self.num_features or rows.shape[0] == 0:

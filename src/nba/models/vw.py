@@ -171,7 +171,7 @@ class VWModel:
         )
 
     def summary(self) -> Summary:
-        """Format and version; what the file says of itself (``info``) and where it came from (prints as a few lines)."""
+        """Format and version; what the file says of itself (``info``) and where it came from (a few lines)."""
         i = self.info
         explore = f"epsilon-greedy, epsilon {i.epsilon:g}" if i.epsilon is not None else i.exploration
         hashing = f"{'all' if i.hash_all else 'strings'}, seed {i.hash_seed}" + (", chain_hash" if i.chain_hash else "")
@@ -278,7 +278,9 @@ class VWModel:
         if status == -2:
             _check_out(out, actions.n_actions)
         if status == -3:
-            raise SchemaError("the actions were prepared by a model that hashes differently; prepare them with this model")
+            raise SchemaError(
+                "the actions were prepared by a model that hashes differently; prepare them with this model"
+            )
         _explain(shared, "shared")
 
     def bind_shared(self, columns: Iterable[tuple[str, str] | tuple[str, str, str]]) -> BoundShared:
@@ -371,7 +373,9 @@ class VWScorer:
         self.actions = model.prepare_actions(list(catalog.action_features))
         self.bound = model.bind_shared(
             [
-                (c.namespace, c.feature, str(c.category)) if c.kind == "onehot" else (c.namespace, c.vw_feature or c.name)
+                (c.namespace, c.feature, str(c.category))
+                if c.kind == "onehot"
+                else (c.namespace, c.vw_feature or c.name)
                 for c in catalog.schema.columns
             ]
         )
