@@ -18,8 +18,9 @@ listed in ``Merge.merged`` like any other.
 
 Guard rails, after Segment's identity rules; each raises ``IdentityError`` and
 changes nothing: placeholder ids (``blocked``, whitespace, all zeros), ids longer
-than ``max_id_length``, a profile growing past ``max_ids`` ids or ``max_merges``
-merged profiles, and a merge joining two different customer ids (unless ``force``).
+than ``max_id_length``, a profile growing past ``max_ids`` ids or past ``max_merges``
+joins of profiles that existed on their own (an id new to the graph joins free), and
+a merge joining two different customer ids (unless ``force``).
 """
 
 # The state is five plain maps and nothing else, so a graph shared between processes is
@@ -281,10 +282,12 @@ class IdentityGraph:
         customers = sorted({c for g in groups for c in g} | added, key=rank)
         key = customers[0] if customers else min(roots + new, key=rank)
         merged = sorted(r for r in roots if r != key)
-        merges = sum(self._merges.get(r, 0) for r in roots) + len(merged)
+        # Profiles that lived on their own and were joined (a new id or a re-key is no merge): with every id
+        # added first, the count of a profile is its ids - 1, whatever the order of the merges.
+        merges = sum(self._merges.get(r, 0) for r in roots) + max(len(roots) - 1, 0)
         if merges > self._max_merges:
             raise IdentityError(
-                f"joining {x!r} and {y!r} would fold {merges} profiles into one, more than "
+                f"joining {x!r} and {y!r} would make {merges} merges into one profile, more than "
                 f"max_merges={self._max_merges}; an id that keeps joining profiles is probably shared: "
                 "add it to blocked=, or raise max_merges"
             )
