@@ -110,6 +110,13 @@ def test_ids_accepts_any_member_of_the_profile() -> None:
     assert g.ids("c") == g.ids("a") == ("a", "b", "c")
 
 
+def test_merge_is_plain_frozen_data() -> None:
+    m = Merge("c", ("a", "b"))
+    assert msgspec.json.decode(msgspec.json.encode(m), type=Merge) == m
+    with pytest.raises(AttributeError):
+        m.master = "x"  # type: ignore[misc]
+
+
 def test_identity_error_is_a_value_error_and_an_nba_error() -> None:
     assert issubclass(IdentityError, NbaError) and issubclass(IdentityError, ValueError)
 
@@ -172,13 +179,14 @@ def test_with_force_the_earliest_seen_customer_keys_the_profile() -> None:
 
 
 def test_without_now_the_injected_clock_gives_first_seen_times() -> None:
-    t = iter([10.0, 20.0, 5.0])
+    t = iter([10.0, 20.0, 5.0, 30.0])
     g = IdentityGraph(clock=lambda: next(t))
     g.add("x")
     g.add("y")
-    assert g.alias("x", "y") is None or True  # the third clock reading is unused: neither id is new
-    assert g._seen == {"x": 10.0, "y": 20.0}
-    assert g.resolve("y") == "x"
+    assert g.alias("y", "x") == Merge("x", ("y",))  # its clock reading (5.0) is unused: neither id is new
+    assert g.alias("x", "z") is None
+    assert g._seen == {"x": 10.0, "y": 20.0, "z": 30.0}
+    assert g.ids("z") == ("x", "y", "z")
 
 
 def test_now_must_be_unix_seconds() -> None:

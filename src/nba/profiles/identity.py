@@ -85,6 +85,12 @@ class IdentityGraph:
 
     Ids are str, or ints (64-bit, as nba's unit ids) written as their decimal str.
     Every method may be called from any thread; each holds one lock briefly.
+
+    Options: ``max_ids`` ids per profile; ``max_merges`` joins of existing profiles
+    into one; ``max_id_length`` characters per id; ``blocked`` placeholder ids
+    (case-insensitive; empty and whitespace-only ids are always refused);
+    ``block_zeros`` refuses ids of only zeros and dashes (a nil UUID); ``clock``
+    gives first-seen unix seconds when a call passes no ``now``.
     """
 
     def __init__(self, *, max_ids: int = 100, max_merges: int = 50, max_id_length: int = 256,
