@@ -436,6 +436,21 @@ def test_from_bytes_takes_the_limits_of_the_caller() -> None:
         h.alias("a", "c", now=2.0)
 
 
+def test_a_profile_restored_over_smaller_limits_can_still_be_identified_but_not_grown() -> None:
+    g = _graph()
+    for i, u in enumerate("abcd"):
+        g.add(u, now=float(i))
+    g.alias("a", "b")
+    g.alias("a", "c")
+    h = IdentityGraph.from_bytes(g.to_bytes(), max_ids=2, max_merges=1)
+    assert h.identify("b", "b") == Merge("b", ("a",))  # no growth: only a customer is marked
+    with pytest.raises(IdentityError, match="max_ids=2"):
+        h.alias("b", "new", now=9.0)
+    h2 = IdentityGraph.from_bytes(g.to_bytes(), max_merges=1)
+    with pytest.raises(IdentityError, match="max_merges=1"):
+        h2.alias("b", "d")
+
+
 def _snap(**kw: Any) -> bytes:
     base: dict[str, Any] = {"format": 1, "profiles": {"a": "a", "b": "a"}, "seen": {"a": 1.0, "b": 2.0},
                             "customers": {}, "merges": {"a": 1}}

@@ -275,7 +275,8 @@ class IdentityGraph:
                 "or pass force=True if these customers really are one person"
             )
         size = sum(len(self._members[r]) for r in roots) + len(new)
-        if size > self._max_ids:
+        grows = bool(new) or len(roots) > 1  # marking a customer alone passes a profile restored over new limits
+        if size > self._max_ids and grows:
             raise IdentityError(
                 f"joining {x!r} and {y!r} would give one profile {size} ids, more than max_ids={self._max_ids}; "
                 "an id shared by many people (a placeholder, a shared device) is probably joining them: "
@@ -291,7 +292,7 @@ class IdentityGraph:
         # Profiles that lived on their own and were joined (a new id or a re-key is no merge): with every id
         # added first, the count of a profile is its ids - 1, whatever the order of the merges.
         merges = sum(self._merges.get(r, 0) for r in roots) + max(len(roots) - 1, 0)
-        if merges > self._max_merges:
+        if merges > self._max_merges and len(roots) > 1:
             raise IdentityError(
                 f"joining {x!r} and {y!r} would make {merges} merges into one profile, more than "
                 f"max_merges={self._max_merges}; an id that keeps joining profiles is probably shared: "
