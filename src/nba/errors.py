@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "UnknownEventError",
     "LogError",
+    "IdentityError",
 ]
 
 
@@ -44,3 +45,8 @@ class UnknownEventError(NbaError, KeyError):
 
 class LogError(NbaError, OSError):
     """The decision log cannot be written or read as asked."""
+
+
+class IdentityError(NbaError, ValueError):
+    """An identity resolution step was refused (``nba.profiles.identity``): a junk or malformed id,
+    a profile over its limits, or a merge of two different customers. Nothing was changed."""

@@ -1,0 +1,1 @@
+"""Customer profiles: which ids are one person (identity), and what is known about them."""
