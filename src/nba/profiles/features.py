@@ -584,8 +584,8 @@ class LastValue(Definition, frozen=True, tag="last_value"):
     fraction of a second apart are ordered by their ts; seq breaks equal ts). Two
     events with equal ``(ts, seq)`` keep the value whose msgpack encoding is the
     larger bytes, so the result does not depend on arrival or merge order. Events
-    whose ``prop`` is missing, None, or not a str, int, float or bool (a list, a
-    dict) are ignored. The state is ``[ts, seq, value]`` (ts -1 for none).
+    whose ``prop`` is missing, None, NaN or infinite, or not a str, int, float or
+    bool (a list, a dict) are ignored. The state is ``[ts, seq, value]`` (ts -1 for none).
     """
 
     event: str
@@ -611,7 +611,10 @@ class LastValue(Definition, frozen=True, tag="last_value"):
             if v is None:
                 return
             cls = v.__class__
-            if cls is not str and cls is not float and cls is not int and cls is not bool:
+            if cls is float:
+                if v - v != 0.0:
+                    return  # NaN reads as missing, infinity as an error, in a FeatureSchema
+            elif cls is not str and cls is not int and cls is not bool:
                 return
             ts = ev.ts
             if ts > s[0] or (ts == s[0] and _later(ts, ev.seq, v, s)):
