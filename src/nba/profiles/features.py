@@ -7,13 +7,14 @@ small msgpack document. Every definition has:
 
 * ``init()``: a new, empty state;
 * ``update(state, event)``: adds one event to ``state`` **in place** (the hot path:
-  no allocation per event); returns None;
+  no new containers per event); returns None;
 * ``merge(a, b)``: a **new** state holding both (``a`` and ``b`` are left as they are);
 * ``value(state, now)``: the feature value at unix time ``now``.
 
 Merge rules (each is associative and commutative, so profiles merged in any order
 and grouping agree, and tracking events into several states then merging equals
-tracking them all into one):
+tracking them all into one, in any order; the one exception is a window's ``late``
+counter, a diagnostic of arrival order that merging adds up):
 
 * counts and sums add; windowed ones add tile by tile, aligned by tile index,
   keeping the newest ``n`` tiles (so for windows the equality holds at the same ``now``);
@@ -321,7 +322,7 @@ class Count(_Windowed, frozen=True, tag="count"):
     """Number of ``event`` events (whose properties match ``where``), all-time or over a sliding window.
 
     ``where={"category": "shoes"}`` counts only events whose property equals the
-    value (present, ``==``, and True does not match 1). With ``window`` (seconds) the
+    value (present and ``==``: 1 matches 1.0, True does not match 1). With ``window`` (seconds) the
     count is over a ring of ``window / bucket`` tiles of ``bucket`` seconds
     (default ``window / N_TILES``), tile ``k`` covering ``[k * bucket, (k + 1) * bucket)``
     since the epoch (tile(t) = ``t // bucket``). At ``now`` the value sums the tiles
@@ -331,7 +332,9 @@ class Count(_Windowed, frozen=True, tag="count"):
 
     The ring keeps the ``n`` tiles up to the newest tile seen (its head). An event
     in a tile at or before ``head - n`` is late: dropped, and counted in the
-    state's ``late`` (``state[1]``), a diagnostic that is not part of the value. An
+    state's ``late`` (``state[1]``), a diagnostic that is not part of the value
+    (merging adds the two counts; being about arrival order, it is the one part of
+    the state that another order or split of the same events may change). An
     event after the head moves the head (clearing the tiles that expire), so after
     a clock-skewed event far in the future the value at ``now`` counts only tiles in
     ``[max(tile(now), head) - n + 1, tile(now)]``. Events out of order within the
