@@ -1,1 +1,49 @@
-"""Customer profiles: which ids are one person (identity), and what is known about them."""
+"""Profiles: what nba knows of each customer, built from events on every channel.
+
+``Event`` and ``check_event`` (``events.py``) are what goes in; the feature
+definitions and ``Features`` (``features.py``) turn a stream of events into a small
+mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
+``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
+(``consent.py``) what the customer allowed. See docs/profiles.md.
+"""
+
+from nba.profiles.consent import LOGGING, PERSONALISATION, Consent, ConsentChange
+from nba.profiles.events import Event, check_event
+from nba.profiles.features import (
+    MAX_TILES,
+    N_TILES,
+    AnyDefinition,
+    Count,
+    Decayed,
+    Definition,
+    DistinctChannels,
+    Features,
+    FirstSeen,
+    LastValue,
+    Recency,
+    Sum,
+)
+from nba.profiles.identity import IdentityGraph, Merge
+
+__all__ = [
+    "Event",
+    "check_event",
+    "Features",
+    "Definition",
+    "AnyDefinition",
+    "Count",
+    "Sum",
+    "Decayed",
+    "Recency",
+    "LastValue",
+    "DistinctChannels",
+    "FirstSeen",
+    "N_TILES",
+    "MAX_TILES",
+    "IdentityGraph",
+    "Merge",
+    "Consent",
+    "ConsentChange",
+    "PERSONALISATION",
+    "LOGGING",
+]
