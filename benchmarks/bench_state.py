@@ -40,7 +40,7 @@ DECIDE_GROUP = "state-decide-linucb-10arms"
 FLOORS = {"embedded": 0.6}  # the Redis path at >= 0.6x the embedded speed; generous for a noisy 2-core box
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
 DELAY_REWARDS = int(os.environ.get("NBA_BENCH_STATE_DELAY_REWARDS", "200"))
-THROUGHPUT_CALLS = int(os.environ.get("NBA_BENCH_THROUGHPUT_CALLS", "4000"))
+THROUGHPUT_CALLS = int(os.environ.get("NBA_BENCH_THROUGHPUT_CALLS", "15000"))  # ~0.5 s a process: 4000 left the ratios to noise
 N_PROFILES = 256
 
 
