@@ -33,6 +33,7 @@ __all__ = [
     "profiles",
     "catalogue_arms",
     "linear_bandit_rounds",
+    "event_stream",
 ]
 
 
@@ -528,3 +529,58 @@ def linear_bandit_rounds(
     arms = rng.integers(n_arms, size=n)
     rewards = np.einsum("ij,ij->i", X, theta[arms]) + noise * rng.normal(size=n)
     return theta, np.ascontiguousarray(X), arms.astype(np.int64), rewards
+
+
+# --------------------------------------------------------------------------- profile events
+
+EVENT_CHANNELS = ("web", "app", "email")
+CATEGORIES = ("shoes", "shirts", "bags", "hats", "coats", "socks")
+STREAM_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def event_stream(n: int, seed: int = 0, *, start: float = STREAM_START) -> list:
+    """``n`` ``nba.profiles.Event``s of one customer, in arrival order, shaped like a real stream.
+
+    Events come in sessions (gaps ~ exponential, mean 8 h; 1-12 events a minute or
+    so apart; one channel a session, of "web", "app", "email"): ~70% "view"
+    (``category``, ``product``, ``price``; 2% of views lack a category), 20% "click"
+    (``campaign``, ``category``) and 10% "purchase" (``price``, ``category``,
+    ``quantity``). Timestamps are slightly out of order: each is jittered by up to
+    +-30 s, and 2% arrive up to 6 h late (a phone syncing). ``seq`` is the index.
+    """
+    from nba.profiles import Event
+
+    rng = np.random.default_rng([seed, n, 23])
+    kinds = rng.choice(3, size=n, p=[0.7, 0.2, 0.1]).tolist()
+    u = rng.random((n, 4)).tolist()
+    prices = np.round(rng.lognormal(3.5, 0.8, n), 2).tolist()
+    jitter = rng.uniform(-30.0, 30.0, n).tolist()
+    late = (rng.random(n) < 0.02).tolist()
+    delay = rng.uniform(0.0, 6 * 3600.0, n).tolist()
+    out = []
+    t = start
+    left = 0
+    channel = EVENT_CHANNELS[0]
+    for i in range(n):
+        if left == 0:  # a new session
+            t += float(rng.exponential(8 * 3600.0))
+            left = int(rng.integers(1, 13))
+            channel = EVENT_CHANNELS[int(rng.choice(3, p=[0.5, 0.35, 0.15]))]
+        left -= 1
+        t += 10.0 + 100.0 * u[i][0]
+        cat = CATEGORIES[int(u[i][1] * len(CATEGORIES))]
+        kind = kinds[i]
+        if kind == 0:
+            props: dict = {"product": f"p{int(u[i][2] * 500)}", "price": prices[i]}
+            if u[i][3] >= 0.02:
+                props["category"] = cat
+            etype = "view"
+        elif kind == 1:
+            props = {"campaign": f"c{int(u[i][2] * 8)}", "category": cat}
+            etype = "click"
+        else:
+            props = {"price": prices[i], "category": cat, "quantity": 1 + int(u[i][2] * 3)}
+            etype = "purchase"
+        ts = t + jitter[i] - (delay[i] if late[i] else 0.0)
+        out.append(Event(etype, channel, round(ts, 3), props, i))
+    return out
