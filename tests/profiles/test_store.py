@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -721,3 +722,60 @@ def test_bad_construction_is_refused() -> None:
         EmbeddedProfileStore(FEATURES, identity={})  # type: ignore[arg-type]
     with pytest.raises(SchemaError, match="collection"):
         EmbeddedProfileStore(FEATURES, purposes="email")
+
+
+def _in_child(body: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Run ``body()`` in a forked child; its msgpack result (the child never returns into pytest)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            data = msgspec.msgpack.encode(body())
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            data, code = msgspec.msgpack.encode({"error": repr(e)}), 1
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(code)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], timeout)
+    if not ready:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung (a lock held at fork time?)")
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    out = msgspec.msgpack.decode(data)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_a_free_lock_and_its_own_copy_of_the_profiles() -> None:
+    store = EmbeddedProfileStore(FEATURES)
+    store.track("u", view(1.0))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a thread inside the store's critical section at fork time (white box)
+        with store._lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        def child() -> Any:
+            store.track("u", view(2.0))
+            store.identify("u", "cust", now=NOW)
+            p = store.profile("cust", NOW)
+            return None if p is None else p.values["views"]
+
+        assert _in_child(child) == 2
+    finally:
+        release.set()
+        t.join()
+    p = store.profile("u", NOW)  # the parent's profiles are its own
+    assert p is not None and p.key == "u" and p.values["views"] == 1

@@ -150,6 +150,7 @@ class EmbeddedProfileStore:
         if isinstance(purposes, str):
             raise SchemaError(f"EmbeddedProfileStore: purposes must be a collection of names, got the str {purposes!r}")
         self._features = features
+        self._blank = features.init()  # the state of a profile with no event yet: read, never tracked into
         self._graph = IdentityGraph() if identity is None else identity
         self._default = dict(consent_default or {})
         self._empty_consent = Consent(default=self._default)  # validates the defaults
@@ -234,7 +235,7 @@ class EmbeddedProfileStore:
             if key is None:
                 return None
             state = self._states.get(key)
-            values = features.values(features.init() if state is None else state, t)
+            values = features.values(self._blank if state is None else state, t)
             consent = self._consents.get(key, self._empty_consent)
             granted = frozenset(p for p in self._purposes if consent.granted_at(p, t))
         return Profile(key, values, granted)
