@@ -350,7 +350,13 @@ _op = st.one_of(
               st.integers(0, 2)),
     st.tuples(st.just("alias"), st.sampled_from(ALL), st.sampled_from(ALL), _times),
     st.tuples(st.just("identify"), st.sampled_from(ALL), st.sampled_from(CUST), _times),
+    st.tuples(st.just("consent"), st.sampled_from(ALL), st.integers(0, 4).map(float),  # ties are common
+              st.sampled_from(["granted", "denied", "revoked"]), st.sampled_from([PERSONALISATION, LOGGING])),
 )
+
+
+def _change(op: tuple) -> ConsentChange:
+    return ConsentChange(op[4], op[3], BASE + op[2])
 
 
 def _event(op: tuple) -> Event:
@@ -376,6 +382,8 @@ def _run(backend: Backend, ops: list[tuple], force: bool) -> ProfileStore:
             store.alias(op[1], op[2], now=BASE + op[3], force=force)
         elif op[0] == "identify":
             store.identify(op[1], op[2], now=BASE + op[3], force=force)
+        elif op[0] == "consent":
+            store.record_consent(op[1], _change(op))
         else:
             store.track(op[1], _event(op))
     return store
@@ -383,7 +391,7 @@ def _run(backend: Backend, ops: list[tuple], force: bool) -> ProfileStore:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_op, max_size=40), st.randoms(use_true_random=False))
-def test_any_interleaving_of_tracks_and_merges_gives_the_values_of_one_state_per_final_profile(
+def test_any_interleaving_of_tracks_consents_and_merges_gives_one_state_and_consent_per_final_profile(
         backend: Backend, ops: list[tuple], rnd: random.Random) -> None:
     comps = _components(ops)
     customers = {op[2] for op in ops if op[0] == "identify"}
@@ -395,8 +403,11 @@ def test_any_interleaving_of_tracks_and_merges_gives_the_values_of_one_state_per
             profiles = [store.profile(i, NOW) for i in sorted(comp)]
             assert all(p is not None for p in profiles)
             assert {p.key for p in profiles if p is not None} <= comp and len({p.key for p in profiles if p}) == 1
-            for p in profiles:
-                assert p is not None and p.values == expect
+            consent = Consent([_change(op) for op in seq if op[0] == "consent" and op[1] in comp])
+            granted = {u for u in (PERSONALISATION, LOGGING) if consent.granted_at(u, NOW)}
+            for i, p in zip(sorted(comp), profiles):
+                assert p is not None and p.values == expect and p.granted == granted
+                assert store.consent(i) == consent
         assert all(store.profile(i, NOW) is None for i in set(ALL) - set().union(*comps))
         store.close()
 

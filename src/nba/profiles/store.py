@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -415,6 +415,10 @@ class EmbeddedProfileStore:
         with open(target, "rb") as f:
             data = f.read()
         return cls._from_bytes(data, features, f"profile store snapshot {target!r}", **options)
+
+
+if TYPE_CHECKING:  # the embedded store is a ProfileStore, checked by mypy
+    _conforms: type[ProfileStore] = EmbeddedProfileStore
 
 
 def _fsync_directory(directory: str) -> None:
