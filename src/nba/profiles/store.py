@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_PURPOSES", "EmbeddedProfileStore", "Profile", "ProfileStore"
 DEFAULT_PURPOSES: tuple[str, ...] = (PERSONALISATION, LOGGING)
 
 # Events a batch validates, then tracks under one hold of the lock: long enough to amortise the
-# lock, short enough (~0.3 ms) that a profile() waiting behind it does not notice.
+# lock, short enough (measured: about 0.5 ms) that a profile() waiting behind it hardly notices.
 _BATCH = 256
 
 
@@ -169,15 +169,18 @@ class EmbeddedProfileStore:
     def track(self, unit_id: str | int, event: Event) -> None:
         uid = _validate.unit_id(unit_id)
         event = check_event(event)
-        graph = self._graph
         with self._lock:
-            key = graph.resolve(uid)
-            if key is None:
-                key = graph.add(uid, now=event.ts)  # the guard rails: IdentityError before any change
-            state = self._states.get(key)
-            if state is None:
-                state = self._states[key] = self._features.init()
-            self._features.track(state, event)
+            self._track(uid, event)
+
+    def _track(self, uid: str | int, event: Event) -> None:
+        """Resolve (or add) ``uid`` and track the checked ``event``; the caller holds the lock."""
+        key = self._graph.resolve(uid)
+        if key is None:
+            key = self._graph.add(uid, now=event.ts)  # the guard rails: IdentityError before any change
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = self._features.init()
+        self._features.track(state, event)
 
     def track_many(self, items: Iterable[tuple[str | int, Event]]) -> int:
         """``track`` each ``(unit_id, event)``; the number tracked.
@@ -205,22 +208,14 @@ class EmbeddedProfileStore:
         return done
 
     def _track_batch(self, batch: list[tuple[str | int, Event]], done: int) -> int:
-        graph, states, features = self._graph, self._states, self._features
         n = 0
         with self._lock:
             for uid, event in batch:
-                key = graph.resolve(uid)
-                if key is None:
-                    try:
-                        key = graph.add(uid, now=event.ts)
-                    except IdentityError as e:
-                        raise IdentityError(
-                            f"track_many: item {done + n}: {e} ({done + n} items tracked before it)"
-                        ) from None
-                state = states.get(key)
-                if state is None:
-                    state = states[key] = features.init()
-                features.track(state, event)
+                try:
+                    self._track(uid, event)
+                except IdentityError as e:
+                    at = done + n
+                    raise IdentityError(f"track_many: item {at}: {e} ({at} items tracked before it)") from None
                 n += 1
         return n
 
