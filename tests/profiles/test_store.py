@@ -790,3 +790,106 @@ def test_a_forked_child_gets_a_free_lock_and_its_own_copy_of_the_profiles() -> N
         t.join()
     p = store.profile("u", NOW)  # the parent's profiles are its own
     assert p is not None and p.key == "u" and p.values["views"] == 1
+
+
+# --------------------------------------------------------------------------- embedded: snapshots of a live store
+
+
+def test_a_snapshot_is_the_store_at_its_cut_whatever_changes_while_it_encodes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import nba.profiles.store as store_module
+
+    monkeypatch.setattr(store_module, "_BATCH", 3)  # many batches: changes land between them
+    store = _busy_store()
+    at_cut, answers = store.to_bytes(), _answers(store)
+    identity, cut = store._begin_cut()
+    assert store._encode_some(cut)
+    store.track("id-2", view(10.0))  # a profile not yet encoded, and one maybe encoded
+    store.track("id-29", buy(11.0, 4, "late-sku"))
+    store.identify("id-5", "cust-5", now=NOW)  # a re-key: the same state, now under cust-5
+    store.track("cust-5", view(14.0))
+    store.record_consent("cust-5", ConsentChange(LOGGING, "revoked", BASE + 98))
+    store.alias("id-20", "id-23", now=NOW)  # a merge of two profiles at the cut
+    store.alias("id-8", "id-11", now=NOW)
+    store.alias("id-8", "new-id", now=NOW)  # a new id joins
+    store.track("brand-new", view(12.0))  # a new profile
+    store.record_consent("id-14", ConsentChange(PERSONALISATION, "denied", BASE + 99))
+    store.record_consent("id-2", ConsentChange(LOGGING, "granted", BASE + 99))
+    while store._encode_some(cut):
+        store.track("id-17", view(13.0))
+    data = store._cut_bytes(identity, cut)
+    assert data == at_cut
+    assert _answers(EmbeddedProfileStore.from_bytes(data, FEATURES)) == answers
+    assert store._cut is None
+    assert store.to_bytes() != at_cut  # and the changes are in the next one
+    p = store.profile("brand-new", NOW)
+    assert p is not None and p.values["views"] == 1
+
+
+def test_a_forget_while_a_snapshot_encodes_starts_it_again_without_the_subject(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import nba.profiles.store as store_module
+
+    monkeypatch.setattr(store_module, "_BATCH", 1)
+    store = EmbeddedProfileStore(FEATURES)
+    _subject(store)
+    for k in range(20):
+        store.track(f"bystander-{k}", view(float(k)))
+    identity, cut = store._begin_cut()
+    assert store._encode_some(cut)
+    gone = store.forget("forget-me-cookie")
+    assert cut.forgot and store._cut is cut
+    assert not store._encode_some(cut) and store._cut is None
+    held = b"\0".join(_held(cut, skip=()))
+    assert not any(s.encode() in held for s in [*SECRETS, "secret-note-xyz"])  # dropped from the cut at once
+    data = store.to_bytes()
+    assert not any(s.encode() in data for s in [*gone, *SECRETS, "secret-note-xyz"])
+
+
+def test_snapshots_taken_while_threads_track_and_merge_are_each_consistent(
+        tmp_path: Any, eager_switching: None) -> None:
+    store = EmbeddedProfileStore(FEATURES)
+    n_threads, per_thread = 4, 300
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for n in range(per_thread):
+                store.track(f"t{t}-{n % 40}", view(float(n), channel=f"c{t}"))
+                if n % 7 == 0:
+                    store.alias(f"t{t}-{n % 40}", f"t{t}-{(n + 1) % 40}", now=NOW)
+                if n % 50 == 0:
+                    store.record_consent(f"t{t}-{n % 40}", ConsentChange(LOGGING, "granted", BASE + n))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    snapshots: list[bytes] = []
+
+    def snap() -> None:
+        try:
+            while not stop.is_set():
+                snapshots.append(store.to_bytes())
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    snapper = threading.Thread(target=snap)
+    snapper.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    snapper.join()
+    assert not errors and snapshots
+    totals = []
+    for data in snapshots:  # each loads (state keys are profile keys); a later cut holds every earlier event
+        loaded = EmbeddedProfileStore.from_bytes(data, FEATURES)
+        profiles = [loaded.profile(f"t{t}-{k}", NOW) for t in range(n_threads) for k in range(40)]
+        keys = {p.key for p in profiles if p is not None}
+        totals.append(sum(loaded.profile(k, NOW).values["views"] for k in keys))  # type: ignore[union-attr]
+    assert totals == sorted(totals) and totals[-1] <= n_threads * per_thread
+    final = EmbeddedProfileStore.from_bytes(store.to_bytes(), FEATURES)
+    keys = {final.profile(f"t{t}-{k}", NOW).key for t in range(n_threads) for k in range(40)}  # type: ignore[union-attr]
+    assert sum(final.profile(k, NOW).values["views"] for k in keys) == n_threads * per_thread  # type: ignore[union-attr]
