@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -381,7 +382,9 @@ class EmbeddedProfileStore:
                 identity, cut = self._begin_cut()
                 try:
                     while self._encode_some(cut):
-                        pass
+                        # Let a thread waiting for the lock have it: without this the loop takes it
+                        # straight back (the lock is not fair) and a track() waits for the whole snapshot.
+                        time.sleep(0)
                 except BaseException:
                     with self._lock:
                         self._cut = None
