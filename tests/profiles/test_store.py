@@ -839,6 +839,7 @@ def test_a_forget_while_a_snapshot_encodes_starts_it_again_without_the_subject(
     assert store._encode_some(cut)
     gone = store.forget("forget-me-cookie")
     assert cut.forgot and store._cut is cut
+    assert not cut.states and not cut.done_states  # emptied at once, the bystanders too: it starts again
     assert not store._encode_some(cut) and store._cut is None
     held = b"\0".join(_held(cut, skip=()))
     assert not any(s.encode() in held for s in [*SECRETS, "secret-note-xyz"])  # dropped from the cut at once

@@ -326,9 +326,10 @@ class EmbeddedProfileStore:
     def forget(self, unit_id: str | int) -> tuple[str, ...]:
         """Erase the profile holding ``unit_id``: every alias, its feature state and consent; the ids removed, sorted.
 
-        Afterwards the store holds nothing of them, and the next ``snapshot`` neither;
-        an earlier snapshot file still does until it is overwritten, so snapshot after
-        an erasure. () for an id the store does not hold.
+        Afterwards the store holds nothing of them, and a ``snapshot`` started after
+        this returns neither (one under way starts again); an earlier snapshot file
+        still does until it is overwritten, so snapshot after an erasure. () for an
+        id the store does not hold.
         """
         uid = _validate.unit_id(unit_id)
         with self._lock:
@@ -339,10 +340,10 @@ class EmbeddedProfileStore:
             self._states.pop(key, None)
             self._consents.pop(key, None)
             cut = self._cut
-            if cut is not None:  # the snapshot under way holds them: drop them, and it starts again
+            if cut is not None:  # the snapshot under way may hold them (under keys merged since): it starts again
                 cut.forgot = True
                 for d in (cut.states, cut.consents, cut.done_states, cut.done_consents):
-                    d.pop(key, None)
+                    d.clear()
         return gone
 
     def _keep(self, key: str) -> None:
@@ -374,8 +375,8 @@ class EmbeddedProfileStore:
         The bytes are the store at one instant (the cut), but the lock is held only
         for a copy of the profile table and then for batches of 128 profiles: a
         profile changed meanwhile is encoded first, as it was at the cut. A
-        ``forget`` meanwhile starts the encoding again, so the bytes never hold a
-        subject erased before they were returned.
+        ``forget`` meanwhile empties the cut and starts again; bytes whose encoding
+        started after a ``forget`` returned hold nothing of its subject.
         """
         with self._snapshot_lock:
             while True:
