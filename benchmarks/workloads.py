@@ -34,6 +34,8 @@ __all__ = [
     "catalogue_arms",
     "linear_bandit_rounds",
     "event_stream",
+    "profile_definitions",
+    "profile_events",
 ]
 
 
@@ -583,4 +585,46 @@ def event_stream(n: int, seed: int = 0, *, start: float = STREAM_START) -> list:
             etype = "purchase"
         ts = t + jitter[i] - (delay[i] if late[i] else 0.0)
         out.append(Event(etype, channel, round(ts, 3), props, i))
+    return out
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def profile_definitions() -> list:
+    """Eight feature definitions of every kind but Decayed: counts and sums all-time and over an hour
+    (12 and 24 tiles), a last value, a recency, the channels, the first seen."""
+    from nba.profiles import Count, DistinctChannels, FirstSeen, LastValue, Recency, Sum
+
+    return [
+        Count("views", "view"),
+        Count("views_1h", "view", window=3600, bucket=300),
+        Sum("spend", "buy", "amount"),
+        Sum("spend_1h", "buy", "amount", window=3600),
+        LastValue("last_sku", "buy", "sku"),
+        Recency("since_buy", "buy"),
+        DistinctChannels("channels"),
+        FirstSeen("first_seen"),
+    ]
+
+
+def profile_events(n: int, n_ids: int, seed: int = 0, *, start: float = 1_700_000_000.0) -> list[tuple[str, object]]:
+    """``n`` ``(unit_id, Event)`` pairs over ``n_ids`` ids, 20 a second from ``start``: 30% buys, 70% views."""
+    from nba.profiles import Event
+
+    rng = np.random.default_rng([seed, n, n_ids, 23])
+    who = rng.integers(n_ids, size=n)
+    kind = rng.random(n) < 0.3
+    amount = rng.integers(1, 51, size=n)
+    sku = rng.integers(100, size=n)
+    channel = rng.integers(3, size=n)
+    channels = ("web", "app", "email")
+    out: list[tuple[str, object]] = []
+    for k in range(n):
+        ts = start + k * 0.05
+        if kind[k]:
+            ev = Event("buy", "web", ts, {"amount": int(amount[k]), "sku": f"sku{sku[k]}"})
+        else:
+            ev = Event("view", channels[channel[k]], ts)
+        out.append((f"user-{who[k]:06d}", ev))
     return out

@@ -4,7 +4,9 @@
 definitions and ``Features`` (``features.py``) turn a stream of events into a small
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
-(``consent.py``) what the customer allowed. See docs/profiles.md.
+(``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
+``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``.
+See docs/profiles.md.
 """
 
 from nba.profiles.consent import LOGGING, PERSONALISATION, Consent, ConsentChange
@@ -24,6 +26,7 @@ from nba.profiles.features import (
     Sum,
 )
 from nba.profiles.identity import IdentityGraph, Merge
+from nba.profiles.store import EmbeddedProfileStore, Profile, ProfileStore
 
 __all__ = [
     "Event",
@@ -46,4 +49,7 @@ __all__ = [
     "ConsentChange",
     "PERSONALISATION",
     "LOGGING",
+    "ProfileStore",
+    "EmbeddedProfileStore",
+    "Profile",
 ]
