@@ -37,10 +37,12 @@ if not redis_server.available():
     pytest.skip("redis-server is not installed (tools/test_services.sh)", allow_module_level=True)
 
 DECIDE_GROUP = "state-decide-linucb-10arms"
-# The Redis path at >= 0.5x the embedded speed. Both medians are of rounds of back-to-back calls, so the
-# Redis side pays the writer thread's share of the GIL (0.59x to 0.7x measured in CI); a synchronous round
-# trip per decision, what this floor is for, would make it ~0.2x. The per-call goal is added_p50_us.
-FLOORS = {"embedded": 0.5}
+# The Redis path at >= 0.3x the embedded speed: a guard against a synchronous round trip per decision
+# (~0.15x on loopback), not the goal. Both medians are of rounds of back-to-back calls, so the Redis side
+# pays the writer thread's Python work (~36k instructions a decision) and its share of the GIL and the
+# caches: CI measured 0.7x, 0.6x and 0.4x in three runs. The goal (added p50 <= 5 us) is added_p50_us,
+# met in dedicated runs and not yet under CI's load (issue 10 stays open on it).
+FLOORS = {"embedded": 0.3}
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
 DELAY_REWARDS = int(os.environ.get("NBA_BENCH_STATE_DELAY_REWARDS", "200"))
 THROUGHPUT_CALLS = int(os.environ.get("NBA_BENCH_THROUGHPUT_CALLS", "15000"))  # ~0.5 s a process: 4000 left the ratios to noise
