@@ -42,6 +42,8 @@ from nba.log.records import DecisionRecord
 from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
+from nba.profiles.consent import LOGGING, PERSONALISATION
+from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
 from nba.state import DecisionState, EmbeddedState, Lesson, Settings
 
@@ -49,6 +51,8 @@ __all__ = ["Decider", "Decision", "LearnWarning"]
 
 _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
+_MISSING = float("nan")
+_NO_PROFILE: dict[str, Any] = {}  # what a decision sees of a profile it may not use (never written to)
 #: Longest event id accepted from a caller (a UUID is 36 characters).
 MAX_EVENT_ID = 256
 #: Random bytes in a generated event id's prefix: 80 bits, drawn per process (and again
@@ -85,6 +89,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     better). ``variants`` maps experiment -> variant. ``model_version`` is the
     ``version`` of the model that scored it (of the one serving, for a fallback), as
     the log records it (docs/contracts.md, "model_version"). ``timestamp`` is unix seconds.
+    ``personalised`` is False when the decision used no profile feature: a profile id the
+    store does not know, or a profile without personalisation consent.
     """
 
     event_id: str
@@ -103,6 +109,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     holdout: bool = False
     fallback: bool = False
     deferred: bool = False
+    personalised: bool = True
 
 
 # --------------------------------------------------------------------------- models and policies
@@ -310,6 +317,9 @@ class Decider:
     activated teach nothing. ``state``: where pending decisions and online learning
     live (``nba.state``): this process's memory by default (``EmbeddedState``), or
     ``RedisState`` to share them with every worker process and host.
+    ``profiles``: a ``nba.profiles.ProfileStore``; ``decide`` then also takes a profile
+    id (str or int) in place of the profile, reads it in one lookup and honours its
+    consent (docs/profiles.md, "Deciding with a profile id").
     """
 
     def __init__(
@@ -333,6 +343,7 @@ class Decider:
         default_reward: float = 0.0,
         max_pending: int = 100_000,
         state: DecisionState | None = None,
+        profiles: ProfileStore | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -387,6 +398,12 @@ class Decider:
         elif not isinstance(state, DecisionState):
             raise ConfigError(f"state must be an nba.state backend (EmbeddedState, RedisState), "
                               f"got {type(state).__name__}")
+        if profiles is not None and not isinstance(profiles, ProfileStore):
+            raise ConfigError(f"profiles must be an nba.profiles store (EmbeddedProfileStore, RedisProfileStore), "
+                              f"got {type(profiles).__name__}")
+        self._profiles = profiles
+        # The model-input columns read from the profile: logged as missing without logging consent.
+        self._profile_cols = tuple(c.index for c in catalog.schema.columns if c.source == "profile")
         self._learners = {n: m for n, m in self._state.learners.items() if m is not None}
         self._decisions = state
         self._prefix = _new_prefix()
@@ -434,6 +451,12 @@ class Decider:
         ``defer=True`` logs the decision but it counts for learning and evaluation
         only after ``activate(event_id)`` (when the action is really shown).
         ``now`` (unix seconds) overrides the clock, as in ``activate`` and ``reward``.
+
+        With a ``profiles`` store, ``profile`` may be a profile id: the store's profile at
+        ``now`` is used, its key is the allocation unit, and its consent is honoured. Without
+        personalisation consent (or for an id the store does not know) the decision sees no
+        profile feature (``Decision.personalised`` is False); without logging consent the
+        log holds no profile feature (those columns are logged as missing).
         """
         if n.__class__ is not int or n < 1:
             if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
@@ -445,7 +468,13 @@ class Decider:
         eid = f"{self._prefix}-{next(self._counter):x}" if event_id is None else _event_id(event_id)
         if channel is not None and (channel.__class__ is not str or not channel.isascii()):
             channel = _validate.text(channel, "channel")
-        unit = profile.get(self._unit_key) if profile.__class__ is dict else self._unit(profile)
+        personal = loggable = True
+        if profile.__class__ is dict:
+            unit = profile.get(self._unit_key)
+        elif self._profiles is not None and (profile.__class__ is str or profile.__class__ is int):
+            profile, unit, personal, loggable = self._stored(profile, ts)
+        else:
+            unit = self._unit(profile)
         if unit is not None and (unit.__class__ is not str or not unit.isascii()):
             unit = _validate.unit_id(unit, f"unit id (profile[{self._unit_key!r}])")
         asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
@@ -459,7 +488,7 @@ class Decider:
             idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         k = idx.shape[0]
         if k == 0:
-            return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit)
+            return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit, personal)
         scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
         fused = st.fused[sname]
         kernel = st.kernels[pname] if fused is not None else None
@@ -491,6 +520,10 @@ class Decider:
         pol_name = st.policy_names[pname]
         if self._log is not None:  # first: a decision that cannot be logged is not remembered
             xs = x.tolist()  # the model's input; read_records turns it back into features
+            if not loggable:
+                for col in self._profile_cols:
+                    xs[col] = _MISSING  # logged as missing (null)
+                profile = _NO_PROFILE
             raw = st.catalog.schema.log_raw(xs, profile, context) or _NO_RAW
             self._log.append(_record(st, eid, ts, actions, pmf_t, chosen, scores_t, xs, raw, version, asg, pol_name,
                                      channel, unit, defer, False))
@@ -516,7 +549,20 @@ class Decider:
             channel=channel,
             holdout=asg.holdout,
             deferred=defer,
+            personalised=personal,
         )
+
+    def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool]:
+        """A profile id's profile dict, allocation unit, and whether it may be used and logged."""
+        assert self._profiles is not None
+        p = self._profiles.profile(unit_id, ts)
+        # Without a profile to use, the vector holds the schema's defaults only: logged as the model saw it.
+        if p is None:  # unknown to the store: the id itself is the unit
+            return _NO_PROFILE, unit_id, False, True
+        granted = p.granted
+        if PERSONALISATION not in granted:
+            return _NO_PROFILE, p.key, False, True
+        return p.values, p.key, True, LOGGING in granted
 
     def _unit(self, profile: Any) -> Any:
         """The allocation unit of a profile that is not a plain dict (``decide`` reads those inline)."""
@@ -555,7 +601,8 @@ class Decider:
         )
 
     def _fallback_decision(
-        self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool, unit: Any
+        self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool,
+        unit: Any, personal: bool,
     ) -> Decision:
         if self._fallback is None:
             raise ConfigError(
@@ -575,7 +622,7 @@ class Decider:
             event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=payload,
             probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
             model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
-            fallback=True, deferred=defer,
+            fallback=True, deferred=defer, personalised=personal,
         )
 
     # ------------------------------------------------------------------ rewards and learning

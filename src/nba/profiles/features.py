@@ -127,6 +127,10 @@ class Definition(msgspec.Struct, frozen=True, tag_field="kind"):
         """The feature at unix time ``now``; None when it has no value (no event yet)."""
         raise NotImplementedError
 
+    def _valuer(self) -> Callable[[Any, float], Value]:
+        """``value`` with every constant of the definition bound (what ``Features.values`` calls)."""
+        return self.value
+
     def _updater(self) -> Updater:
         """The in-place update, with every constant of the definition bound (the hot path)."""
         raise NotImplementedError
@@ -210,6 +214,11 @@ def _weight(x: Any) -> float | None:
     return None
 
 
+def _total(state: list[Any], now: float) -> Value:
+    """The value of an all-time count or sum."""
+    return state[0]
+
+
 def _bad_state(defn: Definition, why: str) -> SchemaError:
     return SchemaError(
         f"profile snapshot: the state of {type(defn).__name__}({defn.name!r}) {why}; "
@@ -279,23 +288,34 @@ class _Windowed(Definition, frozen=True):
         return out
 
     def value(self, state: list[Any], now: float) -> float:
+        return self._valuer()(state, now)  # type: ignore[return-value]
+
+    def _valuer(self) -> Callable[[Any, float], Value]:
         n = self.n_tiles
+        zero = self._zero
         if n == 0:
-            return state[0]
+            return _total
         bucket = self._span()[1]
         assert bucket is not None
-        h = int(now // bucket)
-        head = state[0]
-        lo, hi = max(max(h, head) - n + 1, 0), min(h, head)
-        if hi < lo:
-            return self._zero
-        # Tiles lo..hi sit at ring positions lo % n onwards, wrapping at most once. sum() with a
-        # start adds in that same order, tile by tile (so float sums are what a loop gives), at C
-        # speed: ~3x faster than the loop for 24 tiles.
-        a, count = lo % n, hi - lo + 1
-        if a + count <= n:
-            return sum(state[2 + a:2 + a + count], self._zero)
-        return sum(state[2:2 + a + count - n], sum(state[2 + a:2 + n], self._zero))
+
+        def value(state: list[Any], now: float) -> Value:
+            h = int(now // bucket)
+            head = state[0]
+            lo = (h if h > head else head) - n + 1
+            if lo < 0:
+                lo = 0
+            hi = h if h < head else head
+            if hi < lo:
+                return zero
+            # Tiles lo..hi sit at ring positions lo % n onwards, wrapping at most once. sum() with a
+            # start adds in that same order, tile by tile (so float sums are what a loop gives), at C
+            # speed: ~3x faster than the loop for 24 tiles.
+            a, count = lo % n, hi - lo + 1
+            if a + count <= n:
+                return sum(state[2 + a:2 + a + count], zero)
+            return sum(state[2:2 + a + count - n], sum(state[2 + a:2 + n], zero))
+
+        return value
 
     def _state_type(self) -> Any:
         return list[int | float]
@@ -775,7 +795,7 @@ class Features:
                 by_type.setdefault(d.event, []).append((i, updaters[i]))
         self._every = every
         self._plans = {t: tuple(sorted(ups + list(every), key=lambda p: p[0])) for t, ups in by_type.items()}
-        self._values = tuple((d.name, i, d.value) for i, d in enumerate(defs))
+        self._values = tuple((d.name, i, d._valuer()) for i, d in enumerate(defs))
         self._merges = tuple(d.merge for d in defs)
         self._keys = [_key(d) for d in defs]
         self._decoders = tuple(msgspec.msgpack.Decoder(d._state_type()) for d in defs)
@@ -839,6 +859,10 @@ class Features:
         """Every feature at unix time ``now``: the profile dict ``FeatureSchema.vectorize`` reads (None: missing)."""
         now = timestamp(now, "now")
         self._check_len(state, "state")
+        return self.values_unchecked(state, now)
+
+    def values_unchecked(self, state: Sequence[Any], now: float) -> dict[str, Value]:
+        """``values`` of a state this Features made, at a checked ``now`` (a store's fast path)."""
         return {name: value(state[i], now) for name, i, value in self._values}
 
     def merge(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:

@@ -252,7 +252,7 @@ class EmbeddedProfileStore:
             if key is None:
                 return None
             state = self._states.get(key)
-            values = features.values(self._blank if state is None else state, t)
+            values = features.values_unchecked(self._blank if state is None else state, t)
             consent = self._consents.get(key)
             granted = self._granted_by_default if consent is None else frozenset(
                 p for p in self._purposes if consent.granted_at(p, t))
