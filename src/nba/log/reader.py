@@ -73,7 +73,7 @@ _DECODER = msgspec.json.Decoder(Record)
 LogPaths = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 
-def _segment_paths(directory: LogPaths) -> list[tuple[str, bool]]:
+def segment_paths(directory: LogPaths) -> list[tuple[str, bool]]:
     """``(path, sealed)`` of each segment of ``directory`` in read order (a single file path as is).
 
     ``directory`` may also be a list of directories (one per host): their segments
@@ -172,7 +172,7 @@ def read_records(
 def _records(
     directory: LogPaths, on_error: str, report: ReadReport, no_schema: set[str] | None
 ) -> Iterator[Record]:
-    paths = _segment_paths(directory)
+    paths = segment_paths(directory)
     schemas: dict[str, SchemaRecord] = {}
     index: dict[str, SchemaRecord] | None = None
     for path, sealed in paths:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import functools
 import math
 import os
@@ -62,7 +63,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -71,7 +72,9 @@ from nba import _validate
 from nba._core import logio as logio_core
 from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, LogError, SchemaError
+from nba.log import erasure
 from nba.log.checks import _decision_checked, _decision_ok, _event_id, _readable_fast, _unreadable_reason
+from nba.log.erasure import ErasureReport
 from nba.log.records import (
     _ENCODE_ERRORS,
     ActivationRecord,
@@ -518,6 +521,25 @@ class DecisionLog:
         with self._durable:
             return self._durable.wait_for(lambda: self._durable_seq >= seq or self._closed, timeout)
 
+    def forget(self, ids: Iterable[str | int]) -> ErasureReport:
+        """Remove the decisions of ``ids`` (and their activations and outcomes) from this log's directory.
+
+        This log moves to a new segment first, so the one it was writing can be rewritten
+        too; segments other live processes are writing are reported ``busy``
+        (``nba.log.erasure``). Records appended from now on are not affected.
+        """
+        wanted = list(ids)
+        with self._lock:
+            if self._closed:
+                raise LogError(f"decision log {self.directory!r} is closed; use nba.log.forget(directory, ids)")
+            if self._fd >= 0 and self._seg_records:
+                self._new_segment()
+            current = self._path if self._fd >= 0 else None
+        report = erasure.forget(self.directory, wanted)
+        if current in report.busy:  # begun after the call: not the erasure's to clean
+            report.busy.remove(current)
+        return report
+
     def flush(self) -> int:
         """Write every pending record and fdatasync it; returns the new ``durable_seq``."""
         self._sync_once(force=True)
@@ -718,6 +740,8 @@ class DecisionLog:
             path = os.path.join(self.directory, name)
             try:
                 fd = os.open(path, flags, 0o644)
+                # Held while the segment is open: nba.log.erasure never rewrites a segment being written.
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 break
             except FileExistsError:
                 continue
