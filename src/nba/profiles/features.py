@@ -768,7 +768,7 @@ class Features:
     definitions of the event's type, plus those that read every event.
     """
 
-    __slots__ = ("definitions", "_plans", "_every", "_values", "_merges", "_keys", "_decoders")
+    __slots__ = ("definitions", "_plans", "_every", "_values", "_merges", "_keys", "_decoders", "_live", "_buckets")
 
     def __init__(self, definitions: Iterable[Definition]) -> None:
         defs = tuple(definitions)
@@ -796,6 +796,10 @@ class Features:
         self._every = every
         self._plans = {t: tuple(sorted(ups + list(every), key=lambda p: p[0])) for t, ups in by_type.items()}
         self._values = tuple((d.name, i, d._valuer()) for i, d in enumerate(defs))
+        # What makes values change with time alone: the live kinds at every instant, the windows at
+        # their tile boundaries (a window's value is a function of the state and floor(now / bucket)).
+        self._live = tuple(v for v, d in zip(self._values, defs) if isinstance(d, (Recency, Decayed)))
+        self._buckets = tuple(sorted({d.bucket for d in defs if isinstance(d, _Windowed) and d.n_tiles and d.bucket}))
         self._merges = tuple(d.merge for d in defs)
         self._keys = [_key(d) for d in defs]
         self._decoders = tuple(msgspec.msgpack.Decoder(d._state_type()) for d in defs)
@@ -864,6 +868,16 @@ class Features:
     def values_unchecked(self, state: Sequence[Any], now: float) -> dict[str, Value]:
         """``values`` of a state this Features made, at a checked ``now`` (a store's fast path)."""
         return {name: value(state[i], now) for name, i, value in self._values}
+
+    def epoch(self, now: float) -> tuple[float, ...]:
+        """The tile of ``now`` of each window bucket: while it and a state stay the same, so do the
+        state's values but the live ones (``refresh``). A store memoises ``values`` by it."""
+        return tuple([now // b for b in self._buckets])
+
+    def refresh(self, values: dict[str, Value], state: Sequence[Any], now: float) -> None:
+        """Recompute in ``values`` the features that change at every instant (recency, decayed scores)."""
+        for name, i, value in self._live:
+            values[name] = value(state[i], now)
 
     def merge(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
         """A new state holding the events of ``a`` and ``b`` (both unchanged); see the module's merge rules."""
