@@ -799,7 +799,7 @@ class Features:
         # What makes values change with time alone: the live kinds at every instant, the windows at
         # their tile boundaries (a window's value is a function of the state and floor(now / bucket)).
         self._live = tuple(v for v, d in zip(self._values, defs) if isinstance(d, (Recency, Decayed)))
-        self._buckets = tuple(sorted({d.bucket for d in defs if isinstance(d, _Windowed) and d.n_tiles and d.bucket}))
+        self._buckets = tuple(sorted({b for d in defs if isinstance(d, _Windowed) and (b := d._span()[1]) is not None}))
         self._merges = tuple(d.merge for d in defs)
         self._keys = [_key(d) for d in defs]
         self._decoders = tuple(msgspec.msgpack.Decoder(d._state_type()) for d in defs)
