@@ -179,3 +179,25 @@ def test_without_a_store_a_profile_id_is_refused(catalog, model):
     d = nba.Decider(catalog, model)
     with pytest.raises(nba.SchemaError):
         d.decide("anon-1", {"hour": 1.0}, now=NOW)
+
+
+def test_forget_erases_the_subject_from_the_store_and_the_log(catalog, model, tmp_path: Path):
+    store = _store(PERSONALISATION, LOGGING)
+    store.identify("anon-1", "cust-5f0e", now=T0 + 20)
+    store.track("bystander", Event("view", "web", T0))
+    log = nba.DecisionLog(tmp_path, segment_bytes=1500)
+    d = _decider(catalog, model, store, log=log)
+    mine = [d.decide("anon-1", {"hour": 1.0}, now=NOW + k) for k in range(5)]
+    theirs = [d.decide("bystander", {"hour": 1.0}, now=NOW + k) for k in range(5)]
+    for dec in mine + theirs:
+        d.reward(dec.event_id, 1.0, now=NOW + 10)
+    gone = d.forget("cust-5f0e")
+    assert set(gone.ids) == {"anon-1", "cust-5f0e"} and gone.complete and gone.log is not None
+    assert gone.log.removed == 10
+    assert store.profile("anon-1", NOW) is None and store.profile("cust-5f0e", NOW) is None
+    d.close()
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for needle in (b"anon-1", b"cust-5f0e", *(dec.event_id.encode() for dec in mine)):
+        assert needle not in blob
+    left = [r.event_id for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
+    assert left == [dec.event_id for dec in theirs]

@@ -27,7 +27,7 @@ from nba.policy import EpsilonGreedy, Greedy, Softmax, SquareCB, Thompson, UCB
 from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.catalog import Arm, Catalog
 from nba.rules import AllOf, AnyOf, Not, Rule, parse_rule
-from nba.decider import Decider, Decision
+from nba.decider import Decider, Decision, Erasure
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)
 
@@ -56,6 +56,7 @@ __all__ = [
     # decisions
     "Decider",
     "Decision",
+    "Erasure",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",

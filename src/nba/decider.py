@@ -38,6 +38,7 @@ from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolic
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
+from nba.log.erasure import ErasureReport
 from nba.log.records import DecisionRecord
 from nba.log.writer import DecisionLog
 from nba.models import load_model
@@ -47,7 +48,7 @@ from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
 from nba.state import DecisionState, EmbeddedState, Lesson, Settings
 
-__all__ = ["Decider", "Decision", "LearnWarning"]
+__all__ = ["Decider", "Decision", "Erasure", "LearnWarning"]
 
 _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
@@ -110,6 +111,18 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     fallback: bool = False
     deferred: bool = False
     personalised: bool = True
+
+
+class Erasure(msgspec.Struct, frozen=True):
+    """What ``Decider.forget`` erased: the subject's ids, and what the log did (None without a log)."""
+
+    ids: tuple[str, ...]
+    log: ErasureReport | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every log segment was cleaned (none was still being written by another process)."""
+        return self.log is None or self.log.complete
 
 
 # --------------------------------------------------------------------------- models and policies
@@ -694,6 +707,24 @@ class Decider:
         self._prefix = _new_prefix()
         self._counter = itertools.count(1)
         self._decisions.after_fork()
+
+    # ------------------------------------------------------------------ erasure
+
+    def forget(self, unit_id: str | int) -> Erasure:
+        """Erase a data subject: their profile, every id aliased to it and its state and consent
+        from the profile store, then every decision carrying any of those ids (with its activations
+        and outcomes) from the log's segments (``nba.log.forget``; other lines stay byte-identical).
+
+        Segments other live processes are still writing are listed in ``Erasure.log.busy``: call
+        again once they rotate. Online models keep what they learned (sums over many subjects, no
+        record of anyone).
+        """
+        uid = _validate.unit_id(unit_id)
+        ids = self._profiles.forget(uid) if self._profiles is not None else ()
+        if not ids:
+            ids = (str(uid),)
+        report = self._log.forget(ids) if self._log is not None else None
+        return Erasure(ids=tuple(ids), log=report)
 
     # ------------------------------------------------------------------ operations
 
