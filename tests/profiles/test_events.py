@@ -6,6 +6,8 @@ import math
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nba.errors import NbaError, SchemaError
 from nba.profiles import Event, check_event
@@ -76,3 +78,35 @@ def test_shared_containers_are_checked_once_and_accepted():
     shared = {"a": 1}
     e = Event("view", "web", TS, {"x": shared, "y": shared})
     assert check_event(e) is e
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+    st.integers(-(2**65), 2**65), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                                                        max_size=2),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    etype=st.one_of(st.text(max_size=5), st.integers()),
+    channel=st.one_of(st.sampled_from(["web", "app", "\ud800", "é"]), st.text(max_size=3)),
+    ts=st.one_of(st.floats(-10, 5e9), st.just(math.nan), st.integers(-5, 5_000_000_000)),
+    seq=st.one_of(st.integers(-(2**64), 2**64), st.booleans()),
+    props=st.dictionaries(st.one_of(st.text(max_size=3), st.integers()), _values, max_size=4),
+)
+def test_the_fast_path_accepts_only_what_the_validating_path_returns_unchanged(etype, channel, ts, seq, props):
+    from nba.profiles.events import _check_event
+
+    ev = Event(etype, channel, ts, props, seq)  # type: ignore[arg-type]  # msgspec does not check at construction
+    try:
+        want: object = _check_event(ev)
+    except SchemaError as e:
+        want = type(e)
+    try:
+        got: object = check_event(ev)
+    except SchemaError as e:
+        got = type(e)
+    assert got == want
+    if got is ev:
+        assert want is ev  # the fast path returns an event itself only when it is canonical

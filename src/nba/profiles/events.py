@@ -13,12 +13,13 @@ from typing import Any
 
 import msgspec
 
-from nba._validate import text, timestamp
+from nba._validate import MAX_TS, text, timestamp
 from nba.errors import SchemaError
 
 __all__ = ["Event", "check_event"]
 
 _INT64 = 1 << 63
+_UINT64 = 1 << 64
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -44,6 +45,32 @@ def check_event(event: Event) -> Event:
     that is not a 64-bit int, a property key that is not a str, or any text (keys,
     values) that UTF-8 cannot encode. Returns ``event`` itself when nothing changed.
     """
+    # The fast path: the usual event (ASCII names, a float ts, flat ASCII or numeric properties)
+    # is already canonical. Anything else goes the validating way, which words the error.
+    if event.__class__ is Event:
+        t, c, ts, seq, props = event.type, event.channel, event.ts, event.seq, event.properties
+        if (t.__class__ is str and t and t.isascii() and c.__class__ is str and c and c.isascii()
+                and ts.__class__ is float and 0.0 <= ts < MAX_TS and seq.__class__ is int
+                and -_INT64 <= seq < _INT64 and props.__class__ is dict):
+            for k, v in props.items():
+                if k.__class__ is not str or not k.isascii():
+                    break
+                cls = v.__class__
+                if cls is str:
+                    if not v.isascii():
+                        break
+                elif cls is int:
+                    if not -_INT64 <= v < _UINT64:
+                        break
+                elif cls is not float and cls is not bool and v is not None:
+                    break
+            else:
+                return event
+    return _check_event(event)
+
+
+def _check_event(event: Event) -> Event:
+    """``check_event``'s validating path: every field, with a message naming the first bad one."""
     if not isinstance(event, Event):
         raise SchemaError(f"expected an nba.profiles.Event, got {type(event).__name__} {event!r}")
     etype = _name(event.type, "event type")
@@ -99,7 +126,7 @@ def _check_properties(props: dict[str, Any], what: str) -> None:
         elif isinstance(value, bool) or isinstance(value, float) or value is None:
             pass
         elif isinstance(value, numbers.Integral):
-            if not -_INT64 <= int(value) < 1 << 64:
+            if not -_INT64 <= int(value) < _UINT64:
                 raise SchemaError(f"{where}={value} does not fit in 64 bits (msgpack cannot hold it)")
         else:
             raise SchemaError(
