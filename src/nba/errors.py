@@ -14,6 +14,7 @@ __all__ = [
     "UnknownEventError",
     "LogError",
     "IdentityError",
+    "ContactError",
 ]
 
 
@@ -50,3 +51,8 @@ class LogError(NbaError, OSError):
 class IdentityError(NbaError, ValueError):
     """An identity resolution step was refused (``nba.profiles.identity``): a junk or malformed id,
     a profile over its limits, or a merge of two different customers. Nothing was changed."""
+
+
+class ContactError(NbaError, RuntimeError):
+    """A contact history could not be updated (``nba.profiles.contact``): it kept changing under a
+    compare-and-set for every attempt allowed. Nothing was changed; the call may be retried."""

@@ -5,11 +5,30 @@ definitions and ``Features`` (``features.py``) turn a stream of events into a sm
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
 (``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
-``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``.
+``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``;
+a ``ContactPolicy`` (``contact.py``) caps and spaces contacts over a profile's ``History``,
+which a ``ContactStore`` (``EmbeddedContactStore``, ``RedisContactStore``) keeps.
 See docs/profiles.md.
 """
 
 from nba.profiles.consent import LOGGING, PERSONALISATION, Consent, ConsentChange
+from nba.profiles.contact import (
+    Calendar,
+    Cap,
+    Contact,
+    ContactPolicy,
+    ContactStore,
+    EmbeddedContactStore,
+    Gap,
+    History,
+    Outcome,
+    QuietHours,
+    RedisContactStore,
+    Rolling,
+    Rule,
+    Suppress,
+    Window,
+)
 from nba.profiles.events import Event, check_event
 from nba.profiles.features import (
     MAX_TILES,
@@ -52,4 +71,19 @@ __all__ = [
     "ProfileStore",
     "EmbeddedProfileStore",
     "Profile",
+    "ContactPolicy",
+    "Rule",
+    "Cap",
+    "Gap",
+    "Suppress",
+    "QuietHours",
+    "Window",
+    "Rolling",
+    "Calendar",
+    "History",
+    "Contact",
+    "Outcome",
+    "ContactStore",
+    "EmbeddedContactStore",
+    "RedisContactStore",
 ]
