@@ -44,6 +44,7 @@ from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
 from nba.profiles.consent import LOGGING, PERSONALISATION
+from nba.profiles.contact import ContactPolicy, ContactStore
 from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
 from nba.state import DecisionState, EmbeddedState, Lesson, Settings
@@ -54,6 +55,7 @@ _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
 _MISSING = float("nan")
 _NO_PROFILE: dict[str, Any] = {}  # what a decision sees of a profile it may not use (never written to)
+_NO_REASONS: dict[str, str] = {}  # no arm suppressed by the contact policy (never written to)
 #: Longest event id accepted from a caller (a UUID is 36 characters).
 MAX_EVENT_ID = 256
 #: Random bytes in a generated event id's prefix: 80 bits, drawn per process (and again
@@ -91,7 +93,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     ``version`` of the model that scored it (of the one serving, for a fallback), as
     the log records it (docs/contracts.md, "model_version"). ``timestamp`` is unix seconds.
     ``personalised`` is False when the decision used no profile feature: a profile id the
-    store does not know, or a profile without personalisation consent.
+    store does not know, or a profile without personalisation consent. ``suppressed``
+    maps each arm the contact policy held back to its reason code
+    (``nba.profiles.contact``); those arms are not in ``actions``.
     """
 
     event_id: str
@@ -111,6 +115,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     fallback: bool = False
     deferred: bool = False
     personalised: bool = True
+    suppressed: dict[str, str] = {}
 
 
 class Erasure(msgspec.Struct, frozen=True):
@@ -265,7 +270,7 @@ def _nothing() -> None:
 def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequence[float], chosen: list[int],
             scores: Sequence[float] | None, x: list[float] | None, raw: dict[str, dict[str, Any]], version: str,
             asg: Assignment, policy: str, channel: str | None, unit: Any, deferred: bool,
-            fallback: bool) -> DecisionRecord:
+            fallback: bool, suppressed: dict[str, str]) -> DecisionRecord:
     """The log record of a decision (chosen or fallback) from values the Decider has checked."""
     return DecisionRecord(
         event_id=eid,
@@ -286,6 +291,7 @@ def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequen
         deferred=deferred,
         fallback=fallback,
         catalog_id=st.catalog.catalog_id,
+        suppressed=suppressed,
     )
 
 
@@ -332,7 +338,11 @@ class Decider:
     ``RedisState`` to share them with every worker process and host.
     ``profiles``: a ``nba.profiles.ProfileStore``; ``decide`` then also takes a profile
     id (str or int) in place of the profile, reads it in one lookup and honours its
-    consent (docs/profiles.md, "Deciding with a profile id").
+    consent (docs/profiles.md, "Deciding with a profile id"). ``contact``: a
+    ``nba.profiles.ContactPolicy`` evaluated in every decision over the profile's contact
+    history in ``contacts`` (a ``ContactStore``): arms it holds back are not offered
+    (``Decision.suppressed`` says why), and the chosen arm's contact is recorded
+    atomically, so caps hold across processes; ``reward`` records the outcome.
     """
 
     def __init__(
@@ -357,6 +367,8 @@ class Decider:
         max_pending: int = 100_000,
         state: DecisionState | None = None,
         profiles: ProfileStore | None = None,
+        contact: ContactPolicy | None = None,
+        contacts: ContactStore | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -415,6 +427,21 @@ class Decider:
             raise ConfigError(f"profiles must be an nba.profiles store (EmbeddedProfileStore, RedisProfileStore), "
                               f"got {type(profiles).__name__}")
         self._profiles = profiles
+        if contact is not None and not isinstance(contact, ContactPolicy):
+            raise ConfigError(f"contact must be an nba.profiles.ContactPolicy, got {type(contact).__name__}")
+        if contacts is not None and not isinstance(contacts, ContactStore):
+            raise ConfigError(f"contacts must be an nba.profiles contact store (EmbeddedContactStore, "
+                              f"RedisContactStore), got {type(contacts).__name__}")
+        if contact is not None and contacts is None:
+            raise ConfigError("a contact policy needs the store of contact histories it reads: pass "
+                              "contacts=nba.profiles.EmbeddedContactStore() (one process) or RedisContactStore(url)")
+        if contact is not None:
+            unknown = sorted({a for g in contact.groups.values() for a in g} - set(catalog.ids)
+                             | set(contact.transactional) - set(catalog.ids))
+            if unknown:
+                raise ConfigError(f"the contact policy names arms the catalogue does not have: {unknown}")
+        self._contact = contact
+        self._contacts = contacts
         # The model-input columns read from the profile: logged as missing without logging consent.
         self._profile_cols = tuple(c.index for c in catalog.schema.columns if c.source == "profile")
         self._learners = {n: m for n, m in self._state.learners.items() if m is not None}
@@ -499,31 +526,45 @@ class Decider:
         idx = st.static.get(channel) if channel in st.static else st.catalog.static_eligible(channel)
         if idx is None:
             idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
-        k = idx.shape[0]
-        if k == 0:
-            return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit, personal)
-        scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
-        fused = st.fused[sname]
-        kernel = st.kernels[pname] if fused is not None else None
-        params = kernel() if kernel is not None else None
-        if params is not None and fused is not None:
-            # Fused: score, arbitrate, explore and draw in one compiled call.
-            forest, values, weights = fused
-            code, p1, p2 = params
-            c = decide_core.decide_forest(forest, x, idx, values, weights, code, p1, p2,
-                                    eid, self._seed_u64, b.scorer[sname]["acc"],
-                                    b.scores, b.pri, b.pmf)
-            pmf = b.pmf if k == b.pmf.shape[0] else b.pmf[:k]
-            if c < 0:
-                self._raise_bad_priority(st, idx, scores, b.pri[:k], -1 - c)
-            chosen = [c] if n == 1 else sample_slate(pmf, min(n, k), eid, self._seed).tolist()
-        else:
-            scorer.score(x, idx, scores, b.scorer[sname])
-            pmf = self._pmf(st, sname, pname, x, idx, scores, eid, b)
-            if n == 1:
-                chosen = [sample(pmf, eid, self._seed)]
+        suppressed = _NO_REASONS
+        contact = self._contact
+        ckey = ""
+        if contact is not None:
+            ckey, idx, suppressed = self._contact_check(st, idx, unit, channel, n, ts)
+        while True:  # once, unless another process took the chosen arm's last contact meanwhile
+            k = idx.shape[0]
+            if k == 0:
+                return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit, personal,
+                                                suppressed)
+            scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
+            fused = st.fused[sname]
+            kernel = st.kernels[pname] if fused is not None else None
+            params = kernel() if kernel is not None else None
+            if params is not None and fused is not None:
+                # Fused: score, arbitrate, explore and draw in one compiled call.
+                forest, values, weights = fused
+                code, p1, p2 = params
+                c = decide_core.decide_forest(forest, x, idx, values, weights, code, p1, p2,
+                                        eid, self._seed_u64, b.scorer[sname]["acc"],
+                                        b.scores, b.pri, b.pmf)
+                pmf = b.pmf if k == b.pmf.shape[0] else b.pmf[:k]
+                if c < 0:
+                    self._raise_bad_priority(st, idx, scores, b.pri[:k], -1 - c)
+                chosen = [c] if n == 1 else sample_slate(pmf, min(n, k), eid, self._seed).tolist()
             else:
-                chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
+                scorer.score(x, idx, scores, b.scorer[sname])
+                pmf = self._pmf(st, sname, pname, x, idx, scores, eid, b)
+                if n == 1:
+                    chosen = [sample(pmf, eid, self._seed)]
+                else:
+                    chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
+            if contact is None:
+                break
+            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts)
+            if taken is None:
+                break
+            suppressed = {**suppressed, **taken}
+            idx = idx[idx != idx.item(chosen[0])]
         ids = st.catalog.ids
         actions = ids if k == len(ids) else tuple(map(ids.__getitem__, idx.tolist()))
         pmf_t = tuple(pmf.tolist())
@@ -539,7 +580,7 @@ class Decider:
                 profile = _NO_PROFILE
             raw = st.catalog.schema.log_raw(xs, profile, context) or _NO_RAW
             self._log.append(_record(st, eid, ts, actions, pmf_t, chosen, scores_t, xs, raw, version, asg, pol_name,
-                                     channel, unit, defer, False))
+                                     channel, unit, defer, False, suppressed))
         learner = st.learners[sname]
         if learner is not None:
             self._decisions.remember(eid, sname, pname, arm_i, x.copy() if st.contextual[sname] else None, ts,
@@ -563,7 +604,35 @@ class Decider:
             holdout=asg.holdout,
             deferred=defer,
             personalised=personal,
+            suppressed=suppressed,
         )
+
+    def _contact_check(self, st: _State, idx: np.ndarray, unit: Any, channel: str | None, n: int,
+                       ts: float) -> tuple[str, np.ndarray, dict[str, str]]:
+        """The contact history's key, the eligible arms the contact policy allows, and why each other is not."""
+        if channel is None:
+            raise SchemaError("this Decider has a contact policy: pass channel= to decide() (the policy counts and "
+                              "spaces contacts per channel)")
+        if unit is None:
+            raise SchemaError(f"this Decider has a contact policy: the profile needs its id ({self._unit_key!r}) "
+                              "so that its contact history can be read")
+        if n != 1:
+            raise ConfigError("a Decider with a contact policy chooses one arm per decision (n=1): a slate's "
+                              "contacts cannot be reserved together yet")
+        assert self._contact is not None and self._contacts is not None
+        key = str(unit)
+        ids = st.catalog.ids
+        arms = [ids[i] for i in idx.tolist()]
+        why = self._contact.suppressed(self._contacts.history(key, ts), arms, channel, ts)
+        if why:
+            idx = np.array([i for i, a in zip(idx.tolist(), arms) if a not in why], dtype=np.intp)
+        return key, idx, why
+
+    def _contact_reserve(self, key: str, arm: str, channel: str | None, ts: float) -> dict[str, str] | None:
+        """Record the contact if the policy still allows it (atomically); else the reason it does not."""
+        assert self._contact is not None and self._contacts is not None and channel is not None
+        reason = self._contacts.reserve(key, arm, channel, ts, self._contact)
+        return None if reason is None else {arm: reason}
 
     def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool]:
         """A profile id's profile dict, allocation unit, and whether it may be used and logged."""
@@ -615,11 +684,12 @@ class Decider:
 
     def _fallback_decision(
         self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool,
-        unit: Any, personal: bool,
+        unit: Any, personal: bool, suppressed: dict[str, str],
     ) -> Decision:
         if self._fallback is None:
+            held = f" (the contact policy held back {len(suppressed)}: {suppressed})" if suppressed else ""
             raise ConfigError(
-                "no arm is eligible for this decision and the Decider has no fallback arm; "
+                f"no arm is eligible for this decision{held} and the Decider has no fallback arm; "
                 "pass fallback='<arm id>' to return a default action instead"
             )
         try:
@@ -628,14 +698,14 @@ class Decider:
             raise SchemaError(f"channel {channel!r}: {e}") from None
         if self._log is not None:
             self._log.append(_record(st, eid, ts, (self._fallback,), (1.0,), [0], None, None, _NO_RAW, scorer.version,
-                                     asg, "fallback", channel, unit, defer, True))
+                                     asg, "fallback", channel, unit, defer, True, suppressed))
         if defer:
             self._decisions.remember(eid, None, "fallback", 0, None, ts, False)
         return Decision(
             event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=payload,
             probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
             model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
-            fallback=True, deferred=defer, personalised=personal,
+            fallback=True, deferred=defer, personalised=personal, suppressed=suppressed,
         )
 
     # ------------------------------------------------------------------ rewards and learning

@@ -54,6 +54,7 @@ class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=Tr
     x: list[float | None] | None = None
     schema_id: str | None = None
     raw: Features = {}
+    suppressed: dict[str, str] = {}
 
 
 class ActivationRecord(msgspec.Struct, tag="activation", tag_field="type", frozen=True):
