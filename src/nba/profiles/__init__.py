@@ -5,7 +5,8 @@ definitions and ``Features`` (``features.py``) turn a stream of events into a sm
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
 (``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
-``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``.
+``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``;
+``Triggers`` (``triggers.py``) says which profiles are due for a proactive action.
 See docs/profiles.md.
 """
 
@@ -27,6 +28,16 @@ from nba.profiles.features import (
 )
 from nba.profiles.identity import IdentityGraph, Merge
 from nba.profiles.store import EmbeddedProfileStore, Profile, ProfileStore
+from nba.profiles.triggers import (
+    Absence,
+    Due,
+    EmbeddedTriggerStore,
+    OnEvent,
+    RedisTriggerStore,
+    TriggerRule,
+    Triggers,
+    TriggerStore,
+)
 
 __all__ = [
     "Event",
@@ -52,4 +63,12 @@ __all__ = [
     "ProfileStore",
     "EmbeddedProfileStore",
     "Profile",
+    "Triggers",
+    "OnEvent",
+    "Absence",
+    "TriggerRule",
+    "Due",
+    "TriggerStore",
+    "EmbeddedTriggerStore",
+    "RedisTriggerStore",
 ]
