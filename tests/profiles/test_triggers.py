@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nba.errors import ConfigError, SchemaError
@@ -501,9 +501,13 @@ RULES = [
 ]
 TYPES = ["pay", "cart", "checkout", "empty", "login"]
 
+_event = st.tuples(st.just("event"), st.sampled_from(["u1", "u1", "u2"]), st.sampled_from(TYPES),
+                   st.sampled_from(["web", "app"]), st.sampled_from([1, 2]),
+                   st.sampled_from([0, 0, 0, 1, 3, 10, 29, 30, 31]))
+# Mostly events, on two profiles mostly, so that rules meet; claims at clocks behind and ahead of them.
 item = st.one_of(
-    st.tuples(st.just("event"), st.sampled_from(["u1", "u2", "u3"]), st.sampled_from(TYPES),
-              st.sampled_from(["web", "app"]), st.sampled_from([1, 2]), st.sampled_from([0, 0, 1, 3, 10, 29, 30, 31])),
+    _event, _event, _event, _event, _event,
+    st.tuples(st.just("due"), st.integers(-40, 120)),
     st.tuples(st.just("due"), st.integers(-40, 120)),
     st.tuples(st.just("merge"), st.sampled_from(["u1", "u2"]), st.sampled_from(["u2", "u3"])),
     st.tuples(st.just("forget"), st.sampled_from(["u1", "u2", "u3"])),
@@ -538,13 +542,30 @@ def _run(trig: Triggers, items: list[tuple[Any, ...]]) -> None:
     assert {(d.key, d.trigger, d.due_at, d.cause_ts) for d in trig.due(now, limit=1000)} == oracle.due(now)
 
 
+# The boundaries, always tried: a cancel at the arming instant, at the due time, a claim at the due time.
+BOUNDARIES = [
+    [("event", "u1", "cart", "web", 1, 0), ("event", "u1", "checkout", "web", 1, 0), ("due", 100)],
+    [("event", "u1", "cart", "web", 1, 0), ("event", "u1", "empty", "web", 1, 30), ("due", 100)],
+    [("event", "u1", "login", "web", 1, 0), ("due", 60), ("event", "u1", "login", "app", 1, 0), ("due", 120)],
+    [("event", "u1", "pay", "app", 2, 0), ("due", 5), ("event", "u1", "pay", "app", 2, 3), ("due", 100)],
+]
+
+
 @settings(max_examples=250, deadline=None)
-@given(st.lists(item, max_size=40))
+@given(st.lists(item, max_size=60))
+@example(BOUNDARIES[0])
+@example(BOUNDARIES[1])
+@example(BOUNDARIES[2])
+@example(BOUNDARIES[3])
 def test_embedded_matches_the_oracle(items: list[tuple[Any, ...]]) -> None:
     _run(Triggers(RULES), items)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=st.lists(item, max_size=40))
+@given(items=st.lists(item, max_size=60))
+@example(items=BOUNDARIES[0])
+@example(items=BOUNDARIES[1])
+@example(items=BOUNDARIES[2])
+@example(items=BOUNDARIES[3])
 def test_redis_matches_the_oracle(redis_url: str, items: list[tuple[Any, ...]]) -> None:
     _run(Triggers(RULES, RedisTriggerStore(redis_url, namespace=namespace())), items)
