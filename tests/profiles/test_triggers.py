@@ -613,3 +613,12 @@ def test_stores_agree_on_any_arrival_order(redis_url: str, items: list[tuple[Any
             b.forget([it[1]])
         for key in ("u1", "u2", "u3"):
             assert a.pending(key) == b.pending(key)
+
+
+def test_embedded_heap_stays_bounded_under_churn() -> None:
+    """Each login re-arms (restart) and leaves its old heap entry stale: compaction bounds them."""
+    store = EmbeddedTriggerStore()
+    trig = Triggers([LAPSED], store)
+    trig.observe_many(("u", ev("login", i)) for i in range(20_000))
+    assert len(store._heap) <= 2 * 1 + 1024 + 1
+    assert claim_all(trig, 1e9) == [("u", "lapsed", 19_999 + 14 * DAY, 19_999.0)]

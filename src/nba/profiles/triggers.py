@@ -342,14 +342,27 @@ class EmbeddedTriggerStore:
     def __init__(self) -> None:
         self._lock = PoliteLock()
         self._state: dict[str, dict[str, list[float | None]]] = {}
-        self._heap: list[tuple[float, str, str]] = []  # (due_at, key, trigger); stale entries skipped lazily
+        # Heap entries [due_at, key, trigger]: a replaced or cancelled firing's entry stays until popped
+        # (then skipped) or compacted; _entries lists each key's entries, so that forget and merge blank
+        # theirs in place (key and trigger set to "") instead of rebuilding the heap under the lock.
+        self._heap: list[list[Any]] = []
+        self._entries: dict[str, list[list[Any]]] = {}
         self._n_pending = 0
 
     def _set(self, key: str, trigger: str, s: list[float | None], due: float, cause: float) -> None:
         if s[_DUE] is None:
             self._n_pending += 1
         s[_DUE], s[_CAUSE] = due, cause
-        heapq.heappush(self._heap, (due, key, trigger))
+        self._push(due, key, trigger)
+
+    def _push(self, due: float, key: str, trigger: str) -> None:
+        entry = [due, key, trigger]
+        heapq.heappush(self._heap, entry)
+        self._entries.setdefault(key, []).append(entry)
+
+    def _drop_entries(self, key: str) -> None:
+        for entry in self._entries.pop(key, ()):
+            entry[1] = entry[2] = ""
 
     def _clear(self, s: list[float | None]) -> None:
         if s[_DUE] is not None:
@@ -408,7 +421,17 @@ class EmbeddedTriggerStore:
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= now and len(out) < limit:
-                due, key, trigger = heapq.heappop(heap)
+                entry = heapq.heappop(heap)
+                due, key, trigger = entry
+                if not key:
+                    continue  # forgotten or merged away
+                mine = self._entries[key]
+                for i, e in enumerate(mine):
+                    if e is entry:
+                        del mine[i]
+                        break
+                if not mine:
+                    del self._entries[key]
                 s = self._state.get(key, {}).get(trigger)
                 if s is None or s[_DUE] != due:
                     continue  # replaced, cancelled or merged away since it was pushed
@@ -436,6 +459,7 @@ class EmbeddedTriggerStore:
                 into = {}
             for k in merged:
                 per = self._state.pop(k, None)
+                self._drop_entries(k)
                 if not per:
                     continue
                 for t, s in per.items():
@@ -456,10 +480,9 @@ class EmbeddedTriggerStore:
                 for t, m in into.items():
                     due = m[_DUE]
                     if due is not None:
-                        d = _deferred(due, m[_FIRED], cooldowns.get(t, 0.0))
-                        m[_DUE] = d
-                        heapq.heappush(self._heap, (d, master, t))
-            self._compact()
+                        # Pushed again even if master's entry holds it: a duplicate is skipped when popped.
+                        m[_DUE] = d = _deferred(due, m[_FIRED], cooldowns.get(t, 0.0))
+                        self._push(d, master, t)
 
     def forget(self, keys: Sequence[str]) -> None:
         with self._lock:
@@ -467,17 +490,20 @@ class EmbeddedTriggerStore:
                 per = self._state.pop(k, None)
                 if per:
                     self._n_pending -= sum(s[_DUE] is not None for s in per.values())
-            self._compact()  # no heap entry may keep a forgotten key
+                self._drop_entries(k)  # no heap entry may keep a forgotten key
 
     def _compact(self) -> None:
         """Rebuild the heap from the live pending firings only (no stale entry, no forgotten key)."""
-        heap: list[tuple[float, str, str]] = []
+        for entry in self._heap:
+            entry[1] = entry[2] = ""  # a list handed out nowhere, but blank it all the same
+        self._heap, self._entries = [], {}
         for k, per in self._state.items():
             for t, s in per.items():
                 due = s[_DUE]
                 if due is not None:
-                    heap.append((due, k, t))
-        self._heap = heap
+                    entry = [due, k, t]
+                    self._heap.append(entry)
+                    self._entries.setdefault(k, []).append(entry)
         heapq.heapify(self._heap)
 
 
