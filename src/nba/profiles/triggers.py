@@ -208,7 +208,9 @@ class TriggerStore(Protocol):
         ...
 
     def claim(self, now: float, limit: int) -> list[Due]:
-        """Remove and return up to ``limit`` pending firings with ``due_at <= now``, earliest first, each once."""
+        """Remove and return up to ``limit`` pending firings with ``due_at <= now``, earliest first, each once.
+
+        Ties are in the store's own order (embedded: key, then trigger; Redis: trigger, then key)."""
         ...
 
     def pending(self, key: str) -> list[Due]:
@@ -302,7 +304,8 @@ class Triggers:
     def due(self, now: float, limit: int = 100) -> list[Due]:
         """Claim up to ``limit`` firings due at ``now`` (``due_at <= now``), earliest first.
 
-        Each firing is returned to exactly one caller, across every process sharing the store."""
+        Each firing is returned to exactly one caller, across every process sharing the store.
+        A claim is final: a caller that dies before acting on it loses that firing (at most once)."""
         t = _validate.timestamp(now, "due(now)")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise SchemaError(f"due(limit) must be a positive int, got {limit!r}")
