@@ -628,3 +628,34 @@ def profile_events(n: int, n_ids: int, seed: int = 0, *, start: float = 1_700_00
             ev = Event("view", channels[channel[k]], ts)
         out.append((f"user-{who[k]:06d}", ev))
     return out
+
+
+def trigger_rules() -> list:
+    """The triggers the trigger benchmark and its check use: a failed payment, an abandoned cart, a lapse."""
+    from nba.profiles import Absence, OnEvent
+
+    return [
+        OnEvent("failed_payment", "payment", where={"status": "failed"}, delay=60.0, cooldown=3600.0),
+        Absence("abandoned_cart", after="cart_add", missing="checkout", within=1800.0, cancel="cart_empty"),
+        Absence("lapsed", after="login", missing="login", within=14 * 86400.0, restart=True),
+    ]
+
+
+def trigger_events(n: int, n_ids: int, seed: int = 0, *, start: float = 1_700_000_000.0) -> list[tuple[str, object]]:
+    """``n`` ``(unit_id, Event)`` pairs over ``n_ids`` ids, 20 a second: logins, carts, checkouts, payments, views.
+
+    Mix: 30% login, 20% cart_add, 10% checkout, 5% cart_empty, 15% payment (a third failed), 20% view
+    (matches no trigger)."""
+    from nba.profiles import Event
+
+    rng = np.random.default_rng([seed, n, n_ids, 29])
+    who = rng.integers(n_ids, size=n)
+    kind = rng.choice(6, size=n, p=[0.3, 0.2, 0.1, 0.05, 0.15, 0.2])
+    failed = rng.random(n) < 1 / 3
+    types = ("login", "cart_add", "checkout", "cart_empty", "payment", "view")
+    out: list[tuple[str, object]] = []
+    for k in range(n):
+        t = types[kind[k]]
+        props = {"status": "failed" if failed[k] else "ok"} if t == "payment" else {}
+        out.append((f"user-{who[k]:06d}", Event(t, "web", start + k * 0.05, props)))
+    return out

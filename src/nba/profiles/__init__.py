@@ -8,6 +8,7 @@ mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``;
 a ``ContactPolicy`` (``contact.py``) caps and spaces contacts over a profile's ``History``,
 which a ``ContactStore`` (``EmbeddedContactStore``, ``RedisContactStore``) keeps.
+``Triggers`` (``triggers.py``) says which profiles are due for a proactive action.
 See docs/profiles.md.
 """
 
@@ -46,6 +47,16 @@ from nba.profiles.features import (
 )
 from nba.profiles.identity import IdentityGraph, Merge
 from nba.profiles.store import EmbeddedProfileStore, Profile, ProfileStore
+from nba.profiles.triggers import (
+    Absence,
+    Due,
+    EmbeddedTriggerStore,
+    OnEvent,
+    RedisTriggerStore,
+    TriggerRule,
+    Triggers,
+    TriggerStore,
+)
 
 __all__ = [
     "Event",
@@ -86,4 +97,12 @@ __all__ = [
     "ContactStore",
     "EmbeddedContactStore",
     "RedisContactStore",
+    "Triggers",
+    "OnEvent",
+    "Absence",
+    "TriggerRule",
+    "Due",
+    "TriggerStore",
+    "EmbeddedTriggerStore",
+    "RedisTriggerStore",
 ]
