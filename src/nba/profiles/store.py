@@ -32,9 +32,11 @@ from nba import _validate
 from nba._core.locks import PoliteLock
 from nba.errors import IdentityError, ModelFormatError, SchemaError
 from nba.profiles.consent import LOGGING, PERSONALISATION, Consent, ConsentChange
+from nba.profiles.contact import ContactStore
 from nba.profiles.events import Event, check_event
 from nba.profiles.features import Features, Value
 from nba.profiles.identity import IdentityGraph, Merge
+from nba.profiles.triggers import Triggers
 
 __all__ = ["DEFAULT_PURPOSES", "EmbeddedProfileStore", "Profile", "ProfileStore"]
 
@@ -147,7 +149,9 @@ class EmbeddedProfileStore:
     resolves ids (a new ``IdentityGraph()`` by default; the store owns it from now
     on); ``consent_default`` the answer for a purpose with no consent change
     (``Consent(default=...)``; opt-in when None); ``purposes`` those ``profile()``
-    reports in ``Profile.granted``.
+    reports in ``Profile.granted``. ``triggers`` (``nba.profiles.Triggers``) observe every
+    tracked event under its profile's key; they and ``contacts`` (a ``ContactStore``)
+    follow the store's merges (``Triggers.merge``, ``ContactStore.merge``) and erasures.
 
     Thread-safe: one lock, held for one operation at a time (``track_many`` takes it
     per batch of 128 events), so a merge and the events tracked beside it neither
@@ -160,13 +164,20 @@ class EmbeddedProfileStore:
 
     def __init__(self, features: Features, *, identity: IdentityGraph | None = None,
                  consent_default: Mapping[str, bool] | None = None,
-                 purposes: Iterable[str] = DEFAULT_PURPOSES) -> None:
+                 purposes: Iterable[str] = DEFAULT_PURPOSES, triggers: Triggers | None = None,
+                 contacts: ContactStore | None = None) -> None:
         if not isinstance(features, Features):
             raise SchemaError(f"EmbeddedProfileStore: features must be an nba.profiles.Features, got {features!r}")
         if identity is not None and not isinstance(identity, IdentityGraph):
             raise SchemaError(f"EmbeddedProfileStore: identity must be an IdentityGraph or None, got {identity!r}")
         if isinstance(purposes, str):
             raise SchemaError(f"EmbeddedProfileStore: purposes must be a collection of names, got the str {purposes!r}")
+        if triggers is not None and not isinstance(triggers, Triggers):
+            raise SchemaError(f"EmbeddedProfileStore: triggers must be a Triggers or None, got {triggers!r}")
+        if contacts is not None and not isinstance(contacts, ContactStore):
+            raise SchemaError(f"EmbeddedProfileStore: contacts must be a ContactStore or None, got {contacts!r}")
+        self._triggers = triggers
+        self._contacts = contacts
         self._features = features
         self._blank = features.init()  # the state of a profile with no event yet: read, never tracked into
         self._graph = IdentityGraph() if identity is None else identity
@@ -189,6 +200,16 @@ class EmbeddedProfileStore:
         """The feature definitions every profile's state follows."""
         return self._features
 
+    @property
+    def triggers(self) -> Triggers | None:
+        """The triggers every tracked event is observed by (under the profile's key), or None."""
+        return self._triggers
+
+    @property
+    def contacts(self) -> ContactStore | None:
+        """The contact histories that follow this store's merges and erasures, or None."""
+        return self._contacts
+
     # ---- events
 
     def track(self, unit_id: str | int, event: Event) -> None:
@@ -209,6 +230,8 @@ class EmbeddedProfileStore:
             state = self._states[key] = self._features.init()
         self._memo.pop(key, None)
         self._features.track(state, event)
+        if self._triggers is not None:  # under the lock: a merge cannot move the key's triggers meanwhile
+            self._triggers.observe(key, event)
 
     def track_many(self, items: Iterable[tuple[str | int, Event]]) -> int:
         """``track`` each ``(unit_id, event)``; the number tracked.
@@ -341,6 +364,10 @@ class EmbeddedProfileStore:
             for c in consents[1:]:
                 folded = folded.merge(c)
             self._consents[merge.master] = folded
+        if self._triggers is not None:
+            self._triggers.merge(merge.master, merge.merged)
+        if self._contacts is not None:
+            self._contacts.merge(merge.master, merge.merged)
 
     def forget(self, unit_id: str | int) -> tuple[str, ...]:
         """Erase the profile holding ``unit_id``: every alias, its feature state and consent; the ids removed, sorted.
@@ -355,6 +382,12 @@ class EmbeddedProfileStore:
             key = self._graph.resolve(uid)
             if key is None:
                 return ()
+            ids = self._graph.ids(uid)
+            # What follows the profile first: if it fails (Redis down), nothing here has changed yet.
+            if self._triggers is not None:
+                self._triggers.forget(ids)
+            if self._contacts is not None:
+                self._contacts.forget(ids)
             gone = self._graph.forget(uid)
             self._states.pop(key, None)
             self._memo.pop(key, None)
