@@ -478,6 +478,34 @@ def test_calendar_caps_equal_a_recount_by_local_dates(c, channel):
                                                                                channel, now)
 
 
+def test_the_benchmark_workload_agrees_with_the_oracle():
+    from benchmarks.workloads import CONTACT_ARMS, CONTACT_NOW, contact_histories, contact_policy
+
+    policy = contact_policy()
+    blocked = 0
+    for i, h in enumerate(contact_histories(40, seed=1)):
+        now = CONTACT_NOW + i * 3607.0
+        contacts = [(c.ts, c.arm, c.channel) for c in h.contacts]
+        outcomes = [(o.ts, o.arm, o.outcome) for o in h.outcomes]
+        for channel in ("email", "push", "sms", "web"):
+            got = policy.suppressed(h, CONTACT_ARMS, channel, now)
+            assert got == oracle(policy, contacts, outcomes, CONTACT_ARMS, channel, now)
+            blocked += len(got)
+    assert 0 < blocked < 40 * 4 * len(CONTACT_ARMS)  # the workload exercises both answers
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda p: p.suppressed(History(), ["a"], "web", float("nan")), "finite number"),
+    (lambda p: p.suppressed(History(), ["a"], "web", 1.7e12), "milliseconds"),
+    (lambda p: p.suppressed(History(), ["a"], 3, NOW), "channel must be a str"),
+    (lambda p: p.suppressed([], ["a"], "web", NOW), "must be an nba.profiles.History"),
+    (lambda p: p.suppressed(History(), "abc", "web", NOW), "collection of arm ids"),
+])
+def test_policy_refuses_bad_input_with_schema_error(call, needle):
+    with pytest.raises(SchemaError, match=needle):
+        call(ContactPolicy([Cap(1, Calendar("day"))]))
+
+
 # --------------------------------------------------------------------------- the stores: one suite
 
 

@@ -478,8 +478,15 @@ class ContactPolicy:
         """The candidate ``arms`` that may not be contacted on ``channel`` at ``now``, each with its reason.
 
         Arms absent from the result are allowed. Transactional arms are always allowed.
-        One pass over the history per rule, whatever the number of arms.
+        One pass over the history per rule, whatever the number of arms. ``SchemaError``
+        for a ``now`` that is not unix seconds, a channel that is not text.
         """
+        if not isinstance(history, History):
+            raise SchemaError(f"ContactPolicy: history must be an nba.profiles.History, got {type(history).__name__}")
+        channel = _validate.text(channel, "channel")
+        now = _validate.timestamp(now, "now")
+        if isinstance(arms, str):
+            raise SchemaError(f"ContactPolicy: arms must be a collection of arm ids, got the str {arms!r}")
         candidates = [a for a in arms if a not in self.transactional]
         out: dict[str, str] = {}
         if not candidates or not self.rules:
