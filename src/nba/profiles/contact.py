@@ -268,8 +268,8 @@ class Gap(msgspec.Struct, frozen=True):
 class Suppress(msgspec.Struct, frozen=True):
     """An arm with one of ``outcomes`` in the last ``seconds`` is suppressed (on every channel).
 
-    ``per="group"``: an outcome of any arm suppresses every arm sharing a group with it
-    (only group ``group`` when given).
+    ``per="group"``: an outcome of any arm suppresses every arm sharing a group with it,
+    itself included (only group ``group`` when given); an arm in no group is not concerned.
     """
 
     outcomes: tuple[str, ...]
@@ -366,6 +366,12 @@ class History(msgspec.Struct, frozen=True):
 
     contacts: tuple[Contact, ...] = ()
     outcomes: tuple[Outcome, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.contacts.__class__ is not tuple:
+            force_setattr(self, "contacts", tuple(self.contacts))
+        if self.outcomes.__class__ is not tuple:
+            force_setattr(self, "outcomes", tuple(self.outcomes))
 
     def merge(self, other: History) -> History:
         """Both histories in one (for identity merges): every entry of each, ordered by time."""
