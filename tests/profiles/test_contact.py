@@ -764,3 +764,38 @@ def test_redis_store_refuses_garbage_under_its_keys(redis_url):
 def test_redis_store_refuses_a_bad_namespace(redis_url, ns):
     with pytest.raises(ConfigError, match="namespace"):
         RedisContactStore(redis_url, namespace=ns)
+
+
+ops = st.lists(st.tuples(st.sampled_from(["reserve", "reserve", "record", "outcome", "merge"]),
+                         st.sampled_from(["p", "q"]), st.sampled_from(ARMS), st.sampled_from(CHANNELS),
+                         st.sampled_from([0.0, 1.0, 60.0, 3600.0, 7200.0, DAY])), max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops)
+def test_both_stores_give_the_same_answers_and_histories(redis_url, seq):
+    policy = ContactPolicy([Cap(2, Calendar("day", "Europe/Paris")), Cap(1, Rolling(3600), per="arm"),
+                            Gap(7200, "email", "push"), Suppress(("accepted",), DAY)], transactional=["tx"])
+    embedded = EmbeddedContactStore(retention=policy.horizon, max_entries=6)
+    red = RedisContactStore(redis_url, namespace="c-" + secrets.token_hex(6), retention=policy.horizon, max_entries=6)
+    now = NOW
+    try:
+        for op, key, arm, channel, step in seq:
+            now += step
+            if op == "reserve":
+                assert embedded.reserve(key, arm, channel, now, policy) == red.reserve(key, arm, channel, now, policy)
+            elif op == "record":
+                embedded.record(key, arm, channel, now)
+                red.record(key, arm, channel, now)
+            elif op == "outcome":
+                embedded.outcome(key, arm, "accepted", now)
+                red.outcome(key, arm, "accepted", now)
+            else:
+                other = "q" if key == "p" else "p"
+                embedded.merge(key, [other])
+                red.merge(key, [other])
+            for k in ("p", "q"):
+                assert embedded.history(k, now) == red.history(k, now)
+    finally:
+        red.forget(["p", "q"])
+        red.close()
