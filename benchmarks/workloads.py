@@ -36,6 +36,8 @@ __all__ = [
     "event_stream",
     "profile_definitions",
     "profile_events",
+    "contact_policy",
+    "contact_histories",
 ]
 
 
@@ -658,4 +660,42 @@ def trigger_events(n: int, n_ids: int, seed: int = 0, *, start: float = 1_700_00
         t = types[kind[k]]
         props = {"status": "failed" if failed[k] else "ok"} if t == "payment" else {}
         out.append((f"user-{who[k]:06d}", Event(t, "web", start + k * 0.05, props)))
+
+
+# --------------------------------------------------------------------------- contact policy
+
+CONTACT_ARMS = [f"offer_{i}" for i in range(20)]
+CONTACT_CHANNELS = ("email", "push", "sms", "web")
+CONTACT_NOW = 1_781_092_800.0  # 2026-06-10 12:00 UTC
+
+
+def contact_policy():
+    """A realistic marketing policy over 20 arms in 4 groups of 5, one of them transactional."""
+    from nba.profiles import Calendar, Cap, ContactPolicy, Gap, QuietHours, Rolling, Suppress
+
+    groups = {f"g{g}": CONTACT_ARMS[5 * g:5 * g + 5] for g in range(4)}
+    return ContactPolicy([
+        Cap(3, Calendar("week", "Europe/Paris")),
+        Cap(1, Rolling(86400), per="arm"),
+        Cap(2, Calendar("day", "Europe/Paris"), per="group", group="g1"),
+        Cap(1, Calendar("day", "Europe/Paris"), channel="sms"),
+        Gap(7200, "email", "push"),
+        Suppress(("accepted", "rejected"), 7 * 86400),
+        QuietHours("21:00", "08:00", "Europe/Paris", channels=("sms", "push")),
+    ], groups=groups, transactional=["offer_19"])
+
+
+def contact_histories(n: int, seed: int = 0, *, contacts: int = 30, outcomes: int = 10,
+                      now: float = CONTACT_NOW) -> list:
+    """``n`` Histories of ``contacts`` contacts and ``outcomes`` outcomes over the 30 days before ``now``."""
+    from nba.profiles import Contact, History, Outcome
+
+    rng = np.random.default_rng([seed, n, contacts, outcomes, 29])
+    out = []
+    for _ in range(n):
+        cs = sorted(Contact(float(now - rng.uniform(0, 30 * 86400)), CONTACT_ARMS[rng.integers(20)],
+                            CONTACT_CHANNELS[rng.integers(4)]) for _ in range(contacts))
+        os_ = sorted(Outcome(float(now - rng.uniform(0, 30 * 86400)), CONTACT_ARMS[rng.integers(20)],
+                             ("accepted", "rejected", "clicked")[rng.integers(3)]) for _ in range(outcomes))
+        out.append(History(tuple(cs), tuple(os_)))
     return out

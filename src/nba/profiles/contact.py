@@ -268,8 +268,8 @@ class Gap(msgspec.Struct, frozen=True):
 class Suppress(msgspec.Struct, frozen=True):
     """An arm with one of ``outcomes`` in the last ``seconds`` is suppressed (on every channel).
 
-    ``per="group"``: an outcome of any arm suppresses every arm sharing a group with it
-    (only group ``group`` when given).
+    ``per="group"``: an outcome of any arm suppresses every arm sharing a group with it,
+    itself included (only group ``group`` when given); an arm in no group is not concerned.
     """
 
     outcomes: tuple[str, ...]
@@ -366,6 +366,12 @@ class History(msgspec.Struct, frozen=True):
 
     contacts: tuple[Contact, ...] = ()
     outcomes: tuple[Outcome, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.contacts.__class__ is not tuple:
+            force_setattr(self, "contacts", tuple(self.contacts))
+        if self.outcomes.__class__ is not tuple:
+            force_setattr(self, "outcomes", tuple(self.outcomes))
 
     def merge(self, other: History) -> History:
         """Both histories in one (for identity merges): every entry of each, ordered by time."""
@@ -478,8 +484,15 @@ class ContactPolicy:
         """The candidate ``arms`` that may not be contacted on ``channel`` at ``now``, each with its reason.
 
         Arms absent from the result are allowed. Transactional arms are always allowed.
-        One pass over the history per rule, whatever the number of arms.
+        One pass over the history per rule, whatever the number of arms. ``SchemaError``
+        for a ``now`` that is not unix seconds, a channel that is not text.
         """
+        if not isinstance(history, History):
+            raise SchemaError(f"ContactPolicy: history must be an nba.profiles.History, got {type(history).__name__}")
+        channel = _validate.text(channel, "channel")
+        now = _validate.timestamp(now, "now")
+        if isinstance(arms, str):
+            raise SchemaError(f"ContactPolicy: arms must be a collection of arm ids, got the str {arms!r}")
         candidates = [a for a in arms if a not in self.transactional]
         out: dict[str, str] = {}
         if not candidates or not self.rules:
