@@ -28,6 +28,7 @@ from nba.profiles import (
     History,
     QuietHours,
     Rolling,
+    Suppress,
 )
 from tests import redis_server
 
@@ -189,3 +190,32 @@ def test_caps_hold_across_processes_deciding_at_once(redis_url, processes):
     for p in procs:
         p.join(30)
     assert sum(counts) == 3  # exactly the cap, whoever won the races
+
+
+def test_an_accepted_offer_is_suppressed_from_any_process_that_gets_the_reward(redis_url):
+    from nba.profiles import RedisContactStore
+
+    policy = ContactPolicy([Suppress(("accepted", "rejected"), 7 * DAY)], transactional=["receipt"])
+    ns = f"outcome-{os.getpid()}"
+    web, app = (_decider(policy, RedisContactStore(redis_url, namespace=ns)) for _ in range(2))
+    shown = web.decide({"id": "u"}, channel="web", now=T0)
+    app.reward(shown.event_id, 1.0, now=T0 + 60)  # the click lands on another worker
+    later = app.decide({"id": "u"}, channel="app", now=T0 + 120)
+    assert later.suppressed == {} if shown.arm == "receipt" else {shown.arm: "suppressed:accepted"}
+    other = web.decide({"id": "u"}, channel="web", now=T0 + 130)
+    web.reward(other.event_id, 0.0, now=T0 + 140, outcome="rejected")
+    if other.arm not in ("receipt", shown.arm):
+        assert web.decide({"id": "u"}, channel="web", now=T0 + 150).suppressed[other.arm] == "suppressed:rejected"
+    assert app.decide({"id": "u"}, channel="web", now=T0 + 8 * DAY).suppressed == {}
+
+
+def test_a_zero_reward_records_no_outcome_and_an_unknown_event_is_fine():
+    policy = ContactPolicy([Suppress(("accepted",), DAY)])
+    store = EmbeddedContactStore()
+    d = _decider(policy, store)
+    shown = d.decide({"id": "u"}, channel="web", now=T0)
+    d.reward(shown.event_id, 0.0, now=T0 + 1)
+    assert store.history("u", T0 + 2).outcomes == ()
+    d.reward("never-decided", 1.0, now=T0 + 3)  # logged and learned as before; no contact to mark
+    d.reward(shown.event_id, 1.0, now=T0 + 4)
+    assert [(o.arm, o.outcome) for o in store.history("u", T0 + 5).outcomes] == [(shown.arm, "accepted")]

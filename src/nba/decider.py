@@ -560,7 +560,7 @@ class Decider:
                     chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
             if contact is None:
                 break
-            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts)
+            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts, eid)
             if taken is None:
                 break
             suppressed = {**suppressed, **taken}
@@ -628,10 +628,11 @@ class Decider:
             idx = np.array([i for i, a in zip(idx.tolist(), arms) if a not in why], dtype=np.intp)
         return key, idx, why
 
-    def _contact_reserve(self, key: str, arm: str, channel: str | None, ts: float) -> dict[str, str] | None:
+    def _contact_reserve(self, key: str, arm: str, channel: str | None, ts: float,
+                         eid: str) -> dict[str, str] | None:
         """Record the contact if the policy still allows it (atomically); else the reason it does not."""
         assert self._contact is not None and self._contacts is not None and channel is not None
-        reason = self._contacts.reserve(key, arm, channel, ts, self._contact)
+        reason = self._contacts.reserve(key, arm, channel, ts, self._contact, eid)
         return None if reason is None else {arm: reason}
 
     def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool]:
@@ -748,7 +749,7 @@ class Decider:
         log = self._log
         self._decisions.activate(eid, ts, _nothing if log is None else (lambda: log.append_activation(eid, now=ts)))
 
-    def reward(self, event_id: str, value: float, *, now: float | None = None) -> None:
+    def reward(self, event_id: str, value: float, *, now: float | None = None, outcome: str | None = None) -> None:
         """Report the outcome of decision ``event_id`` (e.g. 1.0 for a click); logged and learned from.
 
         An id the Decider's state does not know (with ``EmbeddedState``: made by
@@ -756,11 +757,19 @@ class Decider:
         attaches it to its decision. A value the online model cannot learn
         (``check_reward``: e.g. 5.0 for a Beta-Bernoulli model, or a sum over 1 with
         ``aggregate="sum"``) raises ``SchemaError`` and changes nothing. ``now`` (unix
-        seconds) overrides the clock.
+        seconds) overrides the clock. With a contact policy, ``outcome`` is recorded in the
+        decision's contact history for ``Suppress`` rules, from any process (default:
+        ``"accepted"`` for a value > 0, nothing otherwise; pass ``"rejected"`` to say so).
         """
         eid = _event_id(event_id)
         v = _validate.number(value, "reward value")
         ts = time.time() if now is None else _validate.timestamp(now, "now")
+        if outcome is not None:
+            outcome = _validate.text(outcome, "outcome")
+        if self._contacts is not None:  # first: it may fail (Redis down) before anything is logged or learned
+            o = outcome if outcome is not None else ("accepted" if v > 0 else None)
+            if o is not None:
+                self._contacts.outcome_of(eid, o, ts)
         log = self._log
         self._decisions.reward(eid, v, ts, self._check_reward,
                                _nothing if log is None else (lambda: log.append_outcome(eid, v, now=ts)))

@@ -545,6 +545,8 @@ class Stores:
             for s in self.made:
                 for k, h in s._histories.items():  # type: ignore[attr-defined]
                     out += [k.encode(), h.to_bytes()]
+                for e, (k, _) in s._links.items():  # type: ignore[attr-defined]
+                    out += [e.encode(), k.encode()]
             return out
         import redis
         client = redis.Redis.from_url(self.url)
@@ -672,6 +674,41 @@ def test_forget_leaves_no_byte_of_the_key_or_its_arms(stores):
         assert needle not in blob
     assert b"arm-public" in blob
     assert store.history("subject-7f3a", NOW + 2) == History()
+
+
+def test_an_outcome_reaches_the_contact_of_its_event_through_merges(stores):
+    store = stores.make(retention=POLICY.horizon)
+    assert store.reserve("anon", "offer1", "web", NOW, POLICY, "ev-1") is None
+    store.record("anon", "offer2", "app", NOW + 1, event_id="ev-2")
+    store.record("cust", "offer3", "app", NOW + 2, event_id="ev-3")
+    assert store.outcome_of("ev-2", "accepted", NOW + 10)
+    store.merge("cust", ["anon"])
+    assert store.outcome_of("ev-1", "rejected", NOW + 11)  # its link followed the merge
+    assert store.outcome_of("ev-3", "accepted", NOW + 12)
+    assert not store.outcome_of("ev-none", "accepted", NOW + 13) and not store.outcome_of("", "accepted", NOW)
+    assert [(o.arm, o.outcome) for o in store.history("cust", NOW + 20).outcomes] == [
+        ("offer2", "accepted"), ("offer1", "rejected"), ("offer3", "accepted")]
+    only = ContactPolicy([Suppress(("accepted",), 7 * DAY)])
+    assert only.check(store.history("cust", NOW + 20), "offer2", "web", NOW + 20) == "suppressed:accepted"
+
+
+def test_forget_erases_the_event_links_too(stores):
+    store = stores.make(retention=POLICY.horizon)
+    store.record("subject-7f3a", "offer1", "web", NOW, event_id="event-of-subject-55")
+    store.record("bystander", "offer1", "web", NOW, event_id="event-of-bystander")
+    store.forget(["subject-7f3a"])
+    blob = b"".join(stores.raw_bytes())
+    assert b"event-of-subject-55" not in blob and b"subject-7f3a" not in blob and b"event-of-bystander" in blob
+    assert not store.outcome_of("event-of-subject-55", "accepted", NOW + 1)
+    assert store.outcome_of("event-of-bystander", "accepted", NOW + 1)
+
+
+def test_a_bad_event_id_is_refused(stores):
+    store = stores.make()
+    with pytest.raises(SchemaError, match="event_id"):
+        store.record("k", "a", "web", NOW, event_id=3)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError):
+        store.outcome_of("\ud800", "accepted", NOW)
 
 
 def test_embedded_store_is_new_per_instance_and_counts_profiles():

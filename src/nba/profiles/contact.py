@@ -346,11 +346,12 @@ _RULES = (Cap, Gap, Suppress, QuietHours)
 
 
 class Contact(msgspec.Struct, frozen=True, order=True, array_like=True, gc=False):
-    """One contact: ``arm`` shown on ``channel`` at ``ts`` (unix seconds)."""
+    """One contact: ``arm`` shown on ``channel`` at ``ts`` (unix seconds), by decision ``event`` ("" if none)."""
 
     ts: float
     arm: str
     channel: str
+    event: str = ""
 
 
 class Outcome(msgspec.Struct, frozen=True, order=True, array_like=True, gc=False):
@@ -601,19 +602,30 @@ class ContactStore(Protocol):
         """The history of ``key`` at ``now`` (one read); empty for a key the store does not hold."""
         ...
 
-    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy) -> str | None:
+    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
+                event_id: str = "") -> str | None:
         """Atomically: check ``arm`` on ``channel`` against the current history and record the contact if allowed.
 
-        None when recorded, else the blocking reason code (nothing recorded).
+        None when recorded, else the blocking reason code (nothing recorded). With an
+        ``event_id`` (the decision's), ``outcome_of(event_id, ...)`` finds the contact later.
         """
         ...
 
-    def record(self, key: str, arm: str, channel: str, now: float) -> None:
+    def record(self, key: str, arm: str, channel: str, now: float, event_id: str = "") -> None:
         """Record a contact unconditionally (a deferred decision activated, a contact made outside nba)."""
         ...
 
     def outcome(self, key: str, arm: str, outcome: str, now: float) -> None:
         """Record an outcome of ``arm`` (``"accepted"``, ``"rejected"``, ...) for ``Suppress`` rules."""
+        ...
+
+    def outcome_of(self, event_id: str, outcome: str, now: float) -> bool:
+        """Record ``outcome`` for the arm and profile of the contact made by decision ``event_id``.
+
+        From any process: the store links each recorded event id to its profile key
+        (following merges) for ``retention``. False, nothing recorded, for an event id it
+        does not hold (never recorded with one, forgotten, or older than the retention).
+        """
         ...
 
     def merge(self, master: str, merged: Iterable[str]) -> None:
@@ -634,6 +646,7 @@ class _Args(msgspec.Struct, frozen=True, gc=False):
     arm: str
     channel: str
     now: float
+    event: str = ""
 
 
 def _check_key(key: Any) -> str:
@@ -642,9 +655,27 @@ def _check_key(key: Any) -> str:
     return _validate.text(key, "contact history key")
 
 
-def _check(key: Any, arm: Any, channel: Any, now: Any, what: str = "channel") -> _Args:
+def _check(key: Any, arm: Any, channel: Any, now: Any, what: str = "channel", event: Any = "") -> _Args:
     return _Args(_check_key(key), _validate.text(arm, "arm"), _validate.text(channel, what),
-                 _validate.timestamp(now, "now"))
+                 _validate.timestamp(now, "now"), _check_event_id(event))
+
+
+def _check_event_id(event: Any) -> str:
+    if not isinstance(event, str):
+        raise SchemaError(f"event_id must be a str (a decision's event id) or '', got {event!r}")
+    return _validate.text(event, "event_id")
+
+
+def _arm_of(h: History, event: str) -> str | None:
+    """The arm of the contact ``event`` made, newest first; None when ``h`` holds none."""
+    for c in reversed(h.contacts):
+        if c.event == event:
+            return c.arm
+    return None
+
+
+def _events(hs: Iterable[History]) -> list[str]:
+    return [c.event for h in hs for c in h.contacts if c.event]
 
 
 def _check_limits(retention: Any, max_entries: Any, who: str) -> tuple[float, int]:
@@ -674,6 +705,7 @@ class EmbeddedContactStore:
         self.retention, self.max_entries = _check_limits(retention, max_entries, "EmbeddedContactStore")
         self._lock = PoliteLock()
         self._histories: dict[str, History] = {}
+        self._links: dict[str, tuple[str, float]] = {}  # event id -> (profile key, ts), oldest first
 
     def history(self, key: str, now: float) -> History:
         k, t = _check_key(key), _validate.timestamp(now, "now")
@@ -681,21 +713,52 @@ class EmbeddedContactStore:
             h = self._histories.get(k, _EMPTY)
         return h.pruned(t - self.retention, self.max_entries)
 
-    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy) -> str | None:
-        a = _check(key, arm, channel, now)
+    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
+                event_id: str = "") -> str | None:
+        a = _check(key, arm, channel, now, event=event_id)
         _check_policy(policy, self.retention, "EmbeddedContactStore")
         with self._lock:
             h = self._histories.get(a.key, _EMPTY).pruned(a.now - self.retention, self.max_entries)
             reason = policy.check(h, a.arm, a.channel, a.now)
             if reason is None:
                 self._histories[a.key] = _add_contact(h, a, self.max_entries)
+                self._link(a)
         return reason
 
-    def record(self, key: str, arm: str, channel: str, now: float) -> None:
-        a = _check(key, arm, channel, now)
+    def record(self, key: str, arm: str, channel: str, now: float, event_id: str = "") -> None:
+        a = _check(key, arm, channel, now, event=event_id)
         with self._lock:
             h = self._histories.get(a.key, _EMPTY).pruned(a.now - self.retention, self.max_entries)
             self._histories[a.key] = _add_contact(h, a, self.max_entries)
+            self._link(a)
+
+    def _link(self, a: _Args) -> None:
+        """Link the contact's event id to its key; drop the links older than the retention (lock held)."""
+        if not a.event:
+            return
+        links = self._links
+        links.pop(a.event, None)
+        links[a.event] = (a.key, a.now)
+        since = a.now - self.retention
+        while links:
+            first = next(iter(links))
+            if links[first][1] >= since:
+                break
+            del links[first]
+
+    def outcome_of(self, event_id: str, outcome: str, now: float) -> bool:
+        eid = _check_event_id(event_id)
+        o, t = _validate.text(outcome, "outcome"), _validate.timestamp(now, "now")
+        with self._lock:
+            link = self._links.get(eid) if eid else None
+            if link is None:
+                return False
+            h = self._histories.get(link[0], _EMPTY).pruned(t - self.retention, self.max_entries)
+            arm = _arm_of(h, eid)
+            if arm is None:
+                return False
+            self._histories[link[0]] = _add_outcome(h, _Args(link[0], arm, o, t), self.max_entries)
+        return True
 
     def outcome(self, key: str, arm: str, outcome: str, now: float) -> None:
         a = _check(key, arm, outcome, now, "outcome")
@@ -712,12 +775,21 @@ class EmbeddedContactStore:
                 for h in hs[1:]:
                     acc = acc.merge(h)
                 self._histories[m] = _bounded(acc, self.max_entries)
+            for e in _events(hs):
+                link = self._links.get(e)
+                if link is not None:
+                    self._links[e] = (m, link[1])
 
     def forget(self, keys: Iterable[str]) -> None:
         ks = _check_keys(keys)
         with self._lock:
             for k in ks:
-                self._histories.pop(k, None)
+                h = self._histories.pop(k, None)
+                for e in _events(() if h is None else (h,)):
+                    self._links.pop(e, None)
+            gone = set(ks)
+            for e in [e for e, (k, _) in self._links.items() if k in gone]:  # links whose contacts were pruned
+                del self._links[e]
 
     def close(self) -> None:
         """Nothing to release: the histories live as long as this object."""
@@ -748,7 +820,8 @@ def _bounded(h: History, max_entries: int) -> History:
 
 
 def _add_contact(h: History, a: _Args, max_entries: int) -> History:
-    return _bounded(History(_sorted_add(h.contacts, Contact(a.now, a.arm, a.channel)), h.outcomes), max_entries)
+    return _bounded(History(_sorted_add(h.contacts, Contact(a.now, a.arm, a.channel, a.event)), h.outcomes),
+                    max_entries)
 
 
 def _add_outcome(h: History, a: _Args, max_entries: int) -> History:
@@ -759,14 +832,17 @@ def _add_outcome(h: History, a: _Args, max_entries: int) -> History:
 #   {ns}:contact:<profile key>  hash: v (version: a value of the counter, unique), h (History msgpack)
 #   {ns}:contact-version        the counter a commit takes its version from (never reused, even
 #                               after a key is deleted and written again: no ABA)
-# _COMMIT: KEYS = n history keys, then the counter; ARGV = the n versions read ('' for absent),
-# the new History for KEYS[1] ('' deletes it), its TTL in ms. KEYS[2..n] (a merge) are deleted.
+#   {ns}:contact-event:<event id>  the profile key whose history holds that decision's contact
+#                               (outcome_of finds it from any process); expires with the history
+# _COMMIT: KEYS = n history keys, the counter, then (optional) an event link key; ARGV = n, the n
+# versions read ('' for absent), the new History for KEYS[1] ('' deletes it), its TTL in ms. KEYS[2..n]
+# (a merge) are deleted; the event link, if given, is set to KEYS[1]'s profile key (ARGV[n + 4]).
 # Returns {1} on commit, else {0, v1, h1, ..., vn, hn}: the current values, to retry on at once.
 _COMMIT = """
-local n = #KEYS - 1
+local n = tonumber(ARGV[1])
 local stale = false
 for i = 1, n do
-  if (redis.call('HGET', KEYS[i], 'v') or '') ~= ARGV[i] then stale = true break end
+  if (redis.call('HGET', KEYS[i], 'v') or '') ~= ARGV[i + 1] then stale = true break end
 end
 if stale then
   local out = {0}
@@ -778,12 +854,15 @@ if stale then
   return out
 end
 for i = 2, n do redis.call('DEL', KEYS[i]) end
-if ARGV[n + 1] == '' then
+if ARGV[n + 2] == '' then
   redis.call('DEL', KEYS[1])
 else
   local ver = redis.call('INCR', KEYS[n + 1])
-  redis.call('HSET', KEYS[1], 'v', ver, 'h', ARGV[n + 1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[n + 2])
+  redis.call('HSET', KEYS[1], 'v', ver, 'h', ARGV[n + 2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[n + 3])
+end
+if #KEYS > n + 1 then
+  redis.call('SET', KEYS[n + 2], ARGV[n + 4], 'PX', ARGV[n + 3])
 end
 return {1}
 """
@@ -832,6 +911,7 @@ class RedisContactStore:
         self.namespace = namespace
         self._prefix = f"{tag}:contact:"
         self._counter = f"{tag}:contact-version"
+        self._events = f"{tag}:contact-event:"
         self._ttl_ms = int(self.retention * 1000) + 60_000
         self._commit = self._client.register_script(_COMMIT)
 
@@ -854,16 +934,22 @@ class RedisContactStore:
             raise ModelFormatError(f"RedisContactStore {self.namespace!r}: the history of {key!r} is not an nba "
                                    f"contact history ({e}); another program writes these keys?") from None
 
-    def _update(self, keys: Sequence[str], change: Any) -> str | None:
-        """Compare-and-set ``keys[0]`` to ``change(histories)`` (and delete the others); a str from change aborts."""
+    def _update(self, keys: Sequence[str], change: Any, event: str = "") -> str | None:
+        """Compare-and-set ``keys[0]`` to ``change(histories)`` (and delete the others); a str from change aborts.
+
+        With ``event``, the commit also links that event id to ``keys[0]``."""
         seen = self._read(keys)
         names = [self._prefix + k for k in keys] + [self._counter]
+        extra: list[Any] = []
+        if event:
+            names.append(self._events + event)
+            extra.append(keys[0])
         for _ in range(self._max_attempts):
             new = change([self._decode(k, raw) for k, (_, raw) in zip(keys, seen)])
             if isinstance(new, str):
                 return new
             data = b"" if new is None else new.to_bytes()
-            r = self._commit(keys=names, args=[*(v for v, _ in seen), data, self._ttl_ms])
+            r = self._commit(keys=names, args=[len(keys), *(v for v, _ in seen), data, self._ttl_ms, *extra])
             if int(r[0]) == 1:
                 return None
             flat = r[1:]
@@ -876,8 +962,9 @@ class RedisContactStore:
         (_, raw), = self._read([k])
         return self._decode(k, raw).pruned(t - self.retention, self.max_entries)
 
-    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy) -> str | None:
-        a = _check(key, arm, channel, now)
+    def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
+                event_id: str = "") -> str | None:
+        a = _check(key, arm, channel, now, event=event_id)
         _check_policy(policy, self.retention, "RedisContactStore")
         since, cap = a.now - self.retention, self.max_entries
 
@@ -886,12 +973,34 @@ class RedisContactStore:
             reason = policy.check(h, a.arm, a.channel, a.now)
             return reason if reason is not None else _add_contact(h, a, cap)
 
-        return self._update([a.key], change)
+        return self._update([a.key], change, a.event)
 
-    def record(self, key: str, arm: str, channel: str, now: float) -> None:
-        a = _check(key, arm, channel, now)
+    def record(self, key: str, arm: str, channel: str, now: float, event_id: str = "") -> None:
+        a = _check(key, arm, channel, now, event=event_id)
         since, cap = a.now - self.retention, self.max_entries
-        self._update([a.key], lambda hs: _add_contact(hs[0].pruned(since, cap), a, cap))
+        self._update([a.key], lambda hs: _add_contact(hs[0].pruned(since, cap), a, cap), a.event)
+
+    def outcome_of(self, event_id: str, outcome: str, now: float) -> bool:
+        eid = _check_event_id(event_id)
+        o, t = _validate.text(outcome, "outcome"), _validate.timestamp(now, "now")
+        if not eid:
+            return False
+        raw = self._client.get(self._events + eid)
+        if raw is None:
+            return False
+        key = raw.decode("utf-8", "surrogatepass")
+        since, cap = t - self.retention, self.max_entries
+        found = [False]
+
+        def change(hs: list[History]) -> History | str:
+            h = hs[0].pruned(since, cap)
+            arm = _arm_of(h, eid)
+            if arm is None:
+                return "absent"
+            found[0] = True
+            return _add_outcome(h, _Args(key, arm, o, t), cap)
+
+        return self._update([key], change) is None and found[0]
 
     def outcome(self, key: str, arm: str, outcome: str, now: float) -> None:
         a = _check(key, arm, outcome, now, "outcome")
@@ -912,12 +1021,19 @@ class RedisContactStore:
                 acc = acc.merge(h)
             return _bounded(acc, self.max_entries)
 
+        moved = _events(self._decode(k, raw) for k, (_, raw) in zip(others, self._read(others)))
         self._update([m, *others], change)
+        if moved:  # the links of the folded contacts now name the master (idempotent: a retry redoes it)
+            pipe = self._client.pipeline(transaction=False)
+            for e in moved:
+                pipe.set(self._events + e, m, xx=True, keepttl=True)
+            pipe.execute()
 
     def forget(self, keys: Iterable[str]) -> None:
         ks = _check_keys(keys)
         if ks:
-            self._client.delete(*(self._prefix + k for k in ks))
+            links = [self._events + e for e in _events(self._decode(k, raw) for k, (_, raw) in zip(ks, self._read(ks)))]
+            self._client.delete(*(self._prefix + k for k in ks), *links)
 
     def close(self) -> None:
         """Close the connections of a client this store made (a client passed in is the caller's)."""
