@@ -14,6 +14,7 @@ __all__ = [
     "UnknownEventError",
     "LogError",
     "IdentityError",
+    "ConflictError",
 ]
 
 
@@ -50,3 +51,9 @@ class LogError(NbaError, OSError):
 class IdentityError(NbaError, ValueError):
     """An identity resolution step was refused (``nba.profiles.identity``): a junk or malformed id,
     a profile over its limits, or a merge of two different customers. Nothing was changed."""
+
+
+class ConflictError(NbaError, RuntimeError):
+    """A write to shared state (``nba.profiles.RedisProfileStore``) lost its compare-and-set to other
+    writers too many times in a row. The part that was not written is unchanged; retry it, or spread
+    the writers over more profiles."""

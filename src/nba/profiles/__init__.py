@@ -5,7 +5,7 @@ definitions and ``Features`` (``features.py``) turn a stream of events into a sm
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
 (``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
-``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``.
+``EmbeddedProfileStore``; ``redis_store.py``: ``RedisProfileStore``) holds all three per profile and answers ``profile(id, now)``.
 See docs/profiles.md.
 """
 
@@ -26,6 +26,7 @@ from nba.profiles.features import (
     Sum,
 )
 from nba.profiles.identity import IdentityGraph, Merge
+from nba.profiles.redis_store import RedisProfileStore
 from nba.profiles.store import EmbeddedProfileStore, Profile, ProfileStore
 
 __all__ = [
@@ -51,5 +52,6 @@ __all__ = [
     "LOGGING",
     "ProfileStore",
     "EmbeddedProfileStore",
+    "RedisProfileStore",
     "Profile",
 ]

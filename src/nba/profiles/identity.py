@@ -185,6 +185,13 @@ class IdentityGraph:
             self._merges.pop(root, None)
         return tuple(sorted(gone))
 
+    def check(self, id: str | int, what: str = "id") -> str:
+        """``id`` as the str this graph would hold it under, or ``IdentityError`` saying why it refuses it.
+
+        The guard rails on a single id (a placeholder, too long, not text), for a store
+        that keeps the graph's maps elsewhere (Redis) and checks an id before adding it."""
+        return self._check(id, what)
+
     def __contains__(self, id: object) -> bool:
         try:
             key = _lookup(id)
