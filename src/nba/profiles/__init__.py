@@ -5,7 +5,8 @@ definitions and ``Features`` (``features.py``) turn a stream of events into a sm
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
 (``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
-``EmbeddedProfileStore``; ``redis_store.py``: ``RedisProfileStore``) holds all three per profile and answers ``profile(id, now)``.
+``EmbeddedProfileStore``, in memory; ``redis_store.py``: ``RedisProfileStore``, shared
+through Redis) holds all three per profile and answers ``profile(id, now)``.
 See docs/profiles.md.
 """
 
