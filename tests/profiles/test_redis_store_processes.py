@@ -70,7 +70,8 @@ def direct(events: list[Event]) -> dict[str, Any]:
 
 def _track(url: str, ns: str, worker: int, overlap: bool, barrier: Any, errors: Any) -> None:
     try:
-        store = RedisProfileStore(FEATURES, url, namespace=ns)
+        # Odd workers keep the states they commit decoded (the cache): both read paths race.
+        store = RedisProfileStore(FEATURES, url, namespace=ns, cache_size=64 * (worker % 2))
         events = events_of(worker)
         ids = ids_of(worker) if overlap else ["shared"] * len(events)
         rnd = random.Random(worker)

@@ -1,9 +1,9 @@
 """nba.profiles.store: one suite for every ProfileStore backend, then what only the embedded store does.
 
 Every test of the shared suite takes ``backend`` (parametrized over ``BACKENDS``:
-"embedded", and "redis", a ``RedisProfileStore`` on a namespace of its own of a
-redis-server started for the session, whose contents are every key of that
-namespace with its value) and speaks to the store only through
+"embedded", and "redis" and "redis-cached", a ``RedisProfileStore`` without and with
+its state cache, each store on a namespace of its own of a redis-server started for
+the session, whose contents are every key of that namespace with its value) and speaks to the store only through
 the ``ProfileStore`` Protocol. ``Backend.contents`` is everything the backend holds,
 as bytes, for the erasure tests to scan. The oracle of the merge tests is
 ``Features`` used directly: every event of a final profile's ids tracked into one state.
@@ -114,14 +114,16 @@ class Redis(Backend):
 
     name = "redis"
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.client: Any = None
+        self.options = options  # the store's own, for every store this backend makes
 
     def make(self, features: Features = FEATURES, **options: Any) -> ProfileStore:
         assert self.client is not None, "the redis_backend fixture starts the server"
         if options.pop("identity", None) is not None:
             raise NotImplementedError("a RedisProfileStore takes identity_options, not an IdentityGraph")
-        return RedisProfileStore(features, self.client, namespace="t-" + secrets.token_hex(6), **options)
+        return RedisProfileStore(features, self.client, namespace="t-" + secrets.token_hex(6),
+                                 **{**self.options, **options})
 
     def contents(self, store: ProfileStore) -> bytes:
         """Every key under the store's namespace, with its whole value (read by type, not DUMP: DUMP compresses)."""
@@ -141,33 +143,37 @@ class Redis(Backend):
         return b"\0".join(out)
 
 
-BACKENDS: dict[str, Backend] = {"embedded": Embedded(), "redis": Redis()}
+# "redis-cached": each process keeps the states it committed decoded (a different read path for every write).
+BACKENDS: dict[str, Backend] = {"embedded": Embedded(), "redis": Redis(), "redis-cached": Redis(cache_size=64)}
 
 
 @pytest.fixture(scope="session")
-def redis_backend() -> Iterator[Backend]:
-    """The Redis backend, on a redis-server started for the session (and stopped at its end)."""
+def redis_backend() -> Iterator[Any]:
+    """A client of a redis-server started for the session (and stopped at its end), for the Redis backends."""
     if not redis_server.available():
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     import redis
 
     server = redis_server.RedisServer().start()
-    b = BACKENDS["redis"]
-    assert isinstance(b, Redis)
-    b.client = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(server.url)
+    backends = [b for b in BACKENDS.values() if isinstance(b, Redis)]
+    for b in backends:
+        b.client = client
     try:
-        yield b
+        yield client
     finally:
-        b.client.close()
-        b.client = None
+        for b in backends:
+            b.client = None
+        client.close()
         server.close()
 
 
 @pytest.fixture(params=sorted(BACKENDS), scope="session")
 def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "redis":
-        return request.getfixturevalue("redis_backend")  # type: ignore[no-any-return]
-    return BACKENDS[request.param]
+    b = BACKENDS[request.param]
+    if isinstance(b, Redis):
+        request.getfixturevalue("redis_backend")
+    return b
 
 
 @pytest.fixture

@@ -82,13 +82,11 @@ return out
 # COMMIT: KEYS parent, seen, members, version counter; ARGV[1] prefix, then 6 per profile: key, version read,
 # first-seen ts ('' unless the key is an id new to the store), members (msgpack, with ts), state ('' keeps it),
 # consent ('' keeps it). A profile is written only if it is as it was read: still its own key, at the version
-# read (a new id: still absent). Returns the 1-based positions of the profiles not written.
+# read (a new id: still absent). Returns, per profile, its new version (0: not written).
 _COMMIT = """
 local prefix = ARGV[1]
-local failed = {}
-local n = 0
+local out = {}
 for i = 2, #ARGV, 6 do
-  n = n + 1
   local root, v, ts, mem, s, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local key = prefix .. root
   local ok
@@ -103,15 +101,17 @@ for i = 2, #ARGV, 6 do
       redis.call('HSET', KEYS[2], root, ts)
       redis.call('HSET', KEYS[3], root, mem)
     end
-    local args = {'v', redis.call('INCR', KEYS[4])}
+    local version = redis.call('INCR', KEYS[4])
+    local args = {'v', version}
     if s ~= '' then args[#args + 1] = 's'; args[#args + 1] = s end
     if c ~= '' then args[#args + 1] = 'c'; args[#args + 1] = c end
     redis.call('HSET', key, unpack(args))
+    out[#out + 1] = version
   else
-    failed[#failed + 1] = n
+    out[#out + 1] = 0
   end
 end
-return failed
+return out
 """
 
 # IDREAD: KEYS parent, seen, members, customers, merges; ARGV[1] prefix, then ids. Returns {the profile key of
@@ -224,6 +224,12 @@ class RedisProfileStore:
     ``IdentityGraph``'s (limits, ``blocked``, ``clock``), ``consent_default`` and
     ``purposes`` as ``EmbeddedProfileStore``'s. ``max_attempts``: how many times a write
     that lost its compare-and-set is read and tried again before ``ConflictError``.
+    ``cache_size``: how many profiles' states this process keeps decoded, as it last
+    committed them, so tracking into one again skips ``Features.from_bytes`` when no
+    other writer changed it (0, the default: none). A version is never reused, so a
+    hit is exact; but a profile forgotten by another process stays in this one's
+    memory until it is pushed out (never used again), so leave it 0 where an erasure
+    must leave no copy in any process.
 
     Thread- and fork-safe: no lock is held across a round trip, and redis-py makes a
     forked child its own connections. See the module docstring for the layout and
@@ -233,7 +239,8 @@ class RedisProfileStore:
     def __init__(self, features: Features, url: Any, *, namespace: str = "nba",
                  identity_options: Mapping[str, Any] | None = None,
                  consent_default: Mapping[str, bool] | None = None,
-                 purposes: Iterable[str] = DEFAULT_PURPOSES, max_attempts: int = 100) -> None:
+                 purposes: Iterable[str] = DEFAULT_PURPOSES, max_attempts: int = 100,
+                 cache_size: int = 0) -> None:
         try:
             import redis
         except ImportError:  # pragma: no cover - the extra is installed in tests
@@ -247,6 +254,8 @@ class RedisProfileStore:
             raise SchemaError(f"RedisProfileStore: purposes must be a collection of names, got the str {purposes!r}")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigError(f"RedisProfileStore: max_attempts must be an int >= 1, got {max_attempts!r}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigError(f"RedisProfileStore: cache_size must be an int >= 0, got {cache_size!r}")
         self._client: Any  # redis-py's reply types are unions of every reply: the replies are checked here
         if isinstance(url, str):
             self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
@@ -271,6 +280,9 @@ class RedisProfileStore:
         self._purposes = tuple(dict.fromkeys(_validate.text(p, "purpose") for p in purposes))
         self._granted_by_default = frozenset(p for p in self._purposes if self._default.get(p, False))
         self._max_attempts = max_attempts
+        self._cache_size = cache_size
+        # profile key -> (the version this process committed, the state it committed): a hit skips from_bytes.
+        self._cache: dict[str, tuple[bytes, list[Any]]] | None = {} if cache_size else None
         tag = "{" + namespace + "}"
         self.namespace = namespace
         self._prefix = f"{tag}:p:"
@@ -325,6 +337,7 @@ class RedisProfileStore:
     def _track_batch(self, batch: list[tuple[str, Event]], done: int, single: bool = False) -> int:
         """Track a checked batch: read, update in Python, commit what is unchanged, again for the rest."""
         features = self._features
+        cache = self._cache
         pending = list(range(len(batch)))  # positions not yet committed, in order
         refused: IdentityError | None = None
         tracked = 0
@@ -357,20 +370,28 @@ class RedisProfileStore:
                 break
             args: list[Any] = [self._prefix]
             order = list(groups.items())
+            states = []
             for root, g in order:
-                state = features.init() if g.state is None else features.from_bytes(g.state)
+                hit = cache.pop(root, None) if cache is not None else None
+                if hit is not None and hit[0] == g.version:
+                    state = hit[1]  # this process wrote that version: the same state, not decoded again
+                else:
+                    state = features.init() if g.state is None else features.from_bytes(g.state)
                 features.track_many(state, g.events)
+                states.append(state)
                 if g.ts is None:
                     args += [root, g.version, "", "", features.to_bytes(state), ""]
                 else:
                     args += [root, "0", repr(g.ts), _MEMBERS.encode([root]), features.to_bytes(state), ""]
-            failed = set(self._s_commit(keys=self._commit_keys, args=args))
+            versions = self._s_commit(keys=self._commit_keys, args=args)
             again: list[int] = []
-            for n, (_, g) in enumerate(order, 1):
-                if n in failed:
+            for (root, g), state, version in zip(order, states, versions):
+                if not version:
                     again.extend(g.items)
-                else:
-                    tracked += len(g.items)
+                    continue
+                tracked += len(g.items)
+                if cache is not None:
+                    self._remember(root, version, state)
             if not again:
                 pending = []
                 break
@@ -384,6 +405,17 @@ class RedisProfileStore:
         if refused is not None:
             raise refused
         return tracked
+
+    def _remember(self, root: str, version: int, state: list[Any]) -> None:
+        """Keep the state this process just committed at ``version``, dropping the oldest past ``cache_size``."""
+        cache = self._cache
+        assert cache is not None
+        cache[root] = (b"%d" % version, state)
+        while len(cache) > self._cache_size:
+            try:
+                cache.pop(next(iter(cache)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it meanwhile: its turn to trim
+                break
 
     # ---- reads
 
@@ -444,7 +476,7 @@ class RedisProfileStore:
                     raw, default=self._default)
                 consent.record(change)
                 args = [self._prefix, key, version or b"0", "", "", "", consent.to_bytes()]
-            if not self._s_commit(keys=self._commit_keys, args=args):
+            if self._s_commit(keys=self._commit_keys, args=args)[0]:
                 return
             _backoff(attempt)
         raise ConflictError(
@@ -536,8 +568,11 @@ class RedisProfileStore:
         the store does not hold.
         """
         uid = _key(_validate.unit_id(unit_id))
-        gone = self._s_forget(keys=self._id_keys, args=[self._prefix, uid])
-        return tuple(sorted(i.decode("utf-8") for i in gone))
+        gone = tuple(sorted(i.decode("utf-8") for i in self._s_forget(keys=self._id_keys, args=[self._prefix, uid])))
+        if self._cache is not None:
+            for i in gone:  # the profile key is one of them
+                self._cache.pop(i, None)
+        return gone
 
     def close(self) -> None:
         """Close the connections of a client this store made from a URL (a client passed in is left open)."""
