@@ -126,7 +126,8 @@ class Redis(Backend):
                                  **{**self.options, **options})
 
     def contents(self, store: ProfileStore) -> bytes:
-        """Every key under the store's namespace, with its whole value (read by type, not DUMP: DUMP compresses)."""
+        """Every key under the store's namespace with its whole value (read by type, not DUMP: DUMP compresses),
+        and the states the store keeps decoded in this process."""
         assert isinstance(store, RedisProfileStore)
         c = self.client
         out: list[bytes] = []
@@ -140,6 +141,7 @@ class Redis(Backend):
                 out.append(c.get(k))
             else:
                 raise AssertionError(f"unexpected {kind!r} key {k!r}")
+        out += _held(store._cache, skip=())  # and what this process keeps decoded (cache_size), white box
         return b"\0".join(out)
 
 

@@ -553,6 +553,9 @@ class RedisProfileStore:
                 args += [i, repr(after["seen"][i])]
             args += [len(members), *members]
             if self._s_idcommit(keys=[*self._id_keys, self._version], args=args):
+                if self._cache is not None:
+                    for k in held:  # at a version no longer theirs (the key) or gone (folded away): never a hit
+                        self._cache.pop(k, None)
                 return merge
             _backoff(attempt)
         raise ConflictError(
