@@ -218,3 +218,16 @@ def test_bad_construction_is_refused(client: Counting, kwargs: dict[str, Any], e
     args: dict[str, Any] = {"features": FEATURES, "url": client, "namespace": "ns", **kwargs}
     with pytest.raises(error, match=match):
         RedisProfileStore(args.pop("features"), args.pop("url"), **args)
+
+
+def test_reads_of_unknown_ids_write_nothing_to_redis(client: Counting) -> None:
+    store = make(client)
+    assert store.profile("nobody", NOW) is None
+    assert store.consent("nobody").changes() == []
+    assert store.forget("nobody") == ()
+    assert store.identify("a", "a-cust", now=NOW) is None  # two new ids: written, for the contrast
+    assert client.keys("{" + store.namespace + "}:*")
+    other = make(client)
+    other.profile("a", NOW)
+    other.consent(7)
+    assert client.keys("{" + other.namespace + "}:*") == []
