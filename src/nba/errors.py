@@ -15,6 +15,7 @@ __all__ = [
     "LogError",
     "IdentityError",
     "ConflictError",
+    "StoreError",
 ]
 
 
@@ -57,3 +58,8 @@ class ConflictError(NbaError, RuntimeError):
     """A write to shared state (``nba.profiles.RedisProfileStore``) lost its compare-and-set to other
     writers too many times in a row. The part that was not written is unchanged; retry it, or spread
     the writers over more profiles."""
+
+
+class StoreError(NbaError, OSError):
+    """A shared store (``nba.profiles.RedisProfileStore``) could not reach its backend, or the backend
+    refused the call (down, a timeout, out of memory). A write that was under way may have been applied."""

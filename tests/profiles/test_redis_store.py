@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from benchmarks.workloads import profile_definitions
-from nba.errors import ConfigError, ConflictError, SchemaError
+from nba.errors import ConfigError, ConflictError, SchemaError, StoreError
 from nba.profiles import PERSONALISATION, ConsentChange, Event, Features, RedisProfileStore
 from tests import redis_server
 
@@ -231,3 +231,28 @@ def test_reads_of_unknown_ids_write_nothing_to_redis(client: Counting) -> None:
     other.profile("a", NOW)
     other.consent(7)
     assert client.keys("{" + other.namespace + "}:*") == []
+
+
+def test_redis_down_is_a_store_error_and_the_store_works_again_when_it_is_back() -> None:
+    server = redis_server.RedisServer().start()
+    try:
+        store = RedisProfileStore(FEATURES, server.url, namespace="down")
+        store.track("u", view(1.0))
+        server.stop(kill=True)
+        with pytest.raises(StoreError, match="Redis failed.*ConnectionError.*reachable"):
+            store.profile("u", NOW)
+        with pytest.raises(StoreError) as info:
+            store.track("u", view(2.0))  # the read fails: nothing was under way
+        assert "may have been applied" not in str(info.value)
+        server.start()  # empty: no persistence
+        _interfere(store, 1, lambda: server.stop(kill=True))  # Redis dies between the read and the commit
+        with pytest.raises(StoreError, match="may have been applied"):
+            store.track("u", view(2.0))
+        server.start()
+        assert store.profile("u", NOW) is None  # the scripts are loaded again, the store goes on
+        store.track("u", view(3.0))
+        p = store.profile("u", NOW)
+        assert p is not None and p.values["views"] == 1
+        store.close()
+    finally:
+        server.close()

@@ -27,7 +27,9 @@ profile, or one tracking while another merges it, lose no event and count none t
 Round trips: ``profile`` one (a script resolves the id and returns state and
 consent); ``track`` and each batch of 256 of ``track_many`` two (read, commit), more
 only under contention; ``identify`` / ``alias`` / ``record_consent`` two;
-``forget`` one (a script deletes every field and key of the subject).
+``forget`` one (a script deletes every field and key of the subject). A Redis that
+fails raises ``StoreError``; a write under way may then have been applied, so it is
+not retried (that could count an event twice).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from nba import _validate
-from nba.errors import ConfigError, ConflictError, IdentityError, SchemaError
+from nba.errors import ConfigError, ConflictError, IdentityError, SchemaError, StoreError
 from nba.profiles.consent import Consent, ConsentChange
 from nba.profiles.events import Event, check_event
 from nba.profiles.features import Features
@@ -231,6 +233,9 @@ class RedisProfileStore:
     memory until it is pushed out (never used again), so leave it 0 where an erasure
     must leave no copy in any process.
 
+    When Redis fails (down, a timeout, out of memory) a call raises ``StoreError``; a
+    write that was under way may have been applied, so it is not retried here.
+
     Thread- and fork-safe: no lock is held across a round trip, and redis-py makes a
     forked child its own connections. See the module docstring for the layout and
     why every write is a versioned compare-and-set.
@@ -267,6 +272,7 @@ class RedisProfileStore:
         else:
             raise ConfigError(
                 f"RedisProfileStore: url must be a redis:// URL or a redis.Redis, got {type(url).__name__}")
+        self._redis_error = redis.RedisError
         self._features = features
         self._blank = features.init()  # the state of a profile with no event yet: read, never tracked into
         self._identity_options = dict(identity_options or {})
@@ -383,7 +389,7 @@ class RedisProfileStore:
                     args += [root, g.version, "", "", features.to_bytes(state), ""]
                 else:
                     args += [root, "0", repr(g.ts), _MEMBERS.encode([root]), features.to_bytes(state), ""]
-            versions = self._s_commit(keys=self._commit_keys, args=args)
+            versions = self._call(self._s_commit, self._commit_keys, args, write=True)
             again: list[int] = []
             for (root, g), state, version in zip(order, states, versions):
                 if not version:
@@ -406,6 +412,17 @@ class RedisProfileStore:
             raise refused
         return tracked
 
+    def _call(self, script: Any, keys: list[str], args: list[Any], write: bool = False) -> Any:
+        """Run one script (one round trip; redis-py loads it again after NOSCRIPT); ``StoreError`` if Redis fails."""
+        try:
+            return script(keys=keys, args=args)
+        except self._redis_error as e:
+            maybe = ("a write was under way and may have been applied (Redis did not answer): read the profile "
+                     "before making it again, or an event may count twice; ") if write else ""
+            raise StoreError(
+                f"RedisProfileStore (namespace {self.namespace!r}): Redis failed ({type(e).__name__}: {e}); {maybe}"
+                "check that Redis is up and reachable at the URL given") from e
+
     def _remember(self, root: str, version: int, state: list[Any]) -> None:
         """Keep the state this process just committed at ``version``, dropping the oldest past ``cache_size``."""
         cache = self._cache
@@ -421,7 +438,7 @@ class RedisProfileStore:
 
     def _read(self, uids: list[str], *fields: str) -> list[list[Any] | None]:
         """For each id: None (not held) or [profile key (str), the fields of its hash (bytes or None)...]."""
-        reply = self._s_read(keys=[self._parent], args=[self._prefix, len(fields), *fields, *uids])
+        reply = self._call(self._s_read, [self._parent], [self._prefix, len(fields), *fields, *uids])
         out: list[list[Any] | None] = []
         for row in reply:
             if row is None:
@@ -476,7 +493,7 @@ class RedisProfileStore:
                     raw, default=self._default)
                 consent.record(change)
                 args = [self._prefix, key, version or b"0", "", "", "", consent.to_bytes()]
-            if self._s_commit(keys=self._commit_keys, args=args)[0]:
+            if self._call(self._s_commit, self._commit_keys, args, write=True)[0]:
                 return
             _backoff(attempt)
         raise ConflictError(
@@ -498,7 +515,7 @@ class RedisProfileStore:
         """Run the IdentityGraph rules over the entries x and y touch; commit the result if they are unchanged."""
         ts = _validate.timestamp(self._clock() if now is None else now, "now")
         for attempt in range(self._max_attempts):
-            _, infos = self._s_idread(keys=self._id_keys, args=[self._prefix, x, y])
+            _, infos = self._call(self._s_idread, self._id_keys, [self._prefix, x, y])
             before: dict[str, Any] = {"format": _GRAPH_FORMAT, "profiles": {}, "seen": {}, "customers": {},
                                       "merges": {}}
             held: dict[str, tuple[bytes, bytes | None, bytes | None]] = {}  # key -> version, state, consent
@@ -552,7 +569,7 @@ class RedisProfileStore:
             for i in new:
                 args += [i, repr(after["seen"][i])]
             args += [len(members), *members]
-            if self._s_idcommit(keys=[*self._id_keys, self._version], args=args):
+            if self._call(self._s_idcommit, [*self._id_keys, self._version], args, write=True):
                 if self._cache is not None:
                     for k in held:  # at a version no longer theirs (the key) or gone (folded away): never a hit
                         self._cache.pop(k, None)
@@ -571,7 +588,8 @@ class RedisProfileStore:
         the store does not hold.
         """
         uid = _key(_validate.unit_id(unit_id))
-        gone = tuple(sorted(i.decode("utf-8") for i in self._s_forget(keys=self._id_keys, args=[self._prefix, uid])))
+        gone = tuple(sorted(i.decode("utf-8") for i in self._call(self._s_forget, self._id_keys, [self._prefix, uid],
+                                                                   write=True)))
         if self._cache is not None:
             for i in gone:  # the profile key is one of them
                 self._cache.pop(i, None)
