@@ -256,3 +256,76 @@ def test_redis_down_is_a_store_error_and_the_store_works_again_when_it_is_back()
         store.close()
     finally:
         server.close()
+
+
+def _graph_of(client: Any, store: RedisProfileStore) -> Any:
+    """The namespace's identity maps as an IdentityGraph (from_bytes checks they are one it could have built)."""
+    import msgspec
+
+    from nba.profiles import IdentityGraph
+
+    tag = "{" + store.namespace + "}"
+    dec = msgspec.msgpack.Decoder(list[str])
+    parent = {k.decode(): v.decode() for k, v in client.hgetall(tag + ":parent").items()}
+    members = {k.decode(): dec.decode(v) for k, v in client.hgetall(tag + ":members").items()}
+    assert {i for ms in members.values() for i in ms} == set(parent)
+    assert all(parent[i] == k for k, ms in members.items() for i in ms)  # fully compressed, members agree
+    profiles = {k.decode()[len(tag) + 3:] for k in client.keys(tag + ":p:*")}
+    assert profiles <= set(members)  # a profile hash only under a profile key
+    snap = {"format": 1, "profiles": parent,
+            "seen": {k.decode(): float(v) for k, v in client.hgetall(tag + ":seen").items()},
+            "customers": {k.decode(): dec.decode(v) for k, v in client.hgetall(tag + ":customers").items()},
+            "merges": {k.decode(): int(v) for k, v in client.hgetall(tag + ":merges").items()}}
+    return IdentityGraph.from_bytes(msgspec.msgpack.encode(snap))
+
+
+def test_threads_tracking_merging_and_forgetting_leave_consistent_maps_and_no_extra_event(client: Counting) -> None:
+    import random
+    import threading
+
+    ns = "t-" + secrets.token_hex(6)
+    ids = [f"id-{k}" for k in range(12)]
+    tracked = [0]
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rnd = random.Random(seed)
+        store = make(client, ns, cache_size=8 * (seed % 2))
+        try:
+            for n in range(100):
+                r = rnd.random()
+                if r < 0.6:
+                    store.track(rnd.choice(ids), view(float(n)))
+                    with lock:
+                        tracked[0] += 1
+                elif r < 0.8:
+                    store.alias(rnd.choice(ids), rnd.choice(ids), now=BASE + n, force=True)
+                elif r < 0.9:
+                    store.identify(rnd.choice(ids), f"cust-{rnd.randrange(2)}", now=BASE + n, force=True)
+                else:
+                    store.forget(rnd.choice(ids))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    import sys
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, so reads and commits of different threads interleave
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors
+    store = make(client, ns)
+    graph = _graph_of(client, store)  # raises if the maps are not a graph IdentityGraph could have built
+    keys = {graph.resolve(i) for i in [*ids, "cust-0", "cust-1"]} - {None}
+    for k in keys:
+        p = store.profile(k, NOW)
+        assert p is not None and p.key == k
+        assert set(graph.ids(k)) == {i for i in [*ids, "cust-0", "cust-1"] if store.profile(i, NOW) == p}
+    assert sum(store.profile(k, NOW).values["views"] for k in keys) <= tracked[0]  # type: ignore[union-attr]
