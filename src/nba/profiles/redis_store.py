@@ -58,6 +58,10 @@ __all__ = ["RedisProfileStore"]
 # amortise the round trips (about 0.1 ms each on loopback), short enough that a conflicting profile is retried soon.
 _BATCH = 256
 
+# Lists of ids (a profile's members, its customer ids) as the identity maps hold them: msgpack.
+_IDS_ENCODER = msgspec.msgpack.Encoder()
+_IDS_DECODER = msgspec.msgpack.Decoder(list[str])
+
 # The format field of IdentityGraph.to_bytes (read from the class itself, so the two cannot drift apart).
 _GRAPH_FORMAT: int = msgspec.msgpack.decode(IdentityGraph().to_bytes())["format"]
 
@@ -388,7 +392,7 @@ class RedisProfileStore:
                 if g.ts is None:
                     args += [root, g.version, "", "", features.to_bytes(state), ""]
                 else:
-                    args += [root, "0", repr(g.ts), _MEMBERS.encode([root]), features.to_bytes(state), ""]
+                    args += [root, "0", repr(g.ts), _IDS_ENCODER.encode([root]), features.to_bytes(state), ""]
             versions = self._call(self._s_commit, self._commit_keys, args, write=True)
             again: list[int] = []
             for (root, g), state, version in zip(order, states, versions):
@@ -486,7 +490,7 @@ class RedisProfileStore:
                 at = _validate.timestamp(change.at, "consent time")
                 consent = Consent(default=self._default)
                 consent.record(change)
-                args = [self._prefix, uid, "0", repr(at), _MEMBERS.encode([uid]), "", consent.to_bytes()]
+                args = [self._prefix, uid, "0", repr(at), _IDS_ENCODER.encode([uid]), "", consent.to_bytes()]
             else:
                 key, version, raw = row
                 consent = Consent(default=self._default) if raw is None else Consent.from_bytes(
@@ -521,12 +525,12 @@ class RedisProfileStore:
             held: dict[str, tuple[bytes, bytes | None, bytes | None]] = {}  # key -> version, state, consent
             for key_b, mem, cus, mrg, version, state, consent, seen in infos:
                 key = key_b.decode("utf-8")
-                members = _MEMBERS_DEC.decode(mem)
+                members = _IDS_DECODER.decode(mem)
                 for i, s in zip(members, seen):
                     before["profiles"][i] = key
                     before["seen"][i] = float(s)
                 if cus is not None:
-                    before["customers"][key] = _MEMBERS_DEC.decode(cus)
+                    before["customers"][key] = _IDS_DECODER.decode(cus)
                 if mrg is not None:
                     before["merges"][key] = int(mrg)
                 held[key] = (version or b"0", state, consent)
@@ -561,7 +565,7 @@ class RedisProfileStore:
                     fold_consent = folded.to_bytes()
             customers = after["customers"].get(key)
             merges = after["merges"].get(key)
-            args += [key, _MEMBERS.encode(members), b"" if customers is None else _MEMBERS.encode(customers),
+            args += [key, _IDS_ENCODER.encode(members), b"" if customers is None else _IDS_ENCODER.encode(customers),
                      "" if merges is None else str(merges), "1" if merge is not None else "0",
                      fold_state, fold_consent]
             dead = [k for k in held if k != key]
@@ -604,8 +608,6 @@ class RedisProfileStore:
 if TYPE_CHECKING:  # the Redis store is a ProfileStore, checked by mypy
     _conforms: type[ProfileStore] = RedisProfileStore
 
-_MEMBERS = msgspec.msgpack.Encoder()
-_MEMBERS_DEC = msgspec.msgpack.Decoder(list[str])
 
 
 def _key(uid: str | int) -> str:
