@@ -15,6 +15,8 @@ __all__ = [
     "LogError",
     "IdentityError",
     "ContactError",
+    "ConflictError",
+    "StoreError",
 ]
 
 
@@ -56,3 +58,14 @@ class IdentityError(NbaError, ValueError):
 class ContactError(NbaError, RuntimeError):
     """A contact history could not be updated (``nba.profiles.contact``): it kept changing under a
     compare-and-set for every attempt allowed. Nothing was changed; the call may be retried."""
+
+
+class ConflictError(NbaError, RuntimeError):
+    """A write to shared state (``nba.profiles.RedisProfileStore``) lost its compare-and-set to other
+    writers too many times in a row. The part that was not written is unchanged; retry it, or spread
+    the writers over more profiles."""
+
+
+class StoreError(NbaError, OSError):
+    """A shared store (``nba.profiles.RedisProfileStore``) could not reach its backend, or the backend
+    refused the call (down, a timeout, out of memory). A write that was under way may have been applied."""

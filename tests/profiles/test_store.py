@@ -1,8 +1,9 @@
 """nba.profiles.store: one suite for every ProfileStore backend, then what only the embedded store does.
 
-Every test of the shared suite takes ``backend`` (parametrized over ``BACKENDS``: only
-"embedded" today; a Redis store joins by adding a ``Backend`` that builds it on a
-namespace of its own and dumps that namespace) and speaks to the store only through
+Every test of the shared suite takes ``backend`` (parametrized over ``BACKENDS``:
+"embedded", and "redis" and "redis-cached", a ``RedisProfileStore`` without and with
+its state cache, each store on a namespace of its own of a redis-server started for
+the session, whose contents are every key of that namespace with its value) and speaks to the store only through
 the ``ProfileStore`` Protocol. ``Backend.contents`` is everything the backend holds,
 as bytes, for the erasure tests to scan. The oracle of the merge tests is
 ``Features`` used directly: every event of a final profile's ids tracked into one state.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import select
 import sys
 import threading
@@ -36,7 +38,9 @@ from nba.profiles import (
     Features,
     Profile,
     ProfileStore,
+    RedisProfileStore,
 )
+from tests import redis_server
 
 BASE = 1_700_000_000.0  # a multiple of every bucket below
 NOW = BASE + 7200.0
@@ -105,12 +109,73 @@ class Embedded(Backend):
         return store.to_bytes() + b"\0" + b"\0".join(_held(store, skip=(store.features,)))
 
 
-BACKENDS: dict[str, Backend] = {"embedded": Embedded()}  # "redis": a RedisProfileStore on its own namespace
+class Redis(Backend):
+    """A RedisProfileStore on a namespace of its own, over one client of the session's redis-server."""
+
+    name = "redis"
+
+    def __init__(self, **options: Any) -> None:
+        self.client: Any = None
+        self.options = options  # the store's own, for every store this backend makes
+
+    def make(self, features: Features = FEATURES, **options: Any) -> ProfileStore:
+        assert self.client is not None, "the redis_backend fixture starts the server"
+        if options.pop("identity", None) is not None:
+            raise NotImplementedError("a RedisProfileStore takes identity_options, not an IdentityGraph")
+        return RedisProfileStore(features, self.client, namespace="t-" + secrets.token_hex(6),
+                                 **{**self.options, **options})
+
+    def contents(self, store: ProfileStore) -> bytes:
+        """Every key under the store's namespace with its whole value (read by type, not DUMP: DUMP compresses),
+        and the states the store keeps decoded in this process."""
+        assert isinstance(store, RedisProfileStore)
+        c = self.client
+        out: list[bytes] = []
+        for k in c.scan_iter(match="{" + store.namespace + "}:*", count=1000):
+            out.append(k)
+            kind = c.type(k)
+            if kind == b"hash":
+                for f, v in c.hgetall(k).items():
+                    out += [f, v]
+            elif kind == b"string":
+                out.append(c.get(k))
+            else:
+                raise AssertionError(f"unexpected {kind!r} key {k!r}")
+        out += _held(store._cache, skip=())  # and what this process keeps decoded (cache_size), white box
+        return b"\0".join(out)
+
+
+# "redis-cached": each process keeps the states it committed decoded (a different read path for every write).
+BACKENDS: dict[str, Backend] = {"embedded": Embedded(), "redis": Redis(), "redis-cached": Redis(cache_size=64)}
+
+
+@pytest.fixture(scope="session")
+def redis_backend() -> Iterator[Any]:
+    """A client of a redis-server started for the session (and stopped at its end), for the Redis backends."""
+    if not redis_server.available():
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    import redis
+
+    server = redis_server.RedisServer().start()
+    client = redis.Redis.from_url(server.url)
+    backends = [b for b in BACKENDS.values() if isinstance(b, Redis)]
+    for b in backends:
+        b.client = client
+    try:
+        yield client
+    finally:
+        for b in backends:
+            b.client = None
+        client.close()
+        server.close()
 
 
 @pytest.fixture(params=sorted(BACKENDS), scope="session")
 def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]
+    b = BACKENDS[request.param]
+    if isinstance(b, Redis):
+        request.getfixturevalue("redis_backend")
+    return b
 
 
 @pytest.fixture

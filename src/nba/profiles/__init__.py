@@ -5,7 +5,8 @@ definitions and ``Features`` (``features.py``) turn a stream of events into a sm
 mergeable state and the state into the profile dict a ``FeatureSchema`` reads;
 ``IdentityGraph`` (``identity.py``) says which ids are one profile; ``Consent``
 (``consent.py``) what the customer allowed; a ``ProfileStore`` (``store.py``:
-``EmbeddedProfileStore``) holds all three per profile and answers ``profile(id, now)``;
+``EmbeddedProfileStore``, in memory; ``redis_store.py``: ``RedisProfileStore``, shared
+through Redis) holds all three per profile and answers ``profile(id, now)``;
 a ``ContactPolicy`` (``contact.py``) caps and spaces contacts over a profile's ``History``,
 which a ``ContactStore`` (``EmbeddedContactStore``, ``RedisContactStore``) keeps.
 ``Triggers`` (``triggers.py``) says which profiles are due for a proactive action.
@@ -46,6 +47,7 @@ from nba.profiles.features import (
     Sum,
 )
 from nba.profiles.identity import IdentityGraph, Merge
+from nba.profiles.redis_store import RedisProfileStore
 from nba.profiles.store import EmbeddedProfileStore, Profile, ProfileStore
 from nba.profiles.triggers import (
     Absence,
@@ -81,6 +83,7 @@ __all__ = [
     "LOGGING",
     "ProfileStore",
     "EmbeddedProfileStore",
+    "RedisProfileStore",
     "Profile",
     "ContactPolicy",
     "Rule",

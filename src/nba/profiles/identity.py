@@ -24,15 +24,16 @@ a merge joining two different customer ids (unless ``force``).
 """
 
 # The state is five plain maps and nothing else, so a graph shared between processes is
-# one Redis hash per map under a namespace, and this class's logic moves into Lua scripts:
-#   {ns}:parent     id -> parent id (a profile key is its own parent; resolve walks to it)
-#   {ns}:seen       id -> first-seen unix seconds (set once, HSETNX)
+# one Redis hash per map under a namespace (nba.profiles.redis_store.RedisProfileStore):
+#   {ns}:parent     id -> its profile key (kept fully compressed there: one HGET resolves)
+#   {ns}:seen       id -> first-seen unix seconds (set once)
 #   {ns}:members    profile key -> its ids (msgpack list; bounded by max_ids)
 #   {ns}:customers  profile key -> its customer ids, master first (absent: anonymous)
 #   {ns}:merges     profile key -> profiles folded into it so far (absent: 0)
-# alias/identify/forget read two roots and write O(max_ids) fields, so each is one script
-# (atomic, like nba.state.RedisState's); path compression is an HSET on the way back from a
-# find; forget is HDEL of every member in parent and seen and of the key in the other three.
+# The rules stay here, in one place: alias/identify read the entries of the (at most two)
+# profiles involved in one script, rebuild a small graph of them with from_bytes, call this
+# class, and commit what changed with a script that checks every touched profile's version;
+# forget is one script, HDEL of every member in parent and seen and of the key in the other three.
 
 from __future__ import annotations
 
@@ -184,6 +185,13 @@ class IdentityGraph:
             self._customers.pop(root, None)
             self._merges.pop(root, None)
         return tuple(sorted(gone))
+
+    def check(self, id: str | int, what: str = "id") -> str:
+        """``id`` as the str this graph would hold it under, or ``IdentityError`` saying why it refuses it.
+
+        The guard rails on a single id (a placeholder, too long, not text), for a store
+        that keeps the graph's maps elsewhere (Redis) and checks an id before adding it."""
+        return self._check(id, what)
 
     def __contains__(self, id: object) -> bool:
         try:
