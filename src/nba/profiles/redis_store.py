@@ -44,10 +44,12 @@ import msgspec
 from nba import _validate
 from nba.errors import ConfigError, ConflictError, IdentityError, SchemaError, StoreError
 from nba.profiles.consent import Consent, ConsentChange
+from nba.profiles.contact import ContactStore
 from nba.profiles.events import Event, check_event
 from nba.profiles.features import Features
 from nba.profiles.identity import IdentityGraph, Merge
 from nba.profiles.store import DEFAULT_PURPOSES, Profile
+from nba.profiles.triggers import Triggers
 
 if TYPE_CHECKING:
     from nba.profiles.store import ProfileStore
@@ -235,7 +237,8 @@ class RedisProfileStore:
     other writer changed it (0, the default: none). A version is never reused, so a
     hit is exact; but a profile forgotten by another process stays in this one's
     memory until it is pushed out (never used again), so leave it 0 where an erasure
-    must leave no copy in any process.
+    must leave no copy in any process. ``triggers`` and ``contacts`` as
+    ``EmbeddedProfileStore``'s (share Redis-backed ones between processes).
 
     When Redis fails (down, a timeout, out of memory) a call raises ``StoreError``; a
     write that was under way may have been applied, so it is not retried here.
@@ -249,7 +252,7 @@ class RedisProfileStore:
                  identity_options: Mapping[str, Any] | None = None,
                  consent_default: Mapping[str, bool] | None = None,
                  purposes: Iterable[str] = DEFAULT_PURPOSES, max_attempts: int = 100,
-                 cache_size: int = 0) -> None:
+                 cache_size: int = 0, triggers: Triggers | None = None, contacts: ContactStore | None = None) -> None:
         try:
             import redis
         except ImportError:  # pragma: no cover - the extra is installed in tests
@@ -265,6 +268,12 @@ class RedisProfileStore:
             raise ConfigError(f"RedisProfileStore: max_attempts must be an int >= 1, got {max_attempts!r}")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigError(f"RedisProfileStore: cache_size must be an int >= 0, got {cache_size!r}")
+        if triggers is not None and not isinstance(triggers, Triggers):
+            raise SchemaError(f"RedisProfileStore: triggers must be a Triggers or None, got {triggers!r}")
+        if contacts is not None and not isinstance(contacts, ContactStore):
+            raise SchemaError(f"RedisProfileStore: contacts must be a ContactStore or None, got {contacts!r}")
+        self._triggers = triggers
+        self._contacts = contacts
         self._client: Any  # redis-py's reply types are unions of every reply: the replies are checked here
         if isinstance(url, str):
             self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
@@ -312,6 +321,16 @@ class RedisProfileStore:
         """The feature definitions every profile's state follows."""
         return self._features
 
+    @property
+    def triggers(self) -> Triggers | None:
+        """The triggers every tracked event is observed by (under its profile's key, once committed), or None."""
+        return self._triggers
+
+    @property
+    def contacts(self) -> ContactStore | None:
+        """The contact histories that follow this store's merges and erasures, or None."""
+        return self._contacts
+
     # ---- events
 
     def track(self, unit_id: str | int, event: Event) -> None:
@@ -351,6 +370,7 @@ class RedisProfileStore:
         pending = list(range(len(batch)))  # positions not yet committed, in order
         refused: IdentityError | None = None
         tracked = 0
+        observed: list[tuple[str, Event]] = []  # committed (key, event), for the triggers
         for attempt in range(self._max_attempts):
             uids = list(dict.fromkeys(batch[i][0] for i in pending))
             rows = dict(zip(uids, self._read(uids, "v", "s")))
@@ -400,6 +420,8 @@ class RedisProfileStore:
                     again.extend(g.items)
                     continue
                 tracked += len(g.items)
+                if self._triggers is not None:
+                    observed.extend((root, ev) for ev in g.events)
                 if cache is not None:
                     self._remember(root, version, state)
             if not again:
@@ -407,6 +429,9 @@ class RedisProfileStore:
                 break
             pending = sorted(again)
             _backoff(attempt)
+        if observed:  # after the commit: a merge meanwhile leaves the firing under an alias, still resolvable
+            assert self._triggers is not None
+            self._triggers.observe_many(observed)
         if pending:
             raise ConflictError(
                 f"track: {len(pending)} events lost their compare-and-set {self._max_attempts} times in a row "
@@ -577,6 +602,8 @@ class RedisProfileStore:
                 if self._cache is not None:
                     for k in held:  # at a version no longer theirs (the key) or gone (folded away): never a hit
                         self._cache.pop(k, None)
+                if merge is not None:
+                    self._follow(merge)
                 return merge
             _backoff(attempt)
         raise ConflictError(
@@ -597,7 +624,22 @@ class RedisProfileStore:
         if self._cache is not None:
             for i in gone:  # the profile key is one of them
                 self._cache.pop(i, None)
+        try:
+            if gone and self._triggers is not None:
+                self._triggers.forget(gone)
+            if gone and self._contacts is not None:
+                self._contacts.forget(gone)
+        except self._redis_error as e:
+            raise StoreError(f"forget: the profile of {gone!r} is erased, but not yet its triggers and contact "
+                             f"history ({e}); call triggers.forget and contacts.forget with these ids") from e
         return gone
+
+    def _follow(self, merge: Merge) -> None:
+        """Move the merged profiles' triggers and contact histories to the master."""
+        if self._triggers is not None:
+            self._triggers.merge(merge.master, merge.merged)
+        if self._contacts is not None:
+            self._contacts.merge(merge.master, merge.merged)
 
     def close(self) -> None:
         """Close the connections of a client this store made from a URL (a client passed in is left open)."""
