@@ -21,5 +21,5 @@ def test_the_readme_profiles_example_runs_as_written():
     lines = out.getvalue().splitlines()
     first, second = lines[0].split(" then ")
     assert {first, second.split(" ", 1)[0]} == {"gold_card", "savings"}  # the cap moved the app to the other offer
-    assert second.endswith("{'%s': 'cap:arm:1/86400s'}" % first)
+    assert second.endswith(repr({first: "cap:arm:1/86400s"}))
     assert lines[1:] == ["cust-42 abandoned_cart"]
