@@ -194,6 +194,9 @@ class EmbeddedProfileStore:
         # profile key -> (Features.epoch, values) of its last read: the same state read again within
         # the same tiles needs only its live features recomputed. Dropped when the state changes.
         self._memo: dict[str, tuple[tuple[float, ...], dict[str, Value]]] = {}
+        # id -> its profile key, as the graph resolved it: the graph's find (and its lock) once per id.
+        # Emptied by every merge and erasure, the only changes of a resolution.
+        self._keys: dict[str | int, str] = {}
 
     @property
     def features(self) -> Features:
@@ -213,17 +216,20 @@ class EmbeddedProfileStore:
     # ---- events
 
     def track(self, unit_id: str | int, event: Event) -> None:
-        uid = _validate.unit_id(unit_id)
+        uid = unit_id if unit_id.__class__ is str and unit_id.isascii() else _validate.unit_id(unit_id)
         event = check_event(event)
         with self._lock:
             self._track(uid, event)
 
     def _track(self, uid: str | int, event: Event) -> None:
         """Resolve (or add) ``uid`` and track the checked ``event``; the caller holds the lock."""
-        key = self._graph.resolve(uid)
+        key = self._keys.get(uid)
         if key is None:
-            key = self._graph.add(uid, now=event.ts)  # the guard rails: IdentityError before any change
-        elif self._cut is not None:
+            key = self._graph.resolve(uid)
+            if key is None:
+                key = self._graph.add(uid, now=event.ts)  # the guard rails: IdentityError before any change
+            self._keys[uid] = key
+        if self._cut is not None:
             self._keep(key)
         state = self._states.get(key)
         if state is None:
@@ -347,6 +353,7 @@ class EmbeddedProfileStore:
     def _fold(self, merge: Merge) -> None:
         """Fold the merged profiles' states and consents into the master's; the caller holds the lock."""
         keys = (merge.master, *merge.merged)
+        self._keys.clear()
         for k in keys:
             self._memo.pop(k, None)
         if self._cut is not None:
@@ -389,6 +396,7 @@ class EmbeddedProfileStore:
             if self._contacts is not None:
                 self._contacts.forget(ids)
             gone = self._graph.forget(uid)
+            self._keys.clear()
             self._states.pop(key, None)
             self._memo.pop(key, None)
             self._consents.pop(key, None)
