@@ -528,9 +528,9 @@ class Decider:
             idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         suppressed = _NO_REASONS
         contact = self._contact
-        ckey = ""
+        ckey, seen = "", None
         if contact is not None:
-            ckey, idx, suppressed = self._contact_check(st, idx, unit, channel, n, ts)
+            ckey, seen, idx, suppressed = self._contact_check(st, idx, unit, channel, n, ts)
         while True:  # once, unless another process took the chosen arm's last contact meanwhile
             k = idx.shape[0]
             if k == 0:
@@ -560,7 +560,8 @@ class Decider:
                     chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
             if contact is None:
                 break
-            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts, eid)
+            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts, eid, seen)
+            seen = None  # drawn again: the store reads what changed
             if taken is None:
                 break
             suppressed = {**suppressed, **taken}
@@ -608,8 +609,8 @@ class Decider:
         )
 
     def _contact_check(self, st: _State, idx: np.ndarray, unit: Any, channel: str | None, n: int,
-                       ts: float) -> tuple[str, np.ndarray, dict[str, str]]:
-        """The contact history's key, the eligible arms the contact policy allows, and why each other is not."""
+                       ts: float) -> tuple[str, object, np.ndarray, dict[str, str]]:
+        """The contact history's key and read token, the eligible arms the policy allows, and why each other is not."""
         if channel is None:
             raise SchemaError("this Decider has a contact policy: pass channel= to decide() (the policy counts and "
                               "spaces contacts per channel)")
@@ -623,16 +624,17 @@ class Decider:
         key = str(unit)
         ids = st.catalog.ids
         arms = [ids[i] for i in idx.tolist()]
-        why = self._contact.suppressed(self._contacts.history(key, ts), arms, channel, ts)
+        history, seen = self._contacts.read(key, ts)
+        why = self._contact.suppressed(history, arms, channel, ts)
         if why:
             idx = np.array([i for i, a in zip(idx.tolist(), arms) if a not in why], dtype=np.intp)
-        return key, idx, why
+        return key, seen, idx, why
 
-    def _contact_reserve(self, key: str, arm: str, channel: str | None, ts: float,
-                         eid: str) -> dict[str, str] | None:
+    def _contact_reserve(self, key: str, arm: str, channel: str | None, ts: float, eid: str,
+                         seen: object) -> dict[str, str] | None:
         """Record the contact if the policy still allows it (atomically); else the reason it does not."""
         assert self._contact is not None and self._contacts is not None and channel is not None
-        reason = self._contacts.reserve(key, arm, channel, ts, self._contact, eid)
+        reason = self._contacts.reserve(key, arm, channel, ts, self._contact, eid, seen)
         return None if reason is None else {arm: reason}
 
     def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool]:

@@ -836,3 +836,32 @@ def test_both_stores_give_the_same_answers_and_histories(redis_url, seq):
     finally:
         red.forget(["p", "q"])
         red.close()
+
+
+def test_a_reserve_after_a_read_is_one_round_trip_and_still_checks(redis_url):
+    import redis
+
+    class Counting(redis.Redis):  # type: ignore[misc]
+        calls = 0
+
+        def execute_command(self, *args, **options):
+            self.calls += 1
+            return super().execute_command(*args, **options)
+
+    client = Counting.from_url(redis_url)
+    store = RedisContactStore(client, namespace="c-" + secrets.token_hex(6))
+    policy = ContactPolicy([Cap(2, Rolling(DAY))])
+    assert store.reserve("k", "a", "web", NOW, policy) is None
+    _, seen = store.read("k", NOW + 1)
+    before = client.calls
+    assert store.reserve("k", "b", "web", NOW + 1, policy, seen=seen) is None
+    assert client.calls - before == 1  # the commit alone: the read's version still held
+    _, stale = store.read("k", NOW + 2)
+    other = RedisContactStore(redis_url, namespace=store.namespace)
+    assert other.reserve("k", "c", "web", NOW + 2, ContactPolicy([])) is None  # another writer, meanwhile
+    assert store.reserve("k", "d", "web", NOW + 3, policy, seen=stale) == "cap:all:2/86400s"  # retried on the fresh value
+    assert [c.arm for c in store.history("k", NOW + 4).contacts] == ["a", "b", "c"]
+    _, elsewhere = store.read("other-key", NOW)
+    assert store.reserve("k2", "a", "web", NOW, policy, seen=elsewhere) is None  # a token of another key is ignored
+    other.close()
+    client.close()

@@ -602,12 +602,19 @@ class ContactStore(Protocol):
         """The history of ``key`` at ``now`` (one read); empty for a key the store does not hold."""
         ...
 
+    def read(self, key: str, now: float) -> tuple[History, object]:
+        """``history`` and an opaque token of what was read, for ``reserve(..., seen=token)``."""
+        ...
+
     def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
-                event_id: str = "") -> str | None:
+                event_id: str = "", seen: object = None) -> str | None:
         """Atomically: check ``arm`` on ``channel`` against the current history and record the contact if allowed.
 
         None when recorded, else the blocking reason code (nothing recorded). With an
         ``event_id`` (the decision's), ``outcome_of(event_id, ...)`` finds the contact later.
+        ``seen``: the token of a ``read`` just made (a decision's check), so a store that
+        compares and sets starts from it instead of reading again (a round trip saved when
+        nothing changed; the commit still checks).
         """
         ...
 
@@ -713,8 +720,11 @@ class EmbeddedContactStore:
             h = self._histories.get(k, _EMPTY)
         return h.pruned(t - self.retention, self.max_entries)
 
+    def read(self, key: str, now: float) -> tuple[History, object]:
+        return self.history(key, now), None
+
     def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
-                event_id: str = "") -> str | None:
+                event_id: str = "", seen: object = None) -> str | None:
         a = _check(key, arm, channel, now, event=event_id)
         _check_policy(policy, self.retention, "EmbeddedContactStore")
         with self._lock:
@@ -934,11 +944,14 @@ class RedisContactStore:
             raise ModelFormatError(f"RedisContactStore {self.namespace!r}: the history of {key!r} is not an nba "
                                    f"contact history ({e}); another program writes these keys?") from None
 
-    def _update(self, keys: Sequence[str], change: Any, event: str = "") -> str | None:
+    def _update(self, keys: Sequence[str], change: Any, event: str = "",
+                seen: list[tuple[bytes, bytes]] | None = None) -> str | None:
         """Compare-and-set ``keys[0]`` to ``change(histories)`` (and delete the others); a str from change aborts.
 
-        With ``event``, the commit also links that event id to ``keys[0]``."""
-        seen = self._read(keys)
+        With ``event``, the commit also links that event id to ``keys[0]``; ``seen``: what a
+        read just gave, to start from (the commit checks its version all the same)."""
+        if seen is None:
+            seen = self._read(keys)
         names = [self._prefix + k for k in keys] + [self._counter]
         extra: list[Any] = []
         if event:
@@ -958,12 +971,15 @@ class RedisContactStore:
                            f"of {self._max_attempts} attempts to update it; nothing changed, try again")
 
     def history(self, key: str, now: float) -> History:
+        return self.read(key, now)[0]
+
+    def read(self, key: str, now: float) -> tuple[History, object]:
         k, t = _check_key(key), _validate.timestamp(now, "now")
-        (_, raw), = self._read([k])
-        return self._decode(k, raw).pruned(t - self.retention, self.max_entries)
+        (v, raw), = self._read([k])
+        return self._decode(k, raw).pruned(t - self.retention, self.max_entries), (k, v, raw)
 
     def reserve(self, key: str, arm: str, channel: str, now: float, policy: ContactPolicy,
-                event_id: str = "") -> str | None:
+                event_id: str = "", seen: object = None) -> str | None:
         a = _check(key, arm, channel, now, event=event_id)
         _check_policy(policy, self.retention, "RedisContactStore")
         since, cap = a.now - self.retention, self.max_entries
@@ -973,7 +989,10 @@ class RedisContactStore:
             reason = policy.check(h, a.arm, a.channel, a.now)
             return reason if reason is not None else _add_contact(h, a, cap)
 
-        return self._update([a.key], change, a.event)
+        start = None
+        if isinstance(seen, tuple) and len(seen) == 3 and seen[0] == a.key:  # a read() of this key
+            start = [(seen[1], seen[2])]
+        return self._update([a.key], change, a.event, start)
 
     def record(self, key: str, arm: str, channel: str, now: float, event_id: str = "") -> None:
         a = _check(key, arm, channel, now, event=event_id)
