@@ -201,3 +201,38 @@ def test_forget_erases_the_subject_from_the_store_and_the_log(catalog, model, tm
         assert needle not in blob
     left = [r.event_id for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
     assert left == [dec.event_id for dec in theirs]
+
+
+def test_with_a_redis_store_decide_by_id_is_one_round_trip(catalog, model):
+    import secrets
+
+    import redis
+
+    from nba.profiles import RedisProfileStore
+    from tests import redis_server
+
+    if not redis_server.available():
+        pytest.skip("redis-server is not installed (tools/test_services.sh)")
+
+    class Counting(redis.Redis):  # type: ignore[misc]
+        calls = 0
+
+        def execute_command(self, *args, **options):
+            self.calls += 1
+            return super().execute_command(*args, **options)
+
+    with redis_server.redis_server() as server:
+        client = Counting.from_url(server.url)
+        store = RedisProfileStore(_features(), client, namespace="d-" + secrets.token_hex(4),
+                                  consent_default={PERSONALISATION: True, LOGGING: True})
+        for i in range(5):
+            store.track("anon-1", Event("view", "web", T0 + i))
+        store.track("anon-1", Event("buy", "app", T0 + 10, {"amount": 42.0}))
+        d = _decider(catalog, model, store)
+        values = store.profile("anon-1", NOW).values  # type: ignore[union-attr]
+        before = client.calls
+        got = [d.decide("anon-1", {"hour": float(k)}, event_id=f"r{k}", now=NOW) for k in range(10)]
+        assert client.calls - before == 10  # one script call (one round trip) a decision
+        for k, g in enumerate(got):
+            _same(g, d.decide(values, {"hour": float(k)}, event_id=f"r{k}", now=NOW))
+        client.close()
