@@ -236,3 +236,33 @@ def test_with_a_redis_store_decide_by_id_is_one_round_trip(catalog, model):
         for k, g in enumerate(got):
             _same(g, d.decide(values, {"hour": float(k)}, event_id=f"r{k}", now=NOW))
         client.close()
+
+
+def test_a_channel_without_consent_gets_only_transactional_arms(catalog, model, tmp_path: Path):
+    from nba.profiles import ContactPolicy, EmbeddedContactStore
+
+    store = EmbeddedProfileStore(_features(), purposes=(PERSONALISATION, LOGGING, "email"),
+                                 consent_default={PERSONALISATION: True, LOGGING: True})
+    store.track("u", Event("view", "web", T0))
+    policy = ContactPolicy([], transactional=["offer3"])
+    log = nba.DecisionLog(tmp_path)
+    d = _decider(catalog, model, store, log=log, contact=policy, contacts=EmbeddedContactStore(),
+                 consent_channels=["email"])
+    held = d.decide("u", {"hour": 1.0}, channel="email", now=NOW)
+    assert held.arm == "offer3" and held.actions == ("offer3",)
+    assert held.suppressed == {f"offer{i}": "consent:email" for i in range(3)}
+    assert len(d.decide("u", {"hour": 1.0}, channel="web", now=NOW).actions) == 4  # web needs no consent here
+    store.record_consent("u", ConsentChange("email", "granted", NOW + 1))
+    assert d.decide("u", {"hour": 1.0}, channel="email", now=NOW + 2).suppressed == {}
+    store.record_consent("u", ConsentChange("email", "revoked", NOW + 3))
+    assert set(d.decide("u", {"hour": 1.0}, channel="email", now=NOW + 4).suppressed) == {"offer0", "offer1", "offer2"}
+    log.close()
+    logged = [r.suppressed for r in read_records(tmp_path) if isinstance(r, DecisionRecord)]
+    assert logged[0] == held.suppressed
+
+
+def test_consent_channels_must_be_purposes_the_store_reports(catalog, model):
+    with pytest.raises(nba.ConfigError, match="purposes"):
+        _decider(catalog, model, _store(), consent_channels=["email"])
+    with pytest.raises(nba.ConfigError, match="collection"):
+        _decider(catalog, model, _store(), consent_channels="email")

@@ -56,6 +56,7 @@ _NO_RAW: dict[str, dict[str, Any]] = {}
 _MISSING = float("nan")
 _NO_PROFILE: dict[str, Any] = {}  # what a decision sees of a profile it may not use (never written to)
 _NO_REASONS: dict[str, str] = {}  # no arm suppressed by the contact policy (never written to)
+_NOTHING_GRANTED: frozenset[str] = frozenset()
 #: Longest event id accepted from a caller (a UUID is 36 characters).
 MAX_EVENT_ID = 256
 #: Random bytes in a generated event id's prefix: 80 bits, drawn per process (and again
@@ -343,6 +344,9 @@ class Decider:
     history in ``contacts`` (a ``ContactStore``): arms it holds back are not offered
     (``Decision.suppressed`` says why), and the chosen arm's contact is recorded
     atomically, so caps hold across processes; ``reward`` records the outcome.
+    ``consent_channels``: channels (purposes the store reports) on which a profile decided by
+    id gets only transactional arms unless it consented to that channel (the others are held
+    back with reason ``"consent:<channel>"``).
     """
 
     def __init__(
@@ -369,6 +373,7 @@ class Decider:
         profiles: ProfileStore | None = None,
         contact: ContactPolicy | None = None,
         contacts: ContactStore | None = None,
+        consent_channels: Iterable[str] = (),
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -442,6 +447,16 @@ class Decider:
                 raise ConfigError(f"the contact policy names arms the catalogue does not have: {unknown}")
         self._contact = contact
         self._contacts = contacts
+        if isinstance(consent_channels, str):
+            raise ConfigError(f"consent_channels must be a collection of channel names, got the str "
+                              f"{consent_channels!r}: wrap it in [...]")
+        self._consent_channels = frozenset(_validate.text(c, "consent channel") for c in consent_channels)
+        if self._consent_channels:
+            missing = sorted(self._consent_channels - set(profiles.purposes if profiles is not None else ()))
+            if missing:
+                raise ConfigError(f"consent_channels {missing} must be purposes the profile store reports: build it "
+                                  f"with purposes=(\"personalisation\", \"logging\", {', '.join(map(repr, missing))})")
+        self._transactional = contact.transactional if contact is not None else frozenset()
         # The model-input columns read from the profile: logged as missing without logging consent.
         self._profile_cols = tuple(c.index for c in catalog.schema.columns if c.source == "profile")
         self._learners = {n: m for n, m in self._state.learners.items() if m is not None}
@@ -509,10 +524,12 @@ class Decider:
         if channel is not None and (channel.__class__ is not str or not channel.isascii()):
             channel = _validate.text(channel, "channel")
         personal = loggable = True
+        unreachable = False  # a channel whose consent the profile has not given
         if profile.__class__ is dict:
             unit = profile.get(self._unit_key)
         elif self._profiles is not None and (profile.__class__ is str or profile.__class__ is int):
-            profile, unit, personal, loggable = self._stored(profile, ts)
+            profile, unit, personal, loggable, granted = self._stored(profile, ts)
+            unreachable = channel in self._consent_channels and channel not in granted
         else:
             unit = self._unit(profile)
         if unit is not None and (unit.__class__ is not str or not unit.isascii()):
@@ -527,10 +544,14 @@ class Decider:
         if idx is None:
             idx = st.catalog.eligible(profile, context, channel, ts, out=b.idx)
         suppressed = _NO_REASONS
+        if unreachable:
+            idx, suppressed = self._without_consent(st, idx, channel)
         contact = self._contact
         ckey, seen = "", None
         if contact is not None:
-            ckey, seen, idx, suppressed = self._contact_check(st, idx, unit, channel, n, ts)
+            ckey, seen, idx, why = self._contact_check(st, idx, unit, channel, n, ts)
+            if why:
+                suppressed = {**suppressed, **why} if suppressed else why
         while True:  # once, unless another process took the chosen arm's last contact meanwhile
             k = idx.shape[0]
             if k == 0:
@@ -637,17 +658,24 @@ class Decider:
         reason = self._contacts.reserve(key, arm, channel, ts, self._contact, eid, seen)
         return None if reason is None else {arm: reason}
 
-    def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool]:
-        """A profile id's profile dict, allocation unit, and whether it may be used and logged."""
+    def _stored(self, unit_id: str | int, ts: float) -> tuple[dict[str, Any], Any, bool, bool, frozenset[str]]:
+        """A profile id's profile dict, allocation unit, whether it may be used and logged, and what is granted."""
         assert self._profiles is not None
         p = self._profiles.profile(unit_id, ts)
         # Without a profile to use, the vector holds the schema's defaults only: logged as the model saw it.
         if p is None:  # unknown to the store: the id itself is the unit
-            return _NO_PROFILE, unit_id, False, True
+            return _NO_PROFILE, unit_id, False, True, _NOTHING_GRANTED
         granted = p.granted
         if PERSONALISATION not in granted:
-            return _NO_PROFILE, p.key, False, True
-        return p.values, p.key, True, LOGGING in granted
+            return _NO_PROFILE, p.key, False, True, granted
+        return p.values, p.key, True, LOGGING in granted, granted
+
+    def _without_consent(self, st: _State, idx: np.ndarray, channel: str | None) -> tuple[np.ndarray, dict[str, str]]:
+        """What a profile without consent for ``channel`` may still get (transactional arms), and why not the rest."""
+        ids = st.catalog.ids
+        reason = f"consent:{channel}"
+        held = {ids[i]: reason for i in idx.tolist() if ids[i] not in self._transactional}
+        return np.array([i for i in idx.tolist() if ids[i] not in held], dtype=np.intp), held
 
     def _unit(self, profile: Any) -> Any:
         """The allocation unit of a profile that is not a plain dict (``decide`` reads those inline)."""

@@ -322,6 +322,11 @@ class RedisProfileStore:
         return self._features
 
     @property
+    def purposes(self) -> tuple[str, ...]:
+        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
+        return self._purposes
+
+    @property
     def triggers(self) -> Triggers | None:
         """The triggers every tracked event is observed by (under its profile's key, once committed), or None."""
         return self._triggers

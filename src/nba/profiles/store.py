@@ -73,6 +73,11 @@ class ProfileStore(Protocol):
     changed.
     """
 
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
+        ...
+
     def track(self, unit_id: str | int, event: Event) -> None:
         """Add ``event`` to the profile of ``unit_id``; an unknown id is a new profile, first seen at ``event.ts``."""
         ...
@@ -202,6 +207,11 @@ class EmbeddedProfileStore:
     def features(self) -> Features:
         """The feature definitions every profile's state follows."""
         return self._features
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
+        return self._purposes
 
     @property
     def triggers(self) -> Triggers | None:
