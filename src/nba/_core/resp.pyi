@@ -1,0 +1,16 @@
+"""Type stubs of nba._core.resp: RESP encoding of RedisState's writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+def pack_remember(ops: list[tuple[Any, ...]], start: int, limit: int, sha: bytes, due: bytes, prefix: bytes,
+                  fixed: bytes, nfixed_args: int) -> tuple[bytes | None, int]:
+    """The EVALSHA (RESP bytes) remembering ``ops[start:stop]`` (a run of at most ``limit`` remember
+    tuples), and ``stop``; ``(None, start)`` if ``ops[start]`` is not one. Packs without the GIL."""
+
+def pack_args(args: tuple[Any, ...]) -> bytes:
+    """Arguments as RESP bulk strings (no array header): bytes, str (UTF-8), int or float (its repr)."""
+
+def pack_command(args: tuple[Any, ...]) -> bytes:
+    """One command as RESP bytes: each argument bytes, str (UTF-8), int or float (its repr)."""
