@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import secrets
+import socket
 import threading
 import time
 import warnings
@@ -35,7 +36,7 @@ import msgspec
 import numpy as np
 
 from nba._core.locks import PoliteLock
-from nba._core.resp import pack_args, pack_command, pack_remember
+from nba._core.resp import ReplyError, exchange, pack_args, pack_command, pack_remember, parse_replies
 from nba.errors import ConfigError, ModelFormatError, UnknownEventError
 
 __all__ = [
@@ -838,8 +839,24 @@ class RedisState:
         if conn is None:
             pool = self._client.connection_pool
             conn = self._conn = pool.connection_class(**pool.connection_kwargs)
+        payload = b"".join(commands)
         try:
-            conn.send_packed_command([b"".join(commands)])  # a list: redis-py iterates it
+            sock = getattr(conn, "_sock", None)
+            if sock is None:
+                conn.connect()
+                sock = getattr(conn, "_sock", None)
+            if type(sock) is socket.socket and str(getattr(conn, "protocol", 2)) == "2":
+                # Plain TCP or unix socket, RESP2: the whole round trip without the GIL (one handoff a batch,
+                # not one after each send and recv); redis-py made the connection and parses the errors.
+                try:
+                    data = exchange(sock.fileno(), payload, len(commands), conn.socket_timeout or 0.0)
+                except TimeoutError as e:
+                    raise self._redis_mod.TimeoutError(str(e)) from None
+                except OSError as e:  # ConnectionError is one
+                    raise self._redis_mod.ConnectionError(f"the writer's connection: {e}") from None
+                return [conn._parser.parse_error(r.message) if isinstance(r, ReplyError) else r
+                        for r in parse_replies(data, len(commands))]
+            conn.send_packed_command([payload])  # TLS or RESP3: redis-py's own I/O (a list: it iterates it)
             replies: list[Any] = []
             for _ in commands:
                 try:

@@ -14,3 +14,17 @@ def pack_args(args: tuple[Any, ...]) -> bytes:
 
 def pack_command(args: tuple[Any, ...]) -> bytes:
     """One command as RESP bytes: each argument bytes, str (UTF-8), int or float (its repr)."""
+
+def exchange(fd: int, payload: bytes, replies: int, timeout: float) -> bytes:
+    """Send ``payload`` on socket ``fd`` and read ``replies`` complete RESP replies without the GIL;
+    their bytes. TimeoutError, ConnectionError or OSError."""
+
+class ReplyError:
+    """An error reply's text."""
+
+    message: str
+
+    def __init__(self, message: str) -> None: ...
+
+def parse_replies(data: bytes, replies: int) -> list[Any]:
+    """The replies ``exchange`` read: bytes, int, None, list, or ``ReplyError``."""

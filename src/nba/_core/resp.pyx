@@ -213,3 +213,214 @@ def pack_args(tuple args):
 def pack_command(tuple args):
     """One command as RESP bytes (see ``pack_args``)."""
     return b"*%d\r\n" % len(args) + pack_args(args)
+
+
+# --------------------------------------------------------------------------- one round trip without the GIL
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_send "send"(int fd, const void* buf, size_t n, int flags)
+    ssize_t c_recv "recv"(int fd, void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long n, int timeout)
+    short POLLIN
+    short POLLOUT
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    int EAGAIN
+    int EWOULDBLOCK
+    int EINTR
+
+from libc.stdlib cimport realloc
+
+
+cdef Py_ssize_t _line(const char* b, Py_ssize_t n, Py_ssize_t pos, long long* value) noexcept nogil:
+    """The end of the line at pos (after its CRLF), its integer in value; -1 if incomplete, -2 if malformed."""
+    cdef Py_ssize_t i = pos
+    cdef long long v = 0
+    cdef bint neg = False
+    if i < n and b[i] == c'-':
+        neg = True
+        i += 1
+    while i < n and b[i] != c'\r':
+        if b[i] < c'0' or b[i] > c'9':
+            return -2
+        v = v * 10 + (b[i] - c'0')
+        i += 1
+    if i + 1 >= n:
+        return -1
+    if b[i + 1] != c'\n':
+        return -2
+    value[0] = -v if neg else v
+    return i + 2
+
+
+cdef Py_ssize_t _reply_end(const char* b, Py_ssize_t n, Py_ssize_t pos, int depth) noexcept nogil:
+    """The end of the complete reply at pos; -1 if incomplete, -2 if malformed (RESP2 and RESP3's common types)."""
+    cdef long long v = 0
+    cdef Py_ssize_t end, k
+    cdef char t
+    if pos >= n:
+        return -1
+    if depth > 32:
+        return -2
+    t = b[pos]
+    if t == c'+' or t == c'-' or t == c'_' or t == c',' or t == c'#' or t == c'(':
+        end = pos + 1
+        while end < n and b[end] != c'\n':
+            end += 1
+        return end + 1 if end < n else -1
+    end = _line(b, n, pos + 1, &v)
+    if end < 0:
+        return end
+    if t == c':':
+        return end
+    if t == c'$' or t == c'=' or t == c'!':
+        if v < 0:
+            return end
+        return end + v + 2 if end + v + 2 <= n else -1
+    if t == c'*' or t == c'~' or t == c'>' or t == c'%':
+        if v < 0:
+            return end
+        if t == c'%':
+            v *= 2
+        for k in range(v):
+            end = _reply_end(b, n, end, depth + 1)
+            if end < 0:
+                return end
+        return end
+    return -2
+
+
+cdef int _exchange(int fd, const char* out, Py_ssize_t nout, char** buf, Py_ssize_t* size, Py_ssize_t* have,
+                   Py_ssize_t replies, int timeout_ms) noexcept nogil:
+    """Send out, then read until ``replies`` complete replies are in buf; 0, or an error code:
+    -1 timeout, -2 closed by the server, -3 malformed reply, -4 out of memory, errno > 0."""
+    cdef Py_ssize_t sent = 0, done = 0, scanned = 0, end
+    cdef ssize_t r
+    cdef pollfd p
+    cdef char* grown
+    p.fd = fd
+    while done < replies:
+        p.events = POLLIN | (POLLOUT if sent < nout else 0)
+        p.revents = 0
+        r = poll(&p, 1, timeout_ms)
+        if r == 0:
+            return -1
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if sent < nout and (p.revents & POLLOUT):
+            r = c_send(fd, out + sent, nout - sent, MSG_NOSIGNAL)
+            if r < 0:
+                if errno != EAGAIN and errno != EWOULDBLOCK and errno != EINTR:
+                    return errno
+            else:
+                sent += r
+        if p.revents & ~POLLOUT:  # readable, or hung up / an error: recv says which
+            if size[0] - have[0] < 4096:
+                grown = <char*>realloc(buf[0], size[0] * 2)
+                if grown == NULL:
+                    return -4
+                buf[0] = grown
+                size[0] *= 2
+            r = c_recv(fd, buf[0] + have[0], size[0] - have[0], 0)
+            if r == 0:
+                return -2
+            if r < 0:
+                if errno != EAGAIN and errno != EWOULDBLOCK and errno != EINTR:
+                    return errno
+                continue
+            have[0] += r
+            while done < replies:
+                end = _reply_end(buf[0], have[0], scanned, 0)
+                if end == -1:
+                    break
+                if end < 0:
+                    return -3
+                scanned = end
+                done += 1
+    return 0
+
+
+def exchange(int fd, bytes payload, Py_ssize_t replies, double timeout):
+    """Send ``payload`` on socket ``fd`` and read ``replies`` complete RESP replies, all without the
+    GIL: the writer takes it back once per batch instead of after each send and recv. Returns the
+    replies' bytes; TimeoutError, ConnectionError (closed, or a malformed reply) or OSError."""
+    cdef const char* out = payload
+    cdef Py_ssize_t nout = len(payload)
+    cdef Py_ssize_t size = 16384, have = 0
+    cdef int timeout_ms = -1 if timeout <= 0 else <int>(timeout * 1000) + 1
+    cdef int rc
+    cdef char* buf = <char*>malloc(size)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            rc = _exchange(fd, out, nout, &buf, &size, &have, replies, timeout_ms)
+        if rc == -1:
+            raise TimeoutError(f"no reply from Redis within {timeout} s")
+        if rc == -2:
+            raise ConnectionError("Redis closed the connection")
+        if rc == -3:
+            raise ConnectionError("Redis sent a malformed reply")
+        if rc == -4:
+            raise MemoryError()
+        if rc > 0:
+            raise OSError(rc, "the writer's connection to Redis failed")
+        return PyBytes_FromStringAndSize(buf, have)
+    finally:
+        free(buf)
+
+
+cdef class ReplyError:
+    """An error reply (``-ERR ...``): its text, for the caller to turn into its client's exception."""
+    cdef readonly str message
+
+    def __init__(self, str message):
+        self.message = message
+
+
+cdef object _parse(bytes data, Py_ssize_t* pos):
+    cdef const char* b = data
+    cdef Py_ssize_t n = len(data), end, start
+    cdef long long v = 0
+    cdef char t = b[pos[0]]
+    if t == c'+' or t == c'-':
+        start = pos[0] + 1
+        end = _reply_end(b, n, pos[0], 0)
+        pos[0] = end
+        text = data[start:end - 2].decode("utf-8", "replace")
+        return ReplyError(text) if t == c'-' else text.encode()
+    end = _line(b, n, pos[0] + 1, &v)
+    pos[0] = end
+    if t == c':':
+        return v
+    if t == c'$':
+        if v < 0:
+            return None
+        pos[0] = end + v + 2
+        return data[end:end + v]
+    if t == c'*':
+        if v < 0:
+            return None
+        return [_parse(data, pos) for _ in range(v)]
+    raise ConnectionError(f"unexpected reply type {chr(t)!r} (the writer speaks RESP2)")
+
+
+def parse_replies(bytes data, Py_ssize_t replies):
+    """The replies ``exchange`` read, as Python values: bytes, int, None, list, or ``ReplyError``."""
+    cdef Py_ssize_t pos = 0
+    out = []
+    for _ in range(replies):
+        if _reply_end(data, len(data), pos, 0) < 0:
+            raise ConnectionError("incomplete or malformed reply")
+        out.append(_parse(data, &pos))
+    return out
