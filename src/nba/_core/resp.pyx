@@ -181,8 +181,7 @@ def pack_remember(list ops, Py_ssize_t start, Py_ssize_t limit, bytes sha, bytes
         if buf == NULL:
             raise MemoryError()
         try:
-            with nogil:
-                end = _write(buf, recs, n, csha, nsha, cdue, ndue, cprefix, nprefix, cfixed, nfixed, nfixed_args)
+            end = _write(buf, recs, n, csha, nsha, cdue, ndue, cprefix, nprefix, cfixed, nfixed, nfixed_args)
             return PyBytes_FromStringAndSize(buf, end - buf), stop
         finally:
             free(buf)
