@@ -269,8 +269,9 @@ def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
 #   {ns}:snap          hash: id (the last lesson it includes), and per model name its to_bytes()
 #   {ns}:epoch         random id of this incarnation of the state: gone when Redis lost its data
 #   {ns}:trim          the stream holds no lesson before this id (the snapshot before the latest)
-# Floats cross as repr() strings and are added in Lua (IEEE doubles) and written back
-# with %.17g, so every value round-trips exactly.
+# Floats cross as repr() strings (a remembered decision's window start as 8 bytes of a
+# little-endian float64, which the script stores as text) and are added in Lua (IEEE doubles)
+# and written back with %.17g, so every value round-trips exactly.
 
 # KEYS: due, then each decision's hash; ARGV: window, ttl, length of the key prefix, then per
 # decision: model ("" none), policy, arm, x, window start (8 bytes, a little-endian float64:
@@ -396,7 +397,7 @@ return 1
 
 # Decisions queued before the writer is woken: fewer, larger pipelines keep its share of the GIL
 # (and the p99 of decide() in other threads) small; it writes every flush_interval regardless.
-_WAKE_BATCH = 64
+_WAKE_BATCH = 256
 # Decisions remembered by one script call (its arguments: 6 per decision).
 _REMEMBER_BATCH = 256
 
@@ -783,7 +784,7 @@ class RedisState:
                 if carried[0][0] != "remember" or b"0" not in reply:
                     continue
                 for op, r in zip(carried, reply):
-                    if r == 48 and op[1] not in self._resent:  # b"0"  # a re-sent pipeline's were written the first time
+                    if r == 48 and op[1] not in self._resent:  # b"0"; a re-sent batch's were written before
                         dup += 1
             self._resent.clear()
             if dup:
@@ -845,8 +846,8 @@ class RedisState:
             if sock is None:
                 conn.connect()
                 sock = getattr(conn, "_sock", None)
-            if type(sock) is socket.socket and str(getattr(conn, "protocol", 2)) == "2":
-                # Plain TCP or unix socket, RESP2: the whole round trip without the GIL (one handoff a batch,
+            if type(sock) is socket.socket:
+                # Plain TCP or a unix socket (RESP2 or 3): the whole round trip without the GIL (one handoff a batch,
                 # not one after each send and recv); redis-py made the connection and parses the errors.
                 try:
                     data = exchange(sock.fileno(), payload, len(commands), conn.socket_timeout or 0.0)
@@ -856,7 +857,7 @@ class RedisState:
                     raise self._redis_mod.ConnectionError(f"the writer's connection: {e}") from None
                 return [conn._parser.parse_error(r.message) if isinstance(r, ReplyError) else r
                         for r in parse_replies(data, len(commands))]
-            conn.send_packed_command([payload])  # TLS or RESP3: redis-py's own I/O (a list: it iterates it)
+            conn.send_packed_command([payload])  # TLS: redis-py's own I/O (a list: it iterates it)
             replies: list[Any] = []
             for _ in commands:
                 try:

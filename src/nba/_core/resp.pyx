@@ -388,34 +388,53 @@ cdef class ReplyError:
 
 
 cdef object _parse(bytes data, Py_ssize_t* pos):
+    """The reply at pos (RESP2, and RESP3's types: redis-py 8 speaks RESP3 by default); moves pos past it."""
     cdef const char* b = data
     cdef Py_ssize_t n = len(data), end, start
     cdef long long v = 0
     cdef char t = b[pos[0]]
-    if t == c'+' or t == c'-':
+    if t == c'+' or t == c'-' or t == c'_' or t == c',' or t == c'#' or t == c'(':
         start = pos[0] + 1
         end = _reply_end(b, n, pos[0], 0)
         pos[0] = end
-        text = data[start:end - 2].decode("utf-8", "replace")
-        return ReplyError(text) if t == c'-' else text.encode()
+        line = data[start:end - 2]
+        if t == c'-':
+            return ReplyError(line.decode("utf-8", "replace"))
+        if t == c'+':
+            return line
+        if t == c'_':
+            return None
+        if t == c',':
+            return float(line)
+        if t == c'#':
+            return line == b"t"
+        return int(line)
     end = _line(b, n, pos[0] + 1, &v)
     pos[0] = end
     if t == c':':
         return v
-    if t == c'$':
+    if t == c'$' or t == c'=' or t == c'!':
         if v < 0:
             return None
         pos[0] = end + v + 2
-        return data[end:end + v]
-    if t == c'*':
+        if t == c'!':
+            return ReplyError(data[end:end + v].decode("utf-8", "replace"))
+        return data[end + 4:end + v] if t == c'=' else data[end:end + v]  # '=': a "txt:" prefix, then text
+    if t == c'*' or t == c'~' or t == c'>':
         if v < 0:
             return None
         return [_parse(data, pos) for _ in range(v)]
-    raise ConnectionError(f"unexpected reply type {chr(t)!r} (the writer speaks RESP2)")
+    if t == c'%':
+        out = {}
+        for _ in range(v):
+            key = _parse(data, pos)
+            out[key] = _parse(data, pos)
+        return out
+    raise ConnectionError(f"unexpected reply type {chr(t)!r}")
 
 
 def parse_replies(bytes data, Py_ssize_t replies):
-    """The replies ``exchange`` read, as Python values: bytes, int, None, list, or ``ReplyError``."""
+    """The replies ``exchange`` read, as Python values: bytes, int, float, bool, None, list, dict or ``ReplyError``."""
     cdef Py_ssize_t pos = 0
     out = []
     for _ in range(replies):
