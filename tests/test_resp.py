@@ -131,3 +131,27 @@ def test_a_malformed_reply_is_a_connection_error() -> None:
         a.close()
         b.close()
 
+
+
+def test_the_writer_takes_the_gil_free_round_trip_on_a_plain_socket(redis_url, monkeypatch) -> None:  # noqa: F811
+    """redis-py 8 speaks RESP3 by default: the writer's exchange must serve it (it was once skipped)."""
+    import nba
+    import nba.state
+    from nba.state import RedisState
+    from tests.test_state import CTX, N_ARMS, T0, adult, decider, namespace
+
+    calls: list[int] = []
+    real = nba.state.exchange
+
+    def counted(fd: int, payload: bytes, replies: int, timeout: float) -> bytes:
+        calls.append(replies)
+        return real(fd, payload, replies, timeout)
+
+    monkeypatch.setattr(nba.state, "exchange", counted)
+    state = RedisState(redis_url, namespace=namespace(), flush_interval=60)
+    dec = decider(state, nba.BetaThompson(N_ARMS))
+    eids = [dec.decide(adult(i), CTX, now=T0).event_id for i in range(5)]
+    dec.flush()
+    assert calls and state.stats()["written"] == 5
+    assert all(state._client.hget(state._prefix + e, "s") is not None for e in eids)
+    dec.close()

@@ -395,8 +395,9 @@ return 1
 """
 
 
-# Decisions queued before the writer is woken: fewer, larger pipelines keep its share of the GIL
-# (and the p99 of decide() in other threads) small; it writes every flush_interval regardless.
+# Decisions queued before decide() wakes the writer: it writes every flush_interval regardless (at
+# 30k decisions/s, ~60 a tick), so decide() rarely pays an Event.set and the writer takes the GIL
+# about once a tick; 64 woke it about twice as often (issue 10).
 _WAKE_BATCH = 256
 # Decisions remembered by one script call (its arguments: 6 per decision).
 _REMEMBER_BATCH = 256
@@ -835,7 +836,11 @@ class RedisState:
         scripts with SCRIPT EXISTS first, a second round trip). Measured against the pipeline in
         the same runs: the writer's CPU per decision fell by a third (20,000 decisions in batches
         of 32, three runs), and what RedisState adds to decide()'s p50 in another thread from
-        7-12 us to 1.0-1.6 us (bench_state, two runs each)."""
+        7-12 us to 1.0-1.6 us (bench_state, two runs each).
+
+        On a plain TCP or unix socket the whole round trip is ``resp.exchange``: send and read every
+        reply without the GIL, which the writer then takes back once, not after each send and recv
+        (each a forced handoff from decide() in another thread, up to the 5 ms switch interval)."""
         conn = self._conn
         if conn is None:
             pool = self._client.connection_pool
