@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import secrets
+import socket
 import threading
 import time
 import warnings
@@ -35,6 +36,7 @@ import msgspec
 import numpy as np
 
 from nba._core.locks import PoliteLock
+from nba._core.resp import ReplyError, exchange, pack_args, pack_command, pack_remember, parse_replies
 from nba.errors import ConfigError, ModelFormatError, UnknownEventError
 
 __all__ = [
@@ -267,33 +269,37 @@ def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
 #   {ns}:snap          hash: id (the last lesson it includes), and per model name its to_bytes()
 #   {ns}:epoch         random id of this incarnation of the state: gone when Redis lost its data
 #   {ns}:trim          the stream holds no lesson before this id (the snapshot before the latest)
-# Floats cross as repr() strings and are added in Lua (IEEE doubles) and written back
-# with %.17g, so every value round-trips exactly.
+# Floats cross as repr() strings (a remembered decision's window start as 8 bytes of a
+# little-endian float64, which the script stores as text) and are added in Lua (IEEE doubles)
+# and written back with %.17g, so every value round-trips exactly.
 
 # KEYS: due, then each decision's hash; ARGV: window, ttl, length of the key prefix, then per
-# decision: model ("" none), policy, arm, x, window start, active. One call remembers a batch
-# (one EVALSHA for up to _REMEMBER_BATCH decisions: a call per decision cost the client and the
-# server each about twice as much); returns 1 per decision remembered, 0 per id already there.
+# decision: model ("" none), policy, arm, x, window start (8 bytes, a little-endian float64:
+# the writer packs it in C without formatting, see nba._core.resp), active. One call remembers a
+# batch (one EVALSHA for up to _REMEMBER_BATCH decisions: a call per decision cost the client and
+# the server each about twice as much); returns one character per decision: "1" remembered, "0"
+# the id was already there (one bulk string: an array of integers cost the writer an object each).
 _REMEMBER_MANY = """
 local window, ttl, cut = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]) + 1
 local out, due = {}, {}
 for i = 2, #KEYS do
   local k, j = KEYS[i], 4 + (i - 2) * 6
   if redis.call('HEXISTS', k, 'a') == 1 then
-    out[i - 1] = 0
+    out[i - 1] = '0'
   else
-    redis.call('HSET', k, 'm', ARGV[j], 'o', ARGV[j + 1], 'a', ARGV[j + 2], 'x', ARGV[j + 3], 's', ARGV[j + 4],
-               'act', ARGV[j + 5], 'tot', '0', 'rw', '0')
+    local s = struct.unpack('<d', ARGV[j + 4])
+    redis.call('HSET', k, 'm', ARGV[j], 'o', ARGV[j + 1], 'a', ARGV[j + 2], 'x', ARGV[j + 3],
+               's', string.format('%.17g', s), 'act', ARGV[j + 5], 'tot', '0', 'rw', '0')
     redis.call('EXPIRE', k, ttl)
     if ARGV[j] ~= '' then
-      due[#due + 1] = tonumber(ARGV[j + 4]) + window
+      due[#due + 1] = s + window
       due[#due + 1] = string.sub(k, cut)
     end
-    out[i - 1] = 1
+    out[i - 1] = '1'
   end
 end
 if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
-return out
+return table.concat(out)
 """
 
 _PEEK = """
@@ -389,9 +395,10 @@ return 1
 """
 
 
-# Decisions queued before the writer is woken: fewer, larger pipelines keep its share of the GIL
-# (and the p99 of decide() in other threads) small; it writes every flush_interval regardless.
-_WAKE_BATCH = 64
+# Decisions queued before decide() wakes the writer: it writes every flush_interval regardless (at
+# 30k decisions/s, ~60 a tick), so decide() rarely pays an Event.set and the writer takes the GIL
+# about once a tick; 64 woke it about twice as often (issue 10).
+_WAKE_BATCH = 256
 # Decisions remembered by one script call (its arguments: 6 per decision).
 _REMEMBER_BATCH = 256
 
@@ -775,67 +782,87 @@ class RedisState:
             self._counts["written"] += len(ops)
             dup = 0
             for carried, reply in zip(calls, replies):
-                if carried[0][0] != "remember":
+                if carried[0][0] != "remember" or b"0" not in reply:
                     continue
                 for op, r in zip(carried, reply):
-                    if r == 0 and op[1] not in self._resent:  # a re-sent pipeline's were written the first time
+                    if r == 48 and op[1] not in self._resent:  # b"0"; a re-sent batch's were written before
                         dup += 1
             self._resent.clear()
             if dup:
                 self._counts["duplicate_ids"] += dup
                 _warn(f"{dup} event id(s) were already in the shared state: ids must be unique across processes")
 
-    def _commands(self, ops: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]:
-        """The EVALSHA commands that write ``ops`` in order, and per command the ops it carries.
+    def _commands(self, ops: list[tuple[Any, ...]]) -> tuple[list[bytes], list[list[tuple[Any, ...]]]]:
+        """The EVALSHA commands (RESP bytes) that write ``ops`` in order, and per command the ops it carries.
 
-        Consecutive decisions share one call of the batch script (up to _REMEMBER_BATCH); an
-        activation or reward is a call of its own, after the decisions before it."""
+        Consecutive decisions share one call of the batch script (up to _REMEMBER_BATCH), packed in
+        the compiled core (``resp.pack_remember``: no Python object per decision, the bytes written
+        without the GIL); an activation or reward is a call of its own, after the decisions before it."""
         assert self._settings is not None
         window = repr(self._settings.window)
-        sha = {name: script.sha for name, script in self._scripts.items()}
-        commands: list[tuple[Any, ...]] = []
+        sha = self._scripts["remember"].sha.encode()
+        fixed = pack_args((window, self._ttl, len(self._prefix)))
+        due, prefix = self._due.encode(), self._prefix.encode()
+        commands: list[bytes] = []
         calls: list[list[tuple[Any, ...]]] = []
-        batch: list[tuple[Any, ...]] = []
-        for op in ops + [("end", "")]:
-            kind, eid = op[0], op[1]
-            if batch and (kind != "remember" or len(batch) == _REMEMBER_BATCH):
-                keys = [self._due]
-                args: list[Any] = [window, self._ttl, len(self._prefix)]
-                for _, beid, model, policy, arm, x, ts, active in batch:
-                    keys.append(self._prefix + beid)
-                    args += (model, policy, arm, x, repr(ts), 1 if active else 0)
-                commands.append(("EVALSHA", sha["remember"], len(keys), *keys, *args))
-                calls.append(batch)
-                batch = []
-            if kind == "remember":
-                batch.append(op)
+        i, n = 0, len(ops)
+        while i < n:
+            packed, j = pack_remember(ops, i, _REMEMBER_BATCH, sha, due, prefix, fixed, 3)
+            if packed is not None:
+                commands.append(packed)
+                calls.append(ops[i:j])
+                i = j
                 continue
+            op = ops[i]
+            i += 1
+            kind, eid = op[0], op[1]
             if kind == "activate":
-                commands.append(("EVALSHA", sha["activate"], 2, self._prefix + eid, self._due,
-                                 repr(op[2]), window, eid, self._tomb_ttl))
+                commands.append(pack_command(("EVALSHA", self._scripts["activate"].sha, 2, self._prefix + eid,
+                                              self._due, repr(op[2]), window, eid, self._tomb_ttl)))
             elif kind == "reward":
-                commands.append(("EVALSHA", sha["reward"], 3, self._prefix + eid, self._due, self._lessons,
-                                 *self._reward_args(op[2], op[3], eid, op[4])))
+                commands.append(pack_command(("EVALSHA", self._scripts["reward"].sha, 3, self._prefix + eid,
+                                              self._due, self._lessons,
+                                              *self._reward_args(op[2], op[3], eid, op[4]))))
             else:
                 continue
             calls.append([op])
         return commands, calls
 
-    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write and read their replies: one round trip. An error reply is
-        returned as its exception; a connection error disconnects and raises.
+    def _send(self, commands: list[bytes]) -> list[Any]:
+        """Send ``commands`` (RESP bytes) in one write and read their replies: one round trip. An error
+        reply is returned as its exception; a connection error disconnects and raises.
 
         The writer's own connection, without redis-py's pipeline object (which checks each batch's
         scripts with SCRIPT EXISTS first, a second round trip). Measured against the pipeline in
         the same runs: the writer's CPU per decision fell by a third (20,000 decisions in batches
         of 32, three runs), and what RedisState adds to decide()'s p50 in another thread from
-        7-12 us to 1.0-1.6 us (bench_state, two runs each)."""
+        7-12 us to 1.0-1.6 us (bench_state, two runs each).
+
+        On a plain TCP or unix socket the whole round trip is ``resp.exchange``: send and read every
+        reply without the GIL, which the writer then takes back once, not after each send and recv
+        (each a forced handoff from decide() in another thread, up to the 5 ms switch interval)."""
         conn = self._conn
         if conn is None:
             pool = self._client.connection_pool
             conn = self._conn = pool.connection_class(**pool.connection_kwargs)
+        payload = b"".join(commands)
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            sock = getattr(conn, "_sock", None)
+            if sock is None:
+                conn.connect()
+                sock = getattr(conn, "_sock", None)
+            if type(sock) is socket.socket:
+                # Plain TCP or a unix socket (RESP2 or 3): the whole round trip without the GIL (one handoff a batch,
+                # not one after each send and recv); redis-py made the connection and parses the errors.
+                try:
+                    data = exchange(sock.fileno(), payload, len(commands), conn.socket_timeout or 0.0)
+                except TimeoutError as e:
+                    raise self._redis_mod.TimeoutError(str(e)) from None
+                except OSError as e:  # ConnectionError is one
+                    raise self._redis_mod.ConnectionError(f"the writer's connection: {e}") from None
+                return [conn._parser.parse_error(r.message) if isinstance(r, ReplyError) else r
+                        for r in parse_replies(data, len(commands))]
+            conn.send_packed_command([payload])  # TLS: redis-py's own I/O (a list: it iterates it)
             replies: list[Any] = []
             for _ in commands:
                 try:
