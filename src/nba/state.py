@@ -860,7 +860,7 @@ class RedisState:
                     raise self._redis_mod.TimeoutError(str(e)) from None
                 except OSError as e:  # ConnectionError is one
                     raise self._redis_mod.ConnectionError(f"the writer's connection: {e}") from None
-                return [conn._parser.parse_error(r.message) if isinstance(r, ReplyError) else r
+                return [self._reply_error(conn, r.message) if isinstance(r, ReplyError) else r
                         for r in parse_replies(data, len(commands))]
             conn.send_packed_command([payload])  # TLS: redis-py's own I/O (a list: it iterates it)
             replies: list[Any] = []
@@ -873,6 +873,14 @@ class RedisState:
         except BaseException:
             conn.disconnect()
             raise
+
+    def _reply_error(self, conn: Any, message: str) -> Exception:
+        """redis-py's exception for an error reply (NOSCRIPT -> NoScriptError, ...), as its parser would give."""
+        parser = getattr(conn, "_parser", None)
+        if parser is not None and hasattr(parser, "parse_error"):
+            return parser.parse_error(message)
+        exc = self._redis_mod.exceptions
+        return exc.NoScriptError(message) if message.startswith("NOSCRIPT") else exc.ResponseError(message)
 
     def _reader_loop(self) -> None:
         while not self._stop:
