@@ -660,6 +660,7 @@ def trigger_events(n: int, n_ids: int, seed: int = 0, *, start: float = 1_700_00
         t = types[kind[k]]
         props = {"status": "failed" if failed[k] else "ok"} if t == "payment" else {}
         out.append((f"user-{who[k]:06d}", Event(t, "web", start + k * 0.05, props)))
+    return out
 
 
 # --------------------------------------------------------------------------- contact policy
