@@ -314,6 +314,31 @@ def test_the_default_reward_is_taught_exactly_once_per_expired_decision(make_sta
     np.testing.assert_array_equal(bandit.beta, 1.0 + 0.75 * bandit.pulls)
 
 
+def test_forgotten_decisions_teach_nothing_and_leave_nothing(make_state, tmp_path) -> None:
+    state, bandit = make_state(), nba.LinUCB(N_ARMS, D, alpha=0.5)
+    log = nba.DecisionLog(tmp_path)
+    with decider(state, bandit, log=log, default_reward=0.25, policy=nba.UCB()) as dec:
+        for k in range(20):
+            eid = f"subj-ev-{k}" if k % 4 == 0 else f"e{k}"
+            dec.decide({**adult(k), "id": "subject-5e" if k % 4 == 0 else f"u{k}"}, CTX, event_id=eid, now=T0 + k)
+        deferred = dec.decide({**adult(99), "id": "subject-5e"}, CTX, event_id="d99", defer=True, now=T0 + 30)
+        dec.flush()
+        gone = dec.forget("subject-5e")
+        assert gone.ids == ("subject-5e",) and gone.log is not None and gone.log.removed == 6
+        assert state.forget([f"subj-ev-{k}" for k in range(0, 20, 4)]) == 0  # already gone
+        close_windows(dec, state, T0 + 5 * W)
+        with pytest.raises(nba.UnknownEventError):
+            dec.activate(deferred.event_id, now=T0 + 31)
+    assert bandit.updates == 15  # the 15 others taught their default reward; the subject's 5 nothing
+    if isinstance(state, RedisState):
+        import redis
+
+        client = redis.Redis.from_url(make_state.url)
+        blob = b"".join(k + (client.dump(k) or b"") for k in client.scan_iter(f"{{{state.namespace}}}*"))
+        assert b"subj-ev-" not in blob and b"d99" not in blob and b"e1" in blob
+        client.close()
+
+
 def test_flush_teaches_windows_the_real_clock_has_closed(make_state) -> None:
     """``Decider.flush()`` (no virtual clock) closes every window that ended before ``time.time()``,
     including those of decisions made just before it (RedisState: still in its queue)."""

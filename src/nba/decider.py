@@ -824,15 +824,22 @@ class Decider:
         from the profile store, then every decision carrying any of those ids (with its activations
         and outcomes) from the log's segments (``nba.log.forget``; other lines stay byte-identical).
 
-        Segments other live processes are still writing are listed in ``Erasure.log.busy``: call
-        again once they rotate. Online models keep what they learned (sums over many subjects, no
-        record of anyone).
+        The subject's decisions still pending (the model input they hold) are dropped from the
+        state backend, found by their event ids in the log. Segments other live processes are
+        still writing are listed in ``Erasure.log.busy``: call again once they rotate. Online
+        models keep what they learned (sums over many subjects, no record of anyone).
         """
         uid = _validate.unit_id(unit_id)
         ids = self._profiles.forget(uid) if self._profiles is not None else ()
         if not ids:
             ids = (str(uid),)
-        report = self._log.forget(ids) if self._log is not None else None
+        if self._contacts is not None:
+            self._contacts.forget(ids)  # a store built with these contacts has already; idempotent
+        report = None
+        if self._log is not None:
+            events: set[str] = set()
+            report = self._log.forget(ids, events=events)
+            self._decisions.forget(events)  # their pending decisions hold the model input too
         return Erasure(ids=tuple(ids), log=report)
 
     # ------------------------------------------------------------------ operations

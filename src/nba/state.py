@@ -29,7 +29,7 @@ import time
 import warnings
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import msgspec
@@ -113,6 +113,11 @@ class DecisionState(Protocol):
 
     def sync(self) -> None:
         """Write what is queued and apply every lesson learned so far (tests, ``Decider.flush``)."""
+        ...
+
+    def forget(self, eids: Iterable[str]) -> int:
+        """Drop these pending decisions (an erasure: they hold the model input); they teach nothing.
+        Returns how many were held."""
         ...
 
     def after_fork(self) -> None:
@@ -241,6 +246,13 @@ class EmbeddedState:
 
     def sync(self) -> None:
         pass
+
+    def forget(self, eids: Iterable[str]) -> int:
+        n = 0
+        with self._lock:
+            for eid in eids:
+                n += (self._pending.pop(eid, None) is not None) + (self._deferred.pop(eid, None) is not None)
+        return n
 
     def after_fork(self) -> None:
         self._pending = OrderedDict()
@@ -716,6 +728,24 @@ class RedisState:
                                                   max_connections=pool.max_connections, **pool.connection_kwargs)
         if self._settings is not None and not self._closed:  # a closed one stays closed in a child
             self._start()
+
+    def forget(self, eids: Iterable[str]) -> int:
+        """Drop the queued and the stored pending decisions of ``eids`` (Redis errors propagate: retry)."""
+        gone = set(eids)
+        if not gone:
+            return 0
+        with self._lock:  # the writer's: no batch holding them is in flight meanwhile
+            with self._outbox_lock:
+                kept = [op for op in self._outbox if op[1] not in gone]
+                queued = len(self._outbox) - len(kept)
+                self._outbox.clear()
+                self._outbox.extend(kept)
+            keys = [self._prefix + e for e in gone]
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(*keys)
+            pipe.zrem(self._due, *gone)
+            deleted, _ = pipe.execute()
+        return queued + int(deleted)
 
     def close(self) -> None:
         self._write_outbox()

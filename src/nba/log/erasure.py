@@ -149,13 +149,15 @@ def _rewrite(seg: _Segment, kept: list[bytes]) -> None:
                        f"{e.strerror or e}; the segment is unchanged") from e
 
 
-def forget(directory: LogPaths, ids: Iterable[str | int]) -> ErasureReport:
+def forget(directory: LogPaths, ids: Iterable[str | int], *, events: set[str] | None = None) -> ErasureReport:
     """Remove every decision of ``ids`` and its activations and outcomes from the log at ``directory``.
 
     ``directory``: a log directory, or several (one per host). ``ids``: every id of the
     subject (a profile store's ``forget`` returns them). Returns an ``ErasureReport``;
     raises ``LogError`` when a segment cannot be read or rewritten (that segment is left
     as it was, those rewritten before it stay rewritten: calling again finishes the job).
+    ``events``, if given, receives the event ids of the decisions removed (so what else holds
+    them, pending decision state, can drop them too).
     """
     wanted = {str(_validate.unit_id(i, "forget: id")) for i in ids}  # SchemaError before any change
     report = ErasureReport()
@@ -167,7 +169,9 @@ def forget(directory: LogPaths, ids: Iterable[str | int]) -> ErasureReport:
     with contextlib.ExitStack() as held:
         for d in sorted({os.path.abspath(os.fspath(d)) for d in dirs if not os.path.isfile(d)}):
             held.enter_context(_serialized(d))
-        _forget(segment_paths(directory), subject, needles, report)
+        found = _forget(segment_paths(directory), subject, needles, report)
+    if events is not None:
+        events.update(found)
     return report
 
 
@@ -186,7 +190,7 @@ def _serialized(directory: str) -> Iterator[None]:
 
 
 def _forget(paths: list[tuple[str, bool]], subject: frozenset[str], needles: tuple[bytes, ...],
-            report: ErasureReport) -> None:
+            report: ErasureReport) -> set[str]:
     segments = [_Segment(path) for path, _ in paths]
     try:
         for seg in segments:
@@ -237,3 +241,4 @@ def _forget(paths: list[tuple[str, bool]], subject: frozenset[str], needles: tup
     finally:
         for seg in segments:
             seg.close()
+    return events

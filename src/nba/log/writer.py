@@ -521,12 +521,13 @@ class DecisionLog:
         with self._durable:
             return self._durable.wait_for(lambda: self._durable_seq >= seq or self._closed, timeout)
 
-    def forget(self, ids: Iterable[str | int]) -> ErasureReport:
+    def forget(self, ids: Iterable[str | int], *, events: set[str] | None = None) -> ErasureReport:
         """Remove the decisions of ``ids`` (and their activations and outcomes) from this log's directory.
 
         This log moves to a new segment first, so the one it was writing can be rewritten
         too; segments other live processes are writing are reported ``busy``
-        (``nba.log.erasure``). Records appended from now on are not affected.
+        (``nba.log.erasure``). Records appended from now on are not affected. ``events``
+        receives the event ids of the decisions removed.
         """
         wanted = list(ids)
         with self._lock:
@@ -535,7 +536,7 @@ class DecisionLog:
             if self._fd >= 0 and self._seg_records:
                 self._new_segment()
             current = self._path if self._fd >= 0 else None
-        report = erasure.forget(self.directory, wanted)
+        report = erasure.forget(self.directory, wanted, events=events)
         if current in report.busy:  # begun after the call: not the erasure's to clean
             report.busy.remove(current)
         return report
