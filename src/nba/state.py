@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import msgspec
 import numpy as np
 
+from nba import _redis
 from nba._core.locks import PoliteLock
 from nba._core.resp import ReplyError, exchange, pack_args, pack_command, pack_remember, parse_replies
 from nba.errors import ConfigError, ModelFormatError, UnknownEventError
@@ -450,12 +451,10 @@ class RedisState:
     def __init__(self, url: Any, *, namespace: str = "nba", flush_interval: float = 0.002,
                  sync_interval: float = 0.05, claim_interval: float = 0.1, grace: float = 0.05,
                  snapshot_every: int = 10_000) -> None:
-        try:
-            import redis
-        except ImportError:  # pragma: no cover - the extra is installed in tests
-            raise ConfigError("RedisState needs the redis package: pip install 'nba[redis]'") from None
-        if not isinstance(namespace, str) or not namespace or not namespace.isascii() or "}" in namespace:
-            raise ConfigError(f"RedisState: namespace must be non-empty ASCII text without '}}', got {namespace!r}")
+        self._client: Any  # redis-py's return types are unions of every reply type: the replies are checked here
+        self._client, _, tag = _redis.connect(url, namespace, "RedisState")
+        import redis
+
         for name, v in (("flush_interval", flush_interval), ("sync_interval", sync_interval),
                         ("claim_interval", claim_interval), ("grace", grace)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 60):
@@ -463,15 +462,6 @@ class RedisState:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise ConfigError(f"RedisState: snapshot_every must be a positive int, got {snapshot_every!r}")
         self._redis_mod = redis
-        self._client: Any  # redis-py's return types are unions of every reply type: the replies are checked here
-        if isinstance(url, str):
-            self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                                health_check_interval=10)
-        elif isinstance(url, redis.Redis):
-            self._client = url
-        else:
-            raise ConfigError(f"RedisState: url must be a redis:// URL or a redis.Redis, got {type(url).__name__}")
-        tag = "{" + namespace + "}"
         self.namespace = namespace
         self._prefix = f"{tag}:p:"
         self._due = f"{tag}:due"

@@ -68,7 +68,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from msgspec.structs import force_setattr
 
-from nba import _validate
+from nba import _redis, _validate
 from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, ContactError, ModelFormatError, SchemaError
 
@@ -895,29 +895,12 @@ class RedisContactStore:
 
     def __init__(self, url: Any, *, namespace: str = "nba", retention: float = DEFAULT_RETENTION,
                  max_entries: int = DEFAULT_MAX_ENTRIES, max_attempts: int = 100) -> None:
-        try:
-            import redis
-        except ImportError:  # pragma: no cover - the extra is installed in tests
-            raise ConfigError("RedisContactStore needs the redis package: pip install 'nba[redis]'") from None
-        if not isinstance(namespace, str) or not namespace or not namespace.isascii() or "}" in namespace:
-            raise ConfigError(f"RedisContactStore: namespace must be non-empty ASCII text without '}}', "
-                              f"got {namespace!r}")
+        self._client: Any  # redis-py's return types are unions of every reply type: the replies are checked here
+        self._client, self._own, tag = _redis.connect(url, namespace, "RedisContactStore")
         self.retention, self.max_entries = _check_limits(retention, max_entries, "RedisContactStore")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigError(f"RedisContactStore: max_attempts must be a positive int, got {max_attempts!r}")
         self._max_attempts = max_attempts
-        self._client: Any  # redis-py's return types are unions of every reply type: the replies are checked here
-        if isinstance(url, str):
-            self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                                health_check_interval=10)
-            self._own = True
-        elif isinstance(url, redis.Redis):
-            self._client = url
-            self._own = False
-        else:
-            raise ConfigError(f"RedisContactStore: url must be a redis:// URL or a redis.Redis, "
-                              f"got {type(url).__name__}")
-        tag = "{" + namespace + "}"
         self.namespace = namespace
         self._prefix = f"{tag}:contact:"
         self._counter = f"{tag}:contact-version"
@@ -1062,4 +1045,4 @@ class RedisContactStore:
 
 if TYPE_CHECKING:  # both stores are ContactStores, checked by mypy
     _embedded: type[ContactStore] = EmbeddedContactStore
-    _redis: type[ContactStore] = RedisContactStore
+    _shared: type[ContactStore] = RedisContactStore

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nba import _validate
+from nba import _redis, _validate
 from nba.errors import ConfigError, ConflictError, IdentityError, SchemaError, StoreError
 from nba.profiles.consent import Consent, ConsentChange
 from nba.profiles.contact import ContactStore
@@ -253,15 +253,8 @@ class RedisProfileStore:
                  consent_default: Mapping[str, bool] | None = None,
                  purposes: Iterable[str] = DEFAULT_PURPOSES, max_attempts: int = 100,
                  cache_size: int = 0, triggers: Triggers | None = None, contacts: ContactStore | None = None) -> None:
-        try:
-            import redis
-        except ImportError:  # pragma: no cover - the extra is installed in tests
-            raise ConfigError("RedisProfileStore needs the redis package: pip install 'nba[redis]'") from None
         if not isinstance(features, Features):
             raise SchemaError(f"RedisProfileStore: features must be an nba.profiles.Features, got {features!r}")
-        if not isinstance(namespace, str) or not namespace or not namespace.isascii() or "}" in namespace:
-            raise ConfigError(
-                f"RedisProfileStore: namespace must be non-empty ASCII text without '}}', got {namespace!r}")
         if isinstance(purposes, str):
             raise SchemaError(f"RedisProfileStore: purposes must be a collection of names, got the str {purposes!r}")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
@@ -275,16 +268,9 @@ class RedisProfileStore:
         self._triggers = triggers
         self._contacts = contacts
         self._client: Any  # redis-py's reply types are unions of every reply: the replies are checked here
-        if isinstance(url, str):
-            self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                                health_check_interval=10)
-            self._owns_client = True
-        elif isinstance(url, redis.Redis):
-            self._client = url
-            self._owns_client = False
-        else:
-            raise ConfigError(
-                f"RedisProfileStore: url must be a redis:// URL or a redis.Redis, got {type(url).__name__}")
+        self._client, self._owns_client, tag = _redis.connect(url, namespace, "RedisProfileStore")
+        import redis
+
         self._redis_error = redis.RedisError
         self._features = features
         self._blank = features.init()  # the state of a profile with no event yet: read, never tracked into
@@ -302,7 +288,6 @@ class RedisProfileStore:
         self._cache_size = cache_size
         # profile key -> (the version this process committed, the state it committed): a hit skips from_bytes.
         self._cache: dict[str, tuple[bytes, list[Any]]] | None = {} if cache_size else None
-        tag = "{" + namespace + "}"
         self.namespace = namespace
         self._prefix = f"{tag}:p:"
         self._parent, self._seen, self._members = f"{tag}:parent", f"{tag}:seen", f"{tag}:members"

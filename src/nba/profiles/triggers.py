@@ -69,7 +69,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from nba import _validate
+from nba import _redis, _validate
 from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, SchemaError
 from nba.profiles.events import Event, check_event
@@ -677,23 +677,9 @@ class RedisTriggerStore:
     steps is one round trip."""
 
     def __init__(self, url: Any, *, namespace: str = "nba") -> None:
-        try:
-            import redis
-        except ImportError:  # pragma: no cover - the extra is installed in tests
-            raise ConfigError("RedisTriggerStore needs the redis package: pip install 'nba[redis]'") from None
-        if not isinstance(namespace, str) or not namespace or not namespace.isascii() or "}" in namespace:
-            raise ConfigError(
-                f"RedisTriggerStore: namespace must be non-empty ASCII text without '}}', got {namespace!r}")
         self._client: Any  # redis-py's reply types are unions of every reply: they are checked here
-        if isinstance(url, str):
-            self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        elif isinstance(url, redis.Redis):
-            self._client = url
-        else:
-            raise ConfigError(
-                f"RedisTriggerStore: url must be a redis:// URL or a redis.Redis, got {type(url).__name__}")
+        self._client, self._owns_client, tag = _redis.connect(url, namespace, "RedisTriggerStore")
         self.namespace = namespace
-        tag = "{" + namespace + "}"
         self._due = f"{tag}:trg:due"
         self._prefix = f"{tag}:trg:p:"
         self._apply = self._client.register_script(_APPLY)
@@ -741,3 +727,8 @@ class RedisTriggerStore:
 
     def forget(self, keys: Sequence[str]) -> None:
         self._forget(keys=[self._due, *(self._prefix + k for k in keys)], args=list(keys))
+
+    def close(self) -> None:
+        """Close the connections of a client this store made from a URL (a client passed in is the caller's)."""
+        if self._owns_client:
+            self._client.close()
