@@ -346,6 +346,17 @@ def _feature_value(v: Any, codes: dict[str, int]) -> float:
     return math.nan
 
 
+def _flatten(features: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested feature namespaces (``{"User": {"age": 31}}``) as dotted names (``"User.age"``)."""
+    out: dict[str, Any] = {}
+    for k, v in features.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
     """``BanditData`` from ``nba.log.join(...)`` output: one row per joined decision.
 
@@ -382,10 +393,11 @@ def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
     if all(x is not None for x in xs) and len({len(x) for x in xs if x is not None}) == 1:
         context = np.array([[math.nan if v is None else v for v in x] for x in xs if x is not None], dtype=np.float64)
     else:
-        names = sorted({f for r in records for f in r.features})
+        flat = [_flatten(r.features) for r in records]
+        names = sorted({f for fs in flat for f in fs})
         codes: dict[str, dict[str, int]] = {f: {} for f in names}
         context = np.array(
-            [[_feature_value(r.features.get(f), codes[f]) for f in names] for r in records], dtype=np.float64
+            [[_feature_value(fs.get(f), codes[f]) for f in names] for fs in flat], dtype=np.float64
         ).reshape(n, len(names))
     return BanditData(
         context=context,
@@ -446,7 +458,7 @@ class LightGBMRewardModel(msgspec.Struct, frozen=True):
             "verbose": -1,
             "seed": self.seed,
             "deterministic": True,
-            "num_threads": min(2, os.cpu_count() or 1),
+            "num_threads": 1,  # a log of this size trains in well under a second; threads mostly spin on a busy host
             **self.params,
         }
         d = data.context.shape[1]
@@ -674,11 +686,16 @@ def _z(level: float) -> float:
     return statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
 
 
+def _seqsum(a: Array) -> float:
+    """Left-to-right sum (as a running total adds), unlike ``np.sum``'s pairwise one."""
+    return float(np.cumsum(a)[-1]) if a.size else 0.0
+
+
 def _ratio(num: Array, den: Array | None) -> float:
     if den is None:
-        return float(np.sum(num) / num.shape[0])
-    s = float(np.sum(den))
-    return float(np.sum(num)) / s if s != 0 else math.nan
+        return _seqsum(num) / num.shape[0]
+    s = _seqsum(den)
+    return _seqsum(num) / s if s != 0 else math.nan
 
 
 def _gaussian(num: Array, den: Array | None, level: float) -> Interval:
@@ -688,8 +705,10 @@ def _gaussian(num: Array, den: Array | None, level: float) -> Interval:
     if n < 2 or math.isnan(value):
         return Interval(math.nan, math.nan, level, "gaussian")
     if den is None:
-        s = float(np.sum(num))
-        var = (float(np.dot(num, num)) - s * s / n) / (n - 1)  # vw-estimators' form, to match it exactly
+        # vw-estimators' form and order of summation (sequential: cumsum), so the two agree to rounding
+        # even where the variance cancels to ~0 and the square root would magnify any difference.
+        s = _seqsum(num)
+        var = (_seqsum(num * num) - s * s / n) / (n - 1)
     else:
         infl = (num - value * den) / (np.sum(den) / n)
         var = float(np.var(infl, ddof=1))
@@ -709,16 +728,17 @@ def _clopper_pearson(w: Array, r: Array, level: float, reward_range: tuple[float
     if max_w <= 0:
         return Interval(math.nan, math.nan, level, "clopper-pearson")
     scaled = (r - lo) / (hi - lo)
-    successes = float(np.sum(scaled * w)) / max_w
+    successes = _seqsum(scaled * w) / max_w
     n = w.shape[0] / max_w
-    low = float(beta.ppf(alpha / 2, successes, n - successes + 1)) if successes > 0 else 0.0
+    try:
+        low = float(beta.ppf(alpha / 2, successes, n - successes + 1)) if successes > 0 else 0.0
+    except OverflowError:  # successes subnormal (~1e-310): boost's beta overflows; it is 0 to every digit
+        low = 0.0
     high = float(beta.ppf(1 - alpha / 2, successes + 1, n - successes)) if successes < n else 1.0
     return Interval(lo + low * (hi - lo), lo + high * (hi - lo), level, "clopper-pearson")
 
 
-def _bootstrap(
-    terms: list[tuple[Array, Array | None]], n_bootstrap: int, level: float, seed: int
-) -> list[Interval]:
+def _bootstrap(terms: list[tuple[Array, Array | None]], n_bootstrap: int, level: float, seed: int) -> list[Interval]:
     """Percentile bootstrap intervals (obp's), one resample of the decisions shared by all estimators."""
     n = terms[0][0].shape[0]
     rng = np.random.default_rng(seed)
