@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import nba
 from nba import DecisionLog
 from nba.errors import ConfigError, SchemaError
 from nba.evaluation import (
@@ -28,9 +30,11 @@ from nba.evaluation import (
     estimate,
     evaluate,
     from_joined,
+    model_candidate,
 )
 from nba.log import join
 from nba.log.records import DecisionRecord
+from nba.policy import EpsilonGreedy, Greedy
 
 BANDIT = SyntheticBandit(n_actions=4, dim=3, beta=1.0, seed=7)
 
@@ -419,3 +423,40 @@ def test_evaluate_on_a_log_directory_matches_evaluate_on_its_joined_examples():
         assert data.pmf is not None and np.all(data.pmf[0::3, 2] == 0.0)  # "a" not offered there
         with pytest.raises(ConfigError, match="join options"):
             evaluate(join(d), always_b, reward_window=10.0)
+
+
+def _decider_log(d: str, rng: np.random.Generator) -> tuple[nba.Catalog, Any]:
+    """A real Decider with a LightGBM model and epsilon-greedy exploration, logging 200 rewarded decisions."""
+    import lightgbm as lgb
+
+    schema = nba.FeatureSchema([nba.Numeric("age", source="profile"), nba.Numeric("hour", source="context")])
+    arms = [nba.Arm(f"offer{i}", features={"fee": float(i)}, value=1.0 + i / 10) for i in range(4)]
+    catalog = nba.Catalog(arms, schema)
+    names = list(catalog.feature_names)
+    X = rng.normal(size=(400, len(names)))
+    y = (X[:, 0] + X[:, -1] > 0).astype(float)
+    params = {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": 0, "deterministic": True}
+    model = nba.load_model(lgb.train(params, lgb.Dataset(X, y, feature_name=names), 10))
+    with nba.Decider(catalog, model, policy=EpsilonGreedy(0.3), log=nba.DecisionLog(d), seed=1) as dec:
+        for i in range(200):
+            got = dec.decide({"age": float(rng.normal())}, {"hour": float(rng.normal())}, now=1000.0 + i)
+            if rng.random() < (0.8 if got.arm == "offer0" else 0.3):
+                dec.reward(got.event_id, 1.0, now=1000.5 + i)
+    return catalog, model
+
+
+def test_model_candidate_reproduces_the_logged_pmf_of_the_same_model_and_policy():
+    rng = np.random.default_rng(2)
+    with tempfile.TemporaryDirectory() as d:
+        catalog, model = _decider_log(d, rng)
+        joined = list(join(d))
+        same = model_candidate(model, EpsilonGreedy(0.3), catalog)
+        for ex in joined:
+            assert np.allclose(same(ex.decision), ex.decision.pmf, atol=1e-12)
+        rep = evaluate(joined, same, estimators=(IPS(), SNIPS()), n_bootstrap=0)
+        mean = float(np.mean([ex.reward for ex in joined]))
+        assert rep["ips"].value == pytest.approx(mean, abs=1e-9) and rep.ess == pytest.approx(len(joined))
+        # Greedy on the same model: a different candidate, weights 1/p(greedy arm) on its matches, 0 elsewhere.
+        greedy = evaluate(joined, model_candidate(model, Greedy(), catalog), estimators=IPS(), n_bootstrap=0)
+        assert greedy.max_weight == pytest.approx(1 / (0.7 + 0.3 / 4))
+        assert greedy.ess < len(joined)

@@ -223,34 +223,52 @@ def candidate_pmf(data: BanditData, candidate: Candidate) -> Array:
 def model_candidate(
     model: Model, policy: Policy | ModelPolicy, catalog: Catalog, *, seed: int = 0
 ) -> Callable[[DecisionRecord], Array]:
-    """A candidate for joined logs: ``model`` scores each decision's offered actions, ``policy`` makes the pmf.
+    """A candidate for joined logs: the pmf a Decider with ``model`` and ``policy`` gives the offered actions.
 
-    Scores the logged model input ``x`` (what a Decider writes) or, without one,
-    the decision's features as the profile; arbitration and eligibility rules are
-    not replayed: the candidate is the model and policy over what was offered.
+    Each decision's offered actions are scored on its logged model input ``x``
+    (what a Decider writes; else its features, read as the profile and the
+    context), arbitrated by ``catalog`` (score x value x weight) and turned into a
+    pmf by ``policy``, as ``Decider.decide`` does; a ``ModelPolicy`` (UCB,
+    Thompson) draws seeded by (``seed``, event id). Eligibility rules are not
+    replayed: the candidate chooses among what was offered.
     """
-    from nba.base import ModelPolicy
+    from nba.base import ModelPolicy, OnlineLearner
 
     scorer = model.bind(catalog)
     schema = catalog.schema
     buf = scorer.buffers(len(catalog))
     use_model = isinstance(policy, ModelPolicy) and policy.uses_model(model)
+    contextual = not isinstance(model, OnlineLearner) or model.n_features > 0
+    scale_all = catalog.values * catalog.weights
 
     def pmf(record: DecisionRecord) -> Array:
         if record.x is not None and len(record.x) == schema.n_columns:
             x = np.array([math.nan if v is None else v for v in record.x], dtype=np.float64)
         else:
-            x = schema.vectorize(record.features)
-        try:
-            idx = np.array([catalog.index(a) for a in record.actions], dtype=np.intp)
-        except (KeyError, ValueError) as e:
-            raise SchemaError(f"decision {record.event_id!r} offered an action the catalogue lacks: {e}") from None
+            x = schema.vectorize(record.features, record.features)
+        idx = np.empty(len(record.actions), dtype=np.intp)
+        for j, a in enumerate(record.actions):
+            try:
+                idx[j] = catalog.index(a)
+            except (KeyError, ValueError):
+                raise SchemaError(
+                    f"decision {record.event_id!r} offered action {a!r}, which the candidate's catalogue lacks; "
+                    "evaluate with the catalogue the log was written with"
+                ) from None
         scores = np.empty(len(idx))
         scorer.score(x, idx, scores, buf)
         if use_model:
             assert isinstance(policy, ModelPolicy)
-            return policy.model_pmf(model, x, event_id=record.event_id, seed=seed, arms=idx, scores=scores)
-        return policy.pmf(scores)  # type: ignore[union-attr]
+            return policy.model_pmf(
+                model,
+                x if contextual else None,
+                event_id=record.event_id,
+                seed=seed,
+                arms=idx,
+                scale=scale_all.take(idx),
+                scores=scores,
+            )
+        return policy.pmf(catalog.priorities(scores, idx))  # type: ignore[union-attr]
 
     return pmf
 
@@ -514,9 +532,9 @@ class _Inputs(msgspec.Struct, frozen=True):
     q_pi: Array | None  # sum_a pi_e(a | x_i) q(x_i, a)
 
 
-def _check_param(owner: str, name: str, value: Any, lo: float, *, allow_inf: bool = True) -> None:
+def _check_param(owner: str, name: str, value: Any, lo: float) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= lo
-    if not ok or (not allow_inf and not math.isfinite(value)) or math.isnan(value):
+    if not ok or math.isnan(value):
         raise ConfigError(f"{owner}({name}={value!r}): {name} must be a number >= {lo}")
 
 
