@@ -171,8 +171,8 @@ def _check_data(d: BanditData) -> None:
 def _check_pmf(pmf: Any, n: int, k: int, what: str) -> Array:
     if not isinstance(pmf, np.ndarray) or pmf.shape != (n, k):
         raise SchemaError(f"{what} must have shape ({n}, {k}) (decisions x actions), got {np.shape(pmf)}")
-    bad_row = ~np.all(np.isfinite(pmf) & (pmf >= 0), axis=1)
-    if bad_row.any():
+    if not pmf.min() >= 0 or not np.isfinite(pmf.max()):  # one pass each; NaN fails both comparisons
+        bad_row = ~np.all(np.isfinite(pmf) & (pmf >= 0), axis=1)
         i = int(np.argmax(bad_row))
         raise SchemaError(f"{what} row {i} has a negative or non-finite probability: {pmf[i].tolist()}")
     sums = pmf.sum(axis=1)
@@ -848,9 +848,10 @@ def estimate(
     notes: list[str] = []
     unexplored: float | None = None
     if data.pmf is not None:
-        unexplored = float(np.mean(np.sum(np.where(data.pmf <= 0, pi, 0.0), axis=1)))
+        never = data.pmf <= 0
+        unexplored = float(np.mean(np.sum(np.where(never, pi, 0.0), axis=1))) if never.any() else 0.0
         if unexplored > 0:
-            share = float(np.mean(np.any((data.pmf <= 0) & (pi > 0), axis=1)))
+            share = float(np.mean(np.any(never & (pi > 0), axis=1)))
             msg = (
                 f"the candidate puts {unexplored:.3g} of its probability mass (on average, in {share:.1%} of the "
                 "decisions) on actions the logging policy never explored: IPS, SNIPS and the DR family cannot "
