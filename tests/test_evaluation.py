@@ -7,6 +7,7 @@ import tempfile
 import warnings
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from nba.evaluation import (
     BanditData,
     DRShrinkage,
     LightGBMRewardModel,
+    Report,
     SwitchDR,
     SyntheticBandit,
     UnexploredActionWarning,
@@ -460,3 +462,63 @@ def test_model_candidate_reproduces_the_logged_pmf_of_the_same_model_and_policy(
         greedy = evaluate(joined, model_candidate(model, Greedy(), catalog), estimators=IPS(), n_bootstrap=0)
         assert greedy.max_weight == pytest.approx(1 / (0.7 + 0.3 / 4))
         assert greedy.ess < len(joined)
+
+
+# --------------------------------------------------------------------------- reward models
+
+
+def test_dr_stays_unbiased_with_a_wrong_reward_model_while_dm_does_not():
+    dr, dm, truths = [], [], []
+    for seed in range(100):
+        data = BANDIT.sample(500, seed=9000 + seed)
+        pi = _candidate(data)
+        truths.append(data.policy_value(pi))
+        wrong = np.full((data.n, data.n_actions), 0.9)  # far from every true mean
+        rep = estimate(data, pi, estimators=(DM(), DR()), reward_model=wrong, n_bootstrap=0)
+        dm.append(rep["dm"].value)
+        dr.append(rep["dr"].value)
+    err_dr = np.array(dr) - truths
+    assert abs(err_dr.mean()) < 3 * err_dr.std(ddof=1) / math.sqrt(len(err_dr))
+    assert abs(np.mean(dm) - np.mean(truths)) > 0.2
+
+
+def test_a_callable_reward_model_gets_contexts_and_one_action_index_per_row():
+    data = BANDIT.sample(30, seed=1)
+    seen = []
+
+    def q(context: np.ndarray, action: np.ndarray) -> np.ndarray:
+        seen.append(int(action[0]))
+        assert context.shape == (30, 3) and np.all(action == action[0])
+        return np.full(30, 0.1 * action[0])
+
+    pi = _candidate(data)
+    rep = estimate(data, pi, estimators=DM(), reward_model=q, n_bootstrap=0)
+    assert seen == [0, 1, 2, 3]
+    assert rep["dm"].value == pytest.approx(float(np.mean(pi @ (0.1 * np.arange(4)))))
+
+
+def test_lightgbm_reward_model_is_deterministic_and_cross_fits():
+    data = BANDIT.sample(400, seed=2)
+    one = LightGBMRewardModel(num_boost_round=20).predict(data)
+    assert one.shape == (400, 4) and np.array_equal(one, LightGBMRewardModel(num_boost_round=20).predict(data))
+    crossed = LightGBMRewardModel(n_folds=3, num_boost_round=20).predict(data)
+    assert not np.array_equal(one, crossed)  # each fold predicted by a model that never saw it
+    # In-sample fits its own rewards more closely than the cross-fitted predictions do.
+    rows = np.arange(data.n)
+    assert np.mean((one[rows, data.action] - data.reward) ** 2) < np.mean(
+        (crossed[rows, data.action] - data.reward) ** 2
+    )
+    with pytest.raises(ConfigError, match="n_folds"):
+        LightGBMRewardModel(n_folds=0)
+
+
+def test_report_is_plain_data_that_encodes_to_json():
+    data = BANDIT.sample(100, seed=3)
+    rep = estimate(data, _candidate(data), reward_model=_good_model(data, 0), n_bootstrap=50)
+    assert [e.estimator for e in rep.estimates] == ["ips", "snips", "dm", "dr"]
+    back = msgspec.json.decode(msgspec.json.encode(rep), type=Report)
+    assert back == rep
+    with pytest.raises(AttributeError):
+        rep.n = 3  # type: ignore[misc]
+    with pytest.raises(KeyError, match="no estimate"):
+        rep["switch-dr"]

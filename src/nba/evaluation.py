@@ -26,7 +26,7 @@ import os
 import statistics
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -51,6 +51,7 @@ __all__ = [
     "Interval",
     "LightGBMRewardModel",
     "Report",
+    "RewardModel",
     "SNIPS",
     "SwitchDR",
     "SyntheticBandit",
@@ -432,6 +433,7 @@ def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
 # --------------------------------------------------------------------------- reward models
 
 
+@runtime_checkable
 class RewardModel(Protocol):
     """Something that predicts ``q(x, a)`` for every logged decision and every action, ``(n, K)``."""
 
@@ -498,13 +500,18 @@ class LightGBMRewardModel(msgspec.Struct, frozen=True):
         return out
 
 
-def _reward_matrix(data: BanditData, reward_model: Any) -> Array:
+#: What DM and the DR family accept as the reward model: a ``RewardModel`` (``LightGBMRewardModel``), its
+#: predictions as an ``(n, K)`` array, or a callable ``q(context (n, d), action (n,)) -> reward (n,)``.
+RewardModelLike = RewardModel | npt.NDArray[np.float64] | Callable[[Array, npt.NDArray[np.intp]], npt.ArrayLike]
+
+
+def _reward_matrix(data: BanditData, reward_model: RewardModelLike | None) -> Array:
     n, k = data.n, data.n_actions
     if reward_model is None:
         reward_model = LightGBMRewardModel()
     if isinstance(reward_model, np.ndarray):
         q = reward_model
-    elif hasattr(reward_model, "predict") and not callable(reward_model):
+    elif isinstance(reward_model, RewardModel):
         q = np.asarray(reward_model.predict(data), dtype=np.float64)
     elif callable(reward_model):
         q = np.empty((n, k))
@@ -805,7 +812,7 @@ def estimate(
     candidate: Candidate,
     *,
     estimators: Estimator | Iterable[Estimator] = DEFAULT_ESTIMATORS,
-    reward_model: Any = None,
+    reward_model: RewardModelLike | None = None,
     level: float = 0.95,
     n_bootstrap: int = 1000,
     seed: int = 0,
@@ -821,6 +828,8 @@ def estimate(
     Warns ``UnexploredActionWarning`` when the candidate puts mass where the
     logging policy put none.
     """
+    if not isinstance(data, BanditData):
+        raise ConfigError(f"data must be BanditData (see from_joined, SyntheticBandit.sample), got {type(data)}")
     est = _check_estimators(estimators)
     if not (isinstance(level, float) and 0 < level < 1):
         raise ConfigError(f"level={level!r} must be a float in (0, 1), e.g. 0.95")
@@ -832,8 +841,6 @@ def estimate(
             raise ConfigError(f"reward_range={reward_range!r} must be (low, high) with low < high")
         if np.any(data.reward < lo) or np.any(data.reward > hi):
             raise SchemaError(f"rewards lie outside reward_range={reward_range!r}; widen it")
-    if not isinstance(data, BanditData):
-        raise ConfigError(f"data must be BanditData (see from_joined, SyntheticBandit.sample), got {type(data)}")
     pi = candidate_pmf(data, candidate)
     n = data.n
     rows = np.arange(n)
@@ -883,7 +890,7 @@ def evaluate(
     candidate: Candidate,
     *,
     estimators: Estimator | Iterable[Estimator] = DEFAULT_ESTIMATORS,
-    reward_model: Any = None,
+    reward_model: RewardModelLike | None = None,
     level: float = 0.95,
     n_bootstrap: int = 1000,
     seed: int = 0,
