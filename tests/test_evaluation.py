@@ -58,14 +58,14 @@ def _good_model(data: BanditData, seed: int, noise: float = 0.02) -> np.ndarray:
 # --------------------------------------------------------------------------- truth and coverage
 
 
-def test_ips_and_dr_gaussian_intervals_cover_the_true_value_near_their_level():
+def test_ips_snips_and_dr_gaussian_intervals_cover_the_true_value_near_their_level():
     seeds = range(200)
-    covered = {"ips": 0, "dr": 0}
+    covered = {"ips": 0, "snips": 0, "dr": 0}
     for seed in seeds:
         data = BANDIT.sample(800, seed=seed)
         pi = _candidate(data)
         truth = data.policy_value(pi)
-        rep = estimate(data, pi, estimators=(IPS(), DR()), reward_model=_good_model(data, seed), n_bootstrap=0)
+        rep = estimate(data, pi, estimators=(IPS(), SNIPS(), DR()), reward_model=_good_model(data, seed), n_bootstrap=0)
         for name in covered:
             g = rep[name].gaussian
             covered[name] += g.low <= truth <= g.high
@@ -218,6 +218,18 @@ def test_clipping_caps_every_weight_and_changes_nothing_above_the_largest(log, c
     assert loose.value == plain.value
     assert rep.max_weight == pytest.approx(float(w.max()))
     assert rep.ess == pytest.approx(effective_sample_size(w))
+
+
+@settings(max_examples=30, deadline=None)
+@given(logs())
+def test_a_candidate_callable_and_its_pmf_array_give_the_same_report(log):
+    data, pi, q = log
+    rows = {tuple(c): p for c, p in zip(data.context.tolist(), pi)}
+    by_array = estimate(data, pi, estimators=(IPS(), SNIPS(), DR()), reward_model=q, n_bootstrap=30)
+    by_call = estimate(
+        data, lambda x: rows[tuple(x.tolist())], estimators=(IPS(), SNIPS(), DR()), reward_model=q, n_bootstrap=30
+    )
+    assert by_call == by_array
 
 
 def test_effective_sample_size():
