@@ -764,30 +764,45 @@ def _clopper_pearson(w: Array, r: Array, level: float, reward_range: tuple[float
 
 
 def _bootstrap(terms: list[tuple[Array, Array | None]], n_bootstrap: int, level: float, seed: int) -> list[Interval]:
-    """Percentile bootstrap intervals (obp's), one resample of the decisions shared by all estimators."""
+    """Percentile bootstrap intervals (obp's), one resample of the decisions shared by all estimators.
+
+    A resample is a vector of counts (how often each decision was drawn), so every
+    estimator's resampled sums are one matrix product: counts (b, n) @ terms (n, m),
+    several times faster than gathering each estimator's terms per resample.
+    """
     n = terms[0][0].shape[0]
+    cols: list[Array] = []
+    where: list[tuple[int, int | None]] = []
+    for num, den in terms:
+        cols.append(num)
+        if den is None:
+            where.append((len(cols) - 1, None))
+        else:
+            cols.append(den)
+            where.append((len(cols) - 2, len(cols) - 1))
+    table = np.ascontiguousarray(np.column_stack(cols))
     rng = np.random.default_rng(seed)
-    boots = np.empty((len(terms), n_bootstrap))
+    sums = np.empty((n_bootstrap, table.shape[1]))
     chunk = max(1, min(n_bootstrap, 2_000_000 // n))
+    counts = np.empty((chunk, n))
     for start in range(0, n_bootstrap, chunk):
         b = min(chunk, n_bootstrap - start)
-        idx = rng.integers(0, n, size=(b, n))
-        for j, (num, den) in enumerate(terms):
-            s = num[idx].sum(axis=1)
-            if den is None:
-                boots[j, start : start + b] = s / n
-            else:
-                d = den[idx].sum(axis=1)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    boots[j, start : start + b] = np.where(d != 0, s / np.where(d != 0, d, 1.0), np.nan)
+        for i in range(b):
+            counts[i] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+        np.matmul(counts[:b], table, out=sums[start : start + b])
     alpha = 1 - level
     out = []
-    for j in range(len(terms)):
-        row = boots[j][~np.isnan(boots[j])]
-        if row.size == 0:
+    for i_num, i_den in where:
+        if i_den is None:
+            boots = sums[:, i_num] / n
+        else:
+            d = sums[:, i_den]
+            ok = d != 0
+            boots = sums[ok, i_num] / d[ok]
+        if boots.size == 0:
             out.append(Interval(math.nan, math.nan, level, "bootstrap"))
         else:
-            lo, hi = np.percentile(row, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+            lo, hi = np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)])
             out.append(Interval(float(lo), float(hi), level, "bootstrap"))
     return out
 
