@@ -232,6 +232,18 @@ def test_a_candidate_callable_and_its_pmf_array_give_the_same_report(log):
     assert by_call == by_array
 
 
+def test_the_bootstrap_is_seeded_and_an_estimators_interval_does_not_depend_on_the_others_asked():
+    data = BANDIT.sample(300, seed=11)
+    pi, q = _candidate(data), _good_model(data, 11)
+    alone = estimate(data, pi, estimators=IPS(), n_bootstrap=200, seed=5)["ips"].bootstrap
+    among = estimate(data, pi, estimators=(SNIPS(), DR(), IPS()), reward_model=q, n_bootstrap=200, seed=5)["ips"]
+    assert alone is not None and among.bootstrap is not None
+    assert alone.low == pytest.approx(among.bootstrap.low, abs=1e-12)
+    assert alone.high == pytest.approx(among.bootstrap.high, abs=1e-12)
+    other = estimate(data, pi, estimators=IPS(), n_bootstrap=200, seed=6)["ips"].bootstrap
+    assert other is not None and (other.low, other.high) != (alone.low, alone.high)
+
+
 def test_effective_sample_size():
     assert effective_sample_size([1.0, 1.0, 1.0, 1.0]) == 4.0
     assert effective_sample_size([4.0, 0.0, 0.0, 0.0]) == 1.0
