@@ -563,7 +563,9 @@ class IPS(msgspec.Struct, frozen=True):
 
 
 class SNIPS(msgspec.Struct, frozen=True):
-    """Self-normalised IPS, ``sum(w r) / sum(w)``: a little bias for much less variance under large weights."""
+    """Self-normalised IPS, ``sum(w r) / sum(w)``: a little bias for much less variance under large weights.
+
+    NaN when every weight is 0 (the candidate never chose a logged action)."""
 
     needs_model = False
 
