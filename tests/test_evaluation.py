@@ -35,6 +35,7 @@ from nba.evaluation import (
     model_candidate,
 )
 from nba.log import join
+from nba.log.reader import JoinedExample
 from nba.log.records import DecisionRecord
 from nba.policy import EpsilonGreedy, Greedy
 
@@ -402,6 +403,28 @@ def test_bad_candidates_and_options_raise_typed_errors():
 
 
 # --------------------------------------------------------------------------- joined logs
+
+
+@pytest.mark.parametrize(
+    ("pmf", "chosen", "probability", "match"),
+    [
+        ([0.5, 0.6], 0, 0.5, "not a distribution"),
+        ([1.5, -0.5], 0, 1.5, "not a distribution"),
+        ([1.0, 0.0], 1, 0.0, "not a distribution"),
+        ([0.5, 0.5], 2, 0.5, "chosen is not an index"),
+        ([1.0], 0, 1.0, "differ in length"),
+    ],
+)
+def test_a_damaged_logged_decision_raises_schema_error_naming_it(pmf, chosen, probability, match):
+    bad = DecisionRecord(
+        event_id="bad-1", ts=1.0, actions=["a", "b"], pmf=pmf, chosen=[chosen], probability=probability
+    )
+    ok = DecisionRecord(event_id="ok", ts=1.0, actions=["a", "b"], pmf=[0.5, 0.5], chosen=[0], probability=0.5)
+    examples = [JoinedExample(decision=ok, reward=1.0, observed=True, start=1.0), JoinedExample(bad, 0.0, False, 1.0)]
+    with pytest.raises(SchemaError, match=f"'bad-1'.*{match}"):
+        evaluate(examples, lambda r: [0.5, 0.5], estimators=IPS())
+    with pytest.raises(SchemaError, match="no joined decisions"):
+        from_joined([])
 
 
 def _record(i: int, rng: np.random.Generator, actions: list[str]) -> tuple[DecisionRecord, int]:

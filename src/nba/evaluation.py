@@ -402,8 +402,16 @@ def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
     action = np.empty(n, dtype=np.intp)
     pscore = np.empty(n)
     for i, r in enumerate(records):
-        if len(r.pmf) != len(r.actions) or not r.chosen:
-            raise SchemaError(f"decision {r.event_id!r}: pmf and actions differ in length, or nothing was chosen")
+        if len(r.pmf) != len(r.actions) or not r.chosen or not 0 <= r.chosen[0] < len(r.actions):
+            raise SchemaError(
+                f"decision {r.event_id!r}: pmf and actions differ in length, or chosen is not an index into actions"
+            )
+        total = math.fsum(r.pmf)
+        if not (abs(total - 1.0) <= PMF_TOLERANCE and min(r.pmf) >= 0 and 0 < r.probability <= 1 + PMF_TOLERANCE):
+            raise SchemaError(
+                f"decision {r.event_id!r}: logged pmf {r.pmf!r} (sum {total!r}) with probability {r.probability!r} "
+                "is not a distribution with the chosen action's probability in (0, 1]; the record is damaged"
+            )
         cols = [vocab[a] for a in r.actions]
         pmf[i, cols] = r.pmf
         action[i] = cols[r.chosen[0]]
