@@ -84,7 +84,7 @@ class UnexploredActionWarning(EvaluationWarning):
 # --------------------------------------------------------------------------- data
 
 
-class BanditData(msgspec.Struct, frozen=True):
+class BanditData(msgspec.Struct, frozen=True, eq=False):  # arrays: == would be elementwise
     """Logged bandit feedback over a fixed vocabulary of ``K`` actions, ``n`` decisions.
 
     ``action[i]`` is the vocabulary index chosen, ``pscore[i]`` its logged
