@@ -38,6 +38,7 @@ __all__ = [
     "profile_events",
     "contact_policy",
     "contact_histories",
+    "ope_log",
 ]
 
 
@@ -324,8 +325,14 @@ def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "t
     """
     import vowpalwabbit
 
-    params = {"args": args, "n_train": n_train, "seed": seed, "fmt": fmt, **example_kw,
-              "vw": getattr(vowpalwabbit, "__version__", "?")}
+    params = {
+        "args": args,
+        "n_train": n_train,
+        "seed": seed,
+        "fmt": fmt,
+        **example_kw,
+        "vw": getattr(vowpalwabbit, "__version__", "?"),
+    }
     key = hashlib.sha256(json.dumps({"kind": "vw", **params}, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / f"vw-{key}.model"
     if not path.exists():
@@ -488,8 +495,12 @@ def decide_workload(n_arms: int = 10, n_trees: int = 100, *, seed: int = 0, n_pr
         + [nba.Categorical("segment", segments), nba.Numeric("hour", source="context")]
     )
     arms = [
-        nba.Arm(f"offer{i}", features={"fee": float(i * 5), "kind": ["card", "loan", "savings"][i % 3]},
-                value=1.0 + (i % 4) / 4, channels={"web": {"text": f"offer {i}"}})
+        nba.Arm(
+            f"offer{i}",
+            features={"fee": float(i * 5), "kind": ["card", "loan", "savings"][i % 3]},
+            value=1.0 + (i % 4) / 4,
+            channels={"web": {"text": f"offer {i}"}},
+        )
         for i in range(n_arms)
     ]
     names = list(nba.Catalog(arms, schema).feature_names)
@@ -501,15 +512,27 @@ def decide_workload(n_arms: int = 10, n_trees: int = 100, *, seed: int = 0, n_pr
         rng = np.random.default_rng(seed)
         X = rng.normal(size=(5000, len(names)))
         y = (X[:, 0] + 0.5 * X[:, -1] + rng.normal(size=5000) > 0).astype(float)
-        p = {"objective": "binary", "num_leaves": 31, "verbose": -1, "seed": seed, "deterministic": True,
-             "min_data_in_leaf": 5}
+        p = {
+            "objective": "binary",
+            "num_leaves": 31,
+            "verbose": -1,
+            "seed": seed,
+            "deterministic": True,
+            "min_data_in_leaf": 5,
+        }
         return lgb.train(p, lgb.Dataset(X, y, feature_name=names), n_trees).model_to_string()
 
     text = _cached_text("decide-lightgbm", params, build).read_text()
     rng = np.random.default_rng(seed + 1)
     profiles = [
-        ({"id": f"u{k}", **{f"p{j}": float(v) for j, v in enumerate(rng.normal(size=8))}, "segment": segments[k % 3]},
-         {"hour": float(k % 24)})
+        (
+            {
+                "id": f"u{k}",
+                **{f"p{j}": float(v) for j, v in enumerate(rng.normal(size=8))},
+                "segment": segments[k % 3],
+            },
+            {"hour": float(k % 24)},
+        )
         for k in range(n_profiles)
     ]
     return {"schema": schema, "arms": arms, "model_text": text, "profiles": profiles}
@@ -674,29 +697,65 @@ def contact_policy():
     """A realistic marketing policy over 20 arms in 4 groups of 5, one of them transactional."""
     from nba.profiles import Calendar, Cap, ContactPolicy, Gap, QuietHours, Rolling, Suppress
 
-    groups = {f"g{g}": CONTACT_ARMS[5 * g:5 * g + 5] for g in range(4)}
-    return ContactPolicy([
-        Cap(3, Calendar("week", "Europe/Paris")),
-        Cap(1, Rolling(86400), per="arm"),
-        Cap(2, Calendar("day", "Europe/Paris"), per="group", group="g1"),
-        Cap(1, Calendar("day", "Europe/Paris"), channel="sms"),
-        Gap(7200, "email", "push"),
-        Suppress(("accepted", "rejected"), 7 * 86400),
-        QuietHours("21:00", "08:00", "Europe/Paris", channels=("sms", "push")),
-    ], groups=groups, transactional=["offer_19"])
+    groups = {f"g{g}": CONTACT_ARMS[5 * g : 5 * g + 5] for g in range(4)}
+    return ContactPolicy(
+        [
+            Cap(3, Calendar("week", "Europe/Paris")),
+            Cap(1, Rolling(86400), per="arm"),
+            Cap(2, Calendar("day", "Europe/Paris"), per="group", group="g1"),
+            Cap(1, Calendar("day", "Europe/Paris"), channel="sms"),
+            Gap(7200, "email", "push"),
+            Suppress(("accepted", "rejected"), 7 * 86400),
+            QuietHours("21:00", "08:00", "Europe/Paris", channels=("sms", "push")),
+        ],
+        groups=groups,
+        transactional=["offer_19"],
+    )
 
 
-def contact_histories(n: int, seed: int = 0, *, contacts: int = 30, outcomes: int = 10,
-                      now: float = CONTACT_NOW) -> list:
+def contact_histories(
+    n: int, seed: int = 0, *, contacts: int = 30, outcomes: int = 10, now: float = CONTACT_NOW
+) -> list:
     """``n`` Histories of ``contacts`` contacts and ``outcomes`` outcomes over the 30 days before ``now``."""
     from nba.profiles import Contact, History, Outcome
 
     rng = np.random.default_rng([seed, n, contacts, outcomes, 29])
     out = []
     for _ in range(n):
-        cs = sorted(Contact(float(now - rng.uniform(0, 30 * 86400)), CONTACT_ARMS[rng.integers(20)],
-                            CONTACT_CHANNELS[rng.integers(4)]) for _ in range(contacts))
-        os_ = sorted(Outcome(float(now - rng.uniform(0, 30 * 86400)), CONTACT_ARMS[rng.integers(20)],
-                             ("accepted", "rejected", "clicked")[rng.integers(3)]) for _ in range(outcomes))
+        cs = sorted(
+            Contact(
+                float(now - rng.uniform(0, 30 * 86400)),
+                CONTACT_ARMS[rng.integers(20)],
+                CONTACT_CHANNELS[rng.integers(4)],
+            )
+            for _ in range(contacts)
+        )
+        os_ = sorted(
+            Outcome(
+                float(now - rng.uniform(0, 30 * 86400)),
+                CONTACT_ARMS[rng.integers(20)],
+                ("accepted", "rejected", "clicked")[rng.integers(3)],
+            )
+            for _ in range(outcomes)
+        )
         out.append(History(tuple(cs), tuple(os_)))
     return out
+
+
+# --------------------------------------------------------------------------- off-policy evaluation
+
+
+def ope_log(n: int, n_actions: int = 10, seed: int = 0, *, dim: int = 5, eps: float = 0.2):
+    """A synthetic log (``nba.evaluation.SyntheticBandit``, softmax logging), a candidate and a reward model.
+
+    Returns (data, pi, q): ``pi`` (n, n_actions) is epsilon-greedy on a fixed linear
+    score, ``q`` (n, n_actions) the true expected reward plus N(0, 0.05^2): a good model.
+    """
+    from nba.evaluation import SyntheticBandit
+
+    data = SyntheticBandit(n_actions=n_actions, dim=dim, beta=1.0, seed=seed).sample(n, seed=seed)
+    rng = np.random.default_rng([seed, n, n_actions, 12])
+    scores = data.context @ rng.normal(size=(dim, n_actions))
+    pi = np.eye(n_actions)[np.argmax(scores, axis=1)] * (1 - eps) + eps / n_actions
+    q = data.expected_reward + rng.normal(scale=0.05, size=(n, n_actions))
+    return data, pi, q
