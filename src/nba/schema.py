@@ -628,6 +628,22 @@ class FeatureSchema:
             return out
         return self._vectorize_checked(profile, context, out)
 
+    def vectorize_many(self, profiles: Any, contexts: Any = None) -> np.ndarray:
+        """The ``(n, n_columns)`` float64 matrix of many rows, each equal to ``vectorize`` of that row.
+
+        ``profiles``: a list of inputs (dicts, Structs, ready vectors...) or a pandas
+        DataFrame with a column per feature name (``category``, object, string,
+        numeric, bool and nullable dtypes; an absent column is a missing feature).
+        ``contexts``: None, one input for every row, a list (one per profile) or a
+        DataFrame of the same length; ``vectorize_many(df, df)`` reads profile and
+        context features from one frame. A frame is encoded a column at a time with
+        numpy. A bad value raises the ``SchemaError`` ``vectorize`` raises for the
+        first bad row, prefixed with ``row <i>:``.
+        """
+        from nba._batch import vectorize_many
+
+        return vectorize_many(self, profiles, contexts)
+
     def _vectorize_checked(self, profile: Any, context: Any, out: Any) -> np.ndarray:
         """The validating path: every input the contract allows, feature by feature; errors name the feature."""
         self._check_out(out)
