@@ -152,10 +152,7 @@ def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.
 
 
 def _block(p: _AnyPlan) -> slice:
-    width = 1
-    if p.kind == "categorical":
-        width = len(p.categories) + (1 if p.unknown == "other" else 0)
-    return slice(p.col, p.col + width)
+    return slice(p.col, p.col + (p.width if p.kind == "categorical" else 1))
 
 
 def _one(p: _AnyPlan, raw: Any, n_columns: int) -> list[float]:
@@ -316,4 +313,9 @@ def training_rows(
         import pandas as pd
     except ImportError:
         raise SchemaError("training_frame(as_frame=True) needs pandas; install it, or use the matrix") from None
-    return pd.DataFrame(rows, columns=list(names))
+    df = pd.DataFrame(rows, columns=list(names))
+    for p in catalog.schema._codes:  # a native LightGBM category: a pandas category column over the declared list
+        codes = rows[:, p.col]
+        ints = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+        df[names[p.col]] = pd.Categorical.from_codes(ints, categories=list(p.categories))
+    return df

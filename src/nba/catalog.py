@@ -372,7 +372,8 @@ class Catalog:
         Every profile x every arm of ``arms`` (default: all, in catalogue order),
         profile-major; or, with ``chosen`` (one arm id per profile, as a log holds
         them), one row per profile. A float64 matrix, or with ``as_frame`` a pandas
-        DataFrame with ``feature_names`` as its columns.
+        DataFrame with ``feature_names`` as its columns (``encoding="code"`` categories
+        as ``category`` columns over the declared list: what LightGBM trains natively on).
         """
         from nba._batch import training_rows
 

@@ -146,6 +146,14 @@ class Numeric(msgspec.Struct, frozen=True, tag="numeric"):
 class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
     """A category one-hot encoded over ``categories`` (one column each, in the declared order).
 
+    ``encoding="code"`` instead gives one column named for the feature holding the
+    category's index in ``categories`` (0, 1, ...), or NaN when missing or unknown:
+    the codes LightGBM's native categorical splits read when a model is trained on a
+    pandas ``category`` column with these categories (``pandas_categorical`` in the
+    model file; checked when a model is bound). Unknown values are then NaN for
+    ``unknown="zeros"`` (as LightGBM treats an unseen category) or an error for
+    ``"error"``; ``"other"`` has no meaning there and is refused.
+
     A missing value (absent, None or NaN) gives all zeros, or the one-hot of
     ``default`` if set. A value outside ``categories``: ``unknown="zeros"`` (all
     zeros), ``"other"`` (an extra ``<name>=__other__`` column) or ``"error"``
@@ -159,9 +167,19 @@ class Categorical(msgspec.Struct, frozen=True, tag="categorical"):
     unknown: Literal["zeros", "other", "error"] = "zeros"
     source: Source = "profile"
     namespace: str | None = None
+    encoding: Literal["onehot", "code"] = "onehot"
 
     def __post_init__(self) -> None:
         _check_source("Categorical", self.name, self.source)
+        if self.encoding not in ("onehot", "code"):
+            raise ConfigError(
+                f"Categorical({self.name!r}): encoding must be 'onehot' or 'code', got {self.encoding!r}"
+            )
+        if self.encoding == "code" and self.unknown == "other":
+            raise ConfigError(
+                f"Categorical({self.name!r}): encoding='code' has no 'other' column; an unseen category is "
+                "NaN (missing) with unknown='zeros', as LightGBM scores it, or an error with unknown='error'"
+            )
         cats = self.categories
         if isinstance(cats, (str, bytes)) or not isinstance(cats, Iterable):
             raise ConfigError(f"Categorical({self.name!r}): categories must be a list of str or int, got {cats!r}")
@@ -218,7 +236,7 @@ class Column(msgspec.Struct, frozen=True):
     index: int
     name: str
     feature: str
-    kind: Literal["numeric", "boolean", "onehot", "other"]
+    kind: Literal["numeric", "boolean", "onehot", "other", "code"]
     source: Source
     namespace: str
     category: str | int | None = None
@@ -328,11 +346,13 @@ class _BooleanPlan(_Plan):
 
 
 class _CategoricalPlan(_Plan):
-    __slots__ = ("cmap", "other_col", "unknown", "default", "categories")
+    __slots__ = ("cmap", "other_col", "unknown", "default", "categories", "code", "width")
     kind: ClassVar[Literal["categorical"]] = "categorical"
 
     def __init__(self, feature: Categorical, col: int) -> None:
         super().__init__(feature, col)
+        self.code = feature.encoding == "code"  # one column of codes (cmap's columns less col), not one-hot
+        self.width = 1 if self.code else len(feature.categories) + (feature.unknown == "other")
         self.categories = feature.categories
         self.cmap = {c: col + i for i, c in enumerate(feature.categories)}
         self.unknown = feature.unknown
@@ -371,7 +391,15 @@ class _CategoricalPlan(_Plan):
             )
         return -1
 
+    def code_of(self, raw: Any) -> float:
+        """The ``encoding="code"`` value of ``raw``: its index in the categories, NaN when missing or unknown."""
+        col = self.column(raw)
+        return math.nan if col < 0 else float(col - self.col)
+
     def encode(self, raw: Any, vals: list[float]) -> None:
+        if self.code:
+            vals[self.col] = self.code_of(raw)
+            return
         col = self.column(raw)
         if col >= 0:
             vals[col] = 1.0
@@ -417,6 +445,7 @@ class _SourcePlan:
         self.names = [p.name for p in plans]
         self.columns = np.asarray([c.index for c in columns], dtype=np.intp)
         nan_ok = {p.name for p in plans if p.kind != "categorical" and p.allow_missing}
+        nan_ok |= {p.name for p in plans if p.kind == "categorical" and p.code}
         self.nan_ok = np.asarray([c.feature in nan_ok for c in columns], dtype=bool)
 
 
@@ -487,6 +516,9 @@ class FeatureSchema:
             elif isinstance(f, Boolean):
                 plans.append(_BooleanPlan(f, col))
                 columns.append(Column(col, base, f.name, "boolean", f.source, ns, None, f.name))
+            elif f.encoding == "code":
+                plans.append(_CategoricalPlan(f, col))
+                columns.append(Column(col, base, f.name, "code", f.source, ns))
             else:
                 plans.append(_CategoricalPlan(f, col))
                 for i, c in enumerate(f.categories):
@@ -527,7 +559,13 @@ class FeatureSchema:
             s: _SourcePlan([p for p in plans if p.source == s], [c for c in columns if c.source == s])
             for s in _SOURCES
         }
-        self._dict_fast = DictVectorizer([_kernel_field(p) for p in plans], self._n).vectorize
+        # Code-encoded categories are not the kernel's (it writes one-hot): written after it, in Python.
+        self._codes = tuple(
+            p for s in _SOURCES for p in plans if p.source == s and p.kind == "categorical" and p.code
+        )
+        self._dict_fast = DictVectorizer(
+            [_kernel_field(p) for p in plans if not (p.kind == "categorical" and p.code)], self._n
+        ).vectorize
         # The validating path writes its values with one struct.pack_into: measured with callgrind
         # (25 columns) 4.9k instructions against 9.2k for out[:] = values. Typed as taking any
         # buffer: numpy's stubs give ndarray __buffer__ for Python 3.12+ only.
@@ -538,14 +576,15 @@ class FeatureSchema:
         for p in plans:
             by_ns.setdefault(p.namespace, []).append(p)
         self.log_layout: tuple[tuple[str, str, str, int, tuple[Any, ...]], ...] = tuple(
-            (p.namespace, p.name, _LOG_KINDS[p.kind], p.col, tuple(getattr(p, "categories", ())))
+            (p.namespace, p.name, "code" if getattr(p, "code", False) else _LOG_KINDS[p.kind], p.col,
+             tuple(getattr(p, "categories", ())))
             for group in by_ns.values() for p in group
         )
         self.schema_id = hashlib.sha256(msgspec.json.encode(self.log_layout)).hexdigest()[:16]
         self._read = _compile_reader(self.log_layout, {p.name for p in plans if getattr(p, "allow_missing", False)})
         self._log_cats = tuple(
-            (p, p.namespace, slice(p.col, p.col + len(p.categories))) for group in by_ns.values() for p in group
-            if isinstance(p, _CategoricalPlan)
+            (p, p.namespace, slice(p.col, p.col + (1 if p.code else len(p.categories))))
+            for group in by_ns.values() for p in group if isinstance(p, _CategoricalPlan)
         )
 
     # ------------------------------------------------------------------ introspection
@@ -625,7 +664,14 @@ class FeatureSchema:
         elif not isinstance(out, np.ndarray):
             self._check_out(out)  # raises
         if self._dict_fast(profile, context, out):
-            return out
+            if not self._codes:
+                return out
+            try:
+                for p in self._codes:
+                    out[p.col] = p.code_of(_raw_values(profile if p.source == "profile" else context, (p.name,))[0])
+                return out
+            except (SchemaError, AttributeError, TypeError):  # the validating path raises the first error
+                pass
         return self._vectorize_checked(profile, context, out)
 
     def vectorize_many(self, profiles: Any, contexts: Any = None) -> np.ndarray:
@@ -734,7 +780,7 @@ class FeatureSchema:
         """
         out: Features | None = None
         for p, ns, block in self._log_cats:
-            if 1.0 not in x[block]:  # none of its categories' columns is set: missing, or unknown
+            if (x[block.start] != x[block.start]) if p.code else (1.0 not in x[block]):  # missing or unknown
                 v = p.unheld(profile, context)
                 if v is not MISSING:
                     if out is None:
@@ -771,6 +817,63 @@ class FeatureSchema:
                 "or retrain the model with feature_name=list(catalog.feature_names)"
             )
 
+    def check_categorical(
+        self, feature_names: Sequence[str], categorical: Sequence[str],
+        pandas_categorical: Sequence[Sequence[Any]] | None,
+    ) -> None:
+        """Raise ``SchemaError`` unless ``encoding="code"`` features and a LightGBM model's categories agree.
+
+        ``categorical``: the model features LightGBM splits natively as categories;
+        ``pandas_categorical``: their category lists (a model trained on pandas
+        ``category`` columns), or None. A code column must feed a categorical
+        feature whose list is the declared ``categories`` in the same order (the codes
+        are indices into it); a model feature with a category list must be fed by a
+        code column (one-hot or numeric columns there would score as wrong codes).
+        """
+        cats = list(categorical)
+        lists: dict[str, list[Any]] | None = None
+        if pandas_categorical is not None and len(pandas_categorical) == len(cats):
+            lists = {n: list(c) for n, c in zip(cats, pandas_categorical)}
+        model = set(feature_names)
+        codes = {safe_column_name(p.name): p for p in self._codes}
+        for col, p in codes.items():
+            decl = f"Categorical({p.name!r}, encoding='code')"
+            if col not in model:
+                continue  # check_model names it
+            if col not in cats:
+                raise SchemaError(
+                    f"{decl} feeds model feature {col!r}, which the model does not split as a category; "
+                    "train it on a pandas category column (Catalog.training_frame(..., as_frame=True)) or "
+                    "declare the feature one-hot (encoding='onehot')"
+                )
+            if pandas_categorical is None:
+                continue  # trained on integer codes without pandas: nothing to compare with
+            if lists is None:
+                raise SchemaError(
+                    f"{decl}: the model's pandas_categorical holds {len(pandas_categorical)} category lists "
+                    f"for {len(cats)} categorical features, so which list is {col!r}'s cannot be told; "
+                    "train with categorical_feature='auto' on pandas category columns"
+                )
+            if lists[col] != list(p.categories):
+                raise SchemaError(
+                    f"{decl}: the model was trained with categories {_short(lists[col])} for {col!r} "
+                    f"(pandas_categorical), the schema declares {_short(list(p.categories))}; codes are "
+                    f"indices into that list, so declare categories={_short(lists[col])} in that order"
+                )
+        if lists is not None:
+            for col in lists:
+                if col in model and col not in codes:
+                    raise SchemaError(
+                        f"model feature {col!r} is a native LightGBM category (categories {_short(lists[col])}), "
+                        f"but the schema gives it a numeric or one-hot column; declare "
+                        f"Categorical({col!r}, {_short(lists[col])}, encoding='code')"
+                    )
+
+
+def _short(values: list[Any]) -> str:
+    text = repr(values)
+    return text if len(text) <= 80 else text[:77] + "...]"
+
 
 _LOG_KINDS = {"numeric": "number", "boolean": "bool", "categorical": "category"}
 _NO_RAW: dict[str, dict[str, Any]] = {}  # read only
@@ -790,7 +893,15 @@ def read_vector(layout: Iterable[Sequence[Any]], x: Sequence[Any], raw: Mapping[
     out: Features = {}
     n = len(x)
     for ns, name, kind, col, cats in layout:
-        if kind == "category":
+        if kind == "code":
+            v = x[col] if col < n else None
+            if v is None or v != v:
+                value = raw.get(ns, _NO_RAW).get(name, MISSING)
+                if value is MISSING:
+                    continue
+            else:
+                value = cats[int(v)]
+        elif kind == "category":
             value = MISSING
             for j in range(len(cats)):
                 if col + j < n and x[col + j] == 1.0:
@@ -828,6 +939,11 @@ def _compile_reader(layout: Sequence[Sequence[Any]], nan_ok: set[str]) -> Callab
         fixups = []
         for _, name, kind, col, cats in feats:
             key = repr(name)
+            if kind == "code":
+                items.append(f"{key}: {tuple(cats)!r}[int(xs[{col}])] if xs[{col}] == xs[{col}] "
+                             f"else raw.get({ns!r}, _E).get({key}, MISSING)")
+                fixups.append(f"    if {d}[{key}] is MISSING: del {d}[{key}]")
+                continue
             if kind == "category":
                 tests = "".join(f"{c!r} if xs[{col + j}] == 1.0 else " for j, c in enumerate(cats))
                 items.append(f"{key}: {tests}raw.get({ns!r}, _E).get({key}, MISSING)")
