@@ -700,3 +700,15 @@ def contact_histories(n: int, seed: int = 0, *, contacts: int = 30, outcomes: in
                              ("accepted", "rejected", "clicked")[rng.integers(3)]) for _ in range(outcomes))
         out.append(History(tuple(cs), tuple(os_)))
     return out
+
+
+def profile_frame(n: int, seed: int = 0, *, n_numeric: int = 14):
+    """``profiles(n, seed)`` as one pandas DataFrame (profile and context columns side by side, no undeclared
+    attributes): the segment and device as ``category`` columns, the flags as bool, as a data scientist holds them."""
+    import pandas as pd
+
+    pairs = profiles(n, seed, n_numeric=n_numeric, n_extra=0)
+    df = pd.DataFrame([{**p, **c} for p, c in pairs]).drop(columns=["age", "country"])
+    df["segment"] = pd.Categorical(df["segment"], categories=list(SEGMENTS))
+    df["device"] = pd.Categorical(df["device"], categories=list(DEVICES))
+    return df
