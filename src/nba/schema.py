@@ -447,6 +447,9 @@ class _SourcePlan:
         nan_ok = {p.name for p in plans if p.kind != "categorical" and p.allow_missing}
         nan_ok |= {p.name for p in plans if p.kind == "categorical" and p.code}
         self.nan_ok = np.asarray([c.feature in nan_ok for c in columns], dtype=bool)
+        # encoding="code" columns of a ready vector: (position in it, number of categories), checked as codes.
+        n_cats = {p.name: len(p.categories) for p in plans if p.kind == "categorical" and p.code}
+        self.codes = [(k, n_cats[c.feature]) for k, c in enumerate(columns) if c.kind == "code"]
 
 
 # --------------------------------------------------------------------------- the schema
@@ -740,6 +743,14 @@ class FeatureSchema:
                 f"got shape {x.shape}"
             )
         bad = ~np.isfinite(x) & ~(np.isnan(x) & plan.nan_ok)
+        for k, n_cats in plan.codes:
+            v = float(x[k])
+            if v == v and not (v.is_integer() and 0 <= v < n_cats):
+                name = self._names[int(plan.columns[k])]
+                raise SchemaError(
+                    f"{source} vector: column {k} ({name!r}) is {v!r}; a code column holds the index of a "
+                    f"category (0 to {n_cats - 1}) or NaN for missing"
+                )
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             name = self._names[int(plan.columns[k])]
@@ -899,8 +910,10 @@ def read_vector(layout: Iterable[Sequence[Any]], x: Sequence[Any], raw: Mapping[
                 value = raw.get(ns, _NO_RAW).get(name, MISSING)
                 if value is MISSING:
                     continue
-            else:
+            elif float(v).is_integer() and 0 <= v < len(cats):
                 value = cats[int(v)]
+            else:
+                raise IndexError(f"feature {name!r}: code {v!r} is not the index of one of its {len(cats)} categories")
         elif kind == "category":
             value = MISSING
             for j in range(len(cats)):
