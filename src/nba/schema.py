@@ -19,7 +19,11 @@ Column names (``feature_names``) are what a LightGBM model trained on
 
 * numeric and boolean features: the feature name;
 * categorical features: one column per declared category, ``"<name>=<category>"``,
-  plus ``"<name>=__other__"`` when ``unknown="other"``.
+  plus ``"<name>=__other__"`` when ``unknown="other"``; with ``encoding="code"``, one
+  column named for the feature holding LightGBM's category code.
+
+Many rows at once (a list of inputs or a pandas DataFrame): ``vectorize_many``, in
+``nba._batch``.
 
 LightGBM rejects names containing the JSON characters ``" , : [ ] { }`` and turns a
 space into ``_`` (any other whitespace breaks its model file), so every one of
