@@ -570,6 +570,11 @@ class FeatureSchema:
         self._codes = tuple(
             p for s in _SOURCES for p in plans if p.source == s and p.kind == "categorical" and p.code
         )
+        # Per code feature: its plan, from the profile?, {category: code}, the code of a missing value.
+        self._code_fast = tuple(
+            (p, p.source == "profile", {c: float(i) for i, c in enumerate(p.categories)},
+             p.code_of(MISSING)) for p in self._codes
+        )
         self._dict_fast = DictVectorizer(
             [_kernel_field(p) for p in plans if not (p.kind == "categorical" and p.code)], self._n
         ).vectorize
@@ -671,15 +676,31 @@ class FeatureSchema:
         elif not isinstance(out, np.ndarray):
             self._check_out(out)  # raises
         if self._dict_fast(profile, context, out):
-            if not self._codes:
+            if not self._codes or self._fill_codes(profile, context, out):
                 return out
-            try:
-                for p in self._codes:
-                    out[p.col] = p.code_of(_raw_values(profile if p.source == "profile" else context, (p.name,))[0])
-                return out
-            except (SchemaError, AttributeError, TypeError):  # the validating path raises the first error
-                pass
         return self._vectorize_checked(profile, context, out)
+
+    def _fill_codes(self, profile: Any, context: Any, out: np.ndarray) -> bool:
+        """Write the ``encoding="code"`` columns the compiled path leaves out; False sends the call to the
+        validating path (which raises the first error). A known category or a missing one in a plain dict
+        is one lookup; anything else goes through the feature's own ``code_of``."""
+        try:
+            for p, is_profile, codes, missing in self._code_fast:
+                obj = profile if is_profile else context
+                if type(obj) is dict:
+                    v = obj.get(p.name)
+                    if v is None:
+                        out[p.col] = missing
+                        continue
+                    if type(v) is str or type(v) is int:
+                        c = codes.get(v)
+                        if c is not None:
+                            out[p.col] = c
+                            continue
+                out[p.col] = p.code_of(_raw_values(obj, (p.name,))[0])
+        except (SchemaError, AttributeError, TypeError):
+            return False
+        return True
 
     def vectorize_many(self, profiles: Any, contexts: Any = None) -> np.ndarray:
         """The ``(n, n_columns)`` float64 matrix of many rows, each equal to ``vectorize`` of that row.
