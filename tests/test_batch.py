@@ -96,7 +96,10 @@ def _column(draw, n: int):
 @st.composite
 def _frames(draw, n: int):
     names = draw(st.lists(st.sampled_from(_NAMES + ["other"]), unique=True, max_size=7))
-    return pd.DataFrame({name: draw(_column(n)) for name in names}, index=range(n))
+    index = draw(st.permutations(list(range(10, 10 + n))))  # rows are positional, whatever the index
+    df = pd.DataFrame({name: draw(_column(n)) for name in names}, index=range(n))
+    df.index = index
+    return df
 
 
 @settings(max_examples=400, deadline=None)

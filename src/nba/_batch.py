@@ -52,11 +52,14 @@ def is_frame(obj: Any) -> bool:
 
 
 def _py(v: Any) -> Any:
-    """A frame cell as ``vectorize`` reads it from a dict: pandas' missing markers -> None, numpy scalars kept."""
+    """A frame cell as ``vectorize`` reads it from a dict: pandas' missing markers -> None, numpy numbers as
+    Python numbers (what ``DataFrame.to_dict("records")`` gives)."""
     import pandas as pd
 
     if v is None or v is pd.NA or v is pd.NaT:
         return None
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()  # as DataFrame.to_dict boxes them, object columns included
     return v
 
 
