@@ -759,3 +759,15 @@ def ope_log(n: int, n_actions: int = 10, seed: int = 0, *, dim: int = 5, eps: fl
     pi = np.eye(n_actions)[np.argmax(scores, axis=1)] * (1 - eps) + eps / n_actions
     q = data.expected_reward + rng.normal(scale=0.05, size=(n, n_actions))
     return data, pi, q
+
+
+def profile_frame(n: int, seed: int = 0, *, n_numeric: int = 14):
+    """``profiles(n, seed)`` as one pandas DataFrame (profile and context columns side by side, no undeclared
+    attributes): the segment and device as ``category`` columns, the flags as bool, as a data scientist holds them."""
+    import pandas as pd
+
+    pairs = profiles(n, seed, n_numeric=n_numeric, n_extra=0)
+    df = pd.DataFrame([{**p, **c} for p, c in pairs]).drop(columns=["age", "country"])
+    df["segment"] = pd.Categorical(df["segment"], categories=list(SEGMENTS))
+    df["device"] = pd.Categorical(df["device"], categories=list(DEVICES))
+    return df

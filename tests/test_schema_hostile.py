@@ -143,8 +143,9 @@ def _feature(draw, name: str):
         return Boolean(name, default=draw(st.booleans()), allow_missing=draw(st.booleans()), source=source)
     cats = draw(st.sampled_from([_STR_CATS, _INT_CATS, ["a"]]))
     default = draw(st.sampled_from([None, cats[0]]))
-    return Categorical(name, cats, default=default, unknown=draw(st.sampled_from(["zeros", "other", "error"])),
-                       source=source)
+    encoding = draw(st.sampled_from(["onehot", "code"]))
+    unknown = draw(st.sampled_from(["zeros", "error"] if encoding == "code" else ["zeros", "other", "error"]))
+    return Categorical(name, cats, default=default, unknown=unknown, source=source, encoding=encoding)
 
 
 @st.composite

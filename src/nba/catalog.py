@@ -363,6 +363,22 @@ class Catalog:
         """Raise ``SchemaError`` naming missing and extra features unless the model reads exactly ours."""
         self.schema.check_model(feature_names, self.arm_feature_names)
 
+    def training_frame(
+        self, profiles: Any, contexts: Any = None, *, arms: Sequence[str] | None = None,
+        chosen: Sequence[str] | None = None, as_frame: bool = False,
+    ) -> Any:
+        """Training rows in ``feature_names`` order, built as serving builds them: see ``nba._batch.training_rows``.
+
+        Every profile x every arm of ``arms`` (default: all, in catalogue order),
+        profile-major; or, with ``chosen`` (one arm id per profile, as a log holds
+        them), one row per profile. A float64 matrix, or with ``as_frame`` a pandas
+        DataFrame with ``feature_names`` as its columns (``encoding="code"`` categories
+        as ``category`` columns over the declared list: what LightGBM trains natively on).
+        """
+        from nba._batch import training_rows
+
+        return training_rows(self, profiles, contexts, arms=arms, chosen=chosen, as_frame=as_frame)
+
     def layout(self, feature_names: Sequence[str] | None = None) -> RowLayout:
         """The row layout for a tree model with these feature names (default: ``feature_names``)."""
         key = tuple(self.feature_names if feature_names is None else feature_names)

@@ -608,6 +608,11 @@ class TreeEnsemble:
     feature_names: tuple[str, ...]
     version: str
     average_output: bool
+    #: Names of the features LightGBM splits natively as categories (its ``categorical_feature``).
+    categorical_features: tuple[str, ...]
+    #: The category lists of a model trained on pandas ``category`` columns, in the order of those
+    #: columns (the file's ``pandas_categorical``); None when it was trained without them.
+    pandas_categorical: tuple[tuple[Any, ...], ...] | None
 
     #: (lowest, highest) score ``predict`` can return: the output transform's range, or for
     #: a raw output the sums of each tree's lowest and highest leaf. The Decider checks
@@ -628,6 +633,7 @@ class TreeEnsemble:
         self.average_output = parsed.average_output
         self.version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
         self.score_bounds = _score_bounds(parsed)
+        self.categorical_features, self.pandas_categorical = _categorical_info(text, self.feature_names, _name)
         self._core = TreeEnsembleCore(
             parsed.thr,
             parsed.fx,
@@ -837,6 +843,9 @@ class TreeScorer:
                 f"{model.num_class} classes (train a binary or regression model over arm rows)"
             )
         self.layout = catalog.layout(model.feature_names or catalog.feature_names)
+        catalog.schema.check_categorical(
+            self.layout.feature_names, model.categorical_features, model.pandas_categorical
+        )
         self.model = model
         self.version = str(model.version)
         self.score_bounds = model.score_bounds
@@ -854,6 +863,43 @@ class TreeScorer:
             self.forest.scores(x, idx, buf["acc"], out)
         else:
             self.model.predict(self.layout.fill(x, idx, out=buf["rows"]), out=out)
+
+
+def _categorical_info(
+    text: str, names: tuple[str, ...], name: str
+) -> tuple[tuple[str, ...], tuple[tuple[Any, ...], ...] | None]:
+    """The natively categorical features (the ``[categorical_feature: ...]`` parameter, else ``feature_infos``)
+    and ``pandas_categorical``, read from the model text's header and trailer."""
+    cat: list[str] = []
+    param = text.rfind("\n[categorical_feature: ")
+    if param >= 0:
+        line = text[param + 1 : text.find("\n", param + 1)].rstrip("\r]")
+        for tok in line.partition(":")[2].split(","):
+            tok = tok.strip()
+            if tok.isdigit() and int(tok) < len(names):
+                cat.append(names[int(tok)])
+            elif tok in names:
+                cat.append(tok)
+    else:
+        head = text[: text.find("\nTree=")]
+        for line in head.split("\n"):
+            if line.startswith("feature_infos="):
+                infos = line.partition("=")[2].split()
+                cat = [n for n, info in zip(names, infos) if info != "none" and not info.startswith("[")]
+    pandas: tuple[tuple[Any, ...], ...] | None = None
+    at = text.rfind("\npandas_categorical:")
+    if at >= 0:
+        end = text.find("\n", at + 1)
+        raw = text[at + len("\npandas_categorical:") : None if end < 0 else end].strip()
+        try:
+            lists = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            raise ModelFormatError(f"{name}: pandas_categorical is not valid JSON: {raw[:60]!r}") from None
+        if lists is not None:
+            if not isinstance(lists, list) or not all(isinstance(c, list) for c in lists):
+                raise ModelFormatError(f"{name}: pandas_categorical must be a list of category lists")
+            pandas = tuple(tuple(c) for c in lists)
+    return tuple(dict.fromkeys(cat)), pandas
 
 
 def _from_text(text: str) -> TreeEnsemble:

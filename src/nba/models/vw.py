@@ -368,6 +368,12 @@ class VWScorer:
     score_bounds = VWModel.score_bounds
 
     def __init__(self, model: VWModel, catalog: Catalog) -> None:
+        codes = [c.feature for c in catalog.schema.columns if c.kind == "code"]
+        if codes:
+            raise ConfigError(
+                f"a VW model cannot read encoding='code' categories ({codes}): their codes are LightGBM's; "
+                "declare them one-hot (the default encoding) for VW"
+            )
         self.model = model
         self.version = str(model.version)
         self.actions = model.prepare_actions(list(catalog.action_features))
