@@ -350,7 +350,7 @@ def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "t
 
 
 def growthbook_experiment(e):
-    """The ``growthbook.Experiment`` (hash version 2) equivalent to an ``nba.Experiment``: the reference's twin."""
+    """The ``growthbook.Experiment`` equivalent to an ``nba.Experiment`` (same hash version): the reference's twin."""
     import growthbook as gb
 
     return gb.Experiment(
@@ -360,7 +360,7 @@ def growthbook_experiment(e):
         coverage=e.coverage,
         namespace=tuple(e.namespace) if e.namespace else None,
         seed=e.salt,
-        hashVersion=2,
+        hashVersion=e.hash_version,
     )
 
 

@@ -1,10 +1,21 @@
 """Deterministic A/B allocation, bucket for bucket the same as GrowthBook's SDKs.
 
-A unit (user id or anonymous id) is hashed with each experiment's salt into one of
-10,000 buckets (GrowthBook hash version 2: ``fnv1a32(str(fnv1a32(salt + unit)))
-% 10000``, FNV-1a over UTF-16 code units as JavaScript's ``charCodeAt`` sees
-them). Variants own the bucket ranges GrowthBook derives from weights and
-coverage, so a web front end running a GrowthBook SDK and a back end running nba
+A unit (user id or anonymous id) is hashed with each experiment's salt into a
+bucket: GrowthBook hash version 2, ``fnv1a32(str(fnv1a32(salt + unit))) % 10000``
+over 10,000 buckets, or hash version 1, ``fnv1a32(unit + salt) % 1000`` over 1,000
+(FNV-1a over UTF-16 code units as JavaScript's ``charCodeAt`` sees them).
+
+Which version: GrowthBook's ``run()``, inline experiments and feature rules without
+``hashVersion`` use **v1**; a GrowthBook server publishes each experiment rule's
+``hashVersion`` (new experiments use 2). nba's own ``Experiment`` defaults to
+**v2**, as it always has: changing the default would move every unit of every
+existing nba experiment mid-flight, and v2 is the hash GrowthBook introduced to
+replace v1 (v1 hashes ``unit + seed``, so experiments sharing a seed suffix or a
+unit prefix see related buckets). Experiments loaded from GrowthBook
+(``nba.growthbook``) take the version GrowthBook would use for them: the rule's
+``hashVersion``, else 1.
+
+Variants own the bucket ranges GrowthBook derives from weights and coverage, so a web front end running a GrowthBook SDK and a back end running nba
 put the same unit in the same variant. Namespaces use GrowthBook's separate
 hash-version-1 namespace hash; experiments in one namespace with disjoint ranges
 never share a unit (a layer). A global holdout, hashed like a GrowthBook rollout,
@@ -28,13 +39,15 @@ from nba._core import experiments as experiments_core
 from nba._core import hashing as hashing_core
 from nba.errors import ConfigError, SchemaError
 
-__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS"]
+__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS"]
 
 OVERRIDE_KEYS: tuple[str, ...] = ("model", "policy")
 """What a variant may change in a decision: the model and/or the policy it uses (opaque to nba)."""
 
 _BUCKETS = experiments_core.GB_BUCKETS  # hash v2
-_NS_BUCKETS = experiments_core.GB_NS_BUCKETS  # hash v1, namespaces
+_NS_BUCKETS = experiments_core.GB_NS_BUCKETS  # hash v1: namespaces and v1 experiments
+HASH_VERSIONS: tuple[int, ...] = (1, 2)
+"""GrowthBook hash versions nba buckets with (1: ``fnv1a32(unit + seed) % 1000``, 2: the double hash)."""
 # GrowthBook accepts weight vectors summing to within [0.99, 1.01] and buckets them
 # as given; nba accepts exactly the same window (and rejects the rest, where
 # GrowthBook would silently fall back to equal weights).
@@ -63,6 +76,10 @@ class Experiment(msgspec.Struct, frozen=True):
     ``(namespace_id, start, end)``. ``overrides`` maps a variant to what it changes
     (``{"model": ..., "policy": ...}``). ``forced`` maps unit id -> variant for QA; a
     forced variant wins over coverage, namespace, holdout and ``active``.
+
+    ``hash_version`` is GrowthBook's: 2 (the default, nba's historical bucketing) or
+    1 (what GrowthBook's ``run()`` uses when an experiment does not say; set it to 1
+    when moving such an experiment to nba, or its units change variant).
     """
 
     name: str
@@ -73,6 +90,7 @@ class Experiment(msgspec.Struct, frozen=True):
     overrides: dict[str, dict[str, Any]] = {}
     forced: dict[str, str] = {}
     active: bool = True
+    hash_version: int = 2
 
     def __post_init__(self) -> None:
         _validate_experiment(self)
@@ -223,6 +241,11 @@ def _validate_experiment(exp: Experiment) -> None:
             raise ConfigError(f"{where}: forced[{unit!r}] names unknown variant {v!r}; variants are {names}")
     if not isinstance(exp.active, bool):
         raise ConfigError(f"{where}: active must be a bool, got {exp.active!r}")
+    if type(exp.hash_version) is not int or exp.hash_version not in HASH_VERSIONS:
+        raise ConfigError(
+            f"{where}: hash_version must be 1 or 2 (GrowthBook's hash versions), got {exp.hash_version!r}; "
+            "use 1 for an experiment GrowthBook ran without hashVersion, 2 otherwise"
+        )
 
 
 def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple[float, float]]:
@@ -240,16 +263,18 @@ def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple
     return ranges
 
 
-def _variant_table(weights: Sequence[float], coverage: float, active: bool) -> np.ndarray:
-    """Bucket -> variant index + 1 (0: not enrolled), for the 10,000 hash-v2 buckets."""
+def _variant_table(weights: Sequence[float], coverage: float, active: bool, hash_version: int = 2) -> np.ndarray:
+    """Bucket -> variant index + 1 (0: not enrolled): 10,000 hash-v2 buckets, or 1,000 v1 buckets first."""
     table = np.zeros(_BUCKETS, dtype=np.uint8)
     if not active:
         return table
-    # (k % 10000) / 10000 in IEEE doubles, compared to the ranges as GrowthBook does;
-    # the first matching range wins, hence filling in reverse.
-    n = np.arange(_BUCKETS, dtype=np.float64) / _BUCKETS
+    buckets = _BUCKETS if hash_version == 2 else _NS_BUCKETS
+    # k / buckets in IEEE doubles, compared to the ranges as GrowthBook does; the
+    # first matching range wins, hence filling in reverse.
+    n = np.arange(buckets, dtype=np.float64) / buckets
+    view = table[:buckets]
     for i, (start, end) in reversed(list(enumerate(bucket_ranges(weights, coverage)))):
-        table[(n >= start) & (n < end)] = i + 1
+        view[(n >= start) & (n < end)] = i + 1
     return table
 
 
@@ -310,11 +335,18 @@ class Allocator:
         ns_len = np.zeros(n, dtype=np.int32)
         ns_lo = np.zeros(n, dtype=np.int32)
         ns_hi = np.zeros(n, dtype=np.int32)
+        v1_start = np.full(n, -1, dtype=np.int32)
+        v1_len = np.zeros(n, dtype=np.int32)
         units: list[np.ndarray] = []
         offsets: dict[str, tuple[int, int]] = {}
         used = 0
         for i, e in enumerate(exps):
-            table[i] = _variant_table(e.weights, float(e.coverage), e.active)
+            table[i] = _variant_table(e.weights, float(e.coverage), e.active, e.hash_version)
+            if e.hash_version == 1:  # fnv1a32(unit + seed): the seed's code units continue the unit
+                cu = np.frombuffer(e.seed.encode("utf-16-le", "surrogatepass"), dtype="<u2")
+                units.append(cu.astype(np.uint16))
+                v1_start[i], v1_len[i] = used, len(cu)
+                used += len(cu)
             if e.namespace is None:
                 continue
             ns_id, start, end = e.namespace
@@ -334,7 +366,7 @@ class Allocator:
         else:
             h_state, h_buckets = 0, 0
         return experiments_core.ExperimentTable(salt_state, table, ns_start, ns_len, ns_lo, ns_hi, ns_units,
-                                                h_state, h_buckets)
+                                                h_state, h_buckets, v1_start, v1_len)
 
     @staticmethod
     def _build_forced(exps: tuple[Experiment, ...]) -> dict[str, tuple[tuple[int, int], ...]]:
