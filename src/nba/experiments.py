@@ -15,8 +15,9 @@ unit prefix see related buckets). Experiments loaded from GrowthBook
 (``nba.growthbook``) take the version GrowthBook would use for them: the rule's
 ``hashVersion``, else 1.
 
-Variants own the bucket ranges GrowthBook derives from weights and coverage, so a web front end running a GrowthBook SDK and a back end running nba
-put the same unit in the same variant. Namespaces use GrowthBook's separate
+Variants own the bucket ranges GrowthBook derives from weights and coverage, so a
+web front end running a GrowthBook SDK and a back end running nba put the same
+unit in the same variant. Namespaces use GrowthBook's separate
 hash-version-1 namespace hash; experiments in one namespace with disjoint ranges
 never share a unit (a layer). A global holdout, hashed like a GrowthBook rollout,
 keeps its units out of every experiment.
