@@ -438,7 +438,9 @@ def _regex(pattern: Any, flags: int, negated: bool) -> _Node:
     return lambda av: bool(rx.search(av)) if isinstance(av, str) else False
 
 
-_ORDER: dict[str, Callable[[int], bool]] = {"$lt": lambda c: c < 0, "$lte": lambda c: c <= 0, "$gt": lambda c: c > 0, "$gte": lambda c: c >= 0}
+_ORDER: dict[str, Callable[[int], bool]] = {
+    "$lt": lambda c: c < 0, "$lte": lambda c: c <= 0, "$gt": lambda c: c > 0, "$gte": lambda c: c >= 0,
+}
 _VERSION: dict[str, Callable[[str, str], bool]] = {
     "$veq": lambda a, b: a == b, "$vne": lambda a, b: a != b,
     "$vlt": lambda a, b: a < b, "$vlte": lambda a, b: a <= b,
