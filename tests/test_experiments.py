@@ -532,3 +532,55 @@ def test_v1_bucket_table_is_growthbooks_choice_for_every_bucket(raw, coverage):
     ranges = getBucketRanges(len(weights), coverage, weights)
     assert table[:1000].tolist() == [chooseVariation(k / 1000, ranges) + 1 for k in range(1000)]
     assert not table[1000:].any()
+
+
+# --------------------------------------------------------------------------- conditions and explicit ranges
+
+
+def test_condition_and_ranges_target_like_growthbook_run():
+    rng = np.random.default_rng(9)
+    units = unit_ids(3_000, seed=9)
+    cond = {"country": {"$in": ["NL", "BE"]}, "age": {"$gte": 18}}
+    exps = [
+        Experiment("targeted", variants=["c", "t"], condition=cond, hash_version=1, coverage=0.8),
+        Experiment("ranged", variants=["c", "t", "u"], ranges=((0.0, 0.2), (0.5, 0.6), (0.6, 1.0)), salt="r"),
+    ]
+    gb_exps = [
+        gb.Experiment(key="targeted", variations=[0, 1], condition=cond, coverage=0.8),
+        gb.Experiment(key="ranged", variations=[0, 1, 2], ranges=[(0.0, 0.2), (0.5, 0.6), (0.6, 1.0)], seed="r",
+                      hashVersion=2),
+    ]
+    alloc = Allocator(exps)
+    attrs = [{"id": u, "country": str(rng.choice(["NL", "BE", "US"])), "age": int(rng.integers(10, 40))}
+             for u in units]
+    variants, _ = alloc.assign_many(units, attrs)
+    for row, (u, a) in enumerate(zip(units, attrs)):
+        client = gb.GrowthBook(attributes=a)
+        got = alloc.assign(u, a)
+        for col, (e, ge) in enumerate(zip(exps, gb_exps)):
+            r = client.run(ge)
+            expected = e.variant_names[r.variationId] if r.inExperiment else None
+            assert got.variants.get(e.name) == expected, (u, a, e.name)
+            assert variants[row, col] == (r.variationId if r.inExperiment else -1)
+    assert 0.3 < (variants[:, 0] >= 0).mean() < 0.5  # 2/3 of countries x ~73% adults x 80% coverage
+
+
+def test_forced_variant_wins_over_a_failing_condition():
+    e = Experiment("f", variants=["a", "b"], condition={"never": True}, forced={"qa": "b"})
+    alloc = Allocator([e])
+    assert alloc.assign("qa").variants == {"f": "b"}
+    assert alloc.assign("someone", {"never": False}).variants == {}
+    assert all(alloc.assign(f"u{i}", {"never": True}).variants for i in range(20))  # full coverage when it holds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"condition": [1]}, "condition must be a GrowthBook condition dict"),
+        ({"ranges": ((0.0, 0.5),)}, "one \\(start, end\\) per variant"),
+        ({"ranges": ((0.0, 0.5), (0.6, 0.4))}, "0 <= start <= end <= 1"),
+    ],
+)
+def test_bad_condition_or_ranges_raise_config_error(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Experiment("bad", variants=["a", "b"], **kwargs)

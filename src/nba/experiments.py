@@ -30,7 +30,7 @@ call into the compiled core plus a dict lookup.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,6 +38,7 @@ import numpy as np
 
 from nba._core import experiments as experiments_core
 from nba._core import hashing as hashing_core
+from nba.conditions import TargetingCondition
 from nba.errors import ConfigError, SchemaError
 
 __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS"]
@@ -81,6 +82,19 @@ class Experiment(msgspec.Struct, frozen=True):
     ``hash_version`` is GrowthBook's: 2 (the default, nba's historical bucketing) or
     1 (what GrowthBook's ``run()`` uses when an experiment does not say; set it to 1
     when moving such an experiment to nba, or its units change variant).
+
+    ``condition`` targets the experiment: a GrowthBook condition (``nba.conditions``)
+    over the attributes passed to ``Allocator.assign``; a unit whose attributes fail
+    it is not enrolled (a forced variant still applies, as in GrowthBook). ``ranges``
+    replaces the ranges derived from weights and coverage with explicit ``[start,
+    end)`` bucket ranges per variant, as GrowthBook's ``ranges`` does.
+
+    The constructor is strict where GrowthBook's SDKs are lenient (weights that do
+    not sum to 1, coverage outside [0, 1], an unknown hash version raise
+    ``ConfigError`` instead of silently falling back): nba's own configuration is
+    written by hand, and a typo there should stop a deploy, not skew an experiment.
+    Definitions loaded from GrowthBook (``nba.growthbook``) get GrowthBook's lenient
+    treatment before they reach this constructor.
     """
 
     name: str
@@ -92,6 +106,8 @@ class Experiment(msgspec.Struct, frozen=True):
     forced: dict[str, str] = {}
     active: bool = True
     hash_version: int = 2
+    condition: dict[str, Any] | None = None
+    ranges: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         _validate_experiment(self)
@@ -242,6 +258,19 @@ def _validate_experiment(exp: Experiment) -> None:
             raise ConfigError(f"{where}: forced[{unit!r}] names unknown variant {v!r}; variants are {names}")
     if not isinstance(exp.active, bool):
         raise ConfigError(f"{where}: active must be a bool, got {exp.active!r}")
+    if exp.condition is not None and not isinstance(exp.condition, dict):
+        raise ConfigError(
+            f"{where}: condition must be a GrowthBook condition dict such as {{'country': {{'$in': ['NL']}}}}, "
+            f"got {type(exp.condition).__name__}"
+        )
+    if exp.ranges is not None:
+        rs = exp.ranges
+        if not isinstance(rs, (tuple, list)) or len(rs) != len(names):
+            raise ConfigError(f"{where}: ranges must give one (start, end) per variant ({len(names)}), got {rs!r}")
+        for r in rs:
+            if not (isinstance(r, (tuple, list)) and len(r) == 2 and _real(r[0]) and _real(r[1])
+                    and 0.0 <= r[0] <= r[1] <= 1.0):
+                raise ConfigError(f"{where}: each range must be (start, end) with 0 <= start <= end <= 1, got {r!r}")
     if type(exp.hash_version) is not int or exp.hash_version not in HASH_VERSIONS:
         raise ConfigError(
             f"{where}: hash_version must be 1 or 2 (GrowthBook's hash versions), got {exp.hash_version!r}; "
@@ -264,7 +293,10 @@ def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple
     return ranges
 
 
-def _variant_table(weights: Sequence[float], coverage: float, active: bool, hash_version: int = 2) -> np.ndarray:
+def _variant_table(
+    weights: Sequence[float], coverage: float, active: bool, hash_version: int = 2,
+    ranges: Sequence[tuple[float, float]] | None = None,
+) -> np.ndarray:
     """Bucket -> variant index + 1 (0: not enrolled): 10,000 hash-v2 buckets, or 1,000 v1 buckets first."""
     table = np.zeros(_BUCKETS, dtype=np.uint8)
     if not active:
@@ -274,7 +306,9 @@ def _variant_table(weights: Sequence[float], coverage: float, active: bool, hash
     # first matching range wins, hence filling in reverse.
     n = np.arange(buckets, dtype=np.float64) / buckets
     view = table[:buckets]
-    for i, (start, end) in reversed(list(enumerate(bucket_ranges(weights, coverage)))):
+    if ranges is None:
+        ranges = bucket_ranges(weights, coverage)
+    for i, (start, end) in reversed(list(enumerate(ranges))):
         view[(n >= start) & (n < end)] = i + 1
     return table
 
@@ -325,6 +359,9 @@ class Allocator:
         )
         self._table = self._build_table(exps, holdout)
         self._forced = self._build_forced(exps)
+        self._conditions = tuple(
+            (i, TargetingCondition(e.condition)) for i, e in enumerate(exps) if e.condition is not None
+        )
         self._cache: dict[bytes, Assignment] = {}
 
     @staticmethod
@@ -342,7 +379,7 @@ class Allocator:
         offsets: dict[str, tuple[int, int]] = {}
         used = 0
         for i, e in enumerate(exps):
-            table[i] = _variant_table(e.weights, float(e.coverage), e.active, e.hash_version)
+            table[i] = _variant_table(e.weights, float(e.coverage), e.active, e.hash_version, e.ranges)
             if e.hash_version == 1:  # fnv1a32(unit + seed): the seed's code units continue the unit
                 cu = np.frombuffer(e.seed.encode("utf-16-le", "surrogatepass"), dtype="<u2")
                 units.append(cu.astype(np.uint16))
@@ -408,20 +445,33 @@ class Allocator:
         """The global holdout, if any."""
         return self._holdout
 
-    def assign(self, unit_id: str | int) -> Assignment:
+    def assign(self, unit_id: str | int, attributes: Mapping[str, Any] | None = None) -> Assignment:
         """The unit's variants in every experiment, its holdout flag and what its variants override.
 
-        Deterministic: the same unit always gets the same ``Assignment``. An empty id
-        (or the int 0) is enrolled nowhere, as in GrowthBook.
+        Deterministic: the same unit (and attributes) always gets the same
+        ``Assignment``. An empty id (or the int 0) is enrolled nowhere, as in
+        GrowthBook. ``attributes`` feed the experiments' conditions (none given: an
+        empty mapping, which most conditions reject).
         """
         unit = unit_id if type(unit_id) is str else _unit_str(unit_id)
         code = self._table.assign(unit)
+        if self._conditions:
+            code = self._apply_conditions(code, {} if attributes is None else attributes)
         if self._forced and unit in self._forced:
             code = self._apply_forced(code, unit)
         a = self._cache.get(code)
         if a is None:
             a = self._resolve(code)
         return a
+
+    def _apply_conditions(self, code: bytes, attributes: Mapping[str, Any]) -> bytes:
+        b = None
+        for i, cond in self._conditions:
+            if code[1 + i] and not cond(attributes):
+                if b is None:
+                    b = bytearray(code)
+                b[1 + i] = 0
+        return code if b is None else bytes(b)
 
     def _apply_forced(self, code: bytes, unit: str) -> bytes:
         b = bytearray(code)
@@ -442,16 +492,26 @@ class Allocator:
             self._cache[code] = a
         return a
 
-    def assign_many(self, unit_ids: Iterable[str | int]) -> tuple[np.ndarray, np.ndarray]:
+    def assign_many(
+        self, unit_ids: Iterable[str | int], attributes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Variant indices of many units at once, for analysis and offline replay.
 
         Returns ``(variants, holdout)``: ``variants[i, e]`` is the index of unit i's
         variant in ``experiments[e]`` (-1: not enrolled), ``holdout[i]`` its holdout
-        flag. Same answers as ``assign``, forced variants included.
+        flag. Same answers as ``assign``, forced variants included; ``attributes[i]``
+        are unit i's attributes for the experiments' conditions.
         """
         units = tuple(u if type(u) is str else _unit_str(u) for u in unit_ids)
         out = np.empty((len(units), 1 + len(self._experiments)), dtype=np.uint8)
         self._table.assign_many(units, out)
+        if self._conditions:
+            if attributes is not None and len(attributes) != len(units):
+                raise SchemaError(f"assign_many: {len(units)} units but {len(attributes)} attribute mappings")
+            for i, cond in self._conditions:
+                for row in np.flatnonzero(out[:, 1 + i]).tolist():
+                    if not cond({} if attributes is None else attributes[row]):
+                        out[row, 1 + i] = 0
         if self._forced:
             for row, unit in enumerate(units):
                 patch = self._forced.get(unit)
