@@ -41,7 +41,7 @@ from nba._core import hashing as hashing_core
 from nba.conditions import TargetingCondition
 from nba.errors import ConfigError, SchemaError
 
-__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS"]
+__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS", "from_growthbook"]
 
 OVERRIDE_KEYS: tuple[str, ...] = ("model", "policy")
 """What a variant may change in a decision: the model and/or the policy it uses (opaque to nba)."""
@@ -551,3 +551,16 @@ def _validate_set(exps: tuple[Experiment, ...]) -> None:
                     f"experiments {a.name!r} and {b.name!r} can enroll the same unit and both override {clash}; "
                     "put them in one namespace with disjoint ranges (a layer), or let only one of them override it"
                 )
+
+
+def from_growthbook(payload: Mapping[str, Any] | str | bytes) -> list[Experiment]:
+    """The experiments of a GrowthBook SDK payload's experiment rules, bucketed as GrowthBook buckets them.
+
+    Each hashes the unit id an ``Allocator`` is given (GrowthBook's ``hashAttribute``
+    value; the rule's own is in ``nba.growthbook.GrowthBookRule``). Rule order,
+    conditions, force rules and filters are the feature's, not the experiment's:
+    ``nba.growthbook.load_payload(payload).evaluate(attributes)`` runs them all.
+    """
+    from nba.growthbook import load_payload  # nba.growthbook builds on this module
+
+    return load_payload(payload).experiments
