@@ -28,6 +28,8 @@ __all__ = [
     "vw_json",
     "vw_model_file",
     "unit_ids",
+    "targeting_conditions",
+    "targeting_attributes",
     "growthbook_experiment",
     "profile_features",
     "profiles",
@@ -699,4 +701,41 @@ def contact_histories(n: int, seed: int = 0, *, contacts: int = 30, outcomes: in
         os_ = sorted(Outcome(float(now - rng.uniform(0, 30 * 86400)), CONTACT_ARMS[rng.integers(20)],
                              ("accepted", "rejected", "clicked")[rng.integers(3)]) for _ in range(outcomes))
         out.append(History(tuple(cs), tuple(os_)))
+    return out
+
+
+# --------------------------------------------------------------------------- GrowthBook targeting
+
+
+def targeting_conditions() -> list[dict]:
+    """GrowthBook conditions shaped like real targeting rules: lists, versions, ranges, regexes, arrays."""
+    return [
+        {"country": {"$in": ["NL", "BE", "DE", "FR", "LU"]}},
+        {"app.version": {"$vgte": "2.4.0"}, "platform": {"$in": ["ios", "android"]}},
+        {"age": {"$gte": 18, "$lt": 65}, "plan": {"$ne": "free"}},
+        {"email": {"$regex": "@(example|corp)\\.com$"}},
+        {"$or": [{"beta": True}, {"tags": {"$elemMatch": {"$eq": "early-access"}}}]},
+        {"$and": [{"company.size": {"$gt": 50}}, {"$not": {"country": "US"}}], "tags": {"$size": {"$gte": 1}}},
+    ]
+
+
+def targeting_attributes(n: int, seed: int = 0) -> list[dict]:
+    """``n`` user attribute sets for ``targeting_conditions``, some attributes missing."""
+    rng = np.random.default_rng([seed, n, 29])
+    countries = ["NL", "BE", "DE", "US", "GB", "FR"]
+    out = []
+    for i in range(n):
+        a: dict = {"id": f"user-{seed}-{i}", "country": countries[int(rng.integers(0, len(countries)))]}
+        if rng.random() < 0.9:
+            a["app"] = {"version": f"{rng.integers(1, 4)}.{rng.integers(0, 12)}.{rng.integers(0, 5)}"}
+        a["platform"] = ["ios", "android", "web"][int(rng.integers(0, 3))]
+        if rng.random() < 0.8:
+            a["age"] = int(rng.integers(12, 90))
+        a["plan"] = ["free", "pro", "team"][int(rng.integers(0, 3))]
+        a["email"] = f"u{i}@{['example.com', 'corp.com', 'mail.org'][int(rng.integers(0, 3))]}"
+        a["beta"] = bool(rng.random() < 0.1)
+        a["tags"] = [t for t in ("early-access", "vip", "churn-risk") if rng.random() < 0.3]
+        if rng.random() < 0.7:
+            a["company"] = {"size": int(rng.integers(1, 500))}
+        out.append(a)
     return out
