@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nba.conditions import MAX_CONDITION_DEPTH, TargetingCondition, compile_condition, eval_condition
+from nba.conditions import MAX_CONDITION_DEPTH, TargetingCondition, check_condition, compile_condition, eval_condition
 
 gb = pytest.importorskip("growthbook")
 from growthbook.core import evalCondition  # noqa: E402
@@ -113,7 +113,7 @@ def conditions() -> st.SearchStrategy:
 # --------------------------------------------------------------------------- parity
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(conditions(), st.lists(attributes, min_size=1, max_size=4))
 def test_evaluation_equals_growthbooks_evalcondition(condition, attribute_sets):
     compiled = compile_condition(condition)
@@ -121,7 +121,7 @@ def test_evaluation_equals_growthbooks_evalcondition(condition, attribute_sets):
         assert compiled(attrs) == evalCondition(attrs, condition), (condition, attrs)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(st.sampled_from(PATHS), st.sampled_from(OPS).flatmap(lambda op: st.tuples(st.just(op), operator_arg(op, json_values))),
        attributes)
 def test_every_operator_alone_equals_growthbook(path, op_arg, attrs):
@@ -186,3 +186,39 @@ def test_compiled_condition_keeps_its_source_and_is_reusable():
     c = TargetingCondition(cond)
     assert c.source is cond and "NL" in repr(c)
     assert [c({"country": x}) for x in ["NL", "BE", "NL"]] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ({"x": {"$regex": "("}}, "not a valid regular expression"),
+        ({"x": {"$in": "NL"}}, "expected a list"),
+        ({"x": {"$unknown": 1}}, "unknown operator"),
+        ({"$or": {"a": 1}}, "expected a list of conditions"),
+        ({"$and": [{"x": {"$vgt": None}}]}, "expected a version string"),
+        ({"x": {"$type": "int"}}, "expected one of"),
+        ({"x": {"$inGroup": "vip"}}, "saved groups are not loaded"),
+        ({"x": {"$elemMatch": {"y": {"$nope": 1}}}}, "unknown operator"),
+        ([1], "expected an object"),
+    ],
+)
+def test_check_condition_names_what_growthbook_would_never_match(condition, problem):
+    problems = check_condition(condition)
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions(), st.lists(attributes, min_size=1, max_size=3))
+def test_a_condition_that_passes_the_check_compiles_to_the_same_answers(condition, attribute_sets):
+    if check_condition(condition):
+        return
+    compiled = compile_condition(condition)
+    for attrs in attribute_sets:
+        assert compiled(attrs) == evalCondition(attrs, condition)
+
+
+def test_valid_conditions_pass_the_check():
+    for cond in [c for c, _, _ in CASES if "(" not in str(c) and "$unknown" not in str(c) and "Group" not in str(c)]:
+        if "$or': 5" in str(cond):
+            continue
+        assert check_condition(cond) == [], cond

@@ -584,3 +584,8 @@ def test_forced_variant_wins_over_a_failing_condition():
 def test_bad_condition_or_ranges_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         Experiment("bad", variants=["a", "b"], **kwargs)
+
+
+def test_nbas_own_experiment_refuses_a_condition_growthbook_would_never_match():
+    with pytest.raises(ConfigError, match="would never match as written.*not a valid regular expression"):
+        Experiment("bad", variants=["a", "b"], condition={"email": {"$regex": "(unclosed"}})

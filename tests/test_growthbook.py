@@ -165,3 +165,17 @@ def test_lenient_edges_match_growthbook_and_nbas_own_constructor_stays_strict():
 def test_payloads_nba_cannot_run_raise_config_error(payload, match):
     with pytest.raises(ConfigError, match=match):
         load_payload(payload)
+
+
+def test_a_malformed_condition_in_a_payload_is_evaluated_as_growthbook_does():
+    cond = {"$or": [{"country": "NL"}, {"email": {"$regex": "("}}]}  # the bad regex never matches
+    payload = {"features": {"f": {"defaultValue": "d", "rules": [
+        {"key": "m", "variations": ["a", "b"], "hashVersion": 2, "condition": cond},
+    ]}}}
+    loaded = load_payload(payload)
+    assert loaded.experiments[0].condition is None and loaded.rules[0].lenient_condition is not None
+    for i, country in enumerate(["NL", "BE"] * 50):
+        attrs = {"id": f"u{i}", "country": country, "email": "("}
+        expected = gb_result(gb.GrowthBook(attributes=attrs, features=payload["features"]), "f")
+        assert loaded.evaluate(attrs)["f"] == expected
+        assert (expected.source == "experiment") == (country == "NL")

@@ -21,6 +21,11 @@ malformed condition into a match. Saved groups are not loaded: ``$inGroup`` and
 ``$savedGroup`` match nothing (``$notInGroup`` everything), as in an SDK without
 them.
 
+``check_condition`` lists what GrowthBook would silently treat as "no match" (an
+unknown operator, a regex that does not compile, ``$in`` without a list, saved
+groups nba does not load, ...): nba's own ``Experiment`` refuses such a condition,
+where a payload loaded from GrowthBook keeps GrowthBook's lenient meaning.
+
 ``compile_condition`` does the parsing once: operators are resolved, regexes
 compiled, ``$in`` lists turned into sets where that is exact, paths split, so an
 evaluation is a few closure calls. A ``TargetingCondition`` keeps the source beside
@@ -43,7 +48,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["TargetingCondition", "compile_condition", "eval_condition", "MAX_CONDITION_DEPTH"]
+__all__ = ["TargetingCondition", "compile_condition", "eval_condition", "check_condition", "MAX_CONDITION_DEPTH"]
 
 #: How deeply a condition may nest before it counts as malformed (never matches): far beyond
 #: any real targeting rule, and far below Python's recursion limit.
@@ -551,3 +556,80 @@ def _in_all(tests: list[_Node]) -> _Node:
         return result
 
     return in_all
+
+
+# --------------------------------------------------------------------------- strict check
+
+_VALUE_OPS = frozenset(
+    ["$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$exists", "$type", "$size", "$elemMatch", "$not"]
+    + list(_VERSION) + ["$regex", "$regexi", "$notRegex", "$notRegexi", "$in", "$nin", "$ini", "$nini", "$all", "$alli"]
+)
+_TYPES = ("string", "number", "boolean", "array", "object", "null", "undefined")
+
+
+def check_condition(condition: Any) -> list[str]:
+    """What in ``condition`` GrowthBook would quietly never match: one message per problem, [] if none."""
+    problems: list[str] = []
+    _check_cond(condition, "condition", 0, problems)
+    return problems
+
+
+def _check_cond(cond: Any, where: str, depth: int, out: list[str]) -> None:
+    if depth > MAX_CONDITION_DEPTH:
+        out.append(f"{where}: nested deeper than {MAX_CONDITION_DEPTH} levels")
+        return
+    if not isinstance(cond, dict):
+        out.append(f"{where}: expected an object of attribute -> test, got {type(cond).__name__}")
+        return
+    for key, value in cond.items():
+        at = f"{where}.{key}"
+        if key in ("$and", "$or", "$nor"):
+            if not isinstance(value, list):
+                out.append(f"{at}: expected a list of conditions, got {type(value).__name__}")
+                continue
+            for i, c in enumerate(value):
+                _check_cond(c, f"{at}[{i}]", depth + 1, out)
+        elif key == "$not":
+            _check_cond(value, at, depth + 1, out)
+        elif key in ("$savedGroup", "$savedGroups"):
+            out.append(f"{at}: saved groups are not loaded by nba; inline the group's condition or values")
+        elif not isinstance(key, str):
+            out.append(f"{where}: attribute paths must be strings, got {key!r}")
+        else:
+            _check_value(value, at, depth + 1, out)
+
+
+def _check_value(cv: Any, where: str, depth: int, out: list[str]) -> None:
+    if depth > MAX_CONDITION_DEPTH:
+        out.append(f"{where}: nested deeper than {MAX_CONDITION_DEPTH} levels")
+        return
+    if not _is_operator_object(cv):
+        return  # a literal: compared for equality
+    for op, arg in cv.items():
+        at = f"{where}.{op}"
+        if op in ("$inGroup", "$notInGroup"):
+            out.append(f"{at}: saved groups are not loaded by nba; use $in with the group's values")
+        elif op not in _VALUE_OPS:
+            out.append(f"{at}: unknown operator; GrowthBook's are {sorted(_VALUE_OPS)}")
+        elif op.startswith(("$regex", "$notRegex")):
+            try:
+                re.compile(arg)
+            except Exception as exc:
+                out.append(f"{at}: {arg!r} is not a valid regular expression ({exc})")
+        elif op in ("$in", "$nin", "$ini", "$nini", "$all", "$alli"):
+            if not isinstance(arg, list):
+                out.append(f"{at}: expected a list, got {type(arg).__name__}")
+            elif op in ("$all", "$alli"):
+                for i, c in enumerate(arg):
+                    _check_value(c, f"{at}[{i}]", depth + 1, out)
+        elif op in _VERSION and not (isinstance(arg, str) or _is_numeric(arg)):
+            out.append(f"{at}: expected a version string, got {arg!r}")
+        elif op == "$type" and arg not in _TYPES:
+            out.append(f"{at}: expected one of {list(_TYPES)}, got {arg!r}")
+        elif op in ("$size", "$not"):
+            _check_value(arg, at, depth + 1, out)
+        elif op == "$elemMatch":
+            if _is_operator_object(arg) and not any(k in _CONDITION_OPERATORS for k in arg):
+                _check_value(arg, at, depth + 1, out)
+            else:
+                _check_cond(arg, at, depth + 1, out)

@@ -38,7 +38,7 @@ import numpy as np
 
 from nba._core import experiments as experiments_core
 from nba._core import hashing as hashing_core
-from nba.conditions import TargetingCondition
+from nba.conditions import TargetingCondition, check_condition
 from nba.errors import ConfigError, SchemaError
 
 __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS", "from_growthbook"]
@@ -90,8 +90,9 @@ class Experiment(msgspec.Struct, frozen=True):
     end)`` bucket ranges per variant, as GrowthBook's ``ranges`` does.
 
     The constructor is strict where GrowthBook's SDKs are lenient (weights that do
-    not sum to 1, coverage outside [0, 1], an unknown hash version raise
-    ``ConfigError`` instead of silently falling back): nba's own configuration is
+    not sum to 1, coverage outside [0, 1], an unknown hash version, a condition
+    with an unknown operator or a bad regex raise ``ConfigError`` instead of
+    silently falling back or never matching): nba's own configuration is
     written by hand, and a typo there should stop a deploy, not skew an experiment.
     Definitions loaded from GrowthBook (``nba.growthbook``) get GrowthBook's lenient
     treatment before they reach this constructor.
@@ -263,6 +264,13 @@ def _validate_experiment(exp: Experiment) -> None:
             f"{where}: condition must be a GrowthBook condition dict such as {{'country': {{'$in': ['NL']}}}}, "
             f"got {type(exp.condition).__name__}"
         )
+    if exp.condition is not None:
+        problems = check_condition(exp.condition)
+        if problems:
+            raise ConfigError(
+                f"{where}: its condition would never match as written (GrowthBook ignores these silently): "
+                + "; ".join(problems)
+            )
     if exp.ranges is not None:
         rs = exp.ranges
         if not isinstance(rs, (tuple, list)) or len(rs) != len(names):

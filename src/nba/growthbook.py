@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from nba._core import hashing as hashing_core
-from nba.conditions import TargetingCondition, _js_number_to_string
+from nba.conditions import TargetingCondition, _js_number_to_string, check_condition
 from nba.errors import ConfigError
 from nba.experiments import Allocator, Experiment
 
@@ -62,7 +62,9 @@ class GrowthBookRule(msgspec.Struct, frozen=True):
     """One experiment rule of a feature as nba runs it: the Experiment, hashed on ``hash_attribute``.
 
     ``experiment`` names its variants ``"0"``, ``"1"``, ...: GrowthBook's variation
-    indices. ``values`` are the feature values the variations serve.
+    indices. ``values`` are the feature values the variations serve. A rule whose
+    condition nba's ``Experiment`` would refuse (``check_condition``) keeps it here,
+    in ``lenient_condition``, evaluated as GrowthBook does.
     """
 
     feature: str
@@ -71,6 +73,7 @@ class GrowthBookRule(msgspec.Struct, frozen=True):
     values: tuple[Any, ...]
     filters: tuple[dict[str, Any], ...] = ()
     passthrough: tuple[bool, ...] = ()
+    lenient_condition: TargetingCondition | None = None
 
 
 def _real(x: Any) -> bool:
@@ -205,6 +208,8 @@ class GrowthBookPayload:
                     return FeatureResult(step.value, "force")
                 continue
             rule, alloc = step
+            if rule.lenient_condition is not None and not rule.lenient_condition(attributes):
+                continue
             if rule.filters and _filtered_out(rule.filters, attributes):
                 continue
             unit = _hash_value(attributes, rule.hash_attribute)
@@ -316,6 +321,11 @@ def _experiment_rule(
         passthrough = tuple(bool(isinstance(m, dict) and m.get("passthrough")) for m in meta[:n])
         passthrough += (False,) * (n - len(passthrough))
     seed = rule.get("seed")
+    raw_cond = rule.get("condition")
+    # A condition nba's strict check accepts rides on the Experiment (from_growthbook keeps
+    # it); one GrowthBook would partly never match stays on the rule, evaluated leniently.
+    condition = dict(raw_cond) if raw_cond and not check_condition(raw_cond) else None
+    lenient = TargetingCondition(raw_cond) if raw_cond and condition is None else None
     exp = Experiment(
         exp_key,
         variants={str(i): w for i, w in enumerate(weights)},
@@ -324,9 +334,9 @@ def _experiment_rule(
         namespace=namespace,
         active=active,
         hash_version=int(hash_version) if hash_version in (1, 2) else 2,
-        condition=dict(rule["condition"]) if rule.get("condition") else None,
+        condition=condition,
         ranges=ranges,
     )
     hash_attribute = rule.get("hashAttribute") or "id"
-    gb_rule = GrowthBookRule(feature, exp, str(hash_attribute), tuple(variations), filters, passthrough)
+    gb_rule = GrowthBookRule(feature, exp, str(hash_attribute), tuple(variations), filters, passthrough, lenient)
     return gb_rule, Allocator([exp])
