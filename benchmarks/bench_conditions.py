@@ -20,7 +20,7 @@ from functools import partial
 import pytest
 
 from benchmarks.latency import record_latency
-from benchmarks.workloads import targeting_attributes, targeting_conditions
+from benchmarks.workloads import growthbook_payload, targeting_attributes, targeting_conditions
 from nba.conditions import compile_condition
 
 gb = pytest.importorskip("growthbook")
@@ -78,3 +78,50 @@ def test_conditions_latency(benchmark, impls, impl):
     f = impls[impl]
     calls = [partial(f, a) for a in targeting_attributes(1024, seed=3)]
     record_latency(benchmark, "conditions-eval-latency-6", impl, calls, LATENCY_CALLS)
+
+
+# --------------------------------------------------------------------------- a whole SDK payload
+
+PAYLOAD_FLOORS = {"growthbook": 2.0}
+
+
+@pytest.fixture(scope="module")
+def payload_impls() -> dict[str, Callable[[dict], object]]:
+    from nba.growthbook import load_payload
+
+    payload = growthbook_payload()
+    loaded = load_payload(payload)
+    keys = list(payload["features"])
+
+    def reference(attrs: dict) -> dict:
+        client = gb.GrowthBook(attributes=attrs, features=payload["features"])
+        return {k: client.eval_feature(k).value for k in keys}
+
+    def mine(attrs: dict) -> dict:
+        return {k: r.value for k, r in loaded.evaluate(attrs).items()}
+
+    for attrs in targeting_attributes(1_000, seed=4):
+        assert mine(attrs) == reference(attrs), attrs
+    return {"nba": mine, "growthbook": reference}
+
+
+@pytest.mark.parametrize("impl", ["nba", "growthbook"])
+def test_payload_batch(benchmark, payload_impls, users, impl):
+    f = payload_impls[impl]
+
+    def batch() -> None:
+        for a in users:
+            f(a)
+
+    benchmark.group = "growthbook-payload-6features"
+    benchmark.extra_info.update(impl=impl, users_per_round=BATCH_USERS, features=6)
+    if impl == "nba":
+        benchmark.extra_info["floors"] = PAYLOAD_FLOORS
+    benchmark(batch)
+
+
+@pytest.mark.parametrize("impl", ["nba", "growthbook"])
+def test_payload_latency(benchmark, payload_impls, impl):
+    f = payload_impls[impl]
+    calls = [partial(f, a) for a in targeting_attributes(1024, seed=5)]
+    record_latency(benchmark, "growthbook-payload-latency-6features", impl, calls, LATENCY_CALLS)

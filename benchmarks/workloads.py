@@ -30,6 +30,7 @@ __all__ = [
     "unit_ids",
     "targeting_conditions",
     "targeting_attributes",
+    "growthbook_payload",
     "growthbook_experiment",
     "profile_features",
     "profiles",
@@ -737,5 +738,42 @@ def targeting_attributes(n: int, seed: int = 0) -> list[dict]:
         a["tags"] = [t for t in ("early-access", "vip", "churn-risk") if rng.random() < 0.3]
         if rng.random() < 0.7:
             a["company"] = {"size": int(rng.integers(1, 500))}
+            a["company_id"] = f"co-{int(rng.integers(0, 1000))}"
         out.append(a)
     return out
+
+
+def growthbook_payload() -> dict:
+    """A GrowthBook SDK payload shaped like a real one: six features, force and experiment rules.
+
+    Hash v1 and v2, weights, coverage, seeds, a namespace layer, a second hash
+    attribute and targeting conditions from ``targeting_conditions``.
+    """
+    conds = targeting_conditions()
+    exp = {"variations": ["control", "treatment"], "weights": [0.5, 0.5]}
+    return {"features": {
+        "new-checkout": {"defaultValue": False, "rules": [
+            {"force": True, "condition": {"beta": True}},
+            {**exp, "key": "checkout-v2", "variations": [False, True], "coverage": 0.5, "hashVersion": 2,
+             "condition": conds[0]},
+        ]},
+        "ranker": {"defaultValue": "v1", "rules": [
+            {"key": "ranker-test", "variations": ["v1", "v2", "v3"], "weights": [0.34, 0.33, 0.33], "hashVersion": 2,
+             "seed": "ranker-2026", "namespace": ["ranking", 0.0, 0.5]},
+            {"key": "ranker-test-b", "variations": ["v1", "v4"], "hashVersion": 2, "namespace": ["ranking", 0.5, 1.0]},
+        ]},
+        "banner": {"defaultValue": "none", "rules": [
+            {**exp, "key": "banner-legacy", "variations": ["a", "b"]},  # no hashVersion: v1, as GrowthBook
+        ]},
+        "pricing": {"defaultValue": "standard", "rules": [
+            {**exp, "key": "pricing", "variations": ["standard", "discount"], "hashAttribute": "company_id",
+             "hashVersion": 2, "condition": conds[2]},
+        ]},
+        "onboarding": {"defaultValue": "classic", "rules": [
+            {"force": "guided", "coverage": 0.2, "hashVersion": 2, "condition": conds[1]},
+            {**exp, "key": "onboarding", "variations": ["classic", "guided"], "hashVersion": 2, "coverage": 0.8},
+        ]},
+        "search": {"defaultValue": "bm25", "rules": [
+            {**exp, "key": "search", "variations": ["bm25", "dense"], "hashVersion": 2, "condition": conds[4]},
+        ]},
+    }}
