@@ -43,6 +43,7 @@ change belongs to ``catalog.py``'s owner.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -446,6 +447,9 @@ def _regex(pattern: Any, flags: int, negated: bool) -> _Node:
 _ORDER: dict[str, Callable[[int], bool]] = {
     "$lt": lambda c: c < 0, "$lte": lambda c: c <= 0, "$gt": lambda c: c > 0, "$gte": lambda c: c >= 0,
 }
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": operator.ge,
+}
 _VERSION: dict[str, Callable[[str, str], bool]] = {
     "$veq": lambda a, b: a == b, "$vne": lambda a, b: a != b,
     "$vlt": lambda a, b: a < b, "$vlte": lambda a, b: a <= b,
@@ -455,12 +459,22 @@ _VERSION: dict[str, Callable[[str, str], bool]] = {
 
 def _operator(op: str, arg: Any, depth: int) -> _Node:
     """One ``$operator: argument`` applied to an attribute value (``_eval_operator_condition``)."""
-    if op == "$eq":
-        return lambda av: _strict_equal(av, arg)
-    if op == "$ne":
-        return lambda av: not _strict_equal(av, arg)
+    if op in ("$eq", "$ne"):
+        negated = op == "$ne"
+        t = type(arg)
+        if t is str or t is int or t is float or t is bool:
+            # Fast path for the common scalar argument: same exact type, plain ==
+            # (NaN != NaN as in JS); anything else takes the general rule.
+            def scalar_eq(av: Any) -> _Result:
+                if type(av) is t:
+                    return (av != arg) if negated else (av == arg)
+                return _strict_equal(av, arg) is not negated
+
+            return scalar_eq
+        return lambda av: _strict_equal(av, arg) is not negated
     if op in _ORDER:
         holds = _ORDER[op]
+        cmp = _OPERATORS[op]
 
         def order(av: Any) -> _Result:
             if not _orderable(av, arg):
@@ -468,6 +482,18 @@ def _operator(op: str, arg: Any, depth: int) -> _Node:
             c = _compare(av, arg)
             return c is not None and holds(c)
 
+        if type(arg) in (int, float) or (type(arg) is str and arg.isascii()):
+            fast = (int, float) if type(arg) is not str else (str,)
+
+            def order_fast(av: Any) -> _Result:
+                # Two numbers (a NaN fails every ordering, as in GrowthBook) or two ASCII
+                # strings: Python's comparison is JS's; anything else takes the general rule.
+                t = type(av)
+                if t in fast and (t is not str or av.isascii()):
+                    return cmp(av, arg)
+                return order(av)
+
+            return order_fast
         return order
     if op in _VERSION:
         vholds = _VERSION[op]
