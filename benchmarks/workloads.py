@@ -28,6 +28,9 @@ __all__ = [
     "vw_json",
     "vw_model_file",
     "unit_ids",
+    "targeting_conditions",
+    "targeting_attributes",
+    "growthbook_payload",
     "growthbook_experiment",
     "profile_features",
     "profiles",
@@ -357,7 +360,7 @@ def vw_model_file(args: str, n_train: int = 500, seed: int = 0, *, fmt: str = "t
 
 
 def growthbook_experiment(e):
-    """The ``growthbook.Experiment`` (hash version 2) equivalent to an ``nba.Experiment``: the reference's twin."""
+    """The ``growthbook.Experiment`` equivalent to an ``nba.Experiment`` (same hash version): the reference's twin."""
     import growthbook as gb
 
     return gb.Experiment(
@@ -367,7 +370,7 @@ def growthbook_experiment(e):
         coverage=e.coverage,
         namespace=tuple(e.namespace) if e.namespace else None,
         seed=e.salt,
-        hashVersion=2,
+        hashVersion=e.hash_version,
     )
 
 
@@ -771,3 +774,77 @@ def profile_frame(n: int, seed: int = 0, *, n_numeric: int = 14):
     df["segment"] = pd.Categorical(df["segment"], categories=list(SEGMENTS))
     df["device"] = pd.Categorical(df["device"], categories=list(DEVICES))
     return df
+
+
+# --------------------------------------------------------------------------- GrowthBook targeting
+
+
+def targeting_conditions() -> list[dict]:
+    """GrowthBook conditions shaped like real targeting rules: lists, versions, ranges, regexes, arrays."""
+    return [
+        {"country": {"$in": ["NL", "BE", "DE", "FR", "LU"]}},
+        {"app.version": {"$vgte": "2.4.0"}, "platform": {"$in": ["ios", "android"]}},
+        {"age": {"$gte": 18, "$lt": 65}, "plan": {"$ne": "free"}},
+        {"email": {"$regex": "@(example|corp)\\.com$"}},
+        {"$or": [{"beta": True}, {"tags": {"$elemMatch": {"$eq": "early-access"}}}]},
+        {"$and": [{"company.size": {"$gt": 50}}, {"$not": {"country": "US"}}], "tags": {"$size": {"$gte": 1}}},
+    ]
+
+
+def targeting_attributes(n: int, seed: int = 0) -> list[dict]:
+    """``n`` user attribute sets for ``targeting_conditions``, some attributes missing."""
+    rng = np.random.default_rng([seed, n, 29])
+    countries = ["NL", "BE", "DE", "US", "GB", "FR"]
+    out = []
+    for i in range(n):
+        a: dict = {"id": f"user-{seed}-{i}", "country": countries[int(rng.integers(0, len(countries)))]}
+        if rng.random() < 0.9:
+            a["app"] = {"version": f"{rng.integers(1, 4)}.{rng.integers(0, 12)}.{rng.integers(0, 5)}"}
+        a["platform"] = ["ios", "android", "web"][int(rng.integers(0, 3))]
+        if rng.random() < 0.8:
+            a["age"] = int(rng.integers(12, 90))
+        a["plan"] = ["free", "pro", "team"][int(rng.integers(0, 3))]
+        a["email"] = f"u{i}@{['example.com', 'corp.com', 'mail.org'][int(rng.integers(0, 3))]}"
+        a["beta"] = bool(rng.random() < 0.1)
+        a["tags"] = [t for t in ("early-access", "vip", "churn-risk") if rng.random() < 0.3]
+        if rng.random() < 0.7:
+            a["company"] = {"size": int(rng.integers(1, 500))}
+            a["company_id"] = f"co-{int(rng.integers(0, 1000))}"
+        out.append(a)
+    return out
+
+
+def growthbook_payload() -> dict:
+    """A GrowthBook SDK payload shaped like a real one: six features, force and experiment rules.
+
+    Hash v1 and v2, weights, coverage, seeds, a namespace layer, a second hash
+    attribute and targeting conditions from ``targeting_conditions``.
+    """
+    conds = targeting_conditions()
+    exp = {"variations": ["control", "treatment"], "weights": [0.5, 0.5]}
+    return {"features": {
+        "new-checkout": {"defaultValue": False, "rules": [
+            {"force": True, "condition": {"beta": True}},
+            {**exp, "key": "checkout-v2", "variations": [False, True], "coverage": 0.5, "hashVersion": 2,
+             "condition": conds[0]},
+        ]},
+        "ranker": {"defaultValue": "v1", "rules": [
+            {"key": "ranker-test", "variations": ["v1", "v2", "v3"], "weights": [0.34, 0.33, 0.33], "hashVersion": 2,
+             "seed": "ranker-2026", "namespace": ["ranking", 0.0, 0.5]},
+            {"key": "ranker-test-b", "variations": ["v1", "v4"], "hashVersion": 2, "namespace": ["ranking", 0.5, 1.0]},
+        ]},
+        "banner": {"defaultValue": "none", "rules": [
+            {**exp, "key": "banner-legacy", "variations": ["a", "b"]},  # no hashVersion: v1, as GrowthBook
+        ]},
+        "pricing": {"defaultValue": "standard", "rules": [
+            {**exp, "key": "pricing", "variations": ["standard", "discount"], "hashAttribute": "company_id",
+             "hashVersion": 2, "condition": conds[2]},
+        ]},
+        "onboarding": {"defaultValue": "classic", "rules": [
+            {"force": "guided", "coverage": 0.2, "hashVersion": 2, "condition": conds[1]},
+            {**exp, "key": "onboarding", "variations": ["classic", "guided"], "hashVersion": 2, "coverage": 0.8},
+        ]},
+        "search": {"defaultValue": "bm25", "rules": [
+            {**exp, "key": "search", "variations": ["bm25", "dense"], "hashVersion": 2, "condition": conds[4]},
+        ]},
+    }}

@@ -42,7 +42,7 @@ def gb_variant(exp: Experiment, unit: str, ranges: list[tuple[float, float]] | N
         return -1
     if exp.namespace is not None and not inNamespace(unit, tuple(exp.namespace)):
         return -1
-    n = gbhash(exp.seed, unit, 2)
+    n = gbhash(exp.seed, unit, exp.hash_version)
     if ranges is None:
         ranges = getBucketRanges(len(exp.variants), exp.coverage, list(exp.weights))
     return chooseVariation(n, ranges)
@@ -61,15 +61,18 @@ def random_weights(rng: np.random.Generator, k: int) -> dict[str, float]:
 def configurations(rng: np.random.Generator) -> list[tuple[list[Experiment], Holdout | None]]:
     """Varied experiment sets: weights, coverages, salts (some non-ASCII), namespaces, holdouts."""
     configs = []
-    for c in range(4):
+    for c in range(6):
+        hv = 1 if c >= 3 else 2  # configurations 3..5 bucket with hash v1 (one mixes both)
         cut = float(np.round(rng.uniform(0.2, 0.8), 3))
         exps = [
-            Experiment(f"exp-{c}-a", variants=random_weights(rng, 2 + c % 3), coverage=float(rng.uniform(0.05, 1.0))),
+            Experiment(f"exp-{c}-a", variants=random_weights(rng, 2 + c % 3), coverage=float(rng.uniform(0.05, 1.0)),
+                       hash_version=hv),
             Experiment(
                 f"exp-{c}-b",
                 variants=["control", "treatment"],
                 salt="sël-" + str(c) if c % 2 else "",
                 namespace=(f"layer{c}", 0.0, cut),
+                hash_version=hv,
             ),
             Experiment(
                 f"exp-{c}-c",
@@ -77,6 +80,7 @@ def configurations(rng: np.random.Generator) -> list[tuple[list[Experiment], Hol
                 coverage=float(np.round(rng.uniform(0.1, 1.0), 2)),
                 namespace=(f"layer{c}", cut, 1.0),
                 salt="用户" if c == 3 else None,
+                hash_version=2 if c == 5 else hv,
             ),
         ]
         holdout = Holdout(f"hold-{c}", fraction=float(rng.uniform(0.01, 0.2))) if c % 2 == 0 else None
@@ -475,3 +479,113 @@ def test_allocator_rejects_things_that_are_not_experiments():
 def test_unit_ids_that_cannot_be_hashed_like_growthbook_raise_schema_error(uid):
     with pytest.raises(SchemaError):
         Allocator([Experiment("x", variants=["a", "b"])]).assign(uid)
+
+
+# --------------------------------------------------------------------------- hash version 1
+
+
+def test_hash_v1_matches_growthbook_for_100k_random_units():
+    """Every unit, in v1-only experiments (weights, coverage, seeds, namespaces): where GrowthBook puts it."""
+    rng = np.random.default_rng(202)
+    units = unit_ids(100_000, seed=202)
+    exps = [
+        Experiment("v1-a", variants=random_weights(rng, 3), coverage=0.83, hash_version=1),
+        Experiment("v1-b", variants=["c", "t"], salt="sël-v1", namespace=("v1layer", 0.0, 0.4), hash_version=1),
+        Experiment("v1-c", variants=random_weights(rng, 4), salt="用户", namespace=("v1layer", 0.4, 1.0),
+                   coverage=0.37, hash_version=1),
+        Experiment("v2-d", variants=random_weights(rng, 2), coverage=0.6),  # v2 beside v1 in one table
+    ]
+    variants, _ = Allocator(exps).assign_many(units)
+    ranges = [getBucketRanges(len(e.variants), e.coverage, list(e.weights)) for e in exps]
+    expected = np.array([[gb_variant(e, u, r) for e, r in zip(exps, ranges)] for u in units])
+    assert (variants == expected).all()
+    assert (variants >= 0).any(axis=0).all()
+
+
+def test_growthbook_run_default_is_hash_v1_and_nba_default_stays_v2():
+    units = unit_ids(2_000, seed=5)
+    gb_exp = gb.Experiment(key="inline", variations=[0, 1, 2], weights=[0.2, 0.3, 0.5], coverage=0.9)
+    v1 = Experiment("inline", variants={"a": 0.2, "b": 0.3, "c": 0.5}, coverage=0.9, hash_version=1)
+    v2 = msgspec.structs.replace(v1, hash_version=2)
+    assert Experiment("x", variants=["a", "b"]).hash_version == 2
+    a1, a2 = Allocator([v1]), Allocator([v2])
+    differ = 0
+    for u in units:
+        r = gb.GrowthBook(attributes={"id": u}).run(gb_exp)
+        expected = v1.variant_names[r.variationId] if r.inExperiment else None
+        assert a1.assign(u).variants.get("inline") == expected, u
+        differ += a2.assign(u).variants.get("inline") != expected
+    assert differ > len(units) // 3  # the mistake hash_version=1 exists to avoid
+
+
+@pytest.mark.parametrize("hv", [0, 3, "1", True, 1.0])
+def test_unknown_hash_version_raises_config_error(hv):
+    with pytest.raises(ConfigError, match="hash_version must be 1 or 2"):
+        Experiment("hv", variants=["a", "b"], hash_version=hv)
+
+
+@settings(max_examples=40, deadline=None)
+@given(weights_st, st.floats(0.0, 1.0))
+def test_v1_bucket_table_is_growthbooks_choice_for_every_bucket(raw, coverage):
+    weights = [w / sum(raw) for w in raw]
+    table = _variant_table(weights, coverage, True, 1)
+    ranges = getBucketRanges(len(weights), coverage, weights)
+    assert table[:1000].tolist() == [chooseVariation(k / 1000, ranges) + 1 for k in range(1000)]
+    assert not table[1000:].any()
+
+
+# --------------------------------------------------------------------------- conditions and explicit ranges
+
+
+def test_condition_and_ranges_target_like_growthbook_run():
+    rng = np.random.default_rng(9)
+    units = unit_ids(3_000, seed=9)
+    cond = {"country": {"$in": ["NL", "BE"]}, "age": {"$gte": 18}}
+    exps = [
+        Experiment("targeted", variants=["c", "t"], condition=cond, hash_version=1, coverage=0.8),
+        Experiment("ranged", variants=["c", "t", "u"], ranges=((0.0, 0.2), (0.5, 0.6), (0.6, 1.0)), salt="r"),
+    ]
+    gb_exps = [
+        gb.Experiment(key="targeted", variations=[0, 1], condition=cond, coverage=0.8),
+        gb.Experiment(key="ranged", variations=[0, 1, 2], ranges=[(0.0, 0.2), (0.5, 0.6), (0.6, 1.0)], seed="r",
+                      hashVersion=2),
+    ]
+    alloc = Allocator(exps)
+    attrs = [{"id": u, "country": str(rng.choice(["NL", "BE", "US"])), "age": int(rng.integers(10, 40))}
+             for u in units]
+    variants, _ = alloc.assign_many(units, attrs)
+    for row, (u, a) in enumerate(zip(units, attrs)):
+        client = gb.GrowthBook(attributes=a)
+        got = alloc.assign(u, a)
+        for col, (e, ge) in enumerate(zip(exps, gb_exps)):
+            r = client.run(ge)
+            expected = e.variant_names[r.variationId] if r.inExperiment else None
+            assert got.variants.get(e.name) == expected, (u, a, e.name)
+            assert variants[row, col] == (r.variationId if r.inExperiment else -1)
+    assert 0.3 < (variants[:, 0] >= 0).mean() < 0.5  # 2/3 of countries x ~73% adults x 80% coverage
+
+
+def test_forced_variant_wins_over_a_failing_condition():
+    e = Experiment("f", variants=["a", "b"], condition={"never": True}, forced={"qa": "b"})
+    alloc = Allocator([e])
+    assert alloc.assign("qa").variants == {"f": "b"}
+    assert alloc.assign("someone", {"never": False}).variants == {}
+    assert all(alloc.assign(f"u{i}", {"never": True}).variants for i in range(20))  # full coverage when it holds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"condition": [1]}, "condition must be a GrowthBook condition dict"),
+        ({"ranges": ((0.0, 0.5),)}, "one \\(start, end\\) per variant"),
+        ({"ranges": ((0.0, 0.5), (0.6, 0.4))}, "0 <= start <= end <= 1"),
+    ],
+)
+def test_bad_condition_or_ranges_raise_config_error(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Experiment("bad", variants=["a", "b"], **kwargs)
+
+
+def test_nbas_own_experiment_refuses_a_condition_growthbook_would_never_match():
+    with pytest.raises(ConfigError, match="would never match as written.*not a valid regular expression"):
+        Experiment("bad", variants=["a", "b"], condition={"email": {"$regex": "(unclosed"}})

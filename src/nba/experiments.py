@@ -1,11 +1,23 @@
 """Deterministic A/B allocation, bucket for bucket the same as GrowthBook's SDKs.
 
-A unit (user id or anonymous id) is hashed with each experiment's salt into one of
-10,000 buckets (GrowthBook hash version 2: ``fnv1a32(str(fnv1a32(salt + unit)))
-% 10000``, FNV-1a over UTF-16 code units as JavaScript's ``charCodeAt`` sees
-them). Variants own the bucket ranges GrowthBook derives from weights and
-coverage, so a web front end running a GrowthBook SDK and a back end running nba
-put the same unit in the same variant. Namespaces use GrowthBook's separate
+A unit (user id or anonymous id) is hashed with each experiment's salt into a
+bucket: GrowthBook hash version 2, ``fnv1a32(str(fnv1a32(salt + unit))) % 10000``
+over 10,000 buckets, or hash version 1, ``fnv1a32(unit + salt) % 1000`` over 1,000
+(FNV-1a over UTF-16 code units as JavaScript's ``charCodeAt`` sees them).
+
+Which version: GrowthBook's ``run()``, inline experiments and feature rules without
+``hashVersion`` use **v1**; a GrowthBook server publishes each experiment rule's
+``hashVersion`` (new experiments use 2). nba's own ``Experiment`` defaults to
+**v2**, as it always has: changing the default would move every unit of every
+existing nba experiment mid-flight, and v2 is the hash GrowthBook introduced to
+replace v1 (v1 hashes ``unit + seed``, so experiments sharing a seed suffix or a
+unit prefix see related buckets). Experiments loaded from GrowthBook
+(``nba.growthbook``) take the version GrowthBook would use for them: the rule's
+``hashVersion``, else 1.
+
+Variants own the bucket ranges GrowthBook derives from weights and coverage, so a
+web front end running a GrowthBook SDK and a back end running nba put the same
+unit in the same variant. Namespaces use GrowthBook's separate
 hash-version-1 namespace hash; experiments in one namespace with disjoint ranges
 never share a unit (a layer). A global holdout, hashed like a GrowthBook rollout,
 keeps its units out of every experiment.
@@ -18,7 +30,7 @@ call into the compiled core plus a dict lookup.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -26,15 +38,18 @@ import numpy as np
 
 from nba._core import experiments as experiments_core
 from nba._core import hashing as hashing_core
+from nba.conditions import TargetingCondition, check_condition
 from nba.errors import ConfigError, SchemaError
 
-__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS"]
+__all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS", "from_growthbook"]
 
 OVERRIDE_KEYS: tuple[str, ...] = ("model", "policy")
 """What a variant may change in a decision: the model and/or the policy it uses (opaque to nba)."""
 
 _BUCKETS = experiments_core.GB_BUCKETS  # hash v2
-_NS_BUCKETS = experiments_core.GB_NS_BUCKETS  # hash v1, namespaces
+_NS_BUCKETS = experiments_core.GB_NS_BUCKETS  # hash v1: namespaces and v1 experiments
+HASH_VERSIONS: tuple[int, ...] = (1, 2)
+"""GrowthBook hash versions nba buckets with (1: ``fnv1a32(unit + seed) % 1000``, 2: the double hash)."""
 # GrowthBook accepts weight vectors summing to within [0.99, 1.01] and buckets them
 # as given; nba accepts exactly the same window (and rejects the rest, where
 # GrowthBook would silently fall back to equal weights).
@@ -63,6 +78,24 @@ class Experiment(msgspec.Struct, frozen=True):
     ``(namespace_id, start, end)``. ``overrides`` maps a variant to what it changes
     (``{"model": ..., "policy": ...}``). ``forced`` maps unit id -> variant for QA; a
     forced variant wins over coverage, namespace, holdout and ``active``.
+
+    ``hash_version`` is GrowthBook's: 2 (the default, nba's historical bucketing) or
+    1 (what GrowthBook's ``run()`` uses when an experiment does not say; set it to 1
+    when moving such an experiment to nba, or its units change variant).
+
+    ``condition`` targets the experiment: a GrowthBook condition (``nba.conditions``)
+    over the attributes passed to ``Allocator.assign``; a unit whose attributes fail
+    it is not enrolled (a forced variant still applies, as in GrowthBook). ``ranges``
+    replaces the ranges derived from weights and coverage with explicit ``[start,
+    end)`` bucket ranges per variant, as GrowthBook's ``ranges`` does.
+
+    The constructor is strict where GrowthBook's SDKs are lenient (weights that do
+    not sum to 1, coverage outside [0, 1], an unknown hash version, a condition
+    with an unknown operator or a bad regex raise ``ConfigError`` instead of
+    silently falling back or never matching): nba's own configuration is
+    written by hand, and a typo there should stop a deploy, not skew an experiment.
+    Definitions loaded from GrowthBook (``nba.growthbook``) get GrowthBook's lenient
+    treatment before they reach this constructor.
     """
 
     name: str
@@ -73,6 +106,9 @@ class Experiment(msgspec.Struct, frozen=True):
     overrides: dict[str, dict[str, Any]] = {}
     forced: dict[str, str] = {}
     active: bool = True
+    hash_version: int = 2
+    condition: dict[str, Any] | None = None
+    ranges: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         _validate_experiment(self)
@@ -223,6 +259,31 @@ def _validate_experiment(exp: Experiment) -> None:
             raise ConfigError(f"{where}: forced[{unit!r}] names unknown variant {v!r}; variants are {names}")
     if not isinstance(exp.active, bool):
         raise ConfigError(f"{where}: active must be a bool, got {exp.active!r}")
+    if exp.condition is not None and not isinstance(exp.condition, dict):
+        raise ConfigError(
+            f"{where}: condition must be a GrowthBook condition dict such as {{'country': {{'$in': ['NL']}}}}, "
+            f"got {type(exp.condition).__name__}"
+        )
+    if exp.condition is not None:
+        problems = check_condition(exp.condition)
+        if problems:
+            raise ConfigError(
+                f"{where}: its condition would never match as written (GrowthBook ignores these silently): "
+                + "; ".join(problems)
+            )
+    if exp.ranges is not None:
+        rs = exp.ranges
+        if not isinstance(rs, (tuple, list)) or len(rs) != len(names):
+            raise ConfigError(f"{where}: ranges must give one (start, end) per variant ({len(names)}), got {rs!r}")
+        for r in rs:
+            if not (isinstance(r, (tuple, list)) and len(r) == 2 and _real(r[0]) and _real(r[1])
+                    and 0.0 <= r[0] <= r[1] <= 1.0):
+                raise ConfigError(f"{where}: each range must be (start, end) with 0 <= start <= end <= 1, got {r!r}")
+    if type(exp.hash_version) is not int or exp.hash_version not in HASH_VERSIONS:
+        raise ConfigError(
+            f"{where}: hash_version must be 1 or 2 (GrowthBook's hash versions), got {exp.hash_version!r}; "
+            "use 1 for an experiment GrowthBook ran without hashVersion, 2 otherwise"
+        )
 
 
 def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple[float, float]]:
@@ -240,16 +301,23 @@ def bucket_ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple
     return ranges
 
 
-def _variant_table(weights: Sequence[float], coverage: float, active: bool) -> np.ndarray:
-    """Bucket -> variant index + 1 (0: not enrolled), for the 10,000 hash-v2 buckets."""
+def _variant_table(
+    weights: Sequence[float], coverage: float, active: bool, hash_version: int = 2,
+    ranges: Sequence[tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """Bucket -> variant index + 1 (0: not enrolled): 10,000 hash-v2 buckets, or 1,000 v1 buckets first."""
     table = np.zeros(_BUCKETS, dtype=np.uint8)
     if not active:
         return table
-    # (k % 10000) / 10000 in IEEE doubles, compared to the ranges as GrowthBook does;
-    # the first matching range wins, hence filling in reverse.
-    n = np.arange(_BUCKETS, dtype=np.float64) / _BUCKETS
-    for i, (start, end) in reversed(list(enumerate(bucket_ranges(weights, coverage)))):
-        table[(n >= start) & (n < end)] = i + 1
+    buckets = _BUCKETS if hash_version == 2 else _NS_BUCKETS
+    # k / buckets in IEEE doubles, compared to the ranges as GrowthBook does; the
+    # first matching range wins, hence filling in reverse.
+    n = np.arange(buckets, dtype=np.float64) / buckets
+    view = table[:buckets]
+    if ranges is None:
+        ranges = bucket_ranges(weights, coverage)
+    for i, (start, end) in reversed(list(enumerate(ranges))):
+        view[(n >= start) & (n < end)] = i + 1
     return table
 
 
@@ -299,6 +367,9 @@ class Allocator:
         )
         self._table = self._build_table(exps, holdout)
         self._forced = self._build_forced(exps)
+        self._conditions = tuple(
+            (i, TargetingCondition(e.condition)) for i, e in enumerate(exps) if e.condition is not None
+        )
         self._cache: dict[bytes, Assignment] = {}
 
     @staticmethod
@@ -310,11 +381,18 @@ class Allocator:
         ns_len = np.zeros(n, dtype=np.int32)
         ns_lo = np.zeros(n, dtype=np.int32)
         ns_hi = np.zeros(n, dtype=np.int32)
+        v1_start = np.full(n, -1, dtype=np.int32)
+        v1_len = np.zeros(n, dtype=np.int32)
         units: list[np.ndarray] = []
         offsets: dict[str, tuple[int, int]] = {}
         used = 0
         for i, e in enumerate(exps):
-            table[i] = _variant_table(e.weights, float(e.coverage), e.active)
+            table[i] = _variant_table(e.weights, float(e.coverage), e.active, e.hash_version, e.ranges)
+            if e.hash_version == 1:  # fnv1a32(unit + seed): the seed's code units continue the unit
+                cu = np.frombuffer(e.seed.encode("utf-16-le", "surrogatepass"), dtype="<u2")
+                units.append(cu.astype(np.uint16))
+                v1_start[i], v1_len[i] = used, len(cu)
+                used += len(cu)
             if e.namespace is None:
                 continue
             ns_id, start, end = e.namespace
@@ -334,7 +412,7 @@ class Allocator:
         else:
             h_state, h_buckets = 0, 0
         return experiments_core.ExperimentTable(salt_state, table, ns_start, ns_len, ns_lo, ns_hi, ns_units,
-                                                h_state, h_buckets)
+                                                h_state, h_buckets, v1_start, v1_len)
 
     @staticmethod
     def _build_forced(exps: tuple[Experiment, ...]) -> dict[str, tuple[tuple[int, int], ...]]:
@@ -375,20 +453,33 @@ class Allocator:
         """The global holdout, if any."""
         return self._holdout
 
-    def assign(self, unit_id: str | int) -> Assignment:
+    def assign(self, unit_id: str | int, attributes: Mapping[str, Any] | None = None) -> Assignment:
         """The unit's variants in every experiment, its holdout flag and what its variants override.
 
-        Deterministic: the same unit always gets the same ``Assignment``. An empty id
-        (or the int 0) is enrolled nowhere, as in GrowthBook.
+        Deterministic: the same unit (and attributes) always gets the same
+        ``Assignment``. An empty id (or the int 0) is enrolled nowhere, as in
+        GrowthBook. ``attributes`` feed the experiments' conditions (none given: an
+        empty mapping, which most conditions reject).
         """
         unit = unit_id if type(unit_id) is str else _unit_str(unit_id)
         code = self._table.assign(unit)
+        if self._conditions:
+            code = self._apply_conditions(code, {} if attributes is None else attributes)
         if self._forced and unit in self._forced:
             code = self._apply_forced(code, unit)
         a = self._cache.get(code)
         if a is None:
             a = self._resolve(code)
         return a
+
+    def _apply_conditions(self, code: bytes, attributes: Mapping[str, Any]) -> bytes:
+        b = None
+        for i, cond in self._conditions:
+            if code[1 + i] and not cond(attributes):
+                if b is None:
+                    b = bytearray(code)
+                b[1 + i] = 0
+        return code if b is None else bytes(b)
 
     def _apply_forced(self, code: bytes, unit: str) -> bytes:
         b = bytearray(code)
@@ -409,16 +500,26 @@ class Allocator:
             self._cache[code] = a
         return a
 
-    def assign_many(self, unit_ids: Iterable[str | int]) -> tuple[np.ndarray, np.ndarray]:
+    def assign_many(
+        self, unit_ids: Iterable[str | int], attributes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Variant indices of many units at once, for analysis and offline replay.
 
         Returns ``(variants, holdout)``: ``variants[i, e]`` is the index of unit i's
         variant in ``experiments[e]`` (-1: not enrolled), ``holdout[i]`` its holdout
-        flag. Same answers as ``assign``, forced variants included.
+        flag. Same answers as ``assign``, forced variants included; ``attributes[i]``
+        are unit i's attributes for the experiments' conditions.
         """
         units = tuple(u if type(u) is str else _unit_str(u) for u in unit_ids)
         out = np.empty((len(units), 1 + len(self._experiments)), dtype=np.uint8)
         self._table.assign_many(units, out)
+        if self._conditions:
+            if attributes is not None and len(attributes) != len(units):
+                raise SchemaError(f"assign_many: {len(units)} units but {len(attributes)} attribute mappings")
+            for i, cond in self._conditions:
+                for row in np.flatnonzero(out[:, 1 + i]).tolist():
+                    if not cond({} if attributes is None else attributes[row]):
+                        out[row, 1 + i] = 0
         if self._forced:
             for row, unit in enumerate(units):
                 patch = self._forced.get(unit)
@@ -458,3 +559,16 @@ def _validate_set(exps: tuple[Experiment, ...]) -> None:
                     f"experiments {a.name!r} and {b.name!r} can enroll the same unit and both override {clash}; "
                     "put them in one namespace with disjoint ranges (a layer), or let only one of them override it"
                 )
+
+
+def from_growthbook(payload: Mapping[str, Any] | str | bytes) -> list[Experiment]:
+    """The experiments of a GrowthBook SDK payload's experiment rules, bucketed as GrowthBook buckets them.
+
+    Each hashes the unit id an ``Allocator`` is given (GrowthBook's ``hashAttribute``
+    value; the rule's own is in ``nba.growthbook.GrowthBookRule``). Rule order,
+    conditions, force rules and filters are the feature's, not the experiment's:
+    ``nba.growthbook.load_payload(payload).evaluate(attributes)`` runs them all.
+    """
+    from nba.growthbook import load_payload  # nba.growthbook builds on this module
+
+    return load_payload(payload).experiments

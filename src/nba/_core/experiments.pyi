@@ -16,7 +16,8 @@ class ExperimentTable:
     """Precomputed GrowthBook bucket tables of experiments, a holdout and their namespaces.
 
     Built and validated by ``nba.experiments.Allocator``; ``table`` holds variant
-    index + 1 per hash-v2 bucket (0: not enrolled).
+    index + 1 per hash-v2 bucket (0: not enrolled), or per hash-v1 bucket in its first
+    1,000 entries for an experiment with ``v1_start >= 0`` (its seed in ``ns_units``).
     """
 
     n_experiments: int
@@ -31,6 +32,8 @@ class ExperimentTable:
         ns_units: npt.NDArray[np.uint16],
         holdout_state: int,
         holdout_buckets: int,
+        v1_start: npt.NDArray[np.int32],
+        v1_len: npt.NDArray[np.int32],
     ) -> None: ...
     def assign(self, unit: str) -> bytes:
         """Allocation code: a holdout byte, then variant index + 1 per experiment (0: not enrolled)."""

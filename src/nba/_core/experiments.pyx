@@ -16,7 +16,7 @@ from nba._core.hashing cimport FNV_OFFSET, fnv1a_decimal, fnv1a_str_multi, fnv1a
 
 cdef enum:
     _GB_BUCKETS = 10000      # hash v2: n = (h % 10000) / 10000
-    _GB_NS_BUCKETS = 1000    # hash v1 (namespaces): n = (h % 1000) / 1000
+    _GB_NS_BUCKETS = 1000    # hash v1 (namespaces, v1 experiments): n = (h % 1000) / 1000
     _MAX_EXPERIMENTS = 255   # one byte per experiment in an allocation code
     _MAX_STATES = _MAX_EXPERIMENTS + 2
     _HOLDOUT_BIT = 1         # out[0] of an allocation code: the unit is held out
@@ -47,9 +47,14 @@ cdef class ExperimentTable:
     """Precomputed bucket tables of a set of experiments, a holdout and their namespaces.
 
     Built by ``nba.experiments.Allocator``, which validates every array: variant
-    tables hold ``variant index + 1`` per hash-v2 bucket (0: not enrolled), namespace
-    ranges are bucket intervals of the hash-v1 namespace hash. ``assign`` returns
-    one byte per experiment plus a leading holdout byte.
+    tables hold ``variant index + 1`` per bucket (0: not enrolled): 10,000 hash-v2
+    buckets, or for a hash-v1 experiment the first 1,000 entries. Namespace ranges
+    are bucket intervals of the hash-v1 namespace hash. ``assign`` returns one byte
+    per experiment plus a leading holdout byte.
+
+    Hash v1 is ``fnv1a32(unit + seed) % 1000``: the unit comes first, so it continues
+    the unit's own state (the one namespaces continue) over the seed's code units,
+    stored beside the namespace ids in ``ns_units`` at ``v1_start``/``v1_len``.
     """
 
     cdef readonly Py_ssize_t n_experiments
@@ -59,7 +64,9 @@ cdef class ExperimentTable:
     cdef const int32_t[::1] _ns_len           # (n_exp,) code units of "__" + namespace id
     cdef const int32_t[::1] _ns_lo            # (n_exp,) namespace buckets [lo, hi) over 0..999
     cdef const int32_t[::1] _ns_hi
-    cdef const uint16_t[::1] _ns_units        # concatenated "__" + namespace id code units
+    cdef const int32_t[::1] _v1_start         # (n_exp,) offset of the seed in _ns_units, -1: hash v2
+    cdef const int32_t[::1] _v1_len           # (n_exp,) code units of the v1 seed
+    cdef const uint16_t[::1] _ns_units        # concatenated "__" + namespace ids and v1 seeds
     cdef int32_t _holdout_buckets             # buckets [0, k) are held out; 0: no holdout
     cdef uint32_t _init[_MAX_STATES]          # start states: holdout salt, empty (namespaces), salts
 
@@ -74,6 +81,8 @@ cdef class ExperimentTable:
         const uint16_t[::1] ns_units,
         uint32_t holdout_state,
         int32_t holdout_buckets,
+        const int32_t[::1] v1_start,
+        const int32_t[::1] v1_len,
     ):
         cdef Py_ssize_t n = salt_state.shape[0]
         cdef Py_ssize_t e
@@ -81,7 +90,8 @@ cdef class ExperimentTable:
             raise ValueError(f"salt_state: expected at most {_MAX_EXPERIMENTS} experiments, got {n}")
         if table.shape[0] != n or table.shape[1] != _GB_BUCKETS:
             raise ValueError(f"table: expected shape ({n}, {_GB_BUCKETS}), got ({table.shape[0]}, {table.shape[1]})")
-        for name, arr in (("ns_start", ns_start), ("ns_len", ns_len), ("ns_lo", ns_lo), ("ns_hi", ns_hi)):
+        for name, arr in (("ns_start", ns_start), ("ns_len", ns_len), ("ns_lo", ns_lo), ("ns_hi", ns_hi),
+                          ("v1_start", v1_start), ("v1_len", v1_len)):
             if arr.shape[0] != n:
                 raise ValueError(f"{name}: expected {n} entries, got {arr.shape[0]}")
         for e in range(n):
@@ -89,6 +99,8 @@ cdef class ExperimentTable:
                 raise ValueError(f"experiment {e}: namespace units [{ns_start[e]}, +{ns_len[e]}) outside ns_units")
             if ns_start[e] >= 0 and not (0 <= ns_lo[e] <= ns_hi[e] <= _GB_NS_BUCKETS):
                 raise ValueError(f"experiment {e}: namespace buckets [{ns_lo[e]}, {ns_hi[e]}) outside [0, {_GB_NS_BUCKETS}]")
+            if v1_start[e] >= 0 and (v1_len[e] < 0 or v1_start[e] + v1_len[e] > ns_units.shape[0]):
+                raise ValueError(f"experiment {e}: v1 seed units [{v1_start[e]}, +{v1_len[e]}) outside ns_units")
         if not 0 <= holdout_buckets <= _GB_BUCKETS:
             raise ValueError(f"holdout_buckets: expected 0..{_GB_BUCKETS}, got {holdout_buckets}")
         self.n_experiments = n
@@ -99,6 +111,8 @@ cdef class ExperimentTable:
         self._ns_lo = ns_lo
         self._ns_hi = ns_hi
         self._ns_units = ns_units
+        self._v1_start = v1_start
+        self._v1_len = v1_len
         self._holdout_buckets = holdout_buckets
         self._init[0] = holdout_state
         self._init[1] = FNV_OFFSET
@@ -119,7 +133,8 @@ cdef class ExperimentTable:
         if u.n == 0:  # GrowthBook enrolls an empty id nowhere, not even in a holdout
             return
         # One pass over the unit continues every seed: h[0] the holdout's salt, h[1]
-        # the empty seed (namespaces hash value + "__" + id, v1), h[2 + e] salt e.
+        # the empty seed (namespaces hash unit + "__" + id and v1 experiments unit +
+        # seed: both continue it), h[2 + e] salt e (hash v2).
         memcpy(h, self._init, (2 + n_exp) * sizeof(uint32_t))
         fnv1a_str_multi(h, 2 + n_exp, u.data, u.n, u.kind)
         if self._holdout_buckets > 0 and <int32_t>(fnv1a_decimal(h[0]) % _GB_BUCKETS) < self._holdout_buckets:
@@ -131,7 +146,11 @@ cdef class ExperimentTable:
                 b = <int32_t>(hn % _GB_NS_BUCKETS)
                 if b < self._ns_lo[e] or b >= self._ns_hi[e]:
                     continue
-            out[1 + e] = self._table[e, fnv1a_decimal(h[2 + e]) % _GB_BUCKETS]
+            if self._v1_start[e] >= 0:
+                hn = fnv1a_units(h[1], ns_units + self._v1_start[e], self._v1_len[e])
+                out[1 + e] = self._table[e, hn % _GB_NS_BUCKETS]
+            else:
+                out[1 + e] = self._table[e, fnv1a_decimal(h[2 + e]) % _GB_BUCKETS]
 
     def assign(self, str unit):
         """Allocation code of one unit: ``bytes`` of 1 + n_experiments (holdout, then variant + 1).
