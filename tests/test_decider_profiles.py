@@ -266,3 +266,14 @@ def test_consent_channels_must_be_purposes_the_store_reports(catalog, model):
         _decider(catalog, model, _store(), consent_channels=["email"])
     with pytest.raises(nba.ConfigError, match="collection"):
         _decider(catalog, model, _store(), consent_channels="email")
+
+
+def test_an_experiment_condition_targets_on_the_profile(catalog, model):
+    exp = nba.Experiment("big-viewers", ["a", "b"], condition={"views": {"$gte": 3}})
+    store = _store(PERSONALISATION, LOGGING)  # anon-1 has 5 views
+    store.track("few", Event("view", "web", T0))
+    d = _decider(catalog, model, store, experiments=[exp])
+    assert d.decide("anon-1", {"hour": 1.0}, now=NOW).variants.keys() == {"big-viewers"}
+    assert d.decide("few", {"hour": 1.0}, now=NOW).variants == {}
+    assert d.decide({"id": "x", "views": 9.0}, {"hour": 1.0}, now=NOW).variants.keys() == {"big-viewers"}
+    assert d.decide({"id": "x"}, {"hour": 1.0}, now=NOW).variants == {}

@@ -534,7 +534,11 @@ class Decider:
             unit = self._unit(profile)
         if unit is not None and (unit.__class__ is not str or not unit.isascii()):
             unit = _validate.unit_id(unit, f"unit id (profile[{self._unit_key!r}])")
-        asg = _NO_ASSIGNMENT if self._allocator is None or unit is None else self._allocator.assign(unit)
+        if self._allocator is None or unit is None:
+            asg = _NO_ASSIGNMENT
+        else:  # the profile's attributes feed experiments' targeting conditions (nba.conditions)
+            asg = self._allocator.assign(unit, profile if profile.__class__ is dict or isinstance(profile, Mapping)
+                                         else None)
         sname = asg.overrides.get("model", "default")
         pname = asg.overrides.get("policy", "default")
         scorer = st.scorers[sname]
