@@ -32,6 +32,12 @@ and the other kinds are equal exactly.
 for the event's type (and those that see every event), ``values`` gives the dict a
 ``FeatureSchema`` vectorizes as a profile, ``to_bytes``/``from_bytes`` snapshot a
 state for a store.
+
+Two paths update a state, one fast and one reference: ``Features.track`` applies the
+compiled steps of every definition an event touches in one call (``nba._core.features``;
+``Definition._step``), and ``Definition.update`` runs the definition's Python updater
+(``_updater``). They change a state identically (``tests/profiles/test_features_fast.py``);
+a step hands anything unusual to its updater.
 """
 
 from __future__ import annotations
