@@ -642,8 +642,6 @@ class Recency(Definition, frozen=True, tag="recency"):
 
 
 _encode = msgspec.msgpack.encode
-_track = _core.track
-_track_many = _core.track_many
 
 
 def _later(ts: float, seq: int, v: Any, s: list[Any]) -> bool:
@@ -827,7 +825,8 @@ class Features:
     definitions of the event's type, plus those that read every event.
     """
 
-    __slots__ = ("definitions", "_plans", "_every", "_values", "_merges", "_keys", "_decoders", "_live", "_buckets")
+    __slots__ = ("definitions", "_plans", "_every", "_tracker", "_values", "_merges", "_keys", "_decoders", "_live",
+                 "_buckets")
 
     def __init__(self, definitions: Iterable[Definition]) -> None:
         defs = tuple(definitions)
@@ -856,6 +855,7 @@ class Features:
                 by_type.setdefault(d.event, []).append(st)
         self._every = every
         self._plans = {t: tuple(sorted(sts + list(every), key=lambda st: st.index)) for t, sts in by_type.items()}
+        self._tracker = _core.Tracker(self._plans, every, check_event, MAX_TS)
         self._values = tuple((d.name, i, d._valuer()) for i, d in enumerate(defs))
         # What makes values change with time alone: the live kinds at every instant, the windows at
         # their tile boundaries (a window's value is a function of the state and floor(now / bucket)).
@@ -903,14 +903,11 @@ class Features:
         is not a float in range is checked here first, so it raises ``SchemaError``
         before the state changes.
         """
-        ts = event.ts
-        if ts.__class__ is not float or not 0.0 <= ts < MAX_TS:
-            event = check_event(event)
-        _track(state, event, self._plans.get(event.type, self._every))
+        self._tracker.track(state, event)
 
     def track_many(self, state: list[Any], events: Iterable[Event]) -> None:
         """``track`` each event in turn."""
-        _track_many(state, events, self._plans, self._every, check_event, MAX_TS)
+        self._tracker.track_many(state, events)
 
     def values(self, state: Sequence[Any], now: float) -> dict[str, Value]:
         """Every feature at unix time ``now``: the profile dict ``FeatureSchema.vectorize`` reads (None: missing)."""
