@@ -175,3 +175,17 @@ def test_step_rejects_a_malformed_plan():
         core.Step(0, core.KINDS["count_window"], print, n=0, bucket=1.0)
     with pytest.raises(ValueError, match="prop"):
         core.Step(0, core.KINDS["sum_total"], print)
+
+
+def test_properties_that_are_not_a_dict_go_to_the_updaters():
+    """A trusted event may carry another Mapping: the steps that read properties hand it to the updaters."""
+    import types
+
+    defs = [Sum("s", "v", "x", window=10.0), Count("c", "v", where={"k": "a"}), LastValue("l", "v", "x")]
+    features = Features(defs)
+    fast, ref = features.init(), features.init()
+    for off, props in ((0.0, {"x": 2, "k": "a"}), (1.0, {"x": 2.5, "k": "b"})):
+        e = Event("v", "web", BASE + off, types.MappingProxyType(props))
+        features.track(fast, e)
+        reference_track(defs, ref, e)
+    assert canon(fast) == canon(ref) and fast[1] == [1] and fast[2][2] == 2.5
