@@ -32,6 +32,12 @@ and the other kinds are equal exactly.
 for the event's type (and those that see every event), ``values`` gives the dict a
 ``FeatureSchema`` vectorizes as a profile, ``to_bytes``/``from_bytes`` snapshot a
 state for a store.
+
+Two paths update a state, one fast and one reference: ``Features.track`` applies the
+compiled steps of every definition an event touches in one call (``nba._core.features``;
+``Definition._step``), and ``Definition.update`` runs the definition's Python updater
+(``_updater``). They change a state identically (``tests/profiles/test_features_fast.py``);
+a step hands anything unusual to its updater.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
+from nba._core import features as _core
 from nba._validate import MAX_TS, config_text, timestamp
 from nba.errors import ConfigError, SchemaError
 from nba.profiles.events import Event, check_event
@@ -132,8 +139,14 @@ class Definition(msgspec.Struct, frozen=True, tag_field="kind"):
         return self.value
 
     def _updater(self) -> Updater:
-        """The in-place update, with every constant of the definition bound (the hot path)."""
+        """The in-place update, with every constant of the definition bound: the reference ``update`` runs,
+        and what the compiled step (``_step``) falls back to on anything unusual."""
         raise NotImplementedError
+
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        """The compiled update of the definition at ``index`` of a state (``Features.track``'s fast path):
+        the same change to the state as ``update`` (its ``_updater``), which it calls when it declines."""
+        return _core.Step(index, _KIND_CODES["python"], update)
 
     def _state_type(self) -> Any:
         """The msgspec type a snapshot decodes this state with."""
@@ -212,6 +225,13 @@ def _weight(x: Any) -> float | None:
             return None
         return f if math.isfinite(f) else None
     return None
+
+
+_KIND_CODES = _core.KINDS
+
+#: The finest bucket the compiled window step takes: its tile index ``ts // bucket`` stays below
+#: 2**53 (exact as a double and an int64); a finer one keeps the Python updater.
+_MIN_STEP_BUCKET = MAX_TS / 2.0**53
 
 
 def _total(state: list[Any], now: float) -> Value:
@@ -332,6 +352,21 @@ class _Windowed(Definition, frozen=True):
         return obj
 
 
+def _window_step(defn: _Windowed, index: int, update: Updater, prop: str | None) -> _core.Step:
+    """The compiled step of a count (``prop`` None) or a sum, all-time or windowed."""
+    where = _where_items(defn.where)  # type: ignore[attr-defined]
+    kind = "count" if prop is None else "sum"
+    n = defn.n_tiles
+    if n == 0:
+        return _core.Step(index, _KIND_CODES[f"{kind}_total"], update, prop=prop, where=where)
+    bucket = defn._span()[1]
+    assert bucket is not None
+    if bucket < _MIN_STEP_BUCKET:
+        return _core.Step(index, _KIND_CODES["python"], update)
+    return _core.Step(index, _KIND_CODES[f"{kind}_window"], update, n=n, bucket=bucket, prop=prop, where=where,
+                      zero=defn._zero)
+
+
 def _advance(s: list[Any], t: int, n: int, zeros: list[Any]) -> None:
     """Move the ring's head to tile ``t`` (> head), clearing the tiles that fall out of it."""
     head = s[0]
@@ -379,6 +414,9 @@ class Count(_Windowed, frozen=True, tag="count"):
 
     def _span(self) -> tuple[float | None, float | None]:
         return self.window, self.bucket
+
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _window_step(self, index, update, None)
 
     def _updater(self) -> Updater:
         items = _where_items(self.where)
@@ -435,6 +473,9 @@ class Sum(_Windowed, frozen=True, tag="sum"):
 
     def _span(self) -> tuple[float | None, float | None]:
         return self.window, self.bucket
+
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _window_step(self, index, update, self.prop)
 
     def _updater(self) -> Updater:
         items = _where_items(self.where)
@@ -518,6 +559,10 @@ class Decayed(Definition, frozen=True, tag="decayed"):
             return v
         return v * math.exp((t - now) * (math.log(2.0) / self.half_life))
 
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _core.Step(index, _KIND_CODES["decayed"], update, k=math.log(2.0) / self.half_life, prop=self.prop,
+                          where=_where_items(self.where))
+
     def _updater(self) -> Updater:
         items = _where_items(self.where)
         prop = self.prop
@@ -577,6 +622,9 @@ class Recency(Definition, frozen=True, tag="recency"):
             return None
         return now - t if now > t else 0.0
 
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _core.Step(index, _KIND_CODES["recency"], update)
+
     def _updater(self) -> Updater:
         def update(s: list[float], ev: Event) -> None:
             if ev.ts > s[0]:
@@ -632,6 +680,9 @@ class LastValue(Definition, frozen=True, tag="last_value"):
     def value(self, state: list[Any], now: float) -> Value:
         return state[2]
 
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _core.Step(index, _KIND_CODES["last_value"], update, prop=self.prop)
+
     def _updater(self) -> Updater:
         prop = self.prop
 
@@ -684,6 +735,9 @@ class DistinctChannels(Definition, frozen=True, tag="distinct_channels"):
     def value(self, state: set[str], now: float) -> float:
         return len(state)
 
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _core.Step(index, _KIND_CODES["channels"], update)
+
     def _updater(self) -> Updater:
         def update(s: set[str], ev: Event) -> None:
             s.add(ev.channel)
@@ -717,6 +771,9 @@ class FirstSeen(Definition, frozen=True, tag="first_seen"):
 
     def value(self, state: list[float], now: float) -> float | None:
         return None if state[0] >= MAX_TS else state[0]
+
+    def _step(self, index: int, update: Updater) -> _core.Step:
+        return _core.Step(index, _KIND_CODES["first_seen"], update)
 
     def _updater(self) -> Updater:
         def update(s: list[float], ev: Event) -> None:
@@ -768,7 +825,8 @@ class Features:
     definitions of the event's type, plus those that read every event.
     """
 
-    __slots__ = ("definitions", "_plans", "_every", "_values", "_merges", "_keys", "_decoders", "_live", "_buckets")
+    __slots__ = ("definitions", "_plans", "_every", "_tracker", "_values", "_merges", "_keys", "_decoders", "_live",
+                 "_buckets")
 
     def __init__(self, definitions: Iterable[Definition]) -> None:
         defs = tuple(definitions)
@@ -787,14 +845,17 @@ class Features:
                 )
             names[d.name] = i
         self.definitions: tuple[Definition, ...] = defs
-        updaters = [d._updater() for d in defs]
-        every = tuple((i, updaters[i]) for i, d in enumerate(defs) if d.event is None)
-        by_type: dict[str, list[tuple[int, Updater]]] = {}
-        for i, d in enumerate(defs):
+        # The plan of each event type: the compiled steps of its definitions and of those reading every
+        # event, in declaration order; each step holds its definition's updater to fall back on.
+        steps = [d._step(i, d._updater()) for i, d in enumerate(defs)]
+        every = tuple(st for st, d in zip(steps, defs) if d.event is None)
+        by_type: dict[str, list[_core.Step]] = {}
+        for st, d in zip(steps, defs):
             if d.event is not None:
-                by_type.setdefault(d.event, []).append((i, updaters[i]))
+                by_type.setdefault(d.event, []).append(st)
         self._every = every
-        self._plans = {t: tuple(sorted(ups + list(every), key=lambda p: p[0])) for t, ups in by_type.items()}
+        self._plans = {t: tuple(sorted(sts + list(every), key=lambda st: st.index)) for t, sts in by_type.items()}
+        self._tracker = _core.Tracker(self._plans, every, check_event, MAX_TS)
         self._values = tuple((d.name, i, d._valuer()) for i, d in enumerate(defs))
         # What makes values change with time alone: the live kinds at every instant, the windows at
         # their tile boundaries (a window's value is a function of the state and floor(now / bucket)).
@@ -842,22 +903,11 @@ class Features:
         is not a float in range is checked here first, so it raises ``SchemaError``
         before the state changes.
         """
-        ts = event.ts
-        if ts.__class__ is not float or not 0.0 <= ts < MAX_TS:
-            event = check_event(event)
-        for i, update in self._plans.get(event.type, self._every):
-            update(state[i], event)
+        self._tracker.track(state, event)
 
     def track_many(self, state: list[Any], events: Iterable[Event]) -> None:
         """``track`` each event in turn."""
-        plans = self._plans
-        every = self._every
-        for event in events:
-            ts = event.ts
-            if ts.__class__ is not float or not 0.0 <= ts < MAX_TS:
-                event = check_event(event)
-            for i, update in plans.get(event.type, every):
-                update(state[i], event)
+        self._tracker.track_many(state, events)
 
     def values(self, state: Sequence[Any], now: float) -> dict[str, Value]:
         """Every feature at unix time ``now``: the profile dict ``FeatureSchema.vectorize`` reads (None: missing)."""
