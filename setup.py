@@ -49,8 +49,10 @@ core = Extension(
     ["src/nba/_core/*.pyx"],
     include_dirs=[np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    # No -ffast-math: raw scores must sum in exactly LightGBM's order and rounding.
-    extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    # No -ffast-math: raw scores must sum in exactly LightGBM's order and rounding. No contraction of
+    # a * b + c into one fused multiply-add either (gcc's default where FMA exists, as with
+    # -march=native): the profile features must round as Python's float arithmetic does.
+    extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + ["-ffp-contract=off"],
 )
 core.depends += render_templates()  # also puts the templates into an sdist
 
