@@ -30,6 +30,7 @@ import msgspec
 
 from nba import _validate
 from nba._core.locks import PoliteLock
+from nba._validate import MAX_TS
 from nba.errors import IdentityError, ModelFormatError, SchemaError
 from nba.profiles.consent import LOGGING, PERSONALISATION, Consent, ConsentChange
 from nba.profiles.contact import ContactStore
@@ -289,11 +290,15 @@ class EmbeddedProfileStore:
     # ---- reads
 
     def profile(self, unit_id: str | int, now: float) -> Profile | None:
-        uid = _validate.unit_id(unit_id)
-        t = _validate.timestamp(now, "now")
+        uid = unit_id if unit_id.__class__ is str and unit_id.isascii() else _validate.unit_id(unit_id)
+        t = now if now.__class__ is float and 0.0 <= now < MAX_TS else _validate.timestamp(now, "now")
         features = self._features
         with self._lock:
-            key = self._graph.resolve(uid)
+            key = self._keys.get(uid)
+            if key is None:
+                key = self._graph.resolve(uid)
+                if key is not None:
+                    self._keys[uid] = key
             if key is None:
                 return None
             state = self._states.get(key)
