@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from nba import _validate
+from nba import _files, _validate
 from nba.errors import LogError
 from nba.log.reader import LogPaths, segment_paths
 from nba.log.records import ActivationRecord, DecisionRecord, OutcomeRecord, Record
@@ -117,34 +117,10 @@ class _Segment:
             self.fd = -1
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _rewrite(seg: _Segment, kept: list[bytes]) -> None:
-    directory = os.path.dirname(seg.path) or "."
-    tmp = os.path.join(directory, f".erasing-{os.path.basename(seg.path)}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            data = b"".join(kept)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, seg.path)
-        _fsync_dir(directory)
+        _files.replace_atomically(seg.path, b"".join(kept))
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise LogError(f"cannot rewrite log segment {seg.path!r} without the forgotten lines: "
                        f"{e.strerror or e}; the segment is unchanged") from e
 

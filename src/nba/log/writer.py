@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nba import _validate
+from nba import _files, _validate
 from nba._core import logio as logio_core
 from nba._core.locks import PoliteLock
 from nba.errors import ConfigError, LogError, SchemaError
@@ -656,16 +656,7 @@ class DecisionLog:
 
     def _fsync_directory(self, directory: str | None = None) -> None:
         """Make the segment's directory entry durable (a new file needs this to survive a crash)."""
-        try:
-            dfd = os.open(directory or self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass  # some file systems refuse to sync directories; nothing better to do
-        finally:
-            os.close(dfd)
+        _files.fsync_directory(directory or self.directory)
 
     def _set_durable(self, seq: int) -> None:
         with self._durable:

@@ -21,14 +21,13 @@ never on the graph directly, or the merged profiles' states are not folded.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from nba import _validate
+from nba import _files, _validate
 from nba._core.locks import PoliteLock
 from nba._validate import MAX_TS
 from nba.errors import IdentityError, ModelFormatError, SchemaError
@@ -507,23 +506,7 @@ class EmbeddedProfileStore:
         survives a power loss. On any error the temporary file is removed, the
         previous snapshot is left as it was, and the error (``OSError``) is raised.
         """
-        data = self.to_bytes()
-        target = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(target))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_directory(directory)
+        _files.replace_atomically(os.fspath(path), self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, features: Features, *, identity_options: Mapping[str, Any] | None = None,
@@ -584,16 +567,3 @@ class EmbeddedProfileStore:
 if TYPE_CHECKING:  # the embedded store is a ProfileStore, checked by mypy
     _conforms: type[ProfileStore] = EmbeddedProfileStore
 
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable; skipped where directories cannot be opened or synced."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass  # some file systems refuse to sync directories; the file itself is synced
-    finally:
-        os.close(dfd)
