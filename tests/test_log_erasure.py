@@ -109,12 +109,27 @@ def test_a_segment_being_written_is_reported_busy_and_left_alone(tmp_path: Path)
     live = nba.DecisionLog(tmp_path)
     _write(live, [SUBJECT[0], "u1"])
     before = _segments(tmp_path)
-    report = forget(tmp_path, [SUBJECT[0]])
+    events: set[str] = set()
+    report = forget(tmp_path, [SUBJECT[0]], events=events)
     assert not report.complete and report.busy == [live.segments[0]] and report.removed == 0
     assert _segments(tmp_path) == before
+    assert events == {"e0"}  # read, though not rewritten: what else holds the decision can drop it
     live.close()
     assert forget(tmp_path, [SUBJECT[0]]).complete
     assert _segments(tmp_path) == _expected(before)
+
+
+def test_an_outcome_of_a_decision_in_a_busy_segment_goes_from_the_closed_ones(tmp_path: Path):
+    live = nba.DecisionLog(tmp_path)
+    live.append_decision(event_id="x1", actions=["a"], pmf=[1.0], chosen=[0], unit=SUBJECT[0], now=T0)
+    with nba.DecisionLog(tmp_path) as other:  # another worker got the click
+        other.append_outcome("x1", 1.0, now=T0 + 1)
+        other.append_outcome("x2", 1.0, now=T0 + 1)
+    report = forget(tmp_path, [SUBJECT[0]])
+    assert report.busy == [live.segments[0]] and report.removed == 1
+    live.close()
+    left = [r.event_id for r in read_records(tmp_path) if isinstance(r, OutcomeRecord)]
+    assert left == ["x2"]
 
 
 def test_decision_log_forget_moves_to_a_new_segment_and_cleans_the_old(tmp_path: Path):

@@ -14,7 +14,9 @@ segment, and ``forget`` takes each segment's lock exclusively without waiting. A
 segment it cannot lock is listed in ``ErasureReport.busy`` (erasures of one directory
 take turns on its ``.erasure.lock``, so a lock refused is a writer's); ``DecisionLog.forget``
 first moves its own writer to a new segment, so only other live processes' open
-segments can be busy: run ``forget`` again once they rotate or close. A line that no
+segments can be busy: run ``forget`` again once they rotate or close. A busy segment is still
+read, so the subject's decisions in it are found: their outcomes in other segments go, and
+``events`` names them for the pending state. A line that no
 longer parses (torn, corrupt) is removed when it contains an id's bytes, since nothing
 can say whose it is.
 """
@@ -77,7 +79,7 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 class _Segment:
-    """One segment, locked exclusively (or found busy) and read whole."""
+    """One segment, read whole: locked exclusively to be rewritten, or found busy (a writer's) and only read."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -96,8 +98,11 @@ class _Segment:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(fd)
+                # A writer's: read it all the same (never rewritten), so the subject's event ids in it
+                # are found, and what else holds those decisions (pending state, outcomes) can drop them.
                 self.busy = True
+                with os.fdopen(fd, "rb") as f:
+                    self.data = f.read()
                 return
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
