@@ -59,6 +59,7 @@ def test_inspect_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
                          ("leaves", s.leaves), ("max_depth", s.max_depth)]:
         assert any(line.split()[:1] == [field] and line.split()[-1] == str(value).split()[-1]
                    for line in out.splitlines()), field
+    assert f"features ({model.num_features}, in column order): {' '.join(model.feature_names)}" in out
 
 
 def test_inspect_runs_as_a_module() -> None:

@@ -75,3 +75,81 @@ def test_product_arbitration_of_a_cost_model_with_arm_values_is_refused_at_build
     assert d.arm == arms[int(np.argmax(p))].id
     equal = [nba.Arm(a.id, features=a.features) for a in arms]  # equal values: product cannot invert anything
     nba.Decider(equal, model, schema=schema, policy=nba.Greedy())
+
+
+def _train_spelled(tmp_path, args: str, spell) -> str:
+    """A model of the world above whose segment features are written ``spell(seg)`` in VW text."""
+    rng = np.random.default_rng(5)
+    ws = vw.Workspace(f"{args} --quiet")
+    segs = ["gold", "silver", "new_york"]
+    for _ in range(300):
+        s = int(rng.integers(3))
+        chosen = int(rng.integers(3))
+        lines = [f"shared |User age:{float(rng.integers(18, 80))} {spell(segs[s])}"]
+        lines += [("0:-1:0.333 " if k == chosen and k == s else "0:0:0.333 " if k == chosen else "") + f"|Action ida{k}"
+                  for k in range(3)]
+        ex = ws.parse(lines)
+        ws.learn(ex)
+        ws.finish_example(ex)
+    path = str(tmp_path / f"m{abs(hash((args, spell('x'))))}.model")
+    ws.save(path)
+    ws.finish()
+    return path
+
+
+_SCHEMA = nba.FeatureSchema([nba.Numeric("age"), nba.Categorical("segment", ["gold", "silver", "new_york"])])
+_ARMS = [nba.Arm(f"a{k}", features={"id": f"a{k}"}) for k in range(3)]
+
+
+@pytest.mark.parametrize("args", ["--cb_explore_adf", "--cb_explore_adf -q UA", "--cb_adf -q UA --ignore_linear U"])
+def test_a_model_trained_on_the_names_nba_hashes_binds_quietly(tmp_path, args, recwarn):
+    model = nba.load_model(_train_spelled(tmp_path, args, lambda s: f"segment{s}"))
+    nba.Decider(_ARMS, model, schema=_SCHEMA, policy=nba.Greedy())
+    assert not [w for w in recwarn if issubclass(w.category, nba.models.vw.FeatureMismatchWarning)]
+    scorer = model.bind(nba.Catalog(_ARMS, _SCHEMA))
+    hits = model.feature_hits([("User", "age"), *[("User", "segment", s) for s in ("gold", "silver", "new_york")]],
+                              scorer.actions)
+    assert hits.rate == 1.0 and hits.missed == () and hits.hint == ""
+
+
+@pytest.mark.parametrize("args", ["--cb_explore_adf", "--cb_adf -q UA"])
+def test_the_text_format_name_value_mistake_warns_with_the_fix(tmp_path, args):
+    """VW text ``segment=gold`` is one feature named 'segment=gold'; nba hashes segment='gold' as 'segmentgold'."""
+    path = _train_spelled(tmp_path, args, lambda s: f"segment={s}")
+    with pytest.warns(nba.models.vw.FeatureMismatchWarning, match=r"segment=gold.*'segmentgold'.*nba export"):
+        nba.Decider(_ARMS, nba.load_model(path), schema=_SCHEMA, policy=nba.Greedy())
+    with pytest.raises(nba.SchemaError, match="has weights for 25% of the schema's 4 features"):
+        nba.Decider(_ARMS, nba.load_model(path, feature_check="raise"), schema=_SCHEMA, policy=nba.Greedy())
+    model = nba.load_model(path, feature_check="off")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nba.Decider(_ARMS, model, schema=_SCHEMA, policy=nba.Greedy())
+    import pickle
+
+    assert pickle.loads(pickle.dumps(model)).feature_check == "off"
+    with pytest.raises(nba.ConfigError, match="feature_check='loud'"):
+        nba.load_model(path, feature_check="loud")
+
+
+def test_nba_inspect_shows_a_logs_hit_rate_and_the_fix(tmp_path, capsys):
+    from nba.cli import main
+
+    log_dir = tmp_path / "log"
+    with nba.DecisionLog(log_dir) as log:
+        d = nba.Decider(_ARMS, nba.load_model(_train_spelled(tmp_path, "--cb_explore_adf -q UA",
+                                                             lambda s: f"segment{s}")),
+                        schema=_SCHEMA, policy=nba.Greedy(), log=log)
+        d.decide({"age": 30.0, "segment": "gold"})
+    good = _train_spelled(tmp_path, "--cb_explore_adf -q UA --ignore_linear U", lambda s: f"segment{s}")
+    bad = _train_spelled(tmp_path, "--cb_explore_adf", lambda s: f"segment={s}")
+    assert main(["inspect", good, "--log", str(log_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "weights for: 4 of 4 (100%)" in out and "namespace User: 4 of 4" in out and "interactions: UA" in out
+    assert main(["inspect", bad, "--log", str(log_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "weights for: 1 of 4 (25%)" in out and "User:segment=gold" in out and "'segmentgold'" in out
+    assert main(["inspect", bad]) == 0
+    assert "pass --log LOGDIR" in capsys.readouterr().out
+    assert main(["inspect", bad, "--log", str(tmp_path / "empty")]) == 2

@@ -1,4 +1,4 @@
-"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL``, ``nba export LOG_DIR OUT``."""
+"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL [--log LOGDIR]``, ``nba export LOG_DIR OUT``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,56 @@ __all__ = ["main"]
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import nba
+    from nba.models.vw import VWModel
 
-    model = nba.load_model(args.model)
+    model = nba.load_model(args.model, feature_check="off")
     print(model.summary())
+    if not isinstance(model, VWModel):
+        names = model.feature_names
+        print(f"features ({len(names)}, in column order): {' '.join(names)}")
+        return 0
+    if args.log is None:
+        print("(pass --log LOGDIR to check which of a decision log's features the model has weights for)")
+        return 0
+    columns, actions = _log_layout(args.log)
+    hits = model.feature_hits(columns, model.prepare_actions(actions) if actions else None)
+    by_ns: dict[str, list[bool]] = {}
+    for name, hit in zip(hits.columns, hits.hit):
+        by_ns.setdefault(name.split(":", 1)[0], []).append(hit)
+    print(f"features of {args.log} the model has weights for: {sum(hits.hit)} of {len(hits.columns)} "
+          f"({hits.rate:.0%})")
+    for ns, ns_hits in by_ns.items():
+        print(f"  namespace {ns}: {sum(ns_hits)} of {len(ns_hits)}")
+    if hits.missed:
+        print(f"  no weight for: {', '.join(hits.missed[:20])}{' ...' if len(hits.missed) > 20 else ''}")
+    if hits.hint:
+        print(f"  {hits.hint}")
     return 0
+
+
+def _log_layout(log_dir: str) -> tuple[list[tuple[str, ...]], list[dict]]:
+    """The VW columns of a log's (first) schema and the features of its (first) catalogue's arms."""
+    from nba.errors import ConfigError
+    from nba.log import CatalogRecord, SchemaRecord, read_records
+
+    schema: SchemaRecord | None = None
+    catalog: CatalogRecord | None = None
+    for rec in read_records(log_dir):
+        if schema is None and isinstance(rec, SchemaRecord):
+            schema = rec
+        elif catalog is None and isinstance(rec, CatalogRecord):
+            catalog = rec
+        if schema is not None and catalog is not None:
+            break
+    if schema is None:
+        raise ConfigError(f"{log_dir}: the log holds no schema record (it was written without a FeatureSchema)")
+    columns: list[tuple[str, ...]] = []
+    for ns, name, kind, _col, cats in schema.features:
+        if kind == "category":
+            columns += [(ns, name, str(c)) for c in cats]
+        elif kind != "code":
+            columns.append((ns, name))
+    return columns, list(catalog.arms.values()) if catalog is not None else []
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -42,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("inspect", help="print a summary of a model file")
     sp.add_argument("model", help="path to a LightGBM text model or a Vowpal Wabbit model")
+    sp.add_argument("--log", default=None, metavar="LOGDIR",
+                    help="a decision log: show which of its schema's features a VW model has weights for")
     sp.set_defaults(func=_cmd_inspect)
     sp = sub.add_parser("demo", help="score, decide, log and learn on a simulated stream")
     sp.add_argument("--decisions", type=int, default=20_000, help="number of simulated decisions")

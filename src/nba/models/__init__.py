@@ -149,26 +149,32 @@ ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
 @overload
-def load_model(source: _Booster, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> TreeEnsemble: ...
+def load_model(source: _Booster, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+               feature_check: str = "warn") -> TreeEnsemble: ...
 @overload
 def load_model(
-    source: ModelSource, *, format: Literal["lightgbm"], max_bytes: int = DEFAULT_MAX_BYTES
+    source: ModelSource, *, format: Literal["lightgbm"], max_bytes: int = DEFAULT_MAX_BYTES, feature_check: str = "warn"
 ) -> TreeEnsemble: ...
 @overload
-def load_model(source: ModelSource, *, format: Literal["vw"], max_bytes: int = DEFAULT_MAX_BYTES) -> VWModel: ...
+def load_model(
+    source: ModelSource, *, format: Literal["vw"], max_bytes: int = DEFAULT_MAX_BYTES, feature_check: str = "warn"
+) -> VWModel: ...
 @overload
 def load_model(
-    source: ModelSource, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    source: ModelSource, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, feature_check: str = "warn"
 ) -> TreeEnsemble | VWModel: ...
 def load_model(
-    source: object, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    source: object, *, format: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, feature_check: str = "warn"
 ) -> TreeEnsemble | VWModel:
     """Load a trained model into a compiled nba scorer.
 
     ``source`` is a path to a model file, the model's text or bytes, or a live
     ``lightgbm.Booster``. ``format`` ("lightgbm" or "vw") skips sniffing the format.
     ``max_bytes`` caps what is read from a file (default ``DEFAULT_MAX_BYTES``,
-    1 GiB); only regular files are read. Raises ``ModelFormatError`` for anything
+    1 GiB); only regular files are read. ``feature_check`` ("warn", "raise" or "off")
+    is what binding a VW model to a schema it has few weights for does
+    (``nba.models.vw.load_vw``); LightGBM models check their feature names at bind.
+    Raises ``ModelFormatError`` for anything
     that cannot be scored exactly.
     """
     _max_bytes(max_bytes)
@@ -203,4 +209,4 @@ def load_model(
         return TreeEnsemble(text_of(data, name), _name=name)
     from nba.models.vw import vw_from_bytes
 
-    return vw_from_bytes(data, name)
+    return vw_from_bytes(data, name, feature_check=feature_check)

@@ -49,7 +49,31 @@ from nba.models import DEFAULT_MAX_BYTES, Summary, read_model_file
 if TYPE_CHECKING:
     from nba.catalog import Catalog
 
-__all__ = ["ActionSet", "BoundShared", "VWModel", "VWModelInfo", "VWScorer", "load_vw", "looks_like_vw"]
+__all__ = [
+    "MIN_HIT_RATE",
+    "ActionSet",
+    "BoundShared",
+    "FeatureHits",
+    "FeatureMismatchWarning",
+    "VWModel",
+    "VWModelInfo",
+    "VWScorer",
+    "load_vw",
+    "looks_like_vw",
+]
+
+#: The share of a schema's columns a VW model must have weights for before a Decider
+#: binds it quietly. A correctly trained model misses only features (categories) that
+#: never occurred in training; a model trained on differently named features (VW text
+#: ``segment=mass`` where nba hashes ``segmentmass``, as VW's JSON parser does) hits
+#: almost none, and would score every decision as if those features were absent.
+MIN_HIT_RATE = 0.5
+
+_FEATURE_CHECKS = ("warn", "raise", "off")
+
+
+class FeatureMismatchWarning(UserWarning):
+    """A VW model has weights for few of the schema's features: it was likely trained on other names."""
 
 # The largest -b nba scores: a dense -b 28 model is 2**28 float32 weights, 1 GiB.
 MAX_BITS = 28
@@ -116,6 +140,25 @@ class VWModelInfo(msgspec.Struct, frozen=True):
     num_weights: int
 
 
+class FeatureHits(msgspec.Struct, frozen=True):
+    """Which of a schema's columns a VW model has weights for (``VWModel.feature_hits``).
+
+    ``columns`` name each column ``namespace:feature`` (``=category`` for a one-hot
+    column); a column hits when setting it to 1 changes some action's cost, through
+    a linear weight or an interaction. ``rate`` is the share that hit; ``hint`` says
+    what the misses look like when they have a known cause.
+    """
+
+    columns: tuple[str, ...]
+    hit: tuple[bool, ...]
+    rate: float
+    hint: str = ""
+
+    @property
+    def missed(self) -> tuple[str, ...]:
+        return tuple(c for c, h in zip(self.columns, self.hit) if not h)
+
+
 class ActionSet:
     """A catalogue of actions hashed once by ``VWModel.prepare_actions``."""
 
@@ -162,6 +205,12 @@ class VWModel:
         self._records = records
         self._dense = dense
         self.source = source
+        self._feature_check = "warn"
+
+    @property
+    def feature_check(self) -> str:
+        """What binding to a schema it has few weights for does: "warn", "raise" or "off" (see ``load_vw``)."""
+        return self._feature_check
 
     def __repr__(self) -> str:
         i = self.info
@@ -193,7 +242,7 @@ class VWModel:
     def __reduce__(self) -> tuple[Any, ...]:
         idx, vals = self._records
         return (_rebuild_records, (self.info, idx, vals, self.source, self._core.cache_limit,
-                                   self._core.cache_bytes_limit))
+                                   self._core.cache_bytes_limit, self._feature_check))
 
     @property
     def weights(self) -> np.ndarray:
@@ -283,7 +332,7 @@ class VWModel:
             )
         _explain(shared, "shared")
 
-    def bind_shared(self, columns: Iterable[tuple[str, str] | tuple[str, str, str]]) -> BoundShared:
+    def bind_shared(self, columns: Iterable[tuple[str, ...]]) -> BoundShared:
         """Hash the columns of a shared feature vector once.
 
         A column is ``(namespace, name)``, the numeric feature ``name``, or
@@ -344,6 +393,51 @@ class VWModel:
         return res
 
 
+    def feature_hits(self, columns: Iterable[tuple[str, ...]],
+                     actions: ActionSet | None = None) -> FeatureHits:
+        """Which shared ``columns`` (as ``bind_shared`` takes them) this model has weights for.
+
+        Each column is set to 1 alone and scored against ``actions`` (default: one
+        action without features); it hits when some action's cost moves. So a
+        feature counts whether it reaches the score linearly or only through an
+        interaction with the actions' features. Costs ``len(columns) + 1`` scorings,
+        at bind time. When few one-hot columns hit, the ``name=value`` spelling of
+        VW's text format is tried too and the ``hint`` says if that is what the
+        model was trained on.
+        """
+        cols = [tuple(c) for c in columns]
+        acts = actions if actions is not None else self.prepare_actions([{}])
+        names = tuple(f"{c[0]}:{c[1]}" + (f"={c[2]}" if len(c) > 2 else "") for c in cols)
+        hit = self._hits(cols, acts)
+        rate = sum(hit) / len(hit) if hit else 1.0
+        hint = ""
+        onehot = [k for k, c in enumerate(cols) if len(c) > 2]
+        if onehot and sum(hit[k] for k in onehot) < MIN_HIT_RATE * len(onehot):
+            text = self._hits([(cols[k][0], f"{cols[k][1]}={cols[k][2]}") for k in onehot], acts)
+            if sum(text) > sum(hit[k] for k in onehot):
+                example = cols[onehot[text.index(True)]]
+                hint = (
+                    f"the model has weights for {sum(text)} of the {len(onehot)} categories spelled "
+                    f"'{example[1]}={example[2]}' (VW text format's name=value): nba hashes the string feature "
+                    f"{example[1]}={example[2]!r} as VW's JSON parser does, '{example[1]}{example[2]}'; retrain on "
+                    f"text examples written '{example[1]}{example[2]}' or on dsjson from `nba export`"
+                )
+        return FeatureHits(names, tuple(hit), rate, hint)
+
+    def _hits(self, cols: list[tuple[str, ...]], acts: ActionSet) -> list[bool]:
+        if not cols:
+            return []
+        bound = self.bind_shared(cols)
+        x = np.zeros(len(cols))
+        base = self.score_vector(x, bound, acts).copy()
+        out = np.empty_like(base)
+        hit = []
+        for k in range(len(cols)):
+            x[k] = 1.0
+            hit.append(bool(np.any(self.score_vector(x, bound, acts, out) != base)))
+            x[k] = 0.0
+        return hit
+
     # ------------------------------------------------------------------ the Decider's seam
 
     #: Scores are negated costs of a linear model: unbounded either way.
@@ -377,14 +471,15 @@ class VWScorer:
         self.model = model
         self.version = str(model.version)
         self.actions = model.prepare_actions(list(catalog.action_features))
-        self.bound = model.bind_shared(
-            [
-                (c.namespace, c.feature, str(c.category))
-                if c.kind == "onehot"
-                else (c.namespace, c.vw_feature or c.name)
-                for c in catalog.schema.columns
-            ]
-        )
+        schema_columns = catalog.schema.columns
+        columns = [
+            (c.namespace, c.feature, str(c.category)) if c.kind == "onehot" else (c.namespace, c.vw_feature or c.name)
+            for c in schema_columns
+        ]
+        self.bound = model.bind_shared(columns)
+        columns = [col for col, c in zip(columns, schema_columns) if c.kind != "other"]
+        if model.feature_check != "off" and columns:
+            _check_hits(model, model.feature_hits(columns, self.actions))
 
     def buffers(self, n_arms: int) -> dict[str, np.ndarray]:
         """Every arm's score ("all"): VW scores the whole action set, the Decider takes the eligible ones."""
@@ -397,10 +492,32 @@ class VWScorer:
         np.take(allc, idx, out=out)
 
 
+def _check_hits(model: VWModel, hits: FeatureHits) -> None:
+    """Warn or raise (``model.feature_check``) when the model has weights for too few of the schema's columns."""
+    if hits.rate >= MIN_HIT_RATE:
+        return
+    missed = hits.missed
+    msg = (
+        f"{model.source}: the VW model has weights for {hits.rate:.0%} of the schema's {len(hits.columns)} "
+        f"features (at least {MIN_HIT_RATE:.0%} expected), so it scores as if the others were absent; "
+        f"no weight for {', '.join(missed[:6])}{' ...' if len(missed) > 6 else ''}. "
+        + (hits.hint + ". " if hits.hint else "Check the namespaces and feature names it was trained on "
+           "(`nba inspect MODEL --log LOGDIR`). ")
+        + "load_model(..., feature_check='off') binds it anyway"
+    )
+    if model.feature_check == "raise":
+        raise SchemaError(msg)
+    import warnings
+
+    warnings.warn(msg, FeatureMismatchWarning, stacklevel=4)
+
+
 def _rebuild_records(info: VWModelInfo, idx: np.ndarray, vals: np.ndarray, source: str, hash_cache: int,
-                     hash_cache_bytes: int) -> VWModel:
-    return _build(info, (np.array(idx, dtype=np.uint32), np.array(vals, dtype=np.float32)), source, hash_cache,
-                  hash_cache_bytes)
+                     hash_cache_bytes: int, feature_check: str = "warn") -> VWModel:
+    model = _build(info, (np.array(idx, dtype=np.uint32), np.array(vals, dtype=np.float32)), source, hash_cache,
+                   hash_cache_bytes)
+    model._feature_check = feature_check
+    return model
 
 
 def _rebuild(info: VWModelInfo, weights: np.ndarray, source: str, hash_cache: int) -> VWModel:
@@ -499,28 +616,40 @@ def looks_like_vw(head: bytes) -> bool:
 
 def load_vw(source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
             hash_cache: int = 200_000, hash_cache_bytes: int = _HASH_CACHE_BYTES,
-            max_bytes: int = DEFAULT_MAX_BYTES) -> VWModel:
+            max_bytes: int = DEFAULT_MAX_BYTES, feature_check: str = "warn") -> VWModel:
     """Load a VW ``--cb_adf`` / ``--cb_explore_adf`` binary model from a path or its bytes.
 
     ``hash_cache`` bounds how many feature-name hashes the model remembers so
     repeated names skip murmur3, and ``hash_cache_bytes`` what they may hold
     (names, values and ~112 bytes of overhead each; names longer than 256 UTF-8
     bytes are never cached); 0 disables the cache. ``max_bytes`` caps what is
-    read from a file (see ``nba.models.read_model_file``).
+    read from a file (see ``nba.models.read_model_file``). ``feature_check`` is what
+    binding the model to a schema does when it has weights for fewer than
+    ``MIN_HIT_RATE`` of the schema's columns (``VWModel.feature_hits``): "warn"
+    (``FeatureMismatchWarning``), "raise" (``SchemaError``) or "off".
     """
     for name, value in (("hash_cache", hash_cache), ("hash_cache_bytes", hash_cache_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"load_vw {name}={value!r}: must be an int >= 0 (0 disables the cache)")
+    _check_feature_check(feature_check)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return vw_from_bytes(bytes(source), "VW model", hash_cache, hash_cache_bytes)
-    return vw_from_bytes(*read_model_file(source, max_bytes), hash_cache, hash_cache_bytes)
+        return vw_from_bytes(bytes(source), "VW model", hash_cache, hash_cache_bytes, feature_check)
+    return vw_from_bytes(*read_model_file(source, max_bytes), hash_cache, hash_cache_bytes, feature_check)
+
+
+def _check_feature_check(feature_check: Any) -> None:
+    if feature_check not in _FEATURE_CHECKS:
+        raise ConfigError(f"feature_check={feature_check!r} must be one of {', '.join(map(repr, _FEATURE_CHECKS))}")
 
 
 def vw_from_bytes(data: bytes, where: str, hash_cache: int = 200_000,
-                  hash_cache_bytes: int = _HASH_CACHE_BYTES) -> VWModel:
+                  hash_cache_bytes: int = _HASH_CACHE_BYTES, feature_check: str = "warn") -> VWModel:
     """A VW model from the bytes of its file (``where`` names it in errors)."""
+    _check_feature_check(feature_check)
     info, records = _parse(data, where)
-    return _build(info, records, where, hash_cache, hash_cache_bytes)
+    model = _build(info, records, where, hash_cache, hash_cache_bytes)
+    model._feature_check = feature_check
+    return model
 
 
 def _build(info: VWModelInfo, records: tuple[np.ndarray, np.ndarray], where: str, hash_cache: int,
