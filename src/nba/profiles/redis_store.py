@@ -48,7 +48,7 @@ from nba.profiles.contact import ContactStore
 from nba.profiles.events import Event, check_event
 from nba.profiles.features import Features
 from nba.profiles.identity import IdentityGraph, Merge
-from nba.profiles.store import DEFAULT_PURPOSES, Profile
+from nba.profiles.store import DEFAULT_PURPOSES, Profile, StoreParts
 from nba.profiles.triggers import Triggers
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class _Pending:
         self.items: list[int] = []  # positions in the batch
 
 
-class RedisProfileStore:
+class RedisProfileStore(StoreParts):
     """Profiles in Redis, shared by every process (and host) that uses the same ``namespace``.
 
     ``url``: a Redis URL (``redis://host:6379/0``) or a ready ``redis.Redis`` client
@@ -300,26 +300,6 @@ class RedisProfileStore:
         self._s_idread = self._client.register_script(_IDREAD)
         self._s_idcommit = self._client.register_script(_IDCOMMIT)
         self._s_forget = self._client.register_script(_FORGET)
-
-    @property
-    def features(self) -> Features:
-        """The feature definitions every profile's state follows."""
-        return self._features
-
-    @property
-    def purposes(self) -> tuple[str, ...]:
-        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
-        return self._purposes
-
-    @property
-    def triggers(self) -> Triggers | None:
-        """The triggers every tracked event is observed by (under its profile's key, once committed), or None."""
-        return self._triggers
-
-    @property
-    def contacts(self) -> ContactStore | None:
-        """The contact histories that follow this store's merges and erasures, or None."""
-        return self._contacts
 
     # ---- events
 

@@ -147,7 +147,37 @@ class _Cut:
         self.forgot = False
 
 
-class EmbeddedProfileStore:
+class StoreParts:
+    """What both profile stores expose of their configuration (set ``_features``, ``_purposes``,
+    ``_triggers`` and ``_contacts`` in ``__init__``)."""
+
+    _features: Features
+    _purposes: tuple[str, ...]
+    _triggers: Triggers | None
+    _contacts: ContactStore | None
+
+    @property
+    def features(self) -> Features:
+        """The feature definitions every profile's state follows."""
+        return self._features
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
+        return self._purposes
+
+    @property
+    def triggers(self) -> Triggers | None:
+        """The triggers every tracked event is observed by (under its profile's key), or None."""
+        return self._triggers
+
+    @property
+    def contacts(self) -> ContactStore | None:
+        """The contact histories that follow this store's merges and erasures, or None."""
+        return self._contacts
+
+
+class EmbeddedProfileStore(StoreParts):
     """Profiles in this process's memory: an identity graph, a feature state and a consent per profile.
 
     ``features`` defines the state each profile keeps; ``identity`` the graph that
@@ -202,26 +232,6 @@ class EmbeddedProfileStore:
         # id -> its profile key, as the graph resolved it: the graph's find (and its lock) once per id.
         # Emptied by every merge and erasure, the only changes of a resolution.
         self._keys: dict[str | int, str] = {}
-
-    @property
-    def features(self) -> Features:
-        """The feature definitions every profile's state follows."""
-        return self._features
-
-    @property
-    def purposes(self) -> tuple[str, ...]:
-        """The consent purposes ``profile()`` reports in ``Profile.granted``."""
-        return self._purposes
-
-    @property
-    def triggers(self) -> Triggers | None:
-        """The triggers every tracked event is observed by (under the profile's key), or None."""
-        return self._triggers
-
-    @property
-    def contacts(self) -> ContactStore | None:
-        """The contact histories that follow this store's merges and erasures, or None."""
-        return self._contacts
 
     # ---- events
 
