@@ -305,7 +305,7 @@ def _vw(tmp_path: Path) -> VWModel:
     ws.finish_example(ex)
     ws.save(str(tmp_path / "cb.model"))
     ws.finish()
-    model = nba.load_model(tmp_path / "cb.model")
+    model = nba.load_model(tmp_path / "cb.model", feature_check="off")  # trained on other names: only the types matter here
     assert isinstance(model, VWModel)
     return model
 
