@@ -458,7 +458,7 @@ def _joined(log: Any, reward_window: Any, default_reward: float) -> Iterable[Joi
         return join(log, reward_window=reward_window, default_reward=default_reward)
     if reward_window is not None:
         raise ConfigError("reward_window applies only when log is a directory (joined examples are joined already)")
-    return log  # type: ignore[no-any-return]
+    return log
 
 
 def analyze(
