@@ -392,17 +392,16 @@ def srm(
 # --------------------------------------------------------------------------- analyze
 
 
-class _Unit:
-    """Per-unit accumulator of one experiment: its variant, decisions, reward sum, rewarded decisions."""
+class _Acc:
+    """One experiment's accumulators: unit -> [variant, decisions, reward sum, rewarded decisions, mixed],
+    (variant, arm) -> [decisions, reward sum, sum of squares], and the count of unit-less decisions."""
 
-    __slots__ = ("variant", "decisions", "reward", "positive", "mixed")
+    __slots__ = ("units", "arms", "anonymous")
 
-    def __init__(self, variant: str) -> None:
-        self.variant = variant
-        self.decisions = 0
-        self.reward = 0.0
-        self.positive = 0
-        self.mixed = False
+    def __init__(self) -> None:
+        self.units: dict[Any, list[Any]] = {}
+        self.arms: dict[tuple[str, str], list[float]] = {}
+        self.anonymous = 0
 
 
 def _mean_interval(values: np.ndarray, level: float) -> tuple[float, Interval]:
@@ -499,9 +498,9 @@ def analyze(
         raise ConfigError(f"covariate must map unit -> pre-period value (a Mapping or a callable), got {covariate!r}")
     only = set(named) if named else None
 
-    units: dict[str, dict[Any, _Unit]] = {e: {} for e in named}
-    arms: dict[str, dict[tuple[str, str], list[float]]] = {e: {} for e in named}
-    anonymous = dict.fromkeys(named, 0)
+    accs: dict[str, _Acc] = {e: _Acc() for e in named}
+    last_exp: str | None = None
+    acc = _Acc()
     for ex in _joined(log, reward_window, default_reward):
         dec = ex.decision
         variants = dec.variants
@@ -511,40 +510,42 @@ def analyze(
         unit = dec.unit
         chosen = dec.chosen
         arm = dec.actions[chosen[0]] if chosen else ""
+        positive = reward > 0
         for exp, variant in variants.items():
-            if only is not None and exp not in only:
-                continue
-            acc = units.get(exp)
-            if acc is None:
-                acc = units[exp] = {}
-                arms[exp] = {}
-                anonymous[exp] = 0
+            if exp != last_exp:  # one experiment per log is the common case: look its accumulator up once
+                if only is not None and exp not in only:
+                    continue
+                got = accs.get(exp)
+                if got is None:
+                    got = accs[exp] = _Acc()
+                acc, last_exp = got, exp
             if unit is None:
                 key: Any = ("\0event", dec.event_id)
-                anonymous[exp] += 1
+                acc.anonymous += 1
             else:
                 key = unit
-            u = acc.get(key)
+            u = acc.units.get(key)
             if u is None:
-                u = acc[key] = _Unit(variant)
-            elif u.variant != variant:
-                u.mixed = True
-            u.decisions += 1
-            u.reward += reward
-            if reward > 0:
-                u.positive += 1
-            a = arms[exp].get((variant, arm))
+                acc.units[key] = [variant, 1, reward, positive, False]
+            else:
+                if u[0] != variant:
+                    u[4] = True
+                u[1] += 1
+                u[2] += reward
+                u[3] += positive
+            ak = (variant, arm)
+            a = acc.arms.get(ak)
             if a is None:
-                arms[exp][(variant, arm)] = [1, reward, reward * reward]
+                acc.arms[ak] = [1, reward, reward * reward]
             else:
                 a[0] += 1
                 a[1] += reward
                 a[2] += reward * reward
 
     out: dict[str, ExperimentAnalysis] = {}
-    for exp in sorted(units, key=lambda e: (e not in named, e)):
+    for exp in sorted(accs, key=lambda e: (e not in named, e)):
         out[exp] = _analyse_one(
-            exp, named.get(exp), wts.get(exp), units[exp], arms[exp], anonymous[exp], control, covariate, level
+            exp, named.get(exp), wts.get(exp), accs[exp], control, covariate, level
         )
     return out
 
@@ -553,15 +554,14 @@ def _analyse_one(
     exp: str,
     declared: Experiment | None,
     weights: dict[str, float] | None,
-    units: dict[Any, _Unit],
-    arms: dict[tuple[str, str], list[float]],
-    anonymous: int,
+    acc: _Acc,
     control: str | Mapping[str, str] | None,
     covariate: Covariate | None,
     level: float,
 ) -> ExperimentAnalysis:
     notes: list[str] = []
-    seen = sorted({u.variant for u in units.values()} | {v for v, _ in arms})
+    units, arms, anonymous = acc.units, acc.arms, acc.anonymous
+    seen = sorted({u[0] for u in units.values()} | {v for v, _ in arms})
     if declared is not None:
         order = list(declared.variant_names)
     elif weights is not None:
@@ -592,7 +592,7 @@ def _analyse_one(
     else:
         ctl = ""
 
-    mixed = [k for k, u in units.items() if u.mixed]
+    mixed = [k for k, u in units.items() if u[4]]
     for k in mixed:
         del units[k]
     if mixed:
@@ -604,23 +604,23 @@ def _analyse_one(
     if not units:
         notes.append("no units in the log for this experiment: nothing to analyse")
 
-    by_variant: dict[str, list[_Unit]] = {v: [] for v in order}
+    by_variant: dict[str, list[list[Any]]] = {v: [] for v in order}
     keys: dict[str, list[Any]] = {v: [] for v in order}
     for k, u in units.items():
-        by_variant[u.variant].append(u)
-        keys[u.variant].append(k)
+        by_variant[u[0]].append(u)
+        keys[u[0]].append(k)
 
     y: dict[str, np.ndarray] = {}
     stats: list[VariantStats] = []
     for v in order:
         us = by_variant[v]
-        yv = np.fromiter((u.reward for u in us), np.float64, len(us))
-        dv = np.fromiter((u.decisions for u in us), np.float64, len(us))
+        yv = np.fromiter((u[2] for u in us), np.float64, len(us))
+        dv = np.fromiter((u[1] for u in us), np.float64, len(us))
         y[v] = yv
         n_dec = int(dv.sum())
         m_unit, iv_unit = _mean_interval(yv, level)
         m_dec, iv_dec = _ratio_interval(yv, dv, level)
-        rate = sum(u.positive for u in us) / n_dec if n_dec else math.nan
+        rate = sum(u[3] for u in us) / n_dec if n_dec else math.nan
         stats.append(VariantStats(v, len(us), n_dec, float(yv.sum()), m_unit, iv_unit, m_dec, iv_dec, rate))
         if len(us) < 2:
             notes.append(f"variant {v!r} has {len(us)} unit(s): its intervals and lifts are undefined (NaN)")
