@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -335,3 +336,34 @@ def test_analyze_on_a_deciders_log_matches_a_direct_recount(tmp_path) -> None:
     assert analyze(joined, experiments=[exp]) == res
     by_weights = analyze(joined, weights={"banner": {"control": 0.5, "new": 0.3, "bold": 0.2}})["banner"]
     assert by_weights.srm == r.srm and by_weights.variants == r.variants
+
+
+def test_analyze_splits_decisions_in_several_experiments_and_filters_by_name() -> None:
+    rng = np.random.default_rng(6)
+    both, only_e, only_f = [], [], []
+    for i in range(300):
+        k = i % 90
+        u = f"u{k}"
+        ve, vf = ("a", "b")[k % 2], ("p", "q")[(k // 2) % 2]
+        r = float(rng.random() < 0.4)
+        d = DecisionRecord(
+            event_id=str(i), ts=1_700_000_000.0 + i, actions=["x"], pmf=[1.0], chosen=[0], probability=1.0,
+            variants={"e": ve, "f": vf}, unit=u,
+        )
+        both.append(JoinedExample(d, r, True, d.ts))
+        only_e.append(JoinedExample(msgspec.structs.replace(d, variants={"e": ve}), r, True, d.ts))
+        only_f.append(JoinedExample(msgspec.structs.replace(d, variants={"f": vf}), r, True, d.ts))
+    res = analyze(both)
+    assert list(res) == ["e", "f"]
+    assert res["e"] == analyze(only_e)["e"] and res["f"] == analyze(only_f)["f"]
+    assert list(analyze(both, experiments=["f"])) == ["f"]
+    with pytest.raises(ConfigError, match="reward_window"):
+        analyze(both, reward_window=60)
+
+
+def test_analyze_notes_units_in_a_variant_of_weight_zero() -> None:
+    exp = nba.Experiment("e", {"a": 0.5, "b": 0.5, "off": 0.0})
+    rows = [(str(i), f"u{i}", ("a", "b")[i % 2], "x", float(i % 3 == 0)) for i in range(40)] + [("x", "ux", "off", "x", 1.0)]
+    r = analyze(_joined(rows), experiments=[exp])["e"]
+    assert [v.units for v in r.variants] == [20, 20, 1] and r.srm.checked and not r.srm.alert
+    assert any("weight 0" in n for n in r.notes)
