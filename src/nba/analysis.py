@@ -648,9 +648,9 @@ def _analyse_one(
         if order:
             notes.append("SRM assumes equal weights (pass the Experiment or weights= to check the real split)")
     check = srm({s.variant: s.units for s in stats}, weights)
-    for s in stats:
-        if s.units and not weights.get(s.variant, 0.0) > 0:
-            notes.append(f"variant {s.variant!r} has weight 0 but {s.units} unit(s): left out of the SRM check")
+    for vs in stats:
+        if vs.units and not weights.get(vs.variant, 0.0) > 0:
+            notes.append(f"variant {vs.variant!r} has weight 0 but {vs.units} unit(s): left out of the SRM check")
     if check.alert:
         notes.append(f"sample ratio mismatch (p={check.p_value:.3g}): the split is not the configured one; "
                      "distrust the lifts until the assignment is explained")
