@@ -153,6 +153,12 @@ def test_cuped_reduces_the_standard_error_when_the_covariate_correlates() -> Non
     adj = lift(ya, yb, covariate_control=xa, covariate_treatment=xb)
     width = lambda lf: lf.absolute_interval.high - lf.absolute_interval.low  # noqa: E731
     assert adj.cuped and not raw.cuped and width(adj) < 0.7 * width(raw)
+    # by hand: theta = cov(Y, X) / var(X) pooled, Y' = Y - theta (X - mean X), then Welch on Y'
+    y, x = np.concatenate([ya, yb]), np.concatenate([xa, xb])
+    theta = np.cov(y, x)[0, 1] / np.var(x, ddof=1)
+    want = stats.ttest_ind(yb - theta * (xb - x.mean()), ya - theta * (xa - x.mean()), equal_var=False)
+    assert _close(adj.p_value, want.pvalue, 1e-9) and _close(adj.absolute_interval.low, want.confidence_interval().low, 1e-9)
+    assert _close(adj.relative, adj.absolute / ya.mean(), 1e-12)
     # an unrelated covariate changes (almost) nothing
     rng = np.random.default_rng(4)
     noise = lift(ya, yb, covariate_control=rng.normal(size=ya.size), covariate_treatment=rng.normal(size=yb.size))
