@@ -365,6 +365,12 @@ def test_analyze_splits_decisions_in_several_experiments_and_filters_by_name() -
     assert list(analyze(both, experiments=["f"])) == ["f"]
     with pytest.raises(ConfigError, match="reward_window"):
         analyze(both, reward_window=60)
+    with pytest.raises(ConfigError, match="iterable of JoinedExample"):
+        analyze(3)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="JoinedExample"):
+        analyze([d.decision for d in both])  # type: ignore[misc]
+    with pytest.raises(SchemaError, match="finite"):
+        analyze([msgspec.structs.replace(both[0], reward=math.inf)] + both[1:])
 
 
 def test_analyze_notes_units_in_a_variant_of_weight_zero() -> None:

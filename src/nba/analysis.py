@@ -455,8 +455,12 @@ def _joined(log: Any, reward_window: Any, default_reward: float) -> Iterable[Joi
         from nba.log.reader import join
 
         return join(log, reward_window=reward_window, default_reward=default_reward)
-    if reward_window is not None:
-        raise ConfigError("reward_window applies only when log is a directory (joined examples are joined already)")
+    if reward_window is not None or default_reward != 0.0:
+        raise ConfigError(
+            "reward_window and default_reward apply only when log is a directory (joined examples are joined already)"
+        )
+    if not isinstance(log, Iterable):
+        raise ConfigError(f"log must be a log directory or an iterable of JoinedExample, got {type(log).__name__}")
     return log
 
 
@@ -499,9 +503,26 @@ def analyze(
     only = set(named) if named else None
 
     accs: dict[str, _Acc] = {e: _Acc() for e in named}
+    try:
+        _accumulate(_joined(log, reward_window, default_reward), accs, only)
+    except AttributeError as e:
+        raise SchemaError(
+            f"log must yield nba.log.JoinedExample (a decision with its reward), got an item without {e.name!r}"
+        ) from None
+
+    out: dict[str, ExperimentAnalysis] = {}
+    for exp in sorted(accs, key=lambda e: (e not in named, e)):
+        out[exp] = _analyse_one(
+            exp, named.get(exp), wts.get(exp), accs[exp], control, covariate, level
+        )
+    return out
+
+
+def _accumulate(examples: Iterable[JoinedExample], accs: dict[str, _Acc], only: set[str] | None) -> None:
+    """The one pass: every decision's reward into its unit's and its arm's accumulator, per experiment."""
     last_exp: str | None = None
     acc = _Acc()
-    for ex in _joined(log, reward_window, default_reward):
+    for ex in examples:
         dec = ex.decision
         variants = dec.variants
         if not variants:
@@ -541,13 +562,6 @@ def analyze(
                 a[0] += 1
                 a[1] += reward
                 a[2] += reward * reward
-
-    out: dict[str, ExperimentAnalysis] = {}
-    for exp in sorted(accs, key=lambda e: (e not in named, e)):
-        out[exp] = _analyse_one(
-            exp, named.get(exp), wts.get(exp), accs[exp], control, covariate, level
-        )
-    return out
 
 
 def _analyse_one(
@@ -616,6 +630,8 @@ def _analyse_one(
         us = by_variant[v]
         yv = np.fromiter((u[2] for u in us), np.float64, len(us))
         dv = np.fromiter((u[1] for u in us), np.float64, len(us))
+        if not np.all(np.isfinite(yv)):
+            raise SchemaError(f"experiment {exp!r}, variant {v!r}: rewards must be finite; a unit's sum is {yv.sum()}")
         y[v] = yv
         n_dec = int(dv.sum())
         m_unit, iv_unit = _mean_interval(yv, level)
