@@ -235,6 +235,18 @@ def test_analyze_per_decision_interval_is_the_delta_method_across_units() -> Non
     assert _close(v.mean_per_decision, ratio) and _close(v.interval_per_decision.high, ratio + q * se, 1e-10)
 
 
+def test_arm_stats_equal_a_t_interval_even_for_large_similar_rewards() -> None:
+    rng = np.random.default_rng(8)
+    rewards = 1e6 + rng.normal(0.0, 1e-3, 50)
+    rows = [(str(i), f"u{i}", "a", ("x", "y")[i % 2], float(r)) for i, r in enumerate(rewards)]
+    arms = {s.arm: s for s in analyze(_joined(rows)).get("e").arms}
+    for arm, vals in (("x", rewards[0::2]), ("y", rewards[1::2])):
+        lo, hi = stats.t.interval(0.95, vals.size - 1, loc=vals.mean(), scale=stats.sem(vals))
+        got = arms[arm]
+        assert got.decisions == vals.size and math.isclose(got.mean, vals.mean(), rel_tol=1e-14)
+        assert math.isclose(got.interval.high - got.interval.low, hi - lo, rel_tol=1e-6)
+
+
 def test_analyze_leaves_out_units_seen_in_two_variants() -> None:
     rows = [("1", "u1", "a", "x", 1.0), ("2", "u1", "b", "x", 1.0), ("3", "u2", "a", "x", 0.0), ("4", "u3", "b", "x", 0.0)]
     r = analyze(_joined(rows))["e"]

@@ -394,7 +394,7 @@ def srm(
 
 class _Acc:
     """One experiment's accumulators: unit -> [variant, decisions, reward sum, rewarded decisions, mixed],
-    (variant, arm) -> [decisions, reward sum, sum of squares], and the count of unit-less decisions."""
+    (variant, arm) -> [decisions, sum and sum of squares of reward - first, first reward], unit-less decisions."""
 
     __slots__ = ("units", "arms", "anonymous")
 
@@ -557,11 +557,12 @@ def _accumulate(examples: Iterable[JoinedExample], accs: dict[str, _Acc], only: 
             ak = (variant, arm)
             a = acc.arms.get(ak)
             if a is None:
-                acc.arms[ak] = [1, reward, reward * reward]
-            else:
+                acc.arms[ak] = [1, 0.0, 0.0, reward]
+            else:  # sums of reward - first reward: no cancellation in the variance of large, similar rewards
+                dr = reward - a[3]
                 a[0] += 1
-                a[1] += reward
-                a[2] += reward * reward
+                a[1] += dr
+                a[2] += dr * dr
 
 
 def _analyse_one(
@@ -673,11 +674,11 @@ def _analyse_one(
 
     arm_stats = []
     vpos = {v: i for i, v in enumerate(order)}
-    for (v, arm), (n, s, ss) in sorted(arms.items(), key=lambda kv: (vpos.get(kv[0][0], len(vpos)), kv[0][1])):
+    for (v, arm), (n, s, ss, shift) in sorted(arms.items(), key=lambda kv: (vpos.get(kv[0][0], len(vpos)), kv[0][1])):
         k = int(n)
-        m = s / k
+        m = shift + s / k
         if k > 1:
-            var = max((ss - k * m * m) / (k - 1), 0.0)
+            var = max((ss - s * s / k) / (k - 1), 0.0)
             iv = _t_interval(m, math.sqrt(var / k), k - 1, level, "t")
         else:
             iv = Interval(math.nan, math.nan, level, "t")
