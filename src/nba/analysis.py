@@ -152,7 +152,7 @@ class ExperimentAnalysis(msgspec.Struct, frozen=True):
     notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
-        """A plain-text table for a terminal: variants, lifts, SRM and notes."""
+        """A plain-text table for a terminal: variants, lifts, arms, SRM and notes."""
         lines = [f"experiment {self.experiment!r} (control {self.control!r})", ""]
         head = f"{'variant':<16}{'units':>9}{'decisions':>11}{'per unit':>11}{'  interval':<24}"
         head += f"{'per decision':>13}{'rate':>8}"
@@ -172,6 +172,11 @@ class ExperimentAnalysis(msgspec.Struct, frozen=True):
                     f"{name:<24}{_num(lf.absolute):>11}  {_iv(lf.absolute_interval):<22}"
                     f"{_pct(lf.relative):>10}  {rel_iv:<22}{_num(lf.p_value, 4):>9}"
                 )
+        if self.arms:
+            lines += ["", f"{'arm (first chosen)':<28}{'decisions':>11}{'mean':>11}  interval"]
+            for a in self.arms:
+                name = f"{a.variant[:12]} / {a.arm[:12] or '(none)'}"
+                lines.append(f"{name:<28}{a.decisions:>11}{_num(a.mean):>11}  {_iv(a.interval)}")
         s = self.srm
         verdict = "ALERT" if s.alert else ("ok" if s.checked else "not checked")
         lines += ["", f"SRM: chi2 {_num(s.chi2)}, p {_num(s.p_value, 4)}: {verdict}"]
