@@ -41,7 +41,7 @@ def _two_samples(draw):
     return a, b, draw(st.sampled_from([0.8, 0.9, 0.95, 0.99]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_two_samples())
 def test_welch_equals_scipy_ttest_ind_unequal_var(sample) -> None:
     a, b, level = sample
