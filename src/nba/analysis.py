@@ -527,6 +527,7 @@ def _accumulate(examples: Iterable[JoinedExample], accs: dict[str, _Acc], only: 
     """The one pass: every decision's reward into its unit's and its arm's accumulator, per experiment."""
     last_exp: str | None = None
     acc = _Acc()
+    units, arms = acc.units, acc.arms
     for ex in examples:
         dec = ex.decision
         variants = dec.variants
@@ -545,14 +546,15 @@ def _accumulate(examples: Iterable[JoinedExample], accs: dict[str, _Acc], only: 
                 if got is None:
                     got = accs[exp] = _Acc()
                 acc, last_exp = got, exp
+                units, arms = acc.units, acc.arms
             if unit is None:
                 key: Any = ("\0event", dec.event_id)
                 acc.anonymous += 1
             else:
                 key = unit
-            u = acc.units.get(key)
+            u = units.get(key)
             if u is None:
-                acc.units[key] = [variant, 1, reward, positive, False]
+                units[key] = [variant, 1, reward, positive, False]
             else:
                 if u[0] != variant:
                     u[4] = True
@@ -560,9 +562,9 @@ def _accumulate(examples: Iterable[JoinedExample], accs: dict[str, _Acc], only: 
                 u[2] += reward
                 u[3] += positive
             ak = (variant, arm)
-            a = acc.arms.get(ak)
+            a = arms.get(ak)
             if a is None:
-                acc.arms[ak] = [1, 0.0, 0.0, reward]
+                arms[ak] = [1, 0.0, 0.0, reward]
             else:  # sums of reward - first reward: no cancellation in the variance of large, similar rewards
                 dr = reward - a[3]
                 a[0] += 1
