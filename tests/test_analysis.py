@@ -102,9 +102,13 @@ def test_srm_false_alarm_rate_on_fair_splits_is_near_the_threshold() -> None:
     weights = {"a": 0.5, "b": 0.3, "c": 0.2}
     n_trials = 3000
     counts = rng.multinomial(5000, list(weights.values()), size=n_trials)
-    alarms = sum(srm(dict(zip(weights, map(int, c))), weights).alert for c in counts)
+    checks = [srm(dict(zip(weights, map(int, c))), weights) for c in counts]
+    alarms = sum(c.alert for c in checks)
     # Binomial(3000, 0.001): mean 3; P(X >= 12) < 1e-4. Zero alarms is plausible (5%) and fine.
     assert alarms < 12
+    # and the test is not merely mute: its p-values are uniform, so p < 0.05 in 5% +- 3 sigma of the splits
+    share = sum(c.p_value < 0.05 for c in checks) / n_trials
+    assert abs(share - 0.05) <= 3 * math.sqrt(0.05 * 0.95 / n_trials)
 
 
 def test_srm_skips_too_small_variants_and_zero_weights() -> None:
