@@ -16,8 +16,9 @@ The formulas are the textbook ones GrowthBook's frequentist engine uses:
 * Relative lift ``mean_b / mean_a - 1`` with variance
   ``s_b^2/(n_b mean_a^2) + mean_b^2 s_a^2/(n_a mean_a^4)``, t interval at Welch's df.
 * CUPED: ``theta = cov(Y, X) / var(X)`` pooled over both groups,
-  ``Y' = Y - theta (X - mean X)``; the lift is computed on ``Y'`` (relative to the
-  control's unadjusted mean, as GrowthBook does).
+  ``Y' = Y - theta (X - mean X)``; the lift is computed on ``Y'``, the relative one
+  over the control's unadjusted mean with the full delta method (the covariance of
+  the adjusted difference with that mean included; without CUPED it is the formula above).
 * SRM: Pearson's chi-square goodness of fit of the units per variant against the
   expected weights, alert when ``p < threshold``.
 
@@ -280,17 +281,13 @@ def welch(a: Any, b: Any, *, level: float = 0.95) -> Welch:
 # --------------------------------------------------------------------------- lift (absolute, relative, CUPED)
 
 
-def _relative(
-    adj_mean_a: float, var_a: float, n_a: int, adj_mean_b: float, var_b: float, n_b: int,
-    raw_mean_a: float, raw_mean_b: float, df: float, level: float,
-) -> tuple[float, Interval]:  # fmt: skip
-    """GrowthBook's relative lift and delta-method t interval (variances of the possibly adjusted metric)."""
-    if n_a < 1 or n_b < 1 or raw_mean_a == 0.0 or math.isnan(df):
+def _relative(diff: float, var: float, raw_mean_a: float, df: float, level: float) -> tuple[float, Interval]:
+    """``diff / mean_a`` and its t interval at ``df`` from the delta method's ``var``; NaN when mean_a is 0."""
+    if raw_mean_a == 0.0 or math.isnan(raw_mean_a):
         return math.nan, Interval(math.nan, math.nan, level, "delta-t")
-    rel = (adj_mean_b - adj_mean_a) / raw_mean_a
-    ratio = raw_mean_b / raw_mean_a
-    var = var_b / (raw_mean_a * raw_mean_a * n_b) + var_a * ratio * ratio / (raw_mean_a * raw_mean_a * n_a)
-    return rel, _t_interval(rel, math.sqrt(var), df, level, "delta-t")
+    rel = diff / raw_mean_a
+    se = math.sqrt(var) if var >= 0 else math.nan  # NaN var (too few units): NaN interval
+    return rel, _t_interval(rel, se, df, level, "delta-t")
 
 
 def _cuped_theta(y: np.ndarray, x: np.ndarray) -> float:
@@ -305,23 +302,38 @@ def _lift(
     level: float, variant: str, control: str,
 ) -> tuple[Lift, float]:  # fmt: skip
     """The lift of ``yb`` over ``ya``, CUPED-adjusted when covariates are given; also theta (0 without)."""
-    raw_a = float(ya.mean()) if ya.size else math.nan
-    raw_b = float(yb.mean()) if yb.size else math.nan
+    na, nb = ya.size, yb.size
+    raw_a = float(ya.mean()) if na else math.nan
+    raw_b = float(yb.mean()) if nb else math.nan
+    raw_ya = ya
     theta = 0.0
+    cuped = xa is not None and xb is not None
     if xa is not None and xb is not None:
         x = np.concatenate([xa, xb])
         theta = _cuped_theta(np.concatenate([ya, yb]), x)
         mx = float(x.mean()) if x.size else 0.0
         ya = ya - theta * (xa - mx)
         yb = yb - theta * (xb - mx)
-    na, nb = ya.size, yb.size
     ma = float(ya.mean()) if na else math.nan
     mb = float(yb.mean()) if nb else math.nan
     va = float(np.var(ya, ddof=1)) if na > 1 else math.nan
     vb = float(np.var(yb, ddof=1)) if nb > 1 else math.nan
     w = _welch(ma, va, na, mb, vb, nb, level)
-    rel, rel_iv = _relative(ma, va, na, mb, vb, nb, raw_a, raw_b, w.df, level)
-    cuped = xa is not None
+    var_rel = math.nan
+    if na > 1 and nb > 1 and raw_a != 0.0:
+        m2 = raw_a * raw_a
+        if not cuped:  # GrowthBook's: var_b/(n_b mean_a^2) + mean_b^2 var_a/(n_a mean_a^4)
+            var_rel = vb / (m2 * nb) + va * (raw_b / raw_a) ** 2 / (m2 * na)
+        else:
+            # The delta method for (mean Y'_b - mean Y'_a) / mean Y_a: the numerator's variance, the
+            # denominator's (of the raw control), and their covariance -cov(Y'_a, Y_a)/n_a. Without
+            # CUPED it is GrowthBook's formula above; GrowthBook's shortcut (adjusted variances in
+            # that formula) drops the denominator's extra variance and under-covers large lifts.
+            d = w.diff
+            var_raw_a = float(np.var(raw_ya, ddof=1))
+            cov_a = float(np.cov(ya, raw_ya, ddof=1)[0, 1])
+            var_rel = (va / na + vb / nb) / m2 + d * d * var_raw_a / (na * m2 * m2) + 2 * d * cov_a / (na * m2 * raw_a)
+    rel, rel_iv = _relative(w.diff, var_rel, raw_a, w.df, level)
     return Lift(variant, control, w.diff, w.interval, rel, rel_iv, w.p_value, cuped), theta
 
 
