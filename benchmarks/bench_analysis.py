@@ -25,8 +25,8 @@ pd = pytest.importorskip("pandas")
 N = 50_000
 # nba keeps per-unit accumulators in dicts, updated in a Python loop over the examples (two dict lookups
 # a decision), and then computes everything it reports; pandas builds its three columns from the same
-# examples in Python too, then groups in C. nba is slower: 0.4x-0.7x measured on the noisy 2-core host
-# (load 2-5). The floor only catches a gross regression (e.g. a quadratic pass).
+# examples in Python too, then groups in C. nba is slower: 0.5x measured on the 2-core host (quiet:
+# 67 ms vs 37 ms median; 0.4x-0.7x under load 2-10). The floor only catches a gross regression.
 FLOORS = {"pandas-groupby": 0.25}
 
 
