@@ -42,6 +42,7 @@ __all__ = [
     "contact_policy",
     "contact_histories",
     "ope_log",
+    "experiment_log",
 ]
 
 
@@ -762,6 +763,34 @@ def ope_log(n: int, n_actions: int = 10, seed: int = 0, *, dim: int = 5, eps: fl
     pi = np.eye(n_actions)[np.argmax(scores, axis=1)] * (1 - eps) + eps / n_actions
     q = data.expected_reward + rng.normal(scale=0.05, size=(n, n_actions))
     return data, pi, q
+
+
+def experiment_log(n: int, seed: int = 0, *, n_units: int | None = None, lift: float = 0.1):
+    """``n`` joined decisions (``nba.log.JoinedExample``) of a 3-variant experiment ``"exp"`` over ``n_units`` units.
+
+    Each unit's variant is fixed (50/30/20 split by unit); rewards are Bernoulli,
+    0.2 for the control and ``0.2 + lift`` for "bold"; arms ``a0..a4`` uniformly.
+    """
+    from nba.log import DecisionRecord, JoinedExample
+
+    rng = np.random.default_rng([seed, n, 31])
+    n_units = n_units or max(n // 5, 1)
+    variants = np.array(["control", "new", "bold"])
+    unit_variant = variants[rng.choice(3, size=n_units, p=[0.5, 0.3, 0.2])]
+    units = rng.integers(0, n_units, size=n)
+    arms = rng.integers(0, 5, size=n)
+    p = np.where(unit_variant[units] == "bold", 0.2 + lift, 0.2)
+    rewards = (rng.random(n) < p).astype(float)
+    actions = [f"a{i}" for i in range(5)]
+    pmf = [0.2] * 5
+    out = []
+    for i in range(n):
+        d = DecisionRecord(
+            event_id=f"e{i}", ts=1_700_000_000.0 + i, actions=actions, pmf=pmf, chosen=[int(arms[i])],
+            probability=0.2, variants={"exp": str(unit_variant[units[i]])}, unit=f"u{int(units[i])}",
+        )
+        out.append(JoinedExample(d, float(rewards[i]), bool(rewards[i]), d.ts))
+    return out
 
 
 def profile_frame(n: int, seed: int = 0, *, n_numeric: int = 14):

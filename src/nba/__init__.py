@@ -28,6 +28,7 @@ from nba.schema import Boolean, Categorical, FeatureSchema, Numeric
 from nba.catalog import Arm, Catalog
 from nba.rules import AllOf, AnyOf, Not, Rule, parse_rule
 from nba.decider import Decider, Decision, Erasure
+from nba.analysis import ExperimentAnalysis, analyze
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)
 
@@ -74,4 +75,7 @@ __all__ = [
     "Holdout",
     # the decision log (records, readers and export: nba.log)
     "DecisionLog",
+    # experiment analysis (nba.analysis; needs the analysis extra)
+    "analyze",
+    "ExperimentAnalysis",
 ]
