@@ -8,6 +8,7 @@ the apprentice's learned policy must have drawn. Agreement can then be steered (
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
 import secrets
@@ -17,7 +18,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -39,7 +39,12 @@ def _arms(n: int) -> list[nba.Arm]:
     return arms + [nba.Arm(f"a{n - 1}", features={"fee": float(n - 1)}, eligibility="age >= 18")]
 
 
-def _booster(catalog: nba.Catalog) -> Any:
+@functools.cache
+def _model() -> Any:
+    """A LightGBM model over CATALOG's rows (trained once, when first needed: not in spawned workers)."""
+    import lightgbm as lgb
+
+    catalog = CATALOG
     rng = np.random.default_rng(3)
     names = list(catalog.feature_names)
     X = rng.normal(size=(800, len(names))) * [30.0, 6.0, 2.0][: len(names)]
@@ -49,15 +54,14 @@ def _booster(catalog: nba.Catalog) -> Any:
 
 
 CATALOG = nba.Catalog(_arms(5), SCHEMA)
-MODEL = _booster(CATALOG)
 
 
 def _pair(policy: Any, rule: nba.Apprentice | None, log_dir: str | None = None, state: Any = None,
           seed: int = 7) -> tuple[nba.Decider, nba.Decider]:
     """(apprentice Decider, twin without the rule): same model, policy and seed."""
     log = nba.DecisionLog(log_dir) if log_dir is not None else None
-    dec = nba.Decider(CATALOG, MODEL, policy=policy, seed=seed, log=log, apprentice=rule, state=state)
-    return dec, nba.Decider(CATALOG, MODEL, policy=policy, seed=seed)
+    dec = nba.Decider(CATALOG, _model(), policy=policy, seed=seed, log=log, apprentice=rule, state=state)
+    return dec, nba.Decider(CATALOG, _model(), policy=policy, seed=seed)
 
 
 def _profile(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -88,9 +92,9 @@ def test_apprentice_defaults_and_decider_checks() -> None:
     assert (a.threshold, a.min_events, a.enabled) == (0.7, 1000, True)
     assert nba.Apprentice(enabled=False).rule is None
     with pytest.raises(nba.ConfigError, match="nba.Apprentice"):
-        nba.Decider(CATALOG, MODEL, apprentice={"threshold": 0.5})  # type: ignore[arg-type]
+        nba.Decider(CATALOG, _model(), apprentice={"threshold": 0.5})  # type: ignore[arg-type]
     with pytest.raises(nba.ConfigError, match="no apprentice rule"):
-        nba.Decider(CATALOG, MODEL).apprentice_status()
+        nba.Decider(CATALOG, _model()).apprentice_status()
     assert isinstance(EmbeddedState(), ApprenticeCounters)
 
 
@@ -259,8 +263,8 @@ def test_ineligible_baseline_lets_the_learned_policy_serve_uncounted(tmp_path: P
 
 
 def test_without_a_rule_the_baseline_is_only_logged(tmp_path: Path) -> None:
-    dec = nba.Decider(CATALOG, MODEL, policy=EpsilonGreedy(0.2), seed=3, log=nba.DecisionLog(tmp_path / "a"))
-    ref = nba.Decider(CATALOG, MODEL, policy=EpsilonGreedy(0.2), seed=3, log=nba.DecisionLog(tmp_path / "b"))
+    dec = nba.Decider(CATALOG, _model(), policy=EpsilonGreedy(0.2), seed=3, log=nba.DecisionLog(tmp_path / "a"))
+    ref = nba.Decider(CATALOG, _model(), policy=EpsilonGreedy(0.2), seed=3, log=nba.DecisionLog(tmp_path / "b"))
     for i in range(30):
         p, c = _profile(i)
         x = dec.decide(p, c, event_id=f"w{i}", baseline="a1", now=T0)
@@ -314,7 +318,7 @@ def test_summarize_recounts_agreement_and_values(tmp_path: Path) -> None:
 
 
 def test_summarize_is_none_safe(tmp_path: Path) -> None:
-    dec = nba.Decider(CATALOG, MODEL, log=nba.DecisionLog(tmp_path))
+    dec = nba.Decider(CATALOG, _model(), log=nba.DecisionLog(tmp_path))
     dec.decide(*_profile(0), now=T0)
     dec.decide(*_profile(1), baseline="a0", now=T0)  # logged only: no learned draw
     dec.close()
@@ -358,6 +362,9 @@ def test_redis_counters_switch_once_and_survive_a_new_process(redis_url: str, tm
     dec.flush()
     assert dec.apprentice_status() == ApprenticeStatus(10, 10, 1.0, False)
     assert all(d.apprentice for d in got)
+    import redis
+
+    redis.Redis.from_url(redis_url).script_flush()  # NOSCRIPT on the next call: loaded again, nothing lost
     got = _steer(dec, twin, [True] * 15, start=10)
     dec.flush()  # the writer adds the counts and switches, at the first sync where the rule holds
     status = dec.apprentice_status()
@@ -372,8 +379,6 @@ def test_redis_counters_switch_once_and_survive_a_new_process(redis_url: str, tm
     assert not any(d.apprentice for d in _steer(late, twin2, [True] * 5, start=100))
     late.close()
     assert _switches(tmp_path / "b") == []
-    import redis
-
     h = redis.Redis.from_url(redis_url).hgetall("{" + ns + "}:apprentice")
     assert int(h[b"events"]) == 33 and int(h[b"sw_events"]) == sw.events
 
@@ -386,8 +391,8 @@ AFTER = 300  # learned decisions each worker serves after it sees the switch
 
 def _worker(conn: Connection, url: str, ns: str, log_dir: str) -> None:
     """Decide flat out (wall clock) until AFTER decisions served by the learned policy, or 20 s."""
-    dec = nba.Decider(CATALOG, MODEL, policy=EpsilonGreedy(0.2), seed=1, log=nba.DecisionLog(log_dir),
-                      apprentice=nba.Apprentice(threshold=0.0, min_events=SWITCH_AT),
+    dec = nba.Decider(CATALOG, nba.BetaThompson(len(CATALOG)), policy=EpsilonGreedy(0.2), seed=1,
+                      log=nba.DecisionLog(log_dir), apprentice=nba.Apprentice(threshold=0.0, min_events=SWITCH_AT),
                       state=RedisState(url, namespace=ns))
     conn.send("ready")
     conn.recv()

@@ -596,7 +596,6 @@ class RedisState:
         # Apprentice counts of this process not yet added in Redis (events, agreements, the latest decision's
         # ts), and those in flight (sent, not answered): apprentice_status adds both to the shared counters.
         self._app_lock = threading.Lock()
-        self._app_sync_lock = threading.Lock()  # one sync at a time (writer, sync(), close())
         self._app_events = self._app_agreements = 0
         self._app_ts = 0.0
         self._app_flight = (0, 0)
@@ -833,6 +832,19 @@ class RedisState:
             if ts > self._app_ts:
                 self._app_ts = ts
 
+    def _apprentice_call(self, args: list[Any]) -> list[Any]:
+        """The counters' script on the writer's connection (``_send``: the round trip without the GIL, so
+        deciding threads keep running); the caller holds ``_lock``. Redis lost its scripts: load, once more."""
+        script = self._scripts["apprentice"]
+        command = pack_command(("EVALSHA", script.sha, 1, self._app_key, *args))
+        (reply,) = self._send([command])
+        if isinstance(reply, self._redis_mod.exceptions.NoScriptError):
+            self._client.script_load(script.script)
+            (reply,) = self._send([command])
+        if isinstance(reply, Exception):
+            raise reply
+        return list(reply)
+
     def apprentice_status(self) -> tuple[int, int, bool]:
         with self._app_lock:
             e, a, sw = self._app_shared
@@ -847,7 +859,7 @@ class RedisState:
         this process then logs the switch, from this thread. So a process serving traffic sees another's
         switch within about ``flush_interval`` plus a round trip; an idle one within ``sync_interval``.
         On a Redis error the counts are kept for the next tick."""
-        with self._app_sync_lock:  # sync() and close() may call this beside the writer thread
+        with self._lock:  # the writer's connection: sync() and close() may call this beside the writer thread
             with self._app_lock:
                 if not self._app_events and not force and (self._app_shared[2] or t < self._app_next_poll):
                     return
@@ -859,7 +871,7 @@ class RedisState:
             args = [de, da, repr(rule[0]) if rule else "1", rule[1] if rule else 0, 1 if rule else 0,
                     repr(ts if ts > 0 else time.time())]
             try:
-                e, a, sw, made, sw_e, sw_a = self._scripts["apprentice"](keys=[self._app_key], args=args)
+                e, a, sw, made, sw_e, sw_a = self._apprentice_call(args)
             except self._redis_mod.RedisError as err:
                 self._outage(err)
                 with self._app_lock:
