@@ -19,7 +19,7 @@ import math
 import os
 import statistics
 import warnings
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import timedelta
 
 import msgspec
@@ -111,7 +111,7 @@ def _mean(values: list[float], level: float) -> Estimate:
 
 
 def summarize(
-    log: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    log: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     reward_window: timedelta | float | None = None,
     default_reward: float = 0.0,
@@ -135,7 +135,7 @@ def summarize(
     seen: set[str] = set()
     switched_at: float | None = None
     switches = 0
-    for rec in read_records(log):  # type: ignore[arg-type]
+    for rec in read_records(log):
         if type(rec) is DecisionRecord:
             if rec.baseline is None or rec.learned is None or rec.event_id in seen:
                 continue
@@ -151,7 +151,7 @@ def summarize(
     if switches > 1:
         notes.append(f"{switches} switch records (one expected: each namespace switches once); switched_at is "
                      "the earliest")
-    served = [ex for ex in join(log, reward_window=reward_window, default_reward=default_reward)  # type: ignore[arg-type]
+    served = [ex for ex in join(log, reward_window=reward_window, default_reward=default_reward)
               if ex.decision.apprentice and ex.decision.baseline is not None]
     baseline_value = _mean([ex.reward for ex in served], level) if served else None
     switching_value = None
