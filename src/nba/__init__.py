@@ -29,6 +29,7 @@ from nba.catalog import Arm, Catalog
 from nba.rules import AllOf, AnyOf, Not, Rule, parse_rule
 from nba.decider import Decider, Decision, Erasure
 from nba.analysis import ExperimentAnalysis, analyze
+from nba.apprentice import Apprentice
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (statically)
 
@@ -58,6 +59,7 @@ __all__ = [
     "Decider",
     "Decision",
     "Erasure",
+    "Apprentice",
     # features, arms and the catalogue
     "FeatureSchema",
     "Numeric",

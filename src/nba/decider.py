@@ -34,12 +34,13 @@ import numpy as np
 from nba import _validate
 from nba._core import decide as decide_core
 from nba._core.trees import ArmForestCore
+from nba.apprentice import Apprentice, ApprenticeStatus
 from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolicy, OnlineLearner, Policy, Scorer
 from nba.catalog import Arm, Catalog
-from nba.errors import ConfigError, ModelFormatError, SchemaError
+from nba.errors import ConfigError, ModelFormatError, NbaError, SchemaError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
 from nba.log.erasure import ErasureReport
-from nba.log.records import DecisionRecord
+from nba.log.records import DecisionRecord, SwitchRecord
 from nba.log.writer import DecisionLog
 from nba.models import load_model
 from nba.policy import EpsilonGreedy, sample, sample_slate
@@ -47,9 +48,9 @@ from nba.profiles.consent import LOGGING, PERSONALISATION
 from nba.profiles.contact import ContactPolicy, ContactStore
 from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
-from nba.state import DecisionState, EmbeddedState, Lesson, Settings
+from nba.state import ApprenticeCounters, DecisionState, EmbeddedState, Lesson, Settings
 
-__all__ = ["Decider", "Decision", "Erasure", "LearnWarning"]
+__all__ = ["ApprenticeWarning", "Decider", "Decision", "Erasure", "LearnWarning"]
 
 _NO_ASSIGNMENT = Assignment()
 _NO_RAW: dict[str, dict[str, Any]] = {}
@@ -83,6 +84,10 @@ class LearnWarning(UserWarning):
     """An online model refused an example that was already logged; it learned nothing from it."""
 
 
+class ApprenticeWarning(UserWarning):
+    """Apprentice mode's switch was made (and is shared) but its SwitchRecord could not be logged."""
+
+
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """What ``decide`` chose, with everything needed to audit and learn from it.
 
@@ -97,6 +102,13 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     store does not know, or a profile without personalisation consent. ``suppressed``
     maps each arm the contact policy held back to its reason code
     (``nba.profiles.contact``); those arms are not in ``actions``.
+
+    ``baseline`` is the application's own arm, as passed to ``decide``; ``apprentice`` is True
+    when the Decider served it because it was apprenticing (``nba.apprentice``): then ``arm`` is
+    the baseline, ``pmf`` the serving distribution (one-hot, ``probability`` 1.0) and ``learned``
+    the arm the learned policy drew (after the switch, ``learned`` is the served arm). A baseline
+    that was not eligible is in ``suppressed`` (``"ineligible"`` unless the contact policy gave its
+    own reason) and the learned policy serves.
     """
 
     event_id: str
@@ -117,6 +129,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     deferred: bool = False
     personalised: bool = True
     suppressed: dict[str, str] = {}
+    baseline: str | None = None
+    apprentice: bool = False
+    learned: str | None = None
 
 
 class Erasure(msgspec.Struct, frozen=True):
@@ -271,7 +286,8 @@ def _nothing() -> None:
 def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequence[float], chosen: list[int],
             scores: Sequence[float] | None, x: list[float] | None, raw: dict[str, dict[str, Any]], version: str,
             asg: Assignment, policy: str, channel: str | None, unit: Any, deferred: bool,
-            fallback: bool, suppressed: dict[str, str]) -> DecisionRecord:
+            fallback: bool, suppressed: dict[str, str], baseline: str | None = None, apprentice: bool = False,
+            learned: int | None = None, learned_pmf: list[float] | None = None) -> DecisionRecord:
     """The log record of a decision (chosen or fallback) from values the Decider has checked."""
     return DecisionRecord(
         event_id=eid,
@@ -293,6 +309,10 @@ def _record(st: _State, eid: str, ts: float, actions: Sequence[str], pmf: Sequen
         fallback=fallback,
         catalog_id=st.catalog.catalog_id,
         suppressed=suppressed,
+        baseline=baseline,
+        apprentice=apprentice,
+        learned=learned,
+        learned_pmf=learned_pmf,
     )
 
 
@@ -347,6 +367,9 @@ class Decider:
     ``consent_channels``: channels (purposes the store reports) on which a profile decided by
     id gets only transactional arms unless it consented to that channel (the others are held
     back with reason ``"consent:<channel>"``).
+    ``apprentice``: an ``nba.Apprentice`` rule: decisions given a ``baseline`` serve it while the
+    learned policy shadows it, until the shared agreement counters in ``state`` meet the rule
+    (docs/apprentice.md).
     """
 
     def __init__(
@@ -374,6 +397,7 @@ class Decider:
         contact: ContactPolicy | None = None,
         contacts: ContactStore | None = None,
         consent_channels: Iterable[str] = (),
+        apprentice: Apprentice | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -460,6 +484,13 @@ class Decider:
         # The model-input columns read from the profile: logged as missing without logging consent.
         self._profile_cols = tuple(c.index for c in catalog.schema.columns if c.source == "profile")
         self._learners = {n: m for n, m in self._state.learners.items() if m is not None}
+        if apprentice is not None and not isinstance(apprentice, Apprentice):
+            raise ConfigError(f"apprentice must be an nba.Apprentice(threshold=..., min_events=...), "
+                              f"got {type(apprentice).__name__}")
+        if apprentice is not None and not isinstance(state, ApprenticeCounters):
+            raise ConfigError(f"apprentice mode counts agreement in the state backend: {type(state).__name__} does "
+                              "not implement nba.state.ApprenticeCounters (EmbeddedState and RedisState do)")
+        self._apprentice = apprentice
         self._decisions = state
         self._prefix = _new_prefix()
         self._counter = itertools.count(1)
@@ -469,6 +500,11 @@ class Decider:
             log.register_schema(catalog.schema.schema_id, catalog.schema.log_layout)
         state.bind(Settings(self._window, aggregate, self._default_reward, self._max_pending, self._learners),
                    self._learn)
+        self._counters: ApprenticeCounters | None = None
+        if apprentice is not None:
+            assert isinstance(state, ApprenticeCounters)
+            self._counters = state
+            state.apprentice_bind(apprentice.rule, self._switched)
 
     # ------------------------------------------------------------------ properties
 
@@ -480,6 +516,30 @@ class Decider:
     def state(self) -> DecisionState:
         """The state backend holding pending decisions and online learning (``nba.state``)."""
         return self._decisions
+
+    @property
+    def apprentice(self) -> Apprentice | None:
+        """The apprentice rule (``nba.Apprentice``), or None."""
+        return self._apprentice
+
+    def apprentice_status(self) -> ApprenticeStatus:
+        """Apprentice mode's counters as this process knows them (shared ones as of the state's last sync, plus
+        its own since), and whether any worker made the switch. ``ConfigError`` without ``apprentice=``."""
+        if self._counters is None:
+            raise ConfigError("this Decider has no apprentice rule: build it with apprentice=nba.Apprentice(...)")
+        events, agreements, switched = self._counters.apprentice_status()
+        return ApprenticeStatus(events, agreements, agreements / events if events else None, switched)
+
+    def _switched(self, ts: float, events: int, agreements: int) -> None:
+        """The state made the switch (this process, once per namespace): log it."""
+        if self._log is None or self._apprentice is None:
+            return
+        a = self._apprentice
+        try:
+            self._log.append(SwitchRecord(ts, events, agreements, float(a.threshold), a.min_events))
+        except NbaError as e:  # the decision was served and logged; the switch itself is made and shared
+            warnings.warn(f"the apprentice switch (at {events} decisions, {agreements} agreements) was made but "
+                          f"could not be logged: {e}", ApprenticeWarning, stacklevel=2)
 
     @property
     def model_version(self) -> str:
@@ -498,6 +558,7 @@ class Decider:
         n: int = 1,
         defer: bool = False,
         now: float | None = None,
+        baseline: str | None = None,
     ) -> Decision:
         """Choose ``n`` arms (ranked) for this profile and context; log and return the decision.
 
@@ -512,6 +573,13 @@ class Decider:
         personalisation consent (or for an id the store does not know) the decision sees no
         profile feature (``Decision.personalised`` is False); without logging consent the
         log holds no profile feature (those columns are logged as missing).
+
+        ``baseline`` names the arm the application would have chosen itself; it is logged. With an
+        ``apprentice`` rule it is served while the Decider apprentices (``Decision.apprentice``), and
+        agreement with the learned policy's draw is counted; an unknown arm is a ``ConfigError`` (nothing
+        logged). A baseline that is not eligible for this decision (rules, channel, dates, contact policy)
+        is not served: the learned policy serves, ``apprentice=False``, the reason in ``suppressed``, and
+        the decision is not counted.
         """
         if n.__class__ is not int or n < 1:
             if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n):
@@ -519,6 +587,7 @@ class Decider:
         if defer.__class__ is not bool:
             raise ConfigError(f"defer must be True or False, got {type(defer).__name__} {defer!r}")
         st = self._state
+        b_i = -1 if baseline is None else self._baseline_index(st, baseline, n)
         ts = time.time() if now is None else _validate.timestamp(now, "now")
         eid = f"{self._prefix}-{next(self._counter):x}" if event_id is None else _event_id(event_id)
         if channel is not None and (channel.__class__ is not str or not channel.isascii()):
@@ -556,11 +625,18 @@ class Decider:
             ckey, seen, idx, why = self._contact_check(st, idx, unit, channel, n, ts)
             if why:
                 suppressed = {**suppressed, **why} if suppressed else why
+        counters = self._counters
+        # Apprenticing: the baseline (when eligible) is served; the learned policy still draws.
+        serving = (b_i >= 0 and counters is not None and self._apprentice.enabled  # type: ignore[union-attr]
+                   and not counters.apprentice_status()[2])
+        bpos = -1
         while True:  # once, unless another process took the chosen arm's last contact meanwhile
             k = idx.shape[0]
             if k == 0:
+                if b_i >= 0 and counters is not None and baseline not in suppressed:
+                    suppressed = {**suppressed, baseline: "ineligible"}  # type: ignore[dict-item]
                 return self._fallback_decision(st, eid, ts, channel, asg, scorer, defer, unit, personal,
-                                                suppressed)
+                                                suppressed, baseline)
             scores = b.scores if k == b.scores.shape[0] else b.scores[:k]
             fused = st.fused[sname]
             kernel = st.kernels[pname] if fused is not None else None
@@ -583,18 +659,38 @@ class Decider:
                     chosen = [sample(pmf, eid, self._seed)]
                 else:
                     chosen = sample_slate(pmf, min(n, k), eid, self._seed).tolist()
+            if b_i >= 0:
+                try:
+                    bpos = idx.tolist().index(b_i)
+                except ValueError:
+                    bpos = -1
             if contact is None:
                 break
-            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(chosen[0])], channel, ts, eid, seen)
+            serve = bpos if serving and bpos >= 0 else chosen[0]
+            taken = self._contact_reserve(ckey, st.catalog.ids[idx.item(serve)], channel, ts, eid, seen)
             seen = None  # drawn again: the store reads what changed
             if taken is None:
                 break
             suppressed = {**suppressed, **taken}
-            idx = idx[idx != idx.item(chosen[0])]
+            idx = idx[idx != idx.item(serve)]
         ids = st.catalog.ids
         actions = ids if k == len(ids) else tuple(map(ids.__getitem__, idx.tolist()))
         pmf_t = tuple(pmf.tolist())
         scores_t = tuple(scores.tolist())
+        learned: int | None = None
+        learned_pmf: list[float] | None = None
+        if b_i >= 0 and counters is not None:
+            if bpos < 0:  # not eligible: the learned policy serves, uncounted
+                if baseline not in suppressed:
+                    suppressed = {**suppressed, baseline: "ineligible"}  # type: ignore[dict-item]
+            else:
+                learned = chosen[0]
+                if serving:  # the log records what was served, with the probability it was served with
+                    learned_pmf = list(pmf_t)
+                    chosen = [bpos]
+                    one_hot = [0.0] * k
+                    one_hot[bpos] = 1.0
+                    pmf_t = tuple(one_hot)
         arm_i = idx.item(chosen[0])
         version = scorer.version
         pol_name = st.policy_names[pname]
@@ -606,13 +702,17 @@ class Decider:
                 profile = _NO_PROFILE
             raw = st.catalog.schema.log_raw(xs, profile, context) or _NO_RAW
             self._log.append(_record(st, eid, ts, actions, pmf_t, chosen, scores_t, xs, raw, version, asg, pol_name,
-                                     channel, unit, defer, False, suppressed))
+                                     channel, unit, defer, False, suppressed, baseline, learned_pmf is not None,
+                                     learned, learned_pmf))
         learner = st.learners[sname]
         if learner is not None:
             self._decisions.remember(eid, sname, pname, arm_i, x.copy() if st.contextual[sname] else None, ts,
                                      not defer)
         elif defer:
             self._decisions.remember(eid, None, pname, arm_i, None, ts, False)
+        if learned is not None:
+            assert counters is not None
+            counters.apprentice_record(learned == bpos, ts)  # may switch (and log the switch) after this decision
         return Decision(
             event_id=eid,
             arm=ids[arm_i],
@@ -631,7 +731,23 @@ class Decider:
             deferred=defer,
             personalised=personal,
             suppressed=suppressed,
+            baseline=baseline,
+            apprentice=learned_pmf is not None,
+            learned=None if learned is None else actions[learned],
         )
+
+    def _baseline_index(self, st: _State, baseline: Any, n: int) -> int:
+        """The catalogue position of a caller's baseline arm; ConfigError for an unknown one (nothing changes)."""
+        if baseline.__class__ is not str:
+            raise ConfigError(f"baseline must be an arm id (str), got {type(baseline).__name__} {baseline!r}")
+        try:
+            i = st.catalog.index(baseline)
+        except (ConfigError, KeyError):
+            raise ConfigError(f"baseline {baseline!r} is not an arm of the catalogue; pass one of its arm ids "
+                              f"({', '.join(st.catalog.ids[:5])}{', ...' if len(st.catalog) > 5 else ''})") from None
+        if self._counters is not None and n != 1:
+            raise ConfigError(f"apprentice mode serves one baseline arm: decide(n=1) with baseline=, got n={n}")
+        return i
 
     def _contact_check(self, st: _State, idx: np.ndarray, unit: Any, channel: str | None, n: int,
                        ts: float) -> tuple[str, object, np.ndarray, dict[str, str]]:
@@ -719,7 +835,7 @@ class Decider:
 
     def _fallback_decision(
         self, st: _State, eid: str, ts: float, channel: str | None, asg: Assignment, scorer: Any, defer: bool,
-        unit: Any, personal: bool, suppressed: dict[str, str],
+        unit: Any, personal: bool, suppressed: dict[str, str], baseline: str | None = None,
     ) -> Decision:
         if self._fallback is None:
             held = f" (the contact policy held back {len(suppressed)}: {suppressed})" if suppressed else ""
@@ -733,14 +849,14 @@ class Decider:
             raise SchemaError(f"channel {channel!r}: {e}") from None
         if self._log is not None:
             self._log.append(_record(st, eid, ts, (self._fallback,), (1.0,), [0], None, None, _NO_RAW, scorer.version,
-                                     asg, "fallback", channel, unit, defer, True, suppressed))
+                                     asg, "fallback", channel, unit, defer, True, suppressed, baseline))
         if defer:
             self._decisions.remember(eid, None, "fallback", 0, None, ts, False)
         return Decision(
             event_id=eid, arm=self._fallback, arms=(self._fallback,), payload=payload,
             probability=1.0, actions=(self._fallback,), pmf=(1.0,), scores=(), variants=dict(asg.variants),
             model_version=scorer.version, policy="fallback", timestamp=ts, channel=channel, holdout=asg.holdout,
-            fallback=True, deferred=defer, personalised=personal, suppressed=suppressed,
+            fallback=True, deferred=defer, personalised=personal, suppressed=suppressed, baseline=baseline,
         )
 
     # ------------------------------------------------------------------ rewards and learning

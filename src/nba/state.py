@@ -41,6 +41,7 @@ from nba._core.resp import ReplyError, exchange, pack_args, pack_command, pack_r
 from nba.errors import ConfigError, ModelFormatError, UnknownEventError
 
 __all__ = [
+    "ApprenticeCounters",
     "DecisionState",
     "EmbeddedState",
     "Lesson",
@@ -130,6 +131,47 @@ class DecisionState(Protocol):
         ...
 
 
+# switched(ts, events, agreements): the counters met the rule and this call made the switch (once, in one
+# process): the Decider logs its SwitchRecord.
+Switched = Callable[[float, int, int], None]
+
+
+@runtime_checkable
+class ApprenticeCounters(Protocol):
+    """Apprentice mode's shared agreement counters and switch (``nba.apprentice``), beside a ``DecisionState``.
+
+    A protocol of its own, so a custom ``DecisionState`` without them still serves a Decider that
+    does not apprentice. The counters are aggregates (how many decisions had a baseline, how many
+    of those the learned policy agreed with): they hold no personal data, and an erasure leaves
+    them as they are. The switch is sticky and made once: whichever update first finds the rule
+    met sets it (compare-and-set) and calls ``switched``; every other process reads it.
+    """
+
+    def apprentice_bind(self, rule: tuple[float, int] | None, switched: Switched) -> None:
+        """Count for a Decider; ``rule`` is (threshold, min_events), or None to count without ever switching."""
+        ...
+
+    def apprentice_record(self, agreed: bool, ts: float) -> None:
+        """Count one decision with a baseline (``agreed``: the learned policy drew it) made at ``ts``; if the
+        counters now meet the rule and nobody switched yet, switch (this backend calls ``switched``)."""
+        ...
+
+    def apprentice_status(self) -> tuple[int, int, bool]:
+        """(events, agreements, switched) as this process knows them, without a round trip."""
+        ...
+
+
+def _meets(rule: tuple[float, int] | None, events: int, agreements: int) -> bool:
+    """Whether the counters meet the rule: at least ``min_events``, and agreements / events >= threshold.
+
+    The Redis script computes the same comparison on the same doubles (one division, IEEE)."""
+    return rule is not None and events > 0 and events >= rule[1] and agreements / events >= rule[0]
+
+
+def _no_switch(ts: float, events: int, agreements: int) -> None:
+    pass
+
+
 # --------------------------------------------------------------------------- embedded
 
 
@@ -164,6 +206,10 @@ class EmbeddedState:
         self._deferred: OrderedDict[str, float] = OrderedDict()
         self._settings: Settings | None = None
         self._learn: Learn = _unbound
+        self._app_lock = threading.Lock()
+        self._app_rule: tuple[float, int] | None = None
+        self._app_switched: Switched = _no_switch
+        self._app = (0, 0, False)  # events, agreements, switched: replaced whole, so a reader sees one state
 
     def bind(self, settings: Settings, learn: Learn) -> None:
         if self._settings is not None:
@@ -248,6 +294,25 @@ class EmbeddedState:
     def sync(self) -> None:
         pass
 
+    # -- apprentice mode (ApprenticeCounters): this process's counters
+
+    def apprentice_bind(self, rule: tuple[float, int] | None, switched: Switched) -> None:
+        self._app_rule = rule
+        self._app_switched = switched
+
+    def apprentice_record(self, agreed: bool, ts: float) -> None:
+        with self._app_lock:
+            events, agreements, switched = self._app
+            events += 1
+            agreements += agreed
+            made = not switched and _meets(self._app_rule, events, agreements)
+            self._app = (events, agreements, switched or made)
+        if made:  # outside the lock: it writes the log
+            self._app_switched(ts, events, agreements)
+
+    def apprentice_status(self) -> tuple[int, int, bool]:
+        return self._app
+
     def forget(self, eids: Iterable[str]) -> int:
         n = 0
         with self._lock:
@@ -258,6 +323,7 @@ class EmbeddedState:
     def after_fork(self) -> None:
         self._pending = OrderedDict()
         self._deferred = OrderedDict()
+        self._app_lock = threading.Lock()  # a child counts on from the parent's counters, in its own memory
 
     def close(self) -> None:
         pass
@@ -282,6 +348,8 @@ def _unbound(lesson: Lesson) -> None:  # pragma: no cover - bind() replaces it
 #   {ns}:snap          hash: id (the last lesson it includes), and per model name its to_bytes()
 #   {ns}:epoch         random id of this incarnation of the state: gone when Redis lost its data
 #   {ns}:trim          the stream holds no lesson before this id (the snapshot before the latest)
+#   {ns}:apprentice    hash of apprentice mode's counters: events, agreements; once switched: switched (the
+#                      switch's ts), sw_events, sw_agreements (aggregates only: no personal data)
 # Floats cross as repr() strings (a remembered decision's window start as 8 bytes of a
 # little-endian float64, which the script stores as text) and are added in Lua (IEEE doubles)
 # and written back with %.17g, so every value round-trips exactly.
@@ -408,6 +476,22 @@ return 1
 """
 
 
+# KEYS: apprentice; ARGV: events, agreements (this process's since its last call), threshold, min_events,
+# rule (1: may switch, 0: count only), ts (the latest counted decision's). Adds the counts and, if they
+# now meet the rule and nobody switched, switches (compare-and-set: one caller ever gets made = 1).
+# Returns events, agreements, switched ('' not yet: the switch's ts), made, and the switch's counts.
+_APPRENTICE = """
+local e = redis.call('HINCRBY', KEYS[1], 'events', ARGV[1])
+local a = redis.call('HINCRBY', KEYS[1], 'agreements', ARGV[2])
+local sw = redis.call('HMGET', KEYS[1], 'switched', 'sw_events', 'sw_agreements')
+if not sw[1] and ARGV[5] == '1' and e > 0 and e >= tonumber(ARGV[4]) and a / e >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'switched', ARGV[6], 'sw_events', e, 'sw_agreements', a)
+  return {e, a, ARGV[6], 1, e, a}
+end
+return {e, a, sw[1] or '', 0, tonumber(sw[2] or '0'), tonumber(sw[3] or '0')}
+"""
+
+
 # Decisions queued before decide() wakes the writer: it writes every flush_interval regardless (at
 # 30k decisions/s, ~60 a tick), so decide() rarely pays an Event.set and the writer takes the GIL
 # about once a tick; 64 woke it about twice as often (issue 10).
@@ -469,6 +553,11 @@ class RedisState:
         self._snap = f"{tag}:snap"
         self._trim = f"{tag}:trim"
         self._epoch_key = f"{tag}:epoch"
+        self._app_key = f"{tag}:apprentice"
+        self._app_rule: tuple[float, int] | None = None
+        self._app_switched: Switched = _no_switch
+        self._app_bound = False
+        self._app_shared = (0, 0, False)  # the counters as Redis last answered (replaced whole)
         self._flush_interval = float(flush_interval)
         self._sync_interval = float(sync_interval)
         self._claim_interval = float(claim_interval)
@@ -476,7 +565,7 @@ class RedisState:
         self._snapshot_every = snapshot_every
         self._scripts = {name: self._client.register_script(src) for name, src in (
             ("remember", _REMEMBER_MANY), ("peek", _PEEK), ("activate", _ACTIVATE), ("reward", _REWARD),
-            ("claim", _CLAIM), ("snapshot", _SNAPSHOT))}
+            ("claim", _CLAIM), ("snapshot", _SNAPSHOT), ("apprentice", _APPRENTICE))}
         self._settings: Settings | None = None
         self._learn: Learn = _unbound
         self._closed = False
@@ -504,6 +593,13 @@ class RedisState:
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._conn: Any = None  # the writer's own connection (see _send), made when first needed
+        # Apprentice counts of this process not yet added in Redis (events, agreements, the latest decision's
+        # ts), and those in flight (sent, not answered): apprentice_status adds both to the shared counters.
+        self._app_lock = threading.Lock()
+        self._app_events = self._app_agreements = 0
+        self._app_ts = 0.0
+        self._app_flight = (0, 0)
+        self._app_next_poll = 0.0
 
     def bind(self, settings: Settings, learn: Learn) -> None:
         if self._settings is not None:
@@ -697,6 +793,8 @@ class RedisState:
 
     def sync(self) -> None:
         self._write_outbox()
+        if self._app_bound:
+            self._apprentice_sync(time.monotonic(), force=True)
         try:
             self._check_epoch()  # a reset first: lessons of a re-seeded stream go on the re-seeded models
             self._apply_lessons(block_ms=None)
@@ -719,6 +817,81 @@ class RedisState:
         if self._settings is not None and not self._closed:  # a closed one stays closed in a child
             self._start()
 
+    # -- apprentice mode (ApprenticeCounters): counted here, added in Redis by the writer
+
+    def apprentice_bind(self, rule: tuple[float, int] | None, switched: Switched) -> None:
+        self._app_rule = rule
+        self._app_switched = switched
+        self._app_bound = True
+        self._apprentice_sync(time.monotonic(), force=True)  # start from the shared counters (and switch)
+
+    def apprentice_record(self, agreed: bool, ts: float) -> None:
+        with self._app_lock:
+            self._app_events += 1
+            self._app_agreements += agreed
+            if ts > self._app_ts:
+                self._app_ts = ts
+
+    def _apprentice_call(self, args: list[Any]) -> list[Any]:
+        """The counters' script on the writer's connection (``_send``: the round trip without the GIL, so
+        deciding threads keep running); the caller holds ``_lock``. Redis lost its scripts: load, once more."""
+        script = self._scripts["apprentice"]
+        command = pack_command(("EVALSHA", script.sha, 1, self._app_key, *args))
+        (reply,) = self._send([command])
+        if isinstance(reply, self._redis_mod.exceptions.NoScriptError):
+            self._client.script_load(script.script)
+            (reply,) = self._send([command])
+        if isinstance(reply, Exception):
+            raise reply
+        return list(reply)
+
+    def apprentice_status(self) -> tuple[int, int, bool]:
+        with self._app_lock:
+            e, a, sw = self._app_shared
+            fe, fa = self._app_flight
+            return e + fe + self._app_events, a + fa + self._app_agreements, sw
+
+    def _apprentice_sync(self, t: float, force: bool = False) -> None:
+        """Add this process's counts in Redis and read the shared ones (and the switch): the writer's tick.
+
+        Each tick with new counts makes one call; an idle process asks every ``sync_interval`` until it
+        sees the switch. The call that finds the rule met switches (compare-and-set in the script) and
+        this process then logs the switch, from this thread. So a process serving traffic sees another's
+        switch within about ``flush_interval`` plus a round trip; an idle one within ``sync_interval``.
+        On a Redis error the counts are kept for the next tick."""
+        with self._lock:  # the writer's connection: sync() and close() may call this beside the writer thread
+            with self._app_lock:
+                if not self._app_events and not force and (self._app_shared[2] or t < self._app_next_poll):
+                    return
+                de, da, ts = self._app_events, self._app_agreements, self._app_ts
+                self._app_flight = (de, da)
+                self._app_events = self._app_agreements = 0
+                self._app_ts = 0.0
+            rule = self._app_rule
+            args = [de, da, repr(rule[0]) if rule else "1", rule[1] if rule else 0, 1 if rule else 0,
+                    repr(ts if ts > 0 else time.time())]
+            try:
+                e, a, sw, made, sw_e, sw_a = self._apprentice_call(args)
+            except self._redis_mod.RedisError as err:
+                self._outage(err)
+                with self._app_lock:
+                    self._app_flight = (0, 0)
+                    self._app_events += de
+                    self._app_agreements += da
+                    self._app_ts = max(self._app_ts, ts)
+                return
+            self._recovered()
+            with self._app_lock:
+                # Sticky: a switch seen stays (Redis emptied by a restart does not send workers back).
+                self._app_shared = (int(e), int(a), bool(sw) or self._app_shared[2])
+                self._app_flight = (0, 0)
+                self._app_next_poll = t + self._sync_interval
+        if int(made):
+            try:
+                self._app_switched(float(sw), int(sw_e), int(sw_a))
+            except Exception as err:  # the writer thread must go on (the switch itself is made and shared)
+                _warn(f"RedisState {self.namespace!r}: the apprentice switch was made but not logged: {err}")
+
     def forget(self, eids: Iterable[str]) -> int:
         """Drop the queued and the stored pending decisions of ``eids`` (Redis errors propagate: retry)."""
         gone = set(eids)
@@ -739,6 +912,8 @@ class RedisState:
 
     def close(self) -> None:
         self._write_outbox()
+        if self._app_bound:
+            self._apprentice_sync(time.monotonic(), force=True)
         self._closed = True
         self._stop = True
         self._wake.set()
@@ -762,6 +937,8 @@ class RedisState:
             self._wake.clear()
             self._write_outbox()
             t = time.monotonic()
+            if self._app_bound:
+                self._apprentice_sync(t)
             if t >= next_claim and not self._stop:
                 next_claim = t + self._claim_interval
                 self._claim(time.time())

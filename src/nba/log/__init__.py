@@ -23,6 +23,7 @@ from nba.log.records import (
     OutcomeRecord,
     Record,
     SchemaRecord,
+    SwitchRecord,
     TornRecordWarning,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "ReadReport",
     "Record",
     "SchemaRecord",
+    "SwitchRecord",
     "TornRecordWarning",
     "export_dsjson",
     "forget",

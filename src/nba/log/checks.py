@@ -16,7 +16,7 @@ from typing import Any
 
 from nba import _validate
 from nba.errors import SchemaError
-from nba.log.records import ActivationRecord, DecisionRecord, OutcomeRecord
+from nba.log.records import ActivationRecord, DecisionRecord, OutcomeRecord, SwitchRecord
 
 
 def _event_id(value: Any, what: str) -> str:
@@ -339,6 +339,9 @@ def _readable_fast(record: Any) -> bool:
             t = record.ts + record.value
         elif cls is ActivationRecord:
             t = record.ts + 0.0
+        elif cls is SwitchRecord:  # no event id
+            t = record.ts + record.threshold
+            return t - t == 0.0
         else:
             return True
         return t - t == 0.0 and record.event_id.__class__ is str  # inf - inf and nan - nan are nan
@@ -348,9 +351,11 @@ def _readable_fast(record: Any) -> bool:
 
 def _unreadable_reason(record: Any) -> str | None:
     """What in ``record`` a reader could not read back, or None (the fast check was a false alarm)."""
-    if record.event_id.__class__ is not str:
+    if record.__class__ is not SwitchRecord and record.event_id.__class__ is not str:
         return f"event_id={record.event_id!r} is not a str"
     fields: list[tuple[str, Any]] = [("ts", record.ts)]
+    if record.__class__ is SwitchRecord:
+        fields.append(("threshold", record.threshold))
     if record.__class__ is DecisionRecord:
         fields.append(("probability", record.probability))
         fields.extend((f"pmf[{i}]", v) for i, v in enumerate(record.pmf))

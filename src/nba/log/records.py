@@ -55,6 +55,13 @@ class DecisionRecord(msgspec.Struct, tag="decision", tag_field="type", frozen=Tr
     schema_id: str | None = None
     raw: Features = {}
     suppressed: dict[str, str] = {}
+    # Apprentice mode (nba.apprentice): the application's own arm, whether it was served because the
+    # Decider was apprenticing, and what the learned policy drew (index into actions) from which pmf.
+    # While apprenticing, pmf is the serving distribution (one-hot on the baseline) and probability 1.0.
+    baseline: str | None = None
+    apprentice: bool = False
+    learned: int | None = None
+    learned_pmf: list[float] | None = None
 
 
 class ActivationRecord(msgspec.Struct, tag="activation", tag_field="type", frozen=True):
@@ -96,7 +103,22 @@ class SchemaRecord(msgspec.Struct, tag="schema", tag_field="type", frozen=True):
     ts: float = 0.0
 
 
-Record = DecisionRecord | ActivationRecord | OutcomeRecord | CatalogRecord | SchemaRecord
+class SwitchRecord(msgspec.Struct, tag="switch", tag_field="type", frozen=True):
+    """Apprentice mode ended at ``ts``: the shared counters met the rule, the learned policy serves from now on.
+
+    Written once, by the worker whose update of the shared counters made the switch: ``events``
+    decisions with a baseline had been counted, ``agreements`` of them where the learned policy drew
+    the baseline, against the rule's ``threshold`` (share) and ``min_events``. No personal data.
+    """
+
+    ts: float
+    events: int
+    agreements: int
+    threshold: float
+    min_events: int
+
+
+Record = DecisionRecord | ActivationRecord | OutcomeRecord | CatalogRecord | SchemaRecord | SwitchRecord
 
 
 def _enc_hook(obj: Any) -> Any:
