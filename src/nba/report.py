@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 import io
 import math
 import os
@@ -300,8 +301,6 @@ def _window(reward_window: timedelta | float | None) -> float | None:
 
 def _need(module: str) -> Any:
     """Import an optional dependency of the ``report`` extra, or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -422,13 +421,20 @@ def _learned_pmf(examples: Sequence[JoinedExample]) -> tuple[list[JoinedExample]
     return subset, pmfs
 
 
-def _place(data: BanditData, rows: Sequence[Sequence[float]]) -> np.ndarray:
-    """Per-decision pmfs over the offered actions, placed into ``data``'s vocabulary."""
-    index = {a: j for j, a in enumerate(data.actions)}
-    out = np.zeros((data.n, data.n_actions))
+def _place(data: BanditData, rows: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """Per-decision pmfs over the offered actions placed into ``data``'s vocabulary, ``(n, K)``;
+    without ``rows``, uniform over each decision's offered actions."""
     assert data.offered is not None
-    for i, (offered, p) in enumerate(zip(data.offered, rows)):
-        out[i, [index[a] for a in offered]] = p
+    index = {a: j for j, a in enumerate(data.actions)}
+    lengths = np.fromiter((len(o) for o in data.offered), dtype=np.intp, count=data.n)
+    cols = np.fromiter((index[a] for o in data.offered for a in o), dtype=np.intp, count=int(lengths.sum()))
+    rows_at = np.repeat(np.arange(data.n), lengths)
+    if rows is None:
+        values = np.repeat(1.0 / np.maximum(lengths, 1), lengths)
+    else:
+        values = np.fromiter((v for p in rows for v in p), dtype=np.float64, count=cols.size)
+    out = np.zeros((data.n, data.n_actions))
+    out[rows_at, cols] = values
     return out
 
 
@@ -460,8 +466,7 @@ def _ope(examples: list[JoinedExample], candidates: Mapping[str, Candidate], lev
         return None
     q, model_name = _reward_matrix(data)
     assert data.pmf is not None
-    offered = (data.pmf > 0) | _place(data, [[1.0] * len(o) for o in data.offered or ()]).astype(bool)
-    uniform = offered / offered.sum(axis=1, keepdims=True)
+    uniform = _place(data)
     results: list[tuple[CandidateEstimates, np.ndarray]] = [
         _evaluate(data, q, "logged policy", "logged", data.pmf, level),
         _evaluate(data, q, "uniform random", "uniform", uniform, level),
@@ -502,7 +507,7 @@ def _ope(examples: list[JoinedExample], candidates: Mapping[str, Candidate], lev
 def _experiments(log: LogPaths, reward_window: Any, default_reward: float, level: float,
                  has_experiments: bool) -> ExperimentsSection:
     try:
-        from nba import analysis  # type: ignore[attr-defined]
+        analysis = importlib.import_module("nba.analysis")
     except ImportError:
         return ExperimentsSection(False, (), ("not available: nba.analysis is not installed in this build",))
     if not has_experiments:
@@ -541,7 +546,7 @@ def _apprentice(log: LogPaths, reward_window: Any, default_reward: float, level:
     agreements = (tuple(int(v) for v in np.bincount(bucket[idx], weights=np.asarray(p.agree, float), minlength=b))
                   if idx.size else (0,) * b)
     try:
-        from nba import apprentice  # type: ignore[attr-defined]
+        apprentice = importlib.import_module("nba.apprentice")
     except ImportError:
         return ApprenticeSection(False, decisions, agreements, None,
                                  ("not available: nba.apprentice is not installed in this build",))
@@ -599,11 +604,12 @@ def build(
     n = len(p.ts)
     ts = np.asarray(p.ts, dtype=np.float64)
     reward = np.asarray(p.reward, dtype=np.float64)
+    start: float | None = None
+    end: float | None = None
     if n:
         start, end = float(ts.min()), float(ts.max())
         edges = np.linspace(start, end, buckets + 1) if end > start else np.array([start, start])
     else:
-        start = end = None
         notes.append("no data: the log holds no decisions (check the directory, or the reward window and "
                      "activations: deferred decisions never activated are left out)")
         edges = np.array([0.0, 0.0])
@@ -650,7 +656,7 @@ def build(
     experiments = _experiments(log, reward_window, default_reward, level, bool(p.variants))
     apprentice = _apprentice(log, reward_window, default_reward, level, p, bucket, b)
     return ReportData(
-        log=os.fspath(log) if isinstance(log, (str, os.PathLike)) else ", ".join(map(os.fspath, log)),
+        log=os.fspath(log) if isinstance(log, (str, os.PathLike)) else ", ".join(os.fspath(x) for x in log),
         generated=datetime.now(timezone.utc).timestamp(),
         level=level,
         reward_window=window,
@@ -773,9 +779,9 @@ class _Plots:
     def time_axis(ax: Any) -> None:
         import matplotlib.dates as mdates
 
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
         ax.grid(True, alpha=0.3)
 
 
@@ -1096,15 +1102,23 @@ def write(
     level: float = 0.95,
     buckets: int = 20,
     progress: bool = False,
+    format: str | None = None,
 ) -> ReportData:
-    """Build the report of ``log`` and write it to ``out``: JSON if ``out`` ends in ``.json``, else HTML.
+    """Build the report of ``log`` and write it to ``out`` as ``format``, "html" or "json" (``msgspec.json``
+    of the ``ReportData``); by default JSON if ``out`` ends in ``.json``, else HTML.
 
-    Returns the ``ReportData``; the arguments are ``build``'s.
+    Returns the ``ReportData``; the other arguments are ``build``'s.
     """
+    path = os.fspath(out)
+    if format is None:
+        format = "json" if path.endswith(".json") else "html"
+    if format not in ("html", "json"):
+        raise ConfigError(f"format={format!r} must be 'html' or 'json' (or None: by the file name)")
+    if format == "html":
+        _need("matplotlib")  # before the pass over the log, not after it
     data = build(log, reward_window=reward_window, default_reward=default_reward, candidates=candidates,
                  level=level, buckets=buckets, progress=progress)
-    path = os.fspath(out)
-    if path.endswith(".json"):
+    if format == "json":
         payload = msgspec.json.encode(data)
     else:
         payload = render_html(data).encode("utf-8")
