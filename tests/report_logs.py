@@ -23,6 +23,8 @@ CTR = np.array(
     ]
 )
 T0 = 1_780_000_000.0  # 2026-05-28
+EXPERIMENT = nba.Experiment("bandit-vs-random", variants={"random": 0.3, "bandit": 0.7},
+                            overrides={"random": {"policy": "random"}})
 
 
 def catalog() -> nba.Catalog:
@@ -52,10 +54,7 @@ def write_log(
     rng = np.random.default_rng(seed)
     cat = catalog()
     bandit = nba.LinUCB(len(OFFERS), cat.schema.n_columns, alpha=0.5)
-    exps = []
-    if experiment:
-        exps = [nba.Experiment("bandit-vs-random", variants={"random": 0.3, "bandit": 0.7},
-                               overrides={"random": {"policy": "random"}})]
+    exps = [EXPERIMENT] if experiment else []
     step = hours * 3600.0 / max(n, 1)
     with nba.DecisionLog(path, durability="close") as log:
         dec = nba.Decider(cat, bandit, policy=EpsilonGreedy(0.1), policies={"random": EpsilonGreedy(1.0)},

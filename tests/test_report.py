@@ -32,7 +32,7 @@ from nba.report import (
     SRMRow,
     VariantRow,
 )
-from tests.report_logs import write_log
+from tests.report_logs import EXPERIMENT, write_log
 
 WINDOW = 60.0
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -45,9 +45,24 @@ def ab_log(tmp_path_factory) -> Path:
     return path
 
 
+def _first_offered(rec: DecisionRecord) -> np.ndarray:
+    """A candidate: always the first offered action."""
+    out = np.zeros(len(rec.actions))
+    out[0] = 1.0
+    return out
+
+
 @pytest.fixture(scope="module")
 def ab_data(ab_log) -> ReportData:
-    return report.build(ab_log, reward_window=WINDOW)
+    return report.build(ab_log, reward_window=WINDOW, experiments=[EXPERIMENT],
+                        candidates={"always first": _first_offered})
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("small")
+    write_log(path, 300, units=100, seed=5)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -134,22 +149,16 @@ def test_ope_of_the_logged_and_uniform_policies_equals_their_formulas(ab_log, ab
         assert e.interval.level == 0.95 and e.interval.method == "gaussian"
 
 
-def test_a_candidate_is_estimated_beside_the_logged_policy(ab_log) -> None:
-    def first_offered(rec: DecisionRecord) -> np.ndarray:
-        out = np.zeros(len(rec.actions))
-        out[0] = 1.0
-        return out
-
-    data = report.build(ab_log, reward_window=WINDOW, candidates={"always first": first_offered})
-    assert data.ope is not None
-    cand = {c.name: c for c in data.ope.candidates}["always first"]
+def test_a_candidate_is_estimated_beside_the_logged_policy(ab_log, ab_data, ab_html) -> None:
+    assert ab_data.ope is not None
+    cand = {c.name: c for c in ab_data.ope.candidates}["always first"]
     assert cand.kind == "candidate" and cand.n == 3000
     joined = list(join(ab_log, reward_window=WINDOW))
     w = np.array([(ex.decision.chosen[0] == 0) / ex.decision.probability for ex in joined])
     r = np.array([ex.reward for ex in joined])
     assert {e.estimator: e.value for e in cand.estimates}["ips"] == pytest.approx(np.mean(w * r), rel=1e-9)
     assert cand.zero_weights == int(np.sum(w == 0))
-    assert "always first" in report.render_html(data)
+    assert '<td class="l">always first</td>' in ab_html
 
 
 # --------------------------------------------------------------------------- the page
@@ -214,54 +223,57 @@ def test_report_of_an_empty_log_says_no_data(tmp_path, make) -> None:
 
 
 def test_one_instant_log_has_one_bucket(tmp_path) -> None:
-    write_log(tmp_path, 50, hours=0.0, seed=4)
+    write_log(tmp_path, 30, hours=0.0, seed=4)
     data = report.build(tmp_path)
     assert data.headline.span_seconds == 0.0 and len(data.edges) == 2
     assert len(_pngs(report.render_html(data))) >= 4
 
 
-def test_progress_bar_goes_to_stderr_when_it_is_not_a_terminal(ab_log, capsys) -> None:
-    data = report.build(ab_log, reward_window=WINDOW, progress=True)
+def test_progress_bar_goes_to_stderr_when_it_is_not_a_terminal(small_log, capsys) -> None:
+    data = report.build(small_log, reward_window=WINDOW, progress=True)
     out, err = capsys.readouterr()
-    assert out == "" and "nba report" in err and "3000" in err
-    assert data.headline.decisions == 3000
+    assert out == "" and "nba report" in err and "300" in err
+    assert data.headline.decisions == 300
 
 
-def test_missing_extra_is_a_config_error_naming_it(ab_data, ab_log, monkeypatch) -> None:
+def test_missing_extra_is_a_config_error_naming_it(ab_data, small_log, monkeypatch) -> None:
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError, match=r"nba\[report\]"):
         report.render_html(ab_data)
     monkeypatch.setitem(sys.modules, "tqdm", None)
     with pytest.raises(ConfigError, match=r"tqdm.*nba\[report\]"):
-        report.build(ab_log, progress=True)
+        report.build(small_log, progress=True)
 
 
 @pytest.mark.parametrize("kwargs", [{"level": 95}, {"level": 1.0}, {"buckets": 0}, {"buckets": True},
-                                    {"candidates": {"": np.zeros(1)}}])
-def test_bad_options_are_config_errors(ab_log, kwargs) -> None:
+                                    {"candidates": {"": np.zeros(1)}},
+                                    {"experiments": ["bandit-vs-random"]}])
+def test_bad_options_are_config_errors(small_log, kwargs) -> None:
     with pytest.raises(ConfigError):
-        report.build(ab_log, **kwargs)
+        report.build(small_log, **kwargs)
 
 
 # --------------------------------------------------------------------------- the CLI
 
 
-def test_cli_writes_the_html_report(ab_log, tmp_path, capsys) -> None:
+def test_cli_writes_the_html_report(small_log, tmp_path, capsys) -> None:
     out = tmp_path / "r.html"
-    assert main(["report", str(ab_log), "--out", str(out), "--reward-window", "60", "--no-progress"]) == 0
+    assert main(["report", str(small_log), "--out", str(out), "--reward-window", "60", "--no-progress"]) == 0
     page = out.read_text()
     assert len(_pngs(page)) >= 4 and "<h2>1. Headline numbers</h2>" in page
-    assert "3,000 decisions" in capsys.readouterr().err
+    assert "300 decisions" in capsys.readouterr().err
 
 
-def test_cli_json_round_trips(ab_log, ab_data, tmp_path, capsys) -> None:
-    assert main(["report", str(ab_log), "--json", "--reward-window", "60", "--no-progress"]) == 0
+def test_cli_json_round_trips(small_log, tmp_path, capsys) -> None:
+    assert main(["report", str(small_log), "--json", "--reward-window", "60", "--buckets", "5", "--no-progress"]) == 0
     data = msgspec.json.decode(capsys.readouterr().out, type=ReportData)
-    assert data.headline == ab_data.headline and data.rewards == ab_data.rewards and data.ope == ab_data.ope
+    want = report.build(small_log, reward_window=WINDOW, buckets=5)
+    assert data.headline == want.headline and data.rewards == want.rewards and data.ope == want.ope
+    assert data.reward_window == 60.0 and len(data.edges) == 6
     out = tmp_path / "r.out"
-    assert main(["report", str(ab_log), "--json", "--out", str(out), "--no-progress"]) == 0
-    assert msgspec.json.decode(out.read_bytes(), type=ReportData).headline.decisions == 3000
+    assert main(["report", str(small_log), "--json", "--out", str(out), "--no-progress"]) == 0
+    assert msgspec.json.decode(out.read_bytes(), type=ReportData).headline.decisions == 300
 
 
 def test_cli_reports_a_missing_log_as_an_error(tmp_path, capsys) -> None:
@@ -274,18 +286,24 @@ def test_cli_reports_a_missing_log_as_an_error(tmp_path, capsys) -> None:
 
 
 def _hand_built(d: ReportData) -> ReportData:
-    """The A/B report with hand-made experiment and apprentice sections (rendering only: shapes, not numbers)."""
+    """The A/B report with hand-made experiment and apprentice sections (rendering only: shapes, not numbers):
+    one experiment whose SRM check passed, one with an alert; apprentice values as summarize's Estimates."""
     iv = Bounds(-0.01, 0.03, 0.95, "gaussian")
     variants = tuple(VariantRow(v, 400, 1500, 120.0, 0.3, iv, 0.08, iv, 0.08) for v in ("random", "bandit"))
     lift = LiftRow("bandit", "random", 0.01, iv, 0.12, Bounds(-0.1, 0.4, 0.95, "delta"), 0.2, False)
     srm = SRMRow({"random": 260, "bandit": 540}, {"random": 240.0, "bandit": 560.0}, 2.4, 0.12, False, True)
-    exp = ExperimentSummary("bandit-vs-random", "random", variants, (lift,), srm, ("a note",))
+    ok = ExperimentSummary("bandit-vs-random", "random", variants, (lift,), srm, ("a note",))
+    bad = ExperimentSummary("skewed", "random", variants, (lift,),
+                            msgspec.structs.replace(srm, alert=True, p_value=1e-6), ())
     b = len(d.edges) - 1
+    estimate = {"estimator": "ips", "value": 0.09, "gaussian": {"low": 0.07, "high": 0.11, "level": 0.95,
+                                                                 "method": "gaussian"}}
     appr = ApprenticeSection(True, (100,) * b, tuple(50 + 2 * i for i in range(b)), {
         "events": 100 * b, "agreements": 1000, "agreement": 0.6,
         "agreement_interval": {"low": 0.55, "high": 0.65, "level": 0.95, "method": "wilson"},
-        "baseline_value": 0.08, "switching_value": 0.09, "switched_at": d.edges[-1], "notes": ["learned is ahead"]})
-    return msgspec.structs.replace(d, experiments=ExperimentsSection(True, (exp,)), apprentice=appr)
+        "baseline_value": 0.08, "switching_value": estimate, "switched_at": d.edges[-1],
+        "notes": ["learned is ahead"]})
+    return msgspec.structs.replace(d, experiments=ExperimentsSection(True, (ok, bad)), apprentice=appr)
 
 
 def test_experiment_and_apprentice_sections_render_their_plots_and_tables(ab_data) -> None:
@@ -293,18 +311,9 @@ def test_experiment_and_apprentice_sections_render_their_plots_and_tables(ab_dat
     page = report.render_html(d)
     assert len(_pngs(page)) == _expected_plots(d) == 6
     assert '<td class="l">bandit</td><td class="l">random</td><td>0.01</td>' in page  # the lift row
-    assert '<span class="ok">ok</span>' in page and "learned is ahead" in page and "[0.55, 0.65]" in page
+    assert page.count('<span class="ok">ok</span>') == 1 and page.count("SRM ALERT") == 1
+    assert "learned is ahead" in page and "[0.55, 0.65]" in page and "0.09 [0.07, 0.11] (ips)" in page
     assert msgspec.json.decode(msgspec.json.encode(d), type=ReportData) == d
-    alert = msgspec.structs.replace(d.experiments.experiments[0],
-                                    srm=msgspec.structs.replace(srm_of(d), alert=True, p_value=1e-6))
-    page = report.render_html(msgspec.structs.replace(d, experiments=ExperimentsSection(True, (alert,))))
-    assert "SRM ALERT" in page
-
-
-def srm_of(d: ReportData) -> SRMRow:
-    srm = d.experiments.experiments[0].srm
-    assert srm is not None
-    return srm
 
 
 def test_experiment_section_from_nba_analysis(ab_log, ab_data) -> None:
@@ -316,6 +325,8 @@ def test_experiment_section_from_nba_analysis(ab_log, ab_data) -> None:
     by_variant = Counter(ex.decision.variants["bandit-vs-random"] for ex in joined)
     assert {v.variant: v.decisions for v in x.variants} == dict(by_variant)
     assert x.srm is not None and x.srm.checked and not x.srm.alert  # a 30/70 split as configured
+    assert x.srm.expected == pytest.approx({"random": 0.3 * sum(x.srm.observed.values()),
+                                            "bandit": 0.7 * sum(x.srm.observed.values())})
     assert [lift.variant for lift in x.lifts] == [v for v in by_variant if v != x.control]
 
 
@@ -324,3 +335,45 @@ def test_apprentice_section_from_nba_apprentice(ab_data) -> None:
     a = ab_data.apprentice
     assert a.available and sum(a.decisions) == 0 and a.summary is None  # the A/B log has no apprentice decisions
     assert any("no apprentice decisions" in n for n in a.notes)
+
+
+def test_apprentice_agreement_over_time_and_learned_policy_estimate(tmp_path) -> None:
+    """Apprentice records (DecisionRecord's apprentice fields, after the merge): agreement per bucket is a
+    recount, and the learned policy's IPS is its formula over the logged ``learned_pmf``."""
+    pytest.importorskip("nba.apprentice")
+    from nba import DecisionLog
+    from nba.log import OutcomeRecord
+
+    rng = np.random.default_rng(7)
+    actions = ["a", "b", "c"]
+    t0 = 1_780_000_000.0
+    rows = []
+    with DecisionLog(tmp_path, durability="close") as log:
+        for i in range(600):
+            pmf = [0.2, 0.3, 0.5]
+            chosen = int(rng.choice(3, p=pmf))
+            learned_pmf = [0.8, 0.1, 0.1] if i % 2 else [0.1, 0.1, 0.8]
+            learned = int(np.argmax(learned_pmf))
+            rec = DecisionRecord(event_id=f"e{i}", ts=t0 + 10.0 * i, actions=actions, pmf=pmf, chosen=[chosen],
+                                 probability=pmf[chosen], unit=f"u{i % 50}", baseline="rules", apprentice=True,
+                                 learned=learned, learned_pmf=learned_pmf)
+            log.append(rec)
+            r = float(chosen == 0)
+            if r:
+                log.append(OutcomeRecord(f"e{i}", t0 + 10.0 * i + 1, r))
+            rows.append((rec.ts, chosen, learned, learned_pmf[chosen] / pmf[chosen], r))
+    data = report.build(tmp_path, buckets=4)
+    a = data.apprentice
+    assert a.available and sum(a.decisions) == 600 and a.summary is not None
+    edges = data.edges
+    for k in range(4):
+        inside = [r for r in rows if edges[k] <= r[0] < edges[k + 1] or (k == 3 and r[0] == edges[-1])]
+        assert a.decisions[k] == len(inside)
+        assert a.agreements[k] == sum(c == lrn for _, c, lrn, _, _ in inside)
+    assert data.ope is not None
+    learned = {c.name: c for c in data.ope.candidates}["learned policy"]
+    w = np.array([r[3] for r in rows])
+    rew = np.array([r[4] for r in rows])
+    assert {e.estimator: e.value for e in learned.estimates}["ips"] == pytest.approx(np.mean(w * rew), rel=1e-9)
+    page = report.render_html(data)
+    assert len(_pngs(page)) == _expected_plots(data)

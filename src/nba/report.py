@@ -38,6 +38,7 @@ from nba.errors import ConfigError, LogError, SchemaError
 
 if TYPE_CHECKING:
     from nba.evaluation import BanditData, Candidate
+    from nba.experiments import Experiment
     from nba.log.reader import JoinedExample, LogPaths
 
 __all__ = [
@@ -505,7 +506,7 @@ def _ope(examples: list[JoinedExample], candidates: Mapping[str, Candidate], lev
 
 
 def _experiments(log: LogPaths, reward_window: Any, default_reward: float, level: float,
-                 has_experiments: bool) -> ExperimentsSection:
+                 has_experiments: bool, defined: tuple[Experiment, ...]) -> ExperimentsSection:
     try:
         analysis = importlib.import_module("nba.analysis")
     except ImportError:
@@ -513,8 +514,10 @@ def _experiments(log: LogPaths, reward_window: Any, default_reward: float, level
     if not has_experiments:
         return ExperimentsSection(True, (), ("no data: no decision in the log belongs to an experiment",))
     out = []
+    # The log does not hold the experiments' weights: only their definitions give SRM its expected split.
+    extra = {"experiments": defined} if defined else {}
     for name, a in analysis.analyze(log, reward_window=reward_window, default_reward=default_reward,
-                                    level=level).items():
+                                    level=level, **extra).items():
         variants = tuple(
             VariantRow(str(v.variant), int(v.units), int(v.decisions), float(v.reward_sum), _num(v.mean_per_unit),
                        _bounds(v.interval_per_unit), _num(v.mean_per_decision), _bounds(v.interval_per_decision),
@@ -567,6 +570,7 @@ def build(
     reward_window: timedelta | float | None = None,
     default_reward: float = 0.0,
     candidates: Mapping[str, Candidate] | None = None,
+    experiments: Iterable[Experiment] = (),
     level: float = 0.95,
     buckets: int = 20,
     progress: bool = False,
@@ -576,7 +580,9 @@ def build(
     ``reward_window`` and ``default_reward`` are ``nba.log.join``'s. ``candidates``
     maps a name to a candidate policy for off-policy evaluation (an ``(n, K)`` pmf
     array or a callable from a ``DecisionRecord`` to a pmf over its actions, e.g.
-    ``nba.evaluation.model_candidate``). Intervals are at ``level``; time is cut
+    ``nba.evaluation.model_candidate``). ``experiments`` (``nba.Experiment``) give the
+    SRM check its expected split (the log holds no weights: without them ``nba.analysis``
+    expects equal ones). Intervals are at ``level``; time is cut
     into ``buckets`` equal-width buckets. ``progress=True`` shows a tqdm bar over
     the decisions on stderr.
     """
@@ -587,6 +593,12 @@ def build(
     if not (isinstance(buckets, int) and not isinstance(buckets, bool) and 1 <= buckets <= 1000):
         raise ConfigError(f"buckets={buckets!r} must be an int between 1 and 1000")
     candidates = dict(candidates or {})
+    from nba.experiments import Experiment
+
+    defined = tuple(experiments)
+    for e in defined:
+        if not isinstance(e, Experiment):
+            raise ConfigError(f"experiments holds {e!r}; pass the nba.Experiment definitions the Decider ran")
     for name in candidates:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"candidate names must be non-empty strings, got {name!r}")
@@ -653,7 +665,7 @@ def build(
     arms = ArmShares(tuple(p.arm_ids), tuple(tuple(int(v) for v in row) for row in counts))
 
     ope = _ope(p.examples, candidates, level, notes)
-    experiments = _experiments(log, reward_window, default_reward, level, bool(p.variants))
+    section = _experiments(log, reward_window, default_reward, level, bool(p.variants), defined)
     apprentice = _apprentice(log, reward_window, default_reward, level, p, bucket, b)
     return ReportData(
         log=os.fspath(log) if isinstance(log, (str, os.PathLike)) else ", ".join(os.fspath(x) for x in log),
@@ -666,7 +678,7 @@ def build(
         rewards=tuple(series),
         arms=arms,
         ope=ope,
-        experiments=experiments,
+        experiments=section,
         apprentice=apprentice,
         notes=tuple(notes),
     )
@@ -707,6 +719,8 @@ def _fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, float):
         if not math.isfinite(x):
             return "–"
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
         return f"{x:.{digits}g}"
     return html.escape(str(x))
 
@@ -976,7 +990,7 @@ def _section_experiments(d: ReportData, plots: _Plots | None) -> str:
         ax.axvline(0.0, color="grey", linewidth=0.8)
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()
-        ax.set_xlabel(f"absolute lift in mean reward per unit ({d.level:.0%} interval; red: SRM alert)")
+        ax.set_xlabel(f"absolute lift, variant - control ({d.level:.0%} interval; red: SRM alert)")
         ax.set_title("Lift over control", loc="left", fontsize=11)
         ax.grid(True, axis="x", alpha=0.3)
         out.append(plots.png(fig))
@@ -1046,8 +1060,14 @@ def _section_apprentice(d: ReportData, plots: _Plots | None) -> str:
             if f == "notes":
                 continue
             v = s.get(f)
-            if isinstance(v, dict) and "low" in v and "high" in v:
+            if isinstance(v, dict) and "low" in v and "high" in v:  # an Interval
                 v = _Raw(_fmt_bounds(Bounds(_num(v.get("low")), _num(v.get("high")), 0.0, "")))
+            elif isinstance(v, dict) and "value" in v:  # an Estimate: value, then its Gaussian interval
+                g = v.get("gaussian")
+                iv: dict[str, Any] = g if isinstance(g, dict) else {}
+                bounds = _fmt_bounds(Bounds(_num(iv.get("low")), _num(iv.get("high")), 0.0, ""))
+                label = f" ({html.escape(str(v['estimator']))})" if v.get("estimator") else ""
+                v = _Raw(f"{_fmt(_num(v.get('value')))} {bounds}{label}")
             elif f == "switched_at" and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 1e8:
                 v = _fmt_time(float(v))
             elif isinstance(v, (dict, list)):
@@ -1099,6 +1119,7 @@ def write(
     reward_window: timedelta | float | None = None,
     default_reward: float = 0.0,
     candidates: Mapping[str, Candidate] | None = None,
+    experiments: Iterable[Experiment] = (),
     level: float = 0.95,
     buckets: int = 20,
     progress: bool = False,
@@ -1117,7 +1138,7 @@ def write(
     if format == "html":
         _need("matplotlib")  # before the pass over the log, not after it
     data = build(log, reward_window=reward_window, default_reward=default_reward, candidates=candidates,
-                 level=level, buckets=buckets, progress=progress)
+                 experiments=experiments, level=level, buckets=buckets, progress=progress)
     if format == "json":
         payload = msgspec.json.encode(data)
     else:
