@@ -505,8 +505,8 @@ def _ope(examples: list[JoinedExample], candidates: Mapping[str, Candidate], lev
 # --------------------------------------------------------------------------- other modules' sections
 
 
-def _experiments(log: LogPaths, reward_window: Any, default_reward: float, level: float,
-                 has_experiments: bool, defined: tuple[Experiment, ...]) -> ExperimentsSection:
+def _experiments(examples: list[JoinedExample], default_reward: float, level: float, has_experiments: bool,
+                 defined: tuple[Experiment, ...]) -> ExperimentsSection:
     try:
         analysis = importlib.import_module("nba.analysis")
     except ImportError:
@@ -516,7 +516,8 @@ def _experiments(log: LogPaths, reward_window: Any, default_reward: float, level
     out = []
     # The log does not hold the experiments' weights: only their definitions give SRM its expected split.
     extra = {"experiments": defined} if defined else {}
-    for name, a in analysis.analyze(log, reward_window=reward_window, default_reward=default_reward,
+    # analyze takes nba.log.join output as its log: the report's own join, not a second pass over the files.
+    for name, a in analysis.analyze(examples, reward_window=None, default_reward=default_reward,
                                     level=level, **extra).items():
         variants = tuple(
             VariantRow(str(v.variant), int(v.units), int(v.decisions), float(v.reward_sum), _num(v.mean_per_unit),
@@ -665,7 +666,7 @@ def build(
     arms = ArmShares(tuple(p.arm_ids), tuple(tuple(int(v) for v in row) for row in counts))
 
     ope = _ope(p.examples, candidates, level, notes)
-    section = _experiments(log, reward_window, default_reward, level, bool(p.variants), defined)
+    section = _experiments(p.examples, default_reward, level, bool(p.variants), defined)
     apprentice = _apprentice(log, reward_window, default_reward, level, p, bucket, b)
     return ReportData(
         log=os.fspath(log) if isinstance(log, (str, os.PathLike)) else ", ".join(os.fspath(x) for x in log),
