@@ -7,12 +7,15 @@ import io
 import math
 import re
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("matplotlib")
 
@@ -377,3 +380,59 @@ def test_apprentice_agreement_over_time_and_learned_policy_estimate(tmp_path) ->
     assert {e.estimator: e.value for e in learned.estimates}["ips"] == pytest.approx(np.mean(w * rew), rel=1e-9)
     page = report.render_html(data)
     assert len(_pngs(page)) == _expected_plots(data)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@st.composite
+def _logs(draw):
+    n = draw(st.integers(1, 25))
+    t0 = 1_780_000_000.0
+    # Times on a coarse grid, so that many fall exactly on bucket edges.
+    ts = draw(st.lists(st.integers(0, 40), min_size=n, max_size=n))
+    arms = draw(st.lists(st.sampled_from("abc"), min_size=n, max_size=n))
+    variants = draw(st.lists(st.sampled_from(["x", "y", None]), min_size=n, max_size=n))
+    rewards = draw(st.lists(st.sampled_from([None, 0.0, 1.0, 2.5]), min_size=n, max_size=n))
+    buckets = draw(st.integers(1, 8))
+    return [(t0 + 15.0 * t, a, v, r) for t, a, v, r in zip(ts, arms, variants, rewards)], buckets
+
+
+@settings(max_examples=25, deadline=None)
+@given(_logs())
+def test_every_decision_lands_in_the_bucket_its_edges_say(case) -> None:
+    from nba import DecisionLog
+    from nba.log import OutcomeRecord
+
+    rows, buckets = case
+    with tempfile.TemporaryDirectory() as tmp:
+        with DecisionLog(tmp, durability="close") as log:
+            for i, (ts, arm, variant, r) in enumerate(rows):
+                log.append(DecisionRecord(event_id=f"e{i}", ts=ts, actions=["a", "b", "c"], pmf=[0.2, 0.3, 0.5],
+                                          chosen=["abc".index(arm)], probability=[0.2, 0.3, 0.5]["abc".index(arm)],
+                                          unit=f"u{i % 4}", variants={} if variant is None else {"e": variant}))
+                if r is not None:
+                    log.append(OutcomeRecord(f"e{i}", ts + 1.0, r))
+        data = report.build(tmp, buckets=buckets)
+    edges = data.edges
+    b = len(edges) - 1
+    assert b == (buckets if max(r[0] for r in rows) > min(r[0] for r in rows) else 1)
+
+    def bucket(ts: float) -> int:
+        return next(k for k in range(b) if edges[k] <= ts < edges[k + 1] or (k == b - 1 and ts == edges[-1]))
+
+    want_arms = {a: [0] * b for a in "abc"}
+    want = {}
+    for ts, arm, variant, r in rows:
+        want_arms[arm][bucket(ts)] += 1
+        if variant is not None:
+            n, s = want.setdefault(variant, ([0] * b, [0.0] * b))
+            n[bucket(ts)] += 1
+            s[bucket(ts)] += r or 0.0
+    assert {a: list(c) for a, c in zip(data.arms.arms, data.arms.counts)} == {a: c for a, c in want_arms.items() if any(c)}
+    if want:
+        assert {s.variant: (list(s.decisions), list(s.reward_sum)) for s in data.rewards} == want
+    else:
+        assert [sum(s.decisions) for s in data.rewards] == [len(rows)]
+    assert data.headline.decisions == len(rows) and data.headline.units == len({i % 4 for i in range(len(rows))})
+    assert data.headline.reward_sum == math.fsum(r or 0.0 for *_, r in rows)
