@@ -1,4 +1,5 @@
-"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL [--log LOGDIR]``, ``nba export LOG_DIR OUT``."""
+"""The ``nba`` command line: ``nba demo``, ``nba inspect MODEL [--log LOGDIR]``, ``nba export LOG_DIR OUT``,
+``nba report LOG_DIR``."""
 
 from __future__ import annotations
 
@@ -83,6 +84,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from nba import report
+
+    options = dict(reward_window=args.reward_window, default_reward=args.default_reward, level=args.level,
+                   buckets=args.buckets, progress=not args.no_progress)
+    if args.json and args.out is None:
+        sys.stdout.write(msgspec.json.encode(report.build(args.log_dir, **options)).decode() + "\n")
+        return 0
+    out = args.out or "report.html"
+    data = report.write(args.log_dir, out, format="json" if args.json else None, **options)
+    h = data.headline
+    print(f"wrote the report of {h.decisions:,} decisions to {out}", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nba", description="nba: next best action decisioning SDK")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +125,26 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip (and count) corrupt lines and unexportable decisions, or stop at the first "
                     "(default skip)")
     sp.set_defaults(func=_cmd_export)
+    sp = sub.add_parser(
+        "report", help="write a self-contained HTML report of a decision log (or its figures as JSON)",
+        description="A self-contained HTML report of a decision log: headline numbers, reward over time per "
+        "experiment variant, arm shares, off-policy estimates (IPS, SNIPS, DR) of the logged policy, uniform "
+        "random and the apprentice's learned policy, importance weights, SRM and lifts, apprentice agreement. "
+        "Candidate models are evaluated through the Python API only (nba.report.build(log, candidates=...) with "
+        "nba.evaluation.model_candidate): the log does not hold the catalogue's values, weights and arbitration "
+        "a candidate needs. Plots need the report extra: pip install nba[report].")
+    sp.add_argument("log_dir", help="directory of a DecisionLog")
+    sp.add_argument("--out", default=None,
+                    help="file to write (default report.html; a .json name writes the figures as JSON)")
+    sp.add_argument("--json", action="store_true",
+                    help="write the figures as JSON instead of HTML: to stdout, or to --out")
+    sp.add_argument("--reward-window", type=float, default=None,
+                    help="seconds after a decision a reward counts (default: any)")
+    sp.add_argument("--default-reward", type=float, default=0.0, help="reward of decisions that got none (default 0)")
+    sp.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    sp.add_argument("--buckets", type=int, default=20, help="number of equal-width time buckets (default 20)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    sp.set_defaults(func=_cmd_report)
     return p
 
 
