@@ -38,6 +38,7 @@ from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolic
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
+from nba.sticky import StickyBuckets
 from nba.log.erasure import ErasureReport
 from nba.log.records import DecisionRecord
 from nba.log.writer import DecisionLog
@@ -124,6 +125,7 @@ class Erasure(msgspec.Struct, frozen=True):
 
     ids: tuple[str, ...]
     log: ErasureReport | None = None
+    sticky: int = 0  # sticky bucketing documents deleted (nba.sticky)
 
     @property
     def complete(self) -> bool:
@@ -347,6 +349,8 @@ class Decider:
     ``consent_channels``: channels (purposes the store reports) on which a profile decided by
     id gets only transactional arms unless it consented to that channel (the others are held
     back with reason ``"consent:<channel>"``).
+    ``sticky``: a ``nba.sticky.StickyBuckets`` store for GrowthBook's sticky bucketing of
+    ``experiments`` (documents keyed ``unit_key||unit``); ``forget`` erases the unit's.
     """
 
     def __init__(
@@ -374,6 +378,7 @@ class Decider:
         contact: ContactPolicy | None = None,
         contacts: ContactStore | None = None,
         consent_channels: Iterable[str] = (),
+        sticky: StickyBuckets | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -413,7 +418,9 @@ class Decider:
                             f"experiment {e.name!r} variant {variant!r} selects {what} {ov[what]!r}, "
                             f"but the Decider has {what}s {sorted(table)}; pass it in {what}s={{...}}"
                         )
-        self._allocator = Allocator(exps, holdout=holdout) if exps or holdout is not None else None
+        self._sticky = sticky
+        self._allocator = (Allocator(exps, holdout=holdout, sticky=sticky, hash_attribute=unit_key)
+                           if exps or holdout is not None else None)
         self._log = log
         self._seed = int(seed)
         self._seed_u64 = self._seed & ((1 << 64) - 1)
@@ -831,7 +838,9 @@ class Decider:
         The subject's decisions still pending (the model input they hold) are dropped from the
         state backend, found by their event ids in the log. Segments other live processes are
         still writing are listed in ``Erasure.log.busy``: call again once they rotate. Online
-        models keep what they learned (sums over many subjects, no record of anyone).
+        models keep what they learned (sums over many subjects, no record of anyone). With a
+        ``sticky`` store, the sticky bucketing documents of every one of the ids go too
+        (``Erasure.sticky`` counts them).
         """
         uid = _validate.unit_id(unit_id)
         ids = self._profiles.forget(uid) if self._profiles is not None else ()
@@ -844,7 +853,8 @@ class Decider:
             events: set[str] = set()
             report = self._log.forget(ids, events=events)
             self._decisions.forget(events)  # their pending decisions hold the model input too
-        return Erasure(ids=tuple(ids), log=report)
+        sticky = self._sticky.forget(self._unit_key, ids) if self._sticky is not None else 0
+        return Erasure(ids=tuple(ids), log=report, sticky=sticky)
 
     # ------------------------------------------------------------------ operations
 
