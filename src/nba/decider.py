@@ -38,7 +38,6 @@ from nba.base import CountingPolicy, FusedPolicy, FusedScorer, Model, ModelPolic
 from nba.catalog import Arm, Catalog
 from nba.errors import ConfigError, ModelFormatError, SchemaError
 from nba.experiments import Allocator, Assignment, Experiment, Holdout
-from nba.sticky import StickyBuckets
 from nba.log.erasure import ErasureReport
 from nba.log.records import DecisionRecord
 from nba.log.writer import DecisionLog
@@ -49,6 +48,7 @@ from nba.profiles.contact import ContactPolicy, ContactStore
 from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
 from nba.state import DecisionState, EmbeddedState, Lesson, Settings
+from nba.sticky import StickyBuckets
 
 __all__ = ["Decider", "Decision", "Erasure", "LearnWarning"]
 

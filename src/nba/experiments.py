@@ -298,7 +298,9 @@ def _validate_experiment(exp: Experiment) -> None:
     for field in ("bucket_version", "min_bucket_version"):
         v = getattr(exp, field)
         if type(v) is not int or v < 0:
-            raise ConfigError(f"{where}: {field} must be an int >= 0, got {v!r}; bump bucket_version to re-bucket units")
+            raise ConfigError(
+                f"{where}: {field} must be an int >= 0, got {v!r}; bump bucket_version to re-bucket units"
+            )
     if exp.min_bucket_version > exp.bucket_version:
         raise ConfigError(
             f"{where}: min_bucket_version {exp.min_bucket_version} is above bucket_version {exp.bucket_version}, "
