@@ -19,6 +19,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nba
 from benchmarks.workloads import unit_ids
@@ -39,6 +41,15 @@ def redis_url() -> str:
     from tests.test_state import shared_server  # the session's one server, shared with the state tests
 
     return shared_server().url
+
+
+@pytest.fixture(scope="module")
+def redis_client(redis_url) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 def namespace() -> str:
@@ -323,6 +334,38 @@ def test_from_growthbook_maps_sticky_fields() -> None:
 
 
 # --------------------------------------------------------------------------- Redis
+
+
+_FIELDS = st.sampled_from(["e__0", "e__1", "f__0"])
+_VARIANTS = st.sampled_from(["a", "b", "c"])
+_UNITS = st.sampled_from(["u1", "u2", "ü😀"])
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("get"), _UNITS),
+    st.tuples(st.just("save"), _UNITS, st.dictionaries(_FIELDS, _VARIANTS, min_size=1),
+              st.dictionaries(_FIELDS, _VARIANTS)),
+    st.tuples(st.just("forget"), st.lists(_UNITS, max_size=2)),
+), max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+def test_redis_store_behaves_as_the_embedded_one(redis_client, ops) -> None:
+    """Same answers to any sequence of reads, first-writer-wins saves and erasures (cache on)."""
+    embedded, redis_store = EmbeddedStickyBuckets(), RedisStickyBuckets(redis_client, namespace=namespace())
+    try:
+        for op in ops:
+            if op[0] == "get":
+                assert dict(redis_store.get("id", op[1])) == dict(embedded.get("id", op[1]))
+            elif op[0] == "save":
+                assert dict(redis_store.save("id", *op[1:])) == dict(embedded.save("id", *op[1:]))
+            else:
+                assert redis_store.forget("id", op[1]) == embedded.forget("id", op[1])
+        for u in ("u1", "u2", "ü😀"):
+            assert dict(RedisStickyBuckets(redis_client, namespace=redis_store.namespace).get("id", u)) == dict(
+                embedded.get("id", u))
+    finally:
+        redis_store.forget("id", ["u1", "u2", "ü😀"])
+        redis_store.close()
 
 
 def test_redis_document_layout_and_forget(redis_url) -> None:

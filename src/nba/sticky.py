@@ -20,8 +20,10 @@ still agree on the unit's variant: the one stored first.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -122,6 +124,7 @@ class EmbeddedStickyBuckets(_GrowthBookService):
     def __init__(self) -> None:
         self._docs: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     @property
     def docs(self) -> dict[str, dict[str, str]]:
@@ -142,7 +145,8 @@ class EmbeddedStickyBuckets(_GrowthBookService):
             for field, variation in assignments.items():
                 if doc.get(field) == seen.get(field):
                     doc[field] = variation
-            self._docs[key] = doc
+            if doc:  # nothing written to an absent document leaves none (as in Redis)
+                self._docs[key] = doc
             return doc
 
     def forget(self, attribute: str, values: Iterable[str]) -> int:
@@ -218,6 +222,7 @@ class RedisStickyBuckets(_GrowthBookService):
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Mapping[str, str]]] = OrderedDict()
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     def _remember(self, key: str, doc: Mapping[str, str]) -> None:
         if self._size:
@@ -281,3 +286,17 @@ class RedisStickyBuckets(_GrowthBookService):
         """Close the client if nba made it from a URL (a client you passed stays open)."""
         if self._own:
             self._client.close()
+
+
+# A fork while another thread holds a store's lock would leave the child's copy locked for
+# ever: the child gets fresh locks (the data they guard is consistent between operations,
+# and redis-py reconnects in the child by itself).
+_LIVE: weakref.WeakSet[EmbeddedStickyBuckets | RedisStickyBuckets] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_LIVE):
+        store._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
