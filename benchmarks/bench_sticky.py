@@ -38,7 +38,7 @@ gb = pytest.importorskip("growthbook")
 
 BATCH_UNITS = 200
 LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "5000"))
-FLOORS = {"growthbook": 50.0, "growthbook-reused": 40.0}
+FLOORS = {"growthbook": 30.0, "growthbook-reused": 25.0}  # measured 77x and 73x (quiet 2-core machine)
 
 
 def _reweighted(e: Experiment) -> Experiment:
