@@ -49,6 +49,7 @@ from nba.profiles.contact import ContactPolicy, ContactStore
 from nba.profiles.store import ProfileStore
 from nba.schema import FeatureSchema
 from nba.state import ApprenticeCounters, DecisionState, EmbeddedState, Lesson, Settings
+from nba.sticky import StickyBuckets
 
 __all__ = ["ApprenticeWarning", "Decider", "Decision", "Erasure", "LearnWarning"]
 
@@ -139,6 +140,7 @@ class Erasure(msgspec.Struct, frozen=True):
 
     ids: tuple[str, ...]
     log: ErasureReport | None = None
+    sticky: int = 0  # sticky bucketing documents deleted (nba.sticky)
 
     @property
     def complete(self) -> bool:
@@ -370,6 +372,8 @@ class Decider:
     ``apprentice``: an ``nba.Apprentice`` rule: decisions given a ``baseline`` serve it while the
     learned policy shadows it, until the shared agreement counters in ``state`` meet the rule
     (docs/apprentice.md).
+    ``sticky``: a ``nba.sticky.StickyBuckets`` store for GrowthBook's sticky bucketing of
+    ``experiments`` (documents keyed ``unit_key||unit``); ``forget`` erases the unit's.
     """
 
     def __init__(
@@ -398,6 +402,7 @@ class Decider:
         contacts: ContactStore | None = None,
         consent_channels: Iterable[str] = (),
         apprentice: Apprentice | None = None,
+        sticky: StickyBuckets | None = None,
     ) -> None:
         if isinstance(arms, Catalog):
             given = [name for name, v in (("schema", schema), ("arbitration", arbitration)) if v is not None]
@@ -437,7 +442,9 @@ class Decider:
                             f"experiment {e.name!r} variant {variant!r} selects {what} {ov[what]!r}, "
                             f"but the Decider has {what}s {sorted(table)}; pass it in {what}s={{...}}"
                         )
-        self._allocator = Allocator(exps, holdout=holdout) if exps or holdout is not None else None
+        self._sticky = sticky
+        self._allocator = (Allocator(exps, holdout=holdout, sticky=sticky, hash_attribute=unit_key)
+                           if exps or holdout is not None else None)
         self._log = log
         self._seed = int(seed)
         self._seed_u64 = self._seed & ((1 << 64) - 1)
@@ -947,7 +954,9 @@ class Decider:
         The subject's decisions still pending (the model input they hold) are dropped from the
         state backend, found by their event ids in the log. Segments other live processes are
         still writing are listed in ``Erasure.log.busy``: call again once they rotate. Online
-        models keep what they learned (sums over many subjects, no record of anyone).
+        models keep what they learned (sums over many subjects, no record of anyone). With a
+        ``sticky`` store, the sticky bucketing documents of every one of the ids go too
+        (``Erasure.sticky`` counts them).
         """
         uid = _validate.unit_id(unit_id)
         ids = self._profiles.forget(uid) if self._profiles is not None else ()
@@ -960,7 +969,8 @@ class Decider:
             events: set[str] = set()
             report = self._log.forget(ids, events=events)
             self._decisions.forget(events)  # their pending decisions hold the model input too
-        return Erasure(ids=tuple(ids), log=report)
+        sticky = self._sticky.forget(self._unit_key, ids) if self._sticky is not None else 0
+        return Erasure(ids=tuple(ids), log=report, sticky=sticky)
 
     # ------------------------------------------------------------------ operations
 

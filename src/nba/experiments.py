@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -40,6 +40,9 @@ from nba._core import experiments as experiments_core
 from nba._core import hashing as hashing_core
 from nba.conditions import TargetingCondition, check_condition
 from nba.errors import ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    from nba.sticky import StickyBuckets
 
 __all__ = ["Experiment", "Holdout", "Assignment", "Allocator", "OVERRIDE_KEYS", "HASH_VERSIONS", "from_growthbook"]
 
@@ -89,6 +92,15 @@ class Experiment(msgspec.Struct, frozen=True):
     replaces the ranges derived from weights and coverage with explicit ``[start,
     end)`` bucket ranges per variant, as GrowthBook's ``ranges`` does.
 
+    Sticky bucketing (GrowthBook's, used when the ``Allocator`` has a ``sticky=``
+    store, ``nba.sticky``): a unit keeps the variant it was first given while
+    weights, coverage, namespace or condition change, until ``bucket_version``
+    (GrowthBook's ``bucketVersion``) is bumped; units given a variant under a
+    version below ``min_bucket_version`` (``minBucketVersion``) are enrolled
+    nowhere. ``disable_sticky_bucketing`` (``disableStickyBucketing``) opts the
+    experiment out. ``variation_keys`` are the keys the stored documents name
+    variants by (GrowthBook's ``meta[i].key``); default: the variant names.
+
     The constructor is strict where GrowthBook's SDKs are lenient (weights that do
     not sum to 1, coverage outside [0, 1], an unknown hash version, a condition
     with an unknown operator or a bad regex raise ``ConfigError`` instead of
@@ -109,6 +121,10 @@ class Experiment(msgspec.Struct, frozen=True):
     hash_version: int = 2
     condition: dict[str, Any] | None = None
     ranges: tuple[tuple[float, float], ...] | None = None
+    bucket_version: int = 0
+    min_bucket_version: int = 0
+    disable_sticky_bucketing: bool = False
+    variation_keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _validate_experiment(self)
@@ -279,6 +295,28 @@ def _validate_experiment(exp: Experiment) -> None:
             if not (isinstance(r, (tuple, list)) and len(r) == 2 and _real(r[0]) and _real(r[1])
                     and 0.0 <= r[0] <= r[1] <= 1.0):
                 raise ConfigError(f"{where}: each range must be (start, end) with 0 <= start <= end <= 1, got {r!r}")
+    for field in ("bucket_version", "min_bucket_version"):
+        v = getattr(exp, field)
+        if type(v) is not int or v < 0:
+            raise ConfigError(
+                f"{where}: {field} must be an int >= 0, got {v!r}; bump bucket_version to re-bucket units"
+            )
+    if exp.min_bucket_version > exp.bucket_version:
+        raise ConfigError(
+            f"{where}: min_bucket_version {exp.min_bucket_version} is above bucket_version {exp.bucket_version}, "
+            "which would exclude units of the current version too; raise bucket_version with it"
+        )
+    if not isinstance(exp.disable_sticky_bucketing, bool):
+        raise ConfigError(f"{where}: disable_sticky_bucketing must be a bool, got {exp.disable_sticky_bucketing!r}")
+    if exp.variation_keys is not None:
+        keys = exp.variation_keys
+        if (not isinstance(keys, (tuple, list)) or len(keys) != len(names)
+                or not all(isinstance(k, str) and k for k in keys)):
+            raise ConfigError(
+                f"{where}: variation_keys must give one non-empty str per variant ({len(names)}), got {keys!r}"
+            )
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"{where}: variation_keys must be distinct (they name the stored variant), got {keys!r}")
     if type(exp.hash_version) is not int or exp.hash_version not in HASH_VERSIONS:
         raise ConfigError(
             f"{where}: hash_version must be 1 or 2 (GrowthBook's hash versions), got {exp.hash_version!r}; "
@@ -348,9 +386,24 @@ class Allocator:
     Validates the whole set at construction (unique names, disjoint ranges within a
     namespace, no two experiments that can share a unit overriding the same thing)
     and precomputes every bucket table. Immutable and safe to share across threads.
+
+    ``sticky``: a ``nba.sticky.StickyBuckets`` store, for GrowthBook's sticky bucketing
+    (each experiment's ``bucket_version``, ``min_bucket_version``,
+    ``disable_sticky_bucketing``). Its documents name the unit ``hash_attribute||unit``
+    (GrowthBook's ``hashAttribute``; the Decider passes its ``unit_key``). For each
+    active experiment with sticky bucketing on, in GrowthBook's order: a unit holding
+    an assignment from a version below ``min_bucket_version`` is enrolled nowhere; one
+    holding an assignment of the current ``bucket_version`` keeps that variant, whatever
+    the weights, coverage, namespace or condition now say; any other is bucketed as
+    usual and, when enrolled, its variant is saved. The global holdout and ``forced``
+    variants still win (forced variants are not saved); an inactive experiment
+    enrolls nobody. Without ``sticky`` allocation is pure hashing, as before.
     """
 
-    def __init__(self, experiments: Iterable[Experiment] = (), *, holdout: Holdout | None = None) -> None:
+    def __init__(
+        self, experiments: Iterable[Experiment] = (), *, holdout: Holdout | None = None,
+        sticky: StickyBuckets | None = None, hash_attribute: str = "id",
+    ) -> None:
         exps = tuple(experiments)
         for e in exps:
             if not isinstance(e, Experiment):
@@ -371,6 +424,26 @@ class Allocator:
             (i, TargetingCondition(e.condition)) for i, e in enumerate(exps) if e.condition is not None
         )
         self._cache: dict[bytes, Assignment] = {}
+        self._sticky = sticky
+        self._sticky_plan: tuple[tuple[int, str, tuple[str, ...], dict[str, int], tuple[str, ...]], ...] = ()
+        if sticky is not None:
+            from nba.sticky import StickyBuckets
+
+            if not isinstance(sticky, StickyBuckets):
+                raise ConfigError(
+                    f"Allocator sticky: expected an nba.sticky store (EmbeddedStickyBuckets, RedisStickyBuckets or "
+                    f"a StickyBuckets implementation), got {type(sticky).__name__}"
+                )
+            if not isinstance(hash_attribute, str) or not hash_attribute:
+                raise ConfigError(f"Allocator hash_attribute: expected a non-empty str, got {hash_attribute!r}")
+            self._sticky_plan = tuple(
+                (i, f"{e.name}__{e.bucket_version}", tuple(f"{e.name}__{v}" for v in range(e.min_bucket_version)),
+                 {k: j + 1 for j, k in enumerate(keys)}, keys)
+                for i, e in enumerate(exps) if e.active and not e.disable_sticky_bucketing
+                for keys in (e.variation_keys or e.variant_names,)
+            )
+            sticky.refresh()  # a new configuration: cached reads no longer vouch for absence
+        self._attribute = hash_attribute
 
     @staticmethod
     def _build_table(exps: tuple[Experiment, ...], holdout: Holdout | None) -> experiments_core.ExperimentTable:
@@ -465,6 +538,8 @@ class Allocator:
         code = self._table.assign(unit)
         if self._conditions:
             code = self._apply_conditions(code, {} if attributes is None else attributes)
+        if self._sticky is not None and self._sticky_plan and unit and not code[0] & _HOLDOUT_BIT:
+            code = self._apply_sticky(code, unit)
         if self._forced and unit in self._forced:
             code = self._apply_forced(code, unit)
         a = self._cache.get(code)
@@ -480,6 +555,41 @@ class Allocator:
                     b = bytearray(code)
                 b[1 + i] = 0
         return code if b is None else bytes(b)
+
+    def _apply_sticky(self, code: bytes, unit: str) -> bytes:
+        """GrowthBook's sticky lookup over the hashed code: stored variants win, blocked versions unenroll."""
+        assert self._sticky is not None
+        docs = self._sticky.get(self._attribute, unit)
+        b = bytearray(code)
+        forced = {i for i, _ in self._forced.get(unit, ())} if self._forced else ()
+        new: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        fresh: list[tuple[int, str, dict[str, int]]] = []
+        for i, field, blocked, index, keys in self._sticky_plan:
+            k = None
+            if docs:
+                if blocked and any(f in docs for f in blocked):
+                    b[1 + i] = 0  # assigned under a version below min_bucket_version
+                    continue
+                k = docs.get(field)
+                if k is not None:
+                    v = index.get(k)
+                    if v is not None:
+                        b[1 + i] = v
+                        continue
+            v = b[1 + i]
+            if v and i not in forced:
+                new[field] = keys[v - 1]
+                if k is not None:
+                    seen[field] = k  # a key the experiment no longer has: GrowthBook overwrites it
+                fresh.append((i, field, index))
+        if new:
+            stored = self._sticky.save(self._attribute, unit, new, seen)
+            for i, field, index in fresh:  # another process may have stored first: its variant wins
+                v = index.get(stored.get(field, ""), 0)
+                if v:
+                    b[1 + i] = v
+        return bytes(b)
 
     def _apply_forced(self, code: bytes, unit: str) -> bytes:
         b = bytearray(code)
@@ -508,7 +618,8 @@ class Allocator:
         Returns ``(variants, holdout)``: ``variants[i, e]`` is the index of unit i's
         variant in ``experiments[e]`` (-1: not enrolled), ``holdout[i]`` its holdout
         flag. Same answers as ``assign``, forced variants included; ``attributes[i]``
-        are unit i's attributes for the experiments' conditions.
+        are unit i's attributes for the experiments' conditions. Pure hashing: the
+        sticky store (if any) is neither read nor written.
         """
         units = tuple(u if type(u) is str else _unit_str(u) for u in unit_ids)
         out = np.empty((len(units), 1 + len(self._experiments)), dtype=np.uint8)

@@ -20,9 +20,13 @@ constructor stays strict (see ``Experiment``).
 
 What is refused, with a ``ConfigError``: encrypted features (decrypt them first),
 prerequisites (``parentConditions``), contextual bandits and anything that is not a
-JSON object where GrowthBook expects one. Not modelled: sticky bucketing (it needs
-the state backend), saved groups (``$inGroup``/``$savedGroup`` match nothing), URL
-targeting and tracking callbacks.
+JSON object where GrowthBook expects one. Sticky bucketing: each rule's
+``bucketVersion``, ``minBucketVersion`` and ``disableStickyBucketing`` and its
+variations' ``meta[i].key`` (else ``"i"``, GrowthBook's variation key) are kept on the
+Experiment, which an ``Allocator(..., sticky=store)`` or ``Decider(..., sticky=store)``
+then buckets stickily (``nba.sticky``); ``evaluate`` itself does not (no store), nor
+is ``fallbackAttribute`` modelled. Not modelled either: saved groups
+(``$inGroup``/``$savedGroup`` match nothing), URL targeting and tracking callbacks.
 """
 
 from __future__ import annotations
@@ -113,6 +117,13 @@ def _weights(raw: Any, n: int) -> list[float]:
     except OverflowError:
         pass
     return [1 / n] * n
+
+
+def _version(raw: Any) -> int:
+    """A bucket version as GrowthBook reads it (``x or 0``); nba needs a non-negative int."""
+    if isinstance(raw, bool) or not _real(raw) or raw <= 0:
+        return 0
+    return int(raw)
 
 
 def _clamp01(x: float) -> float:
@@ -296,6 +307,7 @@ def _experiment_rule(
     weights = _weights(rule.get("weights"), n)
     active = hash_version in (1, 2)
     namespace = None
+    empty_namespace = False
     raw_ns = rule.get("namespace")
     if raw_ns and not filters:  # filters replace the namespace, as in GrowthBook
         if not (isinstance(raw_ns, list) and len(raw_ns) == 3 and isinstance(raw_ns[0], str)
@@ -305,7 +317,7 @@ def _experiment_rule(
         if start < end and raw_ns[0]:
             namespace = (raw_ns[0], start, end)
         else:
-            active = False  # an empty range holds nobody
+            empty_namespace = True  # holds nobody new; a sticky assignment still bypasses it, as in GrowthBook
     ranges = None
     raw_ranges = rule.get("ranges")
     if raw_ranges:
@@ -315,11 +327,22 @@ def _experiment_rule(
         # Ranges past the variations are never chosen; missing ones enroll nobody there.
         clamped = [(_clamp01(s), max(_clamp01(s), _clamp01(e))) for s, e in raw_ranges[:n]]
         ranges = tuple(clamped + [(0.0, 0.0)] * (n - len(clamped)))
+    if empty_namespace:
+        ranges = ((0.0, 0.0),) * n
     meta = rule.get("meta")
     passthrough: tuple[bool, ...] = ()
     if isinstance(meta, list):
         passthrough = tuple(bool(isinstance(m, dict) and m.get("passthrough")) for m in meta[:n])
         passthrough += (False,) * (n - len(passthrough))
+    metas = meta if isinstance(meta, list) else []
+    keys = tuple(  # GrowthBook's variation key: meta[i].key, else the index as text
+        str(metas[i]["key"]) if i < len(metas) and isinstance(metas[i], dict) and metas[i].get("key") is not None
+        else str(i)
+        for i in range(n)
+    )
+    bucket_version = _version(rule.get("bucketVersion"))
+    # GrowthBook never publishes minBucketVersion above bucketVersion; nba's Experiment refuses it.
+    min_bucket_version = min(_version(rule.get("minBucketVersion")), bucket_version)
     seed = rule.get("seed")
     raw_cond = rule.get("condition")
     # A condition nba's strict check accepts rides on the Experiment (from_growthbook keeps
@@ -336,6 +359,10 @@ def _experiment_rule(
         hash_version=int(hash_version) if hash_version in (1, 2) else 2,
         condition=condition,
         ranges=ranges,
+        bucket_version=bucket_version,
+        min_bucket_version=min_bucket_version,
+        disable_sticky_bucketing=bool(rule.get("disableStickyBucketing")),
+        variation_keys=keys if len(set(keys)) == n else None,
     )
     hash_attribute = rule.get("hashAttribute") or "id"
     gb_rule = GrowthBookRule(feature, exp, str(hash_attribute), tuple(variations), filters, passthrough, lenient)
