@@ -9,6 +9,7 @@ arm and Bernoulli rewards; the logging policy is uniform or ``softmax(beta q)``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +59,30 @@ def write_log(
             if reward[i]:
                 log.append_outcome(eid, 1.0, now=ts + 1.0)
     return {"x": x, "pmf": pmf, "chosen": chosen, "reward": reward, "q": q}
+
+
+def decider_world(k: int = 4, dim: int = 3, seed: int = 0) -> tuple[Any, SyntheticBandit]:
+    """A catalogue (numeric ``x0..`` profile features, arms ``a0..`` with their id as a feature) and its world."""
+    import nba
+
+    schema = nba.FeatureSchema([nba.Numeric(f"x{j}") for j in range(dim)])
+    catalog = nba.Catalog([nba.Arm(f"a{j}", features={"arm": f"a{j}"}) for j in range(k)], schema)
+    return catalog, SyntheticBandit(n_actions=k, dim=dim, seed=seed)
+
+
+def decider_log(directory: str | os.PathLike[str], n: int, *, seed: int = 0) -> tuple[Any, SyntheticBandit]:
+    """A real Decider exploring uniformly (epsilon-greedy at 1) logs ``n`` rewarded decisions of the world."""
+    import nba
+    from nba.bandits import LinUCB
+
+    catalog, world = decider_world(seed=seed)
+    rng = np.random.default_rng([seed, 11])
+    model = LinUCB(len(catalog), catalog.schema.n_columns, alpha=0.1)
+    with nba.Decider(catalog, model, policy=nba.EpsilonGreedy(1.0), log=DecisionLog(directory), seed=seed) as dec:
+        for i in range(n):
+            x = rng.normal(size=world.dim)
+            d = dec.decide({f"x{j}": float(x[j]) for j in range(world.dim)}, now=1_000_000.0 + i)
+            q = world.expected_reward(x[None, :])[0, catalog.index(d.arm)]
+            if rng.random() < q:
+                dec.reward(d.event_id, 1.0, now=1_000_000.5 + i)
+    return catalog, world
