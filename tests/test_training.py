@@ -16,7 +16,7 @@ import nba
 from nba import DecisionLog
 from nba.cli import main
 from nba.errors import ConfigError, SchemaError
-from nba.evaluation import DR, IPS, LightGBMRewardModel, evaluate, from_joined, model_candidate
+from nba.evaluation import DR, LightGBMRewardModel, evaluate, from_joined, model_candidate
 from nba.log import join
 from nba.models.vw import VWModel
 from nba.offline import compare

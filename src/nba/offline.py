@@ -106,7 +106,9 @@ def vw_candidate(
             try:
                 actions = model.prepare_actions([cat.arms[a] for a in record.actions])
             except KeyError as e:
-                raise SchemaError(f"decision {record.event_id!r}: action {e.args[0]!r} is not in its catalogue") from None
+                raise SchemaError(
+                    f"decision {record.event_id!r}: action {e.args[0]!r} is not in its catalogue"
+                ) from None
             prepared[key] = actions
         costs = model.score(record.features, actions)
         return pol.pmf(-costs)
@@ -380,10 +382,8 @@ class Discovery(msgspec.Struct, frozen=True):
         )
         rows = [("logged (on-policy)", self.logged, self.logged_report)]
         rows += [(t.setting.label, t.estimate, t.report) for t in self.trials]
-        verdict = (
-            f"best: {self.best.label}; "
-            + ("beats the logged policy (intervals apart)" if self.beats_logged else "does not clearly beat the logged policy")
-        )
+        beats = "beats the logged policy (intervals apart)" if self.beats_logged else "does not clearly beat it"
+        verdict = f"best: {self.best.label}; {beats}"
         return _table(rows, head, (verdict, *self.notes))
 
 

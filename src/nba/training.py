@@ -77,7 +77,7 @@ class TrainResult(msgspec.Struct, frozen=True):
 
 def _vowpalwabbit() -> Any:
     try:
-        import vowpalwabbit
+        import vowpalwabbit  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - the extra is installed in CI
         raise ConfigError("train_vw needs the vowpalwabbit package: pip install 'nba[train]'") from None
     return vowpalwabbit
