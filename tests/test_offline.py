@@ -48,7 +48,7 @@ def _flat(context: np.ndarray, action: np.ndarray) -> np.ndarray:
 
 
 def test_low_confidence_flips_at_the_threshold(world):
-    d, _ = world
+    d = list(join(world[0]))
     assert LOW_CONFIDENCE_DECISIONS == 50_000
     default = compare(d, n_bootstrap=0, reward_model=_flat)
     assert default.low_confidence and default.threshold == 50_000 and "fewer than 50000" in default.notes[0]
@@ -87,8 +87,7 @@ def msgspec_roundtrip(cmp: Comparison) -> object:
 
 
 def test_the_baseline_is_an_arm_or_a_function(world):
-    d, info = world
-    q = info["q"]
+    d, q = list(join(world[0])), world[1]["q"]
     opts = {"n_bootstrap": 0, "reward_model": _flat}
     by_name = compare(d, baseline="a2", **opts)["baseline (a2)"].estimate
     by_fn = compare(d, baseline=lambda r: "a2", **opts)["baseline"].estimate

@@ -481,13 +481,15 @@ def discover(
     threshold = _check_threshold(low_confidence_below)
     if not isinstance(log, (str, os.PathLike)) or not os.path.isdir(log):
         raise ConfigError(f"log={log!r} must be the directory of a DecisionLog")
+    settings = _grid(grid, []) if grid is not None else []
+    for s in settings:  # refuse a bad setting before reading the log or training anything
+        vw_args(cb_type=s.cb_type, epsilon=s.epsilon, interactions=s.interactions,
+                learning_rate=s.learning_rate, bits=bits, seed=seed)
     examples = _examples(log, reward_window, default_reward)
     if not any(ex.observed for ex in examples) and default_reward == 0.0:
         raise ConfigError("no decision in the log has a reward; log outcomes, or widen reward_window")
-    settings = _grid(grid, examples)
-    for s in settings:  # refuse a bad setting before training anything
-        vw_args(cb_type=s.cb_type, epsilon=s.epsilon, interactions=s.interactions,
-                learning_rate=s.learning_rate, bits=bits, seed=seed)
+    if grid is None:
+        settings = _grid(None, examples)
     order = sorted(range(len(examples)), key=lambda i: examples[i].decision.ts)  # stable: log order on ties
     n_train = int(round(len(examples) * (1 - holdout)))
     if n_train < 1 or n_train >= len(examples):
