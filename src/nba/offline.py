@@ -90,10 +90,16 @@ def vw_candidate(
     from nba.policy import EpsilonGreedy
 
     pol = policy if policy is not None else EpsilonGreedy(model.info.epsilon or 0.0)
+    costs = _vw_costs(model, examples)
+    return lambda record: pol.pmf(-costs(record))
+
+
+def _vw_costs(model: VWModel, examples: Iterable[JoinedExample]) -> Callable[[DecisionRecord], np.ndarray]:
+    """VW's per-action costs of a decision's offered actions, with each decision's catalogue features."""
     catalogs = {ex.decision.event_id: ex.catalog for ex in examples}
     prepared: dict[tuple[int, tuple[str, ...]], Any] = {}
 
-    def pmf(record: DecisionRecord) -> np.ndarray:
+    def costs(record: DecisionRecord) -> np.ndarray:
         cat = catalogs.get(record.event_id)
         if cat is None:
             raise SchemaError(
@@ -110,10 +116,9 @@ def vw_candidate(
                     f"decision {record.event_id!r}: action {e.args[0]!r} is not in its catalogue"
                 ) from None
             prepared[key] = actions
-        costs = model.score(record.features, actions)
-        return pol.pmf(-costs)
+        return model.score(record.features, actions)
 
-    return pmf
+    return costs
 
 
 def _one_hot(record: DecisionRecord, pick: str | int, where: str) -> np.ndarray:
@@ -471,7 +476,6 @@ def discover(
     """
     from nba.log import export_dsjson
     from nba.models.vw import load_vw
-    from nba.policy import EpsilonGreedy
     from nba.training import _train_dsjson, _vowpalwabbit, vw_args
 
     t0 = time.perf_counter()
@@ -518,17 +522,19 @@ def discover(
         train_file = os.path.join(tmp, "train.dsjson")
         with open(train_file, "wb") as f:
             f.writelines(lines[e] for e in train_ids if e in lines)
-        models: dict[tuple[Any, ...], VWModel] = {}
+        # A model's costs do not depend on epsilon: score the held-out part once per trained model.
+        costs: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
         for s in settings:
             key = (s.interactions, s.learning_rate, s.cb_type)
-            model = models.get(key)
-            if model is None:
-                out = os.path.join(tmp, f"m{len(models)}.vw")
+            by_event = costs.get(key)
+            if by_event is None:
+                out = os.path.join(tmp, f"m{len(costs)}.vw")
                 args = vw_args(cb_type=s.cb_type, epsilon=s.epsilon, interactions=s.interactions,
                                learning_rate=s.learning_rate, bits=bits, seed=seed)
                 _train_dsjson(train_file, out, args, passes)
-                model = models[key] = load_vw(out)
-            rep = estimate(data, vw_candidate(model, held, EpsilonGreedy(s.epsilon)), estimators=_ESTIMATORS, **opts)
+                score = _vw_costs(load_vw(out), held)
+                by_event = costs[key] = {ex.decision.event_id: score(ex.decision) for ex in held}
+            rep = estimate(data, _epsilon_greedy(by_event, s.epsilon), estimators=_ESTIMATORS, **opts)
             trials.append(Trial(s, rep["dr"], rep))
             notes.extend(f"{s.label}: {w}" for w in rep.warnings)
     ranked = sorted(trials, key=lambda t: -t.estimate.value if not math.isnan(t.estimate.value) else math.inf)
@@ -553,4 +559,11 @@ def discover(
 
 class _EventId(msgspec.Struct):
     EventId: str
+
+
+def _epsilon_greedy(costs: Mapping[str, np.ndarray], epsilon: float) -> Callable[[DecisionRecord], np.ndarray]:
+    from nba.policy import EpsilonGreedy
+
+    pol = EpsilonGreedy(epsilon)
+    return lambda record: pol.pmf(-costs[record.event_id])
 
