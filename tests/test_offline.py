@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nba
+from nba import DecisionLog
 from nba.errors import ConfigError, SchemaError
 from nba.evaluation import LightGBMRewardModel, from_joined
 from nba.log import join
@@ -175,3 +178,36 @@ def test_discover_refuses_bad_grids_and_holdouts(planted, tmp_path):
         discover(d, grid=[Setting(epsilon=2.0)])
     with pytest.raises(ConfigError, match="directory of a DecisionLog"):
         discover(tmp_path / "missing")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scores=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 0.50001, 2.0, 2.0 + 1e-9]), min_size=1, max_size=6),
+    eps=st.sampled_from([0.0, 0.02, 0.05, 0.1, 0.2, 1.0]),
+)
+def test_epsilon_greedy_is_greedy_mixed_with_uniform_as_discover_builds_it(scores, eps):
+    """discover scores each model once and mixes its greedy pmf (ties split) with uniform per epsilon."""
+    s = np.array(scores)
+    mixed = (1 - eps) * nba.EpsilonGreedy(0.0).pmf(s) + eps / len(s)
+    np.testing.assert_allclose(nba.EpsilonGreedy(eps).pmf(s), mixed, atol=1e-12)
+
+
+def test_a_discover_trial_is_the_estimate_of_that_model_on_the_held_out_part(planted, tmp_path):
+    """The same setting trained by train_vw on the earlier 70% and compared on the later 30% gives the same DR."""
+    d, _ = planted
+    grid = [Setting(epsilon=0.1, interactions=("UA",), learning_rate=0.5)]
+    found = discover(d, grid=grid, n_bootstrap=0, reward_model=_flat)
+    examples = sorted(join(d), key=lambda ex: ex.decision.ts)
+    early, late = examples[:2100], examples[2100:]
+    with DecisionLog(tmp_path / "early") as log:
+        log.register_catalog("offers", early[0].catalog.arms)
+        for ex in early:
+            log.append(ex.decision)
+            for o in ex.outcomes:
+                log.append(o)
+    train_vw(tmp_path / "early", tmp_path / "m.vw", **found.best.kwargs())
+    model = nba.load_model(tmp_path / "m.vw")
+    cmp = compare(late, candidates={"m": vw_candidate(model, late, nba.EpsilonGreedy(0.1))}, reward_model=_flat,
+                  n_bootstrap=0)
+    assert cmp["m"].estimate.value == pytest.approx(found.trials[0].estimate.value, abs=1e-12)
+    assert cmp["uniform"].estimate.value == pytest.approx(found.uniform.value, abs=1e-12)

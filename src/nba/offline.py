@@ -507,7 +507,14 @@ def discover(
     assert data.pmf is not None
     logged_rep = estimate(data, data.pmf, estimators=(IPS(),), **opts)
     logged = msgspec.structs.replace(logged_rep["ips"], estimator="mean")
-    uniform = estimate(data, _uniform, estimators=(DR(),), **opts)["dr"]
+    # Candidates as (n, K) arrays over the vocabulary: epsilon-greedy is (1 - eps) greedy + eps uniform
+    # (ties split in the greedy part, as EpsilonGreedy does), so each model is scored and made greedy once.
+    index = {a: j for j, a in enumerate(data.actions)}
+    cols = [np.array([index[a] for a in ex.decision.actions], dtype=np.intp) for ex in held]
+    offered_uniform = np.zeros((data.n, data.n_actions))
+    for i, c in enumerate(cols):
+        offered_uniform[i, c] = 1.0 / len(c)
+    uniform = estimate(data, offered_uniform, estimators=(DR(),), **opts)["dr"]
 
     trials: list[Trial] = []
     notes: list[str] = []
@@ -523,18 +530,18 @@ def discover(
         with open(train_file, "wb") as f:
             f.writelines(lines[e] for e in train_ids if e in lines)
         # A model's costs do not depend on epsilon: score the held-out part once per trained model.
-        costs: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+        greedy_of: dict[tuple[Any, ...], np.ndarray] = {}
         for s in settings:
             key = (s.interactions, s.learning_rate, s.cb_type)
-            by_event = costs.get(key)
-            if by_event is None:
-                out = os.path.join(tmp, f"m{len(costs)}.vw")
+            greedy = greedy_of.get(key)
+            if greedy is None:
+                out = os.path.join(tmp, f"m{len(greedy_of)}.vw")
                 args = vw_args(cb_type=s.cb_type, epsilon=s.epsilon, interactions=s.interactions,
                                learning_rate=s.learning_rate, bits=bits, seed=seed)
                 _train_dsjson(train_file, out, args, passes)
-                score = _vw_costs(load_vw(out), held)
-                by_event = costs[key] = {ex.decision.event_id: score(ex.decision) for ex in held}
-            rep = estimate(data, _epsilon_greedy(by_event, s.epsilon), estimators=_ESTIMATORS, **opts)
+                greedy = greedy_of[key] = _greedy_matrix(load_vw(out), held, cols, data.n_actions)
+            pi = (1.0 - s.epsilon) * greedy + s.epsilon * offered_uniform
+            rep = estimate(data, pi, estimators=_ESTIMATORS, **opts)
             trials.append(Trial(s, rep["dr"], rep))
             notes.extend(f"{s.label}: {w}" for w in rep.warnings)
     ranked = sorted(trials, key=lambda t: -t.estimate.value if not math.isnan(t.estimate.value) else math.inf)
@@ -561,9 +568,15 @@ class _EventId(msgspec.Struct):
     EventId: str
 
 
-def _epsilon_greedy(costs: Mapping[str, np.ndarray], epsilon: float) -> Callable[[DecisionRecord], np.ndarray]:
+def _greedy_matrix(
+    model: VWModel, held: Sequence[JoinedExample], cols: Sequence[np.ndarray], k: int
+) -> np.ndarray:
+    """The greedy pmf (ties split) of ``model`` on each held-out decision, placed in the ``k``-action vocabulary."""
     from nba.policy import EpsilonGreedy
 
-    pol = EpsilonGreedy(epsilon)
-    return lambda record: pol.pmf(-costs[record.event_id])
-
+    greedy = EpsilonGreedy(0.0)
+    score = _vw_costs(model, held)
+    out = np.zeros((len(held), k))
+    for i, ex in enumerate(held):
+        out[i, cols[i]] = greedy.pmf(-score(ex.decision))
+    return out
