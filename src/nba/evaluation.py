@@ -488,14 +488,19 @@ class LightGBMRewardModel(msgspec.Struct, frozen=True):
             **self.params,
         }
 
-    def fit(self, data: BanditData, rows: npt.NDArray[np.intp] | None = None) -> Any:
-        """A ``lightgbm.Booster`` of reward on ``design(context, action)`` over ``rows`` (default: all)."""
+    def fit(
+        self, data: BanditData, rows: npt.NDArray[np.intp] | None = None, feature_names: Sequence[str] | None = None
+    ) -> Any:
+        """A ``lightgbm.Booster`` of reward on ``design(context, action)`` over ``rows`` (default: all).
+
+        ``feature_names`` names the ``d + 1`` columns (LightGBM's ``Column_<i>`` if None)."""
         lgb = _lightgbm()
         rows = np.arange(data.n) if rows is None else rows
         ds = lgb.Dataset(
             design(data.context[rows], data.action[rows]),
             data.reward[rows],
             categorical_feature=[data.context.shape[1]],
+            feature_name=list(feature_names) if feature_names is not None else "auto",
             free_raw_data=True,
         )
         return lgb.train(self.lgb_params(), ds, num_boost_round=self.num_boost_round)

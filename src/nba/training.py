@@ -390,7 +390,7 @@ def train_reward_model(
     loads with ``nba.load_model`` and, as a reward model, ``load_reward_model``.
     """
     t0 = time.perf_counter()
-    lgb = _lightgbm()
+    _lightgbm()
     from nba.evaluation import LightGBMRewardModel, from_joined
 
     _int("num_boost_round", num_boost_round, 1, 1_000_000)
@@ -408,17 +408,12 @@ def train_reward_model(
     user = dict(params or {})
     user.setdefault("objective", "binary" if binary else "regression")
     rm = LightGBMRewardModel(num_boost_round=num_boost_round, params=user, seed=seed)
-    booster = rm.fit(data)
     d = data.context.shape[1]
     names = [_lgb_name(c) for c in data.context_names] if data.context_names else [f"x{j}" for j in range(d)]
     if len(set(names)) != d or "action" in names:
         names = [f"x{j}" for j in range(d)]
-    # Name the columns and carry the action vocabulary in the file, as a pandas-trained model does.
-    text = booster.model_to_string()
-    booster = lgb.Booster(model_str=text.replace(
-        "feature_names=" + " ".join(f"Column_{j}" for j in range(d + 1)),
-        "feature_names=" + " ".join([*names, "action"]), 1,
-    ))
+    booster = rm.fit(data, feature_names=[*names, "action"])
+    # Carry the action vocabulary in the file, as a model trained on a pandas category column does.
     booster.pandas_categorical = [list(data.actions)]
     out_s = os.fspath(out)
     tmp = f"{out_s}.tmp-{os.getpid()}"
