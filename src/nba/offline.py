@@ -476,10 +476,9 @@ def discover(
     """
     from nba.log import export_dsjson
     from nba.models.vw import load_vw
-    from nba.training import _train_dsjson, _vowpalwabbit, vw_args
+    from nba.training import train_vw_dsjson, vw_args
 
     t0 = time.perf_counter()
-    _vowpalwabbit()
     holdout = _check_holdout(holdout)
     level = _check_level(level)
     threshold = _check_threshold(low_confidence_below)
@@ -527,8 +526,11 @@ def discover(
             for line in f:
                 lines[dec.decode(line).EventId] = line
         train_file = os.path.join(tmp, "train.dsjson")
+        train_lines = [lines[e] for e in train_ids if e in lines]  # the export leaves out what VW cannot read
+        if not train_lines:
+            raise ConfigError("no decision of the training part could be exported for VW (see export_dsjson)")
         with open(train_file, "wb") as f:
-            f.writelines(lines[e] for e in train_ids if e in lines)
+            f.writelines(train_lines)
         # A model's costs do not depend on epsilon: score the held-out part once per trained model.
         greedy_of: dict[tuple[Any, ...], np.ndarray] = {}
         for s in settings:
@@ -536,9 +538,7 @@ def discover(
             greedy = greedy_of.get(key)
             if greedy is None:
                 out = os.path.join(tmp, f"m{len(greedy_of)}.vw")
-                args = vw_args(cb_type=s.cb_type, epsilon=s.epsilon, interactions=s.interactions,
-                               learning_rate=s.learning_rate, bits=bits, seed=seed)
-                _train_dsjson(train_file, out, args, passes)
+                train_vw_dsjson(train_file, out, passes=passes, bits=bits, seed=seed, **s.kwargs())
                 greedy = greedy_of[key] = _greedy_matrix(load_vw(out), held, cols, data.n_actions)
             pi = (1.0 - s.epsilon) * greedy + s.epsilon * offered_uniform
             rep = estimate(data, pi, estimators=_ESTIMATORS, **opts)
@@ -556,7 +556,7 @@ def discover(
         logged_report=logged_rep,
         uniform=uniform,
         beats_logged=_above(best.estimate, logged),
-        n_train=n_train,
+        n_train=len(train_lines),
         n_holdout=len(held),
         low_confidence=low,
         seconds=time.perf_counter() - t0,

@@ -38,6 +38,7 @@ __all__ = [
     "load_reward_model",
     "train_reward_model",
     "train_vw",
+    "train_vw_dsjson",
     "vw_args",
 ]
 
@@ -279,19 +280,50 @@ def train_vw(
     """
     t0 = time.perf_counter()
     _vowpalwabbit()
+    vw_args(cb_type=cb_type, epsilon=epsilon, interactions=interactions, learning_rate=learning_rate, bits=bits,
+            extra_args=extra_args, seed=seed)  # refuse a bad setting before reading the log
+    _int("passes", passes, 1, 1000)
+    with tempfile.TemporaryDirectory(prefix="nba-train-") as tmp:
+        data = os.fspath(dsjson) if dsjson is not None else os.path.join(tmp, "train.dsjson")
+        _export(log, data, reward_window, default_reward)
+        res = train_vw_dsjson(
+            data, out, cb_type=cb_type, epsilon=epsilon, interactions=interactions, learning_rate=learning_rate,
+            passes=passes, bits=bits, extra_args=extra_args, seed=seed,
+        )
+    paths = res.paths if dsjson is None else (*res.paths, os.fspath(dsjson))
+    return msgspec.structs.replace(res, paths=paths, seconds=time.perf_counter() - t0)
+
+
+def train_vw_dsjson(
+    dsjson: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    cb_type: str = "dr",
+    epsilon: float = 0.05,
+    interactions: Iterable[Any] = (),
+    learning_rate: float = 0.5,
+    passes: int = 1,
+    bits: int = 18,
+    extra_args: Sequence[str] = (),
+    seed: int = 0,
+) -> TrainResult:
+    """``train_vw`` on a dsjson file already exported (``nba.log.export_dsjson``), in file order.
+
+    The same learner, checks and output as ``train_vw``; ``discover`` trains its grid
+    from one export with it."""
+    t0 = time.perf_counter()
+    _vowpalwabbit()
     args = vw_args(
         cb_type=cb_type, epsilon=epsilon, interactions=interactions, learning_rate=learning_rate, bits=bits,
         extra_args=extra_args, seed=seed,
     )
     _int("passes", passes, 1, 1000)
+    if not os.path.isfile(dsjson):
+        raise ConfigError(f"dsjson={dsjson!r} must be a dsjson file (nba export LOG OUT writes one)")
     out_s = os.fspath(out)
-    with tempfile.TemporaryDirectory(prefix="nba-train-") as tmp:
-        data = os.fspath(dsjson) if dsjson is not None else os.path.join(tmp, "train.dsjson")
-        _export(log, data, reward_window, default_reward)
-        examples, loss, line = _train_dsjson(data, out_s, args, passes)
+    examples, loss, line = _train_dsjson(os.fspath(dsjson), out_s, args, passes)
     _load_vw(out_s, line)
-    paths = (out_s,) if dsjson is None else (out_s, os.fspath(dsjson))
-    return TrainResult("vw", out_s, paths, examples, line, loss, time.perf_counter() - t0)
+    return TrainResult("vw", out_s, (out_s,), examples, line, loss, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- reward model
