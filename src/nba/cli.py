@@ -1,5 +1,5 @@
 """The ``nba`` command line: ``nba demo``, ``nba inspect MODEL [--log LOGDIR]``, ``nba export LOG_DIR OUT``,
-``nba report LOG_DIR``."""
+``nba report LOG_DIR``, ``nba train LOG_DIR --out DIR``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    from nba.training import train_reward_model, train_vw
+
+    os.makedirs(args.out, exist_ok=True)
+    model = os.path.join(args.out, "model.vw")
+    res = train_vw(
+        args.log_dir, model, cb_type=args.cb_type, epsilon=args.epsilon, interactions=args.interactions,
+        learning_rate=args.learning_rate, passes=args.passes, reward_window=args.reward_window,
+        default_reward=args.default_reward, bits=args.bits, seed=args.seed,
+    )
+    print(f"wrote {model}: VW model trained on {res.examples} decisions in {res.seconds:.1f} s "
+          f"(average loss {res.average_loss:.4f}; vw {res.args})")
+    print(f"  load it with: nba.load_model({model!r})   inspect it with: nba inspect {model}")
+    if args.reward_model:
+        path = os.path.join(args.out, "reward_model.txt")
+        rm = train_reward_model(args.log_dir, path, reward_window=args.reward_window,
+                                default_reward=args.default_reward, seed=args.seed)
+        print(f"wrote {path}: LightGBM reward model over {len(rm.actions)} actions, {rm.examples} decisions")
+        print(f"  use it with: nba.training.load_reward_model({path!r}) as reward_model= of nba.evaluation")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nba", description="nba: next best action decisioning SDK")
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--on-error", choices=("skip", "raise"), default="skip",
                     help="skip (and count) corrupt lines and unexportable decisions, or stop at the first "
                     "(default skip)")
+    sp.add_argument("--dsjson", action="store_true", help="write VW dsjson (the only format; accepted for clarity)")
     sp.set_defaults(func=_cmd_export)
     sp = sub.add_parser(
         "report", help="write a self-contained HTML report of a decision log (or its figures as JSON)",
@@ -145,6 +170,22 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--buckets", type=int, default=20, help="number of equal-width time buckets (default 20)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sp.set_defaults(func=_cmd_report)
+    sp = sub.add_parser("train", help="train a VW cb_explore_adf model (and a reward model) from a decision log")
+    sp.add_argument("log_dir", help="directory of a DecisionLog")
+    sp.add_argument("--out", required=True, help="directory to write model.vw (and reward_model.txt) into")
+    sp.add_argument("--cb-type", choices=("ips", "dr", "mtr"), default="dr", help="VW --cb_type (default dr)")
+    sp.add_argument("--epsilon", type=float, default=0.05, help="exploration of the model's pmf (default 0.05)")
+    sp.add_argument("--interactions", nargs="*", default=[], metavar="NS",
+                    help="quadratic or cubic interactions as namespace first letters, e.g. UA (User x Action)")
+    sp.add_argument("--learning-rate", type=float, default=0.5, help="VW -l (default 0.5)")
+    sp.add_argument("--passes", type=int, default=1, help="passes over the log (default 1)")
+    sp.add_argument("--bits", type=int, default=18, help="VW -b hash bits (default 18)")
+    sp.add_argument("--seed", type=int, default=0, help="VW --random_seed and LightGBM's seed (default 0)")
+    sp.add_argument("--reward-model", action="store_true", help="also train a LightGBM reward model for DM/DR")
+    sp.add_argument("--reward-window", type=float, default=None,
+                    help="seconds after a decision a reward counts (default: any)")
+    sp.add_argument("--default-reward", type=float, default=0.0, help="reward of decisions that got none (default 0)")
+    sp.set_defaults(func=_cmd_train)
     return p
 
 

@@ -93,7 +93,8 @@ class BanditData(msgspec.Struct, frozen=True, eq=False):  # arrays: == would be 
     ``context`` is the reward model's input (``(n, d)``, NaN for missing) and
     ``contexts`` what a candidate callable is given per decision (the rows of
     ``context`` if None). ``expected_reward`` (``(n, K)``) is the true mean reward,
-    known for synthetic data only.
+    known for synthetic data only. ``context_names`` names the context columns when
+    they are known (the dotted feature names ``from_joined`` flattens).
     """
 
     context: Array
@@ -105,6 +106,7 @@ class BanditData(msgspec.Struct, frozen=True, eq=False):  # arrays: == would be 
     contexts: Sequence[Any] | None = None
     offered: Sequence[Sequence[str]] | None = None
     expected_reward: Array | None = None
+    context_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_data(self)
@@ -165,6 +167,8 @@ def _check_data(d: BanditData) -> None:
     q = d.expected_reward
     if q is not None and (not isinstance(q, np.ndarray) or q.shape != (n, k)):
         raise SchemaError(f"expected_reward must have shape ({n}, {k}), got {np.shape(q)}")
+    if d.context_names is not None and len(d.context_names) != d.context.shape[1]:
+        raise SchemaError(f"context_names must name the {d.context.shape[1]} context columns, got {d.context_names!r}")
     if d.contexts is not None and len(d.contexts) != n:
         raise SchemaError(f"contexts must hold one context per decision ({n}), got {len(d.contexts)}")
 
@@ -417,6 +421,7 @@ def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
         action[i] = cols[r.chosen[0]]
         pscore[i] = r.probability
     xs = [r.x for r in records]
+    names: list[str] | None = None
     if all(x is not None for x in xs) and len({len(x) for x in xs if x is not None}) == 1:
         context = np.array([[math.nan if v is None else v for v in x] for x in xs if x is not None], dtype=np.float64)
     else:
@@ -435,6 +440,7 @@ def from_joined(examples: Iterable[JoinedExample]) -> BanditData:
         pmf=pmf,
         contexts=records,
         offered=[r.actions for r in records],
+        context_names=None if names is None else tuple(names),
     )
 
 
@@ -468,17 +474,9 @@ class LightGBMRewardModel(msgspec.Struct, frozen=True):
         if not (isinstance(self.num_boost_round, int) and self.num_boost_round >= 1):
             raise ConfigError(f"num_boost_round={self.num_boost_round!r} must be an int >= 1")
 
-    def predict(self, data: BanditData) -> Array:
-        """Predicted reward of every action for every decision, ``(n, K)``."""
-        try:
-            import lightgbm as lgb
-        except ImportError:  # pragma: no cover - the extra is installed in CI
-            raise ConfigError(
-                "LightGBMRewardModel needs the lightgbm package: pip install nba[train], or pass reward_model= "
-                "a callable q(context, action) -> reward"
-            ) from None
-        n, k = data.n, data.n_actions
-        params = {
+    def lgb_params(self) -> dict[str, Any]:
+        """The LightGBM parameters this model trains with (its defaults, then ``params``)."""
+        return {
             "objective": "regression",
             "learning_rate": 0.1,
             "num_leaves": 15,
@@ -489,23 +487,53 @@ class LightGBMRewardModel(msgspec.Struct, frozen=True):
             "num_threads": 1,  # a log of this size trains in well under a second; threads mostly spin on a busy host
             **self.params,
         }
-        d = data.context.shape[1]
 
-        def design(rows: npt.NDArray[np.intp], actions: npt.NDArray[np.intp]) -> Array:
-            return np.column_stack([data.context[rows], actions.astype(np.float64)])
+    def fit(
+        self, data: BanditData, rows: npt.NDArray[np.intp] | None = None, feature_names: Sequence[str] | None = None
+    ) -> Any:
+        """A ``lightgbm.Booster`` of reward on ``design(context, action)`` over ``rows`` (default: all).
 
+        ``feature_names`` names the ``d + 1`` columns (LightGBM's ``Column_<i>`` if None)."""
+        lgb = _lightgbm()
+        rows = np.arange(data.n) if rows is None else rows
+        ds = lgb.Dataset(
+            design(data.context[rows], data.action[rows]),
+            data.reward[rows],
+            categorical_feature=[data.context.shape[1]],
+            feature_name=list(feature_names) if feature_names is not None else "auto",
+            free_raw_data=True,
+        )
+        return lgb.train(self.lgb_params(), ds, num_boost_round=self.num_boost_round)
+
+    def predict(self, data: BanditData) -> Array:
+        """Predicted reward of every action for every decision, ``(n, K)``."""
+        _lightgbm()
+        n, k = data.n, data.n_actions
         folds = np.random.default_rng(self.seed).permutation(n) % self.n_folds if self.n_folds > 1 else np.zeros(n)
         out = np.empty((n, k))
         for f in range(self.n_folds):
             test = np.flatnonzero(folds == f)
             train = np.flatnonzero(folds != f) if self.n_folds > 1 else test
-            ds = lgb.Dataset(
-                design(train, data.action[train]), data.reward[train], categorical_feature=[d], free_raw_data=True
-            )
-            booster = lgb.train(params, ds, num_boost_round=self.num_boost_round)
+            booster = self.fit(data, train)
             for a in range(k):
-                out[test, a] = booster.predict(design(test, np.full(len(test), a, dtype=np.intp)))
+                out[test, a] = booster.predict(design(data.context[test], np.full(len(test), a, dtype=np.intp)))
         return out
+
+
+def design(context: Array, action: npt.NDArray[np.intp]) -> Array:
+    """A reward model's input rows: the context, then the action's vocabulary index (a categorical column)."""
+    return np.column_stack([context, np.asarray(action, dtype=np.float64)])
+
+
+def _lightgbm() -> Any:
+    try:
+        import lightgbm as lgb
+    except ImportError:  # pragma: no cover - the extra is installed in CI
+        raise ConfigError(
+            "LightGBMRewardModel needs the lightgbm package: pip install nba[train], or pass reward_model= "
+            "a callable q(context, action) -> reward"
+        ) from None
+    return lgb
 
 
 #: What DM and the DR family accept as the reward model: a ``RewardModel`` (``LightGBMRewardModel``), its
