@@ -133,9 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--log", default=None, metavar="LOGDIR",
                     help="a decision log: show which of its schema's features a VW model has weights for")
     sp.set_defaults(func=_cmd_inspect)
-    sp = sub.add_parser("demo", help="score, decide, log and learn on a simulated stream")
-    sp.add_argument("--decisions", type=int, default=20_000, help="number of simulated decisions")
-    sp.add_argument("--log-dir", default=None, help="where to write the decision log (default: a temp dir)")
+    sp = sub.add_parser("demo", help="the whole loop on a simulated market: serve, log, train, evaluate, A/B, report")
+    sp.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
+    sp.add_argument("--visits", type=int, default=40_000, help="simulated visits over 28 days (default 40000)")
+    sp.add_argument("--seed", type=int, default=2026, help="seed of the simulated market and the deciders")
+    sp.add_argument("--out", default=None, metavar="DIR",
+                    help="keep the logs, the model and report.html in DIR (default: a temporary directory, removed)")
     sp.set_defaults(func=_cmd_demo)
     sp = sub.add_parser("export", help="export a decision log as VW dsjson (decisions joined with rewards)")
     sp.add_argument("log_dir", help="directory of a DecisionLog")
