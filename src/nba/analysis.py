@@ -39,6 +39,7 @@ import numpy as np
 from nba.errors import ConfigError, SchemaError
 from nba.evaluation import Interval
 from nba.experiments import Experiment
+from nba.log.reader import joined
 
 if TYPE_CHECKING:
     from nba.log.reader import JoinedExample
@@ -467,20 +468,6 @@ def _declared(
     return named, wts
 
 
-def _joined(log: Any, reward_window: Any, default_reward: float) -> Iterable[JoinedExample]:
-    if isinstance(log, (str, os.PathLike)):
-        from nba.log.reader import join
-
-        return join(log, reward_window=reward_window, default_reward=default_reward)
-    if reward_window is not None or default_reward != 0.0:
-        raise ConfigError(
-            "reward_window and default_reward apply only when log is a directory (joined examples are joined already)"
-        )
-    if not isinstance(log, Iterable):
-        raise ConfigError(f"log must be a log directory or an iterable of JoinedExample, got {type(log).__name__}")
-    return log
-
-
 def analyze(
     log: str | os.PathLike[str] | Iterable[JoinedExample],
     *,
@@ -521,7 +508,7 @@ def analyze(
 
     accs: dict[str, _Acc] = {e: _Acc() for e in named}
     try:
-        _accumulate(_joined(log, reward_window, default_reward), accs, only)
+        _accumulate(joined(log, reward_window=reward_window, default_reward=default_reward), accs, only)
     except AttributeError as e:
         raise SchemaError(
             f"log must yield nba.log.JoinedExample (a decision with its reward), got an item without {e.name!r}"

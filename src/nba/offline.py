@@ -236,14 +236,9 @@ def _examples(
     log: str | os.PathLike[str] | Iterable[JoinedExample], reward_window: timedelta | float | None,
     default_reward: float,
 ) -> list[JoinedExample]:
-    from nba.log.reader import join
+    from nba.log.reader import joined
 
-    if isinstance(log, (str, os.PathLike)):
-        if not os.path.isdir(log):
-            raise ConfigError(f"log={log!r} must be the directory of a DecisionLog")
-        examples = list(join(log, reward_window=reward_window, default_reward=default_reward))
-    else:
-        examples = list(log)
+    examples = list(joined(log, reward_window=reward_window, default_reward=default_reward))
     if not examples:
         raise ConfigError("the log has no decision to evaluate (empty, or no decision was joined)")
     return examples

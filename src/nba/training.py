@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from nba.errors import ConfigError, ModelFormatError, SchemaError
+from nba.log.reader import joined
 
 if TYPE_CHECKING:
     from nba.evaluation import Array, BanditData
@@ -390,19 +391,6 @@ def load_reward_model(path: str | os.PathLike[str]) -> RewardModelFile:
     return RewardModelFile(model, tuple(str(a) for a in cats[0]), names[:-1])
 
 
-def _joined(
-    log: str | os.PathLike[str] | Iterable[JoinedExample], reward_window: timedelta | float | None,
-    default_reward: float,
-) -> list[JoinedExample]:
-    from nba.log.reader import join
-
-    if isinstance(log, (str, os.PathLike)):
-        if not os.path.isdir(log):
-            raise ConfigError(f"log={log!r} must be the directory of a DecisionLog")
-        return list(join(log, reward_window=reward_window, default_reward=default_reward))
-    return list(log)
-
-
 def train_reward_model(
     log: str | os.PathLike[str] | Iterable[JoinedExample],
     out: str | os.PathLike[str],
@@ -428,7 +416,7 @@ def train_reward_model(
     _int("num_boost_round", num_boost_round, 1, 1_000_000)
     if params is not None and not isinstance(params, dict):
         raise ConfigError(f"params={params!r} must be a dict of LightGBM parameters")
-    examples = _joined(log, reward_window, default_reward)
+    examples = list(joined(log, reward_window=reward_window, default_reward=default_reward))
     if not examples:
         raise ConfigError("the log has no decision to train on (empty, or no decision was joined)")
     if not any(ex.observed for ex in examples) and default_reward == 0.0:

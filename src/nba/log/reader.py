@@ -17,7 +17,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Union
 
@@ -280,6 +280,27 @@ def join(
     return _join(
         directory, reward_window, default_reward, aggregate, on_error, ReadReport() if report is None else report, None
     )
+
+
+def joined(
+    log: str | os.PathLike[str] | Iterable[JoinedExample],
+    *,
+    reward_window: timedelta | float | None = None,
+    default_reward: float = 0.0,
+) -> Iterable[JoinedExample]:
+    """The joined examples of ``log``: a log directory (``join``-ed with ``reward_window`` and
+    ``default_reward``), or examples already joined, passed through (for the analyses that take either)."""
+    if isinstance(log, (str, os.PathLike)):
+        if not os.path.isdir(log):
+            raise ConfigError(f"log={os.fspath(log)!r} must be the directory of a DecisionLog")
+        return join(log, reward_window=reward_window, default_reward=default_reward)
+    if reward_window is not None or default_reward != 0.0:
+        raise ConfigError(
+            "reward_window and default_reward apply only when log is a directory (joined examples are joined already)"
+        )
+    if not isinstance(log, Iterable):
+        raise ConfigError(f"log must be a log directory or an iterable of JoinedExample, got {type(log).__name__}")
+    return log
 
 
 def _join(
