@@ -12,6 +12,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 export DEBIAN_FRONTEND=noninteractive
-run apt-get install -y -q redis-server >/dev/null || { run apt-get update -q >/dev/null && run apt-get install -y -q redis-server >/dev/null; }
+# Wait for a dpkg lock held by another apt run (an unattended upgrade, a parallel setup) rather than fail.
+apt() { run apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+apt install -y -q redis-server >/dev/null || { apt update -q >/dev/null && apt install -y -q redis-server >/dev/null; }
 # The package may start a system service on 6379; the tests use their own servers.
 command -v redis-server >/dev/null
