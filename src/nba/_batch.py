@@ -100,12 +100,15 @@ def vectorize_many(schema: FeatureSchema, profiles: Any, contexts: Any = None) -
     frames = is_frame(profiles) or is_frame(contexts)
     if frames:
         try:
-            _encode_frames(schema, profiles, contexts, out)
-            return out
+            counts = _encode_frames(schema, profiles, contexts, out)
         except _Bad:
             pass  # the row loop below raises the first bad row's own error
+        else:
+            schema._count_rows(n_p, counts)
+            return out
+        same = contexts is profiles  # one frame for both: each row one dict, as vectorize(row, row) reads it
         profiles = frame_rows(profiles) if is_frame(profiles) else profiles
-        contexts = frame_rows(contexts) if is_frame(contexts) else contexts
+        contexts = profiles if same else frame_rows(contexts) if is_frame(contexts) else contexts
     ctx_each = n_c is not None
     vec = schema.vectorize
     i = 0
@@ -120,25 +123,35 @@ def vectorize_many(schema: FeatureSchema, profiles: Any, contexts: Any = None) -
 # --------------------------------------------------------------------------- frames
 
 
-def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.ndarray) -> None:
-    """Fill ``out`` column by column; raises ``_Bad`` where a row would raise."""
+def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` column by column; raises ``_Bad`` where a row would raise. Returns the counts of what
+    was seen (``FeatureSchema.counters``), a row per feature."""
     src = {"profile": profiles, "context": contexts}
     n = out.shape[0]
+    counts = np.zeros((len(schema._plans), 4), dtype=np.uint64)
+    if schema._keys is not None:  # strict about keys: a frame column no source reading the frame declares
+        for obj in {id(o): o for o in (profiles, contexts) if is_frame(o)}.values():
+            allowed = frozenset().union(*(schema._keys[s] for s, o in src.items() if o is obj))
+            if any(c not in allowed for c in obj.columns):
+                raise _Bad
+        if any(o is not None and not is_frame(o) for o in src.values()):
+            raise _Bad  # dicts beside a frame: the row path checks their keys
     for p in schema._plans:
         obj = src[p.source]
+        c = counts[p.index]
         if obj is None:
-            _fill_missing(p, out)
+            _fill_missing(p, out, c)
         elif is_frame(obj):
             if p.name in obj.columns:
                 col = obj[p.name]
                 if not hasattr(col, "dtype"):  # duplicate column names: a frame, not a Series
                     raise _Bad
                 try:
-                    _encode_column(p, col, out)
+                    _encode_column(p, col, out, c)
                 except _Decline:
-                    _encode_values(p, [_py(v) for v in col.tolist()], out)
+                    _encode_values(p, [_py(v) for v in col.tolist()], out, c)
             else:
-                _fill_missing(p, out)
+                _fill_missing(p, out, c)
         else:  # a list of dicts beside a frame: the values of this feature, row by row
             from nba.schema import _raw_values
 
@@ -151,42 +164,61 @@ def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.
                     vals.append(_raw_values(o, (p.name,))[0])
                 except Exception:
                     raise _Bad from None
-            _encode_values(p, vals, out)
+            _encode_values(p, vals, out, c)
+    return counts
 
 
 def _block(p: _AnyPlan) -> slice:
     return slice(p.col, p.col + (p.width if p.kind == "categorical" else 1))
 
 
-def _one(p: _AnyPlan, raw: Any, n_columns: int) -> list[float]:
-    """The values ``p`` writes in its block for one raw value (raises what the single-row path raises)."""
+_BITS = np.array([1, 2, 4, 8], dtype=np.uint64)  # EVENT_MISSING, _DEFAULTED, _UNKNOWN, _CLIPPED: a counts row's order
+
+
+def _seen(bits: int) -> np.ndarray:
+    """The counts row of one value whose events are ``bits``."""
+    return (np.uint64(bits) & _BITS != 0).astype(np.uint64)
+
+
+def _one(p: _AnyPlan, raw: Any, n_columns: int) -> tuple[list[float], int]:
+    """The values ``p`` writes in its block for one raw value and what it saw (raises what the single-row
+    path raises)."""
     from nba.schema import MISSING
 
     vals = [0.0] * n_columns
-    p.encode(MISSING if raw is None else raw, vals)
-    return vals[_block(p)]
+    seen = p.encode(MISSING if raw is None else raw, vals)
+    return vals[_block(p)], seen
 
 
-def _fill_missing(p: _AnyPlan, out: np.ndarray) -> None:
-    out[:, _block(p)] = _one(p, None, out.shape[1])
+def _fill_missing(p: _AnyPlan, out: np.ndarray, counts: np.ndarray) -> None:
+    try:
+        vals, seen = _one(p, None, out.shape[1])
+    except SchemaError:  # strict about missing values
+        raise _Bad from None
+    out[:, _block(p)] = vals
+    counts += _seen(seen) * np.uint64(out.shape[0])
 
 
-def _encode_values(p: _AnyPlan, values: list[Any], out: np.ndarray) -> None:
+def _encode_values(p: _AnyPlan, values: list[Any], out: np.ndarray, counts: np.ndarray) -> None:
     """Encode one feature value by value, through the plan the single-row path uses."""
     block = _block(p)
     n_cols = out.shape[1]
     try:
-        out[:, block] = [_one(p, v, n_cols) for v in values]
+        rows = [_one(p, v, n_cols) for v in values]
     except SchemaError:
         raise _Bad from None
+    out[:, block] = [r[0] for r in rows]
+    for _, seen in rows:
+        if seen:
+            counts += _seen(seen)
 
 
-def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray) -> None:
+def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: np.ndarray) -> None:
     import pandas as pd
 
     dtype = s.dtype
     if p.kind == "categorical":
-        _encode_categorical(p, s, out, pd)
+        _encode_categorical(p, s, out, pd, counts)
         return
     if isinstance(dtype, pd.CategoricalDtype):
         raise _Decline  # categories fed to a number or a flag: the values decide
@@ -201,6 +233,9 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray) -> None:
     x = np.array(x, dtype=np.float64, copy=True)
     if kind == "u" and dtype.itemsize == 8 or kind == "i" and dtype.itemsize > 8:
         raise _Decline  # beyond what numpy's conversion and float() are known to round alike
+    n_masked = int(mask.sum()) if mask is not None else 0
+    if n_masked and p.strict_missing:
+        raise _Bad
     if p.kind == "numeric":
         nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
         if nan.any() and not p.allow_missing:
@@ -215,8 +250,12 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray) -> None:
                     raise _Bad
                 x[below] = lo
                 x[above] = hi
+                counts[3] += np.uint64(np.count_nonzero(below) + np.count_nonzero(above))
         if mask is not None and mask.any():
             x[mask] = math.nan if p.allow_missing else p.default
+        counts[0] += np.uint64(n_masked + np.count_nonzero(nan))
+        if not p.allow_missing:
+            counts[1] += np.uint64(n_masked)
     else:  # boolean: 0/1 (bools included), NaN when missing values are allowed
         nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
         if nan.any() and not p.allow_missing:
@@ -226,10 +265,13 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray) -> None:
             raise _Bad
         if mask is not None and mask.any():
             x[mask] = math.nan if p.allow_missing else (1.0 if p.default else 0.0)
+        counts[0] += np.uint64(n_masked + np.count_nonzero(nan))
+        if not p.allow_missing:
+            counts[1] += np.uint64(n_masked)
     out[:, p.col] = x
 
 
-def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any) -> None:
+def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any, counts: np.ndarray) -> None:
     """One-hot a column: the column of each distinct value looked up once, then scattered by code."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         codes = np.asarray(s.cat.codes, dtype=np.intp)
@@ -251,16 +293,20 @@ def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any) -> None:
     # The block each distinct value writes (-1: missing, from code -1); a bad value only matters if used.
     table = np.zeros((len(uniques) + 1, width))
     bad = np.zeros(len(uniques) + 1, dtype=bool)
+    seen = np.zeros(len(uniques) + 1, dtype=np.int64)
     n_cols = out.shape[1]
-    for k, u in enumerate(uniques):
+    for k, u in enumerate([*(u.item() if isinstance(u, np.generic) else u for u in uniques), None]):
         try:
-            table[k] = _one(p, u.item() if isinstance(u, np.generic) else u, n_cols)
+            table[k], seen[k] = _one(p, u, n_cols)
         except SchemaError:
             bad[k] = True
-    table[-1] = _one(p, None, n_cols)
     if bad[codes].any():
         raise _Bad
     out[:, block] = table[codes]
+    if seen.any():  # how many rows hold each distinct value (code -1, missing, is the last)
+        rows = np.bincount(np.where(codes < 0, len(uniques), codes), minlength=len(uniques) + 1)
+        for j in np.flatnonzero(seen):
+            counts += _seen(int(seen[j])) * np.uint64(rows[j])
 
 
 # --------------------------------------------------------------------------- training rows

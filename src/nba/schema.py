@@ -34,6 +34,7 @@ is kept: LightGBM stores it unchanged.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import numbers
@@ -45,16 +46,26 @@ from typing import Any, ClassVar, Literal
 import msgspec
 import numpy as np
 
-from nba._core.vectorize import DictVectorizer
+from nba._core.vectorize import (
+    EVENT_CLIPPED,
+    EVENT_DEFAULTED,
+    EVENT_MISSING,
+    EVENT_UNKNOWN,
+    DictVectorizer,
+)
 from nba._validate import text as _text
 from nba.errors import ConfigError, SchemaError
 
-__all__ = ["Numeric", "Categorical", "Boolean", "Feature", "Column", "FeatureSchema"]
+__all__ = ["Numeric", "Categorical", "Boolean", "Feature", "Column", "FeatureSchema", "FeatureCount",
+           "FeatureCounters", "STRICT_CHECKS"]
 
 Source = Literal["profile", "context"]
 _SOURCES = ("profile", "context")
 _DEFAULT_NAMESPACE = {"profile": "User", "context": "Context"}
 _UNKNOWN_POLICIES = ("zeros", "other", "error")
+# What FeatureSchema(strict=...) can refuse: a key no feature or extra attribute declares, a category
+# outside the declared ones, a missing value whose meaning the declaration does not state.
+STRICT_CHECKS = ("keys", "categories", "missing")
 OTHER = "__other__"
 
 _F64 = np.dtype(np.float64)
@@ -257,15 +268,32 @@ def _type_name(value: Any) -> str:
 class _Plan:
     """One feature: its column(s) and how the validating path encodes and logs it."""
 
-    __slots__ = ("feature", "name", "source", "namespace", "col", "where")
+    __slots__ = ("feature", "name", "source", "namespace", "col", "where", "index", "strict_missing",
+                 "strict_unknown")
 
-    def __init__(self, feature: Feature, col: int) -> None:
+    def __init__(self, feature: Feature, col: int, index: int, strict: frozenset[str]) -> None:
         self.feature = feature
         self.name = feature.name
         self.source = feature.source
         self.namespace = feature.namespace or _DEFAULT_NAMESPACE[feature.source]
         self.col = col
         self.where = f"feature {feature.name!r} ({feature.source})"
+        self.index = index  # position among the schema's features: the compiled path's field, its counters' row
+        # Strict mode refuses a missing value unless the declaration says what it means (allow_missing, or a
+        # categorical's default: a number's and a flag's default is always there, so it says nothing).
+        declared = getattr(feature, "allow_missing", False) or getattr(feature, "default", None) is not None \
+            and isinstance(feature, Categorical)
+        self.strict_missing = "missing" in strict and not declared
+        self.strict_unknown = "categories" in strict
+
+    def _refuse_missing(self) -> None:
+        if self.strict_missing:
+            how = ("declare a default" if isinstance(self.feature, Categorical)
+                   else f"declare {type(self.feature).__name__}({self.name!r}, allow_missing=True)")
+            raise SchemaError(
+                f"{self.where} is missing (strict mode); pass it, {how} if missing is expected, "
+                "or leave 'missing' out of FeatureSchema(strict=...)"
+            )
 
 
 class _NumericPlan(_Plan):
@@ -273,8 +301,8 @@ class _NumericPlan(_Plan):
     kind: ClassVar[Literal["numeric"]] = "numeric"
     feature: Numeric
 
-    def __init__(self, feature: Numeric, col: int) -> None:
-        super().__init__(feature, col)
+    def __init__(self, feature: Numeric, col: int, index: int, strict: frozenset[str]) -> None:
+        super().__init__(feature, col, index, strict)
         self.default = float(feature.default)
         lo, hi = feature.bounds if feature.bounds is not None else (None, None)
         self.lo = -math.inf if lo is None else lo
@@ -282,10 +310,16 @@ class _NumericPlan(_Plan):
         self.clip = feature.clip
         self.allow_missing = feature.allow_missing
 
-    def value(self, raw: Any) -> float:
-        """The column value for ``raw``; NaN only when missing values are allowed."""
+    def encode(self, raw: Any, vals: list[float]) -> int:
+        """Write the column value for ``raw`` (NaN only when missing values are allowed); returns what was
+        seen (``EVENT_*`` bits)."""
         if raw is MISSING or raw is None:
-            return math.nan if self.allow_missing else self.default
+            self._refuse_missing()
+            if self.allow_missing:
+                vals[self.col] = math.nan
+                return EVENT_MISSING
+            vals[self.col] = self.default
+            return EVENT_MISSING | EVENT_DEFAULTED
         try:
             if isinstance(raw, (str, bytes)):
                 raise TypeError
@@ -299,7 +333,8 @@ class _NumericPlan(_Plan):
             ) from None
         if v != v:
             if self.allow_missing:
-                return v
+                vals[self.col] = v
+                return EVENT_MISSING
             raise SchemaError(
                 f"{self.where} is NaN; pass a finite number, leave it out to use the default {self.default!r}, "
                 f"or declare Numeric({self.name!r}, allow_missing=True) to let the model treat it as missing"
@@ -312,19 +347,18 @@ class _NumericPlan(_Plan):
                     f"{self.where} = {v!r} lies outside its bounds {self.feature.bounds!r}; "
                     "pass a value within them or declare clip=True"
                 )
-            v = self.lo if v < self.lo else self.hi
-        return v
-
-    def encode(self, raw: Any, vals: list[float]) -> None:
-        vals[self.col] = self.value(raw)
+            vals[self.col] = self.lo if v < self.lo else self.hi
+            return EVENT_CLIPPED
+        vals[self.col] = v
+        return 0
 
 
 class _BooleanPlan(_Plan):
     __slots__ = ("default", "allow_missing")
     kind: ClassVar[Literal["boolean"]] = "boolean"
 
-    def __init__(self, feature: Boolean, col: int) -> None:
-        super().__init__(feature, col)
+    def __init__(self, feature: Boolean, col: int, index: int, strict: frozenset[str]) -> None:
+        super().__init__(feature, col, index, strict)
         self.default = bool(feature.default)
         self.allow_missing = feature.allow_missing
 
@@ -341,20 +375,24 @@ class _BooleanPlan(_Plan):
                 return MISSING
         raise SchemaError(f"{self.where}: expected True or False (or 0/1), got {_type_name(raw)}")
 
-    def encode(self, raw: Any, vals: list[float]) -> None:
+    def encode(self, raw: Any, vals: list[float]) -> int:
+        """Write the column value for ``raw``; returns what was seen (``EVENT_*`` bits)."""
+        if raw is MISSING or raw is None:
+            self._refuse_missing()
         f = self.flag(raw)  # raises unless raw is a flag, 0/1, missing or (allowed) NaN
         if raw is MISSING or raw is None:
             vals[self.col] = math.nan if f is MISSING else (1.0 if f else 0.0)
-        else:
-            vals[self.col] = float(raw)  # as the compiled path writes it, bit for bit (-0.0 and NaN payloads too)
+            return EVENT_MISSING if f is MISSING else EVENT_MISSING | EVENT_DEFAULTED
+        vals[self.col] = float(raw)  # as the compiled path writes it, bit for bit (-0.0 and NaN payloads too)
+        return EVENT_MISSING if f is MISSING else 0
 
 
 class _CategoricalPlan(_Plan):
     __slots__ = ("cmap", "other_col", "unknown", "default", "categories", "code", "width")
     kind: ClassVar[Literal["categorical"]] = "categorical"
 
-    def __init__(self, feature: Categorical, col: int) -> None:
-        super().__init__(feature, col)
+    def __init__(self, feature: Categorical, col: int, index: int, strict: frozenset[str]) -> None:
+        super().__init__(feature, col, index, strict)
         self.code = feature.encoding == "code"  # one column of codes (cmap's columns less col), not one-hot
         self.width = 1 if self.code else len(feature.categories) + (feature.unknown == "other")
         self.categories = feature.categories
@@ -377,42 +415,50 @@ class _CategoricalPlan(_Plan):
 
     def column(self, raw: Any) -> int:
         """Index of the column set to 1 for ``raw``, or -1 for all zeros."""
+        return self._column(raw)[0]
+
+    def _column(self, raw: Any) -> tuple[int, int]:
+        """``column(raw)`` and what was seen (``EVENT_*`` bits)."""
         if not self._present(raw):
-            return -1 if self.default is None else self.cmap[self.default]
+            self._refuse_missing()
+            if self.default is None:
+                return -1, EVENT_MISSING
+            return self.cmap[self.default], EVENT_MISSING | EVENT_DEFAULTED
         col = self.cmap.get(raw)
         if col is not None:
-            return col
+            return col, 0
         if isinstance(raw, str) and not raw.isascii():
             # An unknown category is logged as given (log_raw, used_features): it must be writable as UTF-8.
             _text(raw, f"{self.where}: category")
-        if self.unknown == "other":
-            return self.other_col
-        if self.unknown == "error":
+        if self.unknown == "error" or self.strict_unknown:
             shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:37] + "..."
+            how = ("or leave 'categories' out of FeatureSchema(strict=...)" if self.unknown != "error"
+                   else "or declare unknown='zeros' or 'other'")
             raise SchemaError(
-                f"{self.where}: unknown category {shown}; declared: {list(self.categories)!r}. "
-                "Add it to the categories or declare unknown='zeros' or 'other'"
+                f"{self.where}: unknown category {shown}{' (strict mode)' if self.unknown != 'error' else ''}; "
+                f"declared: {list(self.categories)!r}. Add it to the categories {how}"
             )
-        return -1
+        return (self.other_col if self.unknown == "other" else -1), EVENT_UNKNOWN
 
     def code_of(self, raw: Any) -> float:
         """The ``encoding="code"`` value of ``raw``: its index in the categories, NaN when missing or unknown."""
         col = self.column(raw)
         return math.nan if col < 0 else float(col - self.col)
 
-    def encode(self, raw: Any, vals: list[float]) -> None:
+    def encode(self, raw: Any, vals: list[float]) -> int:
+        """Write the block for ``raw``; returns what was seen (``EVENT_*`` bits)."""
+        col, seen = self._column(raw)
         if self.code:
-            vals[self.col] = self.code_of(raw)
-            return
-        col = self.column(raw)
-        if col >= 0:
+            vals[self.col] = math.nan if col < 0 else float(col - self.col)
+        elif col >= 0:
             vals[col] = 1.0
+        return seen
 
     def logged(self, raw: Any) -> Any:
         # The raw category, as VW's JSON parser would see it; unknown ones included.
         if not self._present(raw):
             return MISSING if self.default is None else self.default
-        self.column(raw)  # raises for unknown="error"
+        self.column(raw)  # raises for unknown="error" (and in strict mode)
         return raw.item() if isinstance(raw, np.generic) else raw
 
     def unheld(self, profile: Any, context: Any) -> Any:
@@ -427,18 +473,26 @@ _AnyPlan = _NumericPlan | _BooleanPlan | _CategoricalPlan
 
 def _kernel_field(p: _AnyPlan) -> tuple[object, ...]:
     """``p`` as ``DictVectorizer`` reads it: key, kind, column, missing value, NaN allowed, lo, hi, clip,
-    and for a categorical its {category: column}, its column when missing (or -1) and when unknown (-1 all
-    zeros, the "other" column, -2 "error": declined), then whether it comes from the context."""
+    and for a categorical its {category: column} (a code feature: {category: code}), its column when missing
+    (or -1) and when unknown (-1 all zeros or NaN, the "other" column, -2 "error" or strict: declined), then
+    whether it comes from the context and whether a missing value is refused (strict: declined)."""
     ctx = p.source == "context"
     if p.kind == "categorical":
-        unknown = {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown]
+        unknown = -2 if p.strict_unknown else {"zeros": -1, "other": p.other_col, "error": -2}[p.unknown]
         missing_col = -1 if p.default is None else p.cmap[p.default]
+        if p.code:
+            codes = {c: float(i) for i, c in enumerate(p.categories)}
+            missing = math.nan if p.default is None else codes[p.default]
+            return (p.name, "code", p.col, missing, False, -math.inf, math.inf, False, codes, missing_col,
+                    min(unknown, -1), ctx, p.strict_missing)
         return (p.name, "category", p.col, 0.0, False, -math.inf, math.inf, False, dict(p.cmap), missing_col,
-                unknown, ctx)
+                unknown, ctx, p.strict_missing)
     missing = math.nan if p.allow_missing else float(p.default)
     if p.kind == "boolean":
-        return (p.name, "bool", p.col, missing, p.allow_missing, -math.inf, math.inf, False, None, -1, -1, ctx)
-    return (p.name, "number", p.col, missing, p.allow_missing, float(p.lo), float(p.hi), p.clip, None, -1, -1, ctx)
+        return (p.name, "bool", p.col, missing, p.allow_missing, -math.inf, math.inf, False, None, -1, -1, ctx,
+                p.strict_missing)
+    return (p.name, "number", p.col, missing, p.allow_missing, float(p.lo), float(p.hi), p.clip, None, -1, -1, ctx,
+            p.strict_missing)
 
 
 class _SourcePlan:
@@ -472,6 +526,19 @@ class FeatureSchema:
     a ready float vector of that source's columns (``profile_feature_names`` /
     ``context_feature_names``, in that order) checked for length and finiteness.
 
+    ``strict`` (off by default) turns silent defaults into ``SchemaError``: True for
+    every check in ``STRICT_CHECKS``, or a collection of them. ``"keys"``: a dict or
+    Mapping input holding a key that no feature or extra attribute of its source
+    declares (a typo such as ``Age`` for ``age``); Structs are not checked, their
+    fields are their type's. ``"categories"``: a category outside the declared ones,
+    whatever ``unknown`` says. ``"missing"``: an absent (or None) value, unless the
+    declaration says what missing means (``allow_missing=True``, or a categorical's
+    ``default``). Ready vectors are checked as always.
+
+    ``counters()`` counts, per feature, the values vectorized calls found missing,
+    filled with the default, unknown (categories) or clipped: metrics a service
+    exports to see bad inputs that strict mode would refuse.
+
     A schema is immutable once built and safe to share between threads; pass each
     thread its own ``out`` buffer.
     """
@@ -482,10 +549,12 @@ class FeatureSchema:
         *,
         extra_profile: Iterable[str] = (),
         extra_context: Iterable[str] = (),
+        strict: bool | Iterable[str] = False,
     ) -> None:
         features = tuple(features)
         if not features:
             raise ConfigError("FeatureSchema needs at least one feature")
+        checks = _strict_checks(strict)
         plans: list[_AnyPlan] = []
         columns: list[Column] = []
         seen: dict[str, str] = {}
@@ -517,17 +586,18 @@ class FeatureSchema:
                 )
             _declared_text(ns, f"FeatureSchema: feature {f.name!r} namespace")
             base = safe_column_name(f.name)
+            index = len(plans)
             if isinstance(f, Numeric):
-                plans.append(_NumericPlan(f, col))
+                plans.append(_NumericPlan(f, col, index, checks))
                 columns.append(Column(col, base, f.name, "numeric", f.source, ns, None, f.name))
             elif isinstance(f, Boolean):
-                plans.append(_BooleanPlan(f, col))
+                plans.append(_BooleanPlan(f, col, index, checks))
                 columns.append(Column(col, base, f.name, "boolean", f.source, ns, None, f.name))
             elif f.encoding == "code":
-                plans.append(_CategoricalPlan(f, col))
+                plans.append(_CategoricalPlan(f, col, index, checks))
                 columns.append(Column(col, base, f.name, "code", f.source, ns))
             else:
-                plans.append(_CategoricalPlan(f, col))
+                plans.append(_CategoricalPlan(f, col, index, checks))
                 for i, c in enumerate(f.categories):
                     columns.append(
                         Column(col + i, f"{base}={safe_column_name(str(c))}", f.name, "onehot", f.source, ns, c,
@@ -566,18 +636,20 @@ class FeatureSchema:
             s: _SourcePlan([p for p in plans if p.source == s], [c for c in columns if c.source == s])
             for s in _SOURCES
         }
-        # Code-encoded categories are not the kernel's (it writes one-hot): written after it, in Python.
         self._codes = tuple(
             p for s in _SOURCES for p in plans if p.source == s and p.kind == "categorical" and p.code
         )
-        # Per code feature: its plan, from the profile?, {category: code}, the code of a missing value.
-        self._code_fast = tuple(
-            (p, p.source == "profile", {c: float(i) for i, c in enumerate(p.categories)},
-             p.code_of(MISSING)) for p in self._codes
-        )
-        self._dict_fast = DictVectorizer(
-            [_kernel_field(p) for p in plans if not (p.kind == "categorical" and p.code)], self._n
-        ).vectorize
+        self.strict: frozenset[str] = checks
+        # Per source, the keys a dict input may hold in strict mode: its features and extra attributes.
+        self._keys: dict[str, frozenset[str]] | None = None
+        strict_keys: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        if "keys" in checks:
+            self._keys = {s: frozenset(self._src[s].names) | {n for n, e in extras.items() if e == s}
+                          for s in _SOURCES}
+            strict_keys = (tuple(n for n, e in extras.items() if e == "profile"),
+                           tuple(n for n, e in extras.items() if e == "context"))
+        self._dv = DictVectorizer([_kernel_field(p) for p in plans], self._n, strict_keys)
+        self._dict_fast = self._dv.vectorize
         # The validating path writes its values with one struct.pack_into: measured with callgrind
         # (25 columns) 4.9k instructions against 9.2k for out[:] = values. Typed as taking any
         # buffer: numpy's stubs give ndarray __buffer__ for Python 3.12+ only.
@@ -656,10 +728,30 @@ class FeatureSchema:
         return f"FeatureSchema({len(self._plans)} features, {self._n} columns)"
 
     def __reduce__(self) -> tuple:
-        # The compiled core and the generated reader do not pickle: pickle the declarations and build again.
+        # The compiled core and the generated reader do not pickle: pickle the declarations and build again
+        # (counters are the process's own: a copy starts at zero).
         extra_p = tuple(n for n, s in self._extras.items() if s == "profile")
         extra_c = tuple(n for n, s in self._extras.items() if s == "context")
-        return (_rebuild_schema, (self._features, extra_p, extra_c))
+        return (_rebuild_schema, (self._features, extra_p, extra_c, tuple(sorted(self.strict))))
+
+    def counters(self, reset: bool = False) -> FeatureCounters:
+        """What this process's ``vectorize`` calls (and so ``decide``) saw, per feature, since the start or
+        the last ``reset``: missing values, those filled with the declared default, unknown categories,
+        clipped numbers; ``calls`` counts the calls that returned a vector (a refused call counts nothing).
+
+        ``vectorize_many`` counts each row as one call. Each worker process keeps its own counts: export
+        them per worker (as a Prometheus counter with a worker label, say) and sum. ``reset=True`` takes the
+        counts and starts again from zero in one step.
+        """
+        calls, rows = self._dv.counts(reset)
+        return FeatureCounters(
+            calls=calls,
+            features={p.name: FeatureCount(*row) for p, row in zip(self._plans, rows)},
+        )
+
+    def _count_rows(self, n_rows: int, counts: np.ndarray) -> None:
+        """Count ``n_rows`` calls at once: ``counts[i]`` holds feature i's events (``vectorize_many``)."""
+        self._dv.add(n_rows, counts)
 
     # ------------------------------------------------------------------ vectorize
 
@@ -676,31 +768,8 @@ class FeatureSchema:
         elif not isinstance(out, np.ndarray):
             self._check_out(out)  # raises
         if self._dict_fast(profile, context, out):
-            if not self._codes or self._fill_codes(profile, context, out):
-                return out
+            return out
         return self._vectorize_checked(profile, context, out)
-
-    def _fill_codes(self, profile: Any, context: Any, out: np.ndarray) -> bool:
-        """Write the ``encoding="code"`` columns the compiled path leaves out; False sends the call to the
-        validating path (which raises the first error). A known category or a missing one in a plain dict
-        is one lookup; anything else goes through the feature's own ``code_of``."""
-        try:
-            for p, is_profile, codes, missing in self._code_fast:
-                obj = profile if is_profile else context
-                if type(obj) is dict:
-                    v = obj.get(p.name)
-                    if v is None:
-                        out[p.col] = missing
-                        continue
-                    if type(v) is str or type(v) is int:
-                        c = codes.get(v)
-                        if c is not None:
-                            out[p.col] = c
-                            continue
-                out[p.col] = p.code_of(_raw_values(obj, (p.name,))[0])
-        except (SchemaError, AttributeError, TypeError):
-            return False
-        return True
 
     def vectorize_many(self, profiles: Any, contexts: Any = None) -> np.ndarray:
         """The ``(n, n_columns)`` float64 matrix of many rows, each equal to ``vectorize`` of that row.
@@ -723,8 +792,11 @@ class FeatureSchema:
         self._check_out(out)
         vals: list[float] | None = None
         vectors = []
+        events = []
         for source, obj in (("profile", profile), ("context", context)):
             plan = self._src[source]
+            if self._keys is not None and isinstance(obj, Mapping):
+                self._check_keys(obj, source, profile is context)
             if not plan.plans:
                 continue
             _check_input(obj, source)
@@ -734,12 +806,34 @@ class FeatureSchema:
                 if vals is None:
                     vals = [0.0] * self._n
                 for p, raw in zip(plan.plans, _raw_values(obj, plan.names)):
-                    p.encode(raw, vals)
+                    seen = p.encode(raw, vals)
+                    if seen:
+                        events.append((p.index, seen))
         if vals is not None:
             self._pack_all(out, 0, *vals)  # every column; a vector source's are overwritten below
         for cols, x in vectors:
             out[cols] = x
+        self._dv.record(events)
         return out
+
+    def _check_keys(self, obj: Mapping[Any, Any], source: str, both: bool) -> None:
+        """Strict mode: raise ``SchemaError`` for a key of ``obj`` that ``source`` does not declare (nor the
+        other source, when ``both``: one input passed as profile and context)."""
+        assert self._keys is not None
+        allowed = self._keys["profile"] | self._keys["context"] if both else self._keys[source]
+        for key in obj:
+            if key in allowed:
+                continue
+            shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "..."
+            hint = "."
+            if isinstance(key, str):
+                near = [n for n in allowed if n.lower() == key.lower()] or difflib.get_close_matches(key, allowed, 1)
+                hint = f"; did you mean {near[0]!r}?" if near else "."
+            raise SchemaError(
+                f"{source}: unknown key {shown} (strict mode){hint} The schema's {source} keys are "
+                f"{sorted(allowed)!r}; remove it, declare it with extra_{source}=[...] if rules read it, "
+                "or leave 'keys' out of FeatureSchema(strict=...)"
+            )
 
     def _check_out(self, out: Any) -> None:
         if not isinstance(out, np.ndarray):
@@ -999,8 +1093,51 @@ def _compile_reader(layout: Sequence[Sequence[Any]], nan_ok: set[str]) -> Callab
     return env["read"]
 
 
-def _rebuild_schema(features: tuple, extra_profile: tuple, extra_context: tuple) -> FeatureSchema:
-    return FeatureSchema(features, extra_profile=extra_profile, extra_context=extra_context)
+def _rebuild_schema(features: tuple, extra_profile: tuple, extra_context: tuple, strict: tuple = ()) -> FeatureSchema:
+    return FeatureSchema(features, extra_profile=extra_profile, extra_context=extra_context, strict=strict)
+
+
+def _strict_checks(strict: bool | Iterable[str]) -> frozenset[str]:
+    """``FeatureSchema(strict=...)`` as the set of checks it turns on."""
+    if strict is True:
+        return frozenset(STRICT_CHECKS)
+    if strict is False or strict is None:
+        return frozenset()
+    if isinstance(strict, str) or not isinstance(strict, Iterable):
+        raise ConfigError(
+            f"FeatureSchema: strict must be True, False or a collection of {list(STRICT_CHECKS)!r}, got {strict!r}"
+        )
+    checks = frozenset(strict)
+    bad = sorted(repr(c) for c in checks - set(STRICT_CHECKS))
+    if bad:
+        raise ConfigError(
+            f"FeatureSchema: unknown strict check(s) {', '.join(bad)}; choose from {list(STRICT_CHECKS)!r}"
+        )
+    return checks
+
+
+class FeatureCount(msgspec.Struct, frozen=True):
+    """One feature's counts (``FeatureSchema.counters``): values found missing (absent, None, or NaN where
+    NaN means missing), filled with the declared default (a share of the missing ones), categories outside
+    the declared ones, numbers clipped to their bounds."""
+
+    missing: int = 0
+    defaulted: int = 0
+    unknown: int = 0
+    clipped: int = 0
+
+
+class FeatureCounters(msgspec.Struct, frozen=True):
+    """``FeatureSchema.counters()``: the vectorized calls counted and each feature's ``FeatureCount``."""
+
+    calls: int
+    features: dict[str, FeatureCount]
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(feature, what, count) for every non-zero count, what being missing/defaulted/unknown/clipped:
+        one line per metric sample."""
+        return [(name, what, n) for name, c in self.features.items()
+                for what, n in zip(FeatureCount.__struct_fields__, msgspec.structs.astuple(c)) if n]
 
 
 def _check_input(obj: Any, source: str) -> None:
