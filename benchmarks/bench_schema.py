@@ -9,6 +9,7 @@ with ``workloads.profiles`` (dicts that also carry 30 undeclared attributes), an
   straightforward per-feature loop over the same declarations (defaults, type and
   finiteness checks, clipping, one-hot) writing into the same buffer;
 * ``vectorize-sparse-20``: the same with 30% of the profile features missing;
+* ``vectorize-strict-20``: ``FeatureSchema(strict=True)`` against the same schema without it;
 * ``used-features-20``: ``used_features`` given the vector, vs the per-feature loop;
 * ``eligible-10x2``: ``Catalog.eligible`` (compiled rules, channel lists, reusable
   index buffer) vs walking the rule objects of every arm per call;
@@ -36,6 +37,10 @@ LATENCY_CALLS = int(os.environ.get("NBA_BENCH_LATENCY_CALLS", "20000"))
 # so a burst of load on one side moves the ratio.
 VECTORIZE_FLOORS = {"dict": {"naive-python": 1.5}, "sparse": {"naive-python": 1.3}}
 ELIGIBLE_FLOORS = {"naive-python": 2.0}
+# Strict mode's key check looks up each declared extra key a profile holds beyond its features: with
+# 32 of them (the workload's undeclared attributes, declared here) measured 0.52-0.56x of lenient
+# (1.16-1.21 us against 0.64-0.65 us); the floor leaves room for a noisy neighbour.
+STRICT_FLOORS = {"nba-lenient": 0.35}
 USED_FLOORS = {"naive-python": 2.0}
 
 
@@ -209,6 +214,22 @@ def test_vectorize_naive(benchmark, schema, dense, sparse, kind):
     vec = naive_vectorizer(schema)
     benchmark.group = f"vectorize-{kind}-20"
     benchmark.extra_info.update(impl="naive-python")
+    benchmark(lambda: vec(*next(it), out))
+
+
+@pytest.mark.parametrize("impl", ["nba", "nba-lenient"])
+def test_vectorize_strict(benchmark, schema, dense, impl):
+    """Strict mode (keys, categories, missing) against the same schema without it, on the same inputs
+    (every profile key declared: 30 extras), so its checks are the only difference."""
+    extras = ["age", "country", *(f"x{j}" for j in range(30))]
+    s = nba.FeatureSchema(schema.features, extra_profile=extras, strict=impl == "nba")
+    out = np.empty(len(s))
+    it = itertools.cycle(dense)
+    vec = s.vectorize
+    benchmark.group = "vectorize-strict-20"
+    benchmark.extra_info.update(impl=impl, columns=len(s))
+    if impl == "nba":
+        benchmark.extra_info["floors"] = STRICT_FLOORS
     benchmark(lambda: vec(*next(it), out))
 
 
