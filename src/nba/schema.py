@@ -483,8 +483,9 @@ def _kernel_field(p: _AnyPlan) -> tuple[object, ...]:
         if p.code:
             codes = {c: float(i) for i, c in enumerate(p.categories)}
             missing = math.nan if p.default is None else codes[p.default]
-            return (p.name, "code", p.col, missing, False, -math.inf, math.inf, False, codes, missing_col,
-                    min(unknown, -1), ctx, p.strict_missing)
+            # A code field's "missing column" only says whether a default is written (its own column, or -1).
+            return (p.name, "code", p.col, missing, False, -math.inf, math.inf, False, codes,
+                    -1 if p.default is None else p.col, min(unknown, -1), ctx, p.strict_missing)
         return (p.name, "category", p.col, 0.0, False, -math.inf, math.inf, False, dict(p.cmap), missing_col,
                 unknown, ctx, p.strict_missing)
     missing = math.nan if p.allow_missing else float(p.default)
