@@ -128,7 +128,7 @@ def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.
     was seen (``FeatureSchema.counters``), a row per feature."""
     src = {"profile": profiles, "context": contexts}
     n = out.shape[0]
-    counts = np.zeros((len(schema._plans), 4), dtype=np.uint64)
+    counts = [[0, 0, 0, 0] for _ in schema._plans]
     if schema._keys is not None:  # strict about keys: a frame column no source reading the frame declares
         for obj in {id(o): o for o in (profiles, contexts) if is_frame(o)}.values():
             allowed = frozenset().union(*(schema._keys[s] for s, o in src.items() if o is obj))
@@ -165,19 +165,19 @@ def _encode_frames(schema: FeatureSchema, profiles: Any, contexts: Any, out: np.
                 except Exception:
                     raise _Bad from None
             _encode_values(p, vals, out, c)
-    return counts
+    return np.array(counts, dtype=np.uint64)
 
 
 def _block(p: _AnyPlan) -> slice:
     return slice(p.col, p.col + (p.width if p.kind == "categorical" else 1))
 
 
-_BITS = np.array([1, 2, 4, 8], dtype=np.uint64)  # EVENT_MISSING, _DEFAULTED, _UNKNOWN, _CLIPPED: a counts row's order
-
-
-def _seen(bits: int) -> np.ndarray:
-    """The counts row of one value whose events are ``bits``."""
-    return (np.uint64(bits) & _BITS != 0).astype(np.uint64)
+def _count(counts: list[int], bits: int, n: int = 1) -> None:
+    """Add ``n`` values whose events are ``bits`` (EVENT_MISSING, _DEFAULTED, _UNKNOWN, _CLIPPED: 1, 2, 4, 8,
+    a counts row's order) to a feature's ``counts``."""
+    for k in range(4):
+        if bits >> k & 1:
+            counts[k] += n
 
 
 def _one(p: _AnyPlan, raw: Any, n_columns: int) -> tuple[list[float], int]:
@@ -190,16 +190,16 @@ def _one(p: _AnyPlan, raw: Any, n_columns: int) -> tuple[list[float], int]:
     return vals[_block(p)], seen
 
 
-def _fill_missing(p: _AnyPlan, out: np.ndarray, counts: np.ndarray) -> None:
+def _fill_missing(p: _AnyPlan, out: np.ndarray, counts: list[int]) -> None:
     try:
         vals, seen = _one(p, None, out.shape[1])
     except SchemaError:  # strict about missing values
         raise _Bad from None
     out[:, _block(p)] = vals
-    counts += _seen(seen) * np.uint64(out.shape[0])
+    _count(counts, seen, out.shape[0])
 
 
-def _encode_values(p: _AnyPlan, values: list[Any], out: np.ndarray, counts: np.ndarray) -> None:
+def _encode_values(p: _AnyPlan, values: list[Any], out: np.ndarray, counts: list[int]) -> None:
     """Encode one feature value by value, through the plan the single-row path uses."""
     block = _block(p)
     n_cols = out.shape[1]
@@ -210,10 +210,10 @@ def _encode_values(p: _AnyPlan, values: list[Any], out: np.ndarray, counts: np.n
     out[:, block] = [r[0] for r in rows]
     for _, seen in rows:
         if seen:
-            counts += _seen(seen)
+            _count(counts, seen)
 
 
-def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: np.ndarray) -> None:
+def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: list[int]) -> None:
     import pandas as pd
 
     dtype = s.dtype
@@ -250,12 +250,13 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: np.ndarray) -> 
                     raise _Bad
                 x[below] = lo
                 x[above] = hi
-                counts[3] += np.uint64(np.count_nonzero(below) + np.count_nonzero(above))
+                counts[3] += int(np.count_nonzero(below)) + int(np.count_nonzero(above))
         if mask is not None and mask.any():
             x[mask] = math.nan if p.allow_missing else p.default
-        counts[0] += np.uint64(n_masked + np.count_nonzero(nan))
-        if not p.allow_missing:
-            counts[1] += np.uint64(n_masked)
+        if n_masked or p.allow_missing:
+            counts[0] += n_masked + int(np.count_nonzero(nan))
+            if not p.allow_missing:
+                counts[1] += n_masked
     else:  # boolean: 0/1 (bools included), NaN when missing values are allowed
         nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
         if nan.any() and not p.allow_missing:
@@ -265,13 +266,14 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: np.ndarray) -> 
             raise _Bad
         if mask is not None and mask.any():
             x[mask] = math.nan if p.allow_missing else (1.0 if p.default else 0.0)
-        counts[0] += np.uint64(n_masked + np.count_nonzero(nan))
-        if not p.allow_missing:
-            counts[1] += np.uint64(n_masked)
+        if n_masked or p.allow_missing:
+            counts[0] += n_masked + int(np.count_nonzero(nan))
+            if not p.allow_missing:
+                counts[1] += n_masked
     out[:, p.col] = x
 
 
-def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any, counts: np.ndarray) -> None:
+def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any, counts: list[int]) -> None:
     """One-hot a column: the column of each distinct value looked up once, then scattered by code."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         codes = np.asarray(s.cat.codes, dtype=np.intp)
@@ -293,7 +295,7 @@ def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any, counts: np.nda
     # The block each distinct value writes (-1: missing, from code -1); a bad value only matters if used.
     table = np.zeros((len(uniques) + 1, width))
     bad = np.zeros(len(uniques) + 1, dtype=bool)
-    seen = np.zeros(len(uniques) + 1, dtype=np.int64)
+    seen = [0] * (len(uniques) + 1)
     n_cols = out.shape[1]
     for k, u in enumerate([*(u.item() if isinstance(u, np.generic) else u for u in uniques), None]):
         try:
@@ -303,10 +305,11 @@ def _encode_categorical(p: Any, s: Any, out: np.ndarray, pd: Any, counts: np.nda
     if bad[codes].any():
         raise _Bad
     out[:, block] = table[codes]
-    if seen.any():  # how many rows hold each distinct value (code -1, missing, is the last)
-        rows = np.bincount(np.where(codes < 0, len(uniques), codes), minlength=len(uniques) + 1)
-        for j in np.flatnonzero(seen):
-            counts += _seen(int(seen[j])) * np.uint64(rows[j])
+    if any(seen):  # how many rows hold each distinct value (code -1, missing, is the last)
+        rows = np.bincount(codes + 1, minlength=len(uniques) + 1)  # rows[0]: missing, rows[j + 1]: uniques[j]
+        for j, bits in enumerate(seen):
+            if bits:
+                _count(counts, bits, int(rows[(j + 1) % len(seen)]))
 
 
 # --------------------------------------------------------------------------- training rows
