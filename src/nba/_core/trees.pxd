@@ -58,7 +58,6 @@ cdef extern from "trees_qs.h":
     ctypedef struct nba_qs:   # the bitvector kernel's tables (see trees_qs.h)
         const double* thr
         const int32_t* off
-        const uint8_t* logp
         const int32_t* fidx
         const int16_t* rzero
         const int16_t* rnan

@@ -378,7 +378,6 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
     zero_right = np.where(mt == 1, ~dleft, 0.0 > th)   # |x| <= kZeroThreshold: missing Zero, else 0.0
     nan_right = np.where(mt == 0, 0.0 > th, ~dleft)    # NaN: missing None reads 0.0, else the default
     jx = np.zeros(internal.shape[0], np.int64)
-    logp = np.zeros(nu, np.uint8)
     off = np.zeros(nu, np.int32)
     rzero = np.zeros(nu, np.int16)
     rnan = np.zeros(nu, np.int16)
@@ -392,11 +391,13 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
         if T.shape[0] > _QS_MAX_THR:
             return f"more than {_QS_MAX_THR} distinct thresholds on a feature"
         jx[sel] = np.searchsorted(T, th[sel])
-        lp = int(T.shape[0]).bit_length()  # 2^lp > len(T): the search's last step reads at most T[len - 1]
-        logp[u] = lp
+        # Buckets of 16, padded with +inf, at least one inf: the pivot count below any value is a bucket.
+        padded = np.concatenate([T, np.full(16 * (T.shape[0] // 16 + 1) - T.shape[0], np.inf)])
+        pivots = np.full(16, np.inf)
+        pivots[:padded.shape[0] // 16] = padded[15::16]
         off[u] = pos
-        tables.append(np.concatenate([T, np.full((1 << lp) - T.shape[0], np.inf)]))
-        pos += 1 << lp
+        tables += [pivots, padded]
+        pos += 16 + padded.shape[0]
         rzero[u] = _qs_cutoff(jx[sel], zero_right[sel])
         rnan[u] = _qs_cutoff(jx[sel], nan_right[sel])
     thr_tab = np.concatenate(tables) if tables else np.zeros(1)
@@ -440,7 +441,7 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
             left = ((<uint64_t>1 << hi_v[child[i]]) - 1) & ~((<uint64_t>1 << lo_v[child[i]]) - 1)
             mask_v[s] = <uint32_t>(~left)
             k += 1
-    return {"thr": thr_tab, "off": off, "logp": logp, "fidx": used.astype(np.int32), "rzero": rzero,
+    return {"thr": thr_tab, "off": off, "fidx": used.astype(np.int32), "rzero": rzero,
             "rnan": rnan, "feat": feat, "tix": tix, "mask": mask, "gstart": gstart, "leaves": leaves}
 
 
@@ -566,10 +567,11 @@ cdef class TreeEnsembleCore:
             self.bitvector_declined = tables
             return
         self.bitvector_declined = None
+        for name in ("thr", "off", "fidx", "rzero", "rnan", "gstart"):
+            tables[name].flags.writeable = False
         self._qs_arrays = tables
         self._Q.thr = <const double*>cnp.PyArray_DATA(tables["thr"])
         self._Q.off = <const int32_t*>cnp.PyArray_DATA(tables["off"])
-        self._Q.logp = <const uint8_t*>cnp.PyArray_DATA(tables["logp"])
         self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(tables["fidx"])
         self._Q.rzero = <const int16_t*>cnp.PyArray_DATA(tables["rzero"])
         self._Q.rnan = <const int16_t*>cnp.PyArray_DATA(tables["rnan"])
@@ -674,6 +676,15 @@ cdef class TreeEnsembleCore:
         if k == 1:
             return "bitvector-avx2"
         return "lanes-categorical" if self._L.categorical else "lanes"
+
+    def _bitvector_tables(self):
+        """The bitvector kernel's arrays, read in place by every call; None if declined.
+
+        For tests that mutate a node or leaf (feat, tix, mask, leaves) and expect a wrong
+        answer: those are writable, and any value in them stays inside the tables; the
+        arrays of offsets and counts are read-only.
+        """
+        return dict(self._qs_arrays) if self._qs_ok else None
 
     def __dealloc__(self):
         free(self._nodes)

@@ -26,9 +26,9 @@
 
 typedef struct {
     /* rank tables, by compact feature u < nu */
-    const double* thr;        /* T_u padded with +inf to p_u = 2^logp[u] entries, at thr + off[u] */
+    const double* thr;        /* at thr + off[u]: 16 pivots T_u[15], T_u[31], ..., then T_u, padded with
+                                 +inf to whole buckets of 16 (len(T_u) <= 255, so the last pivot is inf) */
     const int32_t* off;
-    const uint8_t* logp;
     const int32_t* fidx;      /* the model feature of u */
     const int16_t* rzero;     /* rank of a value read as 0.0 (|x| <= kZeroThreshold), or -1 */
     const int16_t* rnan;      /* rank of NaN, or -1 */
@@ -41,30 +41,6 @@ typedef struct {
     const double* leaves;     /* leaf k of tree t at t * 32 + k, leaves numbered left to right */
     int64_t n_trees;
 } nba_qs;
-
-/* Byte ranks of row x into rk[0 .. nu); 0 if every value has one, else 1 (the row takes the lanes). */
-static inline int nba_qs_ranks(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
-{
-    int bad = 0;
-    for (int u = 0; u < q->nu; u++) {
-        double v = x[q->fidx[u]];
-        int r;
-        if (v != v) {
-            r = q->rnan[u];
-        } else if (-kzero <= v && v <= kzero) {
-            r = q->rzero[u];
-        } else {
-            const double* t = q->thr + q->off[u];
-            int base = 0;
-            for (int h = 1 << q->logp[u] >> 1; h; h >>= 1)
-                base += h & -(int)(t[base + h - 1] < v);   /* branch-free: rows vary */
-            r = base;
-        }
-        bad |= r < 0;
-        rk[u] = (uint8_t)r;
-    }
-    return bad;
-}
 
 /* Add the exit leaves of block b's trees in [t0, t1) to out, in tree order (as GBDT::PredictRaw). */
 static inline void nba_qs_add(const nba_qs* q, int64_t b, const uint32_t* bv, int64_t t0, int64_t t1,
@@ -88,19 +64,75 @@ static inline void nba_qs_add(const nba_qs* q, int64_t b, const uint32_t* bv, in
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
-#define NBA_QS_AVX2 __attribute__((target("avx2")))
+#define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi,popcnt")))
+#define NBA_QS_AVX2 __attribute__((target("avx2,popcnt")))
+
+/* The rank of v among T_u, from the count c of pivots below v: 16 c + the count below v in bucket c.
+ * The special values take their precomputed ranks; 1 in *bad when one of those is -1. */
+#define NBA_QS_SELECT(q, u, v, cnt, kzero, bad) do {                              \
+        int r_ = (int)(cnt);                                                       \
+        if (-(kzero) <= (v) && (v) <= (kzero)) r_ = (q)->rzero[u];                 \
+        if ((v) != (v)) r_ = (q)->rnan[u];                                         \
+        (bad) |= r_ < 0;                                                           \
+        rk[u] = (uint8_t)r_;                                                       \
+    } while (0)
 
 /* 2: AVX-512 with VBMI (vpermb), 1: AVX2, 0: neither (as the CPU and OS report it). */
 NBA_QS_UNUSED static int nba_qs_cpu(void)
 {
     __builtin_cpu_init();
+    if (!__builtin_cpu_supports("popcnt"))
+        return 0;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
             && __builtin_cpu_supports("avx512vbmi"))
         return 2;
     if (__builtin_cpu_supports("avx2"))
         return 1;
     return 0;
+}
+
+/* Byte ranks of row x into rk[0 .. nu): 0, or 1 if the row must take the lane chains. Branch-free per
+ * feature (rows vary): two compares of 8 pivots, two of the bucket's 8 thresholds. */
+NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_ranks_avx512(const nba_qs* q, const double* x, uint8_t* rk,
+                                                          double kzero)
+{
+    int bad = 0;
+    for (int u = 0; u < q->nu; u++) {
+        double v = x[q->fidx[u]];
+        const double* t = q->thr + q->off[u];
+        __m512d vv = _mm512_set1_pd(v);
+        unsigned c = (unsigned)__builtin_popcount(
+            (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(t), vv, _CMP_LT_OQ)
+            | ((unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(t + 8), vv, _CMP_LT_OQ) << 8));
+        const double* k = t + 16 + 16 * c;
+        unsigned n = (unsigned)__builtin_popcount(
+            (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k), vv, _CMP_LT_OQ)
+            | ((unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k + 8), vv, _CMP_LT_OQ) << 8));
+        NBA_QS_SELECT(q, u, v, 16 * c + n, kzero, bad);
+    }
+    return bad;
+}
+
+NBA_QS_AVX2 static inline unsigned nba_qs_below16_avx2(const double* t, __m256d vv)
+{
+    return (unsigned)__builtin_popcount(
+        (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t), vv, _CMP_LT_OQ))
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 4), vv, _CMP_LT_OQ)) << 4)
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 8), vv, _CMP_LT_OQ)) << 8)
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 12), vv, _CMP_LT_OQ)) << 12));
+}
+
+NBA_QS_UNUSED NBA_QS_AVX2 static int nba_qs_ranks_avx2(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{
+    int bad = 0;
+    for (int u = 0; u < q->nu; u++) {
+        double v = x[q->fidx[u]];
+        const double* t = q->thr + q->off[u];
+        __m256d vv = _mm256_set1_pd(v);
+        unsigned c = nba_qs_below16_avx2(t, vv);
+        NBA_QS_SELECT(q, u, v, 16 * c + nba_qs_below16_avx2(t + 16 + 16 * c, vv), kzero, bad);
+    }
+    return bad;
 }
 
 NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
@@ -202,6 +234,12 @@ NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const 
 
 NBA_QS_UNUSED static int nba_qs_cpu(void) { return 0; }
 
+NBA_QS_UNUSED static int nba_qs_ranks_avx512(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{ (void)q; (void)x; (void)rk; (void)kzero; return 1; }
+
+NBA_QS_UNUSED static int nba_qs_ranks_avx2(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{ (void)q; (void)x; (void)rk; (void)kzero; return 1; }
+
 NBA_QS_UNUSED static void nba_qs_blocks_avx512(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1, int ntpi,
                                  double* acc, double* out)
 { (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
@@ -220,7 +258,7 @@ static inline int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64
     uint8_t rk[256] __attribute__((aligned(64)));
     double acc = 0.0;
     int k;
-    if (nba_qs_ranks(q, x, rk, kzero))
+    if (kernel == 2 ? nba_qs_ranks_avx512(q, x, rk, kzero) : nba_qs_ranks_avx2(q, x, rk, kzero))
         return 1;
     /* the tables are read whole (64 or 256 bytes): their tail is read, never used, but kept defined */
     memset(rk + q->nu, 0, (size_t)(256 - q->nu));
