@@ -42,49 +42,61 @@ typedef struct {
     int64_t n_trees;
 } nba_qs;
 
-/* Add the exit leaves of block b's trees in [t0, t1) to out, in tree order (as GBDT::PredictRaw). */
-static inline void nba_qs_add(const nba_qs* q, int64_t b, const uint32_t* bv, int64_t t0, int64_t t1,
+/* Add the exit leaves of block b's trees in [t0, t1) to out (*acc when ntpi is 1), in tree order (as
+ * GBDT::PredictRaw); ix[l] = 32 l + the exit leaf of lane l's tree, from the lane's lowest set bit. */
+static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int64_t t0, int64_t t1,
                               int ntpi, double* acc, double* out)
 {
     int64_t lo = b * NBA_QS_LANES, hi = lo + NBA_QS_LANES, t;
+    const double* leaves = q->leaves + lo * NBA_QS_LEAVES;
+    const int32_t* ixb = ix - lo;
     if (lo < t0) lo = t0;
     if (hi > t1) hi = t1;
-    /* | 1 << 31: a lane is never 0 (its exit leaf's bit stays set), and if it were, no read past its tree */
     if (ntpi == 1) {
         double a = *acc;
         for (t = lo; t < hi; t++)
-            a += q->leaves[t * NBA_QS_LEAVES + __builtin_ctz(bv[t - b * NBA_QS_LANES] | 0x80000000u)];
+            a += leaves[ixb[t]];
         *acc = a;
         return;
     }
     for (t = lo; t < hi; t++)
-        out[t % ntpi] += q->leaves[t * NBA_QS_LEAVES + __builtin_ctz(bv[t - b * NBA_QS_LANES] | 0x80000000u)];
+        out[t % ntpi] += leaves[ixb[t]];
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi,popcnt")))
+#define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512cd,avx512vbmi,popcnt")))
 #define NBA_QS_AVX2 __attribute__((target("avx2,popcnt")))
 
 /* The rank of v among T_u, from the count c of pivots below v: 16 c + the count below v in bucket c.
  * The special values take their precomputed ranks; 1 in *bad when one of those is -1. */
-#define NBA_QS_SELECT(q, u, v, cnt, kzero, bad) do {                              \
-        int r_ = (int)(cnt);                                                       \
-        if (-(kzero) <= (v) && (v) <= (kzero)) r_ = (q)->rzero[u];                 \
-        if ((v) != (v)) r_ = (q)->rnan[u];                                         \
+#define NBA_QS_SELECT(u, v, cnt, kzero, bad) do {                                 \
+        int r_ = (int)(cnt), rz_ = rzero[u], rn_ = rnan[u];  /* loaded first: cmov, no branch */ \
+        r_ = (-(kzero) <= (v) && (v) <= (kzero)) ? rz_ : r_;                       \
+        r_ = ((v) != (v)) ? rn_ : r_;                                              \
         (bad) |= r_ < 0;                                                           \
         rk[u] = (uint8_t)r_;                                                       \
     } while (0)
 
-/* 2: AVX-512 with VBMI (vpermb), 1: AVX2, 0: neither (as the CPU and OS report it). */
+/* The rank tables in locals: rk is a byte array, which may alias anything, so fields read through q
+ * would be reloaded after every store to it. */
+#define NBA_QS_RANK_LOCALS(q)                                                      \
+    const double* const thr = (q)->thr;                                            \
+    const int32_t* const off = (q)->off;                                           \
+    const int32_t* const fidx = (q)->fidx;                                         \
+    const int16_t* const rzero = (q)->rzero;                                       \
+    const int16_t* const rnan = (q)->rnan;                                         \
+    const int nu = (q)->nu
+
+/* 2: AVX-512 with VBMI (vpermb) and CD (vplzcntd), 1: AVX2, 0: neither (as the CPU and OS report it). */
 NBA_QS_UNUSED static int nba_qs_cpu(void)
 {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("popcnt"))
         return 0;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-            && __builtin_cpu_supports("avx512vbmi"))
+            && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vbmi"))
         return 2;
     if (__builtin_cpu_supports("avx2"))
         return 1;
@@ -97,9 +109,10 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_ranks_avx512(const nba_qs* q, cons
                                                           double kzero)
 {
     int bad = 0;
-    for (int u = 0; u < q->nu; u++) {
-        double v = x[q->fidx[u]];
-        const double* t = q->thr + q->off[u];
+    NBA_QS_RANK_LOCALS(q);
+    for (int u = 0; u < nu; u++) {
+        double v = x[fidx[u]];
+        const double* t = thr + off[u];
         __m512d vv = _mm512_set1_pd(v);
         unsigned c = (unsigned)__builtin_popcount(
             (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(t), vv, _CMP_LT_OQ)
@@ -108,7 +121,7 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_ranks_avx512(const nba_qs* q, cons
         unsigned n = (unsigned)__builtin_popcount(
             (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k), vv, _CMP_LT_OQ)
             | ((unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k + 8), vv, _CMP_LT_OQ) << 8));
-        NBA_QS_SELECT(q, u, v, 16 * c + n, kzero, bad);
+        NBA_QS_SELECT(u, v, 16 * c + n, kzero, bad);
     }
     return bad;
 }
@@ -125,12 +138,13 @@ NBA_QS_AVX2 static inline unsigned nba_qs_below16_avx2(const double* t, __m256d 
 NBA_QS_UNUSED NBA_QS_AVX2 static int nba_qs_ranks_avx2(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
 {
     int bad = 0;
-    for (int u = 0; u < q->nu; u++) {
-        double v = x[q->fidx[u]];
-        const double* t = q->thr + q->off[u];
+    NBA_QS_RANK_LOCALS(q);
+    for (int u = 0; u < nu; u++) {
+        double v = x[fidx[u]];
+        const double* t = thr + off[u];
         __m256d vv = _mm256_set1_pd(v);
         unsigned c = nba_qs_below16_avx2(t, vv);
-        NBA_QS_SELECT(q, u, v, 16 * c + nba_qs_below16_avx2(t + 16 + 16 * c, vv), kzero, bad);
+        NBA_QS_SELECT(u, v, 16 * c + nba_qs_below16_avx2(t + 16 + 16 * c, vv), kzero, bad);
     }
     return bad;
 }
@@ -140,7 +154,9 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, co
 {
     __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
     __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
-    uint32_t bv[NBA_QS_LANES] __attribute__((aligned(64)));
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(64)));
+    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     int nu = q->nu;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
@@ -163,8 +179,12 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, co
             v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 32), v, _mm512_loadu_si512((const void*)(m + 32)));
             v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 48), v, _mm512_loadu_si512((const void*)(m + 48)));
         }
-        _mm512_store_si512((void*)bv, v);
-        nba_qs_add(q, b, bv, t0, t1, ntpi, acc, out);
+        /* exit leaf: the lowest set bit, 31 - lzcnt of it; | 1 << 31 in case a lane were 0 (its exit
+           leaf's bit is never cleared), so that no index leaves its tree */
+        v = _mm512_or_si512(v, _mm512_set1_epi32((int)0x80000000u));
+        v = _mm512_and_si512(v, _mm512_sub_epi32(_mm512_setzero_si512(), v));
+        _mm512_store_si512((void*)ix, _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(v)));
+        nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
     }
 }
 
@@ -200,7 +220,12 @@ NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const 
     for (int j = 0; j < nc; j++)
         c[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rk + 16 * j)));
     const __m256i flip = _mm256_set1_epi8((char)0x80);  /* unsigned byte order through a signed compare */
-    uint32_t bv[NBA_QS_LANES] __attribute__((aligned(32)));
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(32)));
+    const __m256i top = _mm256_set1_epi32((int)0x80000000u), zero = _mm256_setzero_si256();
+    const __m256i base0 = _mm256_sub_epi32(_mm256_slli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 5),
+                                           _mm256_set1_epi32(127));
+    const __m256i base1 = _mm256_add_epi32(base0, _mm256_set1_epi32(8 * 32));
+    const __m256i exp_mask = _mm256_set1_epi32(0xff);
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
         __m256i v0 = _mm256_set1_epi32(-1), v1 = v0;
@@ -224,9 +249,17 @@ NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const 
                                                              _mm256_cvtepi8_epi32(_mm_srli_si128(gb, 8))), v1);
             }
         }
-        _mm256_store_si256((__m256i*)bv, v0);
-        _mm256_store_si256((__m256i*)(bv + 8), v1);
-        nba_qs_add(q, b, bv, t0, t1, ntpi, acc, out);
+        /* exit leaf: the lowest set bit (| 1 << 31 as in the AVX-512 path), whose index is the exponent
+           of its conversion to float (exact for a power of two; 1 << 31 converts to -2^31) */
+        v0 = _mm256_or_si256(v0, top);
+        v1 = _mm256_or_si256(v1, top);
+        v0 = _mm256_and_si256(v0, _mm256_sub_epi32(zero, v0));
+        v1 = _mm256_and_si256(v1, _mm256_sub_epi32(zero, v1));
+        v0 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v0)), 23), exp_mask);
+        v1 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v1)), 23), exp_mask);
+        _mm256_store_si256((__m256i*)ix, _mm256_add_epi32(v0, base0));
+        _mm256_store_si256((__m256i*)(ix + 8), _mm256_add_epi32(v1, base1));
+        nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
     }
 }
 
