@@ -289,6 +289,9 @@ cdef extern from "trees_qs.h":
     int nba_qs_cpu() noexcept nogil
     int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64_t t0, int64_t t1, int ntpi,
                    double* out, double kzero) noexcept nogil
+    int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride, int64_t t0, int64_t t1, int ntpi,
+                            double* out, double kzero) noexcept nogil
+    int NBA_QS_ROWS
 
 cdef enum:
     _QS_LANES = 16       # trees per block
@@ -718,10 +721,21 @@ cdef class TreeEnsembleCore:
         cdef Py_ssize_t r
         cdef Py_ssize_t t0 = <Py_ssize_t>it0 * ntpi, t1 = <Py_ssize_t>(it0 + n_it) * ntpi
         cdef int kernel = self._kernel()
-        cdef bint lanes_ready = False
+        cdef bint lanes_ready = False, bad_row
+        cdef int bad = 0
+        cdef Py_ssize_t blocked = 0
+        if kernel == 2:  # blocks of rows share each node load (see nba_qs_rows4_avx512)
+            blocked = n - n % NBA_QS_ROWS
         for r in range(n):
+            if r < blocked:
+                if r % NBA_QS_ROWS == 0:
+                    bad = nba_qs_rows4_avx512(&self._Q, X + r * nf, nf, t0, t1, ntpi, out + r * ntpi, NBA_KZERO)
+                bad_row = (bad >> (r % NBA_QS_ROWS)) & 1
+            else:
+                bad_row = kernel == 0 or nba_qs_row(&self._Q, kernel, X + r * nf, t0, t1, ntpi, out + r * ntpi,
+                                                    NBA_KZERO)
             # The bitvector kernel declines a row whose NaN or zero no single rank serves: lanes then.
-            if kernel == 0 or nba_qs_row(&self._Q, kernel, X + r * nf, t0, t1, ntpi, out + r * ntpi, NBA_KZERO):
+            if bad_row:
                 if not lanes_ready:
                     _cells_init(&self._L, cells, cats)
                     lanes_ready = True
