@@ -63,7 +63,7 @@ static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int
         out[t % ntpi] += leaves[ixb[t]];
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(NBA_QS_PORTABLE)  /* NBA_QS_PORTABLE: the stubs */
 #include <immintrin.h>
 
 #define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512cd,avx512vbmi,popcnt")))
@@ -330,7 +330,7 @@ NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const 
     }
 }
 
-#else  /* not x86-64: the lane chains serve every model */
+#else  /* not x86-64 (or NBA_QS_PORTABLE): the lane chains serve every model */
 
 NBA_QS_UNUSED static int nba_qs_cpu(void) { return 0; }
 
