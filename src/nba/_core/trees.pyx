@@ -3,9 +3,11 @@
 # nba.models.lightgbm parses and validates a model and lays every tree out with
 # sibling pairs adjacent (a node's right child directly follows its left child),
 # each tree's nodes after its root and before the next tree's. From those arrays
-# TreeEnsembleCore builds the one scoring layout, lane chains (below), which
-# serve every call: one row or a batch, any iteration range, numerical and
-# categorical splits. ArmForestCore (catalogue-bound forests) builds its own
+# TreeEnsembleCore builds two scoring layouts: lane chains (below), which serve
+# every model, call and CPU (one row or a batch, any iteration range, numerical
+# and categorical splits), and, where it can serve the model, the bitvector
+# kernel's tables (trees_qs.h), which then score on CPUs with AVX2 or AVX-512
+# VBMI (see "bitvector kernel" below). ArmForestCore (catalogue-bound forests) builds its own
 # nodes from the loader's. Nothing here checks a child or feature index: the
 # loader has proved them in range.
 
