@@ -47,14 +47,14 @@ directives = {
 core = Extension(
     "nba._core.*",
     ["src/nba/_core/*.pyx"],
-    include_dirs=[np.get_include()],
+    include_dirs=[np.get_include(), "src/nba/_core"],  # trees_qs.h, also for the debug build's C files
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     # No -ffast-math: raw scores must sum in exactly LightGBM's order and rounding. No contraction of
     # a * b + c into one fused multiply-add either (gcc's default where FMA exists, as with
     # -march=native): the profile features must round as Python's float arithmetic does.
     extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + ["-ffp-contract=off"],
 )
-core.depends += render_templates()  # also puts the templates into an sdist
+core.depends += render_templates() + ["src/nba/_core/trees_qs.h"]  # also puts them into an sdist
 
 # The debug build's C file goes to its own directory, so that a later release build never
 # compiles C generated with the debug directives.

@@ -9,6 +9,15 @@ group per model size:
 * ``lightgbm-row-latency-{n}trees``: many single-row calls over varied rows, each
   timed with ``perf_counter_ns``; p50/p99/p99.9 land in ``extra_info`` (and
   ``tools/check_bench.py`` prints them). The benchmark time itself is the whole loop.
+  Varied rows are the honest single-row figure: a fixed row lets the branch
+  predictor learn each tree walk (lleaves: ~6.7 us fixed, 15-21 us varied);
+* ``lightgbm-shape-batch10k-{shape}``: 10,000 rows on models of other shapes
+  (signal in few features, shallow trees, binary, trees past the bitvector kernel).
+
+nba runs as it dispatches (``nba``: the best row kernel this CPU runs) and, in
+the same groups, forced onto each other row kernel it runs (``nba-avx2``,
+``nba-lanes``; see ``nba._core.trees.set_row_kernel``), so one run gives the
+figures of every path.
 
 Before any timing, every implementation must agree with ``Booster.predict`` on a
 sample of rows, so a fast wrong answer never shows up as a win.
@@ -28,6 +37,7 @@ import pytest
 import nba
 from benchmarks.latency import record_latency
 from benchmarks.workloads import cache_dir, lightgbm_model_file, rows
+from nba._core import trees as trees_core
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -41,6 +51,15 @@ LATENCY_ROWS = 512
 
 ROW_FLOORS = {"lightgbm": 5.0}
 BATCH_FLOORS = {"lightgbm": 1.5}
+# Generous floors, set to pass on the lane chains too (a CPU without AVX2): measured on the bitvector kernel
+# with AVX-512 (2026-12-04, varied rows, p50): 500 trees 6.6x lleaves, 16x the C fast path; lanes ~3x, ~7x.
+LATENCY_FLOORS = {"lleaves": 2.0, "lightgbm-capi": 4.0}
+BATCH_LLEAVES_FLOOR = 1.2  # lanes 1.4-1.7x, bitvector AVX-512 3.9x (100 trees) and 6.4x (500 trees)
+# When a bitvector kernel serves, it must beat the lane chains it replaced (measured 1.3-3.4x at 500 trees,
+# 1.3-2x at 100) and never lose at 100 trees ("no slower than today").
+OVER_LANES_FLOOR = {100: 0.9, 500: 1.2}
+#: Row kernels besides the dispatched one that run in the same groups, as "nba-<kernel>".
+FORCED_KERNELS = tuple(k for k in ("avx2", "lanes") if k in trees_core.cpu_row_kernels()[1:])
 
 C_API_PREDICT_NORMAL = 0
 C_API_DTYPE_FLOAT64 = 1
@@ -193,6 +212,22 @@ def _lleaves_row_call(model, row: np.ndarray) -> Callable[[], object]:
     return call
 
 
+def _floors(model, base: dict, n_trees: int) -> dict:
+    """``base``, and when a bitvector kernel serves ``model``, a floor against the lane chains."""
+    if model.row_kernel.startswith("bitvector") and "lanes" in FORCED_KERNELS:
+        return {**base, "nba-lanes": OVER_LANES_FLOOR.get(n_trees, 1.0)}
+    return dict(base)
+
+
+def _forced(benchmark, kernel: str, run: Callable[[], object]) -> None:
+    """Run a benchmark with every model on row kernel ``kernel``."""
+    prev = trees_core.set_row_kernel(kernel)
+    try:
+        run()
+    finally:
+        trees_core.set_row_kernel(prev)
+
+
 # --------------------------------------------------------------------------- single row
 
 
@@ -202,8 +237,16 @@ def _row_group(s: Scorers) -> str:
 
 def test_row_nba_predict_row(benchmark, scorers):
     benchmark.group = _row_group(scorers)
-    benchmark.extra_info.update(impl="nba", floors=ROW_FLOORS, call="TreeEnsemble.predict_row(x)")
+    benchmark.extra_info.update(impl="nba", floors=ROW_FLOORS, call="TreeEnsemble.predict_row(x)",
+                                row_kernel=scorers.model.row_kernel)
     benchmark(scorers.model.predict_row, scorers.row)
+
+
+@pytest.mark.parametrize("kernel", FORCED_KERNELS)
+def test_row_nba_forced_kernel(benchmark, scorers, kernel):
+    benchmark.group = _row_group(scorers)
+    benchmark.extra_info.update(impl=f"nba-{kernel}", call="TreeEnsemble.predict_row(x)")
+    _forced(benchmark, kernel, lambda: benchmark(scorers.model.predict_row, scorers.row))
 
 
 def test_row_nba_predict_2d(benchmark, scorers):
@@ -239,8 +282,16 @@ def _batch_group(s: Scorers) -> str:
 
 def test_batch_nba(benchmark, scorers):
     benchmark.group = _batch_group(scorers)
-    benchmark.extra_info.update(impl="nba", floors=BATCH_FLOORS, rows=BATCH_ROWS)
+    floors = _floors(scorers.model, {**BATCH_FLOORS, "lleaves": BATCH_LLEAVES_FLOOR}, scorers.n_trees)
+    benchmark.extra_info.update(impl="nba", floors=floors, rows=BATCH_ROWS, row_kernel=scorers.model.row_kernel)
     benchmark(scorers.model.predict, scorers.batch)
+
+
+@pytest.mark.parametrize("kernel", FORCED_KERNELS)
+def test_batch_nba_forced_kernel(benchmark, scorers, kernel):
+    benchmark.group = _batch_group(scorers)
+    benchmark.extra_info.update(impl=f"nba-{kernel}", rows=BATCH_ROWS)
+    _forced(benchmark, kernel, lambda: benchmark(scorers.model.predict, scorers.batch))
 
 
 def test_batch_lightgbm(benchmark, scorers):
@@ -271,6 +322,16 @@ def test_latency_nba(benchmark, scorers):
 
     calls = [partial(scorers.model.predict_row, r) for r in scorers.latency_rows]
     _latency(benchmark, _latency_group(scorers), "nba", calls)
+    benchmark.extra_info.update(floors=_floors(scorers.model, LATENCY_FLOORS, scorers.n_trees),
+                                row_kernel=scorers.model.row_kernel)
+
+
+@pytest.mark.parametrize("kernel", FORCED_KERNELS)
+def test_latency_nba_forced_kernel(benchmark, scorers, kernel):
+    from functools import partial
+
+    calls = [partial(scorers.model.predict_row, r) for r in scorers.latency_rows]
+    _forced(benchmark, kernel, lambda: _latency(benchmark, _latency_group(scorers), f"nba-{kernel}", calls))
 
 
 def test_latency_lightgbm(benchmark, scorers):
@@ -288,3 +349,76 @@ def test_latency_lightgbm_c_api_fast(benchmark, scorers):
 def test_latency_lleaves(benchmark, scorers, lleaves_model):
     calls = [_lleaves_row_call(lleaves_model, r) for r in scorers.latency_rows]
     _latency(benchmark, _latency_group(scorers), "lleaves", calls)
+
+
+# --------------------------------------------------------------------------- batches on other model shapes
+
+SHAPE_TREES = 500
+#: shape id -> (lightgbm_model_file keyword arguments, floor against lleaves when a bitvector kernel serves)
+SHAPES = {
+    "signal-in-4-of-50-features": ({"signal_features": 4}, 1.5),
+    "binary-31-leaves": ({"objective": "binary"}, 1.5),
+    "shallow-7-leaves": ({"num_leaves": 7}, 1.2),
+    # past the bitvector kernel (more than 32 leaves): the lane chains serve, reported without a floor
+    "deep-63-leaves": ({"num_leaves": 63}, None),
+}
+
+
+@dataclass
+class Shape:
+    name: str
+    booster: object
+    model: object
+    batch: np.ndarray
+    path: object
+    lleaves_floor: float | None
+
+
+@pytest.fixture(scope="module", params=list(SHAPES), ids=list(SHAPES))
+def shape(request) -> Shape:
+    kw, floor = SHAPES[request.param]
+    kw = {"num_leaves": NUM_LEAVES, **kw}
+    num_leaves = kw.pop("num_leaves")
+    path = lightgbm_model_file(SHAPE_TREES, num_leaves, N_FEATURES, seed=0, **kw)
+    booster = lgb.Booster(model_file=str(path))
+    model = nba.load_model(path)
+    batch = rows(BATCH_ROWS, N_FEATURES, seed=104)
+    np.testing.assert_array_equal(model.predict(batch[:2000], raw_score=True),
+                                  booster.predict(batch[:2000], raw_score=True, num_threads=1))
+    return Shape(request.param, booster, model, batch, path, floor)
+
+
+def _shape_group(s: Shape) -> str:
+    return f"lightgbm-shape-batch10k-{s.name}"
+
+
+def test_shape_batch_nba(benchmark, shape):
+    benchmark.group = _shape_group(shape)
+    floors: dict = {"lightgbm": BATCH_FLOORS["lightgbm"]}
+    if shape.lleaves_floor is not None and shape.model.row_kernel.startswith("bitvector"):
+        floors["lleaves"] = shape.lleaves_floor
+    benchmark.extra_info.update(impl="nba", floors=_floors(shape.model, floors, SHAPE_TREES), rows=BATCH_ROWS,
+                                row_kernel=shape.model.row_kernel)
+    benchmark(shape.model.predict, shape.batch)
+
+
+@pytest.mark.parametrize("kernel", FORCED_KERNELS)
+def test_shape_batch_nba_forced_kernel(benchmark, shape, kernel):
+    benchmark.group = _shape_group(shape)
+    benchmark.extra_info.update(impl=f"nba-{kernel}", rows=BATCH_ROWS)
+    _forced(benchmark, kernel, lambda: benchmark(shape.model.predict, shape.batch))
+
+
+def test_shape_batch_lightgbm(benchmark, shape):
+    benchmark.group = _shape_group(shape)
+    benchmark.extra_info.update(impl="lightgbm", rows=BATCH_ROWS)
+    benchmark(lambda: shape.booster.predict(shape.batch, num_threads=1))
+
+
+def test_shape_batch_lleaves(benchmark, shape):
+    model = compile_lleaves(shape.path)
+    np.testing.assert_allclose(model.predict(shape.batch[:500], n_jobs=1), shape.booster.predict(shape.batch[:500]),
+                               rtol=1e-9, atol=1e-12, err_msg="lleaves")
+    benchmark.group = _shape_group(shape)
+    benchmark.extra_info.update(impl="lleaves", rows=BATCH_ROWS)
+    benchmark(model.predict, shape.batch, n_jobs=1)

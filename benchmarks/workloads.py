@@ -103,11 +103,14 @@ def lightgbm_training_data(
     *,
     objective: str = "regression",
     num_class: int = 1,
+    signal_features: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (X, y) with a nonlinear signal spread over all features, for ``objective``."""
+    """Seeded (X, y) with a nonlinear signal spread over all features (or the first ``signal_features``)."""
     X = rows(n_rows, n_features, seed)
     rng = np.random.default_rng([seed, n_rows, n_features, 11])
     w = rng.standard_normal(n_features)
+    if signal_features is not None:
+        w[signal_features:] = 0.0
     z = X @ w / np.sqrt(n_features) + np.sin(2.0 * X[:, 0]) + 0.5 * X[:, 1 % n_features] * X[:, 2 % n_features]
     z = z + 0.3 * rng.standard_normal(n_rows)
     if objective == "binary":
@@ -131,11 +134,13 @@ def lightgbm_model_file(
     objective: str = "regression",
     num_class: int = 1,
     n_rows: int = 10_000,
+    signal_features: int | None = None,
 ) -> Path:
     """Path of a cached LightGBM text model with ``n_trees`` boosting rounds.
 
     Trained single-threaded and deterministic; the cache key includes the
-    LightGBM version, so an upgrade retrains.
+    LightGBM version, so an upgrade retrains. ``signal_features``: the target
+    depends on the first that many features only (the trees still split on others).
     """
     import lightgbm as lgb
 
@@ -149,9 +154,13 @@ def lightgbm_model_file(
         "n_rows": n_rows,
         "lightgbm": lgb.__version__,
     }
+    if signal_features is not None:  # only then in the key: the other models keep their cached files
+        params["signal_features"] = signal_features
 
     def build() -> str:
-        X, y = lightgbm_training_data(n_rows, n_features, seed, objective=objective, num_class=num_class)
+        X, y = lightgbm_training_data(
+            n_rows, n_features, seed, objective=objective, num_class=num_class, signal_features=signal_features
+        )
         train_params = {
             "objective": objective,
             "num_leaves": num_leaves,

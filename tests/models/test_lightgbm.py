@@ -19,7 +19,11 @@ from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 
 lgb = pytest.importorskip("lightgbm")
 from tests.models import lightgbm_cases as cases  # noqa: E402
+from tests.models.conftest import kernel_name  # noqa: E402
 from tests.models.lightgbm_cases import KZERO, N_FEATURES  # noqa: E402
+
+# Every test here runs on each row kernel in turn (bitvector AVX-512, AVX2, lane chains): bit for bit on each.
+pytestmark = pytest.mark.usefixtures("tree_kernel")
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -248,11 +252,14 @@ def test_batches_of_any_size_match_rows_and_lightgbm(n: int, with_nan: bool, mix
         np.testing.assert_array_equal(rows, model.predict(X, raw_score=True))
 
 
-def test_categorical_models_walk_with_the_categorical_step(rng: np.random.Generator, mixed_models) -> None:
-    """One lane-chain kernel serves every model; only models with categorical splits take its bitset branch."""
+def test_categorical_models_walk_with_the_categorical_step(
+    rng: np.random.Generator, mixed_models, tree_kernel: str
+) -> None:
+    """Numerical models take the asked-for kernel; models with categorical splits the lanes' bitset branch."""
     X, z = cases.data(rng)
-    assert load_lightgbm(cases.train({"objective": "regression"}, X, z))._core.row_kernel == "lanes"
-    assert all(load_lightgbm(b)._core.row_kernel == "lanes-categorical" for b in mixed_models)
+    assert load_lightgbm(cases.train({"objective": "regression"}, X, z)).row_kernel == kernel_name(tree_kernel)
+    assert all(load_lightgbm(b).row_kernel == "lanes-categorical" for b in mixed_models)
+    assert all(load_lightgbm(b).bitvector_declined == "categorical splits" for b in mixed_models)
 
 
 @pytest.mark.parametrize("with_nan", [False, True])
@@ -283,14 +290,14 @@ def test_nan_leaf_values_in_a_categorical_model(rng: np.random.Generator) -> Non
     np.testing.assert_array_equal(np.array([model.predict_row(r, raw_score=True) for r in X]), raw)
 
 
-@pytest.mark.parametrize("rounds", [1, 9, 10, 11, 23])
-def test_tree_counts_around_the_lane_count_score_exactly(rounds: int, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("rounds", [1, 9, 10, 11, 15, 16, 17, 23, 33])
+def test_tree_counts_around_the_lane_count_score_exactly(rounds: int, rng: np.random.Generator, tree_kernel: str) -> None:
     """Fewer trees than lanes, and counts that leave lanes one tree short, still add every tree in order."""
     X, z = cases.data(rng)
     for params, y in (({"objective": "regression"}, z), ({"objective": "multiclass", "num_class": 3},
                                                              np.searchsorted([-0.5, 0.5], z))):
         booster = cases.train(params, X, y, rounds=rounds)
-        assert _assert_matches(booster, cases.probe(booster, rng))._core.row_kernel == "lanes"
+        assert _assert_matches(booster, cases.probe(booster, rng)).row_kernel == kernel_name(tree_kernel)
 
 
 # ----------------------------------------------------------------------------- input forms

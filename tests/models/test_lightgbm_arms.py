@@ -32,6 +32,9 @@ from tests.models.lightgbm_cases import KZERO, SPECIALS
 
 lgb = pytest.importorskip("lightgbm")
 
+# Every test here runs on each row kernel in turn (bitvector AVX-512, AVX2, lane chains): bit for bit on each.
+pytestmark = pytest.mark.usefixtures("tree_kernel")
+
 N_ARMS = (1, 5, 64, 65, 150)
 _F64 = np.dtype(np.float64)
 

@@ -14,6 +14,9 @@ from nba import Arm, Catalog, Categorical, FeatureSchema, Numeric, SchemaError
 from nba.models.lightgbm import load_lightgbm
 
 lgb = pytest.importorskip("lightgbm")
+
+# Every test here runs on each row kernel in turn (bitvector AVX-512, AVX2, lane chains): bit for bit on each.
+pytestmark = pytest.mark.usefixtures("tree_kernel")
 pd = pytest.importorskip("pandas")
 
 _LABELS = ["gold", "silver", "bronze", "mass", "vip", "zé", "a b", "x:y"]

@@ -21,6 +21,9 @@ import nba
 
 lgb = pytest.importorskip("lightgbm")
 
+# Every test here runs on each row kernel in turn (bitvector AVX-512, AVX2, lane chains): bit for bit on each.
+pytestmark = pytest.mark.usefixtures("tree_kernel")
+
 TRANSFORM_RTOL = 1e-12
 TRANSFORM_ATOL = 1e-12
 

@@ -4,7 +4,7 @@
 
 cimport cython
 cimport numpy as cnp
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef enum:
     # Below this many tree evaluations per call the GIL is kept: releasing and
@@ -54,6 +54,22 @@ ctypedef struct _Lanes:
     const int32_t* cat_feats  # the features of categorical splits
     Py_ssize_t n_cat_feats
 
+cdef extern from "trees_qs.h":
+    ctypedef struct nba_qs:   # the bitvector kernel's tables (see trees_qs.h)
+        const double* thr
+        const int32_t* off
+        const int32_t* fidx
+        const int16_t* rzero
+        const int16_t* rnan
+        int nu
+        const uint8_t* feat
+        const uint8_t* tix
+        const uint32_t* mask
+        const int32_t* gstart
+        const double* leaves
+        int64_t n_trees
+
+
 ctypedef struct FNode:
     double thr
     uint32_t fx        # shared column << 3 | kind; arm split: mask slot << 3 | _K_ARM
@@ -91,6 +107,10 @@ cdef class TreeEnsembleCore:
     cdef readonly double transform_param
     cdef readonly bint average_output
     cdef object _coerce_row
+    cdef nba_qs _Q
+    cdef bint _qs_ok
+    cdef object _qs_arrays    # the numpy arrays _Q points into
+    cdef readonly object bitvector_declined
 
     cdef void _finish(self, double* out, int n_it) noexcept nogil
     cdef void _rows(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw,
@@ -98,6 +118,9 @@ cdef class TreeEnsembleCore:
     cdef int _run(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw,
                   bint release) except -1
     cdef _build_chain(self)
+    cdef _build_qs(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
+                   const double[::1] leafval, const uint8_t[::1] dts, const int32_t[::1] roots)
+    cdef int _kernel(self) noexcept nogil
     cdef bint _out_ok(self, object out, Py_ssize_t n)
 
 

@@ -17,6 +17,14 @@ TRANSFORM_EXP: int
 TRANSFORM_SOFTPLUS: int
 TRANSFORM_SQUARE: int
 
+ROW_KERNELS: dict[str, int]
+
+def cpu_row_kernels() -> tuple[str, ...]:
+    """The row kernels this CPU runs, best first: a subset of ("avx512", "avx2", "lanes")."""
+
+def set_row_kernel(name: str) -> str:
+    """Ask for "auto", "avx512", "avx2" or "lanes" for every model (read at each call); returns the previous ask."""
+
 class TreeEnsembleCore:
     """Flattened LightGBM ensemble scored exactly as ``GBDT::Predict`` (built by nba.models.lightgbm)."""
 
@@ -26,9 +34,12 @@ class TreeEnsembleCore:
     transform: int
     transform_param: float
     average_output: bool
+    bitvector_declined: str | None
     @property
     def row_kernel(self) -> str:
-        """The walk that scores this model: "lanes", or "lanes-categorical" (with categorical splits)."""
+        """The kernel scoring this model now: "bitvector-avx512", "bitvector-avx2", "lanes", "lanes-categorical"."""
+    def _bitvector_tables(self) -> dict[str, npt.NDArray[np.generic]] | None:
+        """The bitvector kernel's arrays, which it reads in place (tests mutate them); None if declined."""
     def __init__(
         self,
         thr: npt.NDArray[np.float64],

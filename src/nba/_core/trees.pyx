@@ -3,16 +3,22 @@
 # nba.models.lightgbm parses and validates a model and lays every tree out with
 # sibling pairs adjacent (a node's right child directly follows its left child),
 # each tree's nodes after its root and before the next tree's. From those arrays
-# TreeEnsembleCore builds the one scoring layout, lane chains (below), which
-# serve every call: one row or a batch, any iteration range, numerical and
-# categorical splits. ArmForestCore (catalogue-bound forests) builds its own
+# TreeEnsembleCore builds two scoring layouts: lane chains (below), which serve
+# every model, call and CPU (one row or a batch, any iteration range, numerical
+# and categorical splits), and, where it can serve the model, the bitvector
+# kernel's tables (trees_qs.h), which then score on CPUs with AVX2 or AVX-512
+# VBMI (see "bitvector kernel" below). ArmForestCore (catalogue-bound forests) builds its own
 # nodes from the loader's. Nothing here checks a child or feature index: the
 # loader has proved them in range.
+
+import os
+
+import numpy as np
 
 cimport cython
 cimport numpy as cnp
 from libc.math cimport exp, log1p, INFINITY, NAN
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
@@ -263,6 +269,187 @@ cdef void _lanes_row(const _Lanes* L, const double* x, double* cells, uint32_t* 
             k = 0
 
 
+# --------------------------------------------------------------------------- bitvector kernel
+#
+# The QuickScorer family (Lucchese et al., SIGIR 2015; vQS, SIGIR 2016), in the SIMD form of
+# trees_qs.h. Once per row each feature the splits use becomes a byte rank (how many of the
+# feature's distinct thresholds lie below the value), so a node's test x > threshold is
+# rank > (the threshold's index): an unsigned byte compare. 64 nodes are tested at a time
+# (a byte gather of their features' ranks: vpermb with AVX-512 VBMI, pshufb and blends with
+# AVX2); each node that goes right clears its left subtree's leaves from its tree's 32-bit
+# leaf vector, 16 trees to a vector (one per lane), and a tree's exit leaf is its lowest
+# set bit. The leaves are then added in tree order, so raw scores are the lane chains' (and
+# LightGBM's) bit for bit.
+#
+# It serves models with numerical splits only, trees of at most 32 leaves, at most 255
+# distinct thresholds on a feature and 256 features in splits; every missing-value type is
+# a rank of its own (see trees_qs.h), and a row whose NaN or zero no one rank serves takes
+# the lane chains. Anything else (bitvector_declined says what) is scored by the lane
+# chains, which also serve CPUs without AVX2 and other architectures.
+
+cdef extern from "trees_qs.h":
+    int nba_qs_cpu() noexcept nogil
+    int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64_t t0, int64_t t1, int ntpi,
+                   double* out, double kzero) noexcept nogil
+    int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride, int64_t t0, int64_t t1, int ntpi,
+                            double* out, double kzero) noexcept nogil
+    int NBA_QS_ROWS
+
+cdef enum:
+    _QS_LANES = 16       # trees per block
+    _QS_LEAVES = 32      # leaves per tree (bits of a lane)
+    _QS_GROUP = 64       # node slots per group: 4 rounds of a block's 16 lanes
+    _QS_NEVER = 255      # threshold index of a padding slot (no rank exceeds it)
+    _QS_MAX_THR = 255    # distinct thresholds per feature: ranks 0 .. 255 fit a byte
+    _QS_MAX_FEATURES = 256  # compact feature ids are bytes
+
+# Row kernels by number: what the CPU offers, and what is asked for (NBA_TREE_KERNEL, or set_row_kernel).
+ROW_KERNELS = {"lanes": 0, "avx2": 1, "avx512": 2}
+cdef int _qs_cpu = nba_qs_cpu()
+cdef int _qs_want = 2
+
+
+def cpu_row_kernels():
+    """The row kernels this CPU runs, best first: a subset of ("avx512", "avx2", "lanes")."""
+    return tuple(name for name in ("avx512", "avx2", "lanes") if ROW_KERNELS[name] <= _qs_cpu)
+
+
+def set_row_kernel(str name):
+    """Ask for a row kernel ("auto", "avx512", "avx2" or "lanes") for every model; returns the previous ask.
+
+    Models use the best kernel at or below the ask that the CPU runs and the model allows;
+    read at each call, so it also switches models already loaded (tests force each path).
+    """
+    global _qs_want
+    cdef str prev = "auto" if _qs_want == 2 else ("avx2" if _qs_want == 1 else "lanes")
+    if name == "auto":
+        _qs_want = 2
+    elif name in ROW_KERNELS:
+        _qs_want = ROW_KERNELS[name]
+    else:
+        raise ValueError(f"row kernel {name!r}: expected one of auto, avx512, avx2, lanes")
+    return prev
+
+
+if os.environ.get("NBA_TREE_KERNEL", "auto") in ("auto", "avx512", "avx2", "lanes"):
+    set_row_kernel(os.environ.get("NBA_TREE_KERNEL", "auto"))  # anything else: nba.models.lightgbm refuses
+
+
+cdef int _qs_leaf_ranges(const uint32_t[::1] fx, const int32_t[::1] child, int32_t i, int32_t nxt,
+                         int32_t[::1] leafno, int32_t[::1] lo, int32_t[::1] hi) noexcept:
+    """Number the leaves under node i left to right from nxt; lo[i], hi[i]: its subtree's leaf range."""
+    if (fx[i] & 3) == _K_LEAF:
+        leafno[i] = nxt
+        lo[i] = nxt
+        hi[i] = nxt + 1
+        return nxt + 1
+    nxt = _qs_leaf_ranges(fx, child, child[i], nxt, leafno, lo, hi)
+    nxt = _qs_leaf_ranges(fx, child, child[i] + 1, nxt, leafno, lo, hi)
+    lo[i] = lo[child[i]]
+    hi[i] = hi[child[i] + 1]
+    return nxt
+
+
+def _qs_cutoff(j, right):
+    """The rank r with (r > j) == right for every node (threshold index j), or -1 if there is none."""
+    r = int(j[right].max()) + 1 if right.any() else 0
+    return r if (~right).sum() == 0 or int(j[~right].min()) >= r else -1
+
+
+def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
+               const double[::1] leafval, const uint8_t[::1] dts, const int32_t[::1] roots):
+    """The bitvector kernel's arrays for these (validated) nodes, or a str: why it cannot serve them."""
+    cdef Py_ssize_t n = thr.shape[0], nt = roots.shape[0]
+    cdef Py_ssize_t t, i, k, s, b, end
+    cdef uint64_t left
+    fxa = np.asarray(fx)
+    dta = np.asarray(dts)
+    is_leaf = (fxa & 3) == _K_LEAF
+    internal = np.flatnonzero(~is_leaf)
+    if np.any((dta[internal] & 1) == 1):
+        return "categorical splits"
+    sizes = np.diff(np.append(np.asarray(roots), n))
+    n_leaves = np.add.reduceat(is_leaf.astype(np.int64), np.asarray(roots)) if nt else np.zeros(0, np.int64)
+    if nt and n_leaves.max() > _QS_LEAVES:
+        return f"a tree has more than {_QS_LEAVES} leaves"
+    feats = (fxa[internal] >> 2).astype(np.int64)
+    used, cu = np.unique(feats, return_inverse=True)
+    nu = used.shape[0]
+    if nu > _QS_MAX_FEATURES:
+        return f"more than {_QS_MAX_FEATURES} features in splits"
+    th = np.asarray(thr)[internal]
+    mt = (dta[internal] >> 2) & 3
+    dleft = (dta[internal] & 2) != 0
+    zero_right = np.where(mt == 1, ~dleft, 0.0 > th)   # |x| <= kZeroThreshold: missing Zero, else 0.0
+    nan_right = np.where(mt == 0, 0.0 > th, ~dleft)    # NaN: missing None reads 0.0, else the default
+    jx = np.zeros(internal.shape[0], np.int64)
+    off = np.zeros(nu, np.int32)
+    rzero = np.zeros(nu, np.int16)
+    rnan = np.zeros(nu, np.int16)
+    tables = []
+    pos = 0
+    order = np.argsort(cu, kind="stable")
+    starts = np.searchsorted(cu[order], np.arange(nu + 1))
+    for u in range(nu):
+        sel = order[starts[u]:starts[u + 1]]
+        T = np.unique(th[sel])  # -0.0 and 0.0 are one threshold: every comparison treats them alike
+        if T.shape[0] > _QS_MAX_THR:
+            return f"more than {_QS_MAX_THR} distinct thresholds on a feature"
+        jx[sel] = np.searchsorted(T, th[sel])
+        # Buckets of 16, padded with +inf, at least one inf: the pivot count below any value is a bucket.
+        padded = np.concatenate([T, np.full(16 * (T.shape[0] // 16 + 1) - T.shape[0], np.inf)])
+        pivots = np.full(16, np.inf)
+        pivots[:padded.shape[0] // 16] = padded[15::16]
+        off[u] = pos
+        tables += [pivots, padded]
+        pos += 16 + padded.shape[0]
+        rzero[u] = _qs_cutoff(jx[sel], zero_right[sel])
+        rnan[u] = _qs_cutoff(jx[sel], nan_right[sel])
+    thr_tab = np.concatenate(tables) if tables else np.zeros(1)
+
+    n_blocks = (nt + _QS_LANES - 1) // _QS_LANES
+    n_int = sizes - n_leaves
+    gstart = np.zeros(n_blocks + 1, np.int32)
+    for b in range(n_blocks):
+        rounds = int(n_int[b * _QS_LANES:(b + 1) * _QS_LANES].max())
+        gstart[b + 1] = gstart[b] + (rounds + 3) // 4
+    n_groups = int(gstart[n_blocks])
+    feat = np.zeros(max(n_groups, 1) * _QS_GROUP, np.uint8)
+    tix = np.full(max(n_groups, 1) * _QS_GROUP, _QS_NEVER, np.uint8)
+    mask = np.full(max(n_groups, 1) * _QS_GROUP, 0xFFFFFFFF, np.uint32)
+    leaves = np.zeros(max(nt, 1) * _QS_LEAVES, np.float64)
+    node_u = np.zeros(n, np.int64)
+    node_j = np.zeros(n, np.int64)
+    node_u[internal] = cu
+    node_j[internal] = jx
+    leafno = np.zeros(n, np.int32)
+    lo = np.zeros(n, np.int32)
+    hi = np.zeros(n, np.int32)
+    cdef int32_t[::1] leafno_v = leafno, lo_v = lo, hi_v = hi
+    cdef uint8_t[::1] feat_v = feat, tix_v = tix
+    cdef uint32_t[::1] mask_v = mask
+    cdef double[::1] leaves_v = leaves
+    cdef int64_t[::1] nu_v = node_u, nj_v = node_j
+    cdef int32_t[::1] gs_v = gstart
+    for t in range(nt):
+        _qs_leaf_ranges(fx, child, roots[t], 0, leafno_v, lo_v, hi_v)
+        end = roots[t + 1] if t + 1 < nt else n
+        b = t // _QS_LANES
+        k = 0
+        for i in range(roots[t], end):
+            if (fx[i] & 3) == _K_LEAF:
+                leaves_v[t * _QS_LEAVES + leafno_v[i]] = leafval[i]
+                continue
+            s = gs_v[b] * _QS_GROUP + (k // 4) * _QS_GROUP + (k % 4) * _QS_LANES + t % _QS_LANES
+            feat_v[s] = <uint8_t>nu_v[i]
+            tix_v[s] = <uint8_t>nj_v[i]
+            left = ((<uint64_t>1 << hi_v[child[i]]) - 1) & ~((<uint64_t>1 << lo_v[child[i]]) - 1)
+            mask_v[s] = <uint32_t>(~left)
+            k += 1
+    return {"thr": thr_tab, "off": off, "fidx": used.astype(np.int32), "rzero": rzero,
+            "rnan": rnan, "feat": feat, "tix": tix, "mask": mask, "gstart": gstart, "leaves": leaves}
+
+
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
     """ConvertOutput of LightGBM's objective, in place on one row of ncls raw scores."""
     cdef int k
@@ -313,6 +500,7 @@ cdef class TreeEnsembleCore:
         self._depth = NULL
         self._chain = NULL
         self._cat_feats = NULL
+        self._qs_ok = False
 
     def __init__(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
                  const double[::1] leafval, const uint8_t[::1] decision_type, const int32_t[::1] cat_off,
@@ -374,6 +562,38 @@ cdef class TreeEnsembleCore:
         self.average_output = average_output
         self._coerce_row = coerce_row
         self._build_chain()
+        self._build_qs(thr, fx, child, leafval, decision_type, roots)
+
+    cdef _build_qs(self, const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
+                   const double[::1] leafval, const uint8_t[::1] dts, const int32_t[::1] roots):
+        """The bitvector kernel's tables (see its section above), if it can serve this model."""
+        tables = _qs_tables(thr, fx, child, leafval, dts, roots)
+        if isinstance(tables, str):
+            self.bitvector_declined = tables
+            return
+        self.bitvector_declined = None
+        for name in ("thr", "off", "fidx", "rzero", "rnan", "gstart"):
+            tables[name].flags.writeable = False
+        self._qs_arrays = tables
+        self._Q.thr = <const double*>cnp.PyArray_DATA(tables["thr"])
+        self._Q.off = <const int32_t*>cnp.PyArray_DATA(tables["off"])
+        self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(tables["fidx"])
+        self._Q.rzero = <const int16_t*>cnp.PyArray_DATA(tables["rzero"])
+        self._Q.rnan = <const int16_t*>cnp.PyArray_DATA(tables["rnan"])
+        self._Q.nu = <int>cnp.PyArray_DIM(tables["fidx"], 0)
+        self._Q.feat = <const uint8_t*>cnp.PyArray_DATA(tables["feat"])
+        self._Q.tix = <const uint8_t*>cnp.PyArray_DATA(tables["tix"])
+        self._Q.mask = <const uint32_t*>cnp.PyArray_DATA(tables["mask"])
+        self._Q.gstart = <const int32_t*>cnp.PyArray_DATA(tables["gstart"])
+        self._Q.leaves = <const double*>cnp.PyArray_DATA(tables["leaves"])
+        self._Q.n_trees = self._n_trees
+        self._qs_ok = True
+
+    cdef int _kernel(self) noexcept nogil:
+        """The row kernel of this call: 2 bitvector AVX-512, 1 bitvector AVX2, 0 lane chains."""
+        if not self._qs_ok:
+            return 0
+        return _qs_want if _qs_want < _qs_cpu else _qs_cpu
 
     cdef _build_chain(self):
         """Lay the trees out as lane chains (see the section comment above)."""
@@ -453,8 +673,23 @@ cdef class TreeEnsembleCore:
 
     @property
     def row_kernel(self):
-        """The walk that scores this model: "lanes", or "lanes-categorical" (see _trees.pxi)."""
+        """The kernel that scores this model now: "bitvector-avx512", "bitvector-avx2" (see trees_qs.h),
+        or the lane chains, "lanes" or "lanes-categorical" (see trees_walk.pxi.in)."""
+        cdef int k = self._kernel()
+        if k == 2:
+            return "bitvector-avx512"
+        if k == 1:
+            return "bitvector-avx2"
         return "lanes-categorical" if self._L.categorical else "lanes"
+
+    def _bitvector_tables(self):
+        """The bitvector kernel's arrays, read in place by every call; None if declined.
+
+        For tests that mutate a node or leaf (feat, tix, mask, leaves) and expect a wrong
+        answer: those are writable, and any value in them stays inside the tables; the
+        arrays of offsets and counts are read-only.
+        """
+        return dict(self._qs_arrays) if self._qs_ok else None
 
     def __dealloc__(self):
         free(self._nodes)
@@ -486,10 +721,27 @@ cdef class TreeEnsembleCore:
         cdef int ntpi = self._L.ntpi
         cdef Py_ssize_t nf = self.num_features
         cdef Py_ssize_t r
-        _cells_init(&self._L, cells, cats)
+        cdef Py_ssize_t t0 = <Py_ssize_t>it0 * ntpi, t1 = <Py_ssize_t>(it0 + n_it) * ntpi
+        cdef int kernel = self._kernel()
+        cdef bint lanes_ready = False, bad_row
+        cdef int bad = 0
+        cdef Py_ssize_t blocked = 0
+        if kernel == 2:  # blocks of rows share each node load (see nba_qs_rows4_avx512)
+            blocked = n - n % NBA_QS_ROWS
         for r in range(n):
-            _lanes_row(&self._L, X + r * nf, cells, cats, out + r * ntpi, <Py_ssize_t>it0 * ntpi,
-                       <Py_ssize_t>(it0 + n_it) * ntpi)
+            if r < blocked:
+                if r % NBA_QS_ROWS == 0:
+                    bad = nba_qs_rows4_avx512(&self._Q, X + r * nf, nf, t0, t1, ntpi, out + r * ntpi, NBA_KZERO)
+                bad_row = (bad >> (r % NBA_QS_ROWS)) & 1
+            else:
+                bad_row = kernel == 0 or nba_qs_row(&self._Q, kernel, X + r * nf, t0, t1, ntpi, out + r * ntpi,
+                                                    NBA_KZERO)
+            # The bitvector kernel declines a row whose NaN or zero no single rank serves: lanes then.
+            if bad_row:
+                if not lanes_ready:
+                    _cells_init(&self._L, cells, cats)
+                    lanes_ready = True
+                _lanes_row(&self._L, X + r * nf, cells, cats, out + r * ntpi, t0, t1)
             if not raw:
                 self._finish(out + r * ntpi, n_it)
 

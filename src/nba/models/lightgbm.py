@@ -66,6 +66,8 @@ _IDENTITY_OBJECTIVES = frozenset(
     }
 )
 _EXP_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
+# NBA_TREE_KERNEL asks for a row kernel (read by the core at import; see trees_core.set_row_kernel).
+_ROW_KERNEL_ASKS = ("auto", "avx512", "avx2", "lanes")
 _MAX_FEATURES = (1 << 30) - 1  # the feature index shares a uint32 with the node kind
 _MAX_NODES = (1 << 31) - 1  # child indices are int32
 
@@ -621,6 +623,12 @@ class TreeEnsemble:
 
     def __init__(self, text: str, *, _name: str = "<model text>") -> None:
         """Parse and validate LightGBM model ``text``; prefer ``load_lightgbm``."""
+        ask = os.environ.get("NBA_TREE_KERNEL", "auto")
+        if ask not in _ROW_KERNEL_ASKS:
+            raise ConfigError(
+                f"NBA_TREE_KERNEL={ask!r} is not a row kernel: expected one of {', '.join(_ROW_KERNEL_ASKS)} "
+                "(unset means auto: the fastest this CPU runs)"
+            )
         parsed = _parse(text, _Src(_name))
         self._text = text
         self._parsed_stats = (parsed.leaves, parsed.max_depth, parsed.categorical_splits)
@@ -792,6 +800,21 @@ class TreeEnsemble:
         return TreeScorer(self, catalog)
 
     # ------------------------------------------------------------------ introspection
+
+    @property
+    def row_kernel(self) -> str:
+        """The kernel scoring this model now: "bitvector-avx512", "bitvector-avx2", "lanes" or "lanes-categorical".
+
+        The bitvector kernels serve numerical trees of up to 32 leaves on CPUs with AVX2
+        or AVX-512 VBMI; ``NBA_TREE_KERNEL`` (auto, avx512, avx2, lanes) caps the choice.
+        """
+        return str(self._core.row_kernel)
+
+    @property
+    def bitvector_declined(self) -> str | None:
+        """Why the bitvector kernels cannot serve this model (e.g. "categorical splits"), or None if they can."""
+        declined = self._core.bitvector_declined
+        return None if declined is None else str(declined)
 
     def summary(self) -> Summary:
         """Format and version; objective, tree and leaf counts, depth, features, classes (prints as a table)."""

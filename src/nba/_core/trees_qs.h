@@ -1,0 +1,383 @@
+/* The bitvector tree kernel of nba._core.trees (QuickScorer family; see "bitvector kernel" in trees.pyx).
+ *
+ * Plain C over flat arrays that TreeEnsembleCore builds and proves in range at load time. The SIMD
+ * paths are compiled with function-level target attributes inside the normal portable build (no
+ * -march flag), and only called after nba_qs_cpu() has said the CPU (and the OS) supports them; on
+ * other architectures they compile to stubs that are never called.
+ *
+ * Exactness. For each feature u the kernel knows the sorted distinct thresholds T_u[0..n_u) of the
+ * numerical nodes that split on it. A row's value x becomes the byte rank #{j : T_u[j] < x}, so that
+ * x > T_u[j] exactly when rank > j (plain double comparisons, no arithmetic). A value LightGBM reads
+ * as 0.0 (|x| <= kZeroThreshold) or as missing (NaN) takes a rank computed at load time from the
+ * directions the feature's nodes send it (rzero, rnan), or -1 when no single rank gives every node
+ * its direction: such a row is scored by the lane chains instead.
+ */
+#ifndef NBA_TREES_QS_H
+#define NBA_TREES_QS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define NBA_QS_LANES 16       /* trees per block: one per 32-bit lane of a 512-bit vector */
+#define NBA_QS_LEAVES 32      /* leaves per tree: one bit each of a lane */
+#define NBA_QS_GROUP 64       /* node slots per group: 4 rounds of 16 lanes */
+#define NBA_QS_NEVER 255      /* threshold index of a padding slot: no byte rank exceeds it */
+#define NBA_QS_UNUSED __attribute__((unused))  /* modules that cimport trees.pxd include this file too */
+
+typedef struct {
+    /* rank tables, by compact feature u < nu */
+    const double* thr;        /* at thr + off[u]: 16 pivots T_u[15], T_u[31], ..., then T_u, padded with
+                                 +inf to whole buckets of 16 (len(T_u) <= 255, so the last pivot is inf) */
+    const int32_t* off;
+    const int32_t* fidx;      /* the model feature of u */
+    const int16_t* rzero;     /* rank of a value read as 0.0 (|x| <= kZeroThreshold), or -1 */
+    const int16_t* rnan;      /* rank of NaN, or -1 */
+    int nu;
+    /* nodes: block b (trees 16b .. 16b + 15) holds groups gstart[b] .. gstart[b + 1] */
+    const uint8_t* feat;      /* slot s of group g at g * 64 + s, s = round * 16 + lane: compact feature */
+    const uint8_t* tix;       /* ... the node's threshold index in T_u (NBA_QS_NEVER: padding) */
+    const uint32_t* mask;     /* ... its false mask: all ones but its left subtree's leaves */
+    const int32_t* gstart;
+    const double* leaves;     /* leaf k of tree t at t * 32 + k, leaves numbered left to right */
+    int64_t n_trees;
+} nba_qs;
+
+/* Add the exit leaves of block b's trees in [t0, t1) to out (*acc when ntpi is 1), in tree order (as
+ * GBDT::PredictRaw); ix[l] = 32 l + the exit leaf of lane l's tree, from the lane's lowest set bit. */
+static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int64_t t0, int64_t t1,
+                              int ntpi, double* acc, double* out)
+{
+    int64_t lo = b * NBA_QS_LANES, hi = lo + NBA_QS_LANES, t;
+    const double* leaves = q->leaves + lo * NBA_QS_LEAVES;
+    const int32_t* ixb = ix - lo;
+    if (lo < t0) lo = t0;
+    if (hi > t1) hi = t1;
+    if (ntpi == 1) {
+        double a = *acc;
+        for (t = lo; t < hi; t++)
+            a += leaves[ixb[t]];
+        *acc = a;
+        return;
+    }
+    for (t = lo; t < hi; t++)
+        out[t % ntpi] += leaves[ixb[t]];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(NBA_QS_PORTABLE)  /* NBA_QS_PORTABLE: the stubs */
+#include <immintrin.h>
+
+#define NBA_QS_AVX512 __attribute__((target("avx512f,avx512bw,avx512cd,avx512vbmi,popcnt")))
+#define NBA_QS_AVX2 __attribute__((target("avx2,popcnt")))
+
+/* The rank of v among T_u, from the count c of pivots below v: 16 c + the count below v in bucket c.
+ * The special values take their precomputed ranks; 1 in *bad when one of those is -1. */
+#define NBA_QS_SELECT(u, v, cnt, kzero, bad) do {                                 \
+        int r_ = (int)(cnt), rz_ = rzero[u], rn_ = rnan[u];  /* loaded first: cmov, no branch */ \
+        r_ = (-(kzero) <= (v) && (v) <= (kzero)) ? rz_ : r_;                       \
+        r_ = ((v) != (v)) ? rn_ : r_;                                              \
+        (bad) |= r_ < 0;                                                           \
+        rk[u] = (uint8_t)r_;                                                       \
+    } while (0)
+
+/* The rank tables in locals: rk is a byte array, which may alias anything, so fields read through q
+ * would be reloaded after every store to it. */
+#define NBA_QS_RANK_LOCALS(q)                                                      \
+    const double* const thr = (q)->thr;                                            \
+    const int32_t* const off = (q)->off;                                           \
+    const int32_t* const fidx = (q)->fidx;                                         \
+    const int16_t* const rzero = (q)->rzero;                                       \
+    const int16_t* const rnan = (q)->rnan;                                         \
+    const int nu = (q)->nu
+
+/* 2: AVX-512 with VBMI (vpermb) and CD (vplzcntd), 1: AVX2, 0: neither (as the CPU and OS report it). */
+NBA_QS_UNUSED static int nba_qs_cpu(void)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("popcnt"))
+        return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vbmi"))
+        return 2;
+    if (__builtin_cpu_supports("avx2"))
+        return 1;
+    return 0;
+}
+
+/* Byte ranks of row x into rk[0 .. nu): 0, or 1 if the row must take the lane chains. Branch-free per
+ * feature (rows vary): two compares of 8 pivots, two of the bucket's 8 thresholds. */
+NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_ranks_avx512(const nba_qs* q, const double* x, uint8_t* rk,
+                                                          double kzero)
+{
+    int bad = 0;
+    NBA_QS_RANK_LOCALS(q);
+    for (int u = 0; u < nu; u++) {
+        double v = x[fidx[u]];
+        const double* t = thr + off[u];
+        __m512d vv = _mm512_set1_pd(v);
+        unsigned c = (unsigned)__builtin_popcount(
+            (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(t), vv, _CMP_LT_OQ)
+            | ((unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(t + 8), vv, _CMP_LT_OQ) << 8));
+        const double* k = t + 16 + 16 * c;
+        unsigned n = (unsigned)__builtin_popcount(
+            (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k), vv, _CMP_LT_OQ)
+            | ((unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(k + 8), vv, _CMP_LT_OQ) << 8));
+        NBA_QS_SELECT(u, v, 16 * c + n, kzero, bad);
+    }
+    return bad;
+}
+
+NBA_QS_AVX2 static inline unsigned nba_qs_below16_avx2(const double* t, __m256d vv)
+{
+    return (unsigned)__builtin_popcount(
+        (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t), vv, _CMP_LT_OQ))
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 4), vv, _CMP_LT_OQ)) << 4)
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 8), vv, _CMP_LT_OQ)) << 8)
+        | ((unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(t + 12), vv, _CMP_LT_OQ)) << 12));
+}
+
+NBA_QS_UNUSED NBA_QS_AVX2 static int nba_qs_ranks_avx2(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{
+    int bad = 0;
+    NBA_QS_RANK_LOCALS(q);
+    for (int u = 0; u < nu; u++) {
+        double v = x[fidx[u]];
+        const double* t = thr + off[u];
+        __m256d vv = _mm256_set1_pd(v);
+        unsigned c = nba_qs_below16_avx2(t, vv);
+        NBA_QS_SELECT(u, v, 16 * c + nba_qs_below16_avx2(t + 16 + 16 * c, vv), kzero, bad);
+    }
+    return bad;
+}
+
+NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
+                                              int ntpi, double* acc, double* out)
+{
+    __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
+    __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(64)));
+    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
+    int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
+    int nu = q->nu;
+    for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
+        __m512i v = _mm512_set1_epi32(-1);
+        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+            __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
+            __m512i r;
+            if (nu <= 64) {
+                r = _mm512_permutexvar_epi8(idx, tab0);
+            } else if (nu <= 128) {
+                r = _mm512_permutex2var_epi8(tab0, idx, tab1);
+            } else {
+                r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
+                                           _mm512_permutex2var_epi8(tab2, idx, tab3));
+            }
+            __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
+            const uint32_t* m = q->mask + (int64_t)g * NBA_QS_GROUP;
+            v = _mm512_mask_and_epi32(v, (__mmask16)k, v, _mm512_loadu_si512((const void*)m));
+            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 16), v, _mm512_loadu_si512((const void*)(m + 16)));
+            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 32), v, _mm512_loadu_si512((const void*)(m + 32)));
+            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 48), v, _mm512_loadu_si512((const void*)(m + 48)));
+        }
+        /* exit leaf: the lowest set bit, 31 - lzcnt of it; | 1 << 31 in case a lane were 0 (its exit
+           leaf's bit is never cleared), so that no index leaves its tree */
+        v = _mm512_or_si512(v, _mm512_set1_epi32((int)0x80000000u));
+        v = _mm512_and_si512(v, _mm512_sub_epi32(_mm512_setzero_si512(), v));
+        _mm512_store_si512((void*)ix, _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(v)));
+        nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
+    }
+}
+
+/* Four rows at once (the vQS idea, Lucchese et al., SIGIR 2016): each group's nodes are loaded once for
+ * the four rows, which is what a batch saves, since one row is bound by those loads. Returns a bit per row
+ * (1 << r) that must take the lane chains; its out is then garbage, for the caller to overwrite. */
+#define NBA_QS_ROWS 4
+
+NBA_QS_AVX512 static inline __m512i nba_qs_gather512(__m512i idx, const uint8_t* rk, int nu)
+{
+    __m512i t0 = _mm512_load_si512((const void*)rk), t1 = _mm512_load_si512((const void*)(rk + 64));
+    if (nu <= 64)
+        return _mm512_permutexvar_epi8(idx, t0);
+    if (nu <= 128)
+        return _mm512_permutex2var_epi8(t0, idx, t1);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(t0, idx, t1),
+                                  _mm512_permutex2var_epi8(_mm512_load_si512((const void*)(rk + 128)), idx,
+                                                           _mm512_load_si512((const void*)(rk + 192))));
+}
+
+NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride,
+                                                          int64_t t0, int64_t t1, int ntpi, double* out,
+                                                          double kzero)
+{
+    uint8_t rk[NBA_QS_ROWS][256] __attribute__((aligned(64)));
+    int32_t ix[NBA_QS_ROWS][NBA_QS_LANES] __attribute__((aligned(64)));
+    double acc[NBA_QS_ROWS] = {0.0, 0.0, 0.0, 0.0};
+    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
+    const __m512i top = _mm512_set1_epi32((int)0x80000000u);
+    int bad = 0, nu = q->nu, r;
+    for (r = 0; r < NBA_QS_ROWS; r++) {
+        bad |= nba_qs_ranks_avx512(q, x + r * stride, rk[r], kzero) << r;
+        memset(rk[r] + nu, 0, (size_t)(256 - nu));
+    }
+    for (r = 0; r < NBA_QS_ROWS * ntpi; r++)
+        out[r] = 0.0;
+    int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
+    for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
+        __m512i v[NBA_QS_ROWS];
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            v[r] = _mm512_set1_epi32(-1);
+        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+            int64_t s = (int64_t)g * NBA_QS_GROUP;
+            __m512i idx = _mm512_loadu_si512((const void*)(q->feat + s));
+            __m512i tix = _mm512_loadu_si512((const void*)(q->tix + s));
+            __m512i m0 = _mm512_loadu_si512((const void*)(q->mask + s)), m1 = _mm512_loadu_si512((const void*)(q->mask + s + 16));
+            __m512i m2 = _mm512_loadu_si512((const void*)(q->mask + s + 32)), m3 = _mm512_loadu_si512((const void*)(q->mask + s + 48));
+            for (r = 0; r < NBA_QS_ROWS; r++) {  /* unrolled: the rows' vectors stay in registers */
+                __mmask64 k = _mm512_cmpgt_epu8_mask(nba_qs_gather512(idx, rk[r], nu), tix);
+                v[r] = _mm512_mask_and_epi32(v[r], (__mmask16)k, v[r], m0);
+                v[r] = _mm512_mask_and_epi32(v[r], (__mmask16)(k >> 16), v[r], m1);
+                v[r] = _mm512_mask_and_epi32(v[r], (__mmask16)(k >> 32), v[r], m2);
+                v[r] = _mm512_mask_and_epi32(v[r], (__mmask16)(k >> 48), v[r], m3);
+            }
+        }
+        for (r = 0; r < NBA_QS_ROWS; r++) {
+            __m512i w = _mm512_or_si512(v[r], top);
+            w = _mm512_and_si512(w, _mm512_sub_epi32(_mm512_setzero_si512(), w));
+            _mm512_store_si512((void*)ix[r], _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(w)));
+        }
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            nba_qs_add(q, b, ix[r], t0, t1, ntpi, acc + r, out + r * ntpi);
+    }
+    if (ntpi == 1)
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            out[r] = acc[r];
+    return bad;
+}
+
+/* 32 byte ranks by index from the 16-byte chunks c[0 .. nc) of the table. */
+NBA_QS_AVX2 static inline __m256i nba_qs_gather_avx2(__m256i idx, const __m256i* c, int nc)
+{
+    if (nc == 1)
+        return _mm256_shuffle_epi8(c[0], idx);
+    if (nc <= 4) {  /* indices < 64: pshufb reads bits 0-3; bits 4 and 5 pick the chunk (blendv reads bit 7) */
+        __m256i s4 = _mm256_slli_epi16(idx, 3), s5 = _mm256_slli_epi16(idx, 2);
+        __m256i lo = _mm256_blendv_epi8(_mm256_shuffle_epi8(c[0], idx), _mm256_shuffle_epi8(c[1], idx), s4);
+        if (nc == 2)
+            return lo;
+        __m256i hi = _mm256_blendv_epi8(_mm256_shuffle_epi8(c[2], idx), _mm256_shuffle_epi8(c[3], idx), s4);
+        return _mm256_blendv_epi8(lo, hi, s5);
+    }
+    /* more chunks: an index of chunk j becomes 0x70..0x7f, any other one has bit 7 set (pshufb gives 0) */
+    __m256i r = _mm256_setzero_si256(), bias = _mm256_set1_epi8(0x70);
+    for (int j = 0; j < nc; j++) {
+        __m256i d = _mm256_adds_epu8(_mm256_sub_epi8(idx, _mm256_set1_epi8((char)(16 * j))), bias);
+        r = _mm256_or_si256(r, _mm256_shuffle_epi8(c[j], d));
+    }
+    return r;
+}
+
+NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
+                                          int ntpi, double* acc, double* out)
+{
+    __m256i c[16];
+    int nc = (q->nu + 15) / 16;
+    if (nc < 1) nc = 1;
+    if (nc == 3) nc = 4;  /* the two-level select reads four chunks (rk is padded) */
+    for (int j = 0; j < nc; j++)
+        c[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rk + 16 * j)));
+    const __m256i flip = _mm256_set1_epi8((char)0x80);  /* unsigned byte order through a signed compare */
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(32)));
+    const __m256i top = _mm256_set1_epi32((int)0x80000000u), zero = _mm256_setzero_si256();
+    const __m256i base0 = _mm256_sub_epi32(_mm256_slli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 5),
+                                           _mm256_set1_epi32(127));
+    const __m256i base1 = _mm256_add_epi32(base0, _mm256_set1_epi32(8 * 32));
+    const __m256i exp_mask = _mm256_set1_epi32(0xff);
+    int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
+    for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
+        __m256i v0 = _mm256_set1_epi32(-1), v1 = v0;
+        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+            for (int h = 0; h < 2; h++) {  /* rounds 2h and 2h + 1 of the group */
+                int64_t s = (int64_t)g * NBA_QS_GROUP + 32 * h;
+                __m256i idx = _mm256_loadu_si256((const __m256i*)(q->feat + s));
+                __m256i r = nba_qs_gather_avx2(idx, c, nc);
+                __m256i t = _mm256_loadu_si256((const __m256i*)(q->tix + s));
+                __m256i gt = _mm256_cmpgt_epi8(_mm256_xor_si256(r, flip), _mm256_xor_si256(t, flip));
+                __m128i ga = _mm256_castsi256_si128(gt), gb = _mm256_extracti128_si256(gt, 1);
+                const uint32_t* m = q->mask + s;
+                /* lane &= ~(goes right & ~false mask): the left subtree's leaves of the nodes that go right */
+                v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)m),
+                                                             _mm256_cvtepi8_epi32(ga)), v0);
+                v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 8)),
+                                                             _mm256_cvtepi8_epi32(_mm_srli_si128(ga, 8))), v1);
+                v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 16)),
+                                                             _mm256_cvtepi8_epi32(gb)), v0);
+                v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 24)),
+                                                             _mm256_cvtepi8_epi32(_mm_srli_si128(gb, 8))), v1);
+            }
+        }
+        /* exit leaf: the lowest set bit (| 1 << 31 as in the AVX-512 path), whose index is the exponent
+           of its conversion to float (exact for a power of two; 1 << 31 converts to -2^31) */
+        v0 = _mm256_or_si256(v0, top);
+        v1 = _mm256_or_si256(v1, top);
+        v0 = _mm256_and_si256(v0, _mm256_sub_epi32(zero, v0));
+        v1 = _mm256_and_si256(v1, _mm256_sub_epi32(zero, v1));
+        v0 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v0)), 23), exp_mask);
+        v1 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v1)), 23), exp_mask);
+        _mm256_store_si256((__m256i*)ix, _mm256_add_epi32(v0, base0));
+        _mm256_store_si256((__m256i*)(ix + 8), _mm256_add_epi32(v1, base1));
+        nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
+    }
+}
+
+#else  /* not x86-64 (or NBA_QS_PORTABLE): the lane chains serve every model */
+
+NBA_QS_UNUSED static int nba_qs_cpu(void) { return 0; }
+
+NBA_QS_UNUSED static int nba_qs_ranks_avx512(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{ (void)q; (void)x; (void)rk; (void)kzero; return 1; }
+
+NBA_QS_UNUSED static int nba_qs_ranks_avx2(const nba_qs* q, const double* x, uint8_t* rk, double kzero)
+{ (void)q; (void)x; (void)rk; (void)kzero; return 1; }
+
+#define NBA_QS_ROWS 4
+NBA_QS_UNUSED static int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride, int64_t t0,
+                                            int64_t t1, int ntpi, double* out, double kzero)
+{ (void)q; (void)x; (void)stride; (void)t0; (void)t1; (void)ntpi; (void)out; (void)kzero; return 15; }
+
+NBA_QS_UNUSED static void nba_qs_blocks_avx512(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1, int ntpi,
+                                 double* acc, double* out)
+{ (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
+
+NBA_QS_UNUSED static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1, int ntpi,
+                               double* acc, double* out)
+{ (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
+
+#endif
+
+/* Raw scores of trees [t0, t1) for row x into out[0 .. ntpi) with kernel 2 (AVX-512) or 1 (AVX2);
+ * 1 without touching out if the row must take the lane chains (a NaN or zero no single rank serves). */
+static inline int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64_t t0, int64_t t1, int ntpi,
+                             double* out, double kzero)
+{
+    uint8_t rk[256] __attribute__((aligned(64)));
+    double acc = 0.0;
+    int k;
+    if (kernel == 2 ? nba_qs_ranks_avx512(q, x, rk, kzero) : nba_qs_ranks_avx2(q, x, rk, kzero))
+        return 1;
+    /* the tables are read whole (64 or 256 bytes): their tail is read, never used, but kept defined */
+    memset(rk + q->nu, 0, (size_t)(256 - q->nu));
+    for (k = 0; k < ntpi; k++)
+        out[k] = 0.0;
+    if (t1 > t0) {
+        if (kernel == 2)
+            nba_qs_blocks_avx512(q, rk, t0, t1, ntpi, &acc, out);
+        else
+            nba_qs_blocks_avx2(q, rk, t0, t1, ntpi, &acc, out);
+    }
+    if (ntpi == 1)
+        out[0] = acc;
+    return 0;
+}
+
+#endif
