@@ -422,3 +422,99 @@ def test_shape_batch_lleaves(benchmark, shape):
     benchmark.group = _shape_group(shape)
     benchmark.extra_info.update(impl="lleaves", rows=BATCH_ROWS)
     benchmark(model.predict, shape.batch, n_jobs=1)
+
+
+# --------------------------------------------------------------------------- catalogue-bound forests
+#
+# decide()'s scoring step: every eligible arm's row is the shared vector plus the arm's own
+# features, scored by the bound forest (``TreeEnsemble.bind_arms``). "nba" is the forest as it
+# dispatches (a bitvector kernel: the shared vector ranked once, each arm's own splits ANDed in
+# from bitvectors built at bind), "nba-walk" the same forest walking each tree once with the set
+# of arms (as on a CPU without AVX2), "nba-rows" the arms' full rows through ``predict`` and
+# "lightgbm" through ``Booster.predict``. Varied shared vectors, one call each, timed singly.
+
+FOREST_CASES = {"10arms-100trees": (10, 100), "50arms-500trees": (50, 500)}
+# Measured 2026-12-04 (p50, AVX-512): over the walk 3.2x (10 arms, 100 trees) and 2.3x (50 arms, 500 trees);
+# over predict on the rows 2.3x and 2.1x. Generous: the walk is also what serves a CPU without AVX2.
+FOREST_FLOORS = {"nba-walk": 1.5, "nba-rows": 1.3, "lightgbm": 5.0}
+
+
+@dataclass
+class Forest:
+    name: str
+    forest: object
+    model: object
+    booster: object
+    xs: list
+    rows: list
+    idx: np.ndarray
+    acc: np.ndarray = field(init=False)
+    out: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.acc = np.zeros(self.forest.n_arms)
+        self.out = np.zeros(self.forest.n_arms)
+
+    def calls(self) -> list[Callable[[], object]]:
+        from functools import partial
+
+        return [partial(self.forest.scores, x, self.idx, self.acc, self.out, True) for x in self.xs]
+
+
+@pytest.fixture(scope="module", params=list(FOREST_CASES), ids=list(FOREST_CASES))
+def bound(request) -> Forest:
+    from benchmarks.workloads import decide_workload
+
+    n_arms, n_trees = FOREST_CASES[request.param]
+    work = decide_workload(n_arms, n_trees, seed=0, n_profiles=LATENCY_ROWS)
+    catalog = nba.Catalog(work["arms"], work["schema"])
+    model = nba.load_model(work["model_text"])
+    forest = model.bind(catalog).forest
+    assert forest is not None
+    layout = catalog.layout(catalog.feature_names)
+    idx = np.arange(n_arms, dtype=np.intp)
+    xs = [work["schema"].vectorize(p, c) for p, c in work["profiles"]]
+    rows_ = [layout.fill(x, idx) for x in xs]
+    booster = lgb.Booster(model_str=work["model_text"])
+    b = Forest(request.param, forest, model, booster, xs, rows_, idx)
+    for x, r in zip(xs[:64], rows_[:64]):  # the forest scores the arms' rows bit for bit, on every kernel
+        want = booster.predict(r, raw_score=True, num_threads=1)
+        for kernel in trees_core.cpu_row_kernels():
+            prev = trees_core.set_row_kernel(kernel)
+            try:
+                forest.scores(x, idx, b.acc, b.out, True)
+            finally:
+                trees_core.set_row_kernel(prev)
+            np.testing.assert_array_equal(b.out, want, err_msg=f"forest on {kernel}")
+    return b
+
+
+def _forest_group(b: Forest) -> str:
+    return f"lightgbm-forest-latency-{b.name}"
+
+
+def test_forest_nba(benchmark, bound):
+    _latency(benchmark, _forest_group(bound), "nba", bound.calls())
+    floors = dict(FOREST_FLOORS) if bound.forest.kernel.startswith("bitvector") else {"lightgbm": 2.0}
+    benchmark.extra_info.update(floors=floors, forest_kernel=bound.forest.kernel,
+                                call=f"ArmForestCore.scores ({bound.name})")
+
+
+@pytest.mark.parametrize("kernel", FORCED_KERNELS)
+def test_forest_nba_forced_kernel(benchmark, bound, kernel):
+    impl = "nba-walk" if kernel == "lanes" else f"nba-{kernel}"
+    _forced(benchmark, kernel, lambda: _latency(benchmark, _forest_group(bound), impl, bound.calls()))
+
+
+def test_forest_nba_rows(benchmark, bound):
+    from functools import partial
+
+    calls = [partial(bound.model.predict, r, raw_score=True) for r in bound.rows]
+    _latency(benchmark, _forest_group(bound), "nba-rows", calls)
+
+
+def test_forest_lightgbm(benchmark, bound):
+    from functools import partial
+
+    calls = [partial(bound.booster.predict, r, raw_score=True, num_threads=1) for r in bound.rows]
+    _latency(benchmark, _forest_group(bound), "lightgbm", calls)

@@ -28,6 +28,7 @@ from nba.models.lightgbm import TreeEnsemble, load_lightgbm
 from nba.policy import EpsilonGreedy, sample
 from tests.isolated import assert_prints_ok
 from tests.models import lightgbm_cases as cases
+from tests.models.conftest import kernel_name
 from tests.models.lightgbm_cases import KZERO, SPECIALS
 
 lgb = pytest.importorskip("lightgbm")
@@ -351,6 +352,77 @@ def test_property_bound_scores_equal_rows(spec: dict) -> None:
     _assert_bits(np.concatenate(raws), booster.predict(R, raw_score=True), "raw vs LightGBM")
     _assert_bits(np.concatenate(raws), model.predict(R, raw_score=True), "raw vs predict")
     _assert_bits(np.concatenate(trans), model.predict(R), "transformed vs predict")
+
+
+# ----------------------------------------------------------------------------- which kernel scores a forest
+#
+# Where the bitvector kernel serves the ensemble, a forest ranks the shared vector once and
+# ANDs each arm's precomputed bitvectors (its own splits) into the shared ones; otherwise it
+# walks each tree with the set of arms. The parity tests above run on both (tree_kernel).
+
+
+def _forest_kernel(tree_kernel: str) -> str:
+    return "walk" if tree_kernel == "lanes" else f"bitvector-{tree_kernel}"
+
+
+def test_forest_kernel_follows_the_row_kernel(small, rng: np.random.Generator, tree_kernel: str) -> None:
+    booster, model = small
+    forest = model.bind_arms(np.arange(3, dtype=np.intp), cases.probe(booster, rng, 9))
+    assert model.row_kernel == kernel_name(tree_kernel)
+    assert forest.kernel == _forest_kernel(tree_kernel)
+    assert forest.bitvector_declined is None
+    tables = forest._bitvector_tables()
+    assert tables["armv"].shape == (9, 16)  # 6 trees: one block of 16 lanes per arm
+
+
+def test_forests_of_categorical_models_walk(rng: np.random.Generator, tree_kernel: str) -> None:
+    X, z = cases.data(rng, 600)
+    X[:, 0] = rng.integers(0, 8, 600)
+    booster = cases.train({"objective": "regression", "max_cat_to_onehot": 2}, X, z + X[:, 0] % 3, rounds=5,
+                          categorical_feature=[0])
+    model = load_lightgbm(booster)
+    forest = model.bind_arms(np.arange(1, X.shape[1], dtype=np.intp), cases.probe(booster, rng, 4, cat=(0,)))
+    assert (forest.kernel, forest.bitvector_declined) == ("walk", "categorical splits")
+    assert forest._bitvector_tables() is None
+
+
+def test_arm_bitvectors_past_the_cap_walk_exactly(small, rng: np.random.Generator, monkeypatch) -> None:
+    from nba._core import trees as trees_core
+
+    booster, model = small
+    monkeypatch.setattr(trees_core, "_FOREST_QS_MAX_BYTES", 16 * 4 * 8)  # room for 8 arms' one block
+    assert model.bind_arms(np.arange(3, dtype=np.intp), cases.probe(booster, rng, 8)).bitvector_declined is None
+    assert _check_parity(model, booster, _prober(booster, rng), rng, n_arms=(9, 65)) > 0
+    forest = model.bind_arms(np.arange(3, dtype=np.intp), cases.probe(booster, rng, 9))
+    assert (forest.kernel, forest.bitvector_declined) == ("walk", "arm bitvectors past 512 bytes")
+
+
+@pytest.mark.parametrize("mutation", ["arm", "shared"])
+def test_a_wrong_arm_or_shared_bitvector_is_caught(mutation: str, rng: np.random.Generator, tree_kernel: str) -> None:
+    """The bitvector forest reads its own tables: corrupt them and its scores must go wrong (unless walked)."""
+    X, z = cases.data(rng, 2000)
+    booster = cases.train({"objective": "regression", "num_leaves": 31}, X, z, rounds=20)
+    model = load_lightgbm(booster)
+    shared = np.arange(0, X.shape[1], 2, dtype=np.intp)  # every other column an arm's
+    arm_rows = cases.probe(booster, rng, 40)
+    xs = cases.probe(booster, rng, 50)
+    idx = np.arange(40, dtype=np.intp)
+
+    def exact(forest) -> bool:
+        got = np.concatenate([_bound_scores(forest, x[shared], idx, True) for x in xs])
+        want = model.predict(np.concatenate([_full_rows(arm_rows, shared, x[shared], idx) for x in xs]),
+                             raw_score=True)
+        return bool(np.array_equal(got.view(np.uint64), want.view(np.uint64)))
+
+    forest = model.bind_arms(shared, arm_rows)
+    assert forest.kernel == _forest_kernel(tree_kernel)
+    assert exact(forest)
+    tables = forest._bitvector_tables()
+    if mutation == "arm":  # each arm's first tree ignores the arm's own splits
+        tables["armv"][:, 0] = 0xFFFFFFFF
+    else:  # every node of tree 0 on a shared feature stops firing, as if it were an arm's
+        tables["tix"][int(model._core._bitvector_tables()["gstart"][0]) * 64 + np.arange(0, 64 * 3, 16)] = 255
+    assert exact(forest) == (tree_kernel == "lanes")
 
 
 # ----------------------------------------------------------------------------- what cannot be bound

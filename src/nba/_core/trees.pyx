@@ -420,6 +420,7 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
     leaves = np.zeros(max(nt, 1) * _QS_LEAVES, np.float64)
     node_u = np.zeros(n, np.int64)
     node_j = np.zeros(n, np.int64)
+    slot = np.full(n, -1, np.int64)
     node_u[internal] = cu
     node_j[internal] = jx
     leafno = np.zeros(n, np.int32)
@@ -431,6 +432,7 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
     cdef double[::1] leaves_v = leaves
     cdef int64_t[::1] nu_v = node_u, nj_v = node_j
     cdef int32_t[::1] gs_v = gstart
+    cdef int64_t[::1] slot_v = slot
     for t in range(nt):
         _qs_leaf_ranges(fx, child, roots[t], 0, leafno_v, lo_v, hi_v)
         end = roots[t + 1] if t + 1 < nt else n
@@ -443,11 +445,13 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
             s = gs_v[b] * _QS_GROUP + (k // 4) * _QS_GROUP + (k % 4) * _QS_LANES + t % _QS_LANES
             feat_v[s] = <uint8_t>nu_v[i]
             tix_v[s] = <uint8_t>nj_v[i]
+            slot_v[i] = s
             left = ((<uint64_t>1 << hi_v[child[i]]) - 1) & ~((<uint64_t>1 << lo_v[child[i]]) - 1)
             mask_v[s] = <uint32_t>(~left)
             k += 1
     return {"thr": thr_tab, "off": off, "fidx": used.astype(np.int32), "rzero": rzero,
-            "rnan": rnan, "feat": feat, "tix": tix, "mask": mask, "gstart": gstart, "leaves": leaves}
+            "rnan": rnan, "feat": feat, "tix": tix, "mask": mask, "gstart": gstart, "leaves": leaves,
+            "slot": slot}
 
 
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
@@ -572,7 +576,7 @@ cdef class TreeEnsembleCore:
             self.bitvector_declined = tables
             return
         self.bitvector_declined = None
-        for name in ("thr", "off", "fidx", "rzero", "rnan", "gstart"):
+        for name in ("thr", "off", "fidx", "rzero", "rnan", "gstart", "slot"):
             tables[name].flags.writeable = False
         self._qs_arrays = tables
         self._Q.thr = <const double*>cnp.PyArray_DATA(tables["thr"])
@@ -848,6 +852,14 @@ cdef class TreeEnsembleCore:
 # whole set of arms, a split on an arm feature divides it, and a leaf adds its
 # value to the arms that reach it. Per arm the trees are still added in
 # iteration order from 0.0, so scores equal the row-by-row ones bit for bit.
+#
+# Where the bitvector kernel serves the ensemble, the forest uses it instead
+# (nba_qs_forest in trees_qs.h): an arm's own splits are fixed, so at bind the
+# false masks of those each arm sends right are ANDed into one bitvector per arm
+# and tree; per decision the shared vector is ranked and its blocks computed once
+# with the arm-feature nodes silenced, and each eligible arm's exit leaves are the
+# lowest set bits of the AND of the two. The walk stays for the rest (and for a
+# shared vector whose NaN or zero no single rank serves).
 
 cdef extern from *:
     """
@@ -858,6 +870,12 @@ cdef extern from *:
 cdef enum:
     _K_ARM = 4         # split on an arm feature: a precomputed mask says which arms go right
     _FOREST_STACK = 128  # pending (node, arms) pairs of one walk; bounds the tree depth served
+
+_FOREST_QS_MAX_BYTES = 1 << 26  # arms' bitvectors (4 bytes per arm and tree) beyond which forests walk
+
+cdef extern from "trees_qs.h":
+    int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const uint32_t* armv,
+                      const Py_ssize_t* idx, Py_ssize_t k, double* acc, double kzero) noexcept nogil
 
 
 @cython.final
@@ -878,7 +896,11 @@ cdef class ArmForestCore:
                  const double[:, ::1] arm_rows):
         cdef const _Ens* e = &ens._e
         cdef Py_ssize_t nf = ens.num_features
-        cdef Py_ssize_t n_nodes, i, a, t, slot, f
+        cdef Py_ssize_t n_nodes, i, a, t, slot, f, end
+        cdef uint32_t[:, ::1] armv
+        cdef uint8_t[::1] qtix
+        cdef const int64_t[::1] qslot
+        cdef const uint32_t[::1] qmask
         cdef uint32_t fx, kind
         cdef const TNode* nd
         if self._nodes != NULL:
@@ -912,25 +934,94 @@ cdef class ArmForestCore:
         self._masks = <uint64_t*>malloc(max(slot * self._nwords, 1) * sizeof(uint64_t))
         if self._masks == NULL:
             raise MemoryError()
+        armv = self._qs_start(x_col)
+        if self._qs_ok:
+            qtix = self._qs_arrays["tix"]
+            qslot = ens._qs_arrays["slot"]
+            qmask = ens._qs_arrays["mask"]
         slot = 0
-        for i in range(n_nodes):
-            nd = e.nodes + i
-            kind = nd.fx & 3
-            f = nd.fx >> 2
-            self._nodes[i].thr = nd.thr
-            self._nodes[i].child = nd.child
-            if kind == _K_LEAF:
-                self._nodes[i].fx = _K_LEAF
-            elif x_col[f] >= 0:
-                self._nodes[i].fx = (<uint32_t>x_col[f] << 3) | kind
-            else:
-                self._nodes[i].fx = (<uint32_t>slot << 3) | _K_ARM
-                for a in range(self._nwords):
-                    self._masks[slot * self._nwords + a] = 0
-                for a in range(self.n_arms):
-                    if _step_full(e, <int32_t>i, &arm_rows[a, 0]) != nd.child:
-                        self._masks[slot * self._nwords + (a >> 6)] |= (<uint64_t>1) << (a & 63)
-                slot += 1
+        for t in range(ens._n_trees):
+            end = e.roots[t + 1] if t + 1 < ens._n_trees else n_nodes
+            for i in range(e.roots[t], end):
+                nd = e.nodes + i
+                kind = nd.fx & 3
+                f = nd.fx >> 2
+                self._nodes[i].thr = nd.thr
+                self._nodes[i].child = nd.child
+                if kind == _K_LEAF:
+                    self._nodes[i].fx = _K_LEAF
+                elif x_col[f] >= 0:
+                    self._nodes[i].fx = (<uint32_t>x_col[f] << 3) | kind
+                else:
+                    self._nodes[i].fx = (<uint32_t>slot << 3) | _K_ARM
+                    for a in range(self._nwords):
+                        self._masks[slot * self._nwords + a] = 0
+                    if self._qs_ok:  # the node never fires in the shared pass; its false mask is each arm's
+                        qtix[qslot[i]] = _QS_NEVER
+                    for a in range(self.n_arms):
+                        if _step_full(e, <int32_t>i, &arm_rows[a, 0]) != nd.child:
+                            self._masks[slot * self._nwords + (a >> 6)] |= (<uint64_t>1) << (a & 63)
+                            if self._qs_ok:
+                                armv[a, t] &= qmask[qslot[i]]
+                    slot += 1
+
+    cdef uint32_t[:, ::1] _qs_start(self, const int32_t[::1] x_col):
+        """The bitvector tables of this forest, but for the arm-feature nodes (see nba_qs_forest).
+
+        Shares the ensemble's node and leaf arrays; its own are the rank tables in
+        shared-vector positions, a copy of the threshold indices, and every arm's
+        bitvectors (all ones, for the caller to AND its false masks into).
+        """
+        cdef TreeEnsembleCore ens = self._ens
+        cdef Py_ssize_t nb = (ens._n_trees + _QS_LANES - 1) // _QS_LANES
+        self._qs_ok = False
+        if not ens._qs_ok:
+            self.bitvector_declined = ens.bitvector_declined
+            return np.zeros((1, 1), np.uint32)
+        if self.n_arms * nb * _QS_LANES * 4 > _FOREST_QS_MAX_BYTES:
+            self.bitvector_declined = f"arm bitvectors past {_FOREST_QS_MAX_BYTES} bytes"
+            return np.zeros((1, 1), np.uint32)
+        t = ens._qs_arrays
+        col = np.asarray(x_col)[t["fidx"]]
+        shared = col >= 0
+        arrays = {"fidx": np.where(shared, col, 0).astype(np.int32),
+                  "rzero": np.where(shared, t["rzero"], 0).astype(np.int16),
+                  "rnan": np.where(shared, t["rnan"], 0).astype(np.int16),
+                  "tix": t["tix"].copy(),
+                  "armv": np.full((self.n_arms, max(nb, 1) * _QS_LANES), 0xFFFFFFFF, np.uint32)}
+        self._qs_arrays = arrays
+        self._Q = ens._Q
+        self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(arrays["fidx"])
+        self._Q.rzero = <const int16_t*>cnp.PyArray_DATA(arrays["rzero"])
+        self._Q.rnan = <const int16_t*>cnp.PyArray_DATA(arrays["rnan"])
+        self._Q.tix = <const uint8_t*>cnp.PyArray_DATA(arrays["tix"])
+        if self.n_shared == 0:  # nothing to rank (and no x to read): every node is an arm's
+            self._Q.nu = 0
+        self._armv = <const uint32_t*>cnp.PyArray_DATA(arrays["armv"])
+        self._qs_ok = True
+        self.bitvector_declined = None
+        return arrays["armv"]
+
+    @property
+    def kernel(self):
+        """What scores this forest now: "bitvector-avx512", "bitvector-avx2" or "walk" (the arm-set walk).
+
+        The bitvector kernels serve it when they serve the ensemble's rows (``row_kernel``) and
+        the arms' bitvectors fit (``bitvector_declined`` says why not); a shared vector whose NaN
+        or zero no single rank serves is walked.
+        """
+        cdef int k = self._kernel()
+        return "bitvector-avx512" if k == 2 else ("bitvector-avx2" if k == 1 else "walk")
+
+    cdef int _kernel(self) noexcept nogil:
+        return self._ens._kernel() if self._qs_ok else 0
+
+    def _bitvector_tables(self):
+        """This forest's own bitvector arrays ("armv", "tix", "fidx", ...), read in place; None if declined.
+
+        For tests that mutate an arm's bitvector and expect a wrong answer.
+        """
+        return dict(self._qs_arrays) if self._qs_ok else None
 
     def __dealloc__(self):
         free(self._nodes)
@@ -938,6 +1029,12 @@ cdef class ArmForestCore:
 
     cdef void _raw(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc) noexcept nogil:
         """Raw scores of arms idx[0:k] (ascending catalogue positions) into acc[arm]."""
+        cdef int kernel = self._kernel()
+        if kernel == 0 or nba_qs_forest(&self._Q, kernel, x, self._armv, idx, k, acc, NBA_KZERO):
+            self._walk(x, idx, k, acc)
+
+    cdef void _walk(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc) noexcept nogil:
+        """_raw by walking each tree once with the set of arms at each node (see the section comment)."""
         cdef const _Ens* e = &self._ens._e
         cdef const FNode* nodes = self._nodes
         cdef const double* leafval = e.leafval

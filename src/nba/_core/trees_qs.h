@@ -149,42 +149,77 @@ NBA_QS_UNUSED NBA_QS_AVX2 static int nba_qs_ranks_avx2(const nba_qs* q, const do
     return bad;
 }
 
+/* Block b's 16 leaf bitvectors for the byte ranks in tab0 .. tab3 (rk, 64 bytes each). */
+NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_block512(
+    const nba_qs* q, int64_t b, __m512i tab0, __m512i tab1, __m512i tab2, __m512i tab3, int nu)
+{
+    __m512i v = _mm512_set1_epi32(-1);
+    for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+        __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
+        __m512i r;
+        if (nu <= 64) {
+            r = _mm512_permutexvar_epi8(idx, tab0);
+        } else if (nu <= 128) {
+            r = _mm512_permutex2var_epi8(tab0, idx, tab1);
+        } else {
+            r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
+                                       _mm512_permutex2var_epi8(tab2, idx, tab3));
+        }
+        __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
+        const uint32_t* m = q->mask + (int64_t)g * NBA_QS_GROUP;
+        v = _mm512_mask_and_epi32(v, (__mmask16)k, v, _mm512_loadu_si512((const void*)m));
+        v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 16), v, _mm512_loadu_si512((const void*)(m + 16)));
+        v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 32), v, _mm512_loadu_si512((const void*)(m + 32)));
+        v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 48), v, _mm512_loadu_si512((const void*)(m + 48)));
+    }
+    return v;
+}
+
+/* The exit leaves of 16 bitvectors into ix: the lowest set bit, 31 - lzcnt of it; | 1 << 31 in case a lane
+   were 0 (its exit leaf's bit is never cleared), so that no index leaves its tree. */
+NBA_QS_AVX512 static inline __attribute__((always_inline)) void nba_qs_exits512(__m512i v, int32_t* ix)
+{
+    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
+    v = _mm512_or_si512(v, _mm512_set1_epi32((int)0x80000000u));
+    v = _mm512_and_si512(v, _mm512_sub_epi32(_mm512_setzero_si512(), v));
+    _mm512_store_si512((void*)ix, _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(v)));
+}
+
 NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
                                               int ntpi, double* acc, double* out)
 {
     __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
     __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
     int32_t ix[NBA_QS_LANES] __attribute__((aligned(64)));
-    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     int nu = q->nu;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
-        __m512i v = _mm512_set1_epi32(-1);
-        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
-            __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
-            __m512i r;
-            if (nu <= 64) {
-                r = _mm512_permutexvar_epi8(idx, tab0);
-            } else if (nu <= 128) {
-                r = _mm512_permutex2var_epi8(tab0, idx, tab1);
-            } else {
-                r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
-                                           _mm512_permutex2var_epi8(tab2, idx, tab3));
-            }
-            __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
-            const uint32_t* m = q->mask + (int64_t)g * NBA_QS_GROUP;
-            v = _mm512_mask_and_epi32(v, (__mmask16)k, v, _mm512_loadu_si512((const void*)m));
-            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 16), v, _mm512_loadu_si512((const void*)(m + 16)));
-            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 32), v, _mm512_loadu_si512((const void*)(m + 32)));
-            v = _mm512_mask_and_epi32(v, (__mmask16)(k >> 48), v, _mm512_loadu_si512((const void*)(m + 48)));
-        }
-        /* exit leaf: the lowest set bit, 31 - lzcnt of it; | 1 << 31 in case a lane were 0 (its exit
-           leaf's bit is never cleared), so that no index leaves its tree */
-        v = _mm512_or_si512(v, _mm512_set1_epi32((int)0x80000000u));
-        v = _mm512_and_si512(v, _mm512_sub_epi32(_mm512_setzero_si512(), v));
-        _mm512_store_si512((void*)ix, _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(v)));
+        nba_qs_exits512(nba_qs_block512(q, b, tab0, tab1, tab2, tab3, nu), ix);
         nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
+    }
+}
+
+/* A catalogue-bound forest (ArmForestCore): q's nodes on arm features never fire (their threshold index
+ * is NBA_QS_NEVER), so block b's vector holds the row's shared splits only; an arm's own splits are fixed,
+ * and armv[(a * n_blocks + b) * 16 + lane] is the AND of the false masks of those its features send right.
+ * The AND of the two is the bitvector of the arm's full row, whose exit leaves are added per arm in tree
+ * order: acc[idx[j]] is the raw score of the arm's row, bit for bit. */
+NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_forest_avx512(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
+                                                            const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{
+    __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
+    __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(64)));
+    int64_t nb = (q->n_trees + NBA_QS_LANES - 1) / NBA_QS_LANES;
+    int nu = q->nu;
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i v = nba_qs_block512(q, b, tab0, tab1, tab2, tab3, nu);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const uint32_t* a = armv + (idx[j] * nb + b) * NBA_QS_LANES;
+            nba_qs_exits512(_mm512_and_si512(v, _mm512_loadu_si512((const void*)a)), ix);
+            nba_qs_add(q, b, ix, 0, q->n_trees, 1, acc + idx[j], NULL);
+        }
     }
 }
 
@@ -212,9 +247,6 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, cons
     uint8_t rk[NBA_QS_ROWS][256] __attribute__((aligned(64)));
     int32_t ix[NBA_QS_ROWS][NBA_QS_LANES] __attribute__((aligned(64)));
     double acc[NBA_QS_ROWS] = {0.0, 0.0, 0.0, 0.0};
-    const __m512i lane31 = _mm512_add_epi32(_mm512_slli_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 5), _mm512_set1_epi32(31));
-    const __m512i top = _mm512_set1_epi32((int)0x80000000u);
     int bad = 0, nu = q->nu, r;
     for (r = 0; r < NBA_QS_ROWS; r++) {
         bad |= nba_qs_ranks_avx512(q, x + r * stride, rk[r], kzero) << r;
@@ -241,11 +273,8 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, cons
                 v[r] = _mm512_mask_and_epi32(v[r], (__mmask16)(k >> 48), v[r], m3);
             }
         }
-        for (r = 0; r < NBA_QS_ROWS; r++) {
-            __m512i w = _mm512_or_si512(v[r], top);
-            w = _mm512_and_si512(w, _mm512_sub_epi32(_mm512_setzero_si512(), w));
-            _mm512_store_si512((void*)ix[r], _mm512_sub_epi32(lane31, _mm512_lzcnt_epi32(w)));
-        }
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            nba_qs_exits512(v[r], ix[r]);
         for (r = 0; r < NBA_QS_ROWS; r++)
             nba_qs_add(q, b, ix[r], t0, t1, ntpi, acc + r, out + r * ntpi);
     }
@@ -277,56 +306,97 @@ NBA_QS_AVX2 static inline __m256i nba_qs_gather_avx2(__m256i idx, const __m256i*
     return r;
 }
 
-NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
-                                          int ntpi, double* acc, double* out)
+/* Block b's 16 leaf bitvectors (lanes 0-7 in *v0, 8-15 in *v1) for the rank chunks c[0 .. nc). */
+NBA_QS_AVX2 static inline __attribute__((always_inline)) void nba_qs_block2(
+    const nba_qs* q, int64_t b, const __m256i* c, int nc, __m256i* v0p, __m256i* v1p)
 {
-    __m256i c[16];
-    int nc = (q->nu + 15) / 16;
-    if (nc < 1) nc = 1;
-    if (nc == 3) nc = 4;  /* the two-level select reads four chunks (rk is padded) */
-    for (int j = 0; j < nc; j++)
-        c[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rk + 16 * j)));
     const __m256i flip = _mm256_set1_epi8((char)0x80);  /* unsigned byte order through a signed compare */
-    int32_t ix[NBA_QS_LANES] __attribute__((aligned(32)));
+    __m256i v0 = _mm256_set1_epi32(-1), v1 = v0;
+    for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+        for (int h = 0; h < 2; h++) {  /* rounds 2h and 2h + 1 of the group */
+            int64_t s = (int64_t)g * NBA_QS_GROUP + 32 * h;
+            __m256i idx = _mm256_loadu_si256((const __m256i*)(q->feat + s));
+            __m256i r = nba_qs_gather_avx2(idx, c, nc);
+            __m256i t = _mm256_loadu_si256((const __m256i*)(q->tix + s));
+            __m256i gt = _mm256_cmpgt_epi8(_mm256_xor_si256(r, flip), _mm256_xor_si256(t, flip));
+            __m128i ga = _mm256_castsi256_si128(gt), gb = _mm256_extracti128_si256(gt, 1);
+            const uint32_t* m = q->mask + s;
+            /* lane &= ~(goes right & ~false mask): the left subtree's leaves of the nodes that go right */
+            v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)m),
+                                                         _mm256_cvtepi8_epi32(ga)), v0);
+            v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 8)),
+                                                         _mm256_cvtepi8_epi32(_mm_srli_si128(ga, 8))), v1);
+            v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 16)),
+                                                         _mm256_cvtepi8_epi32(gb)), v0);
+            v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 24)),
+                                                         _mm256_cvtepi8_epi32(_mm_srli_si128(gb, 8))), v1);
+        }
+    }
+    *v0p = v0;
+    *v1p = v1;
+}
+
+/* The exit leaves of 16 bitvectors into ix: the lowest set bit (| 1 << 31 as in the AVX-512 path), whose
+   index is the exponent of its conversion to float (exact for a power of two; 1 << 31 converts to -2^31). */
+NBA_QS_AVX2 static inline __attribute__((always_inline)) void nba_qs_exits2(__m256i v0, __m256i v1, int32_t* ix)
+{
     const __m256i top = _mm256_set1_epi32((int)0x80000000u), zero = _mm256_setzero_si256();
     const __m256i base0 = _mm256_sub_epi32(_mm256_slli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 5),
                                            _mm256_set1_epi32(127));
     const __m256i base1 = _mm256_add_epi32(base0, _mm256_set1_epi32(8 * 32));
     const __m256i exp_mask = _mm256_set1_epi32(0xff);
+    v0 = _mm256_or_si256(v0, top);
+    v1 = _mm256_or_si256(v1, top);
+    v0 = _mm256_and_si256(v0, _mm256_sub_epi32(zero, v0));
+    v1 = _mm256_and_si256(v1, _mm256_sub_epi32(zero, v1));
+    v0 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v0)), 23), exp_mask);
+    v1 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v1)), 23), exp_mask);
+    _mm256_store_si256((__m256i*)ix, _mm256_add_epi32(v0, base0));
+    _mm256_store_si256((__m256i*)(ix + 8), _mm256_add_epi32(v1, base1));
+}
+
+/* The rank chunks of rk for nba_qs_gather_avx2 into c; returns their count. */
+NBA_QS_AVX2 static inline __attribute__((always_inline)) int nba_qs_chunks2(const nba_qs* q, const uint8_t* rk,
+                                                                             __m256i* c)
+{
+    int nc = (q->nu + 15) / 16;
+    if (nc < 1) nc = 1;
+    if (nc == 3) nc = 4;  /* the two-level select reads four chunks (rk is padded) */
+    for (int j = 0; j < nc; j++)
+        c[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rk + 16 * j)));
+    return nc;
+}
+
+NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
+                                          int ntpi, double* acc, double* out)
+{
+    __m256i c[16], v0, v1;
+    int nc = nba_qs_chunks2(q, rk, c);
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(32)));
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
-        __m256i v0 = _mm256_set1_epi32(-1), v1 = v0;
-        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
-            for (int h = 0; h < 2; h++) {  /* rounds 2h and 2h + 1 of the group */
-                int64_t s = (int64_t)g * NBA_QS_GROUP + 32 * h;
-                __m256i idx = _mm256_loadu_si256((const __m256i*)(q->feat + s));
-                __m256i r = nba_qs_gather_avx2(idx, c, nc);
-                __m256i t = _mm256_loadu_si256((const __m256i*)(q->tix + s));
-                __m256i gt = _mm256_cmpgt_epi8(_mm256_xor_si256(r, flip), _mm256_xor_si256(t, flip));
-                __m128i ga = _mm256_castsi256_si128(gt), gb = _mm256_extracti128_si256(gt, 1);
-                const uint32_t* m = q->mask + s;
-                /* lane &= ~(goes right & ~false mask): the left subtree's leaves of the nodes that go right */
-                v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)m),
-                                                             _mm256_cvtepi8_epi32(ga)), v0);
-                v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 8)),
-                                                             _mm256_cvtepi8_epi32(_mm_srli_si128(ga, 8))), v1);
-                v0 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 16)),
-                                                             _mm256_cvtepi8_epi32(gb)), v0);
-                v1 = _mm256_andnot_si256(_mm256_andnot_si256(_mm256_loadu_si256((const __m256i*)(m + 24)),
-                                                             _mm256_cvtepi8_epi32(_mm_srli_si128(gb, 8))), v1);
-            }
-        }
-        /* exit leaf: the lowest set bit (| 1 << 31 as in the AVX-512 path), whose index is the exponent
-           of its conversion to float (exact for a power of two; 1 << 31 converts to -2^31) */
-        v0 = _mm256_or_si256(v0, top);
-        v1 = _mm256_or_si256(v1, top);
-        v0 = _mm256_and_si256(v0, _mm256_sub_epi32(zero, v0));
-        v1 = _mm256_and_si256(v1, _mm256_sub_epi32(zero, v1));
-        v0 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v0)), 23), exp_mask);
-        v1 = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(v1)), 23), exp_mask);
-        _mm256_store_si256((__m256i*)ix, _mm256_add_epi32(v0, base0));
-        _mm256_store_si256((__m256i*)(ix + 8), _mm256_add_epi32(v1, base1));
+        nba_qs_block2(q, b, c, nc, &v0, &v1);
+        nba_qs_exits2(v0, v1, ix);
         nba_qs_add(q, b, ix, t0, t1, ntpi, acc, out);
+    }
+}
+
+/* nba_qs_forest_avx512 with AVX2. */
+NBA_QS_UNUSED NBA_QS_AVX2 static void nba_qs_forest_avx2(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
+                                                        const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{
+    __m256i c[16], v0, v1;
+    int nc = nba_qs_chunks2(q, rk, c);
+    int32_t ix[NBA_QS_LANES] __attribute__((aligned(32)));
+    int64_t nb = (q->n_trees + NBA_QS_LANES - 1) / NBA_QS_LANES;
+    for (int64_t b = 0; b < nb; b++) {
+        nba_qs_block2(q, b, c, nc, &v0, &v1);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const uint32_t* a = armv + (idx[j] * nb + b) * NBA_QS_LANES;
+            nba_qs_exits2(_mm256_and_si256(v0, _mm256_loadu_si256((const __m256i*)a)),
+                          _mm256_and_si256(v1, _mm256_loadu_si256((const __m256i*)(a + 8))), ix);
+            nba_qs_add(q, b, ix, 0, q->n_trees, 1, acc + idx[j], NULL);
+        }
     }
 }
 
@@ -353,6 +423,14 @@ NBA_QS_UNUSED static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk,
                                double* acc, double* out)
 { (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
 
+NBA_QS_UNUSED static void nba_qs_forest_avx512(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
+                                             const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{ (void)q; (void)rk; (void)armv; (void)idx; (void)k; (void)acc; }
+
+NBA_QS_UNUSED static void nba_qs_forest_avx2(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
+                                           const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{ (void)q; (void)rk; (void)armv; (void)idx; (void)k; (void)acc; }
+
 #endif
 
 /* Raw scores of trees [t0, t1) for row x into out[0 .. ntpi) with kernel 2 (AVX-512) or 1 (AVX2);
@@ -377,6 +455,26 @@ static inline int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64
     }
     if (ntpi == 1)
         out[0] = acc;
+    return 0;
+}
+
+/* A catalogue-bound forest's raw scores of arms idx[0 .. k) for shared vector x into acc[idx[j]] (see
+ * nba_qs_forest_avx512), with kernel 2 (AVX-512) or 1 (AVX2); 1 without touching acc if the row must be
+ * walked instead (a NaN or zero no single rank serves). */
+static inline int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const uint32_t* armv,
+                                const Py_ssize_t* idx, Py_ssize_t k, double* acc, double kzero)
+{
+    uint8_t rk[256] __attribute__((aligned(64)));
+    Py_ssize_t j;
+    if (kernel == 2 ? nba_qs_ranks_avx512(q, x, rk, kzero) : nba_qs_ranks_avx2(q, x, rk, kzero))
+        return 1;
+    memset(rk + q->nu, 0, (size_t)(256 - q->nu));
+    for (j = 0; j < k; j++)
+        acc[idx[j]] = 0.0;
+    if (kernel == 2)
+        nba_qs_forest_avx512(q, rk, armv, idx, k, acc);
+    else
+        nba_qs_forest_avx2(q, rk, armv, idx, k, acc);
     return 0;
 }
 
