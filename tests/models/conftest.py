@@ -12,9 +12,12 @@ from nba._core import trees as trees_core
 TREE_KERNELS = ("lanes", "avx2", "avx512")
 
 
-def kernel_name(tree_kernel: str, *, categorical: bool = False) -> str:
-    """The ``row_kernel`` a model reports under ``tree_kernel`` if the bitvector kernel can serve it."""
-    if tree_kernel == "lanes" or categorical:
+def kernel_name(tree_kernel: str, *, categorical: bool = False, wide: bool = False) -> str:
+    """The ``row_kernel`` a model reports under ``tree_kernel`` if the bitvector kernel can serve it.
+
+    ``wide``: its trees have 33 to 64 leaves, which only the AVX-512 bitvector kernel serves.
+    """
+    if tree_kernel == "lanes" or categorical or (wide and tree_kernel != "avx512"):
         return "lanes-categorical" if categorical else "lanes"
     return f"bitvector-{tree_kernel}"
 

@@ -117,12 +117,17 @@ def test_nba_tree_kernel_is_read_at_import(ask: str, tree_kernel: str) -> None:
 
 def test_models_the_bitvector_kernel_declines_score_on_the_lanes(rng: np.random.Generator, tree_kernel: str) -> None:
     X, z = cases.data(rng, 3000)
-    deep = cases.train({"objective": "regression", "num_leaves": 33, "min_data_in_leaf": 2}, X, z, rounds=4)
+    deep = cases.train({"objective": "regression", "num_leaves": 65, "min_data_in_leaf": 2}, X, z, rounds=4)
     model = _check(deep, _edge_rows(deep, rng))
-    assert model.bitvector_declined == "a tree has more than 32 leaves"
+    assert model.bitvector_declined == "a tree has more than 64 leaves"
     assert model.row_kernel == "lanes"
-    thirty_two = cases.train({"objective": "regression", "num_leaves": 32, "min_data_in_leaf": 2}, X, z, rounds=4)
-    assert _check(thirty_two, _edge_rows(thirty_two, rng)).row_kernel == kernel_name(tree_kernel)
+    for leaves, wide in ((32, False), (33, True), (64, True)):  # the edges of the two layouts
+        booster = cases.train({"objective": "regression", "num_leaves": leaves, "min_data_in_leaf": 2}, X, z, rounds=4)
+        model = _check(booster, _edge_rows(booster, rng))
+        assert model.row_kernel == kernel_name(tree_kernel, wide=wide)
+        avx2_only = wide and tree_kernel == "avx2"
+        assert model.bitvector_declined == (
+            "trees of more than 32 leaves take the bitvector kernel with AVX-512 only" if avx2_only else None)
 
     fine = cases.train({"objective": "regression", "max_bin": 1023, "num_leaves": 31, "min_data_in_leaf": 2},
                        X, z, rounds=60)
@@ -172,25 +177,34 @@ def test_every_missing_type_and_default_direction(decision_type: int, rng: np.ra
 
 @pytest.mark.parametrize(("n_features", "lo", "hi"), [(10, 1, 16), (28, 17, 32), (60, 33, 64), (120, 65, 128),
                                                         (240, 129, 256)])
-def test_every_table_size_gathers_exactly(n_features: int, lo: int, hi: int, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("num_leaves", [31, 63])
+def test_every_table_size_gathers_exactly(
+    n_features: int, lo: int, hi: int, num_leaves: int, rng: np.random.Generator
+) -> None:
     """vpermb (<= 64 features), vpermi2b (<= 128), two of them (<= 256); pshufb on 1, 2, 4 and more chunks."""
     X = rng.standard_normal((1500, n_features))
     y = X @ rng.standard_normal(n_features) + np.sin(X[:, 0])
-    booster = cases.train({"objective": "regression", "num_leaves": 31}, X, y, rounds=80)
+    booster = cases.train({"objective": "regression", "num_leaves": num_leaves, "min_data_in_leaf": 3}, X, y,
+                          rounds=80)
     model = _check(booster, _edge_rows(booster, rng, 300))
     tables = model._core._bitvector_tables()
     assert tables is not None and lo <= tables["fidx"].shape[0] <= hi
 
 
-@pytest.mark.parametrize("rounds", [1, 5, 16, 17, 40])
+@pytest.mark.parametrize("rounds", [1, 5, 8, 9, 16, 17, 40])
 @pytest.mark.parametrize("num_class", [1, 3])
-def test_iteration_ranges_inside_and_across_blocks(rounds: int, num_class: int, rng: np.random.Generator) -> None:
-    """Blocks of 16 trees need not align with iterations or with the range asked for."""
-    X, z = cases.data(rng)
+@pytest.mark.parametrize("num_leaves", [31, 48])
+def test_iteration_ranges_inside_and_across_blocks(
+    rounds: int, num_class: int, num_leaves: int, rng: np.random.Generator
+) -> None:
+    """Blocks of 16 trees (8 in the wide layout) need not align with iterations or with the range asked for."""
+    X, z = cases.data(rng, 3000)
+    p = {"num_leaves": num_leaves, "min_data_in_leaf": 2}
     if num_class == 1:
-        booster = cases.train({"objective": "regression"}, X, z, rounds=rounds)
+        booster = cases.train({"objective": "regression", **p}, X, z, rounds=rounds)
     else:
-        booster = cases.train({"objective": "multiclass", "num_class": 3}, X, np.searchsorted([-0.5, 0.5], z), rounds)
+        booster = cases.train({"objective": "multiclass", "num_class": 3, **p}, X, np.searchsorted([-0.5, 0.5], z),
+                              rounds)
     model = load_lightgbm(booster)
     P = cases.probe(booster, rng, 300)
     for start in sorted({0, 1, rounds // 3, rounds - 1}):
@@ -204,35 +218,40 @@ def test_iteration_ranges_inside_and_across_blocks(rounds: int, num_class: int, 
 # ----------------------------------------------------------------------------- mutations are caught
 
 
-@pytest.fixture(scope="module")
-def mutable() -> tuple[lgb.Booster, np.ndarray]:
+@pytest.fixture(scope="module", params=[31, 63], ids=["31-leaves", "63-leaves-wide"])
+def mutable(request) -> tuple[lgb.Booster, np.ndarray, bool]:
     rng = np.random.default_rng(11)
-    X, z = cases.data(rng, 2000)
-    booster = cases.train({"objective": "regression", "num_leaves": 31}, X, z, rounds=40)
-    return booster, _edge_rows(booster, rng, 600)
+    X, z = cases.data(rng, 4000)
+    booster = cases.train({"objective": "regression", "num_leaves": request.param, "min_data_in_leaf": 2}, X, z,
+                          rounds=40)
+    return booster, _edge_rows(booster, rng, 600), request.param > 32
 
 
-def _root_slot(tables: dict, tree: int) -> int:
+def _root_slot(tables: dict, tree: int, lanes: int) -> int:
     """The slot of a tree's root: its first node, round 0 of its block's first group, in its lane."""
-    return int(tables["gstart"][tree // 16]) * 64 + tree % 16
+    return int(tables["gstart"][tree // lanes]) * 64 + tree % lanes
 
 
 @pytest.mark.parametrize("mutation", ["rank", "mask", "lane", "leaf"])
 def test_a_wrong_rank_mask_lane_or_leaf_is_caught(mutation: str, mutable, tree_kernel: str) -> None:
-    booster, X = mutable
+    booster, X, wide = mutable
     model = load_lightgbm(booster)
+    assert model.row_kernel == kernel_name(tree_kernel, wide=wide)
     tables = model._core._bitvector_tables()
     assert tables is not None
+    assert tables["mask"].dtype == (np.uint64 if wide else np.uint32)
     assert _exact(booster, model, X)
-    root, other = _root_slot(tables, 0), _root_slot(tables, 1)
+    lanes, leaves = (8, 64) if wide else (16, 32)
+    root, other = _root_slot(tables, 0, lanes), _root_slot(tables, 1, lanes)
     if mutation == "rank":  # the root compares against the next threshold: off by one rank
         tables["tix"][root] += 1
     elif mutation == "mask":  # the root, going right, no longer clears its left subtree
-        tables["mask"][root] = 0xFFFFFFFF
+        tables["mask"][root] = np.iinfo(tables["mask"].dtype).max
     elif mutation == "lane":  # trees 0 and 1 swap roots
         for name in ("feat", "tix", "mask"):
             a = tables[name]
             a[root], a[other] = a[other], a[root]
     else:
-        tables["leaves"][:32] += 1.0
-    assert _exact(booster, model, X) == (tree_kernel == "lanes")  # the lanes never read these tables
+        tables["leaves"][:leaves] += 1.0
+    # the lanes never read these tables
+    assert _exact(booster, model, X) == (model.row_kernel == "lanes")

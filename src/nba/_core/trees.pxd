@@ -68,6 +68,8 @@ cdef extern from "trees_qs.h":
         const int32_t* gstart
         const double* leaves
         int64_t n_trees
+        int wide
+        const uint64_t* mask64
 
 
 ctypedef struct FNode:
@@ -110,7 +112,7 @@ cdef class TreeEnsembleCore:
     cdef nba_qs _Q
     cdef bint _qs_ok
     cdef object _qs_arrays    # the numpy arrays _Q points into
-    cdef readonly object bitvector_declined
+    cdef object _declined     # why _qs_tables refused this model, or None
 
     cdef void _finish(self, double* out, int n_it) noexcept nogil
     cdef void _rows(self, const double* X, Py_ssize_t n, double* out, int it0, int n_it, bint raw,

@@ -20,7 +20,9 @@
 
 #define NBA_QS_LANES 16       /* trees per block: one per 32-bit lane of a 512-bit vector */
 #define NBA_QS_LEAVES 32      /* leaves per tree: one bit each of a lane */
-#define NBA_QS_GROUP 64       /* node slots per group: 4 rounds of 16 lanes */
+#define NBA_QS_GROUP 64       /* node slots per group: 4 rounds of 16 lanes (wide: 8 rounds of 8) */
+#define NBA_QS_WLANES 8       /* wide: trees per block, one per 64-bit lane */
+#define NBA_QS_WLEAVES 64     /* wide: leaves per tree */
 #define NBA_QS_NEVER 255      /* threshold index of a padding slot: no byte rank exceeds it */
 #define NBA_QS_UNUSED __attribute__((unused))  /* modules that cimport trees.pxd include this file too */
 
@@ -40,15 +42,21 @@ typedef struct {
     const int32_t* gstart;
     const double* leaves;     /* leaf k of tree t at t * 32 + k, leaves numbered left to right */
     int64_t n_trees;
+    /* wide (trees of 33 to 64 leaves; AVX-512 only, since with AVX2 it measures slower than the lane
+       chains): a block holds 8 trees, one per 64-bit lane; slot s of group g is round s / 8, lane s % 8;
+       mask64 replaces mask (which is NULL); leaf k of tree t at t * 64 + k */
+    int wide;
+    const uint64_t* mask64;
 } nba_qs;
 
-/* Add the exit leaves of block b's trees in [t0, t1) to out (*acc when ntpi is 1), in tree order (as
- * GBDT::PredictRaw); ix[l] = 32 l + the exit leaf of lane l's tree, from the lane's lowest set bit. */
-static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int64_t t0, int64_t t1,
-                              int ntpi, double* acc, double* out)
+/* Add the exit leaves of the block of trees [lo, lo + lanes) clipped to [t0, t1) to out (*acc when ntpi is
+ * 1), in tree order (as GBDT::PredictRaw); ix[l] = leaves * l + the exit leaf of lane l's tree. */
+static inline __attribute__((always_inline)) void nba_qs_add_n(
+    const nba_qs* q, int64_t lo, int64_t lanes, int64_t leaves_per, const int32_t* ix, int64_t t0, int64_t t1,
+    int ntpi, double* acc, double* out)
 {
-    int64_t lo = b * NBA_QS_LANES, hi = lo + NBA_QS_LANES, t;
-    const double* leaves = q->leaves + lo * NBA_QS_LEAVES;
+    int64_t hi = lo + lanes, t;
+    const double* leaves = q->leaves + lo * leaves_per;
     const int32_t* ixb = ix - lo;
     if (lo < t0) lo = t0;
     if (hi > t1) hi = t1;
@@ -61,6 +69,19 @@ static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int
     }
     for (t = lo; t < hi; t++)
         out[t % ntpi] += leaves[ixb[t]];
+}
+
+/* Block b's exit leaves: 16 trees of 32 leaves, or (wide) 8 trees of 64. */
+static inline void nba_qs_add(const nba_qs* q, int64_t b, const int32_t* ix, int64_t t0, int64_t t1,
+                              int ntpi, double* acc, double* out)
+{
+    nba_qs_add_n(q, b * NBA_QS_LANES, NBA_QS_LANES, NBA_QS_LEAVES, ix, t0, t1, ntpi, acc, out);
+}
+
+static inline void nba_qs_add_wide(const nba_qs* q, int64_t b, const int32_t* ix, int64_t t0, int64_t t1,
+                                   int ntpi, double* acc, double* out)
+{
+    nba_qs_add_n(q, b * NBA_QS_WLANES, NBA_QS_WLANES, NBA_QS_WLEAVES, ix, t0, t1, ntpi, acc, out);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(NBA_QS_PORTABLE)  /* NBA_QS_PORTABLE: the stubs */
@@ -200,6 +221,56 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512(const nba_qs* q, co
     }
 }
 
+/* Wide blocks (8 trees of up to 64 leaves, one per 64-bit lane): the same gather and compare per group of
+ * 64 nodes, folded in 8 rounds of 8 lanes. */
+NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_block512w(
+    const nba_qs* q, int64_t b, __m512i tab0, __m512i tab1, __m512i tab2, __m512i tab3, int nu)
+{
+    __m512i v = _mm512_set1_epi64(-1);
+    for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+        __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
+        __m512i r;
+        if (nu <= 64) {
+            r = _mm512_permutexvar_epi8(idx, tab0);
+        } else if (nu <= 128) {
+            r = _mm512_permutex2var_epi8(tab0, idx, tab1);
+        } else {
+            r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
+                                       _mm512_permutex2var_epi8(tab2, idx, tab3));
+        }
+        __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
+        const uint64_t* m = q->mask64 + (int64_t)g * NBA_QS_GROUP;
+        for (int rr = 0; rr < NBA_QS_GROUP / NBA_QS_WLANES; rr++)
+            v = _mm512_mask_and_epi64(v, (__mmask8)(k >> (NBA_QS_WLANES * rr)), v,
+                                      _mm512_loadu_si512((const void*)(m + NBA_QS_WLANES * rr)));
+    }
+    return v;
+}
+
+/* The exit leaves of 8 wide bitvectors into ix (as nba_qs_exits512, with 64-bit lanes). */
+NBA_QS_AVX512 static inline __attribute__((always_inline)) void nba_qs_exits512w(__m512i v, int32_t* ix)
+{
+    const __m512i lane63 = _mm512_add_epi64(_mm512_slli_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), 6),
+                                            _mm512_set1_epi64(63));
+    v = _mm512_or_si512(v, _mm512_set1_epi64((long long)0x8000000000000000ull));
+    v = _mm512_and_si512(v, _mm512_sub_epi64(_mm512_setzero_si512(), v));
+    _mm256_storeu_si256((__m256i*)ix, _mm512_cvtepi64_epi32(_mm512_sub_epi64(lane63, _mm512_lzcnt_epi64(v))));
+}
+
+NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512w(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1,
+                                                             int ntpi, double* acc, double* out)
+{
+    __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
+    __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
+    int32_t ix[NBA_QS_WLANES] __attribute__((aligned(32)));
+    int64_t b1 = (t1 + NBA_QS_WLANES - 1) / NBA_QS_WLANES;
+    int nu = q->nu;
+    for (int64_t b = t0 / NBA_QS_WLANES; b < b1; b++) {
+        nba_qs_exits512w(nba_qs_block512w(q, b, tab0, tab1, tab2, tab3, nu), ix);
+        nba_qs_add_wide(q, b, ix, t0, t1, ntpi, acc, out);
+    }
+}
+
 /* A catalogue-bound forest (ArmForestCore): q's nodes on arm features never fire (their threshold index
  * is NBA_QS_NEVER), so block b's vector holds the row's shared splits only; an arm's own splits are fixed,
  * and armv[(a * n_blocks + b) * 16 + lane] is the AND of the false masks of those its features send right.
@@ -240,6 +311,43 @@ NBA_QS_AVX512 static inline __m512i nba_qs_gather512(__m512i idx, const uint8_t*
                                                            _mm512_load_si512((const void*)(rk + 192))));
 }
 
+/* nba_qs_rows4_avx512 on the wide layout: 8 rounds of 8 lanes per group, whose 8 mask vectors stay in
+ * registers for the four rows (the wide tables are twice the bytes per node, so sharing them pays more). */
+NBA_QS_AVX512 static int nba_qs_rows4_avx512w(const nba_qs* q, const uint8_t (*rk)[256], int64_t t0, int64_t t1,
+                                              int ntpi, double* out)
+{
+    int32_t ix[NBA_QS_ROWS][NBA_QS_WLANES] __attribute__((aligned(32)));
+    double acc[NBA_QS_ROWS] = {0.0, 0.0, 0.0, 0.0};
+    int nu = q->nu, r, rr;
+    int64_t b1 = (t1 + NBA_QS_WLANES - 1) / NBA_QS_WLANES;
+    for (int64_t b = t0 / NBA_QS_WLANES; b < b1; b++) {
+        __m512i v[NBA_QS_ROWS];
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            v[r] = _mm512_set1_epi64(-1);
+        for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
+            int64_t s = (int64_t)g * NBA_QS_GROUP;
+            __m512i idx = _mm512_loadu_si512((const void*)(q->feat + s));
+            __m512i tix = _mm512_loadu_si512((const void*)(q->tix + s));
+            __m512i m[NBA_QS_GROUP / NBA_QS_WLANES];
+            for (rr = 0; rr < NBA_QS_GROUP / NBA_QS_WLANES; rr++)
+                m[rr] = _mm512_loadu_si512((const void*)(q->mask64 + s + NBA_QS_WLANES * rr));
+            for (r = 0; r < NBA_QS_ROWS; r++) {
+                __mmask64 k = _mm512_cmpgt_epu8_mask(nba_qs_gather512(idx, rk[r], nu), tix);
+                for (rr = 0; rr < NBA_QS_GROUP / NBA_QS_WLANES; rr++)
+                    v[r] = _mm512_mask_and_epi64(v[r], (__mmask8)(k >> (NBA_QS_WLANES * rr)), v[r], m[rr]);
+            }
+        }
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            nba_qs_exits512w(v[r], ix[r]);
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            nba_qs_add_wide(q, b, ix[r], t0, t1, ntpi, acc + r, out + r * ntpi);
+    }
+    if (ntpi == 1)
+        for (r = 0; r < NBA_QS_ROWS; r++)
+            out[r] = acc[r];
+    return 0;
+}
+
 NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride,
                                                           int64_t t0, int64_t t1, int ntpi, double* out,
                                                           double kzero)
@@ -254,6 +362,8 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, cons
     }
     for (r = 0; r < NBA_QS_ROWS * ntpi; r++)
         out[r] = 0.0;
+    if (q->wide)
+        return bad | nba_qs_rows4_avx512w(q, (const uint8_t (*)[256])rk, t0, t1, ntpi, out);
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
         __m512i v[NBA_QS_ROWS];
@@ -423,6 +533,10 @@ NBA_QS_UNUSED static void nba_qs_blocks_avx2(const nba_qs* q, const uint8_t* rk,
                                double* acc, double* out)
 { (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
 
+NBA_QS_UNUSED static void nba_qs_blocks_avx512w(const nba_qs* q, const uint8_t* rk, int64_t t0, int64_t t1, int ntpi,
+                                               double* acc, double* out)
+{ (void)q; (void)rk; (void)t0; (void)t1; (void)ntpi; (void)acc; (void)out; }
+
 NBA_QS_UNUSED static void nba_qs_forest_avx512(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
                                              const Py_ssize_t* idx, Py_ssize_t k, double* acc)
 { (void)q; (void)rk; (void)armv; (void)idx; (void)k; (void)acc; }
@@ -448,7 +562,9 @@ static inline int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64
     for (k = 0; k < ntpi; k++)
         out[k] = 0.0;
     if (t1 > t0) {
-        if (kernel == 2)
+        if (q->wide)  /* AVX-512 only: TreeEnsembleCore._kernel never asks AVX2 for it */
+            nba_qs_blocks_avx512w(q, rk, t0, t1, ntpi, &acc, out);
+        else if (kernel == 2)
             nba_qs_blocks_avx512(q, rk, t0, t1, ntpi, &acc, out);
         else
             nba_qs_blocks_avx2(q, rk, t0, t1, ntpi, &acc, out);

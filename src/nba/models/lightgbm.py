@@ -806,7 +806,8 @@ class TreeEnsemble:
         """The kernel scoring this model now: "bitvector-avx512", "bitvector-avx2", "lanes" or "lanes-categorical".
 
         The bitvector kernels serve numerical trees of up to 32 leaves on CPUs with AVX2
-        or AVX-512 VBMI; ``NBA_TREE_KERNEL`` (auto, avx512, avx2, lanes) caps the choice.
+        or AVX-512 VBMI, and of up to 64 with AVX-512; ``NBA_TREE_KERNEL`` (auto, avx512,
+        avx2, lanes) caps the choice.
         """
         return str(self._core.row_kernel)
 
