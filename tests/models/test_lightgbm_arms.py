@@ -397,12 +397,31 @@ def test_arm_bitvectors_past_the_cap_walk_exactly(small, rng: np.random.Generato
     assert (forest.kernel, forest.bitvector_declined) == ("walk", "arm bitvectors past 512 bytes")
 
 
-@pytest.mark.parametrize("mutation", ["arm", "shared"])
-def test_a_wrong_arm_or_shared_bitvector_is_caught(mutation: str, rng: np.random.Generator, tree_kernel: str) -> None:
-    """The bitvector forest reads its own tables: corrupt them and its scores must go wrong (unless walked)."""
-    X, z = cases.data(rng, 2000)
-    booster = cases.train({"objective": "regression", "num_leaves": 31}, X, z, rounds=20)
+@pytest.mark.parametrize("num_leaves", [40, 64])
+def test_wide_trees_bound_scores_equal_rows(num_leaves: int, rng: np.random.Generator, tree_kernel: str) -> None:
+    """Trees of 33-64 leaves: the wide layout's forest with AVX-512, the walk otherwise."""
+    X, z = cases.data(rng, 4000)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    booster = cases.train({"objective": "regression", "num_leaves": num_leaves, "min_data_in_leaf": 2}, X, z, rounds=12)
     model = load_lightgbm(booster)
+    forest = model.bind_arms(np.arange(2, dtype=np.intp), cases.probe(booster, rng, 5))
+    assert forest.kernel == ("bitvector-avx512" if tree_kernel == "avx512" else "walk")
+    tables = forest._bitvector_tables()
+    assert tables is not None and tables["armv"].dtype == np.uint64  # built at bind, whatever the ask
+    assert _check_parity(model, booster, _prober(booster, rng), rng, n_arms=(1, 9, 65)) > 0
+
+
+@pytest.mark.parametrize("num_leaves", [31, 63])
+@pytest.mark.parametrize("mutation", ["arm", "shared"])
+def test_a_wrong_arm_or_shared_bitvector_is_caught(
+    mutation: str, num_leaves: int, rng: np.random.Generator, tree_kernel: str
+) -> None:
+    """The bitvector forest reads its own tables: corrupt them and its scores must go wrong (unless walked)."""
+    X, z = cases.data(rng, 4000)
+    booster = cases.train({"objective": "regression", "num_leaves": num_leaves, "min_data_in_leaf": 2}, X, z,
+                          rounds=20)
+    model = load_lightgbm(booster)
+    lanes = 8 if num_leaves > 32 else 16
     shared = np.arange(0, X.shape[1], 2, dtype=np.intp)  # every other column an arm's
     arm_rows = cases.probe(booster, rng, 40)
     xs = cases.probe(booster, rng, 50)
@@ -415,14 +434,15 @@ def test_a_wrong_arm_or_shared_bitvector_is_caught(mutation: str, rng: np.random
         return bool(np.array_equal(got.view(np.uint64), want.view(np.uint64)))
 
     forest = model.bind_arms(shared, arm_rows)
-    assert forest.kernel == _forest_kernel(tree_kernel)
+    assert forest.kernel == ("walk" if lanes == 8 and tree_kernel == "avx2" else _forest_kernel(tree_kernel))
     assert exact(forest)
     tables = forest._bitvector_tables()
     if mutation == "arm":  # each arm's first tree ignores the arm's own splits
-        tables["armv"][:, 0] = 0xFFFFFFFF
+        tables["armv"][:, 0] = np.iinfo(tables["armv"].dtype).max
     else:  # every node of tree 0 on a shared feature stops firing, as if it were an arm's
-        tables["tix"][int(model._core._bitvector_tables()["gstart"][0]) * 64 + np.arange(0, 64 * 3, 16)] = 255
-    assert exact(forest) == (tree_kernel == "lanes")
+        g0 = int(model._core._bitvector_tables()["gstart"][0])
+        tables["tix"][g0 * 64 + np.arange(0, 64 * 3, lanes)] = 255
+    assert exact(forest) == (forest.kernel == "walk")  # the walk never reads these tables
 
 
 # ----------------------------------------------------------------------------- what cannot be bound

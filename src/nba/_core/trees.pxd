@@ -136,12 +136,12 @@ cdef class ArmForestCore:
     cdef readonly Py_ssize_t n_shared
     cdef readonly Py_ssize_t arm_splits
     cdef nba_qs _Q            # the ensemble's bitvector tables, arm-feature nodes silenced (nba_qs_forest)
-    cdef const uint32_t* _armv  # arm a's bitvector of tree t at a * 16 * n_blocks + t
+    cdef const void* _armv    # arm a's bitvector of tree t at a * lanes * n_blocks + t (uint32, wide uint64)
     cdef bint _qs_ok
     cdef object _qs_arrays    # the numpy arrays _Q and _armv point into
     cdef readonly object bitvector_declined
 
-    cdef uint32_t[:, ::1] _qs_start(self, const int32_t[::1] x_col)
+    cdef _qs_start(self, const int32_t[::1] x_col)
     cdef int _kernel(self) noexcept nogil
     cdef void _raw(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc) noexcept nogil
     cdef void _walk(self, const double* x, const Py_ssize_t* idx, Py_ssize_t k, double* acc) noexcept nogil

@@ -905,7 +905,7 @@ cdef enum:
 _FOREST_QS_MAX_BYTES = 1 << 26  # arms' bitvectors (4 bytes per arm and tree) beyond which forests walk
 
 cdef extern from "trees_qs.h":
-    int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const uint32_t* armv,
+    int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const void* armv,
                       const Py_ssize_t* idx, Py_ssize_t k, double* acc, double kzero) noexcept nogil
 
 
@@ -929,6 +929,9 @@ cdef class ArmForestCore:
         cdef Py_ssize_t nf = ens.num_features
         cdef Py_ssize_t n_nodes, i, a, t, slot, f, end
         cdef uint32_t[:, ::1] armv
+        cdef uint64_t[:, ::1] armw
+        cdef const uint64_t[::1] qmaskw
+        cdef bint wide = False
         cdef uint8_t[::1] qtix
         cdef const int64_t[::1] qslot
         cdef const uint32_t[::1] qmask
@@ -965,11 +968,18 @@ cdef class ArmForestCore:
         self._masks = <uint64_t*>malloc(max(slot * self._nwords, 1) * sizeof(uint64_t))
         if self._masks == NULL:
             raise MemoryError()
-        armv = self._qs_start(x_col)
+        tables = self._qs_start(x_col)
+        if self._qs_ok:
+            wide = self._Q.wide
+            if wide:
+                armw = tables
+                qmaskw = ens._qs_arrays["mask"]
+            else:
+                armv = tables
+                qmask = ens._qs_arrays["mask"]
         if self._qs_ok:
             qtix = self._qs_arrays["tix"]
             qslot = ens._qs_arrays["slot"]
-            qmask = ens._qs_arrays["mask"]
         slot = 0
         for t in range(ens._n_trees):
             end = e.roots[t + 1] if t + 1 < ens._n_trees else n_nodes
@@ -992,29 +1002,32 @@ cdef class ArmForestCore:
                     for a in range(self.n_arms):
                         if _step_full(e, <int32_t>i, &arm_rows[a, 0]) != nd.child:
                             self._masks[slot * self._nwords + (a >> 6)] |= (<uint64_t>1) << (a & 63)
-                            if self._qs_ok:
+                            if self._qs_ok and wide:
+                                armw[a, t] &= qmaskw[qslot[i]]
+                            elif self._qs_ok:
                                 armv[a, t] &= qmask[qslot[i]]
                     slot += 1
 
-    cdef uint32_t[:, ::1] _qs_start(self, const int32_t[::1] x_col):
+    cdef _qs_start(self, const int32_t[::1] x_col):
         """The bitvector tables of this forest, but for the arm-feature nodes (see nba_qs_forest).
 
         Shares the ensemble's node and leaf arrays; its own are the rank tables in
         shared-vector positions, a copy of the threshold indices, and every arm's
-        bitvectors (all ones, for the caller to AND its false masks into).
+        bitvectors (all ones, for the caller to AND its false masks into), which it
+        returns: uint32 (n_arms, trees rounded up to 16), or uint64 (..., to 8) for the
+        wide layout. None if the forest is to walk (``bitvector_declined`` says why).
         """
         cdef TreeEnsembleCore ens = self._ens
-        cdef Py_ssize_t nb = (ens._n_trees + _QS_LANES - 1) // _QS_LANES
+        cdef bint wide = ens._qs_ok and ens._Q.wide
+        cdef Py_ssize_t lanes = _QS_WLANES if wide else _QS_LANES
+        cdef Py_ssize_t nb = (ens._n_trees + lanes - 1) // lanes
         self._qs_ok = False
         if not ens._qs_ok:
             self.bitvector_declined = ens.bitvector_declined
-            return np.zeros((1, 1), np.uint32)
-        if ens._Q.wide:
-            self.bitvector_declined = f"a tree has more than {_QS_LEAVES} leaves"
-            return np.zeros((1, 1), np.uint32)
-        if self.n_arms * nb * _QS_LANES * 4 > _FOREST_QS_MAX_BYTES:
+            return None
+        if self.n_arms * nb * 64 > _FOREST_QS_MAX_BYTES:  # a 64-byte vector per arm and block
             self.bitvector_declined = f"arm bitvectors past {_FOREST_QS_MAX_BYTES} bytes"
-            return np.zeros((1, 1), np.uint32)
+            return None
         t = ens._qs_arrays
         col = np.asarray(x_col)[t["fidx"]]
         shared = col >= 0
@@ -1022,7 +1035,7 @@ cdef class ArmForestCore:
                   "rzero": np.where(shared, t["rzero"], 0).astype(np.int16),
                   "rnan": np.where(shared, t["rnan"], 0).astype(np.int16),
                   "tix": t["tix"].copy(),
-                  "armv": np.full((self.n_arms, max(nb, 1) * _QS_LANES), 0xFFFFFFFF, np.uint32)}
+                  "armv": np.full((self.n_arms, max(nb, 1) * lanes), -1).astype(np.uint64 if wide else np.uint32)}
         self._qs_arrays = arrays
         self._Q = ens._Q
         self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(arrays["fidx"])
@@ -1031,7 +1044,7 @@ cdef class ArmForestCore:
         self._Q.tix = <const uint8_t*>cnp.PyArray_DATA(arrays["tix"])
         if self.n_shared == 0:  # nothing to rank (and no x to read): every node is an arm's
             self._Q.nu = 0
-        self._armv = <const uint32_t*>cnp.PyArray_DATA(arrays["armv"])
+        self._armv = cnp.PyArray_DATA(arrays["armv"])
         self._qs_ok = True
         self.bitvector_declined = None
         return arrays["armv"]

@@ -273,7 +273,7 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_blocks_avx512w(const nba_qs* q, c
 
 /* A catalogue-bound forest (ArmForestCore): q's nodes on arm features never fire (their threshold index
  * is NBA_QS_NEVER), so block b's vector holds the row's shared splits only; an arm's own splits are fixed,
- * and armv[(a * n_blocks + b) * 16 + lane] is the AND of the false masks of those its features send right.
+ * and armv[(a * n_blocks + b) * 16 + lane] (wide: 8 lanes of 64 bits) is the AND of the false masks of those its features send right.
  * The AND of the two is the bitvector of the arm's full row, whose exit leaves are added per arm in tree
  * order: acc[idx[j]] is the raw score of the arm's row, bit for bit. */
 NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_forest_avx512(const nba_qs* q, const uint8_t* rk, const uint32_t* armv,
@@ -290,6 +290,25 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_forest_avx512(const nba_qs* q, co
             const uint32_t* a = armv + (idx[j] * nb + b) * NBA_QS_LANES;
             nba_qs_exits512(_mm512_and_si512(v, _mm512_loadu_si512((const void*)a)), ix);
             nba_qs_add(q, b, ix, 0, q->n_trees, 1, acc + idx[j], NULL);
+        }
+    }
+}
+
+/* nba_qs_forest_avx512 on the wide layout: armv holds one 64-bit vector per arm and tree. */
+NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_forest_avx512w(const nba_qs* q, const uint8_t* rk, const uint64_t* armv,
+                                                             const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{
+    __m512i tab0 = _mm512_loadu_si512((const void*)rk), tab1 = _mm512_loadu_si512((const void*)(rk + 64));
+    __m512i tab2 = _mm512_loadu_si512((const void*)(rk + 128)), tab3 = _mm512_loadu_si512((const void*)(rk + 192));
+    int32_t ix[NBA_QS_WLANES] __attribute__((aligned(32)));
+    int64_t nb = (q->n_trees + NBA_QS_WLANES - 1) / NBA_QS_WLANES;
+    int nu = q->nu;
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i v = nba_qs_block512w(q, b, tab0, tab1, tab2, tab3, nu);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const uint64_t* a = armv + (idx[j] * nb + b) * NBA_QS_WLANES;
+            nba_qs_exits512w(_mm512_and_si512(v, _mm512_loadu_si512((const void*)a)), ix);
+            nba_qs_add_wide(q, b, ix, 0, q->n_trees, 1, acc + idx[j], NULL);
         }
     }
 }
@@ -545,6 +564,10 @@ NBA_QS_UNUSED static void nba_qs_forest_avx2(const nba_qs* q, const uint8_t* rk,
                                            const Py_ssize_t* idx, Py_ssize_t k, double* acc)
 { (void)q; (void)rk; (void)armv; (void)idx; (void)k; (void)acc; }
 
+NBA_QS_UNUSED static void nba_qs_forest_avx512w(const nba_qs* q, const uint8_t* rk, const uint64_t* armv,
+                                              const Py_ssize_t* idx, Py_ssize_t k, double* acc)
+{ (void)q; (void)rk; (void)armv; (void)idx; (void)k; (void)acc; }
+
 #endif
 
 /* Raw scores of trees [t0, t1) for row x into out[0 .. ntpi) with kernel 2 (AVX-512) or 1 (AVX2);
@@ -577,7 +600,7 @@ static inline int nba_qs_row(const nba_qs* q, int kernel, const double* x, int64
 /* A catalogue-bound forest's raw scores of arms idx[0 .. k) for shared vector x into acc[idx[j]] (see
  * nba_qs_forest_avx512), with kernel 2 (AVX-512) or 1 (AVX2); 1 without touching acc if the row must be
  * walked instead (a NaN or zero no single rank serves). */
-static inline int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const uint32_t* armv,
+static inline int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const void* armv,
                                 const Py_ssize_t* idx, Py_ssize_t k, double* acc, double kzero)
 {
     uint8_t rk[256] __attribute__((aligned(64)));
@@ -587,10 +610,12 @@ static inline int nba_qs_forest(const nba_qs* q, int kernel, const double* x, co
     memset(rk + q->nu, 0, (size_t)(256 - q->nu));
     for (j = 0; j < k; j++)
         acc[idx[j]] = 0.0;
-    if (kernel == 2)
-        nba_qs_forest_avx512(q, rk, armv, idx, k, acc);
+    if (q->wide)  /* AVX-512 only, as for rows */
+        nba_qs_forest_avx512w(q, rk, (const uint64_t*)armv, idx, k, acc);
+    else if (kernel == 2)
+        nba_qs_forest_avx512(q, rk, (const uint32_t*)armv, idx, k, acc);
     else
-        nba_qs_forest_avx2(q, rk, armv, idx, k, acc);
+        nba_qs_forest_avx2(q, rk, (const uint32_t*)armv, idx, k, acc);
     return 0;
 }
 
