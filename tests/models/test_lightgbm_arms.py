@@ -375,15 +375,29 @@ def test_forest_kernel_follows_the_row_kernel(small, rng: np.random.Generator, t
     assert tables["armv"].shape == (9, 16)  # 6 trees: one block of 16 lanes per arm
 
 
-def test_forests_of_categorical_models_walk(rng: np.random.Generator, tree_kernel: str) -> None:
-    X, z = cases.data(rng, 600)
-    X[:, 0] = rng.integers(0, 8, 600)
-    booster = cases.train({"objective": "regression", "max_cat_to_onehot": 2}, X, z + X[:, 0] % 3, rounds=5,
-                          categorical_feature=[0])
+@pytest.mark.parametrize("num_leaves", [15, 48])
+def test_categorical_splits_on_arm_features_keep_the_bitvector_forest(
+    num_leaves: int, rng: np.random.Generator, tree_kernel: str
+) -> None:
+    """An arm's categories are fixed, so its categorical splits are precomputed like any of its splits;
+    on a shared feature they make the forest walk (as the rows take the lane chains)."""
+    X, z = cases.data(rng, 3000)
+    X[:, 0] = rng.integers(0, 8, 3000)
+    X[:, 1] = rng.integers(0, 5, 3000)
+    booster = cases.train({"objective": "regression", "max_cat_to_onehot": 2, "num_leaves": num_leaves,
+                           "min_data_in_leaf": 3, "min_data_per_group": 3, "cat_smooth": 1}, X,
+                          z + X[:, 0] % 3 - X[:, 1] % 2, rounds=12, categorical_feature=[0, 1])
     model = load_lightgbm(booster)
-    forest = model.bind_arms(np.arange(1, X.shape[1], dtype=np.intp), cases.probe(booster, rng, 4, cat=(0,)))
-    assert (forest.kernel, forest.bitvector_declined) == ("walk", "categorical splits")
-    assert forest._bitvector_tables() is None
+    assert model.bitvector_declined == "categorical splits"
+    prober = _prober(booster, rng, cat=(0, 1))
+    forest = model.bind_arms(np.arange(2, X.shape[1], dtype=np.intp), prober(4))  # categories: arms' only
+    wide = num_leaves > 32
+    assert forest.kernel == ("walk" if wide and tree_kernel == "avx2" else _forest_kernel(tree_kernel))
+    assert forest.bitvector_declined is None
+    assert _check_parity(model, booster, prober, rng, forced=(np.arange(2, X.shape[1]),), n_arms=(1, 9, 65)) > 0
+    walked = model.bind_arms(np.arange(1, X.shape[1], dtype=np.intp), prober(4))  # category 1 is shared
+    assert (walked.kernel, walked.bitvector_declined) == ("walk", "categorical splits on shared features")
+    assert walked._bitvector_tables() is None
 
 
 def test_arm_bitvectors_past_the_cap_walk_exactly(small, rng: np.random.Generator, monkeypatch) -> None:

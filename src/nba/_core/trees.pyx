@@ -363,17 +363,23 @@ def _qs_cutoff(j, right):
 
 
 def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1] child,
-               const double[::1] leafval, const uint8_t[::1] dts, const int32_t[::1] roots):
-    """The bitvector kernel's arrays for these (validated) nodes, or a str: why it cannot serve them."""
+               const double[::1] leafval, const uint8_t[::1] dts, const int32_t[::1] roots, bint cat_ok=False):
+    """The bitvector kernel's arrays for these (validated) nodes, or a str: why it cannot serve them.
+
+    ``cat_ok``: categorical splits get their slots and false masks but never fire (threshold
+    index NEVER), for a bound forest in which only arms' features split on categories.
+    """
     cdef Py_ssize_t n = thr.shape[0], nt = roots.shape[0]
     cdef Py_ssize_t t, i, k, s, b, end
     cdef uint64_t left
     fxa = np.asarray(fx)
     dta = np.asarray(dts)
     is_leaf = (fxa & 3) == _K_LEAF
-    internal = np.flatnonzero(~is_leaf)
-    if np.any((dta[internal] & 1) == 1):
+    splits = np.flatnonzero(~is_leaf)
+    is_cat = (dta[splits] & 1) == 1
+    if is_cat.any() and not cat_ok:
         return "categorical splits"
+    internal = splits[~is_cat]  # the numerical splits: the rank tables are theirs
     sizes = np.diff(np.append(np.asarray(roots), n))
     n_leaves = np.add.reduceat(is_leaf.astype(np.int64), np.asarray(roots)) if nt else np.zeros(0, np.int64)
     if nt and n_leaves.max() > _QS_WLEAVES:
@@ -434,6 +440,7 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
     slot = np.full(n, -1, np.int64)
     node_u[internal] = cu
     node_j[internal] = jx
+    node_j[splits[is_cat]] = _QS_NEVER
     leafno = np.zeros(n, np.int32)
     lo = np.zeros(n, np.int32)
     hi = np.zeros(n, np.int32)
@@ -469,6 +476,28 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
     return {"thr": thr_tab, "off": off, "fidx": used.astype(np.int32), "rzero": rzero,
             "rnan": rnan, "feat": feat, "tix": tix, "mask": mask, "gstart": gstart, "leaves": leaves,
             "slot": slot, "wide": wide}
+
+
+cdef _qs_point(nba_qs* Q, dict t, Py_ssize_t n_trees):
+    """Point Q at the arrays of a _qs_tables dict (whose owner keeps them alive)."""
+    Q.thr = <const double*>cnp.PyArray_DATA(t["thr"])
+    Q.off = <const int32_t*>cnp.PyArray_DATA(t["off"])
+    Q.fidx = <const int32_t*>cnp.PyArray_DATA(t["fidx"])
+    Q.rzero = <const int16_t*>cnp.PyArray_DATA(t["rzero"])
+    Q.rnan = <const int16_t*>cnp.PyArray_DATA(t["rnan"])
+    Q.nu = <int>cnp.PyArray_DIM(t["fidx"], 0)
+    Q.feat = <const uint8_t*>cnp.PyArray_DATA(t["feat"])
+    Q.tix = <const uint8_t*>cnp.PyArray_DATA(t["tix"])
+    Q.gstart = <const int32_t*>cnp.PyArray_DATA(t["gstart"])
+    Q.leaves = <const double*>cnp.PyArray_DATA(t["leaves"])
+    Q.n_trees = n_trees
+    Q.wide = t["wide"]
+    Q.mask = NULL
+    Q.mask64 = NULL
+    if Q.wide:
+        Q.mask64 = <const uint64_t*>cnp.PyArray_DATA(t["mask"])
+    else:
+        Q.mask = <const uint32_t*>cnp.PyArray_DATA(t["mask"])
 
 
 cdef inline void _transform(double* out, int ncls, int code, double param) noexcept nogil:
@@ -596,25 +625,25 @@ cdef class TreeEnsembleCore:
         for name in ("thr", "off", "fidx", "rzero", "rnan", "gstart", "slot"):
             tables[name].flags.writeable = False
         self._qs_arrays = tables
-        self._Q.thr = <const double*>cnp.PyArray_DATA(tables["thr"])
-        self._Q.off = <const int32_t*>cnp.PyArray_DATA(tables["off"])
-        self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(tables["fidx"])
-        self._Q.rzero = <const int16_t*>cnp.PyArray_DATA(tables["rzero"])
-        self._Q.rnan = <const int16_t*>cnp.PyArray_DATA(tables["rnan"])
-        self._Q.nu = <int>cnp.PyArray_DIM(tables["fidx"], 0)
-        self._Q.feat = <const uint8_t*>cnp.PyArray_DATA(tables["feat"])
-        self._Q.tix = <const uint8_t*>cnp.PyArray_DATA(tables["tix"])
-        self._Q.wide = tables.pop("wide")
-        self._Q.mask = NULL
-        self._Q.mask64 = NULL
-        if self._Q.wide:
-            self._Q.mask64 = <const uint64_t*>cnp.PyArray_DATA(tables["mask"])
-        else:
-            self._Q.mask = <const uint32_t*>cnp.PyArray_DATA(tables["mask"])
-        self._Q.gstart = <const int32_t*>cnp.PyArray_DATA(tables["gstart"])
-        self._Q.leaves = <const double*>cnp.PyArray_DATA(tables["leaves"])
-        self._Q.n_trees = self._n_trees
+        _qs_point(&self._Q, tables, self._n_trees)
         self._qs_ok = True
+
+    def _node_arrays(self):
+        """The validated node arrays this core was built from: thr, fx, child, leafval, decision_type, roots."""
+        cdef Py_ssize_t n = self._n_nodes, i
+        thr = np.empty(n, np.float64)
+        fx = np.empty(n, np.uint32)
+        child = np.empty(n, np.int32)
+        cdef double[::1] thr_v = thr
+        cdef uint32_t[::1] fx_v = fx
+        cdef int32_t[::1] child_v = child
+        for i in range(n):
+            thr_v[i] = self._nodes[i].thr
+            fx_v[i] = self._nodes[i].fx
+            child_v[i] = self._nodes[i].child
+        return (thr, fx, child, np.array(<double[:max(n, 1)]>self._leafval)[:n].copy(),
+                np.array(<uint8_t[:max(n, 1)]>self._dts)[:n].copy(),
+                np.array(<int32_t[:max(self._n_trees, 1)]>self._roots)[:self._n_trees].copy())
 
     cdef int _kernel(self) noexcept nogil:
         """The row kernel of this call: 2 bitvector AVX-512, 1 bitvector AVX2, 0 lane chains."""
@@ -968,18 +997,17 @@ cdef class ArmForestCore:
         self._masks = <uint64_t*>malloc(max(slot * self._nwords, 1) * sizeof(uint64_t))
         if self._masks == NULL:
             raise MemoryError()
-        tables = self._qs_start(x_col)
+        self._qs_start(x_col)
         if self._qs_ok:
             wide = self._Q.wide
             if wide:
-                armw = tables
-                qmaskw = ens._qs_arrays["mask"]
+                armw = self._qs_arrays["armv"]
+                qmaskw = self._qs_arrays["mask"]
             else:
-                armv = tables
-                qmask = ens._qs_arrays["mask"]
-        if self._qs_ok:
+                armv = self._qs_arrays["armv"]
+                qmask = self._qs_arrays["mask"]
             qtix = self._qs_arrays["tix"]
-            qslot = ens._qs_arrays["slot"]
+            qslot = self._qs_arrays["slot"]
         slot = 0
         for t in range(ens._n_trees):
             end = e.roots[t + 1] if t + 1 < ens._n_trees else n_nodes
@@ -1011,57 +1039,73 @@ cdef class ArmForestCore:
     cdef _qs_start(self, const int32_t[::1] x_col):
         """The bitvector tables of this forest, but for the arm-feature nodes (see nba_qs_forest).
 
-        Shares the ensemble's node and leaf arrays; its own are the rank tables in
-        shared-vector positions, a copy of the threshold indices, and every arm's
-        bitvectors (all ones, for the caller to AND its false masks into), which it
-        returns: uint32 (n_arms, trees rounded up to 16), or uint64 (..., to 8) for the
-        wide layout. None if the forest is to walk (``bitvector_declined`` says why).
+        They are the ensemble's (shared), or, when the ensemble declined the kernel for its
+        categorical splits and all of those are on arms' features, built here with those
+        splits silenced. The forest's own arrays are the rank tables in shared-vector
+        positions, a copy of the threshold indices, and every arm's bitvectors, "armv" (all
+        ones, for __init__ to AND the false masks into): uint32 (n_arms, trees rounded up to
+        16), or uint64 (..., to 8) for the wide layout. Without them the forest walks
+        (``bitvector_declined`` says why).
         """
         cdef TreeEnsembleCore ens = self._ens
-        cdef bint wide = ens._qs_ok and ens._Q.wide
+        self._qs_ok = False
+        if ens._qs_ok:
+            src = ens._qs_arrays
+        elif ens._declined == "categorical splits":
+            src = _qs_tables(*ens._node_arrays(), cat_ok=True)
+            if isinstance(src, str):
+                self.bitvector_declined = src
+                return
+            dts = np.asarray(<uint8_t[:max(ens._n_nodes, 1)]>ens._dts)[:ens._n_nodes]
+            fxa = np.asarray(ens._node_arrays()[1])
+            cat = ((fxa & 3) != _K_LEAF) & ((dts & 1) == 1)
+            if (np.asarray(x_col)[(fxa[cat] >> 2).astype(np.intp)] >= 0).any():
+                self.bitvector_declined = "categorical splits on shared features"
+                return
+        else:
+            self.bitvector_declined = ens.bitvector_declined
+            return
+        cdef bint wide = src["wide"]
         cdef Py_ssize_t lanes = _QS_WLANES if wide else _QS_LANES
         cdef Py_ssize_t nb = (ens._n_trees + lanes - 1) // lanes
-        self._qs_ok = False
-        if not ens._qs_ok:
-            self.bitvector_declined = ens.bitvector_declined
-            return None
         if self.n_arms * nb * 64 > _FOREST_QS_MAX_BYTES:  # a 64-byte vector per arm and block
             self.bitvector_declined = f"arm bitvectors past {_FOREST_QS_MAX_BYTES} bytes"
-            return None
-        t = ens._qs_arrays
-        col = np.asarray(x_col)[t["fidx"]]
+            return
+        col = np.asarray(x_col)[src["fidx"]]
         shared = col >= 0
-        arrays = {"fidx": np.where(shared, col, 0).astype(np.int32),
-                  "rzero": np.where(shared, t["rzero"], 0).astype(np.int16),
-                  "rnan": np.where(shared, t["rnan"], 0).astype(np.int16),
-                  "tix": t["tix"].copy(),
-                  "armv": np.full((self.n_arms, max(nb, 1) * lanes), -1).astype(np.uint64 if wide else np.uint32)}
+        arrays = dict(src)
+        arrays.update(
+            fidx=np.where(shared, col, 0).astype(np.int32),
+            rzero=np.where(shared, src["rzero"], 0).astype(np.int16),
+            rnan=np.where(shared, src["rnan"], 0).astype(np.int16),
+            tix=src["tix"].copy(),
+            armv=np.full((self.n_arms, max(nb, 1) * lanes), -1).astype(np.uint64 if wide else np.uint32),
+        )
         self._qs_arrays = arrays
-        self._Q = ens._Q
-        self._Q.fidx = <const int32_t*>cnp.PyArray_DATA(arrays["fidx"])
-        self._Q.rzero = <const int16_t*>cnp.PyArray_DATA(arrays["rzero"])
-        self._Q.rnan = <const int16_t*>cnp.PyArray_DATA(arrays["rnan"])
-        self._Q.tix = <const uint8_t*>cnp.PyArray_DATA(arrays["tix"])
+        _qs_point(&self._Q, arrays, ens._n_trees)
         if self.n_shared == 0:  # nothing to rank (and no x to read): every node is an arm's
             self._Q.nu = 0
         self._armv = cnp.PyArray_DATA(arrays["armv"])
         self._qs_ok = True
         self.bitvector_declined = None
-        return arrays["armv"]
 
     @property
     def kernel(self):
         """What scores this forest now: "bitvector-avx512", "bitvector-avx2" or "walk" (the arm-set walk).
 
-        The bitvector kernels serve it when they serve the ensemble's rows (``row_kernel``) and
-        the arms' bitvectors fit (``bitvector_declined`` says why not); a shared vector whose NaN
-        or zero no single rank serves is walked.
+        The bitvector kernels serve it when they would serve the ensemble's rows
+        (``row_kernel``), or when only arms' features split on categories, and the arms'
+        bitvectors fit (``bitvector_declined`` says why not); a shared vector whose NaN or zero
+        no single rank serves is walked.
         """
         cdef int k = self._kernel()
         return "bitvector-avx512" if k == 2 else ("bitvector-avx2" if k == 1 else "walk")
 
     cdef int _kernel(self) noexcept nogil:
-        return self._ens._kernel() if self._qs_ok else 0
+        cdef int k = _qs_want if _qs_want < _qs_cpu else _qs_cpu
+        if not self._qs_ok or (self._Q.wide and k < 2):  # the wide layout: AVX-512 only, as for rows
+            return 0
+        return k
 
     def _bitvector_tables(self):
         """This forest's own bitvector arrays ("armv", "tix", "fidx", ...), read in place; None if declined.
