@@ -170,6 +170,19 @@ NBA_QS_UNUSED NBA_QS_AVX2 static int nba_qs_ranks_avx2(const nba_qs* q, const do
     return bad;
 }
 
+/* The byte ranks of 64 nodes' features (idx) from the rank table rk = tab0 .. tab3 (64 bytes each):
+ * vpermb for up to 64 features, vpermi2b for up to 128, two of them and a blend on bit 7 beyond. */
+NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_ranks_of512(
+    __m512i idx, __m512i tab0, __m512i tab1, __m512i tab2, __m512i tab3, int nu)
+{
+    if (nu <= 64)
+        return _mm512_permutexvar_epi8(idx, tab0);
+    if (nu <= 128)
+        return _mm512_permutex2var_epi8(tab0, idx, tab1);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
+                                  _mm512_permutex2var_epi8(tab2, idx, tab3));
+}
+
 /* Block b's 16 leaf bitvectors for the byte ranks in tab0 .. tab3 (rk, 64 bytes each). */
 NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_block512(
     const nba_qs* q, int64_t b, __m512i tab0, __m512i tab1, __m512i tab2, __m512i tab3, int nu)
@@ -177,15 +190,7 @@ NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_block5
     __m512i v = _mm512_set1_epi32(-1);
     for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
         __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
-        __m512i r;
-        if (nu <= 64) {
-            r = _mm512_permutexvar_epi8(idx, tab0);
-        } else if (nu <= 128) {
-            r = _mm512_permutex2var_epi8(tab0, idx, tab1);
-        } else {
-            r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
-                                       _mm512_permutex2var_epi8(tab2, idx, tab3));
-        }
+        __m512i r = nba_qs_ranks_of512(idx, tab0, tab1, tab2, tab3, nu);
         __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
         const uint32_t* m = q->mask + (int64_t)g * NBA_QS_GROUP;
         v = _mm512_mask_and_epi32(v, (__mmask16)k, v, _mm512_loadu_si512((const void*)m));
@@ -229,15 +234,7 @@ NBA_QS_AVX512 static inline __attribute__((always_inline)) __m512i nba_qs_block5
     __m512i v = _mm512_set1_epi64(-1);
     for (int32_t g = q->gstart[b]; g < q->gstart[b + 1]; g++) {
         __m512i idx = _mm512_loadu_si512((const void*)(q->feat + (int64_t)g * NBA_QS_GROUP));
-        __m512i r;
-        if (nu <= 64) {
-            r = _mm512_permutexvar_epi8(idx, tab0);
-        } else if (nu <= 128) {
-            r = _mm512_permutex2var_epi8(tab0, idx, tab1);
-        } else {
-            r = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(tab0, idx, tab1),
-                                       _mm512_permutex2var_epi8(tab2, idx, tab3));
-        }
+        __m512i r = nba_qs_ranks_of512(idx, tab0, tab1, tab2, tab3, nu);
         __mmask64 k = _mm512_cmpgt_epu8_mask(r, _mm512_loadu_si512((const void*)(q->tix + (int64_t)g * NBA_QS_GROUP)));
         const uint64_t* m = q->mask64 + (int64_t)g * NBA_QS_GROUP;
         for (int rr = 0; rr < NBA_QS_GROUP / NBA_QS_WLANES; rr++)
@@ -321,13 +318,10 @@ NBA_QS_UNUSED NBA_QS_AVX512 static void nba_qs_forest_avx512w(const nba_qs* q, c
 NBA_QS_AVX512 static inline __m512i nba_qs_gather512(__m512i idx, const uint8_t* rk, int nu)
 {
     __m512i t0 = _mm512_load_si512((const void*)rk), t1 = _mm512_load_si512((const void*)(rk + 64));
-    if (nu <= 64)
-        return _mm512_permutexvar_epi8(idx, t0);
     if (nu <= 128)
-        return _mm512_permutex2var_epi8(t0, idx, t1);
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), _mm512_permutex2var_epi8(t0, idx, t1),
-                                  _mm512_permutex2var_epi8(_mm512_load_si512((const void*)(rk + 128)), idx,
-                                                           _mm512_load_si512((const void*)(rk + 192))));
+        return nba_qs_ranks_of512(idx, t0, t1, t0, t1, nu);
+    return nba_qs_ranks_of512(idx, t0, t1, _mm512_load_si512((const void*)(rk + 128)),
+                              _mm512_load_si512((const void*)(rk + 192)), nu);
 }
 
 /* nba_qs_rows4_avx512 on the wide layout: 8 rounds of 8 lanes per group, whose 8 mask vectors stay in
