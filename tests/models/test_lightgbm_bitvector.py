@@ -112,6 +112,45 @@ def test_nba_tree_kernel_is_read_at_import(ask: str, tree_kernel: str) -> None:
     assert out.strip() == kernel_name(want)
 
 
+_STUB_PROBE = r"""
+#include <Python.h>
+#include "trees_qs.h"
+#include <stdio.h>
+int main(void) {
+    nba_qs q;
+    double x[1] = {0.0}, out[1] = {7.0}, acc[1] = {0.0};
+    Py_ssize_t idx[1] = {0};
+    memset(&q, 0, sizeof q);
+    printf("%d %d %d %g\n", nba_qs_cpu(), nba_qs_row(&q, 2, x, 0, 0, 1, out, 1e-35),
+           nba_qs_forest(&q, 2, x, NULL, idx, 1, acc, 1e-35), out[0]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("portable", [True, False], ids=["stubs", "x86-64"])
+def test_the_kernel_header_compiles_cleanly_and_its_stubs_decline(portable: bool, tree_kernel: str, tmp_path) -> None:
+    """What a wheel for another architecture compiles (NBA_QS_PORTABLE: the same stubs): no CPU support, and
+    every row or forest declined untouched, so the lane chains serve; both forms warning-free."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    if tree_kernel != "lanes":
+        pytest.skip("one compile per form is enough")
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc")
+    core = Path(trees_core.__file__).parent
+    (tmp_path / "probe.c").write_text(_STUB_PROBE)
+    cmd = [gcc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{sysconfig.get_paths()['include']}",
+           f"-I{core}", str(tmp_path / "probe.c"), "-o", str(tmp_path / "probe")]
+    subprocess.run(cmd + (["-DNBA_QS_PORTABLE"] if portable else []), check=True, capture_output=True)
+    if portable:
+        out = subprocess.run([str(tmp_path / "probe")], check=True, capture_output=True, text=True).stdout
+        assert out.split() == ["0", "1", "1", "7"]
+
+
 # ----------------------------------------------------------------------------- what falls back
 
 
