@@ -421,6 +421,8 @@ def test_attributes_and_summary(binary_model) -> None:
     assert s.leaves == sum(t["num_leaves"] for t in booster.dump_model()["tree_info"])
     text = str(s)
     assert "lightgbm" in text and "binary" in text and str(booster.num_trees()) in text
+    assert s.row_kernel == model.row_kernel
+    assert ["row_kernel", model.row_kernel] in [line.split() for line in text.splitlines()]
 
 
 def test_concurrent_scoring_from_threads_gives_the_same_scores(mixed_models) -> None:

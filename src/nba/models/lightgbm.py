@@ -818,7 +818,11 @@ class TreeEnsemble:
         return None if declined is None else str(declined)
 
     def summary(self) -> Summary:
-        """Format and version; objective, tree and leaf counts, depth, features, classes (prints as a table)."""
+        """Format and version; objective, tree and leaf counts, depth, features, classes (prints as a table).
+
+        Also the row kernel that scores the model on this machine now (``row_kernel``) and,
+        when it is not a bitvector one, why (``bitvector_declined``).
+        """
         leaves, depth, ncat = self._parsed_stats
         details = {
             "objective": self.objective,
@@ -830,7 +834,10 @@ class TreeEnsemble:
             "features": self.num_features,
             "categorical_splits": ncat,
             "average_output": self.average_output,
+            "row_kernel": self.row_kernel,
         }
+        if self.bitvector_declined is not None:
+            details["bitvector_declined"] = self.bitvector_declined
         rows = {"format": "lightgbm", "version": self.version, **details}
         width = max(map(len, rows))
         text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows.items())
