@@ -478,6 +478,19 @@ def _qs_tables(const double[::1] thr, const uint32_t[::1] fx, const int32_t[::1]
             "slot": slot, "wide": wide}
 
 
+cdef inline int _qs_asked() noexcept nogil:
+    """The best row kernel asked for that the CPU runs: 2 AVX-512, 1 AVX2, 0 lane chains."""
+    return _qs_want if _qs_want < _qs_cpu else _qs_cpu
+
+
+cdef inline int _qs_kernel(bint ok, const nba_qs* Q) noexcept nogil:
+    """The kernel that scores tables Q (ok: built): _qs_asked, but the wide layout is AVX-512's only."""
+    cdef int k = _qs_asked()
+    if not ok or (Q.wide and k < 2):
+        return 0
+    return k
+
+
 cdef _qs_point(nba_qs* Q, dict t, Py_ssize_t n_trees):
     """Point Q at the arrays of a _qs_tables dict (whose owner keeps them alive)."""
     Q.thr = <const double*>cnp.PyArray_DATA(t["thr"])
@@ -647,15 +660,12 @@ cdef class TreeEnsembleCore:
 
     cdef int _kernel(self) noexcept nogil:
         """The row kernel of this call: 2 bitvector AVX-512, 1 bitvector AVX2, 0 lane chains."""
-        cdef int k = _qs_want if _qs_want < _qs_cpu else _qs_cpu
-        if not self._qs_ok or (self._Q.wide and k < 2):
-            return 0
-        return k
+        return _qs_kernel(self._qs_ok, &self._Q)
 
     @property
     def bitvector_declined(self):
         """Why no bitvector kernel scores this model now (None if one does, or could on a better CPU)."""
-        if self._qs_ok and self._Q.wide and min(_qs_want, _qs_cpu) == 1:  # AVX2 serves, but not these trees
+        if self._qs_ok and self._Q.wide and _qs_asked() == 1:  # AVX2 serves, but not these trees
             return f"trees of more than {_QS_LEAVES} leaves take the bitvector kernel with AVX-512 only"
         return self._declined
 
@@ -931,7 +941,7 @@ cdef enum:
     _K_ARM = 4         # split on an arm feature: a precomputed mask says which arms go right
     _FOREST_STACK = 128  # pending (node, arms) pairs of one walk; bounds the tree depth served
 
-_FOREST_QS_MAX_BYTES = 1 << 26  # arms' bitvectors (4 bytes per arm and tree) beyond which forests walk
+_FOREST_QS_MAX_BYTES = 1 << 26  # arm bitvectors (64 bytes per arm and block of trees) past which forests walk
 
 cdef extern from "trees_qs.h":
     int nba_qs_forest(const nba_qs* q, int kernel, const double* x, const void* armv,
@@ -1052,15 +1062,15 @@ cdef class ArmForestCore:
         if ens._qs_ok:
             src = ens._qs_arrays
         elif ens._declined == "categorical splits":
-            src = _qs_tables(*ens._node_arrays(), cat_ok=True)
-            if isinstance(src, str):
-                self.bitvector_declined = src
-                return
-            dts = np.asarray(<uint8_t[:max(ens._n_nodes, 1)]>ens._dts)[:ens._n_nodes]
-            fxa = np.asarray(ens._node_arrays()[1])
+            nodes = ens._node_arrays()
+            fxa, dts = nodes[1], nodes[4]
             cat = ((fxa & 3) != _K_LEAF) & ((dts & 1) == 1)
             if (np.asarray(x_col)[(fxa[cat] >> 2).astype(np.intp)] >= 0).any():
                 self.bitvector_declined = "categorical splits on shared features"
+                return
+            src = _qs_tables(*nodes, cat_ok=True)
+            if isinstance(src, str):
+                self.bitvector_declined = src
                 return
         else:
             self.bitvector_declined = ens.bitvector_declined
@@ -1102,10 +1112,7 @@ cdef class ArmForestCore:
         return "bitvector-avx512" if k == 2 else ("bitvector-avx2" if k == 1 else "walk")
 
     cdef int _kernel(self) noexcept nogil:
-        cdef int k = _qs_want if _qs_want < _qs_cpu else _qs_cpu
-        if not self._qs_ok or (self._Q.wide and k < 2):  # the wide layout: AVX-512 only, as for rows
-            return 0
-        return k
+        return _qs_kernel(self._qs_ok, &self._Q)
 
     def _bitvector_tables(self):
         """This forest's own bitvector arrays ("armv", "tix", "fidx", ...), read in place; None if declined.

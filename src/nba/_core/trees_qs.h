@@ -326,8 +326,8 @@ NBA_QS_AVX512 static inline __m512i nba_qs_gather512(__m512i idx, const uint8_t*
 
 /* nba_qs_rows4_avx512 on the wide layout: 8 rounds of 8 lanes per group, whose 8 mask vectors stay in
  * registers for the four rows (the wide tables are twice the bytes per node, so sharing them pays more). */
-NBA_QS_AVX512 static int nba_qs_rows4_avx512w(const nba_qs* q, const uint8_t (*rk)[256], int64_t t0, int64_t t1,
-                                              int ntpi, double* out)
+NBA_QS_AVX512 static void nba_qs_rows4_avx512w(const nba_qs* q, const uint8_t (*rk)[256], int64_t t0, int64_t t1,
+                                               int ntpi, double* out)
 {
     int32_t ix[NBA_QS_ROWS][NBA_QS_WLANES] __attribute__((aligned(32)));
     double acc[NBA_QS_ROWS] = {0.0, 0.0, 0.0, 0.0};
@@ -358,7 +358,6 @@ NBA_QS_AVX512 static int nba_qs_rows4_avx512w(const nba_qs* q, const uint8_t (*r
     if (ntpi == 1)
         for (r = 0; r < NBA_QS_ROWS; r++)
             out[r] = acc[r];
-    return 0;
 }
 
 NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, const double* x, int64_t stride,
@@ -375,8 +374,10 @@ NBA_QS_UNUSED NBA_QS_AVX512 static int nba_qs_rows4_avx512(const nba_qs* q, cons
     }
     for (r = 0; r < NBA_QS_ROWS * ntpi; r++)
         out[r] = 0.0;
-    if (q->wide)
-        return bad | nba_qs_rows4_avx512w(q, (const uint8_t (*)[256])rk, t0, t1, ntpi, out);
+    if (q->wide) {
+        nba_qs_rows4_avx512w(q, (const uint8_t (*)[256])rk, t0, t1, ntpi, out);
+        return bad;
+    }
     int64_t b1 = (t1 + NBA_QS_LANES - 1) / NBA_QS_LANES;
     for (int64_t b = t0 / NBA_QS_LANES; b < b1; b++) {
         __m512i v[NBA_QS_ROWS];
