@@ -431,7 +431,7 @@ class _CategoricalPlan(_Plan):
             # An unknown category is logged as given (log_raw, used_features): it must be writable as UTF-8.
             _text(raw, f"{self.where}: category")
         if self.unknown == "error" or self.strict_unknown:
-            shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:37] + "..."
+            shown = _shown(raw)
             how = ("or leave 'categories' out of FeatureSchema(strict=...)" if self.unknown != "error"
                    else "or declare unknown='zeros' or 'other'")
             raise SchemaError(
@@ -439,11 +439,6 @@ class _CategoricalPlan(_Plan):
                 f"declared: {list(self.categories)!r}. Add it to the categories {how}"
             )
         return (self.other_col if self.unknown == "other" else -1), EVENT_UNKNOWN
-
-    def code_of(self, raw: Any) -> float:
-        """The ``encoding="code"`` value of ``raw``: its index in the categories, NaN when missing or unknown."""
-        col = self.column(raw)
-        return math.nan if col < 0 else float(col - self.col)
 
     def encode(self, raw: Any, vals: list[float]) -> int:
         """Write the block for ``raw``; returns what was seen (``EVENT_*`` bits)."""
@@ -825,7 +820,7 @@ class FeatureSchema:
         for key in obj:
             if key in allowed:
                 continue
-            shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "..."
+            shown = _shown(key)
             hint = "."
             if isinstance(key, str):
                 near = [n for n in allowed if n.lower() == key.lower()] or difflib.get_close_matches(key, allowed, 1)
@@ -999,6 +994,12 @@ class FeatureSchema:
                         f"but the schema gives it a numeric or one-hot column; declare "
                         f"Categorical({col!r}, {_short(lists[col])}, encoding='code')"
                     )
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for an error message, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _short(values: list[Any]) -> str:
