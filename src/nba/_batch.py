@@ -236,10 +236,10 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: list[int]) -> N
     n_masked = int(mask.sum()) if mask is not None else 0
     if n_masked and p.strict_missing:
         raise _Bad
+    nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
+    if nan.any() and not p.allow_missing:
+        raise _Bad
     if p.kind == "numeric":
-        nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
-        if nan.any() and not p.allow_missing:
-            raise _Bad
         if np.isinf(x).any():
             raise _Bad
         lo, hi = p.lo, p.hi
@@ -251,25 +251,18 @@ def _encode_column(p: _AnyPlan, s: Any, out: np.ndarray, counts: list[int]) -> N
                 x[below] = lo
                 x[above] = hi
                 counts[3] += int(np.count_nonzero(below)) + int(np.count_nonzero(above))
-        if mask is not None and mask.any():
-            x[mask] = math.nan if p.allow_missing else p.default
-        if n_masked or p.allow_missing:
-            counts[0] += n_masked + int(np.count_nonzero(nan))
-            if not p.allow_missing:
-                counts[1] += n_masked
+        default = p.default
     else:  # boolean: 0/1 (bools included), NaN when missing values are allowed
-        nan = np.isnan(x) if mask is None else (np.isnan(x) & ~mask)
-        if nan.any() and not p.allow_missing:
-            raise _Bad
         ok = (x == 0.0) | (x == 1.0) | nan
         if not (ok if mask is None else ok | mask).all():
             raise _Bad
-        if mask is not None and mask.any():
-            x[mask] = math.nan if p.allow_missing else (1.0 if p.default else 0.0)
-        if n_masked or p.allow_missing:
-            counts[0] += n_masked + int(np.count_nonzero(nan))
-            if not p.allow_missing:
-                counts[1] += n_masked
+        default = 1.0 if p.default else 0.0
+    if mask is not None and mask.any():
+        x[mask] = math.nan if p.allow_missing else default
+    if n_masked or p.allow_missing:
+        counts[0] += n_masked + int(np.count_nonzero(nan))
+        if not p.allow_missing:
+            counts[1] += n_masked
     out[:, p.col] = x
 
 
