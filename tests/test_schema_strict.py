@@ -17,6 +17,7 @@ import nba
 from nba import Boolean, Categorical, ConfigError, FeatureSchema, Numeric, SchemaError
 from nba.log import DecisionRecord, read_records
 from nba.schema import STRICT_CHECKS, FeatureCount
+from tests.schema_paths import assert_paths_agree, checked
 
 
 def _features():
@@ -42,10 +43,6 @@ FULL = {"user_id": "u1", "age": 30, "income": 10.0, "member": True, "opted": Fal
 CTX = {"hour": 9, "device": "android", "ip": "1.2.3.4"}
 
 
-def _checked(s: FeatureSchema, profile, context):
-    return s._vectorize_checked(profile, context, np.empty(s.n_columns))
-
-
 # --------------------------------------------------------------------------- strict mode
 
 
@@ -55,7 +52,7 @@ def test_a_typo_d_key_is_refused_with_the_key_it_meant():
     with pytest.raises(SchemaError, match=r"unknown key 'Age' \(strict mode\); did you mean 'age'\?"):
         s.vectorize(typo, CTX)
     with pytest.raises(SchemaError, match="unknown key 'Age'"):
-        _checked(s, typo, CTX)  # the validating path words it the same
+        checked(s, typo, CTX)  # the validating path words it the same
     with pytest.raises(SchemaError, match="unknown key 'ua'.*extra_context"):
         s.vectorize(FULL, {**CTX, "ua": "firefox"})
 
@@ -214,17 +211,7 @@ def test_compiled_and_validating_paths_give_the_same_vector_error_and_counts(pro
     """The compiled path's strict checks and counts equal the validating path's, for every input shape."""
     profile = None if profile is None else wrap(profile)
     context = None if context is None else wrap(context)
-    fast, slow = schema(strict), schema(strict)
-    try:
-        want = _checked(slow, profile, context)
-    except SchemaError as e:
-        with pytest.raises(SchemaError) as got:
-            fast.vectorize(profile, context)
-        assert str(got.value) == str(e)
-        assert fast.counters() == slow.counters()
-        return
-    np.testing.assert_array_equal(fast.vectorize(profile, context), want)
-    assert fast.counters() == slow.counters()
+    assert_paths_agree(schema(strict), schema(strict), profile, context)
 
 
 _FRAME_VALUES = {
